@@ -1,0 +1,126 @@
+// One schema for every setting. Parsed once at start from the environment, then frozen.
+// Names of the environment variables are the contract (README "Configuration").
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+/** Environment variable name → how it is parsed. Defaults carry their unit in the name. */
+const envSchema = z
+  .object({
+    /** PostgreSQL/TimescaleDB connection string. Unset: the embedded database (see README). */
+    DATABASE_URL: z.string().url().optional(),
+    /** Folder of the embedded database when DATABASE_URL is unset. */
+    DATA_DIR: z.string().min(1).default('./data'),
+    /** Connections in the pg pool (writers + API reads). */
+    DB_POOL_MAX: positiveInt.max(1000).default(10),
+    MQTT_HOST: z.string().min(1).default('0.0.0.0'),
+    MQTT_PORT: port.default(1883),
+    HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+    HTTP_PORT: port.default(8080),
+    /** Bearer token of the admin API. Unset: a random one is generated and printed once. */
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Largest telemetry payload accepted for decoding, bytes; larger ones are quarantined. */
+    MAX_PAYLOAD_BYTES: positiveInt.default(256 * 1024),
+    /** Largest MQTT packet read at all, bytes; a larger one closes the connection. */
+    MAX_PACKET_BYTES: positiveInt.default(1024 * 1024),
+    /** Most simultaneous MQTT connections. */
+    MAX_CONNECTIONS: positiveInt.default(100_000),
+    /** Records measured further in the future than this are quarantined, ms. */
+    MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(5 * 60_000),
+    /** Records measured longer ago than this are quarantined, ms (default 30 days). */
+    MAX_RECORD_AGE_MS: positiveInt.default(30 * 24 * 3_600_000),
+    /** Most rows written by one statement. */
+    BATCH_MAX_ROWS: positiveInt.max(100_000).default(5000),
+    /** Rows the writer holds (queued + being written) before new messages wait. */
+    WRITER_MAX_PENDING_ROWS: positiveInt.default(100_000),
+    /** Statements the writer runs at once (each on its own pool connection). */
+    WRITER_CONCURRENCY: positiveInt.max(64).default(2),
+    /** Longest wait between retries of a failed write, ms. */
+    WRITER_RETRY_MAX_MS: positiveInt.default(2000),
+    /** On SIGTERM, how long to wait for in-flight messages to become durable, ms. */
+    SHUTDOWN_GRACE_MS: positiveInt.default(10_000),
+    /** scrypt cost (N) for new vehicle secrets; secrets are 256-bit random, so a modest cost suffices. */
+    SECRET_SCRYPT_COST: z.coerce.number().int().min(1024).max(1 << 20).refine((n) => (n & (n - 1)) === 0, 'must be a power of two').default(4096),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly dbPoolMax: number;
+  readonly mqtt: { readonly host: string; readonly port: number; readonly maxPacketBytes: number; readonly maxConnections: number };
+  readonly http: { readonly host: string; readonly port: number };
+  readonly adminToken: string | undefined;
+  readonly ingest: {
+    readonly maxPayloadBytes: number;
+    readonly maxClockSkewMs: number;
+    readonly maxRecordAgeMs: number;
+  };
+  readonly writer: {
+    readonly batchMaxRows: number;
+    readonly maxPendingRows: number;
+    readonly concurrency: number;
+    readonly retryMaxMs: number;
+  };
+  readonly shutdownGraceMs: number;
+  readonly secretScryptCost: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CFG_ERR_INVALID';
+}
+
+/** Keys of the environment this schema reads; everything else in process.env is ignored. */
+export const CONFIG_KEYS = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
+
+/**
+ * Parses settings from an environment-like object. Throws a ConfigError naming every
+ * bad key, its value's problem and the fix.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const picked: Record<string, string> = {};
+  for (const key of CONFIG_KEYS) {
+    const v = env[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '?');
+      return `  ${key}=${JSON.stringify(picked[key] ?? '')}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return deepFreeze({
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    dbPoolMax: e.DB_POOL_MAX,
+    mqtt: { host: e.MQTT_HOST, port: e.MQTT_PORT, maxPacketBytes: e.MAX_PACKET_BYTES, maxConnections: e.MAX_CONNECTIONS },
+    http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
+    adminToken: e.ADMIN_TOKEN,
+    ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
+    writer: {
+      batchMaxRows: e.BATCH_MAX_ROWS,
+      maxPendingRows: e.WRITER_MAX_PENDING_ROWS,
+      concurrency: e.WRITER_CONCURRENCY,
+      retryMaxMs: e.WRITER_RETRY_MAX_MS,
+    },
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    secretScryptCost: e.SECRET_SCRYPT_COST,
+    logLevel: e.LOG_LEVEL,
+  });
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,186 @@
+// The embedded MQTT broker: aedes with the gateway's identity rules and the ingest
+// pipeline in its hooks. It never listens by itself; main.ts (or a test) hands it sockets.
+import { Aedes, type AedesPublishPacket, type Client, type Connection, type PublishPacket, type Subscription } from 'aedes';
+import { isValidVin } from '../identity/vin.ts';
+import { verifySecret } from '../identity/secrets.ts';
+import type { ConsentCache } from './consent-cache.ts';
+import { GW_ERR } from './errors.ts';
+import type { Ingest } from './ingest.ts';
+import type { CredentialSource, GatewayMetrics } from './ports.ts';
+
+export interface BrokerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface BrokerDeps {
+  ingest: Ingest;
+  credentials: CredentialSource;
+  consents: ConsentCache;
+  metrics: GatewayMetrics;
+  log: BrokerLogger;
+}
+
+export interface BrokerOptions {
+  /** CONNECT must arrive within this many ms of the TCP connection. Default 10000. */
+  connectTimeoutMs?: number;
+}
+
+export interface Broker {
+  /** Hands a connection to the broker (net.Server's connection listener). */
+  handle(conn: Connection): void;
+  /** Vehicles connected now. */
+  connectedCount(): number;
+  /** Publishes in flight (received, not yet acknowledged). */
+  inFlight(): number;
+  /**
+   * Stops taking new publishes (they are refused, not acknowledged: vehicles resend
+   * them elsewhere or later), then waits up to graceMs for those in flight.
+   */
+  drain(graceMs: number): Promise<{ drained: boolean; left: number }>;
+  close(): Promise<void>;
+}
+
+const NOT_AUTHORIZED = 5; // CONNACK return code, MQTT-3.2.2.3 table 3.1
+
+function authError(msg: string): Error & { returnCode: number } {
+  return Object.assign(new Error(msg), { returnCode: NOT_AUTHORIZED });
+}
+
+/** The one topic a vehicle may publish to. */
+function ownTelemetryTopic(vin: string): string {
+  return `v1/vehicles/${vin}/telemetry`;
+}
+
+/** A filter is allowed when it stays under v1/vehicles/{vin}/ (MQTT-4.7.1: '#' also matches the parent). */
+export function subscriptionAllowed(vin: string, filter: string): boolean {
+  const levels = filter.split('/');
+  if (levels[0] !== 'v1' || levels[1] !== 'vehicles' || levels[2] !== vin) return false;
+  return true;
+}
+
+export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
+  const { ingest, credentials, consents, metrics, log } = deps;
+  let accepting = true;
+  let inFlight = 0;
+  let idleWaiters: (() => void)[] = [];
+
+  const aedes = await Aedes.createBroker({
+    connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    maxClientsIdLength: 23,
+
+    authenticate(client: Client, username, password, done) {
+      const vin = client.id;
+      if (!isValidVin(vin) || username !== vin) {
+        metrics.refused(GW_ERR.CLIENT_ID_MISMATCH);
+        log.warn({ event: 'mqtt_auth_refused', reason: GW_ERR.CLIENT_ID_MISMATCH }, 'client id must be the VIN and equal the username');
+        return done(authError('client id must be the VIN and equal the username') as never, false);
+      }
+      const secret = password ? password.toString('utf8') : '';
+      credentials
+        .getCredentials(vin)
+        .then(async (cred) => {
+          const ok = cred !== null && secret.length > 0 && (await verifySecret(secret, cred.secretHash));
+          if (!ok) {
+            metrics.refused(GW_ERR.BAD_CREDENTIALS);
+            log.warn({ event: 'mqtt_auth_refused', vin, reason: GW_ERR.BAD_CREDENTIALS }, 'unknown vehicle or wrong secret');
+            return done(authError('not authorized') as never, false);
+          }
+          // Consent is loaded before the first message, so the filter never waits for it.
+          await consents.load(vin);
+          done(null, true);
+        })
+        .catch((err: Error) => {
+          log.warn({ event: 'mqtt_auth_failed', vin, err: err.message }, 'authentication could not be checked');
+          // MQTT-3.2.2.3: return code 3, server unavailable (the database did not answer).
+          done(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as never, false);
+        });
+    },
+
+    authorizePublish(client: Client | null, packet: PublishPacket, done) {
+      if (!client) return done(null); // broker-internal publish
+      const vin = client.id;
+      if (packet.topic !== ownTelemetryTopic(vin)) {
+        metrics.refused(GW_ERR.TOPIC_FORBIDDEN);
+        log.warn({ event: 'mqtt_publish_refused', vin, reason: GW_ERR.TOPIC_FORBIDDEN }, 'publish outside the vehicle\'s telemetry topic');
+        // MQTT 3.1.1 has no negative PUBACK: the connection is closed (MQTT-3.3.5-2 allows it).
+        return done(new Error(`${GW_ERR.TOPIC_FORBIDDEN}: ${vin} may publish only to ${ownTelemetryTopic(vin)}`));
+      }
+      if (!accepting) return done(new Error(`${GW_ERR.SHUTTING_DOWN}: not accepting publishes`));
+      // Telemetry is not kept as a retained message: it would sit in broker memory per VIN.
+      packet.retain = false;
+      const t0 = performance.now();
+      const qos = packet.qos;
+      inFlight++;
+      // aedes writes the PUBACK right after this callback: holding it until the rows are
+      // committed is what makes "acknowledged" mean "durable".
+      ingest
+        .handle(vin, packet.payload as Buffer, qos)
+        .then(
+          () => {
+            if (qos > 0) metrics.pubackLatency(performance.now() - t0);
+            done(null);
+          },
+          (err: Error) => done(err),
+        )
+        .finally(() => {
+          inFlight--;
+          if (inFlight === 0 && idleWaiters.length) {
+            const w = idleWaiters;
+            idleWaiters = [];
+            for (const f of w) f();
+          }
+        });
+    },
+
+    authorizeSubscribe(client: Client, sub: Subscription, done) {
+      if (!subscriptionAllowed(client.id, sub.topic)) {
+        metrics.refused(GW_ERR.SUBSCRIBE_FORBIDDEN);
+        log.warn({ event: 'mqtt_subscribe_refused', vin: client.id, reason: GW_ERR.SUBSCRIBE_FORBIDDEN }, 'subscription outside the vehicle\'s topics');
+        return done(null, null); // SUBACK 0x80 (MQTT-3.9.3)
+      }
+      done(null, sub);
+    },
+
+    authorizeForward(client: Client, packet: AedesPublishPacket) {
+      // Defence in depth: only ever deliver a vehicle's own topics to it.
+      return subscriptionAllowed(client.id, packet.topic) ? packet : null;
+    },
+  });
+
+  aedes.on('client', () => metrics.connected(1));
+  aedes.on('clientDisconnect', (client: Client) => {
+    metrics.connected(-1);
+    consents.forget(client.id);
+  });
+  aedes.on('clientError', (client: Client, err: Error) => {
+    log.info({ event: 'mqtt_client_error', vin: client.id, err: err.message }, 'client connection closed on error');
+  });
+  aedes.on('connectionError', (_client: Client, err: Error) => {
+    log.info({ event: 'mqtt_connection_error', err: err.message }, 'connection closed before CONNECT completed');
+  });
+
+  return {
+    handle(conn) {
+      aedes.handle(conn);
+    },
+    connectedCount: () => aedes.connectedClients,
+    inFlight: () => inFlight,
+    async drain(graceMs) {
+      accepting = false;
+      if (inFlight === 0) return { drained: true, left: 0 };
+      const drained = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), graceMs);
+        idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve(true);
+        });
+      });
+      return { drained, left: inFlight };
+    },
+    close() {
+      accepting = false;
+      return new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}

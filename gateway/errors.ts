@@ -1,0 +1,45 @@
+// Reason codes of the gateway. Stored with quarantined data, counted in metrics,
+// logged on refusals; stable: operators and tests match on them.
+export const GW_ERR = {
+  /** The payload is not a TelemetryBatch. */
+  DECODE: 'GW_ERR_DECODE',
+  /** The payload is larger than MAX_PAYLOAD_BYTES. */
+  PAYLOAD_TOO_LARGE: 'GW_ERR_PAYLOAD_TOO_LARGE',
+  /** The payload's vin is not the authenticated VIN. */
+  VIN_MISMATCH: 'GW_ERR_VIN_MISMATCH',
+  /** recorded_at_ms further in the future than MAX_CLOCK_SKEW_MS. */
+  RECORDED_IN_FUTURE: 'GW_ERR_RECORDED_IN_FUTURE',
+  /** recorded_at_ms older than MAX_RECORD_AGE_MS (or before 2000). */
+  RECORDED_TOO_OLD: 'GW_ERR_RECORDED_TOO_OLD',
+  /** seq missing (0) or beyond 2^53. */
+  BAD_SEQ: 'GW_ERR_BAD_SEQ',
+  /** A value that is NaN or infinite. */
+  NOT_FINITE: 'GW_ERR_NOT_FINITE',
+  /** A value outside its physical range. */
+  OUT_OF_RANGE: 'GW_ERR_OUT_OF_RANGE',
+  /** The database refused the message's rows (not an outage). */
+  STORAGE_REJECTED: 'GW_ERR_STORAGE_REJECTED',
+  /** Connection refused: unknown VIN or wrong secret. */
+  BAD_CREDENTIALS: 'GW_ERR_BAD_CREDENTIALS',
+  /** Connection refused: client id is not the username (VIN). */
+  CLIENT_ID_MISMATCH: 'GW_ERR_CLIENT_ID_MISMATCH',
+  /** Publish to a topic other than the vehicle's own telemetry topic. */
+  TOPIC_FORBIDDEN: 'GW_ERR_TOPIC_FORBIDDEN',
+  /** Subscription outside v1/vehicles/{VIN}/#. */
+  SUBSCRIBE_FORBIDDEN: 'GW_ERR_SUBSCRIBE_FORBIDDEN',
+  /** The database is unavailable: no PUBACK, the vehicle resends. */
+  STORAGE_UNAVAILABLE: 'GW_ERR_STORAGE_UNAVAILABLE',
+  /** The gateway is shutting down. */
+  SHUTTING_DOWN: 'GW_ERR_SHUTTING_DOWN',
+} as const;
+
+export type GatewayErrorCode = (typeof GW_ERR)[keyof typeof GW_ERR];
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode;
+  constructor(code: GatewayErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.name = 'GatewayError';
+  }
+}

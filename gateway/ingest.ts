@@ -1,0 +1,156 @@
+// One MQTT message in, rows out: decode → validate → privacy filter → batch writer.
+// The returned promise settles when the message may be acknowledged: for QoS 1 once
+// every record is durable (stored or quarantined), for QoS 0 as soon as the writer has
+// room. It rejects only when the message must NOT be acknowledged (shutdown).
+import { createHash } from 'node:crypto';
+import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../proto/index.ts';
+import { filterFor } from '../filters/privacy.ts';
+import type { ConsentCache, ConsentTimeline } from './consent-cache.ts';
+import { GW_ERR, GatewayError, type GatewayErrorCode } from './errors.ts';
+import { validateRecord } from './validate.ts';
+import type { GatewayMetrics, QuarantineRowOut, TelemetryRowOut, TelemetrySink } from './ports.ts';
+
+export interface IngestLimits {
+  /** Payloads larger than this are quarantined without their bytes. */
+  maxPayloadBytes: number;
+  maxClockSkewMs: number;
+  maxRecordAgeMs: number;
+}
+
+export interface Ingest {
+  handle(vin: string, payload: Buffer, qos: 0 | 1 | 2): Promise<void>;
+}
+
+export interface IngestDeps {
+  sink: TelemetrySink;
+  consents: ConsentCache;
+  limits: IngestLimits;
+  metrics: GatewayMetrics;
+  now?: () => number;
+  /** Called for message-level failures worth a log line (never with payload contents). */
+  onQuarantine?: (vin: string, reason: string, detail: string) => void;
+}
+
+function dedupeKey(vin: string, reason: string, bytes: Uint8Array): Buffer {
+  return createHash('sha256').update(vin).update('\0').update(reason).update('\0').update(bytes).digest();
+}
+
+export function createIngest(deps: IngestDeps): Ingest {
+  const { sink, consents, limits, metrics } = deps;
+  const now = deps.now ?? Date.now;
+
+  function messageQuarantine(vin: string, reason: GatewayErrorCode, detail: string, payload: Buffer, keepBytes: boolean): QuarantineRowOut {
+    metrics.quarantined(reason, 1);
+    deps.onQuarantine?.(vin, reason, detail);
+    return {
+      vin,
+      reason,
+      detail,
+      seq: null,
+      recordedAtMs: null,
+      payload: keepBytes ? payload : null,
+      payloadBytes: payload.length,
+      dedupeKey: dedupeKey(vin, reason, payload),
+    };
+  }
+
+  async function timeline(vin: string): Promise<ConsentTimeline> {
+    return consents.peek(vin) ?? consents.load(vin);
+  }
+
+  async function build(vin: string, payload: Buffer): Promise<{ telemetry: TelemetryRowOut[]; quarantine: QuarantineRowOut[] }> {
+    const telemetry: TelemetryRowOut[] = [];
+    const quarantine: QuarantineRowOut[] = [];
+    if (payload.length > limits.maxPayloadBytes) {
+      // Bytes not kept: storing them would let anyone fill the quarantine.
+      quarantine.push(messageQuarantine(vin, GW_ERR.PAYLOAD_TOO_LARGE, `${payload.length} bytes > ${limits.maxPayloadBytes}`, payload, false));
+      return { telemetry, quarantine };
+    }
+    const tl = await timeline(vin);
+    // Raw bytes may contain a position: keep them only if location processing is allowed now.
+    const keepRaw = tl.current().location;
+    let batch: { vin: string; records: ITelemetryRecord[] };
+    try {
+      batch = TelemetryBatch.decode(payload);
+    } catch (err) {
+      quarantine.push(messageQuarantine(vin, GW_ERR.DECODE, (err as Error).message.slice(0, 200), payload, keepRaw));
+      return { telemetry, quarantine };
+    }
+    if (batch.vin !== vin) {
+      // The authenticated identity wins; a payload naming another vehicle is not trusted.
+      quarantine.push(messageQuarantine(vin, GW_ERR.VIN_MISMATCH, `payload vin ${JSON.stringify(batch.vin.slice(0, 32))} is not the authenticated vin`, payload, keepRaw));
+      return { telemetry, quarantine };
+    }
+    const t = now();
+    for (const rec of batch.records) {
+      const v = validateRecord(rec, t, limits);
+      if (!v.ok) {
+        // The record is kept in quarantine as re-encoded bytes, without its location
+        // when that was refused when measured or now.
+        const recMs = Number(rec.recordedAtMs ?? 0);
+        const state = Number.isSafeInteger(recMs) ? tl.stateFor(recMs) : tl.current();
+        const copy: ITelemetryRecord = { seq: rec.seq ?? null, recordedAtMs: rec.recordedAtMs ?? null };
+        if (rec.technical) copy.technical = rec.technical;
+        if (rec.consumption) copy.consumption = rec.consumption;
+        if (rec.location && state.location) copy.location = rec.location;
+        const bytes = Buffer.from(TelemetryRecord.encode(copy).finish());
+        const seq = Number(rec.seq ?? 0);
+        metrics.quarantined(v.reason, 1);
+        quarantine.push({
+          vin,
+          reason: v.reason,
+          detail: v.detail,
+          seq: Number.isSafeInteger(seq) ? seq : null,
+          recordedAtMs: Number.isSafeInteger(recMs) && Math.abs(recMs) < 8.64e15 ? recMs : null,
+          payload: bytes,
+          payloadBytes: bytes.length,
+          dedupeKey: dedupeKey(vin, v.reason, bytes),
+        });
+        continue;
+      }
+      const f = filterFor(tl.stateFor(v.recordedAtMs))({
+        vin,
+        seq: v.seq,
+        recordedAtMs: v.recordedAtMs,
+        technical: rec.technical ?? null,
+        consumption: rec.consumption ?? null,
+        location: rec.location ?? null,
+      });
+      telemetry.push(f as TelemetryRowOut);
+    }
+    return { telemetry, quarantine };
+  }
+
+  async function writeDurably(vin: string, payload: Buffer, item: { telemetry: TelemetryRowOut[]; quarantine: QuarantineRowOut[] }): Promise<void> {
+    try {
+      await sink.write(item);
+      if (item.telemetry.length) metrics.recordsStored(item.telemetry.length);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'STO_ERR_REJECTED') {
+        // The database refused these rows (not an outage): resending would not help, so
+        // the message goes to quarantine and is acknowledged.
+        const tl = consents.peek(vin);
+        const keep = tl ? tl.current().location : false;
+        await sink.write({ telemetry: [], quarantine: [messageQuarantine(vin, GW_ERR.STORAGE_REJECTED, (err as Error).message.slice(0, 200), payload, keep)] });
+        return;
+      }
+      throw new GatewayError(GW_ERR.SHUTTING_DOWN, 'not written: the gateway is shutting down');
+    }
+  }
+
+  return {
+    async handle(vin, payload, qos) {
+      metrics.messageReceived(qos);
+      const item = await build(vin, payload);
+      const done = writeDurably(vin, payload, item);
+      if (qos === 0) {
+        // No acknowledgement to hold, but still backpressure: wait while the writer is full.
+        done.catch(() => {});
+        if (!sink.hasRoom()) await sink.whenRoom();
+        return;
+      }
+      await done;
+    },
+  };
+}

@@ -1,0 +1,68 @@
+// What the gateway needs from the outside, as interfaces. main.ts hands in the storage
+// implementations; the gateway never imports storage/ itself.
+
+type GroupValues = { readonly [field: string]: number | null | undefined };
+
+export interface TelemetryRowOut {
+  vin: string;
+  seq: number;
+  recordedAtMs: number;
+  technical: GroupValues | null;
+  consumption: GroupValues | null;
+  location: GroupValues | null;
+  shareObfcm: boolean;
+}
+
+export interface QuarantineRowOut {
+  vin: string | null;
+  reason: string;
+  detail: string;
+  seq: number | null;
+  recordedAtMs: number | null;
+  payload: Buffer | null;
+  payloadBytes: number;
+  dedupeKey: Buffer;
+}
+
+/** The batch writer, as the gateway sees it. */
+export interface TelemetrySink {
+  /** Resolves once durable. Rejects with a `code`: STO_ERR_REJECTED (bad data) or STO_ERR_CLOSED. */
+  write(item: { telemetry: readonly TelemetryRowOut[]; quarantine: readonly QuarantineRowOut[] }): Promise<void>;
+  hasRoom(): boolean;
+  whenRoom(): Promise<void>;
+}
+
+export interface ConsentPeriodIn {
+  sinceMs: number;
+  location: boolean;
+  co2Sharing: boolean;
+}
+
+export interface ConsentSource {
+  timeline(vin: string, sinceMs: number): Promise<ConsentPeriodIn[]>;
+}
+
+export interface CredentialSource {
+  getCredentials(vin: string): Promise<{ vin: string; secretHash: string } | null>;
+}
+
+/** Counters and histograms the gateway reports; main.ts wires them to Prometheus. */
+export interface GatewayMetrics {
+  messageReceived(qos: number): void;
+  recordsStored(n: number): void;
+  quarantined(reason: string, n: number): void;
+  refused(reason: string): void;
+  pubackLatency(ms: number): void;
+  connected(delta: number): void;
+  consentCache(event: 'hit' | 'miss' | 'reload'): void;
+}
+
+export const noopMetrics: GatewayMetrics = {
+  messageReceived() {},
+  recordsStored() {},
+  quarantined() {},
+  refused() {},
+  pubackLatency() {},
+  connected() {},
+  consentCache() {},
+};

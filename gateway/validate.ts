@@ -1,0 +1,102 @@
+// Record validation: identity, time and physical plausibility. A record that fails is
+// quarantined with the first reason found; the rest of its batch goes on.
+import type { ITelemetryRecord } from '../proto/index.ts';
+import { GW_ERR, type GatewayErrorCode } from './errors.ts';
+
+type Range = readonly [min: number, max: number];
+
+/**
+ * Physical ranges, generous on purpose: they catch broken sensors and garbage, not
+ * unusual driving. Fields without an entry are only checked for being finite.
+ */
+export const RANGES: Readonly<Record<'technical' | 'consumption' | 'location', Readonly<Record<string, Range>>>> = {
+  technical: {
+    odometerKm: [0, 5_000_000],
+    speedKmh: [0, 500],
+    fuelLevelPct: [0, 100],
+    batterySocPct: [0, 100],
+    engineRpm: [0, 25_000],
+    coolantTempC: [-60, 200],
+    outsideTempC: [-80, 70],
+    auxBatteryVoltageV: [0, 60],
+    remainingRangeKm: [0, 10_000],
+    engineOilTempC: [-60, 250],
+  },
+  consumption: {
+    totalFuelConsumedL: [0, 10_000_000],
+    totalDistanceKm: [0, 5_000_000],
+    totalFuelConsumedChargeDepletingL: [0, 10_000_000],
+    totalFuelConsumedChargeIncreasingL: [0, 10_000_000],
+    totalDistanceChargeDepletingEngineOffKm: [0, 5_000_000],
+    totalDistanceChargeDepletingEngineRunningKm: [0, 5_000_000],
+    totalDistanceChargeIncreasingKm: [0, 5_000_000],
+    totalGridEnergyIntoBatteryKwh: [0, 100_000_000],
+  },
+  location: {
+    latitude: [-90, 90],
+    longitude: [-180, 180],
+    headingDeg: [0, 360],
+    altitudeM: [-1000, 10_000],
+    accuracyM: [0, 1_000_000],
+  },
+};
+
+/** 2000-01-01: no connected car measured anything before it; catches unset clocks. */
+const MIN_RECORDED_MS = 946_684_800_000;
+
+export interface ValidRecord {
+  seq: number;
+  recordedAtMs: number;
+}
+
+export type Validation = { ok: true; seq: number; recordedAtMs: number } | { ok: false; reason: GatewayErrorCode; detail: string };
+
+export interface TimeLimits {
+  maxClockSkewMs: number;
+  maxRecordAgeMs: number;
+}
+
+type LongLike = number | { low: number; high: number; toNumber(): number } | null | undefined;
+
+/** uint64/int64 → number, or null when beyond 2^53 (no silent rounding). */
+export function longToNumber(v: LongLike): number | null {
+  if (v == null) return 0;
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? v : null;
+  const n = v.toNumber();
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+function checkGroup(group: keyof typeof RANGES, values: object | null | undefined): Validation | null {
+  if (values == null) return null;
+  const ranges = RANGES[group];
+  for (const key in values) {
+    if (!Object.prototype.hasOwnProperty.call(values, key)) continue;
+    const v = (values as Record<string, unknown>)[key];
+    if (v == null) continue;
+    if (typeof v !== 'number') continue; // generated code only ever sets numbers here
+    if (!Number.isFinite(v)) return { ok: false, reason: GW_ERR.NOT_FINITE, detail: `${group}.${key} is ${v}` };
+    const range = ranges[key];
+    if (range && (v < range[0] || v > range[1])) {
+      return { ok: false, reason: GW_ERR.OUT_OF_RANGE, detail: `${group}.${key}=${v} outside [${range[0]}, ${range[1]}]` };
+    }
+  }
+  return null;
+}
+
+export function validateRecord(r: ITelemetryRecord, nowMs: number, limits: TimeLimits): Validation {
+  const seq = longToNumber(r.seq as LongLike);
+  if (seq === null || seq <= 0) return { ok: false, reason: GW_ERR.BAD_SEQ, detail: `seq must be in [1, 2^53), got ${String(r.seq)}` };
+  const t = longToNumber(r.recordedAtMs as LongLike);
+  if (t === null) return { ok: false, reason: GW_ERR.RECORDED_IN_FUTURE, detail: 'recorded_at_ms beyond 2^53' };
+  if (t > nowMs + limits.maxClockSkewMs) {
+    return { ok: false, reason: GW_ERR.RECORDED_IN_FUTURE, detail: `recorded_at_ms ${t} is ${t - nowMs} ms ahead of the gateway clock` };
+  }
+  if (t < nowMs - limits.maxRecordAgeMs || t < MIN_RECORDED_MS) {
+    return { ok: false, reason: GW_ERR.RECORDED_TOO_OLD, detail: `recorded_at_ms ${t} is older than the accepted horizon` };
+  }
+  return (
+    checkGroup('technical', r.technical) ??
+    checkGroup('consumption', r.consumption) ??
+    checkGroup('location', r.location) ?? { ok: true, seq, recordedAtMs: t }
+  );
+}

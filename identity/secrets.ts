@@ -1,0 +1,43 @@
+// Vehicle secrets and admin tokens: generated with a CSPRNG, stored only as salted scrypt
+// hashes, compared in constant time. Format of a hash: scrypt$N$r$p$salt_b64$hash_b64.
+import { randomBytes, scrypt, timingSafeEqual, createHash } from 'node:crypto';
+
+const KEY_LEN = 32;
+
+/** A fresh secret: 256 random bits, base64url (43 characters). */
+export function newSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+function scryptAsync(secret: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(secret, salt, KEY_LEN, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+/**
+ * Hashes a secret. `cost` is scrypt's N (power of two). The secrets are 256-bit random
+ * values, not passwords: brute force is hopeless whatever the cost, so N stays modest
+ * and a reconnect storm of thousands of vehicles does not starve the CPU.
+ */
+export async function hashSecret(secret: string, cost = 4096): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scryptAsync(secret, salt, cost, 8, 1);
+  return `scrypt$${cost}$8$1$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+export async function verifySecret(secret: string, stored: string): Promise<boolean> {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [, n, r, p, salt, hash] = parts as [string, string, string, string, string, string];
+  const expected = Buffer.from(hash, 'base64');
+  const key = await scryptAsync(secret, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p));
+  return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+/** Constant-time comparison of two tokens of any length (hashes first, so lengths match). */
+export function tokensEqual(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}

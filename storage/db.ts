@@ -1,0 +1,146 @@
+// The one seam between the storage code and a PostgreSQL server. Repositories and the
+// batch writer speak SQL through `Db`; which server answers is the composition root's choice.
+import pg from 'pg';
+
+export interface QueryResult<R> {
+  rows: R[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+export interface Db extends Queryable {
+  /** 'timescaledb' when the extension is loaded in this database, else 'postgres'. Set by migrate(). */
+  readonly kind: string;
+  /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** LISTEN on a channel; returns a function that stops listening. */
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
+  /** Pool usage, for metrics. */
+  stats(): { total: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}
+
+export interface PgDbOptions {
+  /** Most pool connections. Default 10. */
+  max?: number;
+  /** Give up acquiring a connection after this long, ms. Default 5000. */
+  connectionTimeoutMs?: number;
+  /** Name shown in pg_stat_activity. */
+  applicationName?: string;
+  onError?: (err: Error) => void;
+}
+
+// int8 → number: our bigint columns (seq, ids) stay well below 2^53.
+pg.types.setTypeParser(20, (v: string) => Number(v));
+
+export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db & { setKind(kind: string): void } {
+  const pool = new pg.Pool({
+    connectionString,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    application_name: opts.applicationName ?? 'cardata-gateway',
+  });
+  // An idle client losing its connection must not crash the process: the pool drops it.
+  pool.on('error', (err) => opts.onError?.(err));
+  let kind = 'postgres';
+  const listeners = new Set<pg.Client>();
+
+  return {
+    get kind() {
+      return kind;
+    },
+    setKind(k: string) {
+      kind = k;
+    },
+    async query<R>(text: string, params?: readonly unknown[]) {
+      const r = await pool.query(text, params as unknown[] | undefined);
+      return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+    },
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const tx: Queryable = {
+          async query<R>(text: string, params?: readonly unknown[]) {
+            const r = await client.query(text, params as unknown[] | undefined);
+            return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+          },
+        };
+        const out = await fn(tx);
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
+        }
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async listen(channel, onMessage, onReconnect) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
+      let stopped = false;
+      let client: pg.Client | null = null;
+      let retryTimer: NodeJS.Timeout | null = null;
+      const connect = async (isReconnect: boolean): Promise<void> => {
+        const c = new pg.Client({ connectionString, application_name: `${opts.applicationName ?? 'cardata-gateway'}-listen` });
+        c.on('notification', (n) => {
+          if (n.channel === channel) onMessage(n.payload ?? '');
+        });
+        c.on('error', (err) => {
+          opts.onError?.(err);
+          scheduleReconnect();
+        });
+        c.on('end', () => scheduleReconnect());
+        await c.connect();
+        await c.query(`LISTEN ${channel}`);
+        client = c;
+        listeners.add(c);
+        // Notifications sent while we were away are lost: the caller reloads its state.
+        if (isReconnect) onReconnect?.();
+      };
+      const scheduleReconnect = () => {
+        if (stopped || retryTimer) return;
+        if (client) {
+          listeners.delete(client);
+          client.removeAllListeners('end');
+          client.end().catch(() => {});
+          client = null;
+        }
+        retryTimer = setTimeout(() => {
+          retryTimer = null;
+          connect(true).catch(() => scheduleReconnect());
+        }, 500);
+        retryTimer.unref();
+      };
+      await connect(false);
+      return async () => {
+        stopped = true;
+        if (retryTimer) clearTimeout(retryTimer);
+        const c = client;
+        client = null;
+        if (c) {
+          listeners.delete(c);
+          c.removeAllListeners('end');
+          await c.end().catch(() => {});
+        }
+      };
+    },
+    stats() {
+      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+    },
+    async close() {
+      for (const c of listeners) await c.end().catch(() => {});
+      listeners.clear();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// Vehicles and their MQTT credentials. Only a salted scrypt hash of a secret is stored.
+import type { Db } from './db.ts';
+import { StorageError } from './errors.ts';
+
+export interface VehicleCredentials {
+  vin: string;
+  ownerId: string;
+  secretHash: string;
+}
+
+export interface VehicleRepo {
+  /** Inserts a vehicle; STO_ERR_CONFLICT when the VIN exists. */
+  create(v: VehicleCredentials): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
+  getCredentials(vin: string): Promise<VehicleCredentials | null>;
+  list(opts?: { limit?: number; afterVin?: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }[]>;
+}
+
+export function createVehicleRepo(db: Db): VehicleRepo {
+  return {
+    async create(v) {
+      try {
+        const r = await db.query<{ vin: string; owner_id: string; created_at: Date }>(
+          'INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, $2, $3) RETURNING vin, owner_id, created_at',
+          [v.vin, v.ownerId, v.secretHash],
+        );
+        const row = r.rows[0]!;
+        return { vin: row.vin, ownerId: row.owner_id, createdAt: row.created_at };
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') throw new StorageError('STO_ERR_CONFLICT', `vehicle ${v.vin} is already provisioned`);
+        throw err;
+      }
+    },
+    async getCredentials(vin) {
+      const r = await db.query<{ vin: string; owner_id: string; secret_hash: string }>(
+        'SELECT vin, owner_id, secret_hash FROM vehicles WHERE vin = $1',
+        [vin],
+      );
+      const row = r.rows[0];
+      return row ? { vin: row.vin, ownerId: row.owner_id, secretHash: row.secret_hash } : null;
+    },
+    async list(opts = {}) {
+      const r = await db.query<{ vin: string; owner_id: string; created_at: Date }>(
+        'SELECT vin, owner_id, created_at FROM vehicles WHERE vin > $1 ORDER BY vin LIMIT $2',
+        [opts.afterVin ?? '', opts.limit ?? 100],
+      );
+      return r.rows.map((x) => ({ vin: x.vin, ownerId: x.owner_id, createdAt: x.created_at }));
+    },
+  };
+}
