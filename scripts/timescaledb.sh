@@ -129,7 +129,7 @@ stop() {
   if running; then as_pg "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -m fast -w stop >/dev/null; fi
 }
 
-psql_su() { as_pg /usr/bin/psql -h /tmp -p "$TSDB_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql_su() { as_pg env PGOPTIONS="-c client_min_messages=warning" /usr/bin/psql -h /tmp -p "$TSDB_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 ensure_db() {
   psql_su -d postgres -c "DO \$\$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='$TSDB_USER') THEN CREATE ROLE $TSDB_USER LOGIN CREATEDB PASSWORD '$TSDB_PASSWORD'; END IF; END\$\$;"

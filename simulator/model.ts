@@ -159,14 +159,14 @@ function powertrainFor(kind: VehicleKind, rng: Rng): Powertrain {
       return {
         massKg: rng.uniform(1200, 1700), cdA: rng.uniform(0.6, 0.75), rollingResistance: 0.011,
         maxPowerW: rng.uniform(75, 150) * 1000, tankL: rng.pick([45, 50, 55, 60]),
-        batteryKwh: 0, workPerLitreJ: 32e6 * 0.25, idleFuelLph: 0.8,
+        batteryKwh: 0, workPerLitreJ: 32e6 * 0.28, idleFuelLph: 0.8,
         gearRpmPerKmh: petrolGears, idleRpm: 800, maxRpm: 6500, nominalL100: 6.8, nominalKwh100: 0,
       };
     case 'diesel':
       return {
         massKg: rng.uniform(1400, 1900), cdA: rng.uniform(0.62, 0.8), rollingResistance: 0.011,
         maxPowerW: rng.uniform(85, 170) * 1000, tankL: rng.pick([50, 55, 60, 70]),
-        batteryKwh: 0, workPerLitreJ: 36e6 * 0.32, idleFuelLph: 0.6,
+        batteryKwh: 0, workPerLitreJ: 36e6 * 0.34, idleFuelLph: 0.6,
         gearRpmPerKmh: dieselGears, idleRpm: 750, maxRpm: 4500, nominalL100: 5.6, nominalKwh100: 0,
       };
     case 'bev':
@@ -284,10 +284,13 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
   const coldStart = rng.chance(0.6);
   let coolantC = coldStart ? outsideTempC() + rng.uniform(0, 3) : rng.uniform(60, 88);
   let oilC = coldStart ? coolantC : coolantC - rng.uniform(0, 10);
-  let auxVoltage = 12.6;
+  let auxVoltage = 0; // set from the start state below
   let gear = 1;
   let rpm = 0;
   let load = 0;
+
+  let simS = 0;
+  let lastMs: number | undefined;
 
   // Driver state machine.
   let road: Road = rng.chance(0.7) ? 'urban' : 'rural';
@@ -307,9 +310,6 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
     phaseEndsS = cruiseDuration();
   }
 
-  let simS = 0;
-  let lastMs: number | undefined;
-
   function cruiseTarget(): number {
     let kmh: number;
     if (road === 'urban') kmh = rng.uniform(30, 55);
@@ -321,7 +321,7 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
   function cruiseDuration(): number {
     if (road === 'urban') return simS + rng.uniform(10, 60);
     if (road === 'rural') return simS + rng.uniform(30, 180);
-    return simS + rng.uniform(60, 600);
+    return simS + rng.uniform(60, 300);
   }
 
   function stopDuration(): number {
@@ -336,10 +336,10 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
   function maybeChangeRoad(): boolean {
     const u = rng.next();
     const before = road;
-    if (road === 'urban' && u < 0.15) road = 'rural';
+    if (road === 'urban' && u < 0.1) road = 'rural';
     else if (road === 'rural' && u < 0.2) road = 'urban';
-    else if (road === 'rural' && u < 0.4) road = 'highway';
-    else if (road === 'highway' && u < 0.15) road = 'rural';
+    else if (road === 'rural' && u < 0.32) road = 'highway';
+    else if (road === 'highway' && u < 0.3) road = 'rural';
     if (road === before) return false;
     if (kind === 'phev' && road === 'highway' && hybridMode === 'cd' && soc() < 0.5 && rng.chance(0.15)) {
       hybridMode = 'ci';
@@ -425,7 +425,8 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
           return;
         }
         const stopChance = road === 'urban' ? 0.5 : road === 'rural' ? 0.15 : 0.03;
-        goTo(rng.chance(stopChance) ? 0 : cruiseTarget());
+        const needsEnergy = (kind === 'bev' && soc() < 0.12) || (hasEngine && fuelL < 0.08 * pt.tankL);
+        goTo(needsEnergy || rng.chance(stopChance) ? 0 : cruiseTarget());
         return;
       }
       default:
@@ -433,7 +434,7 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
     }
   }
 
-  function stepHeading(dt: number, distM: number): void {
+  function stepHeading(dt: number): void {
     if (speedMs < 0.5) return;
     if (pendingTurnDeg !== 0) {
       // Junction turn, at most as fast as 3 m/s² of lateral acceleration allows.
@@ -454,7 +455,6 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
     const lateralLimit = toDeg(2 / Math.max(speedMs, 1));
     headingRate = clamp(headingRate, -lateralLimit, lateralLimit);
     headingDeg = wrapDeg(headingDeg + headingRate * dt);
-    void distM;
   }
 
   function stepPosition(distM: number): void {
@@ -605,14 +605,16 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
     const accuracyMean = road === 'urban' ? 7 : 4;
     accuracyM = clamp(accuracyM + ((accuracyMean - accuracyM) / 10) * dt + 0.5 * Math.sqrt(dt) * rng.gaussian(), 1.5, 30);
 
-    // 12 V rail: alternator or DC-DC converter while the car is on, resting battery otherwise.
-    let targetV: number;
-    if (phase === 'refuel') targetV = 12.5;
-    else if (engineOn) targetV = outsideTempC() < 5 ? 14.3 : 14.1;
-    else if (phase === 'charge') targetV = 13.6;
-    else targetV = hasBattery ? 13.8 : 12.6;
-    auxVoltage += ((targetV - auxVoltage) * Math.min(dt, 5)) / 5 + 0.02 * Math.sqrt(dt) * rng.gaussian();
+    auxVoltage += ((auxTargetVoltage() - auxVoltage) * Math.min(dt, 5)) / 5 + 0.02 * Math.sqrt(dt) * rng.gaussian();
     auxVoltage = clamp(auxVoltage, 11.8, 14.8);
+  }
+
+  /** 12 V rail: alternator or DC-DC converter while the car is on, resting battery otherwise. */
+  function auxTargetVoltage(): number {
+    if (phase === 'refuel') return 12.5;
+    if (engineOn) return outsideTempC() < 5 ? 14.3 : 14.1;
+    if (phase === 'charge') return 13.6;
+    return hasBattery ? 13.8 : 12.6;
   }
 
   function step(dt: number): void {
@@ -633,37 +635,29 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
     const distM = ((v0 + v1) / 2) * dt;
     const distKm = distM / 1000;
 
-    stepHeading(dt, distM);
+    stepHeading(dt);
     stepPosition(distM);
     odometerKm += distKm;
     stepEnergy(dt, wheelPowerW((v0 + v1) / 2, powerLimited), distKm);
     stepEngine(dt);
     stepEnvironment(dt);
-
-    // Consumption averages weighted by distance, about the last 50 km.
-    if (distKm > 0) {
-      const w = Math.min(1, distKm / 50);
-      if (hasEngine && kind !== 'phev') avgL100 += w * (fuelSinceLast(distKm) - avgL100);
-      void w;
-    }
   }
 
-  // Range estimates from the consumption averages; the running averages above
-  // are smoothed over tens of km, so use the last step's rate only weakly.
-  let lastFuelTotal = fuelTotalL;
-  let lastBatteryKwh = batteryKwh;
-  function fuelSinceLast(distKm: number): number {
-    const used = fuelTotalL - lastFuelTotal;
-    lastFuelTotal = fuelTotalL;
-    return distKm > 0 ? (used / distKm) * 100 : avgL100;
-  }
-  function updateBatteryAverage(distKm: number): void {
-    const used = lastBatteryKwh - batteryKwh;
-    lastBatteryKwh = batteryKwh;
-    if (kind === 'bev' && distKm > 0 && used > 0) {
-      const w = Math.min(1, distKm / 50);
-      avgKwh100 += w * ((used / distKm) * 100 - avgKwh100);
-    }
+  // The range estimate divides by consumption averaged over roughly the last
+  // 50 km (weighted by distance), like a trip computer: an instantaneous rate
+  // would make the range jump with every press of the pedal.
+  let fuelAtLastAverage = fuelTotalL;
+  let batteryAtLastAverage = batteryKwh;
+  function updateAverages(distKm: number): void {
+    const fuelUsed = fuelTotalL - fuelAtLastAverage;
+    const energyUsed = batteryAtLastAverage - batteryKwh;
+    fuelAtLastAverage = fuelTotalL;
+    batteryAtLastAverage = batteryKwh;
+    if (distKm <= 0) return;
+    const w = Math.min(1, distKm / 50);
+    if (kind === 'petrol' || kind === 'diesel') avgL100 += w * ((fuelUsed / distKm) * 100 - avgL100);
+    // Charging raises the battery energy; only a drop is consumption.
+    if (kind === 'bev' && energyUsed > 0) avgKwh100 += w * ((energyUsed / distKm) * 100 - avgKwh100);
   }
 
   function remainingRangeKm(): number {
@@ -721,7 +715,7 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
 
   // First sample before any driving: set rpm and voltage for the start state.
   stepEngine(0);
-  if (engineOn) auxVoltage = 14.0;
+  auxVoltage = auxTargetVoltage();
 
   return {
     kind,
@@ -740,7 +734,7 @@ export function createVehicleModel(kind: VehicleKind, seed: number, options: Veh
         step(dt);
         remaining -= dt;
       }
-      updateBatteryAverage(odometerKm - odoBefore);
+      updateAverages(odometerKm - odoBefore);
       return sample();
     },
   };

@@ -1,0 +1,77 @@
+// buildApp(): the HTTP API as a fastify instance that never listens by itself.
+// Each route group is a plugin; request and response bodies are zod schemas, so a
+// field a schema does not list cannot leak into a response.
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { ApiError, problem, type ApiErrorCode } from './errors.ts';
+import { healthRoutes, type Readiness } from './routes/health.ts';
+import { adminRoutes, type AdminDeps } from './routes/admin.ts';
+
+export interface AppDeps {
+  readiness: Readiness;
+  admin: AdminDeps;
+}
+
+export interface AppOptions {
+  /** A pino logger to use (the gateway's own); none: no logging. */
+  loggerInstance?: FastifyBaseLogger;
+  /** Largest request body, bytes. Default 65536. */
+  bodyLimitBytes?: number;
+}
+
+export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: false }),
+    bodyLimit: opts.bodyLimitBytes ?? 65_536,
+    // Request ids in logs; taken from the caller when it sends one.
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.setErrorHandler((err: FastifyError & { code?: string }, req, reply) => {
+    let status = 500;
+    let code: ApiErrorCode = 'API_ERR_INTERNAL';
+    let detail = 'internal error';
+    if (err instanceof ApiError) {
+      status = err.statusCode;
+      code = err.code;
+      detail = err.message;
+    } else if (err.validation) {
+      status = 400;
+      const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
+      const path = first?.instancePath ?? '';
+      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : 'API_ERR_VALIDATION';
+      detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
+    } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      status = 413;
+      code = 'API_ERR_BODY_TOO_LARGE';
+      detail = err.message;
+    } else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      status = 415;
+      code = 'API_ERR_UNSUPPORTED_MEDIA_TYPE';
+      detail = err.message;
+    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      // fastify's own 4xx (malformed JSON, empty body …)
+      status = err.statusCode;
+      code = 'API_ERR_VALIDATION';
+      detail = err.message;
+    } else if ((err as { code?: string }).code === 'STO_ERR_UNAVAILABLE' || /ECONNREFUSED|Connection terminated|timeout/i.test(err.message)) {
+      status = 503;
+      code = 'API_ERR_UNAVAILABLE';
+      detail = 'the database is not answering; retry later';
+    }
+    if (status >= 500) req.log.error({ event: 'http_error', err }, 'request failed');
+    void reply.status(status).type('application/problem+json').send(problem(status, code, detail, req.url));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).type('application/problem+json').send(problem(404, 'API_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  await app.register(healthRoutes, { readiness: deps.readiness });
+  await app.register(adminRoutes, deps.admin);
+  return app;
+}

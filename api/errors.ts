@@ -1,0 +1,52 @@
+// HTTP errors as RFC 9457 problem details with a stable `code`.
+export type ApiErrorCode =
+  | 'API_ERR_VALIDATION'
+  | 'API_ERR_INVALID_VIN'
+  | 'API_ERR_UNAUTHORIZED'
+  | 'API_ERR_FORBIDDEN'
+  | 'API_ERR_NOT_FOUND'
+  | 'API_ERR_CONFLICT'
+  | 'API_ERR_BODY_TOO_LARGE'
+  | 'API_ERR_UNSUPPORTED_MEDIA_TYPE'
+  | 'API_ERR_NOT_READY'
+  | 'API_ERR_UNAVAILABLE'
+  | 'API_ERR_INTERNAL';
+
+export class ApiError extends Error {
+  readonly statusCode: number;
+  readonly code: ApiErrorCode;
+  constructor(statusCode: number, code: ApiErrorCode, message: string) {
+    super(message);
+    this.statusCode = statusCode;
+    this.code = code;
+    this.name = 'ApiError';
+  }
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ApiErrorCode;
+  detail: string;
+  instance?: string;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export function problem(status: number, code: ApiErrorCode, detail: string, instance?: string): Problem {
+  const p: Problem = { type: `https://cardata-gateway.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail };
+  if (instance !== undefined) p.instance = instance;
+  return p;
+}

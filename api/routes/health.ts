@@ -1,0 +1,19 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+export type Readiness = () => Promise<{ broker: boolean; database: boolean }>;
+
+const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.boolean(), database: z.boolean() });
+
+export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async (app0, opts) => {
+  const app = app0.withTypeProvider<ZodTypeProvider>();
+  /** Liveness: the process answers. */
+  app.get('/healthz', { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+  /** Readiness: the broker listens and the database answers. */
+  app.get('/readyz', { schema: { response: { 200: ReadyBody, 503: ReadyBody } } }, async (_req, reply) => {
+    const r = await opts.readiness().catch(() => ({ broker: false, database: false }));
+    const ok = r.broker && r.database;
+    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', ...r });
+  });
+};

@@ -1,0 +1,172 @@
+// The composition root: reads the configuration, builds each part, wires them, starts
+// them, and stops them in order. Nothing else in the code base creates a connection.
+import net from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { loadConfig, ConfigError, type Config } from './config/index.ts';
+import { createPgDb, type Db } from './storage/db.ts';
+import { migrate } from './storage/migrate.ts';
+import { createBatchWriter } from './storage/writer.ts';
+import { createVehicleRepo } from './storage/vehicles.ts';
+import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
+import { createConsentCache } from './gateway/consent-cache.ts';
+import { createIngest } from './gateway/ingest.ts';
+import { createBroker } from './gateway/broker.ts';
+import { noopMetrics } from './gateway/ports.ts';
+import { buildApp } from './api/app.ts';
+import { newSecret } from './identity/secrets.ts';
+
+export interface RunningGateway {
+  readonly mqttPort: number;
+  readonly httpPort: number;
+  readonly adminToken: string;
+  readonly storage: string;
+  readonly db: Db;
+  /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
+  close(): Promise<void>;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    // Never log secrets, tokens or positions, whatever a caller passes in.
+    redact: {
+      paths: ['password', 'secret', 'token', 'adminToken', '*.password', '*.secret', '*.token', 'req.headers.authorization', 'location', '*.location', 'latitude', 'longitude', '*.latitude', '*.longitude', 'payload', '*.payload'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+  if (!config.databaseUrl) {
+    throw new ConfigError('DATABASE_URL is not set (e.g. postgres://user:pass@127.0.0.1:5432/cardata)');
+  }
+  const db = createPgDb(config.databaseUrl, {
+    max: config.dbPoolMax,
+    onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
+  });
+  const storage = 'postgres';
+  const mig = await migrate(db);
+  log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+
+  const metrics = noopMetrics;
+  const writer = createBatchWriter(db, {
+    batchMaxRows: config.writer.batchMaxRows,
+    maxPendingRows: config.writer.maxPendingRows,
+    concurrency: config.writer.concurrency,
+    retryMaxMs: config.writer.retryMaxMs,
+    onError: (err, willRetry) =>
+      log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused'),
+  });
+  const vehicles = createVehicleRepo(db);
+  const consentRepo = createConsentRepo(db);
+  const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
+  const stopListening = await db.listen(
+    CONSENT_CHANNEL,
+    (vin) => consents.invalidate(vin),
+    () => consents.invalidateAll(),
+  );
+  const ingest = createIngest({
+    sink: writer,
+    consents,
+    limits: config.ingest,
+    metrics,
+    onQuarantine: (vin, reason, detail) => log.info({ event: 'message_quarantined', vin, reason, detail }, 'message quarantined'),
+  });
+  const broker = await createBroker({}, { ingest, credentials: vehicles, consents, metrics, log });
+
+  // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
+  const mqttServer = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
+  mqttServer.maxConnections = config.mqtt.maxConnections;
+  await new Promise<void>((resolve, reject) => {
+    mqttServer.once('error', reject);
+    mqttServer.listen(config.mqtt.port, config.mqtt.host, () => {
+      mqttServer.off('error', reject);
+      resolve();
+    });
+  });
+  const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+
+  const adminToken = config.adminToken ?? newSecret();
+  const app = await buildApp(
+    {
+      readiness: async () => {
+        const database = await Promise.race([
+          db.query('SELECT 1').then(() => true, () => false),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+        ]);
+        return { broker: mqttServer.listening, database: database && !writer.degraded };
+      },
+      admin: { adminToken, secretCost: config.secretScryptCost, vehicles },
+    },
+    { loggerInstance: log },
+  );
+  await app.listen({ port: config.http.port, host: config.http.host });
+  const httpPort = (app.server.address() as net.AddressInfo).port;
+
+  let closing: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    closing ??= (async () => {
+      const t0 = Date.now();
+      log.info({ event: 'shutdown_started' }, 'stopping');
+      mqttServer.close();
+      const d = await broker.drain(config.shutdownGraceMs);
+      await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
+      await broker.close();
+      await app.close();
+      await stopListening();
+      await db.close();
+      log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
+    })();
+    return closing;
+  }
+
+  return { mqttPort, httpPort, adminToken, storage, db, close };
+}
+
+async function run(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel);
+  let gw: RunningGateway;
+  try {
+    gw = await startGateway(config, log);
+  } catch (err) {
+    console.error(`cardata-gateway: cannot start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  const host = (h: string) => (h === '0.0.0.0' ? '127.0.0.1' : h);
+  const lines = [
+    '',
+    'cardata-gateway is running',
+    `  storage:  ${gw.storage}`,
+    `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
+    `  HTTP:     http://${host(config.http.host)}:${gw.httpPort}  (GET /readyz)`,
+  ];
+  if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
+  lines.push(
+    '  try the simulator:',
+    `    ADMIN_TOKEN=${config.adminToken ? '<your ADMIN_TOKEN>' : gw.adminToken} npm run simulate -- --vehicles 10 --rate 1 --duration 30 --http http://127.0.0.1:${gw.httpPort} --mqtt mqtt://127.0.0.1:${gw.mqttPort}`,
+    '',
+  );
+  process.stdout.write(lines.join('\n') + '\n');
+  const stop = (signal: string) => {
+    log.info({ event: 'signal', signal }, 'signal received');
+    gw.close().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error({ event: 'shutdown_failed', err: err.message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) void run();

@@ -1,0 +1,218 @@
+// The ingest spine through the real path: MQTT.js → aedes → decode → filter → writer → TimescaleDB.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import type { MqttClient } from 'mqtt';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import {
+  FULL_CONSUMPTION,
+  FULL_LOCATION,
+  FULL_TECHNICAL,
+  connectVehicle,
+  encodeBatch,
+  provision,
+  publish,
+  record,
+  startTestGateway,
+} from '../helpers/gateway.ts';
+import type { RunningGateway } from '../../main.ts';
+import { createConsentRepo } from '../../storage/consent.ts';
+import { createPgDb } from '../../storage/db.ts';
+import { TelemetryRecord } from '../../proto/index.ts';
+
+let db: TestDatabase;
+let gw: RunningGateway;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  gw = await startTestGateway(db.url);
+});
+afterAll(async () => {
+  await gw?.close();
+  await db?.drop();
+});
+
+async function vehicle(): Promise<{ vin: string; secret: string; client: MqttClient; topic: string }> {
+  const { vin, secret } = await provision(gw);
+  const client = await connectVehicle(gw, vin, secret);
+  return { vin, secret, client, topic: `v1/vehicles/${vin}/telemetry` };
+}
+
+async function setConsent(vin: string, location: boolean, co2Sharing: boolean): Promise<void> {
+  const d = createPgDb(db.url, { max: 1 });
+  try {
+    await createConsentRepo(d).set(vin, { location, co2Sharing, actor: 'test', channel: 'test' });
+  } finally {
+    await d.close();
+  }
+}
+
+const telemetryRows = (vin: string) => db.query<Record<string, unknown>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+const obfcmRows = (vin: string) => db.query<Record<string, unknown>>('SELECT * FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin]);
+const quarantineRows = (vin: string) => db.query<Record<string, any>>('SELECT * FROM quarantine WHERE vin = $1 ORDER BY id', [vin]);
+
+describe('ingest', () => {
+  it('stores every field of every group, and the OBFCM counters in the shareable table', async () => {
+    const v = await vehicle();
+    const t = Date.now() - 1000;
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(1, t, { technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+    // Acknowledged means durable: no waiting needed.
+    const rows = await telemetryRows(v.vin);
+    expect(rows).toHaveLength(1);
+    const row = rows[0]!;
+    expect(row.seq).toBe(1);
+    expect((row.recorded_at as Date).getTime()).toBe(t);
+    const snake = (s: string) => s.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+    for (const [k, val] of Object.entries({ ...FULL_TECHNICAL, ...FULL_CONSUMPTION, ...FULL_LOCATION })) {
+      expect(row[snake(k)], k).toBe(val);
+    }
+    expect([row.has_technical, row.has_consumption, row.has_location]).toEqual([true, true, true]);
+    const obf = await obfcmRows(v.vin);
+    expect(obf).toHaveLength(1);
+    for (const [k, val] of Object.entries(FULL_CONSUMPTION)) expect(obf[0]![snake(k)], k).toBe(val);
+    await v.client.endAsync();
+  });
+
+  it('keeps absent fields absent (NULL), not zero', async () => {
+    const v = await vehicle();
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(1, Date.now(), { technical: { speedKmh: 0 } })]));
+    const [row] = await telemetryRows(v.vin);
+    expect(row!.speed_kmh).toBe(0);
+    expect(row!.odometer_km).toBeNull();
+    expect(row!.has_consumption).toBe(false);
+    expect(await obfcmRows(v.vin)).toHaveLength(0);
+    await v.client.endAsync();
+  });
+
+  it('under a location opt-out, stores no location anywhere: telemetry, quarantine', async () => {
+    const v = await vehicle();
+    await setConsent(v.vin, false, true);
+    const t = Date.now();
+    await publish(v.client, v.topic, encodeBatch(v.vin, [
+      record(1, t, { technical: FULL_TECHNICAL, location: FULL_LOCATION }),
+      // invalid record (speed out of range) carrying a location: quarantined without it
+      record(2, t + 1, { technical: { speedKmh: 9999 }, location: FULL_LOCATION }),
+    ]));
+    // undecodable payload: its bytes might hold a position, so they are not kept
+    await publish(v.client, v.topic, Buffer.from([0x12, 0x05, 0x01, 0x02, 0x03, 0x04]));
+    const rows = await telemetryRows(v.vin);
+    expect(rows).toHaveLength(1);
+    for (const c of ['latitude', 'longitude', 'heading_deg', 'altitude_m', 'accuracy_m']) expect(rows[0]![c]).toBeNull();
+    expect(rows[0]!.has_location).toBe(false);
+    expect(rows[0]!.speed_kmh).toBe(FULL_TECHNICAL.speedKmh);
+    const q = await quarantineRows(v.vin);
+    expect(q.map((r) => r.reason).sort()).toEqual(['GW_ERR_DECODE', 'GW_ERR_OUT_OF_RANGE']);
+    const rec = q.find((r) => r.reason === 'GW_ERR_OUT_OF_RANGE')!;
+    const decoded = TelemetryRecord.decode(rec.payload as Buffer);
+    expect(decoded.location).toBeFalsy();
+    expect(decoded.technical?.speedKmh).toBe(9999);
+    const bad = q.find((r) => r.reason === 'GW_ERR_DECODE')!;
+    expect(bad.payload).toBeNull();
+    expect(bad.payload_bytes).toBe(6);
+    // no latitude value anywhere in the database for this VIN
+    const hits = await db.query(`SELECT 1 FROM telemetry WHERE vin = $1 AND latitude IS NOT NULL`, [v.vin]);
+    expect(hits).toHaveLength(0);
+    await v.client.endAsync();
+  });
+
+  it('under a CO2-sharing opt-out, keeps OBFCM in the telemetry but not in the shareable table', async () => {
+    const v = await vehicle();
+    await setConsent(v.vin, true, false);
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+    const rows = await telemetryRows(v.vin);
+    expect(rows[0]!.total_fuel_consumed_l).toBe(FULL_CONSUMPTION.totalFuelConsumedL);
+    expect(rows[0]!.latitude).toBe(FULL_LOCATION.latitude);
+    expect(await obfcmRows(v.vin)).toHaveLength(0);
+    await v.client.endAsync();
+  });
+
+  it('applies the stricter consent: a record measured during an opt-out stays without location after opting back in', async () => {
+    const v = await vehicle();
+    const before = Date.now() - 200;
+    await setConsent(v.vin, false, false);
+    await new Promise((r) => setTimeout(r, 20));
+    const during = Date.now();
+    await new Promise((r) => setTimeout(r, 20));
+    await setConsent(v.vin, true, true);
+    // the cache learns of the change through NOTIFY; give it a moment
+    await new Promise((r) => setTimeout(r, 200));
+    await publish(v.client, v.topic, encodeBatch(v.vin, [
+      record(1, before, { consumption: FULL_CONSUMPTION, location: FULL_LOCATION }),
+      record(2, during, { consumption: FULL_CONSUMPTION, location: FULL_LOCATION }),
+      record(3, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION }),
+    ]));
+    const rows = await telemetryRows(v.vin);
+    expect(rows.map((r) => r.latitude)).toEqual([FULL_LOCATION.latitude, null, FULL_LOCATION.latitude]);
+    expect((await obfcmRows(v.vin)).map((r) => r.seq)).toEqual([1, 3]);
+    await v.client.endAsync();
+  });
+
+  it('stores a redelivered batch once, on the same and on a new connection', async () => {
+    const v = await vehicle();
+    const t = Date.now();
+    const payload = encodeBatch(v.vin, [1, 2, 3].map((s) => record(s, t + s, { technical: { speedKmh: s }, consumption: FULL_CONSUMPTION })));
+    await publish(v.client, v.topic, payload);
+    await publish(v.client, v.topic, payload);
+    await v.client.endAsync();
+    const again = await connectVehicle(gw, v.vin, v.secret);
+    await publish(again, v.topic, payload);
+    expect(await telemetryRows(v.vin)).toHaveLength(3);
+    expect(await obfcmRows(v.vin)).toHaveLength(3);
+    await again.endAsync();
+  });
+
+  it('takes QoS 0 through the same pipeline', async () => {
+    const v = await vehicle();
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(1, Date.now(), { technical: FULL_TECHNICAL })]), 0);
+    const t0 = Date.now();
+    while ((await telemetryRows(v.vin)).length === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(await telemetryRows(v.vin)).toHaveLength(1);
+    await v.client.endAsync();
+  });
+});
+
+describe('acknowledgement after commit', () => {
+  it('sends no PUBACK while the database cannot write, then stores everything exactly once', async () => {
+    const v = await vehicle();
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    await blocker.query('BEGIN');
+    // EXCLUSIVE conflicts with the ROW EXCLUSIVE lock every INSERT takes.
+    await blocker.query('LOCK TABLE telemetry IN EXCLUSIVE MODE');
+    const t = Date.now();
+    let acked = 0;
+    const pubs = [0, 1, 2, 3, 4].map((i) =>
+      publish(v.client, v.topic, encodeBatch(v.vin, [record(i * 2 + 1, t + i * 2), record(i * 2 + 2, t + i * 2 + 1)])).then(() => acked++),
+    );
+    await new Promise((r) => setTimeout(r, 800));
+    expect(acked).toBe(0);
+    expect(await db.query('SELECT 1 FROM telemetry WHERE vin = $1', [v.vin]).catch(() => [])).toHaveLength(0);
+    await blocker.query('COMMIT');
+    await blocker.end();
+    await Promise.all(pubs);
+    expect(acked).toBe(5);
+    const rows = await telemetryRows(v.vin);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    await v.client.endAsync();
+  });
+
+  it('survives its database connections being killed: retries, then acknowledges, nothing lost or doubled', async () => {
+    const v = await vehicle();
+    const t = Date.now();
+    const killer = new pg.Client({ connectionString: db.url });
+    await killer.connect();
+    const pubs: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      pubs.push(publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, t + i, { technical: { speedKmh: i } })])));
+      if (i === 10) {
+        await killer.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'cardata-gateway'",
+        );
+      }
+    }
+    await Promise.all(pubs);
+    await killer.end();
+    const rows = await telemetryRows(v.vin);
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await v.client.endAsync();
+  });
+});
