@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { loadConfig, ConfigError, type Config } from './config/index.ts';
+import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
 import { createBatchWriter } from './storage/writer.ts';
@@ -15,6 +15,18 @@ import { createBroker } from './gateway/broker.ts';
 import { noopMetrics } from './gateway/ports.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
+import { createPgliteDb } from './storage/pglite.ts';
+import path from 'node:path';
+
+function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '(unparsable url)';
+  }
+}
 
 export interface RunningGateway {
   readonly mqttPort: number;
@@ -38,20 +50,23 @@ export function createLogger(level: string): Logger {
 }
 
 export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
-  if (!config.databaseUrl) {
-    throw new ConfigError('DATABASE_URL is not set (e.g. postgres://user:pass@127.0.0.1:5432/cardata)');
-  }
-  const db = createPgDb(config.databaseUrl, {
-    max: config.dbPoolMax,
-    onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
-  });
-  const storage = 'postgres';
+  // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
+  const db = config.databaseUrl
+    ? createPgDb(config.databaseUrl, {
+        max: config.dbPoolMax,
+        onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
+      })
+    : await createPgliteDb(path.resolve(config.dataDir));
   const mig = await migrate(db);
+  const storage = config.databaseUrl
+    ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
+    : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
   log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
 
   const metrics = noopMetrics;
   const writer = createBatchWriter(db, {
-    batchMaxRows: config.writer.batchMaxRows,
+    // PGlite runs on this thread: smaller statements keep the event loop responsive.
+    batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
     concurrency: config.writer.concurrency,
     retryMaxMs: config.writer.retryMaxMs,

@@ -8,5 +8,5 @@ mkdir -p "$OUT"
 npx pbjs --target static-module --wrap es6 --es6 --force-long --keep-case=false \
   --no-create --no-verify --no-delimited --no-convert \
   -o "$OUT/telemetry.js" proto/vehicle/v1/telemetry.proto
-sed -i "s|\"protobufjs/minimal\"|\"protobufjs/minimal.js\"|" "$OUT/telemetry.js"
+sed -i "s|^import \* as \$protobuf from \"protobufjs/minimal\";|import \$protobuf from \"protobufjs/minimal.js\";|" "$OUT/telemetry.js"
 npx pbts --no-comments -o "$OUT/telemetry.d.ts" "$OUT/telemetry.js"

@@ -1,0 +1,67 @@
+// The embedded backend: PGlite (PostgreSQL compiled to WebAssembly, in-process), for a
+// gateway started with no DATABASE_URL. Same migrations, same SQL; no TimescaleDB, so
+// the tables stay plain tables. One connection: statements run one after the other.
+import { mkdirSync } from 'node:fs';
+import { PGlite, types } from '@electric-sql/pglite';
+import type { Db, Queryable, QueryResult } from './db.ts';
+
+export async function createPgliteDb(dataDir: string | null): Promise<Db & { setKind(kind: string): void }> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const pg = await PGlite.create(dataDir ?? undefined, {
+    // int8 → number, as with the pg backend (our bigints stay below 2^53).
+    parsers: { [types.INT8]: (v: string) => Number(v) },
+  });
+  let kind = 'pglite';
+  let closed = false;
+
+  const run = async <R>(q: { query: PGlite['query'] }, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+    const r = await q.query<R>(text, params as unknown[] | undefined);
+    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+  };
+
+  return {
+    get kind() {
+      return kind;
+    },
+    setKind(k: string) {
+      // The embedded server never has TimescaleDB; keep saying what it is.
+      kind = k === 'timescaledb' ? k : 'pglite';
+    },
+    async query<R>(text: string, params?: readonly unknown[]) {
+      if (closed) throw Object.assign(new Error('database is closed'), { code: '57P01' });
+      // A multi-statement text (migrations) has no parameters: exec runs it as a script.
+      if (!params?.length && /;\s*\S/.test(text)) {
+        await pg.exec(text);
+        return { rows: [] as R[], rowCount: 0 };
+      }
+      return run<R>(pg, text, params);
+    },
+    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      return pg.transaction(async (tx) => {
+        const q: Queryable = {
+          async query<R>(text: string, params?: readonly unknown[]) {
+            if (!params?.length && /;\s*\S/.test(text)) {
+              await tx.exec(text);
+              return { rows: [] as R[], rowCount: 0 };
+            }
+            const r = await tx.query<R>(text, params as unknown[] | undefined);
+            return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+          },
+        };
+        return fn(q);
+      });
+    },
+    async listen(channel, onMessage) {
+      const unsub = await pg.listen(channel, onMessage);
+      return async () => {
+        if (!closed) await unsub();
+      };
+    },
+    stats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pg.close();
+    },
+  };
+}
