@@ -12,7 +12,7 @@ import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache } from './gateway/consent-cache.ts';
 import { createIngest } from './gateway/ingest.ts';
 import { createBroker } from './gateway/broker.ts';
-import { noopMetrics } from './gateway/ports.ts';
+import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
@@ -63,16 +63,21 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
   log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
 
-  const metrics = noopMetrics;
+  const prom = createMetrics();
+  const metrics = prom.gateway;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
     concurrency: config.writer.concurrency,
     retryMaxMs: config.writer.retryMaxMs,
-    onError: (err, willRetry) =>
-      log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused'),
+    onBatch: prom.writer.onBatch,
+    onError: (err, willRetry) => {
+      prom.writer.onError(willRetry);
+      log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
+    },
   });
+  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
   const vehicles = createVehicleRepo(db);
   const consentRepo = createConsentRepo(db);
   const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
@@ -113,6 +118,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
       admin: { adminToken, secretCost: config.secretScryptCost, vehicles },
+      metrics: { text: prom.text, contentType: prom.contentType },
     },
     { loggerInstance: log },
   );

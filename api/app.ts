@@ -10,6 +10,8 @@ import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 export interface AppDeps {
   readiness: Readiness;
   admin: AdminDeps;
+  /** Prometheus exposition, served at GET /metrics. */
+  metrics?: { text(): Promise<string>; contentType: string };
 }
 
 export interface AppOptions {
@@ -73,5 +75,9 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
 
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, deps.admin);
+  const m = deps.metrics;
+  if (m) {
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));
+  }
   return app;
 }

@@ -166,11 +166,11 @@ function describeParseError(err: unknown): string {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown flag ${flag ?? message} (see --help)`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return flag !== undefined && /argument missing/.test(message)
-        ? `${flag} needs a value`
-        : flag !== undefined
-          ? `${flag} does not take a value`
-          : message;
+      if (flag === undefined) return message;
+      if (/argument missing/.test(message)) return `${flag} needs a value`;
+      if (/ambiguous/.test(message)) return `${flag} needs a value; write a value starting with '-' as ${flag}=-VALUE`;
+      if (/does not take/.test(message)) return `${flag} does not take a value`;
+      return message;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument ${/'([^']*)'/.exec(message)?.[1] ?? message}: every value belongs to a flag (see --help)`;
     default:

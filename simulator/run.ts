@@ -578,7 +578,6 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
   }
   const endedMs = Date.now();
   const durationS = n > 0 ? (endedMs - t0) / 1000 : 0;
-  if (n > 0) progress('draining');
 
   // --- disconnect: politely when nothing is pending, else drop the socket.
   await Promise.race([

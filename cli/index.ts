@@ -1,0 +1,161 @@
+// Operator CLI. Talks to the database named by DATABASE_URL (or the embedded one in
+// DATA_DIR: stop the gateway first, PGlite allows one process at a time).
+// Exit codes: 0 done, 1 failed, 2 usage error, 3 conflict (already exists), 4 not found.
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { loadConfig, type Config } from '../config/index.ts';
+import { createPgDb, type Db } from '../storage/db.ts';
+import { createPgliteDb } from '../storage/pglite.ts';
+import { migrate } from '../storage/migrate.ts';
+import { createVehicleRepo } from '../storage/vehicles.ts';
+import { createConsentRepo } from '../storage/consent.ts';
+import { isValidVin } from '../identity/vin.ts';
+import { hashSecret, newSecret } from '../identity/secrets.ts';
+
+class UsageError extends Error {}
+class ExitError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Record<string, { type: 'string' | 'boolean'; short?: string }>;
+  run(args: Record<string, string | boolean | undefined>, ctx: { config: Config; db: () => Promise<Db> }): Promise<void>;
+}
+
+function need(args: Record<string, string | boolean | undefined>, name: string): string {
+  const v = args[name];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+function vinArg(args: Record<string, string | boolean | undefined>): string {
+  const vin = need(args, 'vin');
+  if (!isValidVin(vin)) throw new UsageError(`--vin ${JSON.stringify(vin)} is not an ISO 3779 VIN (17 characters of 0-9 and A-Z without I, O, Q)`);
+  return vin;
+}
+
+const commands: Record<string, Command> = {
+  migrate: {
+    summary: 'apply the database migrations',
+    usage: 'migrate',
+    options: {},
+    async run(_a, { db }) {
+      const d = await db();
+      const r = await migrate(d);
+      console.log(r.applied.length ? `applied: ${r.applied.join(', ')}` : 'schema up to date');
+      console.log(`timescaledb: ${r.timescaledb ? 'yes (hypertables)' : 'no (plain tables)'}`);
+    },
+  },
+  provision: {
+    summary: 'provision a vehicle and print its MQTT secret (shown once)',
+    usage: 'provision --vin <VIN> --owner <ownerId> [--json]',
+    options: { vin: { type: 'string' }, owner: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      const vin = vinArg(a);
+      const ownerId = need(a, 'owner');
+      const d = await db();
+      await migrate(d);
+      const secret = newSecret();
+      try {
+        await createVehicleRepo(d).create({ vin, ownerId, secretHash: await hashSecret(secret, config.secretScryptCost) });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `vehicle ${vin} is already provisioned`);
+        throw err;
+      }
+      if (a.json) console.log(JSON.stringify({ vin, secret }));
+      else console.log(`vehicle ${vin} provisioned for owner ${ownerId}\nsecret (shown once, store it in the vehicle): ${secret}`);
+    },
+  },
+  vehicles: {
+    summary: 'list provisioned vehicles',
+    usage: 'vehicles [--limit N] [--after VIN] [--json]',
+    options: { limit: { type: 'string' }, after: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db }) {
+      const limit = a.limit === undefined ? 100 : Number(a.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be an integer from 1 to 10000');
+      const d = await db();
+      await migrate(d);
+      const list = await createVehicleRepo(d).list({ limit, ...(typeof a.after === 'string' ? { afterVin: a.after } : {}) });
+      if (a.json) console.log(JSON.stringify(list));
+      else for (const v of list) console.log(`${v.vin}\t${v.ownerId}\t${v.createdAt.toISOString()}`);
+    },
+  },
+  consent: {
+    summary: "show a vehicle's consent in force and its history",
+    usage: 'consent --vin <VIN> [--json]',
+    options: { vin: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db }) {
+      const vin = vinArg(a);
+      const d = await db();
+      await migrate(d);
+      if (!(await createVehicleRepo(d).getCredentials(vin))) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
+      const tl = await createConsentRepo(d).timeline(vin, 0);
+      const cur = tl[tl.length - 1]!;
+      if (a.json) {
+        console.log(JSON.stringify({ vin, location: cur.location, co2Sharing: cur.co2Sharing, history: tl }));
+        return;
+      }
+      console.log(`${vin}: location ${cur.location ? 'allowed' : 'refused'}, co2Sharing ${cur.co2Sharing ? 'allowed' : 'refused'}`);
+      for (const p of tl) console.log(`  since ${p.sinceMs ? new Date(p.sinceMs).toISOString() : '(defaults)'}: location=${p.location} co2Sharing=${p.co2Sharing}`);
+    },
+  },
+};
+
+function help(): string {
+  const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'Database: DATABASE_URL, or the embedded one in DATA_DIR (default ./data) when unset.', "Run 'cardata-gateway <command> --help' for a command's options.");
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`unknown command ${JSON.stringify(name)}\n\n${help()}`);
+    return 2;
+  }
+  let db: Db | null = null;
+  try {
+    const { values } = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    if (values.help) {
+      console.log(`usage: cardata-gateway ${cmd.usage}\n\n${cmd.summary}`);
+      return 0;
+    }
+    const config = loadConfig();
+    await cmd.run(values as Record<string, string | boolean | undefined>, {
+      config,
+      db: async () => {
+        db ??= config.databaseUrl ? createPgDb(config.databaseUrl, { max: 2, applicationName: 'cardata-cli' }) : await createPgliteDb(path.resolve(config.dataDir));
+        return db;
+      },
+    });
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`${(err as Error).message}\nusage: cardata-gateway ${cmd.usage}`);
+      return 2;
+    }
+    if (err instanceof ExitError) {
+      console.error(err.message);
+      return err.exitCode;
+    }
+    console.error(`${name} failed: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    await (db as Db | null)?.close().catch(() => {});
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,91 @@
+// Prometheus metrics of one gateway process. Built by main.ts, handed to each part as
+// plain callbacks (the parts never import prom-client), scraped at GET /metrics.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsSources {
+  writerPending(): { rows: number };
+  pool(): { total: number; idle: number; waiting: number };
+}
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const connected = new Gauge({ name: 'cardata_mqtt_connected_vehicles', help: 'Vehicles connected over MQTT', registers: [registry] });
+  const received = new Counter({ name: 'cardata_messages_received_total', help: 'MQTT telemetry messages received', labelNames: ['qos'], registers: [registry] });
+  const stored = new Counter({ name: 'cardata_records_stored_total', help: 'Telemetry records committed (including resent duplicates)', registers: [registry] });
+  const quarantined = new Counter({ name: 'cardata_records_quarantined_total', help: 'Messages or records quarantined, by reason code', labelNames: ['reason'], registers: [registry] });
+  const refused = new Counter({ name: 'cardata_mqtt_refused_total', help: 'Connections, publishes and subscriptions refused, by reason code', labelNames: ['reason'], registers: [registry] });
+  const batchRows = new Histogram({
+    name: 'cardata_write_batch_rows',
+    help: 'Rows per database statement',
+    buckets: [1, 10, 50, 100, 500, 1000, 2000, 5000, 10000],
+    registers: [registry],
+  });
+  const writeSeconds = new Histogram({
+    name: 'cardata_write_duration_seconds',
+    help: 'Duration of one batch statement',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const puback = new Histogram({
+    name: 'cardata_puback_latency_seconds',
+    help: 'From PUBLISH received to PUBACK released (data durable), QoS 1',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    registers: [registry],
+  });
+  const failures = new Counter({ name: 'cardata_write_failures_total', help: 'Failed batch statements', labelNames: ['will_retry'], registers: [registry] });
+  const consentCache = new Counter({ name: 'cardata_consent_cache_events_total', help: 'Consent cache hits, misses and reloads', labelNames: ['event'], registers: [registry] });
+
+  let sources: MetricsSources | null = null;
+  new Gauge({
+    name: 'cardata_writer_pending_rows',
+    help: 'Rows held by the batch writer (queued or being written)',
+    registers: [registry],
+    collect() {
+      if (sources) this.set(sources.writerPending().rows);
+    },
+  });
+  new Gauge({
+    name: 'cardata_db_pool_connections',
+    help: 'Database pool connections by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      if (!sources) return;
+      const p = sources.pool();
+      this.set({ state: 'total' }, p.total);
+      this.set({ state: 'idle' }, p.idle);
+      this.set({ state: 'waiting' }, p.waiting);
+    },
+  });
+
+  return {
+    registry,
+    setSources(s: MetricsSources) {
+      sources = s;
+    },
+    /** For the gateway (GatewayMetrics). */
+    gateway: {
+      messageReceived: (qos: number) => received.inc({ qos: String(qos) }),
+      recordsStored: (n: number) => stored.inc(n),
+      quarantined: (reason: string, n: number) => quarantined.inc({ reason }, n),
+      refused: (reason: string) => refused.inc({ reason }),
+      pubackLatency: (ms: number) => puback.observe(ms / 1000),
+      connected: (delta: number) => connected.inc(delta),
+      consentCache: (event: 'hit' | 'miss' | 'reload') => consentCache.inc({ event }),
+    },
+    /** For the batch writer's hooks. */
+    writer: {
+      onBatch: (s: { telemetryRows: number; durationMs: number; items: number }) => {
+        batchRows.observe(s.telemetryRows);
+        writeSeconds.observe(s.durationMs / 1000);
+      },
+      onError: (willRetry: boolean) => failures.inc({ will_retry: String(willRetry) }),
+    },
+    text: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
