@@ -16,6 +16,8 @@ import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
+import { createRightsRepo } from './storage/rights.ts';
+import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
 function redactUrl(u: string): string {
@@ -84,7 +86,18 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const stopListening = await db.listen(
     CONSENT_CHANNEL,
     (vin) => consents.invalidate(vin),
-    () => consents.invalidateAll(),
+    {
+      // Changes may be missed while the feed is down: trust nothing cached until it is back.
+      onDown: () => {
+        consents.setTrusted(false);
+        log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
+      },
+      onUp: () => {
+        consents.invalidateAll();
+        consents.setTrusted(true);
+        log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
+      },
+    },
   );
   const ingest = createIngest({
     sink: writer,
@@ -108,6 +121,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const mqttPort = (mqttServer.address() as net.AddressInfo).port;
 
   const adminToken = config.adminToken ?? newSecret();
+  if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
+  const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
+  const rights = createRightsRepo(db);
   const app = await buildApp(
     {
       readiness: async () => {
@@ -117,7 +133,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         ]);
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles },
+      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      vehicles: { tokens, consents: consentRepo, rights },
       metrics: { text: prom.text, contentType: prom.contentType },
     },
     { loggerInstance: log },

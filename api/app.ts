@@ -6,10 +6,12 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import { ApiError, problem, type ApiErrorCode } from './errors.ts';
 import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
+import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 
 export interface AppDeps {
   readiness: Readiness;
   admin: AdminDeps;
+  vehicles: VehicleRouteDeps;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
 }
@@ -75,9 +77,10 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
 
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, deps.admin);
+  await app.register(vehicleRoutes, deps.vehicles);
   const m = deps.metrics;
   if (m) {
-    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));
+    app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));
   }
   return app;
 }

@@ -42,6 +42,16 @@ const envSchema = z
     SHUTDOWN_GRACE_MS: positiveInt.default(10_000),
     /** scrypt cost (N) for new vehicle secrets; secrets are 256-bit random, so a modest cost suffices. */
     SECRET_SCRYPT_COST: z.coerce.number().int().min(1024).max(1 << 20).refine((n) => (n & (n - 1)) === 0, 'must be a power of two').default(4096),
+    /**
+     * API token signing keys, "kid:secret[,kid:secret…]" (secrets ≥ 32 bytes); the first
+     * signs, all verify. Unset: a random key per process (tokens die with it).
+     */
+    JWT_KEYS: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}:[^,]{32,}(,[A-Za-z0-9._-]{1,64}:[^,]{32,})*$/, 'must be "kid:secret[,kid:secret…]" with key ids of A-Z a-z 0-9 . _ - and secrets of at least 32 characters')
+      .optional(),
+    /** Default lifetime of minted API tokens, seconds. */
+    TOKEN_TTL_S: positiveInt.max(30 * 24 * 3600).default(3600),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
@@ -68,6 +78,8 @@ export interface Config {
   };
   readonly shutdownGraceMs: number;
   readonly secretScryptCost: number;
+  readonly jwtKeys: string | undefined;
+  readonly tokenTtlS: number;
   readonly logLevel: string;
 }
 
@@ -92,11 +104,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
-      return `  ${key}=${JSON.stringify(picked[key] ?? '')}: ${i.message}`;
+      const shown = /TOKEN|KEYS|PASSWORD|DATABASE_URL/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
+      return `  ${key}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+
   return deepFreeze({
     databaseUrl: e.DATABASE_URL,
     dataDir: e.DATA_DIR,
@@ -113,6 +127,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     secretScryptCost: e.SECRET_SCRYPT_COST,
+    jwtKeys: e.JWT_KEYS,
+    tokenTtlS: e.TOKEN_TTL_S,
     logLevel: e.LOG_LEVEL,
   });
 }

@@ -9,6 +9,12 @@ export interface ConsentState {
   readonly location: boolean;
   /** Sharing of OBFCM data with the authorities ((EU) 2021/392 lets the owner refuse it). */
   readonly co2Sharing: boolean;
+  /**
+   * Restriction of processing (GDPR Art. 18): data may still be stored (Art. 18(2)) but
+   * is processed for no one but the owner, so nothing goes to the shareable table.
+   * Absent = not restricted.
+   */
+  readonly restricted?: boolean;
 }
 
 export interface RecordIn {
@@ -34,27 +40,24 @@ export interface FilteredRecord {
 
 export type RecordFilter = (r: RecordIn) => FilteredRecord;
 
-/** The stricter of two consent states: a refusal in either wins. */
+/** The stricter of two consent states: a refusal (or restriction) in either wins. */
 export function strictest(a: ConsentState, b: ConsentState): ConsentState {
-  if (a.location && a.co2Sharing) return b;
-  if (b.location && b.co2Sharing) return a;
-  return stateOf(a.location && b.location, a.co2Sharing && b.co2Sharing);
+  return STATES[index(a) & index(b)]!;
 }
 
-const STATES: ConsentState[] = [
-  Object.freeze({ location: false, co2Sharing: false }),
-  Object.freeze({ location: false, co2Sharing: true }),
-  Object.freeze({ location: true, co2Sharing: false }),
-  Object.freeze({ location: true, co2Sharing: true }),
-];
-
-function stateOf(location: boolean, co2Sharing: boolean): ConsentState {
-  return STATES[(location ? 2 : 0) + (co2Sharing ? 1 : 0)]!;
+// Bit 2: location allowed, bit 1: CO2 sharing allowed, bit 0: NOT restricted. With this
+// encoding "stricter" is a bitwise AND.
+function index(s: ConsentState): number {
+  return (s.location ? 4 : 0) | (s.co2Sharing ? 2 : 0) | (s.restricted ? 0 : 1);
 }
+
+const STATES: ConsentState[] = Array.from({ length: 8 }, (_, i) =>
+  Object.freeze({ location: (i & 4) !== 0, co2Sharing: (i & 2) !== 0, restricted: (i & 1) === 0 }),
+);
 
 function compile(state: ConsentState): RecordFilter {
   const keepLocation = state.location;
-  const share = state.co2Sharing;
+  const share = state.co2Sharing && !state.restricted;
   // Each branch is its own closure so the per-record path has no consent checks at all.
   if (keepLocation) {
     return (r) => ({
@@ -80,7 +83,7 @@ function compile(state: ConsentState): RecordFilter {
 
 const FILTERS: RecordFilter[] = STATES.map(compile);
 
-/** The filter for a consent state (one of four, compiled at load). */
+/** The filter for a consent state (one of eight, compiled at load). */
 export function filterFor(state: ConsentState): RecordFilter {
-  return FILTERS[(state.location ? 2 : 0) + (state.co2Sharing ? 1 : 0)]!;
+  return FILTERS[index(state)]!;
 }

@@ -30,7 +30,7 @@ export interface ConsentCache {
 
 function makeTimeline(periods: ConsentPeriodIn[]): ConsentTimeline {
   const last = periods[periods.length - 1]!;
-  const cur: ConsentState = { location: last.location, co2Sharing: last.co2Sharing };
+  const cur: ConsentState = { location: last.location, co2Sharing: last.co2Sharing, restricted: last.restricted };
   return {
     periods,
     current: () => cur,

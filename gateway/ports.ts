@@ -36,6 +36,7 @@ export interface ConsentPeriodIn {
   sinceMs: number;
   location: boolean;
   co2Sharing: boolean;
+  restricted: boolean;
 }
 
 export interface ConsentSource {

@@ -48,15 +48,15 @@ export interface SimulationOptions {
   signal?: AbortSignal;
   /** Aborting it ends draining early; what is still unacknowledged counts as lost. */
   drainSignal?: AbortSignal;
-  /** Called about once per second during driving and draining. */
+  /** Called about once per second while connecting, driving and draining. */
   onProgress?: (progress: SimulationProgress) => void;
   /** Receives problems worth a human's attention; default: stderr. */
   log?: (line: string) => void;
 }
 
 export interface SimulationProgress {
-  stage: 'driving' | 'draining';
-  /** Seconds since driving started. */
+  stage: 'connecting' | 'driving' | 'draining';
+  /** Seconds since the stage 'connecting' began, or since driving started for the later stages. */
   elapsedS: number;
   vehicles: number;
   vehiclesConnected: number;
@@ -116,6 +116,9 @@ export function formatSummary(r: SimulationResult): string {
 }
 
 export function formatProgress(p: SimulationProgress): string {
+  if (p.stage === 'connecting') {
+    return `simulator: connecting t=${p.elapsedS.toFixed(0)}s connected=${p.vehiclesConnected}/${p.vehicles}`;
+  }
   return (
     `simulator: ${p.stage} t=${p.elapsedS.toFixed(0)}s connected=${p.vehiclesConnected}/${p.vehicles} ` +
     `records sent=${p.recordsSent} acked=${p.recordsAcked} messages sent=${p.messagesSent} acked=${p.messagesAcked} ` +
@@ -229,12 +232,18 @@ function describeError(err: unknown): string {
 export class ConnectError extends Error {
   /** CONNACK return code when the broker refused, undefined for transport errors. */
   readonly returnCode: number | undefined;
-  constructor(message: string, returnCode: number | undefined) {
+  /** True when the broker cannot be reached at all, so other vehicles will fail too. */
+  readonly fatal: boolean;
+  constructor(message: string, returnCode: number | undefined, fatal = false) {
     super(message);
     this.name = 'ConnectError';
     this.returnCode = returnCode;
+    this.fatal = fatal;
   }
 }
+
+/** Socket errors that say the broker address is wrong or down, not that this vehicle is. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
  * Opens the MQTT 3.1.1 session of one vehicle and resolves once CONNACK
@@ -256,12 +265,12 @@ export function connectVehicle(mqttUrl: string, vin: string, secret: string): Pr
   return new Promise((resolve, reject) => {
     const client = connect(mqttUrl, options);
     let lastError: Error | undefined;
-    const fail = (message: string, returnCode: number | undefined): void => {
+    const fail = (message: string, returnCode: number | undefined, fatal = false): void => {
       cleanup();
       client.end(true);
       // Whatever happens on this client from now on is already reported.
       client.on('error', () => undefined);
-      reject(new ConnectError(`vehicle ${vin}: ${message}`, returnCode));
+      reject(new ConnectError(`vehicle ${vin}: ${message}`, returnCode, fatal));
     };
     const onConnect = (): void => {
       cleanup();
@@ -273,7 +282,7 @@ export function connectVehicle(mqttUrl: string, vin: string, secret: string): Pr
         // "Connection refused: Not authorized" from MQTT.js.
         fail(`connection refused: ${err.message.replace(/^Connection refused: /i, '')}`, err.code);
       } else if (typeof err.code === 'string') {
-        fail(`cannot connect to ${mqttUrl}: ${err.code}`, undefined);
+        fail(`cannot connect to ${mqttUrl}: ${err.code}`, undefined, UNREACHABLE.has(err.code));
       } else if (/connack timeout/i.test(err.message)) {
         fail(`no CONNACK from ${mqttUrl} within ${MQTT_CONNECT_TIMEOUT_MS / 1000} s`, undefined);
       } else {
@@ -446,34 +455,51 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
   let fatal: string | undefined;
   let connected = 0;
   const indices = Array.from({ length: opts.vehicles }, (_, i) => i);
-  await forEachLimited(indices, concurrency, () => aborted() || fatal !== undefined, async (index) => {
-    let creds: { vin: string; secret: string } | undefined;
-    for (let attempt = 1; attempt <= MAX_VIN_ATTEMPTS && creds === undefined && fatal === undefined; attempt++) {
-      const vin = randomVin(opts.vinPrefix ?? '');
-      try {
-        creds = await provisionVehicle(opts.httpUrl, opts.adminToken, vin, opts.ownerId);
-      } catch (err) {
-        if (!(err instanceof ProvisionError)) throw err;
-        if (err.fatal) {
-          fatal ??= err.message;
-          return;
+  const setupStartMs = Date.now();
+  const setupTimer = setInterval(() => {
+    opts.onProgress?.({
+      stage: 'connecting', elapsedS: (Date.now() - setupStartMs) / 1000, vehicles: opts.vehicles, vehiclesConnected: connected,
+      recordsGenerated: 0, recordsSent: 0, recordsAcked: 0, messagesSent: 0, messagesAcked: 0,
+      messagesInFlight: 0, messagesQueued: 0, ackedRecordsPerS: 0,
+    });
+  }, 1000);
+  try {
+    await forEachLimited(indices, concurrency, () => aborted() || fatal !== undefined, async (index) => {
+      let creds: { vin: string; secret: string } | undefined;
+      for (let attempt = 1; attempt <= MAX_VIN_ATTEMPTS && creds === undefined && fatal === undefined; attempt++) {
+        const vin = randomVin(opts.vinPrefix ?? '');
+        try {
+          creds = await provisionVehicle(opts.httpUrl, opts.adminToken, vin, opts.ownerId);
+        } catch (err) {
+          if (!(err instanceof ProvisionError)) throw err;
+          if (err.fatal) {
+            fatal ??= err.message;
+            return;
+          }
+          const retry = attempt < MAX_VIN_ATTEMPTS;
+          reporter.report(err.status === 409 ? 'VIN taken' : 'provisioning failed', `simulator: ${err.message}${retry ? '; trying a fresh VIN' : '; giving up on this vehicle'}`);
         }
-        const retry = attempt < MAX_VIN_ATTEMPTS;
-        reporter.report(err.status === 409 ? 'VIN taken' : 'provisioning failed', `simulator: ${err.message}${retry ? '; trying a fresh VIN' : '; giving up on this vehicle'}`);
       }
-    }
-    if (creds === undefined || fatal !== undefined || aborted()) return;
-    try {
-      const client = await connectVehicle(opts.mqttUrl, creds.vin, creds.secret);
-      watchConnection(client, creds.vin, reporter);
-      ready.push({ index, vin: creds.vin, client });
-      connected++;
-    } catch (err) {
-      if (!(err instanceof ConnectError)) throw err;
-      reporter.report('connection failed', `simulator: ${err.message}`);
-    }
-  });
-  if (fatal !== undefined) log(`simulator: ${fatal}`);
+      if (creds === undefined || fatal !== undefined || aborted()) return;
+      try {
+        const client = await connectVehicle(opts.mqttUrl, creds.vin, creds.secret);
+        watchConnection(client, creds.vin, reporter);
+        ready.push({ index, vin: creds.vin, client });
+        connected++;
+      } catch (err) {
+        if (!(err instanceof ConnectError)) throw err;
+        if (err.fatal) fatal ??= err.message;
+        else reporter.report('connection failed', `simulator: ${err.message}`);
+      }
+    });
+  } finally {
+    clearInterval(setupTimer);
+  }
+  if (fatal !== undefined) {
+    // A partial fleet would make the counts look like a (slow) success.
+    log(`simulator: ${fatal}; not driving`);
+    for (const r of ready.splice(0)) r.client.end(true);
+  }
   // Vehicle order must not depend on which connection won the race, or a
   // seed would not reproduce the same fleet.
   ready.sort((a, b) => a.index - b.index);

@@ -1,23 +1,43 @@
-// Consent events: append-only history of each vehicle's opt-outs. The state in force at
-// time t is the latest event with effective_at <= t; none means the defaults (allowed).
-import type { Db } from './db.ts';
+// Privacy state events: append-only history of each vehicle's opt-outs (location,
+// CO2/OBFCM sharing) and restriction of processing. The state in force at time t is the
+// latest event with effective_at <= t; none means the defaults (allowed, not restricted).
+import type { Db, Queryable } from './db.ts';
 import { StorageError } from './errors.ts';
 
-/** NOTIFY channel announcing a committed consent change; payload = the VIN. */
+/** NOTIFY channel announcing a committed change; payload = the VIN. */
 export const CONSENT_CHANNEL = 'consent_changed';
 
-export interface ConsentPeriod {
-  /** Start of this state, ms since epoch; 0 for the defaults before any event. */
-  sinceMs: number;
+export interface PrivacyState {
   location: boolean;
   co2Sharing: boolean;
+  restricted: boolean;
+}
+
+export interface ConsentPeriod extends PrivacyState {
+  /** Start of this state, ms since epoch; 0 for the defaults before any event. */
+  sinceMs: number;
 }
 
 export interface ConsentChange {
-  location: boolean;
-  co2Sharing: boolean;
+  location?: boolean;
+  co2Sharing?: boolean;
+  restricted?: boolean;
+  /** Who asked: 'customer:<id>', 'admin', 'system'. */
+  actor: string;
+  /** Through what: 'api', 'cli', 'transfer', 'test'. */
+  channel: string;
+  /** With a location opt-out: erase the stored positions of the current ownership period too. */
+  eraseLocationHistory?: boolean;
+}
+
+export interface ConsentEvent extends PrivacyState {
+  id: number;
+  effectiveAt: Date;
   actor: string;
   channel: string;
+  ownerId: string | null;
+  previous: PrivacyState | null;
+  erasedLocationHistory: boolean;
 }
 
 export interface ConsentRepo {
@@ -26,44 +46,129 @@ export interface ConsentRepo {
    * `sinceMs` (or the defaults) and every change after it, oldest first.
    */
   timeline(vin: string, sinceMs: number): Promise<ConsentPeriod[]>;
-  /** Appends a consent event and announces it, in one transaction. */
-  set(vin: string, change: ConsentChange): Promise<ConsentPeriod>;
+  /** Appends an event (and erases location history when asked) and announces it, in one transaction. */
+  set(vin: string, change: ConsentChange): Promise<ConsentPeriod & { erasedLocationRows: number }>;
+  /** The event history of a vehicle, oldest first, optionally from a time on. */
+  history(vin: string, fromMs?: number): Promise<ConsentEvent[]>;
 }
 
-export const DEFAULT_CONSENT: Readonly<ConsentPeriod> = Object.freeze({ sinceMs: 0, location: true, co2Sharing: true });
+export const DEFAULT_STATE: Readonly<ConsentPeriod> = Object.freeze({ sinceMs: 0, location: true, co2Sharing: true, restricted: false });
+
+const EPOCH_MS = '(extract(epoch FROM effective_at) * 1000)::float8';
+
+/** The state in force now, inside a transaction that has locked the vehicle row. */
+async function currentState(q: Queryable, vin: string): Promise<PrivacyState> {
+  const r = await q.query<{ location_allowed: boolean; co2_sharing_allowed: boolean; restricted: boolean }>(
+    `SELECT location_allowed, co2_sharing_allowed, restricted FROM consent_events
+      WHERE vin = $1 ORDER BY effective_at DESC, id DESC LIMIT 1`,
+    [vin],
+  );
+  const row = r.rows[0];
+  return row ? { location: row.location_allowed, co2Sharing: row.co2_sharing_allowed, restricted: row.restricted } : { ...DEFAULT_STATE };
+}
+
+/** Appends an event inside an existing transaction (used by transfer too). */
+export async function appendConsentEvent(
+  q: Queryable,
+  vin: string,
+  change: ConsentChange,
+  opts: { reset?: boolean } = {},
+): Promise<ConsentPeriod & { erasedLocationRows: number }> {
+  // Serialises concurrent changes of one vehicle: the previous state read below is exact.
+  const owner = await q.query<{ owner_id: string; started_at: Date }>(
+    `SELECT v.vin, o.owner_id, o.started_at FROM vehicles v
+       LEFT JOIN ownership_periods o ON o.vin = v.vin AND o.ended_at IS NULL
+      WHERE v.vin = $1 FOR UPDATE OF v`,
+    [vin],
+  );
+  const own = owner.rows[0];
+  if (!own) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+  const prev = await currentState(q, vin);
+  const base = opts.reset ? { ...DEFAULT_STATE } : prev;
+  const next: PrivacyState = {
+    location: change.location ?? base.location,
+    co2Sharing: change.co2Sharing ?? base.co2Sharing,
+    restricted: change.restricted ?? base.restricted,
+  };
+  let erasedLocationRows = 0;
+  const erase = change.eraseLocationHistory === true && !next.location;
+  if (erase) {
+    // Only the current owner's period: earlier owners' data is theirs to decide on.
+    const r = await q.query(
+      `UPDATE telemetry SET latitude = NULL, longitude = NULL, heading_deg = NULL, altitude_m = NULL, accuracy_m = NULL, has_location = false
+        WHERE vin = $1 AND recorded_at >= $2 AND has_location`,
+      [vin, own.started_at ?? new Date(0)],
+    );
+    erasedLocationRows = r.rowCount;
+  }
+  const ins = await q.query<{ ms: number }>(
+    `INSERT INTO consent_events (vin, location_allowed, co2_sharing_allowed, restricted, actor, channel, owner_id,
+        previous_location_allowed, previous_co2_sharing_allowed, previous_restricted, erased_location_history)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ${EPOCH_MS} AS ms`,
+    [vin, next.location, next.co2Sharing, next.restricted, change.actor, change.channel, own.owner_id ?? null, prev.location, prev.co2Sharing, prev.restricted, erase],
+  );
+  // Delivered on COMMIT only, so listeners never see an uncommitted change.
+  await q.query('SELECT pg_notify($1, $2)', [CONSENT_CHANNEL, vin]);
+  return { sinceMs: ins.rows[0]!.ms, ...next, erasedLocationRows };
+}
 
 export function createConsentRepo(db: Db): ConsentRepo {
   return {
     async timeline(vin, sinceMs) {
-      const r = await db.query<{ ms: number; location_allowed: boolean; co2_sharing_allowed: boolean }>(
-        `(SELECT (extract(epoch FROM effective_at) * 1000)::float8 AS ms, location_allowed, co2_sharing_allowed, id
+      const r = await db.query<{ ms: number; location_allowed: boolean; co2_sharing_allowed: boolean; restricted: boolean }>(
+        `(SELECT ${EPOCH_MS} AS ms, location_allowed, co2_sharing_allowed, restricted, id
             FROM consent_events WHERE vin = $1 AND effective_at <= to_timestamp($2 / 1000.0)
             ORDER BY effective_at DESC, id DESC LIMIT 1)
          UNION ALL
-         (SELECT (extract(epoch FROM effective_at) * 1000)::float8, location_allowed, co2_sharing_allowed, id
+         (SELECT ${EPOCH_MS}, location_allowed, co2_sharing_allowed, restricted, id
             FROM consent_events WHERE vin = $1 AND effective_at > to_timestamp($2 / 1000.0))
          ORDER BY ms, id`,
         [vin, sinceMs],
       );
       const periods: ConsentPeriod[] = [];
-      if (r.rows.length === 0 || r.rows[0]!.ms > sinceMs) periods.push({ ...DEFAULT_CONSENT });
-      for (const row of r.rows) periods.push({ sinceMs: row.ms, location: row.location_allowed, co2Sharing: row.co2_sharing_allowed });
+      if (r.rows.length === 0 || r.rows[0]!.ms > sinceMs) periods.push({ ...DEFAULT_STATE });
+      for (const row of r.rows) {
+        periods.push({ sinceMs: row.ms, location: row.location_allowed, co2Sharing: row.co2_sharing_allowed, restricted: row.restricted });
+      }
       return periods;
     },
-    async set(vin, change) {
-      return db.transaction(async (tx) => {
-        const r = await tx.query<{ ms: number }>(
-          `INSERT INTO consent_events (vin, location_allowed, co2_sharing_allowed, actor, channel)
-           VALUES ($1, $2, $3, $4, $5) RETURNING (extract(epoch FROM effective_at) * 1000)::float8 AS ms`,
-          [vin, change.location, change.co2Sharing, change.actor, change.channel],
-        ).catch((err: { code?: string }) => {
-          if (err.code === '23503') throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
-          throw err;
-        });
-        // Delivered on COMMIT only, so listeners never see an uncommitted change.
-        await tx.query('SELECT pg_notify($1, $2)', [CONSENT_CHANNEL, vin]);
-        return { sinceMs: r.rows[0]!.ms, location: change.location, co2Sharing: change.co2Sharing };
-      });
+    set(vin, change) {
+      return db.transaction((tx) => appendConsentEvent(tx, vin, change));
+    },
+    async history(vin, fromMs) {
+      const r = await db.query<{
+        id: number;
+        effective_at: Date;
+        location_allowed: boolean;
+        co2_sharing_allowed: boolean;
+        restricted: boolean;
+        actor: string;
+        channel: string;
+        owner_id: string | null;
+        previous_location_allowed: boolean | null;
+        previous_co2_sharing_allowed: boolean | null;
+        previous_restricted: boolean | null;
+        erased_location_history: boolean;
+      }>(
+        `SELECT * FROM consent_events WHERE vin = $1 AND ($2::float8 IS NULL OR effective_at >= to_timestamp($2 / 1000.0))
+          ORDER BY effective_at, id`,
+        [vin, fromMs ?? null],
+      );
+      return r.rows.map((x) => ({
+        id: x.id,
+        effectiveAt: x.effective_at,
+        location: x.location_allowed,
+        co2Sharing: x.co2_sharing_allowed,
+        restricted: x.restricted,
+        actor: x.actor,
+        channel: x.channel,
+        ownerId: x.owner_id,
+        previous:
+          x.previous_location_allowed === null
+            ? null
+            : { location: x.previous_location_allowed, co2Sharing: x.previous_co2_sharing_allowed ?? true, restricted: x.previous_restricted ?? false },
+        erasedLocationHistory: x.erased_location_history,
+      }));
     },
   };
 }

@@ -16,8 +16,12 @@ export interface Db extends Queryable {
   readonly kind: string;
   /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** LISTEN on a channel; returns a function that stops listening. */
-  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on a channel; returns a function that stops listening. `onDown` fires when the
+   * listening connection is lost (notifications may be missed from then on), `onUp` when
+   * it is back: the caller must then reload whatever the notifications keep fresh.
+   */
+  listen(channel: string, onMessage: (payload: string) => void, hooks?: { onDown?: () => void; onUp?: () => void }): Promise<() => Promise<void>>;
   /** Pool usage, for metrics. */
   stats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
@@ -85,7 +89,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
         client.release(broken);
       }
     },
-    async listen(channel, onMessage, onReconnect) {
+    async listen(channel, onMessage, hooks) {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
       let stopped = false;
       let client: pg.Client | null = null;
@@ -105,10 +109,11 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
         client = c;
         listeners.add(c);
         // Notifications sent while we were away are lost: the caller reloads its state.
-        if (isReconnect) onReconnect?.();
+        if (isReconnect) hooks?.onUp?.();
       };
       const scheduleReconnect = () => {
         if (stopped || retryTimer) return;
+        if (client) hooks?.onDown?.();
         if (client) {
           listeners.delete(client);
           client.removeAllListeners('end');

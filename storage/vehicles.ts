@@ -19,12 +19,15 @@ export function createVehicleRepo(db: Db): VehicleRepo {
   return {
     async create(v) {
       try {
-        const r = await db.query<{ vin: string; owner_id: string; created_at: Date }>(
-          'INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, $2, $3) RETURNING vin, owner_id, created_at',
-          [v.vin, v.ownerId, v.secretHash],
-        );
-        const row = r.rows[0]!;
-        return { vin: row.vin, ownerId: row.owner_id, createdAt: row.created_at };
+        return await db.transaction(async (tx) => {
+          const r = await tx.query<{ vin: string; owner_id: string; created_at: Date }>(
+            'INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, $2, $3) RETURNING vin, owner_id, created_at',
+            [v.vin, v.ownerId, v.secretHash],
+          );
+          const row = r.rows[0]!;
+          await tx.query('INSERT INTO ownership_periods (vin, owner_id, started_at) VALUES ($1, $2, $3)', [v.vin, v.ownerId, row.created_at]);
+          return { vin: row.vin, ownerId: row.owner_id, createdAt: row.created_at };
+        });
       } catch (err) {
         if ((err as { code?: string }).code === '23505') throw new StorageError('STO_ERR_CONFLICT', `vehicle ${v.vin} is already provisioned`);
         throw err;

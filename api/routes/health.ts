@@ -9,9 +9,9 @@ const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.b
 export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async (app0, opts) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
   /** Liveness: the process answers. */
-  app.get('/healthz', { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+  app.get('/healthz', { logLevel: 'warn', schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
   /** Readiness: the broker listens and the database answers. */
-  app.get('/readyz', { schema: { response: { 200: ReadyBody, 503: ReadyBody } } }, async (_req, reply) => {
+  app.get('/readyz', { logLevel: 'warn', schema: { response: { 200: ReadyBody, 503: ReadyBody } } }, async (_req, reply) => {
     const r = await opts.readiness().catch(() => ({ broker: false, database: false }));
     const ok = r.broker && r.database;
     return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', ...r });

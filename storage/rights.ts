@@ -1,0 +1,129 @@
+// Ownership periods and the data subject's rights: transfer, erasure (GDPR Art. 17).
+import type { Db, Queryable } from './db.ts';
+import { StorageError } from './errors.ts';
+import { appendConsentEvent } from './consent.ts';
+import { FIELD_COLUMNS, type Group } from './columns.ts';
+
+export interface OwnershipPeriod {
+  ownerId: string;
+  from: Date;
+  /** null: still the owner. */
+  to: Date | null;
+}
+
+export type ErasureCategory = Group;
+
+export interface ErasureResult {
+  telemetryDeleted: number;
+  telemetryUpdated: number;
+  obfcmDeleted: number;
+  obfcmKept: number;
+  quarantineDeleted: number;
+}
+
+export interface RightsRepo {
+  /** The current owner, or null when the VIN is not provisioned. */
+  currentOwner(vin: string): Promise<string | null>;
+  /** The periods during which `ownerId` owned `vin`, oldest first. */
+  periodsOf(vin: string, ownerId: string): Promise<OwnershipPeriod[]>;
+  /** Every period of the vehicle, oldest first. */
+  allPeriods(vin: string): Promise<OwnershipPeriod[]>;
+  /** Ends the current period, starts the new owner's, resets consent to the defaults. */
+  transfer(vin: string, newOwnerId: string, actor: string): Promise<OwnershipPeriod>;
+  /** Erases what was recorded during the owner's periods, optionally one category. */
+  erase(vin: string, ownerId: string, category: ErasureCategory | null): Promise<ErasureResult>;
+}
+
+/** `recorded_at` inside one of the periods (the SQL condition and its parameters). */
+export function periodCondition(periods: readonly OwnershipPeriod[], firstParam: number, column = 'recorded_at'): { sql: string; params: unknown[] } {
+  if (periods.length === 0) return { sql: 'false', params: [] };
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  let p = firstParam;
+  for (const per of periods) {
+    parts.push(`(${column} >= $${p} AND ($${p + 1}::timestamptz IS NULL OR ${column} < $${p + 1}))`);
+    params.push(per.from, per.to);
+    p += 2;
+  }
+  return { sql: `(${parts.join(' OR ')})`, params };
+}
+
+async function periods(q: Queryable, vin: string, ownerId: string | null): Promise<OwnershipPeriod[]> {
+  const r = await q.query<{ owner_id: string; started_at: Date; ended_at: Date | null }>(
+    `SELECT owner_id, started_at, ended_at FROM ownership_periods
+      WHERE vin = $1 AND ($2::text IS NULL OR owner_id = $2) ORDER BY started_at, id`,
+    [vin, ownerId],
+  );
+  return r.rows.map((x) => ({ ownerId: x.owner_id, from: x.started_at, to: x.ended_at }));
+}
+
+const GROUP_FLAG: Record<Group, string> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };
+
+export function createRightsRepo(db: Db): RightsRepo {
+  return {
+    async currentOwner(vin) {
+      const r = await db.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
+      return r.rows[0]?.owner_id ?? null;
+    },
+    periodsOf: (vin, ownerId) => periods(db, vin, ownerId),
+    allPeriods: (vin) => periods(db, vin, null),
+    transfer(vin, newOwnerId, actor) {
+      return db.transaction(async (tx) => {
+        const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
+        if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+        const cur = await tx.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
+        if (cur.rows[0]?.owner_id === newOwnerId) throw new StorageError('STO_ERR_CONFLICT', `${newOwnerId} already owns ${vin}`);
+        const now = await tx.query<{ t: Date }>('SELECT clock_timestamp() AS t');
+        const t = now.rows[0]!.t;
+        await tx.query('UPDATE ownership_periods SET ended_at = $2 WHERE vin = $1 AND ended_at IS NULL', [vin, t]);
+        await tx.query('INSERT INTO ownership_periods (vin, owner_id, started_at) VALUES ($1, $2, $3)', [vin, newOwnerId, t]);
+        await tx.query('UPDATE vehicles SET owner_id = $2 WHERE vin = $1', [vin, newOwnerId]);
+        // The previous owner's choices do not bind the new owner: back to the defaults.
+        await appendConsentEvent(tx, vin, { actor, channel: 'transfer' }, { reset: true });
+        return { ownerId: newOwnerId, from: t, to: null };
+      });
+    },
+    erase(vin, ownerId, category) {
+      return db.transaction(async (tx) => {
+        const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
+        if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+        const pers = await periods(tx, vin, ownerId);
+        const res: ErasureResult = { telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
+        if (pers.length === 0) return res;
+        const cond = periodCondition(pers, 2);
+        const state = await tx.query<{ co2_sharing_allowed: boolean }>(
+          'SELECT co2_sharing_allowed FROM consent_events WHERE vin = $1 ORDER BY effective_at DESC, id DESC LIMIT 1',
+          [vin],
+        );
+        // Rule (README "Erasure"): OBFCM readings the owner did not refuse to share are
+        // kept, as (EU) 2021/392 obliges their transmission (GDPR Art. 17(3)(b)); once
+        // the owner refuses CO2 sharing, an erasure deletes them too.
+        const sharingRefused = state.rows[0] ? !state.rows[0].co2_sharing_allowed : false;
+        if (category === null) {
+          res.telemetryDeleted = (await tx.query(`DELETE FROM telemetry WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
+          res.quarantineDeleted = (await tx.query(`DELETE FROM quarantine WHERE vin = $1 AND ${periodCondition(pers, 2, 'received_at').sql}`, [vin, ...cond.params])).rowCount;
+        } else {
+          const cols = FIELD_COLUMNS.filter((c) => c.group === category).map((c) => `${c.column} = NULL`);
+          res.telemetryUpdated = (
+            await tx.query(`UPDATE telemetry SET ${cols.join(', ')}, ${GROUP_FLAG[category]} = false WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
+          ).rowCount;
+        }
+        if (category === null || category === 'consumption') {
+          if (sharingRefused) {
+            res.obfcmDeleted = (await tx.query(`DELETE FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
+          } else {
+            const k = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params]);
+            res.obfcmKept = k.rows[0]?.n ?? 0;
+          }
+        }
+        const first = pers[0]!;
+        const last = pers[pers.length - 1]!;
+        await tx.query(
+          `INSERT INTO erasure_log (vin, owner_id, category, period_from, period_to, rows_affected) VALUES ($1, $2, $3, $4, $5, $6)`,
+          [vin, ownerId, category, first.from, last.to, JSON.stringify(res)],
+        );
+        return res;
+      });
+    },
+  };
+}
