@@ -12,11 +12,13 @@ import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache } from './gateway/consent-cache.ts';
 import { createIngest } from './gateway/ingest.ts';
 import { createBroker } from './gateway/broker.ts';
+import { guardSocket } from './gateway/packet-guard.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
+import { createReadRepo } from './storage/reads.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
@@ -109,7 +111,14 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const broker = await createBroker({}, { ingest, credentials: vehicles, consents, metrics, log });
 
   // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-  const mqttServer = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
+  const mqttServer = net.createServer({ noDelay: true }, (socket) =>
+    broker.handle(
+      guardSocket(socket, config.mqtt.maxPacketBytes, (err) => {
+        metrics.refused(err.code);
+        log.warn({ event: 'mqtt_packet_too_large', size: err.size, limit: err.limit, remote: socket.remoteAddress }, 'connection closed: packet too large');
+      }),
+    ),
+  );
   mqttServer.maxConnections = config.mqtt.maxConnections;
   await new Promise<void>((resolve, reject) => {
     mqttServer.once('error', reject);
@@ -135,6 +144,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       },
       admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
       vehicles: { tokens, consents: consentRepo, rights },
+      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
     },
     { loggerInstance: log },

@@ -7,11 +7,19 @@ import { ApiError, problem, type ApiErrorCode } from './errors.ts';
 import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
+import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import rateLimit from '@fastify/rate-limit';
+import compress from '@fastify/compress';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { createHash } from 'node:crypto';
 
 export interface AppDeps {
   readiness: Readiness;
   admin: AdminDeps;
   vehicles: VehicleRouteDeps;
+  cardata: CardataDeps;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
 }
@@ -21,6 +29,8 @@ export interface AppOptions {
   loggerInstance?: FastifyBaseLogger;
   /** Largest request body, bytes. Default 65536. */
   bodyLimitBytes?: number;
+  /** Requests per minute per bearer token (or per IP without one). Default 600. */
+  rateLimitPerMinute?: number;
 }
 
 export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
@@ -75,9 +85,33 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     void reply.status(404).type('application/problem+json').send(problem(404, 'API_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 
+  // OpenAPI from the zod schemas; interactive docs at /docs.
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'cardata-gateway', version: '1', description: 'CarData export, consent and rights of the data subject, workshop and authority access.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // gzip/deflate/br when the client asks, streams included.
+  await app.register(compress, { global: true, threshold: 1024, customTypes: /^text\/|json$|ndjson$|csv/ });
+  await app.register(rateLimit, {
+    max: opts.rateLimitPerMinute ?? 600,
+    timeWindow: 60_000,
+    // Per token: a hash, so the token itself is never kept as a map key.
+    keyGenerator: (req) => {
+      const h = req.headers.authorization;
+      return typeof h === 'string' ? 'tok:' + createHash('sha256').update(h).digest('base64url') : 'ip:' + req.ip;
+    },
+    allowList: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
+    errorResponseBuilder: (_req, ctx) => new ApiError(429, 'API_ERR_RATE_LIMITED', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
+  });
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, deps.admin);
   await app.register(vehicleRoutes, deps.vehicles);
+  await app.register(cardataRoutes, deps.cardata);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

@@ -27,6 +27,8 @@ export const GW_ERR = {
   TOPIC_FORBIDDEN: 'GW_ERR_TOPIC_FORBIDDEN',
   /** Subscription outside v1/vehicles/{VIN}/#. */
   SUBSCRIBE_FORBIDDEN: 'GW_ERR_SUBSCRIBE_FORBIDDEN',
+  /** An MQTT packet over MAX_PACKET_BYTES: the connection is closed. */
+  PACKET_TOO_LARGE: 'GW_ERR_PACKET_TOO_LARGE',
   /** The database is unavailable: no PUBACK, the vehicle resends. */
   STORAGE_UNAVAILABLE: 'GW_ERR_STORAGE_UNAVAILABLE',
   /** The gateway is shutting down. */

@@ -101,7 +101,8 @@ export function createIngest(deps: IngestDeps): Ingest {
           reason: v.reason,
           detail: v.detail,
           seq: Number.isSafeInteger(seq) ? seq : null,
-          recordedAtMs: Number.isSafeInteger(recMs) && Math.abs(recMs) < 8.64e15 ? recMs : null,
+          // Kept only inside PostgreSQL's timestamptz range (4713 BC to 294276 AD), narrower than int64.
+          recordedAtMs: Number.isSafeInteger(recMs) && recMs >= -210_866_803_200_000 && recMs < 9_224_318_016_000_000 ? recMs : null,
           payload: bytes,
           payloadBytes: bytes.length,
           dedupeKey: dedupeKey(vin, v.reason, bytes),

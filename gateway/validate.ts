@@ -87,7 +87,12 @@ export function validateRecord(r: ITelemetryRecord, nowMs: number, limits: TimeL
   const seq = longToNumber(r.seq as LongLike);
   if (seq === null || seq <= 0) return { ok: false, reason: GW_ERR.BAD_SEQ, detail: `seq must be in [1, 2^53), got ${String(r.seq)}` };
   const t = longToNumber(r.recordedAtMs as LongLike);
-  if (t === null) return { ok: false, reason: GW_ERR.RECORDED_IN_FUTURE, detail: 'recorded_at_ms beyond 2^53' };
+  if (t === null) {
+    const negative = typeof r.recordedAtMs === 'object' && r.recordedAtMs !== null && (r.recordedAtMs as { high: number }).high < 0;
+    return negative
+      ? { ok: false, reason: GW_ERR.RECORDED_TOO_OLD, detail: 'recorded_at_ms below -(2^53)' }
+      : { ok: false, reason: GW_ERR.RECORDED_IN_FUTURE, detail: 'recorded_at_ms beyond 2^53' };
+  }
   if (t > nowMs + limits.maxClockSkewMs) {
     return { ok: false, reason: GW_ERR.RECORDED_IN_FUTURE, detail: `recorded_at_ms ${t} is ${t - nowMs} ms ahead of the gateway clock` };
   }

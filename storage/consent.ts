@@ -75,8 +75,12 @@ export async function appendConsentEvent(
   opts: { reset?: boolean } = {},
 ): Promise<ConsentPeriod & { erasedLocationRows: number }> {
   // Serialises concurrent changes of one vehicle: the previous state read below is exact.
+  // started_at of the current period; the first owner's period reaches back to the epoch.
   const owner = await q.query<{ owner_id: string; started_at: Date }>(
-    `SELECT v.vin, o.owner_id, o.started_at FROM vehicles v
+    `SELECT v.vin, o.owner_id,
+            CASE WHEN EXISTS (SELECT 1 FROM ownership_periods p WHERE p.vin = v.vin AND p.ended_at IS NOT NULL)
+                 THEN o.started_at ELSE timestamptz 'epoch' END AS started_at
+       FROM vehicles v
        LEFT JOIN ownership_periods o ON o.vin = v.vin AND o.ended_at IS NULL
       WHERE v.vin = $1 FOR UPDATE OF v`,
     [vin],

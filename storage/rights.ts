@@ -6,7 +6,10 @@ import { FIELD_COLUMNS, type Group } from './columns.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;
+  /** Start for reads and erasure: the first owner's period reaches back to the epoch. */
   from: Date;
+  /** When the ownership was recorded (provisioning or transfer). */
+  startedAt: Date;
   /** null: still the owner. */
   to: Date | null;
 }
@@ -48,13 +51,18 @@ export function periodCondition(periods: readonly OwnershipPeriod[], firstParam:
   return { sql: `(${parts.join(' OR ')})`, params };
 }
 
+/** Start of the first owner's period for reads: records measured before provisioning are theirs. */
+const BEGINNING = new Date(0);
+
 async function periods(q: Queryable, vin: string, ownerId: string | null): Promise<OwnershipPeriod[]> {
-  const r = await q.query<{ owner_id: string; started_at: Date; ended_at: Date | null }>(
-    `SELECT owner_id, started_at, ended_at FROM ownership_periods
-      WHERE vin = $1 AND ($2::text IS NULL OR owner_id = $2) ORDER BY started_at, id`,
-    [vin, ownerId],
+  const r = await q.query<{ owner_id: string; started_at: Date; ended_at: Date | null; first: boolean }>(
+    `SELECT owner_id, started_at, ended_at, row_number() OVER (ORDER BY started_at, id) = 1 AS first
+       FROM ownership_periods WHERE vin = $1 ORDER BY started_at, id`,
+    [vin],
   );
-  return r.rows.map((x) => ({ ownerId: x.owner_id, from: x.started_at, to: x.ended_at }));
+  return r.rows
+    .filter((x) => ownerId === null || x.owner_id === ownerId)
+    .map((x) => ({ ownerId: x.owner_id, from: x.first ? BEGINNING : x.started_at, startedAt: x.started_at, to: x.ended_at }));
 }
 
 const GROUP_FLAG: Record<Group, string> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };
@@ -80,7 +88,7 @@ export function createRightsRepo(db: Db): RightsRepo {
         await tx.query('UPDATE vehicles SET owner_id = $2 WHERE vin = $1', [vin, newOwnerId]);
         // The previous owner's choices do not bind the new owner: back to the defaults.
         await appendConsentEvent(tx, vin, { actor, channel: 'transfer' }, { reset: true });
-        return { ownerId: newOwnerId, from: t, to: null };
+        return { ownerId: newOwnerId, from: t, startedAt: t, to: null };
       });
     },
     erase(vin, ownerId, category) {

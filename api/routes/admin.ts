@@ -38,8 +38,9 @@ const Provisioned = z.object({ vin: z.string(), secret: z.string() });
 export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
 
+  // This plugin is encapsulated: the hook guards exactly the routes registered below,
+  // whatever the spelling of the URL (a prefix test on req.url missed %-encoded paths).
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/admin/')) return;
     const token = bearer(req);
     if (token === null || !tokensEqual(token, deps.adminToken)) {
       void reply.header('www-authenticate', 'Bearer realm="admin"');

@@ -55,7 +55,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
       // Defaults: in force since the current ownership began.
       const owner = await deps.rights.currentOwner(vin);
       const pers = owner ? await deps.rights.periodsOf(vin, owner) : [];
-      since = pers[pers.length - 1]?.from.getTime() ?? 0;
+      since = pers[pers.length - 1]?.startedAt.getTime() ?? 0;
     }
     return { vin, location: cur.location, co2Sharing: cur.co2Sharing, restricted: cur.restricted, since: new Date(since).toISOString() };
   }

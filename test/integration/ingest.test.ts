@@ -31,8 +31,10 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function vehicle(): Promise<{ vin: string; secret: string; client: MqttClient; topic: string }> {
+/** A provisioned, connected vehicle; a consent given here is in force before it connects. */
+async function vehicle(consent?: { location: boolean; co2Sharing: boolean }): Promise<{ vin: string; secret: string; client: MqttClient; topic: string }> {
   const { vin, secret } = await provision(gw);
+  if (consent) await setConsent(vin, consent.location, consent.co2Sharing);
   const client = await connectVehicle(gw, vin, secret);
   return { vin, secret, client, topic: `v1/vehicles/${vin}/telemetry` };
 }
@@ -84,8 +86,7 @@ describe('ingest', () => {
   });
 
   it('under a location opt-out, stores no location anywhere: telemetry, quarantine', async () => {
-    const v = await vehicle();
-    await setConsent(v.vin, false, true);
+    const v = await vehicle({ location: false, co2Sharing: true });
     const t = Date.now();
     await publish(v.client, v.topic, encodeBatch(v.vin, [
       record(1, t, { technical: FULL_TECHNICAL, location: FULL_LOCATION }),
@@ -115,8 +116,7 @@ describe('ingest', () => {
   });
 
   it('under a CO2-sharing opt-out, keeps OBFCM in the telemetry but not in the shareable table', async () => {
-    const v = await vehicle();
-    await setConsent(v.vin, true, false);
+    const v = await vehicle({ location: true, co2Sharing: false });
     await publish(v.client, v.topic, encodeBatch(v.vin, [record(1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
     const rows = await telemetryRows(v.vin);
     expect(rows[0]!.total_fuel_consumed_l).toBe(FULL_CONSUMPTION.totalFuelConsumedL);

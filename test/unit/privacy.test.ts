@@ -77,12 +77,17 @@ describe('strictest', () => {
   it.each(table)('a={location:%s, co2:%s} b={location:%s, co2:%s} → location %s co2 %s', (al, ac, bl, bc, l, c) => {
     const r = strictest(st(al, ac), st(bl, bc));
     expect({ location: r.location, co2Sharing: r.co2Sharing }).toEqual({ location: l, co2Sharing: c });
+    // combining two unrestricted states never restricts
+    expect(r.restricted ?? false).toBe(false);
     // symmetric
     const r2 = strictest(st(bl, bc), st(al, ac));
     expect({ location: r2.location, co2Sharing: r2.co2Sharing }).toEqual({ location: l, co2Sharing: c });
   });
 
   it('a refusal in either wins, e.g. a location refusal then a CO2 refusal refuses both', () => {
-    expect(strictest(st(false, true), st(true, false))).toEqual({ location: false, co2Sharing: false });
+    const r = strictest(st(false, true), st(true, false));
+    expect([r.location, r.co2Sharing]).toEqual([false, false]);
+    // and the result selects the same filter as the equivalent plain state
+    expect(filterFor(r)).toBe(filterFor(st(false, false)));
   });
 });

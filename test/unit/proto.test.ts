@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import Long from 'long';
 import { TelemetryBatch } from '../../proto/index.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,7 +49,7 @@ describe('generated code (proto/gen) is up to date', () => {
     const Reflected = root.lookupType('vehicle.v1.TelemetryBatch');
     const bytes = TelemetryBatch.encode({
       vin: 'WTEST000000000001',
-      records: [{ seq: 5, recordedAtMs: 1_700_000_000_000, technical: { speedKmh: 12.5, engineOilTempC: 99 }, location: { accuracyM: 3 }, consumption: { totalGridEnergyIntoBatteryKwh: 7 } }],
+      records: [{ seq: Long.fromNumber(5, true), recordedAtMs: Long.fromNumber(1_700_000_000_000), technical: { speedKmh: 12.5, engineOilTempC: 99 }, location: { accuracyM: 3 }, consumption: { totalGridEnergyIntoBatteryKwh: 7 } }],
     }).finish();
     const back = Reflected.toObject(Reflected.decode(bytes), { longs: Number });
     expect(back).toEqual({

@@ -11,7 +11,9 @@ const AGE = 30 * 24 * 3_600_000;
 const limits = { maxClockSkewMs: SKEW, maxRecordAgeMs: AGE };
 
 function rec(seq: number | Long | null, t: number | Long | null, groups: Partial<Pick<ITelemetryRecord, 'technical' | 'consumption' | 'location'>> = {}): ITelemetryRecord {
-  return { seq, recordedAtMs: t, ...groups };
+  // Plain numbers are not what the generated types say (Long), but validateRecord takes
+  // them too (LongLike), so they are tested as well.
+  return { seq: seq as Long | null, recordedAtMs: t as Long | null, ...groups };
 }
 
 describe('validateRecord', () => {

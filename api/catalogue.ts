@@ -1,0 +1,68 @@
+// The data catalogue: every stored field with unit, category, purpose, legal basis and
+// retention. Fields and units come from the .proto (storage/columns.ts reflects it);
+// purposes, legal bases and retention come from the one table below. Nothing is listed twice.
+import { FIELD_COLUMNS, type Group } from '../storage/columns.ts';
+
+export interface Purpose {
+  purpose: string;
+  legalBasis: string;
+  retention: string;
+  recipients: string;
+}
+
+/** The one table of purposes (GDPR Art. 13/14/15(1)(a)-(d)), by category. */
+export const PURPOSES: Readonly<Record<Group, Purpose>> = {
+  technical: {
+    purpose: 'Operation, maintenance and diagnostics of the vehicle; the connected services the owner uses.',
+    legalBasis: 'GDPR Art. 6(1)(b): performance of the connected-services contract with the owner.',
+    retention: 'Until the owner erases it, and at most RETENTION_DAYS after it was recorded.',
+    recipients: 'The owner. No one else.',
+  },
+  consumption: {
+    purpose:
+      'On-board fuel and energy consumption monitoring (Regulation (EU) 2017/1151 Annex XXII); its transmission to the European Commission and national authorities (Regulation (EU) 2021/392); the owner\'s consumption statistics; servicing by workshops.',
+    legalBasis:
+      'GDPR Art. 6(1)(c): legal obligation under (EU) 2021/392 for the shareable copy, which the owner may refuse (co2Sharing); Art. 6(1)(b) for the owner\'s own record.',
+    retention: 'Until the owner erases it (shareable readings: see the erasure rule), and at most RETENTION_DAYS after it was recorded.',
+    recipients: 'The owner; authorities (shareable readings only, unless refused or restricted); workshops (on request, every read disclosed to the owner).',
+  },
+  location: {
+    purpose: 'Showing the owner where the vehicle is and where it went (find my vehicle, trip history).',
+    legalBasis: 'GDPR Art. 6(1)(a): consent, refused or withdrawn at any time (location opt-out); nothing is stored while refused.',
+    retention: 'Until the owner opts out with eraseHistory=true or erases it, and at most RETENTION_DAYS after it was recorded.',
+    recipients: 'The owner. No one else.',
+  },
+};
+
+export interface CatalogueField {
+  name: string;
+  category: Group;
+  unit: string;
+  description: string;
+  purpose: string;
+  legalBasis: string;
+  retention: string;
+}
+
+/** "Odometer reading, kilometres." → { description: 'Odometer reading', unit: 'kilometres' }. */
+function splitComment(c: string): { description: string; unit: string } {
+  const text = c.replace(/\s+/g, ' ').trim().replace(/\.$/, '');
+  const i = text.lastIndexOf(', ');
+  if (i < 0) return { description: text, unit: '' };
+  return { description: text.slice(0, i), unit: text.slice(i + 2) };
+}
+
+export const CATALOGUE: readonly CatalogueField[] = [
+  { name: 'vin', category: 'technical' as Group, unit: 'ISO 3779 VIN', description: 'Vehicle identification number', ...pick('technical') },
+  { name: 'seq', category: 'technical' as Group, unit: 'count', description: 'Per-vehicle sequence number of the record', ...pick('technical') },
+  { name: 'recordedAt', category: 'technical' as Group, unit: 'ISO 8601 time (UTC)', description: 'When the vehicle measured the record', ...pick('technical') },
+  ...FIELD_COLUMNS.map((f) => {
+    const { description, unit } = splitComment(f.comment);
+    return { name: `${f.group}.${f.jsName}`, category: f.group, unit, description, ...pick(f.group) };
+  }),
+];
+
+function pick(g: Group): Pick<CatalogueField, 'purpose' | 'legalBasis' | 'retention'> {
+  const p = PURPOSES[g];
+  return { purpose: p.purpose, legalBasis: p.legalBasis, retention: p.retention };
+}

@@ -1,0 +1,336 @@
+// What customers, workshops and authorities read: CarData export, latest position,
+// disclosures, the catalogue, workshop consumption, the authority OBFCM report.
+import { Readable, PassThrough } from 'node:stream';
+import { createHash } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { stringify } from 'csv-stringify';
+import yazl from 'yazl';
+import type { TokenService } from '../../identity/tokens.ts';
+import type { ConsentRepo } from '../../storage/consent.ts';
+import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
+import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
+import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../storage/columns.ts';
+import { CATALOGUE, PURPOSES } from '../catalogue.ts';
+import { principal, requireOwner } from '../auth.ts';
+import { ApiError } from '../errors.ts';
+import { VinParams } from './vehicles.ts';
+
+export interface CardataDeps {
+  tokens: TokenService;
+  consents: Pick<ConsentRepo, 'timeline' | 'history'>;
+  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
+  reads: ReadRepo;
+  /** Longest history a workshop gets in one answer, rows. */
+  workshopMaxRows?: number;
+}
+
+const ALL_GROUPS: Group[] = ['technical', 'consumption', 'location'];
+
+const isoTime = z
+  .string()
+  .max(40)
+  .refine((s) => /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time')
+  .transform((s) => new Date(s));
+
+const RangeQuery = z.object({ from: isoTime.optional(), to: isoTime.optional() });
+
+function range(q: { from?: Date | undefined; to?: Date | undefined }): Range {
+  if (q.from && q.to && q.from.getTime() >= q.to.getTime()) throw new ApiError(400, 'API_ERR_VALIDATION', 'querystring: "from" must be before "to"');
+  return { from: q.from ?? null, to: q.to ?? null };
+}
+
+const categoriesParam = z
+  .string()
+  .max(100)
+  .transform((s, ctx) => {
+    const parts = [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
+    for (const p of parts) {
+      if (!ALL_GROUPS.includes(p as Group)) {
+        ctx.addIssue({ code: 'custom', message: `unknown category ${JSON.stringify(p)}: use technical, consumption, location` });
+        return z.NEVER;
+      }
+    }
+    if (parts.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'at least one category' });
+      return z.NEVER;
+    }
+    return ALL_GROUPS.filter((g) => parts.includes(g));
+  });
+
+/** Header names of the CSV: proto3 JSON names, flattened as group.field. */
+function csvColumns(groups: readonly Group[]): string[] {
+  return ['vin', 'seq', 'recordedAt', ...FIELD_COLUMNS.filter((c) => groups.includes(c.group)).map((c) => `${c.group}.${c.jsName}`)];
+}
+
+function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] {
+  const row: (string | number)[] = [r.vin, r.seq, r.recordedAt.toISOString()];
+  for (const c of FIELD_COLUMNS) {
+    if (!groups.includes(c.group)) continue;
+    const v = r[c.group]?.[c.jsName];
+    row.push(v === undefined ? '' : v);
+  }
+  return row;
+}
+
+function ndjsonLine(r: StoredRecord, groups: readonly Group[]): string {
+  const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: r.recordedAt.toISOString() };
+  for (const g of groups) o[g] = r[g] ?? null;
+  return JSON.stringify(o) + '\n';
+}
+
+/** NDJSON as a stream of ~64 KB chunks; stops querying when the consumer goes away. */
+function ndjsonStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
+  return Readable.from(
+    (async function* () {
+      let buf = '';
+      for await (const r of records) {
+        buf += ndjsonLine(r, groups);
+        if (buf.length > 65_536) {
+          yield buf;
+          buf = '';
+        }
+      }
+      if (buf) yield buf;
+    })(),
+    { objectMode: false },
+  );
+}
+
+function csvStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
+  const out = stringify({ header: true, columns: csvColumns(groups), quoted_match: /[",\r\n]/ });
+  const src = Readable.from(
+    (async function* () {
+      for await (const r of records) yield csvRow(r, groups);
+    })(),
+    { objectMode: true },
+  );
+  src.pipe(out);
+  out.on('close', () => src.destroy());
+  src.on('error', (e) => out.destroy(e));
+  return out;
+}
+
+function attachment(reply: FastifyReply, name: string, type: string): void {
+  void reply.header('content-type', type).header('content-disposition', `attachment; filename="${name}"`).header('cache-control', 'no-store');
+}
+
+export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps) => {
+  const app = app0.withTypeProvider<ZodTypeProvider>();
+  const workshopMax = deps.workshopMaxRows ?? 10_000;
+
+  async function ownerPeriods(req: Parameters<typeof principal>[0], vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
+    const p = principal(req, deps.tokens, ['customer']);
+    await requireOwner(p, vin, deps.rights.currentOwner);
+    return { subject: p.subject, periods: await deps.rights.periodsOf(vin, p.subject) };
+  }
+
+  app.get(
+    '/v1/vehicles/:vin/cardata',
+    {
+      schema: {
+        params: VinParams,
+        querystring: RangeQuery.extend({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), categories: categoriesParam.optional() }).strict(),
+      },
+    },
+    async (req, reply) => {
+      const { vin } = req.params;
+      const { subject, periods } = await ownerPeriods(req, vin);
+      const r = range(req.query);
+      const groups = req.query.categories ?? ALL_GROUPS;
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      req.log.info({ event: 'cardata_export', vin, format: req.query.format, categories: groups }, 'CarData export');
+      if (req.query.format === 'ndjson') {
+        attachment(reply, `cardata-${vin}-${stamp}.ndjson`, 'application/x-ndjson');
+        return reply.send(ndjsonStream(deps.reads.records(vin, periods, r, groups), groups));
+      }
+      if (req.query.format === 'csv') {
+        attachment(reply, `cardata-${vin}-${stamp}.csv`, 'text/csv; charset=utf-8');
+        return reply.send(csvStream(deps.reads.records(vin, periods, r, groups), groups));
+      }
+      // zip: the full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
+      const zip = new yazl.ZipFile();
+      zip.addReadStream(ndjsonStream(deps.reads.records(vin, periods, r, groups), groups), 'records.ndjson');
+      zip.addReadStream(csvStream(deps.reads.records(vin, periods, r, groups), groups), 'records.csv');
+      const fields = CATALOGUE.filter((f) => f.name.indexOf('.') < 0 || groups.includes(f.name.split('.')[0] as Group));
+      zip.addBuffer(Buffer.from(JSON.stringify({ fields }, null, 2)), 'catalogue.json');
+      const history = (await deps.consents.history(vin)).filter((e) => e.ownerId === subject);
+      zip.addBuffer(Buffer.from(JSON.stringify({ vin, events: history.map((e) => ({ ...e, id: undefined, ownerId: undefined })) }, null, 2)), 'consent-history.json');
+      const disc = await deps.reads.disclosures(vin, periods);
+      zip.addBuffer(Buffer.from(JSON.stringify({ vin, disclosures: disc }, null, 2)), 'disclosures.json');
+      zip.addBuffer(Buffer.from(archiveReadme(vin, subject, periods, r, groups)), 'README.md');
+      zip.end();
+      attachment(reply, `cardata-${vin}-${stamp}.zip`, 'application/zip');
+      const out = new PassThrough();
+      zip.outputStream.pipe(out);
+      out.on('close', () => (zip.outputStream as Readable).destroy());
+      return reply.send(out);
+    },
+  );
+
+  app.get(
+    '/v1/vehicles/:vin/location/latest',
+    {
+      schema: {
+        params: VinParams,
+        response: {
+          200: z.object({
+            vin: z.string(),
+            seq: z.number(),
+            recordedAt: z.string(),
+            location: z.object({ latitude: z.number().optional(), longitude: z.number().optional(), headingDeg: z.number().optional(), altitudeM: z.number().optional(), accuracyM: z.number().optional() }),
+          }),
+        },
+      },
+    },
+    async (req, reply) => {
+      const { vin } = req.params;
+      const { periods } = await ownerPeriods(req, vin);
+      const l = await deps.reads.latestLocation(vin, periods);
+      if (!l) throw new ApiError(404, 'API_ERR_NOT_FOUND', 'no stored position for this vehicle (none received, or location processing refused)');
+      void reply.header('cache-control', 'private, no-cache');
+      return { vin, seq: l.seq, recordedAt: l.recordedAt.toISOString(), location: l.location };
+    },
+  );
+
+  app.get(
+    '/v1/vehicles/:vin/disclosures',
+    {
+      schema: {
+        params: VinParams,
+        response: {
+          200: z.object({
+            vin: z.string(),
+            disclosures: z.array(
+              z.object({
+                at: z.string(),
+                role: z.string(),
+                subject: z.string(),
+                endpoint: z.string(),
+                categories: z.array(z.string()),
+                from: z.string().nullable(),
+                to: z.string().nullable(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (req) => {
+      const { vin } = req.params;
+      const { periods } = await ownerPeriods(req, vin);
+      const list = await deps.reads.disclosures(vin, periods);
+      return {
+        vin,
+        disclosures: list.map((d) => ({
+          at: d.at.toISOString(),
+          role: d.role,
+          subject: d.subject,
+          endpoint: d.endpoint,
+          categories: d.categories,
+          from: d.rangeFrom?.toISOString() ?? null,
+          to: d.rangeTo?.toISOString() ?? null,
+        })),
+      };
+    },
+  );
+
+  const catalogueBody = JSON.stringify({ fields: CATALOGUE, purposes: PURPOSES });
+  const catalogueEtag = `"${createHash('sha256').update(catalogueBody).digest('base64url').slice(0, 27)}"`;
+  app.get('/v1/catalogue', {}, async (req, reply) => {
+    void reply.header('etag', catalogueEtag).header('cache-control', 'public, max-age=3600');
+    if (req.headers['if-none-match'] === catalogueEtag) return reply.status(304).send();
+    return reply.type('application/json; charset=utf-8').send(catalogueBody);
+  });
+
+  const ConsumptionValues = z.object(Object.fromEntries(CONSUMPTION_COLUMNS.map((c) => [c.jsName, z.number().optional()])));
+  app.get(
+    '/v1/workshop/vehicles/:vin/consumption',
+    {
+      schema: {
+        params: VinParams,
+        querystring: RangeQuery.strict(),
+        response: {
+          200: z.object({
+            vin: z.string(),
+            latest: z.object({ recordedAt: z.string(), consumption: ConsumptionValues }).nullable(),
+            history: z.array(z.object({ recordedAt: z.string(), consumption: ConsumptionValues })),
+            truncated: z.boolean(),
+          }),
+        },
+      },
+    },
+    async (req, reply) => {
+      const p = principal(req, deps.tokens, ['workshop']);
+      const { vin } = req.params;
+      const r = range(req.query);
+      const owner = await deps.rights.currentOwner(vin);
+      if (owner === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+      const tl = await deps.consents.timeline(vin, Date.now());
+      if (tl[tl.length - 1]!.restricted) throw new ApiError(403, 'API_ERR_RESTRICTED', 'the owner has restricted the processing of this vehicle\'s data (GDPR Art. 18)');
+      // Need-to-know: the current owner's period only, consumption counters only.
+      const period = (await deps.rights.periodsOf(vin, owner)).pop()!;
+      const rows = await deps.reads.consumptionForWorkshop(
+        vin,
+        period,
+        r,
+        { vin, role: p.role, subject: p.subject, endpoint: 'GET /v1/workshop/vehicles/{vin}/consumption', categories: ['consumption'], rangeFrom: r.from, rangeTo: r.to },
+        workshopMax + 1,
+      );
+      const truncated = rows.length > workshopMax;
+      const hist = (truncated ? rows.slice(rows.length - workshopMax) : rows).map((x) => ({ recordedAt: x.recordedAt.toISOString(), consumption: x.consumption }));
+      void reply.header('cache-control', 'no-store');
+      return { vin, latest: hist[hist.length - 1] ?? null, history: hist, truncated };
+    },
+  );
+
+  app.get('/v1/reports/obfcm', { schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
+    const p = principal(req, deps.tokens, ['authority']);
+    const r = range(req.query);
+    const rows = await deps.reads.obfcmReport(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' });
+    req.log.info({ event: 'obfcm_report', vehicles: rows.length }, 'OBFCM report');
+    const out = stringify({ header: true, columns: ['vin', 'recordedAt', ...CONSUMPTION_COLUMNS.map((c) => c.column)] });
+    attachment(reply, `obfcm-report-${new Date().toISOString().slice(0, 10)}.csv`, 'text/csv; charset=utf-8');
+    void reply.send(out);
+    for (const row of rows) out.write([row.vin, row.recordedAt.toISOString(), ...CONSUMPTION_COLUMNS.map((c) => row.values[c.jsName] ?? '')]);
+    out.end();
+    return reply;
+  });
+};
+
+function archiveReadme(vin: string, subject: string, periods: readonly OwnershipPeriod[], r: Range, groups: readonly Group[]): string {
+  const lines = [
+    `# CarData of vehicle ${vin}`,
+    '',
+    `Prepared on ${new Date().toISOString()} for owner \`${subject}\` (GDPR Art. 15 access, Art. 20 portability).`,
+    '',
+    '## Contents',
+    '- `records.ndjson`: every stored record, one JSON object per line, in time order.',
+    '- `records.csv`: the same records as CSV (RFC 4180), one column per field.',
+    '- `catalogue.json`: every field included: unit, category, purpose, legal basis, retention.',
+    '- `consent-history.json`: your consent and restriction choices for this vehicle, with their dates.',
+    '- `disclosures.json`: every read of this vehicle\'s data by anyone but you (who, what, when).',
+    '',
+    '## Scope',
+    `- Categories: ${groups.join(', ')}.`,
+    `- Time range: ${r.from?.toISOString() ?? 'start of your ownership'} to ${r.to?.toISOString() ?? 'now'}, within your ownership periods:`,
+    ...periods.map((p) => `  - ${p.from.toISOString()} to ${p.to?.toISOString() ?? 'now'}`),
+    '',
+    '## Purposes, legal bases, recipients, retention (Art. 15(1)(a)-(d))',
+  ];
+  for (const g of ALL_GROUPS) {
+    const p = PURPOSES[g];
+    lines.push('', `### ${g}`, `- Purpose: ${p.purpose}`, `- Legal basis: ${p.legalBasis}`, `- Recipients: ${p.recipients}`, `- Retention: ${p.retention}`);
+  }
+  lines.push(
+    '',
+    '## Your rights (Art. 15(1)(e)-(h))',
+    '- Rectification (Art. 16), erasure (Art. 17: `DELETE /v1/vehicles/{vin}/data`), restriction (Art. 18: `PUT /v1/vehicles/{vin}/restriction`), objection (Art. 21: the location and CO2-sharing opt-outs, `PUT /v1/vehicles/{vin}/consent`).',
+    '- You may lodge a complaint with a supervisory authority (Art. 77).',
+    '- Source: all data was sent by the vehicle itself (Art. 15(1)(g)).',
+    '- No automated decision-making or profiling is based on this data (Art. 15(1)(h)).',
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,91 @@
+// A size limit on MQTT packets, enforced before aedes buffers them: aedes 1.x (through
+// mqtt-packet) would otherwise accumulate a packet of up to 256 MB (the MQTT maximum,
+// MQTT-2.2.3) in memory before looking at it. The guard reads each fixed header's
+// Remaining Length (MQTT-2.2.3, variable byte integer) as bytes pass, and closes the
+// connection as soon as a header announces a packet over the limit.
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+
+export class PacketTooLargeError extends Error {
+  readonly code = 'GW_ERR_PACKET_TOO_LARGE';
+  constructor(readonly size: number, readonly limit: number) {
+    super(`MQTT packet of ${size} bytes exceeds the limit of ${limit}`);
+  }
+}
+
+/** Incremental scanner of MQTT packet boundaries. */
+export function createPacketScanner(maxBytes: number): (chunk: Buffer) => PacketTooLargeError | null {
+  let state: 0 | 1 | 2 = 0; // 0: expecting the fixed header's first byte, 1: in Remaining Length, 2: in the body
+  let length = 0;
+  let multiplier = 1;
+  let lengthBytes = 0;
+  let skip = 0;
+  return (chunk) => {
+    let i = 0;
+    while (i < chunk.length) {
+      if (state === 2) {
+        const n = Math.min(skip, chunk.length - i);
+        skip -= n;
+        i += n;
+        if (skip === 0) state = 0;
+        continue;
+      }
+      const b = chunk[i++]!;
+      if (state === 0) {
+        state = 1;
+        length = 0;
+        multiplier = 1;
+        lengthBytes = 0;
+        continue;
+      }
+      length += (b & 0x7f) * multiplier;
+      multiplier *= 128;
+      lengthBytes++;
+      if (b & 0x80) {
+        // More than 4 length bytes is malformed (MQTT-2.2.3): let aedes refuse it, but stop counting.
+        if (lengthBytes >= 4) return new PacketTooLargeError(Number.MAX_SAFE_INTEGER, maxBytes);
+        continue;
+      }
+      const total = 1 + lengthBytes + length;
+      if (total > maxBytes) return new PacketTooLargeError(total, maxBytes);
+      skip = length;
+      state = skip === 0 ? 0 : 2;
+    }
+    return null;
+  };
+}
+
+/** Wraps a socket so that aedes reads through the size guard. */
+export function guardSocket(socket: Socket, maxBytes: number, onRefused: (err: PacketTooLargeError) => void): Duplex {
+  const scan = createPacketScanner(maxBytes);
+  const guarded = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy();
+      cb(err);
+    },
+  });
+  socket.on('data', (chunk: Buffer) => {
+    const err = scan(chunk);
+    if (err) {
+      onRefused(err);
+      socket.destroy();
+      guarded.destroy();
+      return;
+    }
+    if (!guarded.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => guarded.push(null));
+  socket.on('error', (e) => guarded.destroy(e));
+  socket.on('close', () => guarded.destroy());
+  socket.on('drain', () => guarded.emit('drain'));
+  return guarded;
+}

@@ -1,0 +1,177 @@
+// Read paths: CarData export (keyset-paged, so memory stays flat and each page is a
+// short query that never holds a connection or a snapshot for the whole export), the
+// latest position, workshop consumption, the authority's OBFCM report, disclosures.
+import type { Db } from './db.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from './columns.ts';
+import type { OwnershipPeriod } from './rights.ts';
+
+export type GroupValues = Record<string, number>;
+
+export interface StoredRecord {
+  vin: string;
+  seq: number;
+  recordedAt: Date;
+  technical?: GroupValues | null;
+  consumption?: GroupValues | null;
+  location?: GroupValues | null;
+}
+
+export interface Range {
+  from: Date | null;
+  to: Date | null;
+}
+
+export interface Disclosure {
+  vin: string;
+  role: string;
+  subject: string;
+  endpoint: string;
+  categories: string[];
+  rangeFrom: Date | null;
+  rangeTo: Date | null;
+}
+
+export interface ReadRepo {
+  /** Records of `vin` inside the periods ∩ range, oldest first, `pageSize` rows per query. */
+  records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
+  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: GroupValues } | null>;
+  /**
+   * Consumption counters in the range and period, newest last, with the disclosure row
+   * written in the same transaction as the read.
+   */
+  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: GroupValues }[]>;
+  /**
+   * Per VIN, the last shareable OBFCM reading in the range, for vehicles whose owner does
+   * not refuse CO2 sharing and whose processing is not restricted now. One disclosure
+   * row per VIN reported, written by the same statement.
+   */
+  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: GroupValues }[]>;
+  disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
+}
+
+const GROUP_FLAG: Record<Group, string> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };
+
+function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | null {
+  const from = r.from && r.from > p.from ? r.from : p.from;
+  let to: Date | null = p.to;
+  if (r.to && (to === null || r.to < to)) to = r.to;
+  if (to !== null && to <= from) return null;
+  return { from, to };
+}
+
+function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
+  if (!row[GROUP_FLAG[group]]) return null;
+  const out: GroupValues = {};
+  for (const c of FIELD_COLUMNS) {
+    if (c.group !== group) continue;
+    const v = row[c.column];
+    if (v !== null && v !== undefined) out[c.jsName] = v as number;
+  }
+  return out;
+}
+
+export function createReadRepo(db: Db): ReadRepo {
+  return {
+    async *records(vin, periods, range, categories, pageSize = 5000) {
+      const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
+      const flags = categories.map((g) => GROUP_FLAG[g]);
+      const select = ['seq', 'recorded_at', ...flags, ...cols].join(', ');
+      for (const p of periods) {
+        const w = clip(p, range);
+        if (!w) continue;
+        let afterTs: Date | null = null;
+        let afterSeq = -1;
+        for (;;) {
+          const r: { rows: Record<string, unknown>[] } = await db.query<Record<string, unknown>>(
+            `SELECT ${select} FROM telemetry
+              WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+                AND ($4::timestamptz IS NULL OR (recorded_at, seq) > ($4, $5))
+              ORDER BY recorded_at, seq LIMIT $6`,
+            [vin, w.from, w.to, afterTs, afterSeq, pageSize],
+          );
+          for (const row of r.rows) {
+            const rec: StoredRecord = { vin, seq: row.seq as number, recordedAt: row.recorded_at as Date };
+            for (const g of categories) rec[g] = groupOf(row, g);
+            yield rec;
+          }
+          if (r.rows.length < pageSize) break;
+          const last = r.rows[r.rows.length - 1]!;
+          afterTs = last.recorded_at as Date;
+          afterSeq = last.seq as number;
+        }
+      }
+    },
+    async latestLocation(vin, periods) {
+      for (const p of [...periods].reverse()) {
+        const r = await db.query<Record<string, unknown>>(
+          `SELECT seq, recorded_at, has_location, latitude, longitude, heading_deg, altitude_m, accuracy_m FROM telemetry
+            WHERE vin = $1 AND has_location AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+            ORDER BY recorded_at DESC, seq DESC LIMIT 1`,
+          [vin, p.from, p.to],
+        );
+        const row = r.rows[0];
+        if (row) return { recordedAt: row.recorded_at as Date, seq: row.seq as number, location: groupOf(row, 'location') ?? {} };
+      }
+      return null;
+    },
+    async consumptionForWorkshop(vin, period, range, d, limit) {
+      const w = clip(period, range);
+      if (!w) return [];
+      return db.transaction(async (tx) => {
+        await tx.query(
+          'INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+          [d.vin, d.role, d.subject, d.endpoint, d.categories, w.from, w.to],
+        );
+        const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+        const r = await tx.query<Record<string, unknown>>(
+          `SELECT * FROM (SELECT seq, recorded_at, has_consumption, ${cols.join(', ')} FROM telemetry
+             WHERE vin = $1 AND has_consumption AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+             ORDER BY recorded_at DESC, seq DESC LIMIT $4) x ORDER BY recorded_at, seq`,
+          [vin, w.from, w.to, limit],
+        );
+        return r.rows.map((row) => ({ recordedAt: row.recorded_at as Date, seq: row.seq as number, consumption: groupOf(row, 'consumption') ?? {} }));
+      });
+    },
+    async obfcmReport(range, who) {
+      const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+      const r = await db.query<Record<string, unknown>>(
+        `WITH state AS (
+           SELECT DISTINCT ON (vin) vin, co2_sharing_allowed, restricted FROM consent_events ORDER BY vin, effective_at DESC, id DESC
+         ), latest AS (
+           SELECT DISTINCT ON (o.vin) o.vin, o.recorded_at, ${cols.map((c) => 'o.' + c).join(', ')}
+             FROM obfcm_readings o LEFT JOIN state s ON s.vin = o.vin
+            WHERE ($1::timestamptz IS NULL OR o.recorded_at >= $1) AND ($2::timestamptz IS NULL OR o.recorded_at < $2)
+              AND coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false)
+            ORDER BY o.vin, o.recorded_at DESC, o.seq DESC
+         ), logged AS (
+           INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to)
+           SELECT vin, $3, $4, $5, ARRAY['consumption'], $1, $2 FROM latest
+         )
+         SELECT * FROM latest ORDER BY vin`,
+        [range.from, range.to, who.role, who.subject, who.endpoint],
+      );
+      return r.rows.map((row) => {
+        const values: GroupValues = {};
+        for (const c of CONSUMPTION_COLUMNS) {
+          const v = row[c.column];
+          if (v !== null && v !== undefined) values[c.jsName] = v as number;
+        }
+        return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
+      });
+    },
+    async disclosures(vin, periods) {
+      const out: (Disclosure & { at: Date })[] = [];
+      for (const p of periods) {
+        const r = await db.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null }>(
+          `SELECT at, role, subject, endpoint, categories, range_from, range_to FROM disclosures
+            WHERE vin = $1 AND at >= $2 AND ($3::timestamptz IS NULL OR at < $3) ORDER BY at, id`,
+          [vin, p.from, p.to],
+        );
+        for (const x of r.rows) {
+          out.push({ vin, at: x.at, role: x.role, subject: x.subject, endpoint: x.endpoint, categories: x.categories, rangeFrom: x.range_from, rangeTo: x.range_to });
+        }
+      }
+      return out;
+    },
+  };
+}
