@@ -19,6 +19,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { applyRetention } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
@@ -152,11 +153,24 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as net.AddressInfo).port;
 
+  const retention = async () => {
+    try {
+      const r = await applyRetention(db, config.retention.days);
+      log.info({ event: 'retention_applied', days: config.retention.days, ...r }, 'retention applied');
+    } catch (err) {
+      log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+    }
+  };
+  const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+  retentionTimer.unref();
+  void retention();
+
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
     closing ??= (async () => {
       const t0 = Date.now();
       log.info({ event: 'shutdown_started' }, 'stopping');
+      clearInterval(retentionTimer);
       mqttServer.close();
       const d = await broker.drain(config.shutdownGraceMs);
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));

@@ -52,6 +52,10 @@ const envSchema = z
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(30 * 24 * 3600).default(3600),
+    /** Telemetry, OBFCM readings and quarantine older than this are deleted, days. */
+    RETENTION_DAYS: positiveInt.max(36_500).default(1095),
+    /** How often retention runs, ms. */
+    RETENTION_INTERVAL_MS: positiveInt.default(3_600_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
@@ -80,6 +84,7 @@ export interface Config {
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
   readonly tokenTtlS: number;
+  readonly retention: { readonly days: number; readonly intervalMs: number };
   readonly logLevel: string;
 }
 
@@ -129,6 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
     tokenTtlS: e.TOKEN_TTL_S,
+    retention: { days: e.RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS },
     logLevel: e.LOG_LEVEL,
   });
 }
