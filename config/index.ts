@@ -26,6 +26,22 @@ const envSchema = z
     MAX_PACKET_BYTES: positiveInt.default(1024 * 1024),
     /** Most simultaneous MQTT connections. */
     MAX_CONNECTIONS: positiveInt.default(100_000),
+    /** A connection must send CONNECT within this time, ms. */
+    MQTT_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+    /** Failed MQTT authentications per source address (and per VIN) before further attempts are refused. */
+    AUTH_FAILURES_MAX: positiveInt.default(10),
+    /** Window of AUTH_FAILURES_MAX, and the cool-down after it is reached, ms. */
+    AUTH_FAILURE_WINDOW_MS: positiveInt.default(60_000),
+    /** PEM certificate chain: enables MQTT over TLS on MQTTS_PORT and HTTPS on HTTP_PORT. */
+    TLS_CERT_FILE: z.string().min(1).optional(),
+    /** PEM private key of TLS_CERT_FILE. */
+    TLS_KEY_FILE: z.string().min(1).optional(),
+    /** PEM CA bundle of vehicle client certificates: enables mutual TLS on MQTTS_PORT. */
+    TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+    /** With TLS_CLIENT_CA_FILE: refuse vehicles without a valid client certificate. */
+    MQTT_REQUIRE_CLIENT_CERT: z.enum(['true', 'false']).default('false'),
+    /** MQTT over TLS port (with TLS_CERT_FILE). */
+    MQTTS_PORT: port.default(8883),
     /** Records measured further in the future than this are quarantined, ms. */
     MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(5 * 60_000),
     /** Records measured longer ago than this are quarantined, ms (default 30 days). */
@@ -66,7 +82,18 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly dbPoolMax: number;
-  readonly mqtt: { readonly host: string; readonly port: number; readonly maxPacketBytes: number; readonly maxConnections: number };
+  readonly mqtt: {
+    readonly host: string;
+    readonly port: number;
+    readonly tlsPort: number;
+    readonly maxPacketBytes: number;
+    readonly maxConnections: number;
+    readonly connectTimeoutMs: number;
+    readonly authFailuresMax: number;
+    readonly authFailureWindowMs: number;
+    readonly requireClientCert: boolean;
+  };
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
   readonly http: { readonly host: string; readonly port: number };
   readonly adminToken: string | undefined;
   readonly ingest: {
@@ -115,12 +142,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const tlsProblems: string[] = [];
+  if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) tlsProblems.push('  TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
+  if (e.TLS_CLIENT_CA_FILE && !e.TLS_CERT_FILE) tlsProblems.push('  TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS runs on MQTTS_PORT)');
+  if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
+  if (tlsProblems.length) throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${tlsProblems.join('\n')}`);
 
   return deepFreeze({
     databaseUrl: e.DATABASE_URL,
     dataDir: e.DATA_DIR,
     dbPoolMax: e.DB_POOL_MAX,
-    mqtt: { host: e.MQTT_HOST, port: e.MQTT_PORT, maxPacketBytes: e.MAX_PACKET_BYTES, maxConnections: e.MAX_CONNECTIONS },
+    mqtt: {
+      host: e.MQTT_HOST,
+      port: e.MQTT_PORT,
+      tlsPort: e.MQTTS_PORT,
+      maxPacketBytes: e.MAX_PACKET_BYTES,
+      maxConnections: e.MAX_CONNECTIONS,
+      connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
+      authFailuresMax: e.AUTH_FAILURES_MAX,
+      authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
+      requireClientCert: e.MQTT_REQUIRE_CLIENT_CERT === 'true',
+    },
+    tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE } : undefined,
     http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
     adminToken: e.ADMIN_TOKEN,
     ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },

@@ -104,7 +104,10 @@ export function createConsentCache(opts: {
     },
     forget(vin) {
       entries.delete(vin);
-      generation.delete(vin);
+      // The generation is bumped, not dropped: a load started before an invalidation must
+      // stay uncacheable even if the vehicle disconnects and reconnects meanwhile.
+      generation.set(vin, (generation.get(vin) ?? 0) + 1);
+      loading.delete(vin);
     },
     setTrusted(t) {
       trusted = t;

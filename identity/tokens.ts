@@ -26,8 +26,9 @@ export interface SigningKey {
   secret: Buffer;
 }
 
-/** Parses "kid1:secret1,kid2:secret2" (secrets base64url or plain, ≥ 32 bytes). */
+/** Parses "kid1:secret1,kid2:secret2" (secrets taken as UTF-8 text, ≥ 32 bytes; key ids unique). */
 export function parseKeys(spec: string): SigningKey[] {
+  const seen = new Set<string>();
   return spec.split(',').map((part) => {
     const i = part.indexOf(':');
     if (i <= 0) throw new Error('each key must be "kid:secret"');
@@ -35,6 +36,8 @@ export function parseKeys(spec: string): SigningKey[] {
     const secret = Buffer.from(part.slice(i + 1).trim(), 'utf8');
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(kid)) throw new Error(`key id ${JSON.stringify(kid)} must be 1-64 characters of A-Z a-z 0-9 . _ -`);
     if (secret.length < 32) throw new Error(`key ${kid}: secret must be at least 32 bytes`);
+    if (seen.has(kid)) throw new Error(`key id ${kid} appears twice`);
+    seen.add(kid);
     return { kid, secret };
   });
 }
@@ -77,8 +80,10 @@ export function createTokenService(keys: readonly SigningKey[], now: () => numbe
       if (!head || head.alg !== 'HS256' || typeof head.kid !== 'string') return { ok: false, error: 'TOKEN_MALFORMED' };
       const secret = byKid.get(head.kid);
       if (!secret) return { ok: false, error: 'TOKEN_UNKNOWN_KEY' };
-      const expected = mac(secret, `${h}.${b}`);
-      const got = Buffer.from(s, 'base64url');
+      // Compared as canonical base64url text: Buffer.from(s, 'base64url') is lenient
+      // (padding, unused low bits), so a changed signature could decode to the same bytes.
+      const expected = Buffer.from(mac(secret, `${h}.${b}`).toString('base64url'));
+      const got = Buffer.from(s);
       if (got.length !== expected.length || !timingSafeEqual(got, expected)) return { ok: false, error: 'TOKEN_BAD_SIGNATURE' };
       if (!body || typeof body.sub !== 'string' || typeof body.exp !== 'number' || typeof body.jti !== 'string') return { ok: false, error: 'TOKEN_MALFORMED' };
       if (!ROLES.includes(body.role as Role)) return { ok: false, error: 'TOKEN_MALFORMED' };

@@ -104,12 +104,17 @@ export async function appendConsentEvent(
       [vin, own.started_at ?? new Date(0)],
     );
     erasedLocationRows = r.rowCount;
+    // Quarantined bytes may hold positions too: keep the reasons, drop the bytes.
+    await q.query('UPDATE quarantine SET payload = NULL WHERE vin = $1 AND received_at >= $2 AND payload IS NOT NULL', [vin, own.started_at ?? new Date(0)]);
   }
   const ins = await q.query<{ ms: number }>(
     `INSERT INTO consent_events (vin, location_allowed, co2_sharing_allowed, restricted, actor, channel, owner_id,
         previous_location_allowed, previous_co2_sharing_allowed, previous_restricted, erased_location_history)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ${EPOCH_MS} AS ms`,
-    [vin, next.location, next.co2Sharing, next.restricted, change.actor, change.channel, own.owner_id ?? null, prev.location, prev.co2Sharing, prev.restricted, erase],
+    // After a transfer the previous state was another person's choice: not recorded here.
+    opts.reset
+      ? [vin, next.location, next.co2Sharing, next.restricted, change.actor, change.channel, own.owner_id ?? null, null, null, null, erase]
+      : [vin, next.location, next.co2Sharing, next.restricted, change.actor, change.channel, own.owner_id ?? null, prev.location, prev.co2Sharing, prev.restricted, erase],
   );
   // Delivered on COMMIT only, so listeners never see an uncommitted change.
   await q.query('SELECT pg_notify($1, $2)', [CONSENT_CHANNEL, vin]);
