@@ -1,6 +1,8 @@
 // The composition root: reads the configuration, builds each part, wires them, starts
 // them, and stops them in order. Nothing else in the code base creates a connection.
 import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from './config/index.ts';
@@ -11,7 +13,8 @@ import { createVehicleRepo } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache } from './gateway/consent-cache.ts';
 import { createIngest } from './gateway/ingest.ts';
-import { createBroker } from './gateway/broker.ts';
+import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
+import { isValidVin } from './identity/vin.ts';
 import { guardSocket } from './gateway/packet-guard.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
@@ -22,6 +25,31 @@ import { createReadRepo } from './storage/reads.ts';
 import { applyRetention } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * The VIN a verified client certificate names: its subject CN, or a DNS/URI subject
+ * alternative name that is a VIN. undefined when no verified certificate; null when
+ * verified but naming no VIN.
+ */
+function certVinOf(socket: tls.TLSSocket): string | null | undefined {
+  if (!socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return undefined;
+  const cn = cert.subject?.CN;
+  const cns = Array.isArray(cn) ? cn : cn ? [cn] : [];
+  const sans = (cert.subjectaltname ?? '').split(',').map((x) => x.trim().replace(/^(DNS|URI):/, ''));
+  return [...cns, ...sans].find((n) => isValidVin(n)) ?? null;
+}
 
 function redactUrl(u: string): string {
   try {
@@ -35,6 +63,9 @@ function redactUrl(u: string): string {
 
 export interface RunningGateway {
   readonly mqttPort: number;
+  /** MQTT over TLS port, when TLS is configured. */
+  readonly mqttsPort: number | null;
+  readonly https: boolean;
   readonly httpPort: number;
   readonly adminToken: string;
   readonly storage: string;
@@ -109,26 +140,50 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     metrics,
     onQuarantine: (vin, reason, detail) => log.info({ event: 'message_quarantined', vin, reason, detail }, 'message quarantined'),
   });
-  const broker = await createBroker({}, { ingest, credentials: vehicles, consents, metrics, log });
+  const broker = await createBroker(
+    { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
+    { ingest, credentials: vehicles, consents, metrics, log },
+  );
 
-  // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-  const mqttServer = net.createServer({ noDelay: true }, (socket) =>
+  const accept = (socket: net.Socket, certVin?: string | null) => {
+    const info: ConnectionInfo = { remoteAddress: socket.remoteAddress ?? 'unknown' };
+    if (certVin !== undefined) info.certVin = certVin;
     broker.handle(
       guardSocket(socket, config.mqtt.maxPacketBytes, (err) => {
         metrics.refused(err.code);
         log.warn({ event: 'mqtt_packet_too_large', size: err.size, limit: err.limit, remote: socket.remoteAddress }, 'connection closed: packet too large');
       }),
-    ),
-  );
+      info,
+    );
+  };
+  // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
+  const mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
   mqttServer.maxConnections = config.mqtt.maxConnections;
-  await new Promise<void>((resolve, reject) => {
-    mqttServer.once('error', reject);
-    mqttServer.listen(config.mqtt.port, config.mqtt.host, () => {
-      mqttServer.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+
+  const tlsFiles = config.tls
+    ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
+    : undefined;
+  let mqttsServer: tls.Server | null = null;
+  if (tlsFiles) {
+    mqttsServer = tls.createServer(
+      {
+        cert: tlsFiles.cert,
+        key: tlsFiles.key,
+        minVersion: 'TLSv1.2',
+        ...(tlsFiles.ca ? { ca: tlsFiles.ca, requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
+      },
+      (socket) => {
+        socket.setNoDelay(true);
+        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined);
+      },
+    );
+    mqttsServer.maxConnections = config.mqtt.maxConnections;
+    mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
+    await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
+  }
   const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+  const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
@@ -148,7 +203,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
     },
-    { loggerInstance: log },
+    { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as net.AddressInfo).port;
@@ -172,6 +227,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       log.info({ event: 'shutdown_started' }, 'stopping');
       clearInterval(retentionTimer);
       mqttServer.close();
+      mqttsServer?.close();
       const d = await broker.drain(config.shutdownGraceMs);
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
       await broker.close();
@@ -183,7 +239,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     return closing;
   }
 
-  return { mqttPort, httpPort, adminToken, storage, db, close };
+  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, close };
 }
 
 async function run(): Promise<void> {
@@ -208,7 +264,8 @@ async function run(): Promise<void> {
     'cardata-gateway is running',
     `  storage:  ${gw.storage}`,
     `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
-    `  HTTP:     http://${host(config.http.host)}:${gw.httpPort}  (GET /readyz)`,
+    ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
+    `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
   ];
   if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
   lines.push(

@@ -31,11 +31,14 @@ export interface AppOptions {
   bodyLimitBytes?: number;
   /** Requests per minute per bearer token (or per IP without one). Default 600. */
   rateLimitPerMinute?: number;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: false }),
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
     bodyLimit: opts.bodyLimitBytes ?? 65_536,
     // Request ids in logs; taken from the caller when it sends one.
     requestIdHeader: 'x-request-id',

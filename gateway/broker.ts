@@ -7,6 +7,7 @@ import type { ConsentCache } from './consent-cache.ts';
 import { GW_ERR } from './errors.ts';
 import type { Ingest } from './ingest.ts';
 import type { CredentialSource, GatewayMetrics } from './ports.ts';
+import { createAuthLimiter } from './auth-limiter.ts';
 
 export interface BrokerLogger {
   info(obj: object, msg: string): void;
@@ -24,11 +25,25 @@ export interface BrokerDeps {
 export interface BrokerOptions {
   /** CONNECT must arrive within this many ms of the TCP connection. Default 10000. */
   connectTimeoutMs?: number;
+  /** Failed authentications per address and per VIN before attempts are refused unchecked. Default 10. */
+  authFailuresMax?: number;
+  /** Window (and cool-down) of authFailuresMax, ms. Default 60000. */
+  authFailureWindowMs?: number;
+}
+
+/** What the transport knows about a connection, handed in with it. */
+export interface ConnectionInfo {
+  remoteAddress: string;
+  /**
+   * VIN named by a verified client certificate (mutual TLS), or undefined without one.
+   * null: a certificate was presented and verified but names no valid VIN.
+   */
+  certVin?: string | null;
 }
 
 export interface Broker {
   /** Hands a connection to the broker (net.Server's connection listener). */
-  handle(conn: Connection): void;
+  handle(conn: Connection, info?: ConnectionInfo): void;
   /** Vehicles connected now. */
   connectedCount(): number;
   /** Publishes in flight (received, not yet acknowledged). */
@@ -64,6 +79,8 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
   let accepting = true;
   let inFlight = 0;
   let idleWaiters: (() => void)[] = [];
+  const infos = new WeakMap<object, ConnectionInfo>();
+  const limiter = createAuthLimiter({ maxFailures: opts.authFailuresMax ?? 10, windowMs: opts.authFailureWindowMs ?? 60_000 });
 
   const aedes = await Aedes.createBroker({
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
@@ -71,21 +88,37 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
 
     authenticate(client: Client, username, password, done) {
       const vin = client.id;
+      const info = infos.get(client.conn) ?? { remoteAddress: 'unknown' };
+      const ipKey = `ip:${info.remoteAddress}`;
+      const vinKey = `vin:${vin}`;
+      const refuse = (reason: string, msg: string, count = true) => {
+        metrics.refused(reason);
+        if (count) {
+          limiter.failed(ipKey);
+          if (isValidVin(vin)) limiter.failed(vinKey);
+        }
+        log.warn({ event: 'mqtt_auth_refused', vin: isValidVin(vin) ? vin : undefined, remote: info.remoteAddress, reason }, msg);
+        done(authError('not authorized') as never, false);
+      };
+      if (!limiter.allowed(ipKey) || (isValidVin(vin) && !limiter.allowed(vinKey))) {
+        // Not even checked: repeated failures from this address or for this VIN.
+        return refuse(GW_ERR.AUTH_RATE_LIMITED, 'too many failed authentications; refused without checking', false);
+      }
       if (!isValidVin(vin) || username !== vin) {
-        metrics.refused(GW_ERR.CLIENT_ID_MISMATCH);
-        log.warn({ event: 'mqtt_auth_refused', reason: GW_ERR.CLIENT_ID_MISMATCH }, 'client id must be the VIN and equal the username');
-        return done(authError('client id must be the VIN and equal the username') as never, false);
+        return refuse(GW_ERR.CLIENT_ID_MISMATCH, 'client id must be the VIN and equal the username');
+      }
+      if (info.certVin === null || (info.certVin !== undefined && info.certVin !== vin)) {
+        return refuse(GW_ERR.CERT_MISMATCH, 'client certificate does not name this VIN');
       }
       const secret = password ? password.toString('utf8') : '';
       credentials
         .getCredentials(vin)
         .then(async (cred) => {
-          const ok = cred !== null && secret.length > 0 && (await verifySecret(secret, cred.secretHash));
-          if (!ok) {
-            metrics.refused(GW_ERR.BAD_CREDENTIALS);
-            log.warn({ event: 'mqtt_auth_refused', vin, reason: GW_ERR.BAD_CREDENTIALS }, 'unknown vehicle or wrong secret');
-            return done(authError('not authorized') as never, false);
-          }
+          // A verified client certificate naming the VIN authenticates by itself (mutual
+          // TLS); otherwise the secret must match.
+          const ok = cred !== null && (info.certVin === vin || (secret.length > 0 && secret.length <= 512 && (await verifySecret(secret, cred.secretHash))));
+          if (!ok) return refuse(GW_ERR.BAD_CREDENTIALS, 'unknown vehicle or wrong secret');
+          limiter.succeeded(vinKey);
           // Consent is loaded before the first message, so the filter never waits for it.
           await consents.load(vin);
           done(null, true);
@@ -161,7 +194,8 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
   });
 
   return {
-    handle(conn) {
+    handle(conn, info) {
+      if (info) infos.set(conn, info);
       aedes.handle(conn);
     },
     connectedCount: () => aedes.connectedClients,

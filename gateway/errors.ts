@@ -21,6 +21,10 @@ export const GW_ERR = {
   STORAGE_REJECTED: 'GW_ERR_STORAGE_REJECTED',
   /** Connection refused: unknown VIN or wrong secret. */
   BAD_CREDENTIALS: 'GW_ERR_BAD_CREDENTIALS',
+  /** Connection refused unchecked: too many failed authentications from the address or for the VIN. */
+  AUTH_RATE_LIMITED: 'GW_ERR_AUTH_RATE_LIMITED',
+  /** Connection refused: the client certificate names another VIN (or none). */
+  CERT_MISMATCH: 'GW_ERR_CERT_MISMATCH',
   /** Connection refused: client id is not the username (VIN). */
   CLIENT_ID_MISMATCH: 'GW_ERR_CLIENT_ID_MISMATCH',
   /** Publish to a topic other than the vehicle's own telemetry topic. */

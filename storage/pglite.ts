@@ -5,6 +5,14 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, types } from '@electric-sql/pglite';
 import type { Db, Queryable, QueryResult } from './db.ts';
 
+/**
+ * pg's rowCount: rows returned by a SELECT, rows changed by INSERT/UPDATE/DELETE. PGlite's
+ * affectedRows is 0 for a SELECT, so the larger of the two is what pg would say.
+ */
+function rowCount(r: { rows: unknown[]; affectedRows?: number }): number {
+  return Math.max(r.rows.length, r.affectedRows ?? 0);
+}
+
 export async function createPgliteDb(dataDir: string | null): Promise<Db & { setKind(kind: string): void }> {
   if (dataDir) mkdirSync(dataDir, { recursive: true });
   const pg = await PGlite.create(dataDir ?? undefined, {
@@ -16,7 +24,7 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db & { set
 
   const run = async <R>(q: { query: PGlite['query'] }, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     const r = await q.query<R>(text, params as unknown[] | undefined);
-    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+    return { rows: r.rows, rowCount: rowCount(r) };
   };
 
   return {
@@ -45,7 +53,7 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db & { set
               return { rows: [] as R[], rowCount: 0 };
             }
             const r = await tx.query<R>(text, params as unknown[] | undefined);
-            return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+            return { rows: r.rows, rowCount: rowCount(r) };
           },
         };
         return fn(q);

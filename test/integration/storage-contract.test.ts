@@ -137,6 +137,41 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       });
     });
 
+    describe('the Db seam', () => {
+      it('rowCount: rows returned by a SELECT (incl. FOR UPDATE), rows changed by INSERT/UPDATE/DELETE; inside and outside a transaction', async () => {
+        await db.query('CREATE TABLE IF NOT EXISTS seam_probe (k int PRIMARY KEY, v text)');
+        await db.query('DELETE FROM seam_probe');
+        expect((await db.query('INSERT INTO seam_probe VALUES (1, $1), (2, $1), (3, $1)', ['x'])).rowCount).toBe(3);
+        const sel = await db.query<{ k: number }>('SELECT k FROM seam_probe WHERE v = $1 ORDER BY k', ['x']);
+        expect(sel.rows.map((r) => r.k)).toEqual([1, 2, 3]);
+        expect(sel.rowCount).toBe(3);
+        expect((await db.query('SELECT 1 FROM seam_probe WHERE k = $1', [2])).rowCount).toBe(1);
+        expect((await db.query('SELECT 1 FROM seam_probe WHERE k = $1', [9])).rowCount).toBe(0);
+        expect((await db.query('UPDATE seam_probe SET v = $1 WHERE k >= $2', ['y', 2])).rowCount).toBe(2);
+        await db.transaction(async (tx) => {
+          expect((await tx.query('SELECT 1 FROM seam_probe WHERE k = $1 FOR UPDATE', [1])).rowCount).toBe(1);
+          expect((await tx.query('SELECT k FROM seam_probe WHERE v = $1', ['y'])).rowCount).toBe(2);
+          expect((await tx.query('DELETE FROM seam_probe WHERE k = $1', [3])).rowCount).toBe(1);
+        });
+        expect((await db.query('DELETE FROM seam_probe')).rowCount).toBe(2);
+      });
+
+      it('transaction(): commits on return, rolls back on throw', async () => {
+        await db.query('CREATE TABLE IF NOT EXISTS seam_tx (k int PRIMARY KEY)');
+        expect(await db.transaction(async (tx) => (await tx.query('INSERT INTO seam_tx VALUES ($1)', [1])).rowCount)).toBe(1);
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.query('INSERT INTO seam_tx VALUES ($1)', [2]);
+            throw new Error('boom');
+          }),
+        ).rejects.toThrow('boom');
+        expect((await rows<{ k: number }>('SELECT k FROM seam_tx ORDER BY k')).map((r) => r.k)).toEqual([1]);
+        const s = db.stats();
+        expect(s.total).toBeGreaterThanOrEqual(1);
+        expect(s.waiting).toBe(0);
+      });
+    });
+
     describe('vehicles', () => {
       it('create, getCredentials, list in VIN order with keyset paging', async () => {
         const vins = [testVin(), testVin(), testVin()].sort();
@@ -243,7 +278,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       it('a location opt-out with eraseLocationHistory erases the stored positions of the current owner', async () => {
         const vin = await newVehicle('l-owner');
         const t = Date.now() - 60_000;
-        await write({ telemetry: [fullRow(vin, 1, t), fullRow(vin, 2, t + 1)] });
+        await write({ telemetry: [fullRow(vin, 1, t), fullRow(vin, 2, t + 1)], quarantine: [quarantineRow(vin, 'loc', Buffer.from([1, 2, 3]))] });
         const r = await consents.set(vin, { location: false, eraseLocationHistory: true, actor: 'test', channel: 'test' });
         expect(r.erasedLocationRows).toBe(2);
         const left = await rows<Record<string, unknown>>('SELECT latitude, longitude, has_location, speed_kmh FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
@@ -252,6 +287,9 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
           { latitude: null, longitude: null, has_location: false, speed_kmh: 2 },
         ]);
         expect((await consents.history(vin))[0]!.erasedLocationHistory).toBe(true);
+        // quarantined bytes may hold positions: the reason stays, the bytes go
+        const q = await rows<Record<string, unknown>>('SELECT reason, payload, payload_bytes FROM quarantine WHERE vin = $1', [vin]);
+        expect(q).toEqual([{ reason: 'GW_ERR_DECODE', payload: null, payload_bytes: 3 }]);
       });
     });
 
@@ -400,8 +438,10 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
           ownerId: 't-new',
           location: true,
           co2Sharing: true,
-          previous: { location: false, co2Sharing: false, restricted: false },
+          // the previous state was another person's choice: not recorded in the new owner's event
+          previous: null,
         });
+        expect(h[h.length - 2]).toMatchObject({ ownerId: 't-old', location: false, co2Sharing: false });
 
         await expectCode(rights.transfer(vin, 't-new', 'admin'), 'STO_ERR_CONFLICT');
         await expectCode(rights.transfer('WNOTPROVISIONED00', 'x', 'admin'), 'STO_ERR_NOT_FOUND');
