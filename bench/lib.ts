@@ -1,0 +1,441 @@
+// Shared pieces of the benchmark: child processes with a small RPC over IPC (and a
+// guaranteed kill on exit), /proc readings, throwaway databases, statistics.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_DIR = path.resolve(BENCH_DIR, '..');
+/** Every process this run starts is listed here, so a later run can end leftovers by pid. */
+const PID_FILE = path.join(os.tmpdir(), 'cardata-bench-pids.json');
+export const MARKER = 'cardata-bench';
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+export interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  /** pid of the node (or other) process itself (sh exec's into it). */
+  readonly pid: number;
+  /** Last lines of stdout/stderr, for error reports. */
+  tail(): string;
+  call<T = unknown>(cmd: string, args?: unknown, timeoutMs?: number): Promise<T>;
+  /** Resolves with the first IPC message of this type. */
+  waitFor<T = Record<string, unknown>>(type: string, timeoutMs: number): Promise<T>;
+  exited(): boolean;
+  /** Waits for the exit up to timeoutMs, then SIGKILL. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+const children = new Set<Child>();
+const otherPids = new Set<number>();
+
+function savePids(): void {
+  try {
+    const pids = [...[...children].filter((c) => !c.exited()).map((c) => c.pid), ...otherPids];
+    writeFileSync(PID_FILE, JSON.stringify(pids));
+  } catch {
+    // best effort
+  }
+}
+
+/** Ends processes a previous run left behind (killed bench): only pids it recorded, only if still ours. */
+export function reapLeftovers(): void {
+  if (!existsSync(PID_FILE)) return;
+  try {
+    const pids = JSON.parse(readFileSync(PID_FILE, 'utf8')) as number[];
+    for (const pid of pids) {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        if (cmd.includes(MARKER) || cmd.includes(`${BENCH_DIR}/`)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  } catch {
+    // unreadable: ignore
+  }
+  writeFileSync(PID_FILE, '[]');
+}
+
+export function killAllChildren(): void {
+  for (const c of children) {
+    if (!c.exited()) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  for (const pid of otherPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  otherPids.clear();
+  savePids();
+}
+
+let exitHooked = false;
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', killAllChildren);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      killAllChildren();
+      process.exit(130);
+    });
+  }
+}
+
+/** Registers a process started some other way (e.g. mosquitto) for the exit cleanup. */
+export function track(pid: number): void {
+  hookExit();
+  otherPids.add(pid);
+  savePids();
+}
+export function untrack(pid: number): void {
+  otherPids.delete(pid);
+  savePids();
+}
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+  args?: string[];
+}
+
+/**
+ * Starts bench/<script> under node + tsx in a shell that first raises the soft
+ * open-files limit to the hard limit (10,000 sockets need it on a fresh machine).
+ */
+export function spawnNode(name: string, script: string, opts: SpawnOptions = {}): Child {
+  hookExit();
+  const file = path.join(BENCH_DIR, script);
+  const argv = [process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', file, ...(opts.args ?? [])];
+  const proc = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"', MARKER, ...argv], {
+    cwd: REPO_DIR,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const lines: string[] = [];
+  const keep = (d: Buffer) => {
+    for (const l of d.toString('utf8').split('\n')) {
+      if (!l) continue;
+      lines.push(l.length > 400 ? l.slice(0, 400) + '…' : l);
+      if (lines.length > 40) lines.shift();
+    }
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  let exitedFlag = false;
+  const exitP = new Promise<void>((r) => proc.once('exit', () => {
+    exitedFlag = true;
+    r();
+  }));
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  const waiters: { type: string; resolve: (m: unknown) => void }[] = [];
+  proc.on('message', (m: { id?: number; type?: string; result?: unknown; error?: string }) => {
+    if (m.id !== undefined && pending.has(m.id)) {
+      const p = pending.get(m.id)!;
+      pending.delete(m.id);
+      clearTimeout(p.timer);
+      if (m.error !== undefined) p.reject(new Error(`${name}: ${m.error}`));
+      else p.resolve(m.result);
+      return;
+    }
+    for (let i = 0; i < waiters.length; i++) {
+      if (waiters[i]!.type === m.type) {
+        const w = waiters.splice(i, 1)[0]!;
+        w.resolve(m);
+        return;
+      }
+    }
+  });
+  void exitP.then(() => {
+    for (const [, p] of pending) {
+      clearTimeout(p.timer);
+      p.reject(new Error(`${name} exited (code ${proc.exitCode}, signal ${proc.signalCode}); last output:\n${lines.join('\n')}`));
+    }
+    pending.clear();
+    savePids();
+  });
+  const child: Child = {
+    name,
+    proc,
+    pid: proc.pid!,
+    tail: () => lines.join('\n'),
+    exited: () => exitedFlag,
+    call<T>(cmd: string, args?: unknown, timeoutMs = 60_000): Promise<T> {
+      if (exitedFlag) return Promise.reject(new Error(`${name} is not running; last output:\n${lines.join('\n')}`));
+      const id = nextId++;
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          reject(new Error(`${name}: ${cmd} timed out after ${timeoutMs} ms; last output:\n${lines.join('\n')}`));
+        }, timeoutMs);
+        pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+        proc.send({ id, cmd, args });
+      });
+    },
+    waitFor<T>(type: string, timeoutMs: number): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name}: no "${type}" within ${timeoutMs} ms; last output:\n${lines.join('\n')}`)), timeoutMs);
+        const w = {
+          type,
+          resolve: (m: unknown) => {
+            clearTimeout(timer);
+            resolve(m as T);
+          },
+        };
+        waiters.push(w);
+        void exitP.then(() => {
+          clearTimeout(timer);
+          reject(new Error(`${name} exited before "${type}" (code ${proc.exitCode}); last output:\n${lines.join('\n')}`));
+        });
+      });
+    },
+    async stop(timeoutMs = 15_000) {
+      if (!exitedFlag) {
+        const t = setTimeout(() => {
+          try {
+            process.kill(proc.pid!, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }, timeoutMs);
+        try {
+          proc.kill('SIGTERM');
+        } catch {
+          // gone
+        }
+        await exitP;
+        clearTimeout(t);
+      }
+      children.delete(child);
+      savePids();
+    },
+  };
+  children.add(child);
+  savePids();
+  return child;
+}
+
+/** Child side of the RPC: handlers by command name; also exits when the parent goes away. */
+export function serveRpc(handlers: Record<string, (args: any) => unknown>): void {
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {
+    const h = handlers[m.cmd];
+    try {
+      if (!h) throw new Error(`unknown command ${m.cmd}`);
+      const result = await h(m.args);
+      process.send?.({ id: m.id, result: result ?? null });
+    } catch (err) {
+      process.send?.({ id: m.id, error: (err as Error).stack ?? String(err) });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+
+/** Resident set size of a process, bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(s);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** CPU seconds (user + system) used so far by a process. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+/** pid → CPU seconds of every PostgreSQL server process visible here. */
+export function postgresCpu(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') out.set(Number(d), cpuSeconds(Number(d)));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** CPU used by groups of processes between start() and stop(), in cores (CPU-s per s). */
+export function cpuMeter(groups: Record<string, number[]>) {
+  const t0 = performance.now();
+  const before = new Map<string, number>();
+  for (const [g, pids] of Object.entries(groups)) before.set(g, pids.reduce((a, p) => a + cpuSeconds(p), 0));
+  const pg0 = postgresCpu();
+  const total0 = machineCpu();
+  return {
+    stop(): Record<string, number> {
+      const dt = (performance.now() - t0) / 1000;
+      const out: Record<string, number> = {};
+      for (const [g, pids] of Object.entries(groups)) out[g] = round((pids.reduce((a, p) => a + cpuSeconds(p), 0) - before.get(g)!) / dt, 2);
+      const pg1 = postgresCpu();
+      let pgUsed = 0;
+      for (const [pid, s] of pg1) pgUsed += s - (pg0.get(pid) ?? 0);
+      out.postgres = round(pgUsed / dt, 2);
+      const total1 = machineCpu();
+      out.machineBusy = round((total1.busy - total0.busy) / CLK_TCK / dt, 2);
+      return out;
+    },
+  };
+}
+
+function machineCpu(): { busy: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: f.reduce((a, b) => a + b, 0) - idle };
+}
+
+// ---------------------------------------------------------------------------
+// Databases
+
+export function serverUrl(): string {
+  if (process.env.BENCH_DATABASE_URL) return process.env.BENCH_DATABASE_URL;
+  const r = spawnSync('bash', [path.join(REPO_DIR, 'scripts/timescaledb.sh'), 'up'], { encoding: 'utf8', timeout: 600_000 });
+  const url = (r.stdout ?? '').trim().split('\n').filter((l) => /^postgres(ql)?:\/\//.test(l)).pop();
+  if (r.status !== 0 || !url) throw new Error(`scripts/timescaledb.sh up failed (status ${r.status}):\n${(r.stderr ?? '').slice(-2000)}`);
+  return url;
+}
+
+export function dbUrl(server: string, name: string): string {
+  const u = new URL(server);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+const created = new Set<string>();
+
+export async function createDatabase(server: string, name: string): Promise<string> {
+  const c = new pg.Client({ connectionString: server });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await c.end();
+  }
+  created.add(name);
+  return dbUrl(server, name);
+}
+
+export async function dropDatabase(server: string, name: string): Promise<void> {
+  const c = new pg.Client({ connectionString: server });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await c.end();
+  }
+  created.delete(name);
+}
+
+export async function dropAllCreated(server: string): Promise<void> {
+  for (const n of [...created]) await dropDatabase(server, n).catch(() => {});
+}
+
+// ---------------------------------------------------------------------------
+// Misc
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+export function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > end) reject(new Error(`port ${port} not open within ${timeoutMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function round(n: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+/** Percentile by nearest rank of a sorted copy. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[idx]!;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+const VIN_CHARS = '0123456789ABCDEFGHJKLMNPRSTUVWXYZ';
+/** Deterministic VINs: BNCH + a tag letter per part + 12 digits (the gateway checks the syntax). */
+export function benchVin(tag: string, i: number): string {
+  if (!VIN_CHARS.includes(tag) || tag.length !== 1) throw new Error(`bad VIN tag ${tag}`);
+  return `BNCH${tag}${String(i).padStart(12, '0')}`;
+}
+
+/** The commit of the working tree, read from .git without running git. */
+export function gitCommit(): string | null {
+  try {
+    const gitDir = path.join(REPO_DIR, '.git');
+    const head = readFileSync(path.join(gitDir, 'HEAD'), 'utf8').trim();
+    if (!head.startsWith('ref: ')) return head;
+    const ref = head.slice(5);
+    const loose = path.join(gitDir, ref);
+    if (existsSync(loose)) return readFileSync(loose, 'utf8').trim();
+    const packed = readFileSync(path.join(gitDir, 'packed-refs'), 'utf8');
+    const line = packed.split('\n').find((l) => l.endsWith(` ${ref}`));
+    return line ? line.split(' ')[0]! : null;
+  } catch {
+    return null;
+  }
+}
