@@ -12,7 +12,7 @@ import Long from 'long';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, api, startTestGateway } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
-import { TelemetryBatch, type ITelemetryRecord } from '../../proto/index.ts';
+import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 
 /** Mutated and random payloads in total (valid batches come on top). */
@@ -319,6 +319,9 @@ interface Fleet {
   closed: boolean;
 }
 
+/** Odd vehicles have opted out of location processing and CO2 sharing. */
+const optedOut = (v: number) => v % 2 === 1;
+
 /** Deterministic VINs: the database is this file's own. */
 const vinOf = (v: number) => `WFUZZ${String(v).padStart(12, '0')}`;
 
@@ -343,6 +346,13 @@ describe(`fuzz: ${FUZZ_MESSAGES} mutated/random payloads (seed ${FUZZ_SEED}) fro
         const vin = vinOf(v);
         const r = await api(gw, 'POST', '/v1/admin/vehicles', { vin, ownerId: `fuzz-owner-${v}` }, ADMIN_TOKEN);
         expect(r.status).toBe(201);
+        if (optedOut(v)) {
+          // Half the fleet refuses location processing and CO2 sharing, before connecting.
+          const tok = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: `fuzz-owner-${v}` }, ADMIN_TOKEN);
+          expect(tok.status).toBe(201);
+          const c = await api(gw, 'PUT', `/v1/vehicles/${vin}/consent`, { location: false, co2Sharing: false }, tok.body.token as string);
+          expect(c.status).toBe(200);
+        }
         const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, {
           clientId: vin,
           username: vin,
@@ -463,6 +473,29 @@ describe(`fuzz: ${FUZZ_MESSAGES} mutated/random payloads (seed ${FUZZ_SEED}) fro
       for (const { reason } of byReason) expect(DOCUMENTED_REASONS, reason).toContain(reason);
       for (const reason of Object.keys(events)) expect(DOCUMENTED_REASONS, reason).toContain(reason);
       expect(byReason.length).toBeGreaterThan(3);
+
+      // Privacy under fuzzing: for the opted-out half, no position anywhere, nothing shareable.
+      const out = fleet.filter((_, v) => optedOut(v)).map((f) => f.vin);
+      const located = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM telemetry WHERE vin = ANY($1)
+           AND (has_location OR latitude IS NOT NULL OR longitude IS NOT NULL OR heading_deg IS NOT NULL OR altitude_m IS NOT NULL OR accuracy_m IS NOT NULL)`,
+        [out],
+      );
+      expect(located[0]!.n).toBe(0);
+      expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM obfcm_readings WHERE vin = ANY($1)', [out]))[0]!.n).toBe(0);
+      const kept = await db.query<{ reason: string; seq: string | null; payload: Buffer | null }>(
+        'SELECT reason, seq::text, payload FROM quarantine WHERE vin = ANY($1) AND payload IS NOT NULL',
+        [out],
+      );
+      let recordLevel = 0;
+      for (const q of kept) {
+        // Message-level refusals (undecodable, other VIN) keep no bytes for these vehicles …
+        expect(['GW_ERR_DECODE', 'GW_ERR_VIN_MISMATCH', 'GW_ERR_STORAGE_REJECTED'], q.reason).not.toContain(q.reason);
+        // … and a refused record is kept without its location.
+        expect(TelemetryRecord.decode(q.payload!).location ?? null, q.reason).toBeNull();
+        recordLevel++;
+      }
+      expect(recordLevel).toBeGreaterThan(0);
     },
     240_000,
   );
