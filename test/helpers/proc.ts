@@ -157,12 +157,16 @@ export async function readyz(httpPort: number, timeoutMs = 2000): Promise<number
   }
 }
 
-/** Value of one unlabelled metric from GET /metrics (null when not answered or absent). */
-export async function metricValue(httpPort: number, name: string, timeoutMs = 2000): Promise<number | null> {
+/**
+ * Value of one series from GET /metrics, named as exposed (e.g. `cardata_writer_pending_rows`
+ * or `cardata_messages_received_total{qos="1"}`); null when not answered or absent.
+ */
+export async function metricValue(httpPort: number, series: string, timeoutMs = 2000): Promise<number | null> {
   try {
     const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
     const text = await r.text();
-    const m = new RegExp(`^${name}(?:\\{\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+    const escaped = series.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const m = new RegExp(`^${escaped} ([0-9.eE+-]+)$`, 'm').exec(text);
     return m ? Number(m[1]) : null;
   } catch {
     return null;

@@ -1,0 +1,52 @@
+// The OpenAPI document is generated from the routes' zod schemas: every route is in it,
+// with its request and response schemas.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
+import type { RunningGateway } from '../../main.ts';
+
+let db: TestDatabase;
+let gw: RunningGateway;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  gw = await startTestGateway(db.url);
+});
+afterAll(async () => {
+  await gw?.close();
+  await db?.drop();
+});
+
+describe('OpenAPI', () => {
+  it('lists every route with its schemas, and serves the interactive docs', async () => {
+    const res = await fetch(`http://127.0.0.1:${gw.httpPort}/docs/json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, any>> };
+    expect(doc.openapi).toMatch(/^3\./);
+    const expected: [string, string][] = [
+      ['/v1/admin/vehicles', 'post'],
+      ['/v1/admin/tokens', 'post'],
+      ['/v1/admin/vehicles/{vin}/transfer', 'post'],
+      ['/v1/vehicles/{vin}/consent', 'get'],
+      ['/v1/vehicles/{vin}/consent', 'put'],
+      ['/v1/vehicles/{vin}/consent/history', 'get'],
+      ['/v1/vehicles/{vin}/restriction', 'put'],
+      ['/v1/vehicles/{vin}/data', 'delete'],
+      ['/v1/vehicles/{vin}/cardata', 'get'],
+      ['/v1/vehicles/{vin}/location/latest', 'get'],
+      ['/v1/vehicles/{vin}/disclosures', 'get'],
+      ['/v1/catalogue', 'get'],
+      ['/v1/workshop/vehicles/{vin}/consumption', 'get'],
+      ['/v1/reports/obfcm', 'get'],
+      ['/healthz', 'get'],
+      ['/readyz', 'get'],
+    ];
+    for (const [p, m] of expected) expect(doc.paths[p]?.[m], `${m.toUpperCase()} ${p}`).toBeDefined();
+    const put = doc.paths['/v1/vehicles/{vin}/consent']!.put;
+    const body = put.requestBody.content['application/json'].schema;
+    expect(Object.keys(body.properties).sort()).toEqual(['co2Sharing', 'location']);
+    expect(put.responses['200'].content['application/json'].schema.properties.since).toBeDefined();
+    const ui = await fetch(`http://127.0.0.1:${gw.httpPort}/docs/`);
+    expect(ui.status).toBe(200);
+    expect(await ui.text()).toContain('swagger');
+  });
+});
