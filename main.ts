@@ -22,7 +22,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
-import { applyRetention } from './storage/retention.ts';
+import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
@@ -216,6 +216,10 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
     }
   };
+  await enableCompression(db).then(
+    (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
+    (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
+  );
   const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
   retentionTimer.unref();
   void retention();

@@ -37,3 +37,19 @@ export async function applyRetention(db: Db, days: number): Promise<RetentionRes
   const obfcm = (await db.query('DELETE FROM obfcm_readings WHERE recorded_at < now() - $1::interval', [interval])).rowCount;
   return { method: 'delete', telemetry, obfcm, quarantine };
 }
+
+/**
+ * On the community-licensed TimescaleDB (the official Docker image), native compression
+ * of chunks older than `compressAfterDays` (segmented by VIN, so one vehicle's export
+ * reads few segments). Not available on the Apache build: returns false there.
+ */
+export async function enableCompression(db: Db, compressAfterDays = 7): Promise<boolean> {
+  if (db.kind !== 'timescaledb') return false;
+  const lic = await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l");
+  if (lic.rows[0]?.l !== 'timescale') return false;
+  for (const t of HYPERTABLES) {
+    await db.query(`ALTER TABLE ${t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'vin', timescaledb.compress_orderby = 'recorded_at, seq')`);
+    await db.query(`SELECT add_compression_policy('${t}', compress_after => $1::interval, if_not_exists => true)`, [`${Math.floor(compressAfterDays)} days`]);
+  }
+  return true;
+}

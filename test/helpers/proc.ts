@@ -158,16 +158,20 @@ export async function readyz(httpPort: number, timeoutMs = 2000): Promise<number
 }
 
 /**
- * Value of one series from GET /metrics, named as exposed (e.g. `cardata_writer_pending_rows`
- * or `cardata_messages_received_total{qos="1"}`); null when not answered or absent.
+ * Values of series from GET /metrics, named as exposed (e.g. `cardata_writer_pending_rows`
+ * or `cardata_messages_received_total{qos="1"}`); null when not answered, NaN when absent.
  */
-export async function metricValue(httpPort: number, series: string, timeoutMs = 2000): Promise<number | null> {
+export async function metricValues<K extends string>(httpPort: number, series: readonly K[], timeoutMs = 2000): Promise<Record<K, number> | null> {
   try {
     const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
     const text = await r.text();
-    const escaped = series.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const m = new RegExp(`^${escaped} ([0-9.eE+-]+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : null;
+    const out = {} as Record<K, number>;
+    for (const name of series) {
+      const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const m = new RegExp(`^${escaped} ([0-9.eE+-]+)$`, 'm').exec(text);
+      out[name] = m ? Number(m[1]) : NaN;
+    }
+    return out;
   } catch {
     return null;
   }
