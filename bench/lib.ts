@@ -273,13 +273,23 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** pid → CPU seconds of every PostgreSQL server process visible here. */
-export function postgresCpu(): Map<number, number> {
-  const out = new Map<number, number>();
+type PgKind = 'ours' | 'shared' | 'other';
+
+/**
+ * pid → CPU seconds of every PostgreSQL server process visible here, classified:
+ * backends of our databases ('ours'), server-wide processes such as the WAL writer and
+ * checkpointer ('shared'), backends of any other database ('other': someone else's load).
+ */
+export function postgresCpu(ourDbs: readonly string[]): Map<number, { cpu: number; kind: PgKind }> {
+  const out = new Map<number, { cpu: number; kind: PgKind }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') out.set(Number(d), cpuSeconds(Number(d)));
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== 'postgres') continue;
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      const m = /^postgres: \S+ (\S+) (?:\d+\.\d+\.\d+\.\d+|\[local\])/.exec(cmd) ?? /^postgres: autovacuum worker (\S+)/.exec(cmd);
+      const kind: PgKind = !m ? 'shared' : ourDbs.includes(m[1]!) ? 'ours' : 'other';
+      out.set(Number(d), { cpu: cpuSeconds(Number(d)), kind });
     } catch {
       // exited meanwhile
     }
@@ -287,27 +297,48 @@ export function postgresCpu(): Map<number, number> {
   return out;
 }
 
-/** CPU used by groups of processes between start() and stop(), in cores (CPU-s per s). */
-export function cpuMeter(groups: Record<string, number[]>) {
+/**
+ * CPU used by groups of processes between start and stop(), in cores (CPU-s per s),
+ * plus PostgreSQL (our databases' backends + server-wide processes), the whole machine,
+ * and what is left: other processes on this machine (noise in the figures).
+ */
+export function cpuMeter(groups: Record<string, number[]>, ourDbs: readonly string[] = []) {
   const t0 = performance.now();
   const before = new Map<string, number>();
   for (const [g, pids] of Object.entries(groups)) before.set(g, pids.reduce((a, p) => a + cpuSeconds(p), 0));
-  const pg0 = postgresCpu();
+  const pg0 = postgresCpu(ourDbs);
   const total0 = machineCpu();
   return {
     stop(): Record<string, number> {
       const dt = (performance.now() - t0) / 1000;
       const out: Record<string, number> = {};
-      for (const [g, pids] of Object.entries(groups)) out[g] = round((pids.reduce((a, p) => a + cpuSeconds(p), 0) - before.get(g)!) / dt, 2);
-      const pg1 = postgresCpu();
-      let pgUsed = 0;
-      for (const [pid, s] of pg1) pgUsed += s - (pg0.get(pid) ?? 0);
-      out.postgres = round(pgUsed / dt, 2);
+      let accounted = 0;
+      for (const [g, pids] of Object.entries(groups)) {
+        const used = (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before.get(g)!) / dt;
+        out[g] = round(used, 2);
+        accounted += used;
+      }
+      const pg1 = postgresCpu(ourDbs);
+      const used: Record<PgKind, number> = { ours: 0, shared: 0, other: 0 };
+      for (const [pid, x] of pg1) used[x.kind] += x.cpu - (pg0.get(pid)?.cpu ?? 0);
+      out.postgres = round((used.ours + used.shared) / dt, 2);
+      accounted += (used.ours + used.shared) / dt;
       const total1 = machineCpu();
-      out.machineBusy = round((total1.busy - total0.busy) / CLK_TCK / dt, 2);
+      const busy = (total1.busy - total0.busy) / CLK_TCK / dt;
+      out.machineBusy = round(busy, 2);
+      out.otherProcesses = round(Math.max(0, busy - accounted), 2);
       return out;
     },
   };
+}
+
+/** Cores kept busy by everything on the machine over the next `ms`. */
+export async function machineBusyCores(ms: number): Promise<number> {
+  const a = machineCpu();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = machineCpu();
+  return (b.busy - a.busy) / CLK_TCK / ((performance.now() - t0) / 1000);
 }
 
 function machineCpu(): { busy: number } {

@@ -6,7 +6,7 @@
 //   rate         open loop at a fixed message rate over all vehicles: ack latency
 //   close        end every connection
 import net from 'node:net';
-import { createVehicleModel, VEHICLE_KINDS } from '../simulator/model.ts';
+import { samplesFor } from './fleet.ts';
 import { telemetryTopic } from '../proto/index.ts';
 import { CONNACK, PUBACK, PacketReader, SEQ_BASE, buildPublishTemplate, connectPacket, stamp, type PublishTemplate } from './mqtt-wire.ts';
 import { serveRpc } from './lib.ts';
@@ -99,17 +99,7 @@ function afterAcks(c: Conn): void {
 }
 
 function buildTemplate(vin: string, i: number, n: number, withLocation: boolean): PublishTemplate {
-  const kind = VEHICLE_KINDS[i % VEHICLE_KINDS.length]!;
-  const model = createVehicleModel(kind, 1000 + i);
-  const t0 = Date.now() - 3_600_000;
-  model.next(t0);
-  const recs = [];
-  // Some minutes of driving first, so speeds, rpm and positions are not all at rest.
-  for (let k = 0; k < n; k++) {
-    const s = model.next(t0 + 120_000 + k * 1000);
-    recs.push({ technical: s.technical, consumption: s.consumption, location: withLocation ? s.location : null });
-  }
-  return buildPublishTemplate(vin, telemetryTopic(vin), recs);
+  return buildPublishTemplate(vin, telemetryTopic(vin), samplesFor(i, n, withLocation));
 }
 
 interface ConnectArgs {

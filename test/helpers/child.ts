@@ -14,7 +14,7 @@ export interface Child {
   readonly startedAt: number;
   stdout(): string;
   stderr(): string;
-  /** Resolves with the exit code (or 128 + signal number style name when killed), bounded. */
+  /** Resolves with the exit code, or the signal that ended it; rejects after timeoutMs. */
   exited(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves once stdout (or stderr) matches, bounded; rejects with the output so far. */
   waitForOutput(re: RegExp, timeoutMs: number, stream?: 'stdout' | 'stderr'): Promise<RegExpMatchArray>;
@@ -45,16 +45,32 @@ export function spawnChild(cmd: string, args: string[], env: Record<string, stri
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  let closed = false;
+  let settled = false;
   const exitWaiters: (() => void)[] = [];
-  // 'close': the process exited AND its output streams are drained.
-  proc.on('close', (code, signal) => {
+  // 'exit', not 'close': an orphaned grandchild can hold the output pipes open forever.
+  // Once exited, give the pipes a moment to drain ('close') before reporting.
+  proc.on('exit', (code, signal) => {
     exit = { code, signal };
-    for (const w of exitWaiters) w();
+    const done = () => {
+      settled = true;
+      for (const w of exitWaiters.splice(0)) w();
+    };
+    if (closed) done();
+    else {
+      const t = setTimeout(done, 500);
+      proc.once('close', () => {
+        clearTimeout(t);
+        done();
+      });
+    }
   });
+  proc.on('close', () => (closed = true));
   proc.on('error', (e) => {
     err += `\n[spawn error] ${e.message}`;
     exit ??= { code: null, signal: null };
-    for (const w of exitWaiters) w();
+    settled = true;
+    for (const w of exitWaiters.splice(0)) w();
   });
   const pid = proc.pid ?? -1;
   const c: Child = {
@@ -67,7 +83,7 @@ export function spawnChild(cmd: string, args: string[], env: Record<string, stri
       return exit === null;
     },
     exited(timeoutMs) {
-      if (exit) return Promise.resolve(exit);
+      if (exit && settled) return Promise.resolve(exit);
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`process ${pid} (${cmd} ${args.join(' ')}) still running after ${timeoutMs} ms\nstdout:\n${out}\nstderr:\n${err}`)), timeoutMs);
         exitWaiters.push(() => {

@@ -74,6 +74,11 @@ export interface Fleet {
   /** seq numbers carried by message `index`. */
   seqsOf(index: number): number[];
   stats(): FleetStats;
+  /** Publishes nothing new from now on (what is in flight stays in flight). */
+  pause(): void;
+  resume(): void;
+  /** Messages published and not yet acknowledged, all vehicles. */
+  outstanding(): number;
   /** Closes every client at once (unacknowledged messages are abandoned). */
   close(): Promise<void>;
 }
@@ -180,7 +185,7 @@ export function startFleet(opts: FleetOptions): Fleet {
 
   const timers = new Set<NodeJS.Timeout>();
   function pump(v: VehicleState): void {
-    while (!closed && v.outstanding < opts.window && v.next < opts.messages) {
+    while (!closed && !paused && v.outstanding < opts.window && v.next < opts.messages) {
       const due = t0 + v.next * opts.intervalMs;
       const wait = due - Date.now();
       if (wait > 0) {
@@ -199,6 +204,7 @@ export function startFleet(opts: FleetOptions): Fleet {
   }
 
   let closed = false;
+  let paused = false;
   for (const v of vehicles) pump(v);
 
   const fleet: Fleet = {
@@ -258,6 +264,14 @@ export function startFleet(opts: FleetOptions): Fleet {
         window: opts.window,
       };
     },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      for (const v of vehicles) pump(v);
+    },
+    outstanding: () => vehicles.reduce((n, v) => n + v.outstanding, 0),
     async close() {
       closed = true;
       for (const t of timers) clearTimeout(t);

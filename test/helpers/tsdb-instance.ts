@@ -96,10 +96,9 @@ export async function startTsdbInstance(): Promise<TsdbInstance> {
       `max_connections = 100`,
       `shared_buffers = 64MB`,
       `timescaledb.max_background_workers = 2`,
-      // throwaway test cluster: durability off for speed (clean stops still checkpoint)
+      // throwaway test cluster: no fsync (no OS crash is simulated). synchronous_commit stays
+      // on: a COMMIT the gateway sees must be in the WAL the server keeps across a stop.
       `fsync = off`,
-      `synchronous_commit = off`,
-      `full_page_writes = off`,
       '',
     ].join('\n'),
   );
