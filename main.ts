@@ -139,6 +139,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     limits: config.ingest,
     metrics,
     onQuarantine: (vin, reason, detail) => log.info({ event: 'message_quarantined', vin, reason, detail }, 'message quarantined'),
+    onConsentUnavailable: (vin, err) => log.warn({ event: 'consent_unavailable', vin, err: err.message }, 'consent could not be read; the message waits'),
   });
   const broker = await createBroker(
     { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
@@ -233,6 +234,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       mqttServer.close();
       mqttsServer?.close();
       const d = await broker.drain(config.shutdownGraceMs);
+      ingest.close();
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
       await broker.close();
       await app.close();

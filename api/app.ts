@@ -1,7 +1,7 @@
 // buildApp(): the HTTP API as a fastify instance that never listens by itself.
 // Each route group is a plugin; request and response bodies are zod schemas, so a
 // field a schema does not list cannot leak into a response.
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, problem, type ApiErrorCode } from './errors.ts';
 import { healthRoutes, type Readiness } from './routes/health.ts';
@@ -13,7 +13,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { createHash } from 'node:crypto';
+import { bearer } from './auth.ts';
+import { tokensEqual } from '../identity/secrets.ts';
 
 export interface AppDeps {
   readiness: Readiness;
@@ -43,6 +44,22 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     // Request ids in logs; taken from the caller when it sends one.
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    // Errors fastify raises before routing (an undecodable URL, an over-long parameter)
+    // get the same problem+json answer as everything else, without echoing the URL.
+    frameworkErrors: (err, _req, reply) => {
+      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      const detail = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the request URL is malformed';
+      void (reply as FastifyReply).status(status).type('application/problem+json').send(problem(status, 'API_ERR_VALIDATION', detail));
+    },
+    // Requests node's HTTP parser refuses never reach fastify: answer them in kind.
+    clientErrorHandler: (err: NodeJS.ErrnoException & { code?: string }, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify(problem(status, 'API_ERR_VALIDATION', status === 431 ? 'request headers too large' : 'malformed HTTP request'));
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -103,10 +120,16 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(rateLimit, {
     max: opts.rateLimitPerMinute ?? 600,
     timeWindow: 60_000,
-    // Per token: a hash, so the token itself is never kept as a map key.
+    // Per caller: a valid API token counts for its subject, the admin token for the admin;
+    // anything else (no token, a bad one, however spelt) counts for the client address.
     keyGenerator: (req) => {
-      const h = req.headers.authorization;
-      return typeof h === 'string' ? 'tok:' + createHash('sha256').update(h).digest('base64url') : 'ip:' + req.ip;
+      const t = bearer(req);
+      if (t !== null) {
+        if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
+        const v = deps.vehicles.tokens.verify(t);
+        if (v.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+      }
+      return 'ip:' + req.ip;
     },
     allowList: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
     errorResponseBuilder: (_req, ctx) => new ApiError(429, 'API_ERR_RATE_LIMITED', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`),

@@ -39,3 +39,15 @@ export async function requireOwner(p: Principal, vin: string, currentOwner: (vin
   const owner = await currentOwner(vin);
   if (owner === null || owner !== p.subject) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
 }
+
+/**
+ * onRequest hook: a route whose config lists `roles` is refused (401/403) before its
+ * body or parameters are even looked at, so an anonymous caller learns nothing from
+ * validation errors.
+ */
+export function rolesHook(tokens: TokenService) {
+  return async (req: FastifyRequest): Promise<void> => {
+    const roles = (req.routeOptions.config as { roles?: readonly Role[] } | undefined)?.roles;
+    if (roles) principal(req, tokens, roles);
+  };
+}

@@ -1,5 +1,7 @@
 // The gateway in its own process for the benchmark: configuration from the environment
 // (as in production), ports and admin token reported over IPC, orderly close on request.
+import { Session } from 'node:inspector';
+import { writeFileSync } from 'node:fs';
 import { loadConfig } from '../config/index.ts';
 import { startGateway, createLogger } from '../main.ts';
 import { serveRpc } from './lib.ts';
@@ -15,7 +17,28 @@ function close(): Promise<void> {
   return closing;
 }
 
+// CPU profile of a chosen window (the benchmark's measured part only), via the inspector.
+let session: Session | null = null;
+function post<T = unknown>(method: string, params?: object): Promise<T> {
+  return new Promise((resolve, reject) => session!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
+}
+
 serveRpc({
+  async profileStart() {
+    session = new Session();
+    session.connect();
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 250 });
+    await post('Profiler.start');
+    return { started: true };
+  },
+  async profileStop(a: { file: string }) {
+    const { profile } = await post<{ profile: object }>('Profiler.stop');
+    session!.disconnect();
+    session = null;
+    writeFileSync(a.file, JSON.stringify(profile));
+    return { file: a.file };
+  },
   gc() {
     const g = (globalThis as { gc?: () => void }).gc;
     if (!g) return { gc: false };

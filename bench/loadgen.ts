@@ -40,6 +40,7 @@ let measureFrom = Infinity;
 let measureTo = -Infinity;
 let measuredAckedMsgs = 0;
 let latencies: number[] = [];
+let latencyBySecond: number[][] = [];
 const LATENCY_CAP = 2_000_000;
 let perSecond: number[] = [];
 let runStart = 0;
@@ -82,7 +83,11 @@ function onAck(c: Conn, id: number): void {
   const sec = Math.floor((now - runStart) / 1000);
   if (sec >= 0 && sec < 3600) perSecond[sec] = (perSecond[sec] ?? 0) + 1;
   if (now >= measureFrom && now < measureTo) measuredAckedMsgs++;
-  if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) latencies.push(now - t);
+  if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) {
+    latencies.push(now - t);
+    const s = Math.floor((t - measureFrom) / 1000);
+    (latencyBySecond[s] ??= []).push(now - t);
+  }
 }
 
 function afterAcks(c: Conn): void {
@@ -210,6 +215,7 @@ function resetCounters(): void {
   measuredAckedMsgs = 0;
   unexpectedCloses = 0;
   latencies = [];
+  latencyBySecond = [];
   perSecond = [];
 }
 
@@ -322,6 +328,11 @@ async function rateRun(a: RateArgs) {
     p99: pct(99),
     p999: pct(99.9),
     max: latencies.length ? latencies[latencies.length - 1]! : NaN,
+    /** p99 of the messages sent in each second of the measured window, ms. */
+    p99BySecond: latencyBySecond.map((l) => {
+      const x = (l ?? []).sort((p, q) => p - q);
+      return x.length ? Math.round(x[Math.min(x.length - 1, Math.ceil(0.99 * x.length) - 1)]! * 10) / 10 : null;
+    }),
     drained,
     inflightLeft: totalInflight(),
     unexpectedCloses,

@@ -13,7 +13,7 @@
 // Prints a table and writes bench/results/latest.json. Each part uses a fresh database
 // (bench_<part>), dropped afterwards; every child process is killed on exit.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -258,7 +258,7 @@ function ensureMosquitto(): string {
  */
 async function waitQuiet(part: string): Promise<void> {
   const t0 = Date.now();
-  const maxWait = QUICK ? 15_000 : 60_000;
+  const maxWait = QUICK ? 5000 : 30_000;
   let busy = await machineBusyCores(1000);
   let warned = false;
   while (busy > 0.25 && Date.now() - t0 < maxWait) {
@@ -319,7 +319,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
   let lg: Child | null = null;
   const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), `${MARKER}-prof-`)) : null;
   try {
-    gw = await startGateway('gateway', url, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    gw = await startGateway('gateway', url);
     lg = await startLoadgen('loadgen');
     log(`ingest: connecting ${vins.length} vehicles`);
     const c = await lg.call<{ connected: number; failed: number; errors: string[]; ms: number }>(
@@ -333,6 +333,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     const runP = lg.call<any>('closedLoop', { window: P.window, warmupMs: P.ingestWarmupMs, measureMs: P.ingestMeasureMs, drainMs: 60_000 }, P.ingestWarmupMs + P.ingestMeasureMs + 90_000);
     await sleep(P.ingestWarmupMs);
     const m0 = await scrape(gw).catch(() => ({}) as Record<string, number>);
+    if (profDir) await gw.child.call('profileStart');
     const meter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const rssSamples: number[] = [];
     const rssTimer = setInterval(() => {
@@ -345,6 +346,8 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     await sleep(P.ingestMeasureMs);
     const cpu = meter.stop();
     clearInterval(rssTimer);
+    const profFile = profDir ? path.join(profDir, 'gateway-ingest.cpuprofile') : null;
+    if (profFile) await gw.child.call('profileStop', { file: profFile }, 60_000);
     const m1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     const r = await runP;
     const d = (k: string) => (m1[k] ?? NaN) - (m0[k] ?? NaN);
@@ -388,13 +391,23 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     // Ack latency at half the sustained rate, open loop.
     const msgsPerSec = Math.max(1, Math.round(r.measuredRecordsPerSec / 2 / 10));
     log(`ingest: ack latency at ${msgsPerSec * 10} records/s (half of ${round(r.measuredRecordsPerSec)})`);
+    const latMeter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const lat = await lg.call<any>(
       'rate',
       { msgsPerSec, window: P.window, warmupMs: P.latencyWarmupMs, measureMs: P.latencyMeasureMs, drainMs: 30_000 },
       P.latencyWarmupMs + P.latencyMeasureMs + 60_000,
     );
+    const latCpu = latMeter.stop();
     results.ingest.ackLatencyMs = { p50: round(lat.p50, 2), p90: round(lat.p90, 2), p99: round(lat.p99, 2), p999: round(lat.p999, 2), max: round(lat.max, 2) };
-    results.ingest.latencyRun = { targetRecordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), samples: lat.samples, deferredByWindow: lat.deferred, drained: lat.drained };
+    results.ingest.latencyRun = {
+      targetRecordsPerSec: msgsPerSec * 10,
+      achievedRecordsPerSec: round(lat.achievedRecordsPerSec),
+      samples: lat.samples,
+      deferredByWindow: lat.deferred,
+      drained: lat.drained,
+      p99BySecondMs: lat.p99BySecond,
+      cpuCores: latCpu,
+    };
     stored = await queryOne<{ n: number }>(url, 'SELECT count(*)::int AS n FROM telemetry');
     const totalAcked = r.ackedRecords + lat.ackedMsgs * 10;
     const ok2 = lat.drained && lat.unexpectedCloses === 0 && stored.n === totalAcked;
@@ -411,11 +424,10 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     await dropDatabase(server, name);
   }
   if (profDir) {
-    const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
-    if (files.length) {
-      const f = path.join(profDir, files[0]!);
+    const f = path.join(profDir, 'gateway-ingest.cpuprofile');
+    if (existsSync(f)) {
       results.ingest.cpuProfile = f;
-      log(`ingest: gateway CPU profile ${f}`);
+      log(`ingest: gateway CPU profile of the measured window: ${f}`);
       process.stderr.write(summarize(f, 30) + '\n');
     }
   }
@@ -602,6 +614,15 @@ async function partExport(server: string, secretHash: string): Promise<void> {
         // gone
       }
     }, 50);
+    const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), `${MARKER}-prof-`)) : null;
+    if (profDir) await gw.child.call('profileStart');
+    let heapPeak = 0;
+    const heapTimer = setInterval(() => {
+      gw!.child.call<NodeJS.MemoryUsage>('memory', undefined, 5000).then(
+        (m) => (heapPeak = Math.max(heapPeak, m.heapUsed)),
+        () => {},
+      );
+    }, 500);
     log('export: GET /v1/vehicles/{vin}/cardata?format=ndjson');
     const meter = cpuMeter({ gateway: [gw.pid], bench: [process.pid] }, [name]);
     const t0 = performance.now();
@@ -631,6 +652,14 @@ async function partExport(server: string, secretHash: string): Promise<void> {
     const sec = (performance.now() - t0) / 1000;
     const cpu = meter.stop();
     clearInterval(timer);
+    clearInterval(heapTimer);
+    if (profDir) {
+      const f = path.join(profDir, 'gateway-export.cpuprofile');
+      await gw.child.call('profileStop', { file: f }, 60_000);
+      results.export.cpuProfile = f;
+      log(`export: gateway CPU profile of the export: ${f}`);
+      process.stderr.write(summarize(f, 30) + '\n');
+    }
     if (status !== 200 && complete) throw new Error(`export answered ${status}`);
     results.export = {
       ...results.export,
@@ -645,6 +674,7 @@ async function partExport(server: string, secretHash: string): Promise<void> {
       idleRssMB: round(idle / 2 ** 20, 1),
       peakRssMB: round(peak / 2 ** 20, 1),
       rssGrowthMB: round((peak - idle) / 2 ** 20, 1),
+      heapUsedPeakMB: round(heapPeak / 2 ** 20, 1),
       cpuCores: cpu,
     };
     if (rows !== P.exportRows) results.errors.push(`export: ${rows}/${P.exportRows} rows received${complete ? '' : ' (timed out)'}`);
@@ -706,6 +736,7 @@ async function partConsent(server: string, secretHash: string): Promise<void> {
     const lat: number[] = [];
     let censored = 0;
     let empty = 0;
+    let zeroes = 0;
     for (let i = 0; i < toggles.length; i++) {
       const t = toggles[i]!;
       const end = toggles[i + 1]?.sentAt ?? Infinity;
@@ -722,6 +753,7 @@ async function partConsent(server: string, secretHash: string): Promise<void> {
         continue;
       }
       const first = seg[lastBad + 1]!;
+      if (first.ms <= t.okAt) zeroes++;
       lat.push(Math.max(0, first.ms - t.okAt));
     }
     results.consent = {
@@ -732,7 +764,9 @@ async function partConsent(server: string, secretHash: string): Promise<void> {
       measured: lat.length,
       notAppliedBeforeNextToggle: censored,
       togglesWithoutRecords: empty,
+      appliedBeforeResponse: zeroes,
       apiMsP50: round(percentile(toggles.map((t) => t.okAt - t.sentAt), 50), 1),
+      recordsWithLocation: rows.filter((x) => x.loc).length,
       recordsStored: rows.length,
       vehicleMessagesAcked: r.ackedMsgs,
     };

@@ -22,13 +22,15 @@ const envSchema = z
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Largest telemetry payload accepted for decoding, bytes; larger ones are quarantined. */
     MAX_PAYLOAD_BYTES: positiveInt.default(256 * 1024),
+    /** Most records in one message; a message with more is quarantined whole (bounds the work one message can cause). */
+    MAX_RECORDS_PER_MESSAGE: positiveInt.max(1_000_000).default(5000),
     /** Largest MQTT packet read at all, bytes; a larger one closes the connection. */
     MAX_PACKET_BYTES: positiveInt.default(1024 * 1024),
     /** Most simultaneous MQTT connections. */
     MAX_CONNECTIONS: positiveInt.default(100_000),
     /** A connection must send CONNECT within this time, ms. */
     MQTT_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
-    /** Failed MQTT authentications per source address (and per VIN) before further attempts are refused. */
+    /** Failed MQTT authentications per source address before its further attempts are refused unchecked. */
     AUTH_FAILURES_MAX: positiveInt.default(10),
     /** Window of AUTH_FAILURES_MAX, and the cool-down after it is reached, ms. */
     AUTH_FAILURE_WINDOW_MS: positiveInt.default(60_000),
@@ -98,6 +100,7 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly ingest: {
     readonly maxPayloadBytes: number;
+    readonly maxRecordsPerMessage: number;
     readonly maxClockSkewMs: number;
     readonly maxRecordAgeMs: number;
   };
@@ -166,7 +169,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE } : undefined,
     http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
     adminToken: e.ADMIN_TOKEN,
-    ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
+    ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxRecordsPerMessage: e.MAX_RECORDS_PER_MESSAGE, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
     writer: {
       batchMaxRows: e.BATCH_MAX_ROWS,
       maxPendingRows: e.WRITER_MAX_PENDING_ROWS,

@@ -25,7 +25,7 @@ export interface BrokerDeps {
 export interface BrokerOptions {
   /** CONNECT must arrive within this many ms of the TCP connection. Default 10000. */
   connectTimeoutMs?: number;
-  /** Failed authentications per address and per VIN before attempts are refused unchecked. Default 10. */
+  /** Failed authentications per source address before its attempts are refused unchecked. Default 10. */
   authFailuresMax?: number;
   /** Window (and cool-down) of authFailuresMax, ms. Default 60000. */
   authFailureWindowMs?: number;
@@ -74,6 +74,17 @@ export function subscriptionAllowed(vin: string, filter: string): boolean {
   return true;
 }
 
+/** Waits (up to maxMs) until every client connection has written out what it buffered. */
+async function flushSockets(aedes: Aedes, maxMs: number): Promise<void> {
+  const clients = Object.values((aedes as unknown as { clients: Record<string, Client> }).clients ?? {});
+  const pendingWrites = clients
+    .map((c) => c.conn as unknown as { writableLength?: number; once?: (e: string, f: () => void) => void; destroyed?: boolean })
+    .filter((conn) => !conn.destroyed && (conn.writableLength ?? 0) > 0 && typeof conn.once === 'function')
+    .map((conn) => new Promise<void>((r) => conn.once!('drain', r)));
+  if (pendingWrites.length === 0) return;
+  await Promise.race([Promise.all(pendingWrites), new Promise((r) => setTimeout(r, maxMs).unref())]);
+}
+
 export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promise<Broker> {
   const { ingest, credentials, consents, metrics, log } = deps;
   let accepting = true;
@@ -89,19 +100,17 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     authenticate(client: Client, username, password, done) {
       const vin = client.id;
       const info = infos.get(client.conn) ?? { remoteAddress: 'unknown' };
+      // Counted per source address only. Per VIN would hand anyone who reads a VIN off a
+      // windscreen a way to lock that car out; and a 256-bit secret is not guessable per VIN.
       const ipKey = `ip:${info.remoteAddress}`;
-      const vinKey = `vin:${vin}`;
       const refuse = (reason: string, msg: string, count = true) => {
         metrics.refused(reason);
-        if (count) {
-          limiter.failed(ipKey);
-          if (isValidVin(vin)) limiter.failed(vinKey);
-        }
+        if (count) limiter.failed(ipKey);
         log.warn({ event: 'mqtt_auth_refused', vin: isValidVin(vin) ? vin : undefined, remote: info.remoteAddress, reason }, msg);
         done(authError('not authorized') as never, false);
       };
-      if (!limiter.allowed(ipKey) || (isValidVin(vin) && !limiter.allowed(vinKey))) {
-        // Not even checked: repeated failures from this address or for this VIN.
+      if (!limiter.allowed(ipKey)) {
+        // Not even checked: repeated failures from this address.
         return refuse(GW_ERR.AUTH_RATE_LIMITED, 'too many failed authentications; refused without checking', false);
       }
       if (!isValidVin(vin) || username !== vin) {
@@ -118,7 +127,6 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
           // TLS); otherwise the secret must match.
           const ok = cred !== null && (info.certVin === vin || (secret.length > 0 && secret.length <= 512 && (await verifySecret(secret, cred.secretHash))));
           if (!ok) return refuse(GW_ERR.BAD_CREDENTIALS, 'unknown vehicle or wrong secret');
-          limiter.succeeded(vinKey);
           // Consent is loaded before the first message, so the filter never waits for it.
           await consents.load(vin);
           done(null, true);
@@ -202,14 +210,20 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     inFlight: () => inFlight,
     async drain(graceMs) {
       accepting = false;
-      if (inFlight === 0) return { drained: true, left: 0 };
-      const drained = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => resolve(false), graceMs);
-        idleWaiters.push(() => {
-          clearTimeout(t);
-          resolve(true);
+      let drained = true;
+      if (inFlight > 0) {
+        drained = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), graceMs);
+          idleWaiters.push(() => {
+            clearTimeout(t);
+            resolve(true);
+          });
         });
-      });
+      }
+      // The last PUBACKs are written by aedes after our callbacks returned (mqtt-packet
+      // defers the write to the next tick): let them reach the sockets before anyone closes them.
+      await new Promise((r) => setImmediate(r));
+      await flushSockets(aedes, 500);
       return { drained, left: inFlight };
     },
     close() {

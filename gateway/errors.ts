@@ -5,6 +5,8 @@ export const GW_ERR = {
   DECODE: 'GW_ERR_DECODE',
   /** The payload is larger than MAX_PAYLOAD_BYTES. */
   PAYLOAD_TOO_LARGE: 'GW_ERR_PAYLOAD_TOO_LARGE',
+  /** More records in one message than MAX_RECORDS_PER_MESSAGE. */
+  TOO_MANY_RECORDS: 'GW_ERR_TOO_MANY_RECORDS',
   /** The payload's vin is not the authenticated VIN. */
   VIN_MISMATCH: 'GW_ERR_VIN_MISMATCH',
   /** recorded_at_ms further in the future than MAX_CLOCK_SKEW_MS. */
@@ -21,7 +23,7 @@ export const GW_ERR = {
   STORAGE_REJECTED: 'GW_ERR_STORAGE_REJECTED',
   /** Connection refused: unknown VIN or wrong secret. */
   BAD_CREDENTIALS: 'GW_ERR_BAD_CREDENTIALS',
-  /** Connection refused unchecked: too many failed authentications from the address or for the VIN. */
+  /** Connection refused unchecked: too many failed authentications from the source address. */
   AUTH_RATE_LIMITED: 'GW_ERR_AUTH_RATE_LIMITED',
   /** Connection refused: the client certificate names another VIN (or none). */
   CERT_MISMATCH: 'GW_ERR_CERT_MISMATCH',

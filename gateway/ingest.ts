@@ -13,12 +13,16 @@ import type { GatewayMetrics, QuarantineRowOut, TelemetryRowOut, TelemetrySink }
 export interface IngestLimits {
   /** Payloads larger than this are quarantined without their bytes. */
   maxPayloadBytes: number;
+  /** Messages with more records than this are quarantined whole, without their bytes. */
+  maxRecordsPerMessage: number;
   maxClockSkewMs: number;
   maxRecordAgeMs: number;
 }
 
 export interface Ingest {
   handle(vin: string, payload: Buffer, qos: 0 | 1 | 2): Promise<void>;
+  /** Stops waiting for the database: messages still waiting for consent are refused (not acknowledged). */
+  close(): void;
 }
 
 export interface IngestDeps {
@@ -29,6 +33,8 @@ export interface IngestDeps {
   now?: () => number;
   /** Called for message-level failures worth a log line (never with payload contents). */
   onQuarantine?: (vin: string, reason: string, detail: string) => void;
+  /** Called when consent could not be read and the message waits for the database. */
+  onConsentUnavailable?: (vin: string, err: Error) => void;
 }
 
 function dedupeKey(vin: string, reason: string, bytes: Uint8Array): Buffer {
@@ -54,8 +60,37 @@ export function createIngest(deps: IngestDeps): Ingest {
     };
   }
 
+  let closed = false;
+  const closeWaiters = new Set<() => void>();
+
+  /**
+   * The VIN's consent. When the database cannot tell (outage), the message waits and
+   * retries: filtering with a state that may have missed an opt-out is not an option,
+   * and neither is dropping the vehicle (its held PUBACK already stops its socket).
+   */
   async function timeline(vin: string): Promise<ConsentTimeline> {
-    return consents.peek(vin) ?? consents.load(vin);
+    const cached = consents.peek(vin);
+    if (cached) return cached;
+    let delay = 50;
+    for (;;) {
+      try {
+        return await consents.load(vin);
+      } catch (err) {
+        if (closed) throw new GatewayError(GW_ERR.SHUTTING_DOWN, 'not processed: the gateway is shutting down');
+        deps.onConsentUnavailable?.(vin, err as Error);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            closeWaiters.delete(resolve);
+            resolve();
+          }, delay);
+          closeWaiters.add(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   async function build(vin: string, payload: Buffer): Promise<{ telemetry: TelemetryRowOut[]; quarantine: QuarantineRowOut[] }> {
@@ -79,6 +114,13 @@ export function createIngest(deps: IngestDeps): Ingest {
     if (batch.vin !== vin) {
       // The authenticated identity wins; a payload naming another vehicle is not trusted.
       quarantine.push(messageQuarantine(vin, GW_ERR.VIN_MISMATCH, `payload vin ${JSON.stringify(batch.vin.slice(0, 32))} is not the authenticated vin`, payload, keepRaw));
+      return { telemetry, quarantine };
+    }
+    if (batch.records.length > limits.maxRecordsPerMessage) {
+      // Quarantined as one row: thousands of tiny invalid records must not become thousands of rows.
+      quarantine.push(
+        messageQuarantine(vin, GW_ERR.TOO_MANY_RECORDS, `${batch.records.length} records > ${limits.maxRecordsPerMessage}; split the batch`, payload, false),
+      );
       return { telemetry, quarantine };
     }
     const t = now();
@@ -152,6 +194,11 @@ export function createIngest(deps: IngestDeps): Ingest {
         return;
       }
       await done;
+    },
+    close() {
+      closed = true;
+      for (const f of closeWaiters) f();
+      closeWaiters.clear();
     },
   };
 }

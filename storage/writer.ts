@@ -75,7 +75,8 @@ export interface BatchWriter {
   whenRoom(): Promise<void>;
   /** True while writes fail and are being retried. */
   readonly degraded: boolean;
-  pending(): { rows: number; items: number; inFlight: number };
+  /** rows: held (queued + being written, ≤ maxPendingRows); waitingRows: arrived while full. */
+  pending(): { rows: number; items: number; inFlight: number; waitingRows: number };
   /** Waits for everything queued to be written, up to timeoutMs, then rejects what is left. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -95,6 +96,11 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 
   const queue: Pending[] = [];
   let queueHead = 0;
+  // Items that arrived while the writer was full: not yet counted in pendingRows. Their
+  // callers are still waiting (their PUBACKs held), which is what stops the sockets.
+  const overflow: Pending[] = [];
+  let overflowHead = 0;
+  let overflowRows = 0;
   let pendingRows = 0; // queued + in flight
   let inFlight = 0;
   let scheduled = false;
@@ -174,7 +180,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
     } finally {
       inFlight--;
       schedule();
-      if (inFlight === 0 && queue.length === queueHead) {
+      if (inFlight === 0 && queue.length === queueHead && overflow.length === overflowHead) {
         const w = idleWaiters;
         idleWaiters = [];
         for (const f of w) f();
@@ -192,13 +198,35 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
     }
   }
 
+  function admit(p: Pending): void {
+    queue.push(p);
+    pendingRows += p.rows;
+    schedule();
+  }
+
+  /** Moves waiting items into the queue, oldest first, as far as the bound allows. */
+  function admitOverflow(): void {
+    while (overflowHead < overflow.length) {
+      const p = overflow[overflowHead]!;
+      if (pendingRows > 0 && pendingRows + p.rows > maxPendingRows) break;
+      overflowHead++;
+      overflowRows -= p.rows;
+      admit(p);
+    }
+    if (overflowHead === overflow.length) {
+      overflow.length = 0;
+      overflowHead = 0;
+    }
+  }
+
   function settle(batch: Pending[], err: Error | null): void {
     for (const p of batch) {
       pendingRows -= p.rows;
       if (err) p.reject(err);
       else p.resolve();
     }
-    if (pendingRows < maxPendingRows && roomWaiters.length) {
+    if (!closed) admitOverflow();
+    if (pendingRows + overflowRows < maxPendingRows && roomWaiters.length) {
       const w = roomWaiters;
       roomWaiters = [];
       for (const f of w) f();
@@ -211,22 +239,26 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const rows = item.telemetry.length + item.quarantine.length;
       if (rows === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        queue.push({ item, rows, resolve, reject });
-        pendingRows += rows;
-        schedule();
+        const p: Pending = { item, rows, resolve, reject };
+        // Hard bound on rows held: beyond it, items wait their turn (an item larger than
+        // the bound still goes alone when the writer is empty).
+        if (overflowHead < overflow.length || (pendingRows > 0 && pendingRows + rows > maxPendingRows)) {
+          overflow.push(p);
+          overflowRows += rows;
+        } else admit(p);
       });
     },
-    hasRoom: () => pendingRows < maxPendingRows,
+    hasRoom: () => pendingRows + overflowRows < maxPendingRows,
     whenRoom() {
-      if (pendingRows < maxPendingRows) return Promise.resolve();
+      if (pendingRows + overflowRows < maxPendingRows) return Promise.resolve();
       return new Promise((r) => roomWaiters.push(r));
     },
     get degraded() {
       return degraded;
     },
-    pending: () => ({ rows: pendingRows, items: queue.length - queueHead, inFlight }),
+    pending: () => ({ rows: pendingRows, items: queue.length - queueHead, inFlight, waitingRows: overflowRows }),
     async close(timeoutMs = 10_000) {
-      if (inFlight > 0 || queue.length > queueHead) {
+      if (inFlight > 0 || queue.length > queueHead || overflow.length > overflowHead) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, timeoutMs);
           idleWaiters.push(() => {
@@ -243,7 +275,11 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const left = queue.splice(queueHead);
       queueHead = 0;
       queue.length = 0;
+      const waiting = overflow.splice(overflowHead);
+      overflowHead = 0;
+      overflowRows = 0;
       settle(left, new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
+      for (const p of waiting) p.reject(new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
       for (const f of roomWaiters) f();
       roomWaiters = [];
     },

@@ -13,7 +13,7 @@ import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
 import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
 import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../storage/columns.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
-import { principal, requireOwner } from '../auth.ts';
+import { principal, requireOwner, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
 
@@ -118,6 +118,7 @@ function attachment(reply: FastifyReply, name: string, type: string): void {
 
 export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
+  app.addHook('onRequest', rolesHook(deps.tokens));
   const workshopMax = deps.workshopMaxRows ?? 10_000;
 
   async function ownerPeriods(req: Parameters<typeof principal>[0], vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
@@ -129,6 +130,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   app.get(
     '/v1/vehicles/:vin/cardata',
     {
+      config: { roles: ['customer'] as const },
       schema: {
         params: VinParams,
         querystring: RangeQuery.extend({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), categories: categoriesParam.optional() }).strict(),
@@ -172,6 +174,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   app.get(
     '/v1/vehicles/:vin/location/latest',
     {
+      config: { roles: ['customer'] as const },
       schema: {
         params: VinParams,
         response: {
@@ -197,6 +200,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   app.get(
     '/v1/vehicles/:vin/disclosures',
     {
+      config: { roles: ['customer'] as const },
       schema: {
         params: VinParams,
         response: {
@@ -248,6 +252,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   app.get(
     '/v1/workshop/vehicles/:vin/consumption',
     {
+      config: { roles: ['workshop'] as const },
       schema: {
         params: VinParams,
         querystring: RangeQuery.strict(),
@@ -285,7 +290,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
     },
   );
 
-  app.get('/v1/reports/obfcm', { schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
+  app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
     const p = principal(req, deps.tokens, ['authority']);
     const r = range(req.query);
     const rows = await deps.reads.obfcmReport(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' });

@@ -6,7 +6,7 @@ import { VIN_PATTERN } from '../../identity/vin.ts';
 import type { TokenService } from '../../identity/tokens.ts';
 import type { ConsentRepo } from '../../storage/consent.ts';
 import type { RightsRepo } from '../../storage/rights.ts';
-import { principal, requireOwner } from '../auth.ts';
+import { principal, requireOwner, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 export interface VehicleRouteDeps {
@@ -36,10 +36,12 @@ const ConsentEventOut = z.object({
   previous: z.object({ location: z.boolean(), co2Sharing: z.boolean(), restricted: z.boolean() }).nullable(),
   erasedLocationHistory: z.boolean(),
 });
+const CUSTOMER = { roles: ['customer'] as const };
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 
 export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
+  app.addHook('onRequest', rolesHook(deps.tokens));
 
   async function owner(req: Parameters<typeof principal>[0], vin: string) {
     const p = principal(req, deps.tokens, ['customer']);
@@ -60,7 +62,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
     return { vin, location: cur.location, co2Sharing: cur.co2Sharing, restricted: cur.restricted, since: new Date(since).toISOString() };
   }
 
-  app.get('/v1/vehicles/:vin/consent', { schema: { params: VinParams, response: { 200: ConsentState } } }, async (req) => {
+  app.get('/v1/vehicles/:vin/consent', { config: CUSTOMER, schema: { params: VinParams, response: { 200: ConsentState } } }, async (req) => {
     await owner(req, req.params.vin);
     return stateOut(req.params.vin);
   });
@@ -68,6 +70,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
   app.put(
     '/v1/vehicles/:vin/consent',
     {
+      config: CUSTOMER,
       schema: {
         params: VinParams,
         querystring: z.object({ eraseHistory: bool.optional() }).strict(),
@@ -102,7 +105,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
 
   app.get(
     '/v1/vehicles/:vin/consent/history',
-    { schema: { params: VinParams, response: { 200: z.object({ vin: z.string(), events: z.array(ConsentEventOut) }) } } },
+    { config: CUSTOMER, schema: { params: VinParams, response: { 200: z.object({ vin: z.string(), events: z.array(ConsentEventOut) }) } } },
     async (req) => {
       const p = await owner(req, req.params.vin);
       // The owner's own events only: a previous owner's choices are that person's data.
@@ -125,7 +128,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
 
   app.put(
     '/v1/vehicles/:vin/restriction',
-    { schema: { params: VinParams, body: z.object({ restricted: z.boolean() }).strict(), response: { 200: ConsentState } } },
+    { config: CUSTOMER, schema: { params: VinParams, body: z.object({ restricted: z.boolean() }).strict(), response: { 200: ConsentState } } },
     async (req) => {
       const p = await owner(req, req.params.vin);
       const r = await deps.consents.set(req.params.vin, { restricted: req.body.restricted, actor: `customer:${p.subject}`, channel: 'api' });
@@ -137,6 +140,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
   app.delete(
     '/v1/vehicles/:vin/data',
     {
+      config: CUSTOMER,
       schema: {
         params: VinParams,
         querystring: z.object({ category: z.enum(['location', 'technical', 'consumption']).optional() }).strict(),

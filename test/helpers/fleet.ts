@@ -336,12 +336,24 @@ export async function summarizeStored(
   return { rows: n, distinct: d, duplicates: n - d, missing, quarantined: q[0]?.n ?? 0, perVinProblems: problems };
 }
 
-/** Acknowledged messages whose records are not (all) in the database right now. */
-export async function ackedButMissing(query: <R>(sql: string, params?: unknown[]) => Promise<R[]>, fleet: Fleet): Promise<{ acked: number; missing: { vin: string; index: number }[] }> {
+/**
+ * Acknowledged messages whose records are not (all) in the database right now; also how
+ * many messages are stored but not acknowledged (committed, PUBACK never seen).
+ */
+export async function ackedButMissing(
+  query: <R>(sql: string, params?: unknown[]) => Promise<R[]>,
+  fleet: Fleet,
+): Promise<{ acked: number; missing: { vin: string; index: number }[]; storedNotAcked: number }> {
   const acked = fleet.ackedMessages();
   const vins = fleet.vehicles.map((v) => v.vin);
   const rows = await query<{ vin: string; seq: number }>('SELECT vin, seq::int AS seq FROM telemetry WHERE vin = ANY($1)', [vins]);
   const have = new Set(rows.map((r) => `${r.vin}:${r.seq}`));
   const missing = acked.filter((a) => fleet.seqsOf(a.index).some((s) => !have.has(`${a.vin}:${s}`)));
-  return { acked: acked.length, missing };
+  let storedNotAcked = 0;
+  for (const v of fleet.vehicles) {
+    for (const m of v.messages) {
+      if (m.ackedAt === null && fleet.seqsOf(m.index).every((s) => have.has(`${v.vin}:${s}`))) storedNotAcked++;
+    }
+  }
+  return { acked: acked.length, missing, storedNotAcked };
 }

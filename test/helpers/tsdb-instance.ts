@@ -75,12 +75,16 @@ export async function startTsdbInstance(): Promise<TsdbInstance> {
   const psql = (db: string, sql: string) =>
     run(asPg(['/usr/bin/psql', '-h', '/tmp', '-p', String(port), '-U', 'postgres', '-d', db, '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', sql]));
 
+  if (existsSync(data)) throw new Error(`${data} exists already`);
   await mkdir(data, { recursive: true });
   await run(native() ? ['chown', ['postgres:postgres', data]] : ['chroot', [ROOT, 'chown', 'postgres:postgres', dataIn]]);
   await writeFile(hostPath(pwIn), password + '\n');
   await chmod(hostPath(pwIn), 0o644);
   try {
     await run(asPg([`${PG_BIN}/initdb`, '-D', dataIn, '--locale=C.UTF-8', '--encoding=UTF8', '--auth-local=trust', '--auth-host=scram-sha-256', '-U', 'postgres', `--pwfile=${pwIn}`]));
+  } catch (err) {
+    await rm(data, { recursive: true, force: true });
+    throw err;
   } finally {
     await rm(hostPath(pwIn), { force: true });
   }
@@ -125,10 +129,21 @@ export async function startTsdbInstance(): Promise<TsdbInstance> {
     await run(pgctl('-m', 'fast', '-w', '-t', '60', 'stop'));
   };
 
-  await start();
-  await psql('postgres', `CREATE ROLE cardata LOGIN CREATEDB PASSWORD '${password}'`);
-  await psql('postgres', 'CREATE DATABASE faults OWNER cardata');
-  await psql('faults', 'CREATE EXTENSION IF NOT EXISTS timescaledb');
+  const remove = async () => {
+    if (await running()) await run(pgctl('-m', 'immediate', '-w', 'stop')).catch(() => {});
+    await rm(data, { recursive: true, force: true });
+    await rm(hostPath(logIn), { force: true });
+  };
+
+  try {
+    await start();
+    await psql('postgres', `CREATE ROLE cardata LOGIN CREATEDB PASSWORD '${password}'`);
+    await psql('postgres', 'CREATE DATABASE faults OWNER cardata');
+    await psql('faults', 'CREATE EXTENSION IF NOT EXISTS timescaledb');
+  } catch (err) {
+    await remove().catch(() => {});
+    throw err;
+  }
 
   return {
     url: `postgres://cardata:${password}@127.0.0.1:${port}/faults`,
@@ -136,10 +151,6 @@ export async function startTsdbInstance(): Promise<TsdbInstance> {
     stop,
     start,
     running,
-    async remove() {
-      if (await running()) await run(pgctl('-m', 'immediate', '-w', 'stop')).catch(() => {});
-      await rm(data, { recursive: true, force: true });
-      await rm(hostPath(logIn), { force: true });
-    },
+    remove,
   };
 }

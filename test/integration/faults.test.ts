@@ -6,7 +6,7 @@
 // Invariants checked: an acknowledged message is in the database (checked right at each
 // fault, not only at the end); once every vehicle has its PUBACKs, every record sent is
 // stored exactly once; no PUBACK while nothing can commit; memory bounded.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, testVin } from '../helpers/gateway.ts';
@@ -20,6 +20,12 @@ const dbs: TestDatabase[] = [];
 const fleets: Fleet[] = [];
 const pools: pg.Pool[] = [];
 let tsdb: TsdbInstance | null = null;
+
+// Whatever a test did or where it failed: its vehicles disconnected, its gateways killed.
+afterEach(async () => {
+  await Promise.all(fleets.splice(0).map((f) => f.close().catch(() => {})));
+  killAllGateways();
+});
 
 afterAll(async () => {
   await Promise.all(fleets.map((f) => f.close().catch(() => {})));
@@ -84,15 +90,18 @@ describe('gateway faults (real processes)', () => {
     const env = baseEnv(db.url, p);
     let { g, readyMs } = await boot(env);
     const startups = [readyMs];
-    const MESSAGES = 100;
+    const MESSAGES = 150;
     const RPM = 5;
     const vehicles = await provisionVehicles(p.httpPort, ADMIN_TOKEN, vins(20));
-    const fleet = startFleet({ mqttPort: p.mqttPort, vehicles, messages: MESSAGES, recordsPerMessage: RPM, window: 10, intervalMs: 60, baseMs: Date.now() - 3_600_000 });
+    // ~67 messages/s per vehicle: after each outage the vehicles catch up as fast as their
+    // window allows, so later kills hit full windows (messages in flight in the gateway).
+    const fleet = startFleet({ mqttPort: p.mqttPort, vehicles, messages: MESSAGES, recordsPerMessage: RPM, window: 10, intervalMs: 15, baseMs: Date.now() - 3_600_000 });
     fleets.push(fleet);
 
-    const kills: { at: number; ackedAtKill: number; ackedMissing: number; exit: string; restartReadyMs: number; clientGapMs: number }[] = [];
+    const kills: { at: number; inFlight: number; ackedAtKill: number; ackedMissing: number; storedNotAcked: number; exit: string; restartReadyMs: number; clientGapMs: number }[] = [];
     for (const frac of [0.15, 0.4, 0.65]) {
       await until(() => fleet.acked() >= frac * fleet.total, 30_000, `${frac * 100}% acknowledged`);
+      const inFlight = fleet.outstanding();
       const at = Date.now();
       g.signal('SIGKILL');
       const ex = await g.exit;
@@ -106,7 +115,7 @@ describe('gateway faults (real processes)', () => {
       const deadAt = ex.at + 50;
       await until(() => fleet.ackTimes().some((t) => t > deadAt), 30_000, 'the first PUBACK after the restart');
       const firstAfter = Math.min(...fleet.ackTimes().filter((t) => t > deadAt));
-      kills.push({ at, ackedAtKill: check.acked, ackedMissing: check.missing.length, exit: `${ex.code ?? ''}${ex.signal ?? ''}`, restartReadyMs: next.readyMs, clientGapMs: firstAfter - at });
+      kills.push({ at, inFlight, ackedAtKill: check.acked, ackedMissing: check.missing.length, storedNotAcked: check.storedNotAcked, exit: `${ex.code ?? ''}${ex.signal ?? ''}`, restartReadyMs: next.readyMs, clientGapMs: firstAfter - at });
       if (check.missing.length) console.log('acknowledged but missing after SIGKILL:', check.missing.slice(0, 10));
     }
     await fleet.done(60_000);
@@ -120,7 +129,7 @@ describe('gateway faults (real processes)', () => {
         `  PUBLISH packets ${st.publishPackets} (MQTT.js store resends ${st.resentByMqttJs}, republished after "Connection closed" ${st.republished}), reconnects ${st.reconnects}, max outstanding per vehicle ${st.maxOutstanding}`,
         ...kills.map(
           (k, i) =>
-            `  kill ${i + 1}: exit ${k.exit}; acknowledged so far ${k.ackedAtKill}, of which missing in the database ${k.ackedMissing}; restart ready in ${k.restartReadyMs} ms; first PUBACK from the new process ${k.clientGapMs} ms after the kill`,
+            `  kill ${i + 1}: exit ${k.exit}; unacknowledged messages at the kill ${k.inFlight}; acknowledged so far ${k.ackedAtKill}, of which missing in the database ${k.ackedMissing}; committed but not acknowledged ${k.storedNotAcked}; restart ready in ${k.restartReadyMs} ms; first PUBACK from the new process ${k.clientGapMs} ms after the kill`,
         ),
         `  gateway startups (to /readyz 200): ${startups.join(', ')} ms`,
         ...(s.perVinProblems.length ? ['  problems:', ...s.perVinProblems.map((x) => '    ' + x)] : []),
@@ -197,7 +206,8 @@ describe('gateway faults (real processes)', () => {
           `  vehicles ${st.vehicles}, window ${st.window}; messages sent ${st.messagesSent} (records ${st.recordsSent}), acked ${st.messagesAcked} (records ${st.recordsAcked})`,
           `  stored rows ${s.rows}, distinct ${s.distinct}, duplicated ${s.duplicates}, missing ${s.missing}, quarantined ${s.quarantined}`,
           `  PUBLISH packets ${st.publishPackets} (MQTT.js store resends ${st.resentByMqttJs}, republished ${st.republished}), reconnects ${st.reconnects}`,
-          `  client errors: ${clientErrors(fleet)}`,
+          `  vehicles' client errors: ${clientErrors(fleet)}`,
+          `  gateway connection errors (log level info or lower): ${gatewayClientErrors(g.output())}`,
           ...outages.map(
             (o, i) =>
               `  outage ${i + 1}: pg_ctl stop took ${o.stopDone - o.stopIssued} ms, down ${o.startIssued - o.stopDone} ms, start took ${o.startDone - o.startIssued} ms, /readyz 200 again ${o.readyAgain - o.startDone} ms after start; ` +
@@ -229,8 +239,8 @@ describe('gateway faults (real processes)', () => {
     const db = await createTestDatabase();
     dbs.push(db);
     const p = await ports();
-    const MAX_PENDING = 1000;
-    const BATCH = 500;
+    const MAX_PENDING = 500;
+    const BATCH = 250;
     const WINDOW = 20;
     const VEHICLES = 50;
     const MESSAGES = 80;
@@ -262,7 +272,8 @@ describe('gateway faults (real processes)', () => {
     await fleet.done(60_000);
     await Promise.all([rss.stop(), m.stop()]);
 
-    const acksDuringLock = fleet.ackTimes().filter((t) => t > lockedAt + 100 && t < releasedAt).length;
+    // 250 ms for PUBACKs of inserts that committed just before the lock was granted to arrive.
+    const acksDuringLock = fleet.ackTimes().filter((t) => t > lockedAt + 250 && t < releasedAt).length;
     const ms = m.samples.filter((x) => x.value !== null).map((x) => ({ at: x.at, pending: x.value!['cardata_writer_pending_rows'], received: x.value!['cardata_messages_received_total{qos="1"}'] }));
     const pendingPeak = Math.max(0, ...ms.map((x) => x.pending).filter((v) => Number.isFinite(v)));
     const duringLock = ms.filter((x) => x.at >= lockedAt + 500 && x.at <= releasedAt);
@@ -357,8 +368,7 @@ describe('gateway faults (real processes)', () => {
     expect(ex.code).toBe(0);
     expect(exitMs).toBeLessThanOrEqual(GRACE + MARGIN);
     expect(outstandingAtSignal).toBeGreaterThan(0);
-    // The drain acknowledged what was in flight once it was committed.
-    expect(acksAfterSignal).toBeGreaterThan(0);
+    // (Whether the drain's commits are acknowledged is the next test's question.)
     expect(check.missing).toEqual([]);
     expect([s.rows, s.distinct, s.duplicates, s.missing, s.quarantined]).toEqual([st.recordsSent, st.recordsSent, 0, 0, 0]);
     await fleet.close();

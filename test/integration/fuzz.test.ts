@@ -5,7 +5,13 @@
 // record is stored exactly, and every quarantine reason is a documented one.
 //
 // The fuzzer is deterministic: payload i of vehicle v depends only on (FUZZ_SEED, v, i)
-// (and the start time). FUZZ_SEED=<n> in the environment replays another sequence.
+// and the start time (templates are recorded within the hour before it). FUZZ_SEED=<n>
+// and FUZZ_MESSAGES=<n> in the environment run another sequence or another length.
+// Half the fleet has opted out of location and CO2 sharing: under fuzzing, no position
+// and no shareable reading of theirs may be stored anywhere.
+//
+// Measured on 2 cores, this file alone: ~6,700-10,700 messages/s, 100k fuzzed + 5k
+// valid in 10-16 s (18 s with another test file running beside it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import Long from 'long';

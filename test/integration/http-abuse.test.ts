@@ -63,7 +63,7 @@ function rawRequest(bytes: Buffer, timeoutMs = 10_000): Promise<Res> {
         const i = l.indexOf(':');
         headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
       }
-      let body = all.subarray(sep + 4);
+      let body: Buffer = all.subarray(sep + 4);
       if (/chunked/i.test(headers['transfer-encoding'] ?? '')) body = dechunk(body);
       const text = body.toString('utf8');
       let json: unknown = undefined;
@@ -72,7 +72,8 @@ function rawRequest(bytes: Buffer, timeoutMs = 10_000): Promise<Res> {
       } catch {}
       resolve({ status: Number(statusLine!.split(' ')[1]), headers, text, json, ms: performance.now() - t0 });
     });
-    s.on('connect', () => s.end(bytes));
+    // not end(): a half-closed client makes node's HTTP server drop a response still being prepared
+    s.on('connect', () => s.write(bytes));
   });
 }
 
@@ -93,7 +94,7 @@ function http(r: Req): Promise<Res> {
   const head: string[] = [`Host: 127.0.0.1:${gw.httpPort}`, 'Connection: close'];
   if (r.token) head.push(`Authorization: Bearer ${r.token}`);
   for (const [k, v] of Object.entries(r.headers ?? {})) head.push(`${k}: ${v}`);
-  let body = Buffer.alloc(0);
+  let body: Buffer = Buffer.alloc(0);
   if (r.body !== undefined) {
     body = typeof r.body === 'string' ? Buffer.from(r.body, 'utf8') : r.body;
     if (r.contentType !== null) head.push(`Content-Type: ${r.contentType ?? 'application/json'}`);
@@ -136,8 +137,19 @@ const UNICODE = [
   'WBA' + '\u200b'.repeat(14), // zero-width spaces
   'ß'.repeat(17), // uppercases to SS
 ];
-/** encodeURIComponent, with lone surrogates as their (invalid) UTF-8 bytes. */
-const enc = (s: string) => s.replace(/[\ud800-\udfff]/g, 'X').split('').map((c, i) => (s[i]! >= '\ud800' && s[i]! <= '\udfff' ? '%ED%A0%80' : encodeURIComponent(c))).join('');
+/** encodeURIComponent, with lone surrogates as their (invalid) UTF-8 bytes %ED%A0%80. */
+function enc(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      out += encodeURIComponent(s.slice(i, i + 2));
+      i++;
+    } else if (c >= 0xd800 && c <= 0xdfff) out += '%ED%A0%80';
+    else out += encodeURIComponent(s[i]!);
+  }
+  return out;
+}
 
 /** Values for a VIN path segment, already as they go into the URL. */
 function vinJunk(vin: string): [string, string][] {
@@ -147,25 +159,34 @@ function vinJunk(vin: string): [string, string][] {
     ['%2e%2e%2f%2e%2e%2fetc%2fpasswd', '%2e%2e%2f%2e%2e%2fetc%2fpasswd'],
     ['..%5C..%5Cwindows%5Cwin.ini', '..%5C..%5Cwindows%5Cwin.ini'],
     ['double-encoded %252e%252e%252f', '%252e%252e%252fetc%252fpasswd'],
-    ['overlong UTF-8 %C0%AE%C0%AE%2F', '%C0%AE%C0%AE%2Fetc'],
     ['%00', '%00'],
     ['VIN%00', `${vin}%00`],
     ['VIN[0..16]%00', `${vin.slice(0, 16)}%00`],
     ['VIN%2F..%2F..', `${vin}%2F..%2F..`],
-    ['invalid percent-encoding %ZZ', '%ZZ'],
-    ['truncated percent-encoding %E0%A4%A', '%E0%A4%A'],
-    ['lone %', '%'],
     ['lowercase VIN', vin.toLowerCase()],
     ['16 characters', vin.slice(0, 16)],
     ['18 characters', vin + 'A'],
-    ['4000 characters', 'A'.repeat(4000)],
     ['..', '..'],
     ['*', '*'],
     ['VIN;DROP', `${vin};DROP%20TABLE%20vehicles`],
     ...SQL.map((s): [string, string] => [`SQL ${s}`, enc(s)]),
-    ...UNICODE.map((s, i): [string, string] => [`unicode #${i}`, enc(s)]),
+    ...UNICODE.filter((s) => !/[\ud800-\udfff]/.test(s)).map((s, i): [string, string] => [`unicode #${i}`, enc(s)]),
   ];
 }
+
+/**
+ * VIN segments fastify's router itself refuses (before any route code runs): percent-
+ * encodings that do not decode to UTF-8 (FST_ERR_BAD_URL), and a parameter longer than
+ * find-my-way's maxParamLength of 100 (FST_ERR_MAX_PARAM_LENGTH). Tested on their own.
+ */
+const UNDECODABLE: [string, string][] = [
+  ['invalid percent-encoding %ZZ', '%ZZ'],
+  ['truncated percent-encoding %E0%A4%A', '%E0%A4%A'],
+  ['a lone %', '%'],
+  ['overlong UTF-8 %C0%AE%C0%AE%2F', '%C0%AE%C0%AE%2Fetc'],
+  ['an encoded lone surrogate %ED%A0%80', '%ED%A0%80' + 'A'.repeat(16)],
+  ['4000 characters (over maxParamLength)', 'A'.repeat(4000)],
+];
 
 /** Malformed JSON bodies; `strict`: not JSON at all (also refused on a route without a body schema). */
 const MALFORMED_JSON: [string, string | Buffer, boolean][] = [
@@ -299,7 +320,8 @@ interface Case {
   expect: Expect;
 }
 
-const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log', 'disclosures'];
+// (not `disclosures`: the workshop's and authority's reads that are meant to succeed add rows there)
+const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log'];
 async function counts(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const t of TABLES) out[t] = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`))[0]!.n;
@@ -365,7 +387,7 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
   // query fields of the schema
   if (r.query) {
     for (const field of Object.keys(r.query)) {
-      const withValue = (raw: string) => pathWith(r, vin, '?' + qs({ ...r.query!, [field]: '' }).replace(`${field}=&`, `${field}=${raw}&`).replace(new RegExp(`${field}=$`), `${field}=${raw}`));
+      const withValue = (raw: string) => pathWith(r, vin, '?' + Object.entries(r.query!).map(([k, v]) => `${k}=${k === field ? raw : encodeURIComponent(v)}`).join('&'));
       const b = r.body ? { body: bodyWith(r) } : {};
       for (const s of SQL) add(`?${field}=${s}`, { path: withValue(enc(s)), ...b });
       for (const [i, s] of UNICODE.entries()) add(`?${field}=unicode #${i}`, { path: withValue(enc(s)), ...b });
@@ -390,7 +412,7 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
 
   // bodies
   if (r.body) {
-    for (const [label, body, _strict] of MALFORMED_JSON) add(`malformed JSON: ${label}`, { body });
+    for (const [label, body] of MALFORMED_JSON) add(`malformed JSON: ${label}`, { body });
     for (const [field, [kind]] of Object.entries(r.body)) {
       for (const w of WRONG[kind]) add(`${field}=${w.slice(0, 30)}`, { body: bodyWith(r, field, w) });
       if (kind === 'string') {
@@ -403,9 +425,9 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
     }
     add('an extra field', { body: bodyWith(r).replace(/}$/, ',"isAdmin":true}') });
     add('duplicate keys, last one invalid', { body: bodyWith(r).replace(/}$/, `,${JSON.stringify(Object.keys(r.body)[0])}:{"$ne":null}}`) });
-    add('text/plain', { body: bodyWith(r), contentType: 'text/plain' }, 415);
+    add('text/plain', { body: bodyWith(r), contentType: 'text/plain' }); // fastify parses text/plain as a string: 400
     add('application/x-www-form-urlencoded', { body: 'vin=x&ownerId=y', contentType: 'application/x-www-form-urlencoded' }, 415);
-    add('no content-type', { body: bodyWith(r), contentType: null }, 415);
+    add('no content-type', { body: bodyWith(r), contentType: null });
     add('a huge body (70 KiB)', { body: bodyWith(r).replace(/}$/, `,"pad":${JSON.stringify('x'.repeat(70 * 1024))}}`) }, 413);
     add('a huge body (1 MiB), chunked', { body: bodyWith(r).replace(/}$/, `,"pad":${JSON.stringify('x'.repeat(1024 * 1024))}}`), chunked: true }, 413);
   } else if (r.method === 'DELETE') {
@@ -419,15 +441,20 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
   }
 
   // headers
+  // Bogus credentials on an otherwise valid request: 401 (a mutation would show in the counts).
+  const valid: Partial<Req> = r.body ? { body: bodyWith(r) } : {};
   const expectAuth: Expect = r.auth === 'anyone' ? 'not-5xx' : 401;
-  const withBody = r.body ? { body: bodyWith(r).replace(/^\{/, '{"zzz":1,') } : {}; // never valid: nothing is changed
-  add('Authorization: Bearer <8000 characters>', { token: 'A'.repeat(8000), ...withBody }, expectAuth);
-  add('Authorization: Bearer <latin-1 junk>', { token: 'é\u00ff\u0080.x.y', ...withBody }, expectAuth);
-  add('Authorization: Basic', { token: null, headers: { Authorization: 'Basic YWRtaW46YWRtaW4=' }, ...withBody }, expectAuth);
-  add('Authorization: Bearer (empty)', { token: null, headers: { Authorization: 'Bearer ' }, ...withBody }, expectAuth);
-  add('Authorization: Bearer a.b.c with SQL', { token: `x.${encodeURIComponent(SQL[0]!)}.y`, ...withBody }, expectAuth);
-  add('x-request-id: 8000 characters', { headers: { 'x-request-id': 'r'.repeat(8000) }, ...withBody }, r.body ? 'client-error' : 'not-5xx');
-  add('Accept-Encoding junk', { headers: { 'Accept-Encoding': 'gzip;q=NaN, br;q=-1, *;q=1e999, zstd' }, ...withBody }, r.body ? 'client-error' : 'not-5xx');
+  add('Authorization: Bearer <8000 characters>', { token: 'A'.repeat(8000), ...valid }, expectAuth);
+  add('Authorization: Bearer <latin-1 junk>', { token: 'é\u00ff\u0080.x.y', ...valid }, expectAuth);
+  add('Authorization: Basic', { token: null, headers: { Authorization: 'Basic YWRtaW46YWRtaW4=' }, ...valid }, expectAuth);
+  add('Authorization: Bearer (empty)', { token: null, headers: { Authorization: 'Bearer ' }, ...valid }, expectAuth);
+  add('Authorization: Bearer a.b.c with SQL', { token: `x.${encodeURIComponent(SQL[0]!)}.y`, ...valid }, expectAuth);
+  // Junk headers with the right token: on a mutating route the request is made invalid
+  // besides (an extra body field, a bad query value), so that nothing is changed.
+  const invalid: Partial<Req> = r.body ? { body: bodyWith(r).replace(/^\{/, '{"zzz":1,') } : r.mutates ? { path: pathWith(r, vin, '?category=zzz') } : {};
+  const expectValid: Expect = r.mutates ? 'client-error' : 'not-5xx';
+  add('x-request-id: 8000 characters', { headers: { 'x-request-id': 'r'.repeat(8000) }, ...invalid }, expectValid);
+  add('Accept-Encoding junk', { headers: { 'Accept-Encoding': 'gzip;q=NaN, br;q=-1, *;q=1e999, zstd' }, ...invalid }, expectValid);
   return cases;
 }
 
@@ -478,6 +505,39 @@ describe('hostile requests, route by route: a 4xx problem+json with a code, neve
   }, 60_000);
 });
 
+/** Answers of requests sent once and judged by two tests: "a 4xx, never a 5xx" and "as problem+json". */
+function shared(build: () => Promise<{ label: string; send: () => Promise<Res> }[]>) {
+  let p: Promise<{ label: string; res: Res | Error }[]> | null = null;
+  return () =>
+    (p ??= build().then((reqs) => Promise.all(reqs.map(async (r) => ({ label: r.label, res: await r.send().catch((e: Error) => e) })))));
+}
+const fourXX = (xs: { label: string; res: Res | Error }[]) =>
+  xs.filter(({ res }) => res instanceof Error || res.status < 400 || res.status > 499).map(({ label, res }) => `${label} → ${res instanceof Error ? res.message : `${res.status} ${res.text.slice(0, 120)}`}`);
+const notProblem = (xs: { label: string; res: Res | Error }[]) =>
+  xs
+    .filter(({ res }) => !(res instanceof Error) && !(/^application\/problem\+json/.test(res.headers['content-type'] ?? '') && /^API_ERR_/.test(res.json?.code ?? '')))
+    .map(({ label, res }) => `${label} → ${(res as Res).status} ${(res as Res).headers['content-type']} ${(res as Res).text.slice(0, 140)}`);
+
+describe('VIN segments the router cannot decode (FST_ERR_BAD_URL, FST_ERR_MAX_PARAM_LENGTH), on every route with a {vin}', () => {
+  const answers = shared(async () => {
+    const out: { label: string; send: () => Promise<Res> }[] = [];
+    for (const [label, seg] of UNDECODABLE) {
+      for (const r of ROUTES.filter((x) => x.path.includes('{vin}'))) {
+        const req: Req = { method: r.method, path: pathWith(r, seg, validQuery(r)), token: await tokenFor(r), ...(r.body ? { body: bodyWith(r) } : {}) };
+        out.push({ label: `${routeName(r)} vin=${label}`, send: () => http(req) });
+      }
+    }
+    sent += out.length;
+    return out;
+  });
+  it('are answered with a 4xx, never a 5xx', async () => {
+    expect(fourXX(await answers())).toEqual([]);
+  });
+  it('are answered as application/problem+json with an API_ERR_ code (README "HTTP": errors are problem details)', async () => {
+    expect(notProblem(await answers())).toEqual([]);
+  });
+});
+
 describe('requests the HTTP parser refuses', () => {
   const bad: [string, string | Buffer][] = [
     ['an unknown method', 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n'],
@@ -492,12 +552,12 @@ describe('requests the HTTP parser refuses', () => {
     ['raw UTF-8 bytes in the path', Buffer.concat([Buffer.from('GET /v1/vehicles/'), Buffer.from('🚗', 'utf8'), Buffer.from('/consent HTTP/1.1\r\nHost: x\r\n\r\n')])],
     ['HTTP/9.9', 'GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n'],
   ];
-  it.each(bad)('%s → a 4xx problem+json with a code', async (_name, bytes) => {
-    const res = await rawRequest(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
-    expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(res.status).toBeLessThan(500);
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.json?.code).toMatch(/^API_ERR_/);
+  const answers = shared(async () => bad.map(([label, bytes]) => ({ label, send: () => rawRequest(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes) })));
+  it('are answered with a 4xx, never a 5xx', async () => {
+    expect(fourXX(await answers())).toEqual([]);
+  });
+  it('are answered as application/problem+json with an API_ERR_ code (README "HTTP": errors are problem details)', async () => {
+    expect(notProblem(await answers())).toEqual([]);
   });
 });
 
@@ -512,19 +572,22 @@ describe('SQL-looking strings that are valid values are stored verbatim, not exe
     // the owner's token (subject = that string) reads the vehicle; the table is still there
     const tok = await mint('customer', owner);
     expect((await api(gw, 'GET', `/v1/vehicles/${vin}/consent`, undefined, tok)).status).toBe(200);
-    before.vehicles! += 1;
-    before.ownership_periods! += 1;
+    before.vehicles = before.vehicles! + 1;
+    before.ownership_periods = before.ownership_periods! + 1;
   });
 });
 
 describe('the rate limit (per bearer token, 600 per minute)', () => {
   it('cannot be sidestepped by spelling the same token differently in the Authorization header', async () => {
-    const tok = await mint('customer', 'rate-limit-probe');
-    const spellings = (i: number) => `${['Bearer', 'bearer', 'BEARER', 'BeArEr'][i % 4]}${' '.repeat(1 + (i >> 2) % 50)}${tok}${' '.repeat(i >> 8)}`;
+    const tok = await mint('customer', 'abuse-owner');
+    // bearer() accepts any case of "Bearer" and any run of whitespace before the token
+    const spellings = (i: number) => `${['Bearer', 'bearer', 'BEARER', 'BeArEr'][i % 4]}${' \t'[(i >> 2) % 2]!.repeat(1 + ((i >> 3) % 90))}${tok}`;
     const statuses: number[] = [];
     for (let i = 0; i < 700; i += 50) {
       const batch = await Promise.all(
-        Array.from({ length: 50 }, (_, j) => http({ method: 'GET', path: '/v1/catalogue', token: null, headers: { Authorization: spellings(i + j) } }).then((r) => r.status)),
+        Array.from({ length: 50 }, (_, j) =>
+          http({ method: 'GET', path: `/v1/vehicles/${VIN_A}/consent`, token: null, headers: { Authorization: spellings(i + j) } }).then((r) => r.status),
+        ),
       );
       statuses.push(...batch);
     }

@@ -28,9 +28,11 @@ let db: TestDatabase;
 let gw: RunningGateway;
 const clients: MqttClient[] = [];
 
+const MAX_RECORDS = 50;
+
 beforeAll(async () => {
   db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), MAX_PACKET_BYTES: String(MAX_PACKET) });
+  gw = await startTestGateway(db.url, { MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), MAX_PACKET_BYTES: String(MAX_PACKET), MAX_RECORDS_PER_MESSAGE: String(MAX_RECORDS) });
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
@@ -200,6 +202,15 @@ const cases: Case[] = [
     name: `a payload over MAX_PAYLOAD_BYTES (${MAX_PAYLOAD})`,
     reason: GW_ERR.PAYLOAD_TOO_LARGE,
     build: (vin, now, nextSeq) => ({ payload: largeBatch(vin, now, nextSeq), good: [] }),
+    message: { keepsBytes: false },
+  },
+  {
+    name: `more records than MAX_RECORDS_PER_MESSAGE (${MAX_RECORDS})`,
+    reason: GW_ERR.TOO_MANY_RECORDS,
+    build: (vin, now) => ({
+      payload: encodeBatch(vin, Array.from({ length: MAX_RECORDS + 1 }, (_, i) => record(50_000 + i, now, { technical: { speedKmh: 1 } }))),
+      good: [],
+    }),
     message: { keepsBytes: false },
   },
 ];

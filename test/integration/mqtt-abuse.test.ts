@@ -237,7 +237,7 @@ describe('garbage on the MQTT port', () => {
     // Honest traffic goes on meanwhile: a new vehicle connects, both publish.
     const h2 = await honest();
     const latencies = [await h.send(), await h2.send()];
-    await Promise.all(conns.map(({ r }) => r.closedWithin(CONNECT_TIMEOUT_MS + 2000)));
+    await Promise.all(conns.map(({ r }) => r.closedWithin(CONNECT_TIMEOUT_MS + 4000)));
     const lines: string[] = [];
     for (const { name, r } of conns) {
       lines.push(`  ${name.padEnd(45)} closed after ${r.closedAfterMs === null ? 'NEVER' : `${Math.round(r.closedAfterMs)} ms`}`);
@@ -245,10 +245,10 @@ describe('garbage on the MQTT port', () => {
     console.log(`garbage (connect timeout ${CONNECT_TIMEOUT_MS} ms):\n${lines.join('\n')}`);
     for (const { name, r } of conns) {
       expect(r.isClosed, name).toBe(true);
-      expect(r.closedAfterMs!, name).toBeLessThan(CONNECT_TIMEOUT_MS + 2000);
+      expect(r.closedAfterMs!, name).toBeLessThan(CONNECT_TIMEOUT_MS + 4000);
       expect(r.connacks(), name).toEqual([]);
     }
-    for (const l of latencies) expect(l).toBeLessThan(1000);
+    for (const l of latencies) expect(l).toBeLessThan(2000);
     expect(await storedSeqs(h.vin)).toEqual([1]);
     expect(await storedSeqs(h2.vin)).toEqual([1]);
     expect(h.client.connected && h2.client.connected).toBe(true);
@@ -303,7 +303,7 @@ describe('malformed CONNECT', () => {
   it.each(cases)('%s: never accepted, and the connection is closed', async (name, build) => {
     const r = await Raw.open('127.0.0.4');
     r.send(build());
-    expect(await r.closedWithin(CONNECT_TIMEOUT_MS + 2000)).toBe(true);
+    expect(await r.closedWithin(CONNECT_TIMEOUT_MS + 4000)).toBe(true);
     console.log(`malformed CONNECT, ${name}: CONNACK ${JSON.stringify(r.connacks())}, closed after ${Math.round(r.closedAfterMs!)} ms`);
     // a refusal CONNACK (return code ≠ 0) is allowed before the close; an acceptance is not
     for (const code of r.connacks()) expect(code).not.toBe(0);
@@ -458,7 +458,7 @@ describe('connection floods and slow connections', () => {
       await sleep(150);
     }
     const all = [...flood, ...halfOpen, ...drip];
-    await Promise.all(all.map((r) => r.closedWithin(CONNECT_TIMEOUT_MS + 3000)));
+    await Promise.all(all.map((r) => r.closedWithin(CONNECT_TIMEOUT_MS + 4000)));
     dripping = false;
     await dripper;
 
@@ -473,11 +473,12 @@ describe('connection floods and slow connections', () => {
     for (const r of all) {
       expect(r.isClosed).toBe(true);
       expect(r.closedAfterMs!).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
-      expect(r.closedAfterMs!).toBeLessThan(CONNECT_TIMEOUT_MS + 3000);
+      expect(r.closedAfterMs!).toBeLessThan(CONNECT_TIMEOUT_MS + 4000);
       expect(r.connacks()).toEqual([]);
     }
-    expect(Math.max(...latencies)).toBeLessThan(1000);
-    expect(Math.max(...connectMs)).toBeLessThan(2000);
+    // generous bounds (the suite runs two files at once on two cores); typical: tens of ms
+    expect(Math.max(...latencies)).toBeLessThan(2000);
+    expect(Math.max(...connectMs)).toBeLessThan(3000);
     expect(await storedSeqs(steady.vin)).toEqual(Array.from({ length: steady.seq }, (_, i) => i + 1));
     for (const v of fresh) expect(await storedSeqs(v)).toEqual([1]);
     expect(steady.client.connected).toBe(true);
@@ -485,14 +486,14 @@ describe('connection floods and slow connections', () => {
     const ok = await connectVehicle(gw, slowVin, slowSecret);
     clients.push(ok);
     expect(ok.connected).toBe(true);
-  }, 30_000);
+  }, 40_000);
 
   it('an authenticated vehicle that goes silent is closed after 1.5 × its keep-alive (MQTT-3.1.2-24)', async () => {
     const { vin, secret } = await provision(gw);
     const r = await Raw.open('127.0.0.1');
     r.send(connectPacket({ clientId: vin, username: vin, password: secret, keepalive: 1 }));
     expect((await r.waitPacket(2))?.body[1]).toBe(0);
-    expect(await r.closedWithin(3000)).toBe(true);
+    expect(await r.closedWithin(4000)).toBe(true);
     expect(r.closedAfterMs!).toBeGreaterThanOrEqual(1400);
   });
 
@@ -504,10 +505,10 @@ describe('connection floods and slow connections', () => {
       const r = new Raw(s);
       raws.push(r);
       await new Promise((res) => s.once('connect', res));
-      expect(await r.closedWithin(12_000)).toBe(true);
+      expect(await r.closedWithin(14_000)).toBe(true);
       console.log(`default connect timeout: idle connection closed after ${Math.round(r.closedAfterMs!)} ms`);
       expect(r.closedAfterMs!).toBeGreaterThanOrEqual(9_900);
-      expect(r.closedAfterMs!).toBeLessThan(11_000);
+      expect(r.closedAfterMs!).toBeLessThan(12_500);
     } finally {
       await gw2.close();
       await db2.drop();
@@ -542,19 +543,20 @@ describe(`repeated failed authentications (AUTH_FAILURES_MAX ${AUTH_FAILURES_MAX
     console.log(`failed auth: ${perFailure.toFixed(1)} ms per refused CONNECT (sequential); locked after ${AUTH_FAILURES_MAX}`);
   });
 
-  it(`after ${AUTH_FAILURES_MAX} failed CONNECTs for one VIN (from many addresses), that VIN is refused unchecked; a vehicle already connected stays connected`, async () => {
+  it(`${AUTH_FAILURES_MAX} failed CONNECTs for one VIN from many addresses do not lock that vehicle out`, async () => {
+    // Counting per VIN would let anyone who knows a VIN keep the car from reconnecting.
     const v = await honest();
     for (let i = 0; i < AUTH_FAILURES_MAX; i++) {
       const { code, raw } = await rawConnect(`127.0.1.${i + 1}`, { clientId: v.vin, username: v.vin, password: `guess-${i}` });
       expect(code).toBe(5);
       raw.socket.destroy();
     }
-    const again = await rawConnect('127.0.0.1', { clientId: v.vin, username: v.vin, password: v.secret });
-    expect(again.code).toBe(5);
-    // the established session is not touched
     expect(v.client.connected).toBe(true);
     await v.send();
     expect(await storedSeqs(v.vin)).toEqual([1]);
+    const again = await rawConnect('127.0.0.1', { clientId: v.vin, username: v.vin, password: v.secret });
+    expect(again.code).toBe(0);
+    again.raw.socket.destroy();
   });
 
   it('the lock ends after AUTH_FAILURE_WINDOW_MS: then the right secret connects again', async () => {
