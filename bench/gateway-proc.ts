@@ -2,6 +2,7 @@
 // (as in production), ports and admin token reported over IPC, orderly close on request.
 import { Session } from 'node:inspector';
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay, PerformanceObserver, constants } from 'node:perf_hooks';
 import { loadConfig } from '../config/index.ts';
 import { startGateway, createLogger } from '../main.ts';
 import { serveRpc } from './lib.ts';
@@ -23,7 +24,50 @@ function post<T = unknown>(method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => session!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
+// Event-loop delay and GC pauses over a chosen window: tells a latency spike caused by
+// this process (GC, a long synchronous task) from one caused by the database.
+let eld: ReturnType<typeof monitorEventLoopDelay> | null = null;
+let gcObs: PerformanceObserver | null = null;
+let gcs: { start: number; ms: number; major: boolean }[] = [];
+let windowStart = 0;
+
 serveRpc({
+  loopStart() {
+    eld = monitorEventLoopDelay({ resolution: 10 });
+    eld.enable();
+    gcs = [];
+    windowStart = performance.now();
+    gcObs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+        gcs.push({ start: e.startTime - windowStart, ms: e.duration, major: kind === constants.NODE_PERFORMANCE_GC_MAJOR });
+      }
+    });
+    gcObs.observe({ entryTypes: ['gc'] });
+    return { started: true };
+  },
+  loopStop() {
+    eld!.disable();
+    gcObs!.disconnect();
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    const major = gcs.filter((g) => g.major);
+    const r = {
+      eventLoopDelayMs: { p50: ms(eld!.percentile(50)), p99: ms(eld!.percentile(99)), max: ms(eld!.max) },
+      gc: {
+        count: gcs.length,
+        totalMs: Math.round(gcs.reduce((a, g) => a + g.ms, 0)),
+        maxMs: Math.round(Math.max(0, ...gcs.map((g) => g.ms)) * 10) / 10,
+        major: major.length,
+        majorMaxMs: Math.round(Math.max(0, ...major.map((g) => g.ms)) * 10) / 10,
+        /** The five longest pauses: seconds into the window, ms. */
+        longest: [...gcs].sort((a, b) => b.ms - a.ms).slice(0, 5).map((g) => ({ atS: Math.round(g.start / 100) / 10, ms: Math.round(g.ms * 10) / 10, major: g.major })),
+      },
+      heapUsedMB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+    };
+    eld = null;
+    gcObs = null;
+    return r;
+  },
   async profileStart() {
     session = new Session();
     session.connect();

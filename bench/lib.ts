@@ -380,11 +380,27 @@ export async function createDatabase(server: string, name: string): Promise<stri
   return dbUrl(server, name);
 }
 
+/**
+ * Drops a benchmark database. WITH (FORCE) ends our own leftover sessions, but a
+ * non-superuser may not terminate an autovacuum worker (busy after the bulk inserts):
+ * then plain DROP DATABASE, which stops autovacuum itself, retried a few times.
+ */
 export async function dropDatabase(server: string, name: string): Promise<void> {
   const c = new pg.Client({ connectionString: server });
   await c.connect();
   try {
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    let lastErr: unknown = null;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      try {
+        await c.query(attempt % 2 === 0 ? `DROP DATABASE IF EXISTS ${name} WITH (FORCE)` : `DROP DATABASE IF EXISTS ${name}`);
+        lastErr = null;
+        break;
+      } catch (err) {
+        lastErr = err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    if (lastErr) throw lastErr;
   } finally {
     await c.end();
   }
@@ -392,7 +408,9 @@ export async function dropDatabase(server: string, name: string): Promise<void> 
 }
 
 export async function dropAllCreated(server: string): Promise<void> {
-  for (const n of [...created]) await dropDatabase(server, n).catch(() => {});
+  const failed: string[] = [];
+  for (const n of [...created]) await dropDatabase(server, n).catch((err: Error) => failed.push(`${n}: ${err.message}`));
+  if (failed.length) throw new Error(`not dropped: ${failed.join('; ')}`);
 }
 
 // ---------------------------------------------------------------------------

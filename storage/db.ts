@@ -1,6 +1,9 @@
 // The one seam between the storage code and a PostgreSQL server. Repositories and the
 // batch writer speak SQL through `Db`; which server answers is the composition root's choice.
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 export interface QueryResult<R> {
   rows: R[];
@@ -9,11 +12,15 @@ export interface QueryResult<R> {
 
 export interface Queryable {
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** COPY … FROM STDIN with these bytes; only where the backend speaks the COPY protocol (pg). */
+  copyFrom?(sql: string, data: Buffer): Promise<void>;
 }
 
 export interface Db extends Queryable {
   /** 'timescaledb' when the extension is loaded in this database, else 'postgres'. Set by migrate(). */
   readonly kind: string;
+  /** Whether transactions offer copyFrom (binary COPY). */
+  readonly supportsCopy?: boolean;
   /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
@@ -57,6 +64,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
     get kind() {
       return kind;
     },
+    supportsCopy: true,
     setKind(k: string) {
       kind = k;
     },
@@ -73,6 +81,10 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
           async query<R>(text: string, params?: readonly unknown[]) {
             const r = await client.query(text, params as unknown[] | undefined);
             return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+          },
+          async copyFrom(sql: string, data: Buffer) {
+            const stream = client.query(copyFrom(sql));
+            await pipeline(Readable.from([data]), stream);
           },
         };
         const out = await fn(tx);

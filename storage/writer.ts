@@ -10,6 +10,7 @@
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from './columns.ts';
 import { StorageError, isTransient } from './errors.ts';
+import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry } from './copy-binary.ts';
 
 type GroupValues = { readonly [field: string]: number | null | undefined };
 
@@ -61,6 +62,8 @@ export interface WriterOptions {
   concurrency?: number;
   /** Longest pause between retries after a transient failure, ms. Default 2000. */
   retryMaxMs?: number;
+  /** 'auto' (default): binary COPY for large batches where the backend supports it; 'unnest': always one statement. */
+  method?: 'auto' | 'unnest';
   onBatch?: (stats: BatchStats) => void;
   /** Called on each failed attempt; `willRetry` says whether the rows stay queued. */
   onError?: (err: unknown, willRetry: boolean) => void;
@@ -93,6 +96,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const maxPendingRows = opts.maxPendingRows ?? 100_000;
   const concurrency = opts.concurrency ?? 2;
   const retryMaxMs = opts.retryMaxMs ?? 2000;
+  const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
 
   const queue: Pending[] = [];
   let queueHead = 0;
@@ -147,7 +151,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   async function run(batch: Pending[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await writeItems(db, batch.map((p) => p.item));
+      const r = await writeItems(db, batch.map((p) => p.item), useCopy);
       degraded = false;
       retryDelay = 0;
       opts.onBatch?.({ items: batch.length, ...r, durationMs: performance.now() - t0 });
@@ -361,7 +365,54 @@ function vinArray(values: readonly string[]): string {
   return '{' + values.join(',') + '}';
 }
 
-async function writeItems(db: Db, items: readonly WriteItem[]): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+/**
+ * Batches at least this large go through binary COPY into per-connection staging tables,
+ * then one INSERT … SELECT … ON CONFLICT DO NOTHING per table (COPY itself cannot skip
+ * duplicates); smaller ones take the single unnest statement, one round trip.
+ */
+const COPY_MIN_ROWS = 256;
+
+const STAGING_DDL = `
+  CREATE TEMP TABLE IF NOT EXISTS stage_telemetry (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS stage_obfcm (LIKE obfcm_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`;
+
+async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[]): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+  return db.transaction(async (tx) => {
+    await tx.query("SET LOCAL client_min_messages = warning");
+    await tx.query(STAGING_DDL);
+    await tx.copyFrom!(`COPY stage_telemetry (${TELEMETRY_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeTelemetry(tel));
+    const cols = TELEMETRY_COPY_COLUMNS.join(', ');
+    const t = await tx.query(`INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING`);
+    let o = 0;
+    if (obf.length) {
+      await tx.copyFrom!(`COPY stage_obfcm (${OBFCM_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeObfcm(obf));
+      const oc = OBFCM_COPY_COLUMNS.join(', ');
+      o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
+    }
+    let q = 0;
+    if (qua.length) {
+      const r = await tx.query<{ q: number }>(statement(4), quarantineParams(qua));
+      q = r.rows[0]?.q ?? 0;
+    }
+    return { telemetryRows: tel.length, telemetryInserted: t.rowCount, obfcmInserted: o, quarantineInserted: q };
+  });
+}
+
+function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
+  // Rare path: pg's own serialiser handles the quoting of free text and bytea.
+  return [
+    qua.map((q) => q.vin),
+    qua.map((q) => q.reason),
+    qua.map((q) => q.detail),
+    qua.map((q) => q.seq),
+    qua.map((q) => q.recordedAtMs),
+    qua.map((q) => q.payload),
+    qua.map((q) => q.payloadBytes),
+    qua.map((q) => q.dedupeKey),
+  ];
+}
+
+async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const tel: TelemetryRow[] = [];
   const obf: TelemetryRow[] = [];
   const qua: QuarantineRow[] = [];
@@ -372,6 +423,7 @@ async function writeItems(db: Db, items: readonly WriteItem[]): Promise<Omit<Bat
     }
     for (const q of it.quarantine) qua.push(q);
   }
+  if (useCopy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(db, tel, obf, qua);
   let mask = 0;
   const params: unknown[] = [];
   if (tel.length) {
@@ -394,17 +446,7 @@ async function writeItems(db: Db, items: readonly WriteItem[]): Promise<Omit<Bat
   }
   if (qua.length) {
     mask |= 4;
-    // Rare path: pg's own serialiser handles the quoting of free text and bytea.
-    params.push(
-      qua.map((q) => q.vin),
-      qua.map((q) => q.reason),
-      qua.map((q) => q.detail),
-      qua.map((q) => q.seq),
-      qua.map((q) => q.recordedAtMs),
-      qua.map((q) => q.payload),
-      qua.map((q) => q.payloadBytes),
-      qua.map((q) => q.dedupeKey),
-    );
+    params.push(...quarantineParams(qua));
   }
   const r = await db.query<{ t: number; o: number; q: number }>(statement(mask), params);
   const row = r.rows[0] ?? { t: 0, o: 0, q: 0 };
