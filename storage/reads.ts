@@ -34,6 +34,12 @@ export interface Disclosure {
 export interface ReadRepo {
   /** Records of `vin` inside the periods ∩ range, oldest first, `pageSize` rows per query. */
   records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
+  /**
+   * The same records as NDJSON text, each line built by PostgreSQL (json_build_object):
+   * the gateway only passes bytes along, so an export costs it no per-row objects.
+   * Yields one chunk of lines per page.
+   */
+  ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
   latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: GroupValues } | null>;
   /**
    * Consumption counters in the range and period, newest last, with the disclosure row
@@ -70,8 +76,50 @@ function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null
   return out;
 }
 
+/** The SELECT list of one NDJSON line: proto3 JSON names, groups absent fields stripped. */
+function ndjsonExpr(categories: readonly Group[]): string {
+  const parts = [
+    "'vin', vin",
+    "'seq', seq",
+    `'recordedAt', to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
+  ];
+  for (const g of categories) {
+    const fields = FIELD_COLUMNS.filter((c) => c.group === g).map((c) => `'${c.jsName}', ${c.column}`);
+    parts.push(`'${g}', CASE WHEN ${GROUP_FLAG[g]} THEN json_strip_nulls(json_build_object(${fields.join(', ')})) END`);
+  }
+  return `json_build_object(${parts.join(', ')})::text`;
+}
+
 export function createReadRepo(db: Db): ReadRepo {
   return {
+    async *ndjson(vin, periods, range, categories, pageSize = 5000) {
+      const expr = ndjsonExpr(categories);
+      for (const p of periods) {
+        const w = clip(p, range);
+        if (!w) continue;
+        // Keyset on (recorded_at, seq), the primary key's order; the time travels as exact
+        // microseconds since the epoch so the next page starts exactly after this one.
+        let afterUs: number | null = null;
+        let afterSeq = -1;
+        for (;;) {
+          const r: { rows: { us: string; seq: number; j: string }[] } = await db.query<{ us: string; seq: number; j: string }>(
+            `SELECT (extract(epoch FROM recorded_at) * 1000000)::int8::text AS us, seq, ${expr} AS j FROM telemetry
+              WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+                AND ($4::int8 IS NULL OR (recorded_at, seq) > (timestamptz 'epoch' + $4::int8 * interval '1 microsecond', $5))
+              ORDER BY recorded_at, seq LIMIT $6`,
+            [vin, w.from, w.to, afterUs, afterSeq, pageSize],
+          );
+          if (r.rows.length === 0) break;
+          let chunk = '';
+          for (const row of r.rows) chunk += row.j + '\n';
+          yield chunk;
+          if (r.rows.length < pageSize) break;
+          const last = r.rows[r.rows.length - 1]!;
+          afterUs = Number(last.us);
+          afterSeq = last.seq;
+        }
+      }
+    },
     async *records(vin, periods, range, categories, pageSize = 5000) {
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
       const flags = categories.map((g) => GROUP_FLAG[g]);

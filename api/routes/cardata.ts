@@ -74,28 +74,9 @@ function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] 
   return row;
 }
 
-function ndjsonLine(r: StoredRecord, groups: readonly Group[]): string {
-  const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: r.recordedAt.toISOString() };
-  for (const g of groups) o[g] = r[g] ?? null;
-  return JSON.stringify(o) + '\n';
-}
-
-/** NDJSON as a stream of ~64 KB chunks; stops querying when the consumer goes away. */
-function ndjsonStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
-  return Readable.from(
-    (async function* () {
-      let buf = '';
-      for await (const r of records) {
-        buf += ndjsonLine(r, groups);
-        if (buf.length > 65_536) {
-          yield buf;
-          buf = '';
-        }
-      }
-      if (buf) yield buf;
-    })(),
-    { objectMode: false },
-  );
+/** NDJSON lines built by the database, a page per chunk; stops querying when the consumer goes away. */
+function ndjsonStream(pages: AsyncGenerator<string>): Readable {
+  return Readable.from(pages, { objectMode: false });
 }
 
 function csvStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
@@ -145,7 +126,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       req.log.info({ event: 'cardata_export', vin, format: req.query.format, categories: groups }, 'CarData export');
       if (req.query.format === 'ndjson') {
         attachment(reply, `cardata-${vin}-${stamp}.ndjson`, 'application/x-ndjson');
-        return reply.send(ndjsonStream(deps.reads.records(vin, periods, r, groups), groups));
+        return reply.send(ndjsonStream(deps.reads.ndjson(vin, periods, r, groups)));
       }
       if (req.query.format === 'csv') {
         attachment(reply, `cardata-${vin}-${stamp}.csv`, 'text/csv; charset=utf-8');
@@ -153,7 +134,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       }
       // zip: the full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
       const zip = new yazl.ZipFile();
-      zip.addReadStream(ndjsonStream(deps.reads.records(vin, periods, r, groups), groups), 'records.ndjson');
+      zip.addReadStream(ndjsonStream(deps.reads.ndjson(vin, periods, r, groups)), 'records.ndjson');
       zip.addReadStream(csvStream(deps.reads.records(vin, periods, r, groups), groups), 'records.csv');
       const fields = CATALOGUE.filter((f) => f.name.indexOf('.') < 0 || groups.includes(f.name.split('.')[0] as Group));
       zip.addBuffer(Buffer.from(JSON.stringify({ fields }, null, 2)), 'catalogue.json');

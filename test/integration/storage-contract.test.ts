@@ -610,6 +610,24 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect((await collect(reads.records(vin, periods, { from: null, to: null }, ['technical'], 1))).map((r) => r.seq)).toEqual(expected.map((e) => e.seq));
       });
 
+      it('ndjson(): the same records as database-built JSON lines, across page boundaries', async () => {
+        const reads = createReadRepo(db);
+        const periods = await rights.periodsOf(vin, 'r-owner');
+        const all = ['technical', 'consumption', 'location'] as const;
+        const recs = await collect(reads.records(vin, periods, { from: null, to: null }, all, 7));
+        for (const pageSize of [7, 5, 1, 5000]) {
+          const text = (await collect(reads.ndjson(vin, periods, { from: null, to: null }, all, pageSize))).join('');
+          const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+          expect(lines, `page size ${pageSize}`).toEqual(recs.map((r) => ({ ...r, recordedAt: r.recordedAt.toISOString() })));
+        }
+        const from = new Date(base + 2000);
+        const to = new Date(base + 5000);
+        const part = (await collect(reads.ndjson(vin, periods, { from, to }, ['location'], 2))).join('').trimEnd().split('\n').map((l) => JSON.parse(l));
+        expect(part.map((l) => l.seq)).toEqual(expected.filter((e) => e.t >= from.getTime() && e.t < to.getTime()).map((e) => e.seq));
+        expect(Object.keys(part[0]).sort()).toEqual(['location', 'recordedAt', 'seq', 'vin']);
+        expect(await collect(reads.ndjson(vin, await rights.periodsOf(vin, 'nobody'), { from: null, to: null }, all, 7))).toEqual([]);
+      });
+
       it('records(): range [from, to) and categories', async () => {
         const reads = createReadRepo(db);
         const periods = await rights.periodsOf(vin, 'r-owner');
