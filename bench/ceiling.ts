@@ -41,8 +41,11 @@ function rowFactory() {
   };
 }
 
-/** The production writer fed with full batches, `concurrency` statements at once. */
-export async function ceilingWriter(db: Db, opts: { batchRows: number; concurrency: number; warmupMs: number; measureMs: number }): Promise<CeilingMethod> {
+/** The production writer fed with full batches, `concurrency` statements at once, by either of its methods. */
+export async function ceilingWriter(
+  db: Db,
+  opts: { batchRows: number; concurrency: number; warmupMs: number; measureMs: number; method: 'copy' | 'unnest' },
+): Promise<CeilingMethod> {
   const make = rowFactory();
   const t0 = performance.now();
   const from = t0 + opts.warmupMs;
@@ -52,6 +55,7 @@ export async function ceilingWriter(db: Db, opts: { batchRows: number; concurren
   let stmtMs = 0;
   let failed: unknown = null;
   const w = createBatchWriter(db, {
+    method: opts.method === 'copy' ? 'auto' : 'unnest',
     batchMaxRows: opts.batchRows,
     concurrency: opts.concurrency,
     maxPendingRows: opts.batchRows * opts.concurrency * 2,
@@ -74,7 +78,9 @@ export async function ceilingWriter(db: Db, opts: { batchRows: number; concurren
   }
   await w.close(60_000);
   if (failed) throw failed as Error;
-  return { method: 'unnest (storage/writer.ts)', rowsPerStatement: opts.batchRows, recordsPerSec: round(rows / (opts.measureMs / 1000)), statements: stmts, meanStatementMs: round(stmtMs / Math.max(1, stmts), 1) };
+  return {
+    method: opts.method === 'copy' ? 'binary COPY + INSERT … SELECT ON CONFLICT (storage/writer.ts)' : 'unnest (storage/writer.ts)',
+    rowsPerStatement: opts.batchRows, recordsPerSec: round(rows / (opts.measureMs / 1000)), statements: stmts, meanStatementMs: round(stmtMs / Math.max(1, stmts), 1) };
 }
 
 /** Multi-row VALUES into telemetry and obfcm_readings (one statement, two CTEs), prepared. */

@@ -350,11 +350,17 @@ async function partCeiling(server: string): Promise<void> {
   const db = createPgDb(url, { max: conc + 1, applicationName: 'bench-ceiling' });
   try {
     const o = { concurrency: conc, warmupMs: P.ceilingWarmupMs, measureMs: P.ceilingMeasureMs };
-    for (const batchRows of [gwConfig.writer.batchMaxRows, 20_000]) {
-      log(`ceiling: writer unnest, ${batchRows} rows/statement, ${conc} connections`);
-      flushDisk(`ceiling-unnest-${batchRows}`);
+    const variants: { method: 'copy' | 'unnest'; batchRows: number }[] = [
+      { method: 'copy', batchRows: gwConfig.writer.batchMaxRows },
+      { method: 'copy', batchRows: 20_000 },
+      { method: 'unnest', batchRows: gwConfig.writer.batchMaxRows },
+      { method: 'unnest', batchRows: 20_000 },
+    ];
+    for (const { method, batchRows } of variants) {
+      log(`ceiling: writer ${method}, ${batchRows} rows/statement, ${conc} connections`);
+      flushDisk(`ceiling-${method}-${batchRows}`);
       const meter = cpuMeter({ bench: [process.pid] }, [name]);
-      const m = await ceilingWriter(db, { ...o, batchRows });
+      const m = await ceilingWriter(db, { ...o, batchRows, method });
       methods.push({ ...m, cpu: meter.stop() } as CeilingMethod);
     }
     log(`ceiling: multi-row VALUES, 1000 rows/statement, ${conc} connections`);

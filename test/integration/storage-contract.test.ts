@@ -585,8 +585,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         return { db: wrapped, queries: () => n };
       }
 
-      async function collect(gen: AsyncGenerator<StoredRecord>): Promise<StoredRecord[]> {
-        const out: StoredRecord[] = [];
+      async function collect<T>(gen: AsyncGenerator<T>): Promise<T[]> {
+        const out: T[] = [];
         for await (const r of gen) out.push(r);
         return out;
       }
