@@ -49,7 +49,7 @@ const envSchema = z
     /** Records measured longer ago than this are quarantined, ms (default 30 days). */
     MAX_RECORD_AGE_MS: positiveInt.default(30 * 24 * 3_600_000),
     /** Most rows written by one statement. */
-    BATCH_MAX_ROWS: positiveInt.max(100_000).default(5000),
+    BATCH_MAX_ROWS: positiveInt.max(100_000).default(20_000),
     /** Rows the writer holds (queued + being written) before new messages wait. */
     WRITER_MAX_PENDING_ROWS: positiveInt.default(100_000),
     /** Statements the writer runs at once (each on its own pool connection). */
