@@ -211,8 +211,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
 
   const retention = async () => {
     try {
-      const r = await applyRetention(db, config.retention.days);
-      log.info({ event: 'retention_applied', days: config.retention.days, ...r }, 'retention applied');
+      const r = await applyRetention(db, config.retention);
+      log.info({ event: 'retention_applied', ...r }, 'retention applied');
     } catch (err) {
       log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
     }

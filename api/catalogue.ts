@@ -15,7 +15,7 @@ export const PURPOSES: Readonly<Record<Group, Purpose>> = {
   technical: {
     purpose: 'Operation, maintenance and diagnostics of the vehicle; the connected services the owner uses.',
     legalBasis: 'GDPR Art. 6(1)(b): performance of the connected-services contract with the owner.',
-    retention: 'Until the owner erases it, and at most RETENTION_DAYS after it was recorded.',
+    retention: 'While the owner owns the vehicle, then RETENTION_AFTER_CONTRACT_DAYS (default 7 years) after the ownership ends; or until the owner erases it.',
     recipients: 'The owner. No one else.',
   },
   consumption: {
@@ -23,13 +23,14 @@ export const PURPOSES: Readonly<Record<Group, Purpose>> = {
       'On-board fuel and energy consumption monitoring (Regulation (EU) 2017/1151 Annex XXII); its transmission to the European Commission and national authorities (Regulation (EU) 2021/392); the owner\'s consumption statistics; servicing by workshops.',
     legalBasis:
       'GDPR Art. 6(1)(c): legal obligation under (EU) 2021/392 for the shareable copy, which the owner may refuse (co2Sharing); Art. 6(1)(b) for the owner\'s own record.',
-    retention: 'Until the owner erases it (shareable readings: see the erasure rule), and at most RETENTION_DAYS after it was recorded.',
+    retention:
+      "Owner's record: as technical data. Shareable readings: OBFCM_RETENTION_DAYS (default 7 years) after measurement; an erasure removes them once the owner has refused CO2 sharing.",
     recipients: 'The owner; authorities (shareable readings only, unless refused or restricted); workshops (on request, every read disclosed to the owner).',
   },
   location: {
     purpose: 'Showing the owner where the vehicle is and where it went (find my vehicle, trip history).',
     legalBasis: 'GDPR Art. 6(1)(a): consent, refused or withdrawn at any time (location opt-out); nothing is stored while refused.',
-    retention: 'Until the owner opts out with eraseHistory=true or erases it, and at most RETENTION_DAYS after it was recorded.',
+    retention: 'As technical data, or until the owner opts out with eraseHistory=true or erases it.',
     recipients: 'The owner. No one else.',
   },
 };

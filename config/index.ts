@@ -70,8 +70,14 @@ const envSchema = z
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(30 * 24 * 3600).default(3600),
-    /** Telemetry, OBFCM readings and quarantine older than this are deleted, days. */
-    RETENTION_DAYS: positiveInt.max(36_500).default(1095),
+    /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
+    RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
+    /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
+    RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(0),
+    /** Shareable OBFCM readings older than this (by measurement) are deleted, days. */
+    OBFCM_RETENTION_DAYS: positiveInt.max(36_500).default(2557),
+    /** Quarantined payloads older than this are deleted, days. */
+    QUARANTINE_RETENTION_DAYS: positiveInt.max(36_500).default(30),
     /** How often retention runs, ms. */
     RETENTION_INTERVAL_MS: positiveInt.default(3_600_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -114,7 +120,13 @@ export interface Config {
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
   readonly tokenTtlS: number;
-  readonly retention: { readonly days: number; readonly intervalMs: number };
+  readonly retention: {
+    readonly afterContractDays: number;
+    readonly telemetryDays: number;
+    readonly obfcmDays: number;
+    readonly quarantineDays: number;
+    readonly intervalMs: number;
+  };
   readonly logLevel: string;
 }
 
@@ -180,7 +192,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
     tokenTtlS: e.TOKEN_TTL_S,
-    retention: { days: e.RETENTION_DAYS, intervalMs: e.RETENTION_INTERVAL_MS },
+    retention: {
+      afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
+      telemetryDays: e.RETENTION_DAYS,
+      obfcmDays: e.OBFCM_RETENTION_DAYS,
+      quarantineDays: e.QUARANTINE_RETENTION_DAYS,
+      intervalMs: e.RETENTION_INTERVAL_MS,
+    },
     logLevel: e.LOG_LEVEL,
   });
 }

@@ -1,42 +1,70 @@
-// Retention: data older than RETENTION_DAYS goes, by time of measurement. On TimescaleDB
-// whole chunks are dropped (cheap); with the community licence its own background policy
-// does it; on plain PostgreSQL/PGlite a DELETE. The gateway runs this on a timer.
+// Retention per purpose, run by the gateway's own timer (works on the Apache-licensed
+// TimescaleDB, which has no policies):
+// - the owner's telemetry (connected service): kept while the owner's contract runs and
+//   until `afterContractDays` after it ends (an ownership transfer ends it): a per-vehicle
+//   DELETE; optionally also capped by age of measurement (`telemetryDays`, 0 = off);
+// - shareable OBFCM readings (reporting to the authorities): by age of measurement;
+// - quarantine: by age of reception.
+// Age caps drop whole chunks on TimescaleDB (drop_chunks), or DELETE elsewhere; with the
+// community licence TimescaleDB's own retention policy does it.
 import type { Db } from './db.ts';
+
+export interface RetentionPolicy {
+  /** Telemetry of an ownership period is deleted this long after the period ended, days. */
+  afterContractDays: number;
+  /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
+  telemetryDays: number;
+  /** Shareable OBFCM readings older than this (by measurement) are deleted, days. */
+  obfcmDays: number;
+  /** Quarantined payloads older than this (by reception) are deleted, days. */
+  quarantineDays: number;
+}
 
 export interface RetentionResult {
   method: 'timescale_policy' | 'drop_chunks' | 'delete';
+  afterContract: number;
   telemetry: number;
   obfcm: number;
   quarantine: number;
 }
 
-const HYPERTABLES = ['telemetry', 'obfcm_readings'] as const;
+const days = (n: number) => `${Math.floor(n)} days`;
 
-export async function applyRetention(db: Db, days: number): Promise<RetentionResult> {
-  const interval = `${Math.floor(days)} days`;
-  const quarantine = (await db.query('DELETE FROM quarantine WHERE received_at < now() - $1::interval', [interval])).rowCount;
+/** Drops (or deletes) rows of a time-partitioned table older than `n` days; returns what went. */
+async function capByAge(db: Db, table: 'telemetry' | 'obfcm_readings', n: number, license: string | undefined): Promise<{ method: RetentionResult['method']; count: number }> {
   if (db.kind === 'timescaledb') {
-    const lic = await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l");
-    if (lic.rows[0]?.l === 'timescale') {
-      // Community licence: TimescaleDB's own job drops the chunks.
-      for (const t of HYPERTABLES) {
-        await db.query(`SELECT remove_retention_policy('${t}', if_exists => true)`);
-        await db.query(`SELECT add_retention_policy('${t}', drop_after => $1::interval)`, [interval]);
-      }
-      return { method: 'timescale_policy', telemetry: 0, obfcm: 0, quarantine };
+    if (license === 'timescale') {
+      await db.query(`SELECT remove_retention_policy('${table}', if_exists => true)`);
+      await db.query(`SELECT add_retention_policy('${table}', drop_after => $1::interval)`, [days(n)]);
+      return { method: 'timescale_policy', count: 0 };
     }
-    // Apache build: no policies, but drop_chunks works.
-    const n: number[] = [];
-    for (const t of HYPERTABLES) {
-      const r = await db.query(`SELECT drop_chunks('${t}', older_than => now() - $1::interval)`, [interval]);
-      n.push(r.rows.length);
-    }
-    return { method: 'drop_chunks', telemetry: n[0]!, obfcm: n[1]!, quarantine };
+    const r = await db.query(`SELECT drop_chunks('${table}', older_than => now() - $1::interval)`, [days(n)]);
+    return { method: 'drop_chunks', count: r.rows.length };
   }
-  const telemetry = (await db.query('DELETE FROM telemetry WHERE recorded_at < now() - $1::interval', [interval])).rowCount;
-  const obfcm = (await db.query('DELETE FROM obfcm_readings WHERE recorded_at < now() - $1::interval', [interval])).rowCount;
-  return { method: 'delete', telemetry, obfcm, quarantine };
+  const r = await db.query(`DELETE FROM ${table} WHERE recorded_at < now() - $1::interval`, [days(n)]);
+  return { method: 'delete', count: r.rowCount };
 }
+
+export async function applyRetention(db: Db, p: RetentionPolicy): Promise<RetentionResult> {
+  const license =
+    db.kind === 'timescaledb' ? (await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l")).rows[0]?.l : undefined;
+  // Contracts that ended long enough ago: everything measured before their end goes.
+  const afterContract = (
+    await db.query(
+      `DELETE FROM telemetry t
+        USING (SELECT vin, max(ended_at) AS until FROM ownership_periods
+                WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin) e
+        WHERE t.vin = e.vin AND t.recorded_at < e.until`,
+      [days(p.afterContractDays)],
+    )
+  ).rowCount;
+  const quarantine = (await db.query('DELETE FROM quarantine WHERE received_at < now() - $1::interval', [days(p.quarantineDays)])).rowCount;
+  const obfcm = await capByAge(db, 'obfcm_readings', p.obfcmDays, license);
+  const telemetry = p.telemetryDays > 0 ? await capByAge(db, 'telemetry', p.telemetryDays, license) : { method: obfcm.method, count: 0 };
+  return { method: obfcm.method, afterContract, telemetry: telemetry.count, obfcm: obfcm.count, quarantine };
+}
+
+const HYPERTABLES = ['telemetry', 'obfcm_readings'] as const;
 
 /**
  * On the community-licensed TimescaleDB (the official Docker image), native compression
@@ -49,7 +77,7 @@ export async function enableCompression(db: Db, compressAfterDays = 7): Promise<
   if (lic.rows[0]?.l !== 'timescale') return false;
   for (const t of HYPERTABLES) {
     await db.query(`ALTER TABLE ${t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'vin', timescaledb.compress_orderby = 'recorded_at, seq')`);
-    await db.query(`SELECT add_compression_policy('${t}', compress_after => $1::interval, if_not_exists => true)`, [`${Math.floor(compressAfterDays)} days`]);
+    await db.query(`SELECT add_compression_policy('${t}', compress_after => $1::interval, if_not_exists => true)`, [days(compressAfterDays)]);
   }
   return true;
 }

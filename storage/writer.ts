@@ -370,7 +370,7 @@ function vinArray(values: readonly string[]): string {
  * then one INSERT … SELECT … ON CONFLICT DO NOTHING per table (COPY itself cannot skip
  * duplicates); smaller ones take the single unnest statement, one round trip.
  */
-const COPY_MIN_ROWS = 256;
+const COPY_MIN_ROWS = 2000;
 
 const STAGING_DDL = `
   CREATE TEMP TABLE IF NOT EXISTS stage_telemetry (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;

@@ -34,9 +34,30 @@ describe.each([
     try {
       await migrate(db);
       await seed(db);
-      const r = await applyRetention(db, 30);
+      const r = await applyRetention(db, { afterContractDays: 3650, telemetryDays: 30, obfcmDays: 30, quarantineDays: 30 });
       expect(r.method).toBe(method);
       for (const t of ['telemetry', 'obfcm_readings', 'quarantine']) expect(await vins(db, t), t).toEqual(['WNEW0000000000001']);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('deletes telemetry of an ownership that ended longer ago than the after-contract period, keeps the current owner\'s', async () => {
+    const db = await make();
+    try {
+      await migrate(db);
+      const vin = 'WCONTRACT00000001';
+      await db.query(`INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, 'new', 'x')`, [vin]);
+      // first owner until 20 days ago, then the current owner
+      await db.query(`INSERT INTO ownership_periods (vin, owner_id, started_at, ended_at) VALUES ($1, 'old', now() - interval '400 days', now() - interval '20 days'), ($1, 'new', now() - interval '20 days', NULL)`, [vin]);
+      for (const d of [100, 25, 10, 1]) {
+        await db.query(`INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh) VALUES ($1, now() - $2::interval, $3, 1)`, [vin, `${d} days`, d]);
+      }
+      const keep = await applyRetention(db, { afterContractDays: 30, telemetryDays: 0, obfcmDays: 3650, quarantineDays: 30 });
+      expect(keep.afterContract).toBe(0); // the contract ended 20 days ago: not yet
+      const r = await applyRetention(db, { afterContractDays: 15, telemetryDays: 0, obfcmDays: 3650, quarantineDays: 30 });
+      expect(r.afterContract).toBe(2);
+      expect((await db.query<{ seq: number }>('SELECT seq FROM telemetry WHERE vin = $1 ORDER BY seq', [vin])).rows.map((x) => x.seq)).toEqual([1, 10]);
     } finally {
       await db.close();
     }

@@ -339,8 +339,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       it('writes a large batch (binary COPY path on pg) with every value, null and time exact, once on resend', async () => {
         const vin = testVin();
         const t = Date.UTC(2024, 4, 2, 0, 0, 0, 1);
-        // 600 rows > the COPY threshold; odd values: negatives, tiny and huge doubles, absent fields
-        const big: TelemetryRow[] = Array.from({ length: 600 }, (_, i) => ({
+        // 2500 rows > the COPY threshold; odd values: negatives, tiny and huge doubles, absent fields
+        const big: TelemetryRow[] = Array.from({ length: 2500 }, (_, i) => ({
           ...fullRow(vin, i + 1, t + i * 997, i),
           technical: i % 3 === 0 ? { speedKmh: i, outsideTempC: -40.125 + i / 1e6, odometerKm: 1e9 + 0.1 } : { ...FULL_TECHNICAL, speedKmh: i },
           location: i % 5 === 0 ? null : { ...FULL_LOCATION, latitude: -89.999999 + i / 1e7 },
@@ -348,9 +348,9 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         }));
         const before = stats.length;
         await write({ telemetry: big, quarantine: [quarantineRow(vin, 'big', Buffer.from('x'))] });
-        expect(stats[before]).toMatchObject({ telemetryRows: 600, telemetryInserted: 600, obfcmInserted: 300, quarantineInserted: 1 });
+        expect(stats[before]).toMatchObject({ telemetryRows: 2500, telemetryInserted: 2500, obfcmInserted: 1250, quarantineInserted: 1 });
         const tel = await rows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
-        expect(tel).toHaveLength(600);
+        expect(tel).toHaveLength(2500);
         for (const [i, r] of tel.entries()) {
           const src = big[i]!;
           expect((r.recorded_at as Date).getTime(), `row ${i} time`).toBe(src.recordedAtMs);
@@ -361,11 +361,11 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
           expect(r.has_location).toBe(src.location != null);
           expect(r.total_distance_km).toBe(1000 + i);
         }
-        expect(await count('obfcm_readings', vin)).toBe(300);
+        expect(await count('obfcm_readings', vin)).toBe(1250);
         // the same batch again: nothing new, no error
         await write({ telemetry: big, quarantine: [] });
-        expect(stats[stats.length - 1]).toMatchObject({ telemetryRows: 600, telemetryInserted: 0, obfcmInserted: 0 });
-        expect(await count('telemetry', vin)).toBe(600);
+        expect(stats[stats.length - 1]).toMatchObject({ telemetryRows: 2500, telemetryInserted: 0, obfcmInserted: 0 });
+        expect(await count('telemetry', vin)).toBe(2500);
       });
 
       it('is idempotent on resend: same (vin, recorded time, seq) and same dedupe key are stored once', async () => {

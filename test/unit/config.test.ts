@@ -15,7 +15,7 @@ describe('loadConfig defaults', () => {
       http: { host: '0.0.0.0', port: 8080 },
       adminToken: undefined,
       ingest: { maxPayloadBytes: 256 * 1024, maxClockSkewMs: 5 * 60_000, maxRecordAgeMs: 30 * 24 * 3_600_000 },
-      writer: { batchMaxRows: 5000, maxPendingRows: 100_000, concurrency: 2, retryMaxMs: 2000 },
+      writer: { batchMaxRows: 20_000, maxPendingRows: 100_000, concurrency: 2, retryMaxMs: 2000 },
       shutdownGraceMs: 10_000,
       secretScryptCost: 4096,
       logLevel: 'info',

@@ -1,0 +1,515 @@
+// Property-based privacy tests (fast-check model-based testing) through the real path:
+// one real gateway and TimescaleDB for the file, fresh VINs and owners per run, consent,
+// restriction, transfer and erasure through the real HTTP API, telemetry over real MQTT.
+//
+// The model tracks, per VIN, every privacy-state change with the time window in which it
+// took effect (from the `since` the API answers) and every ownership period. After each
+// run it checks what the database and the CarData export hold against the model:
+//   (a) no telemetry row carries a location where location was refused when the record
+//       was measured or when it was processed;
+//   (b) no obfcm_readings row exists where CO2 sharing was refused or processing was
+//       restricted, when measured or when processed;
+//   (c) a customer's export never returns a record recorded outside their ownership
+//       periods; every other owner gets 404.
+// Times close to a change (within its uncertainty window, or within the propagation
+// allowance for processing time) are ambiguous: the model asserts nothing about them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { MqttClient } from 'mqtt';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import type { RunningGateway } from '../../main.ts';
+
+let db: TestDatabase;
+let gw: RunningGateway;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  gw = await startTestGateway(db.url);
+});
+afterAll(async () => {
+  await gw?.close();
+  await db?.drop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------
+// Timing assumptions
+// ---------------------------------------------------------------------------------------
+
+/** After every consent/restriction/transfer call the test waits this long (NOTIFY → cache). */
+const SETTLE_MS = 150;
+/** A change is assumed to be in force at the gateway this long after it was committed. */
+const PROPAGATION_MS = 100;
+/** Extra margin around every boundary (clock granularity, ms truncation of `since`). */
+const MARGIN_MS = 5;
+
+// ---------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------
+
+interface State {
+  location: boolean;
+  co2Sharing: boolean;
+  restricted: boolean;
+}
+const DEFAULTS: State = { location: true, co2Sharing: true, restricted: false };
+const shares = (s: State) => s.co2Sharing && !s.restricted;
+const showState = (s: State) => `{loc:${s.location ? 'y' : 'n'} co2:${s.co2Sharing ? 'y' : 'n'} restr:${s.restricted ? 'y' : 'n'}}`;
+
+/** A privacy-state change that took effect at some instant in [lo, hi] (epoch ms). */
+interface Change {
+  lo: number;
+  hi: number;
+  after: State;
+}
+
+/** [from, to) of an owner; boundaries known within [lo, hi]; the first period starts at the epoch. */
+interface Ownership {
+  owner: string;
+  from: { lo: number; hi: number } | null;
+  to: { lo: number; hi: number } | null;
+}
+
+/** true/false: the model is certain; undefined: ambiguous, not asserted. */
+type Tri = boolean | undefined;
+
+interface Rec {
+  vin: string;
+  seq: number;
+  at: number;
+  /** What the run did to produce it (for messages). */
+  label: string;
+  exists: Tri;
+  location: Tri;
+  technical: Tri;
+  consumption: Tri;
+  obfcm: Tri;
+}
+
+interface Vehicle {
+  idx: number;
+  vin: string;
+  client: MqttClient;
+  topic: string;
+  seq: number;
+  changes: Change[];
+  ownership: Ownership[];
+  records: Rec[];
+}
+
+interface World {
+  run: number;
+  t0: number;
+  owners: string[];
+  tokens: Map<string, string>;
+  vehicles: Vehicle[];
+  /** Human-readable trace of what happened, with times relative to t0. */
+  log: string[];
+}
+
+const current = (v: Vehicle): State => v.changes[v.changes.length - 1]?.after ?? DEFAULTS;
+const currentOwner = (v: Vehicle): string => v.ownership[v.ownership.length - 1]!.owner;
+const stateAfter = (v: Vehicle, k: number): State => (k === 0 ? DEFAULTS : v.changes[k - 1]!.after);
+
+/** Every state that may have been in force at some instant of [from, to]. */
+function statesDuring(v: Vehicle, from: number, to: number): State[] {
+  // a = changes certainly in force before `from`; b = changes possibly in force by `to`.
+  const a = v.changes.filter((c) => c.hi + MARGIN_MS < from).length;
+  const b = v.changes.filter((c) => c.lo - MARGIN_MS <= to).length;
+  const out: State[] = [];
+  for (let k = a; k <= Math.max(a, b); k++) out.push(stateAfter(v, k));
+  return out;
+}
+
+/** Whether `t` lies inside [from, to) of a boundary-uncertain period. */
+function inPeriod(p: Ownership, t: number): Tri {
+  const afterFrom: Tri = p.from === null ? true : t > p.from.hi + MARGIN_MS ? true : t < p.from.lo - MARGIN_MS ? false : undefined;
+  const beforeTo: Tri = p.to === null ? true : t < p.to.lo - MARGIN_MS ? true : t > p.to.hi + MARGIN_MS ? false : undefined;
+  if (afterFrom === false || beforeTo === false) return false;
+  if (afterFrom === true && beforeTo === true) return true;
+  return undefined;
+}
+
+/** Whether `t` lies in one of `owner`'s periods. */
+function ownedBy(v: Vehicle, owner: string, t: number): Tri {
+  let result: Tri = false;
+  for (const p of v.ownership) {
+    if (p.owner !== owner) continue;
+    const m = inPeriod(p, t);
+    if (m === true) return true;
+    if (m === undefined) result = undefined;
+  }
+  return result;
+}
+
+/** Applies an erasure to the modelled rows: `hit` says whether a row is within its scope. */
+function erase(v: Vehicle, hit: (r: Rec) => Tri, apply: (r: Rec, certain: boolean) => void): void {
+  for (const r of v.records) {
+    const h = hit(r);
+    if (h === false) continue;
+    apply(r, h === true);
+  }
+}
+/** A value erased with certainty becomes false; an uncertain erasure makes true unknown. */
+const erased = (before: Tri, certain: boolean): Tri => (certain ? false : before === false ? false : undefined);
+
+const rel = (w: World, t: number) => `${t - w.t0 >= 0 ? '+' : ''}${t - w.t0}ms`;
+
+// ---------------------------------------------------------------------------------------
+// Actions (fast-check commands)
+// ---------------------------------------------------------------------------------------
+
+type Cmd = fc.AsyncCommand<World, World>;
+
+async function ok(r: { status: number; body: any }, what: string): Promise<any> {
+  if (r.status !== 200) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+class SetConsent implements Cmd {
+  constructor(
+    readonly v: number,
+    readonly location: boolean,
+    readonly co2Sharing: boolean,
+    readonly eraseHistory: boolean,
+  ) {}
+  check = () => true;
+  async run(w: World): Promise<void> {
+    const v = w.vehicles[this.v]!;
+    const owner = currentOwner(v);
+    const q = this.eraseHistory ? '?eraseHistory=true' : '';
+    const before = Date.now();
+    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent${q}`, { location: this.location, co2Sharing: this.co2Sharing }, w.tokens.get(owner)!), this.toString());
+    const after = Date.now();
+    const since = Date.parse(body.since);
+    expect(since, 'consent since lies within the request').toBeGreaterThanOrEqual(before - MARGIN_MS);
+    expect(since).toBeLessThanOrEqual(after + MARGIN_MS);
+    expect(body).toMatchObject({ location: this.location, co2Sharing: this.co2Sharing, restricted: current(v).restricted });
+    if (this.eraseHistory) {
+      // Erases the positions of the current ownership period (the first owner's reaches back to the epoch).
+      const period = v.ownership[v.ownership.length - 1]!;
+      erase(v, (r) => inPeriod(period, r.at), (r, certain) => (r.location = erased(r.location, certain)));
+    }
+    v.changes.push({ lo: since, hi: since + 1, after: { ...current(v), location: this.location, co2Sharing: this.co2Sharing } });
+    w.log.push(`${rel(w, since)} ${this} by ${owner} → ${showState(current(v))}`);
+    await sleep(SETTLE_MS);
+  }
+  toString(): string {
+    return `consent(v${this.v}, location=${this.location}, co2Sharing=${this.co2Sharing}${this.eraseHistory ? ', eraseHistory' : ''})`;
+  }
+}
+
+class SetRestriction implements Cmd {
+  constructor(
+    readonly v: number,
+    readonly restricted: boolean,
+  ) {}
+  check = () => true;
+  async run(w: World): Promise<void> {
+    const v = w.vehicles[this.v]!;
+    const owner = currentOwner(v);
+    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/restriction`, { restricted: this.restricted }, w.tokens.get(owner)!), this.toString());
+    const since = Date.parse(body.since);
+    expect(body).toMatchObject({ restricted: this.restricted, location: current(v).location, co2Sharing: current(v).co2Sharing });
+    v.changes.push({ lo: since, hi: since + 1, after: { ...current(v), restricted: this.restricted } });
+    w.log.push(`${rel(w, since)} ${this} by ${owner} → ${showState(current(v))}`);
+    await sleep(SETTLE_MS);
+  }
+  toString(): string {
+    return `restriction(v${this.v}, ${this.restricted})`;
+  }
+}
+
+class Transfer implements Cmd {
+  constructor(
+    readonly v: number,
+    readonly to: number,
+  ) {}
+  check = (w: Readonly<World>) => currentOwner(w.vehicles[this.v]!) !== w.owners[this.to];
+  async run(w: World): Promise<void> {
+    const v = w.vehicles[this.v]!;
+    const newOwner = w.owners[this.to]!;
+    const body = await ok(await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: newOwner }), this.toString());
+    const after = Date.now();
+    const since = Date.parse(body.since);
+    const boundary = { lo: since, hi: since + 1 };
+    v.ownership[v.ownership.length - 1]!.to = boundary;
+    v.ownership.push({ owner: newOwner, from: boundary, to: null });
+    // The consent reset is committed in the same transaction, a moment after the period starts.
+    v.changes.push({ lo: since, hi: after, after: { ...DEFAULTS } });
+    w.log.push(`${rel(w, since)} ${this}: ${newOwner} owns from here, consent reset`);
+    await sleep(SETTLE_MS);
+  }
+  toString(): string {
+    return `transfer(v${this.v} → owner${this.to})`;
+  }
+}
+
+class Erase implements Cmd {
+  constructor(
+    readonly v: number,
+    readonly category: 'location' | 'technical' | 'consumption' | null,
+  ) {}
+  check = () => true;
+  async run(w: World): Promise<void> {
+    const v = w.vehicles[this.v]!;
+    const owner = currentOwner(v);
+    const q = this.category ? `?category=${this.category}` : '';
+    await ok(await api(gw, 'DELETE', `/v1/vehicles/${v.vin}/data${q}`, undefined, w.tokens.get(owner)!), this.toString());
+    const sharingRefused = !current(v).co2Sharing;
+    const hit = (r: Rec) => ownedBy(v, owner, r.at);
+    if (this.category === null) {
+      erase(v, hit, (r, c) => {
+        r.exists = erased(r.exists, c);
+        if (sharingRefused) r.obfcm = erased(r.obfcm, c);
+      });
+    } else {
+      const cat = this.category;
+      erase(v, hit, (r, c) => {
+        r[cat] = erased(r[cat], c);
+        if (cat === 'consumption' && sharingRefused) r.obfcm = erased(r.obfcm, c);
+      });
+    }
+    w.log.push(`${rel(w, Date.now())} ${this} by ${owner} (CO2 sharing ${sharingRefused ? 'refused' : 'not refused'})`);
+  }
+  toString(): string {
+    return `erase(v${this.v}${this.category ? `, ${this.category}` : ''})`;
+  }
+}
+
+/** When a published record was measured. */
+type When = { kind: 'now' } | { kind: 'ago'; ms: number } | { kind: 'window'; back: number };
+const showWhen = (x: When) => (x.kind === 'now' ? 'now' : x.kind === 'ago' ? `now-${x.ms}ms` : `mid(window[-${x.back}])`);
+
+/** The middle of the back-th most recent consent window of v (0 = the current one). */
+function windowTime(v: Vehicle, back: number, now: number): number {
+  const n = v.changes.length;
+  const i = n - back; // window i lies between change i-1 and change i
+  if (i <= 0) return (v.changes[0]?.lo ?? now) - 2000; // before the first change
+  const start = v.changes[i - 1]!.hi;
+  const end = i < n ? v.changes[i]!.lo : now;
+  return Math.floor((start + end) / 2);
+}
+
+/** Publishes full records (all three groups) measured at `times`; updates the model. */
+async function publishRecords(w: World, v: Vehicle, times: number[], label: string): Promise<void> {
+  const seqs = times.map(() => ++v.seq);
+  const tBefore = Date.now();
+  await publish(
+    v.client,
+    v.topic,
+    encodeBatch(
+      v.vin,
+      times.map((t, i) => record(seqs[i]!, t, { technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION })),
+    ),
+  );
+  const tAfter = Date.now();
+  // Processing: some instant of [tBefore, tAfter], with changes up to PROPAGATION_MS old possibly not yet seen.
+  const processed = statesDuring(v, tBefore - PROPAGATION_MS, tAfter);
+  for (const [i, at] of times.entries()) {
+    const measured = statesDuring(v, at, at);
+    const tri = (allowed: (s: State) => boolean): Tri =>
+      measured.every((s) => !allowed(s)) || processed.every((s) => !allowed(s)) ? false : measured.every(allowed) && processed.every(allowed) ? true : undefined;
+    v.records.push({
+      vin: v.vin,
+      seq: seqs[i]!,
+      at,
+      label: `seq ${seqs[i]} measured ${rel(w, at)} (${label}), published ${rel(w, tBefore)}..${rel(w, tAfter)}; state measured ${measured.map(showState).join('|')}, processed ${processed.map(showState).join('|')}`,
+      exists: true,
+      technical: true,
+      consumption: true,
+      location: tri((s) => s.location),
+      obfcm: tri(shares),
+    });
+  }
+  w.log.push(`${rel(w, tBefore)} publish(v${v.idx}) seqs ${seqs.join(',')} measured ${times.map((t) => rel(w, t)).join(',')}`);
+}
+
+class Publish implements Cmd {
+  constructor(
+    readonly v: number,
+    readonly when: When[],
+  ) {}
+  check = () => true;
+  async run(w: World): Promise<void> {
+    const v = w.vehicles[this.v]!;
+    const now = Date.now();
+    const times = this.when.map((x) => (x.kind === 'now' ? now : x.kind === 'ago' ? now - x.ms : windowTime(v, x.back, now)));
+    await publishRecords(w, v, times, this.when.map(showWhen).join(', '));
+  }
+  toString(): string {
+    return `publish(v${this.v}: ${this.when.map(showWhen).join(', ')})`;
+  }
+}
+
+const VEHICLES = 2;
+const OWNERS = 3;
+
+const vehicleArb = fc.integer({ min: 0, max: VEHICLES - 1 });
+const whenArb: fc.Arbitrary<When> = fc.oneof(
+  fc.constant<When>({ kind: 'now' }),
+  fc.integer({ min: 1, max: 10 * 60_000 }).map((ms): When => ({ kind: 'ago', ms })),
+  fc.integer({ min: 0, max: 4 }).map((back): When => ({ kind: 'window', back })),
+);
+const publishArb = fc.tuple(vehicleArb, fc.array(whenArb, { minLength: 1, maxLength: 3 })).map(([v, when]) => new Publish(v, when));
+const commandArbs: fc.Arbitrary<Cmd>[] = [
+  fc
+    .tuple(vehicleArb, fc.boolean(), fc.boolean(), fc.boolean())
+    .map(([v, location, co2, eraseHistory]) => new SetConsent(v, location, co2, eraseHistory && !location)),
+  fc.tuple(vehicleArb, fc.boolean()).map(([v, r]) => new SetRestriction(v, r)),
+  fc.tuple(vehicleArb, fc.integer({ min: 0, max: OWNERS - 1 })).map(([v, to]) => new Transfer(v, to)),
+  fc.tuple(vehicleArb, fc.constantFrom(null, 'location' as const, 'technical' as const, 'consumption' as const)).map(([v, c]) => new Erase(v, c)),
+  publishArb,
+  publishArb,
+];
+
+// ---------------------------------------------------------------------------------------
+// One run: fresh vehicles and owners, the commands, a final probe, the checks
+// ---------------------------------------------------------------------------------------
+
+let runCounter = 0;
+
+async function newWorld(): Promise<World> {
+  const run = ++runCounter;
+  const tag = `${Date.now().toString(36)}${run}`;
+  const owners = Array.from({ length: OWNERS }, (_, i) => `pp-${tag}-owner${i}`);
+  const tokens = new Map<string, string>();
+  for (const o of [...owners, `pp-${tag}-stranger`]) {
+    const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: o });
+    if (r.status !== 201) throw new Error(`token: ${r.status}`);
+    tokens.set(o, r.body.token as string);
+  }
+  const vehicles: Vehicle[] = [];
+  for (let i = 0; i < VEHICLES; i++) {
+    const { vin, secret } = await provision(gw, testVin(), owners[0]!);
+    const client = await connectVehicle(gw, vin, secret);
+    vehicles.push({ idx: i, vin, client, topic: `v1/vehicles/${vin}/telemetry`, seq: 0, changes: [], ownership: [{ owner: owners[0]!, from: null, to: null }], records: [] });
+  }
+  return { run, t0: Date.now(), owners, tokens, vehicles, log: [] };
+}
+
+/** Ends every run with records measured in each consent window, around each transfer, and now. */
+async function finalProbe(w: World): Promise<void> {
+  for (const v of w.vehicles) {
+    const now = Date.now();
+    const times = new Set<number>([now, now - 5 * 60_000]);
+    for (let back = 0; back <= v.changes.length; back++) times.add(windowTime(v, back, now));
+    for (const p of v.ownership) if (p.from) for (const d of [-40, 40]) times.add(p.from.lo + d);
+    await publishRecords(w, v, [...times].sort((a, b) => a - b), 'final probe');
+  }
+}
+
+interface Row {
+  vin: string;
+  seq: number;
+  recorded_at: Date;
+  has_location: boolean;
+  has_technical: boolean;
+  has_consumption: boolean;
+  latitude: number | null;
+  longitude: number | null;
+  heading_deg: number | null;
+  altitude_m: number | null;
+  accuracy_m: number | null;
+  odometer_km: number | null;
+  total_distance_km: number | null;
+}
+
+async function verify(w: World): Promise<void> {
+  const trace = () => `\nrun ${w.run} trace:\n  ${w.log.join('\n  ')}`;
+  const vins = w.vehicles.map((v) => v.vin);
+  const rows = await db.query<Row>(
+    `SELECT vin, seq, recorded_at, has_location, has_technical, has_consumption, latitude, longitude, heading_deg, altitude_m, accuracy_m, odometer_km, total_distance_km
+       FROM telemetry WHERE vin = ANY($1)`,
+    [vins],
+  );
+  const obfcm = await db.query<{ vin: string; seq: number }>('SELECT vin, seq FROM obfcm_readings WHERE vin = ANY($1)', [vins]);
+  const rowOf = new Map(rows.map((r) => [`${r.vin}/${r.seq}`, r]));
+  const obfcmOf = new Set(obfcm.map((r) => `${r.vin}/${r.seq}`));
+  const modelled = new Set(w.vehicles.flatMap((v) => v.records.map((r) => `${r.vin}/${r.seq}`)));
+  for (const k of rowOf.keys()) expect(modelled.has(k), `unexpected telemetry row ${k}${trace()}`).toBe(true);
+  for (const k of obfcmOf) expect(modelled.has(k), `unexpected obfcm row ${k}${trace()}`).toBe(true);
+
+  for (const v of w.vehicles) {
+    for (const rec of v.records) {
+      const key = `${rec.vin}/${rec.seq}`;
+      const row = rowOf.get(key);
+      const what = `v${v.idx} ${rec.label}${trace()}`;
+      if (rec.exists !== undefined) expect(row !== undefined, `telemetry row exists: ${what}`).toBe(rec.exists);
+      if (row) {
+        expect(row.recorded_at.getTime(), what).toBe(rec.at);
+        // (a) no location where it was refused when measured or when processed
+        if (rec.location === false) {
+          expect([row.latitude, row.longitude, row.heading_deg, row.altitude_m, row.accuracy_m, row.has_location], `location stored although refused: ${what}`).toEqual([null, null, null, null, null, false]);
+        } else if (rec.location === true) {
+          expect([row.latitude, row.has_location], `location missing although allowed and not erased: ${what}`).toEqual([FULL_LOCATION.latitude, true]);
+        }
+        if (rec.technical !== undefined) expect(row.has_technical && row.odometer_km === FULL_TECHNICAL.odometerKm, `technical: ${what}`).toBe(rec.technical);
+        if (rec.consumption !== undefined) expect(row.has_consumption && row.total_distance_km === FULL_CONSUMPTION.totalDistanceKm, `consumption: ${what}`).toBe(rec.consumption);
+      }
+      // (b) no shareable OBFCM reading where sharing was refused or processing restricted
+      if (rec.obfcm === false) expect(obfcmOf.has(key), `obfcm_readings row although sharing refused/restricted: ${what}`).toBe(false);
+      else if (rec.obfcm === true) expect(obfcmOf.has(key), `obfcm_readings row missing although shared and not erased: ${what}`).toBe(true);
+    }
+
+    // (c) the current owner's export holds exactly their periods' records; everyone else gets 404
+    const owner = currentOwner(v);
+    const res = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/vehicles/${v.vin}/cardata?format=ndjson`, { headers: { authorization: `Bearer ${w.tokens.get(owner)!}` } });
+    expect(res.status, `export by the current owner ${owner}`).toBe(200);
+    const text = await res.text();
+    const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { seq: number; recordedAt: string; location?: unknown });
+    const bySeq = new Map(v.records.map((r) => [r.seq, r]));
+    const exported = new Set<number>();
+    for (const line of lines) {
+      const rec = bySeq.get(line.seq);
+      expect(rec, `export of v${v.idx} returned unknown seq ${line.seq}${trace()}`).toBeDefined();
+      const what = `v${v.idx} export by ${owner}: ${rec!.label}${trace()}`;
+      exported.add(line.seq);
+      expect(Date.parse(line.recordedAt), what).toBe(rec!.at);
+      expect(ownedBy(v, owner, rec!.at), `exported a record recorded outside ${owner}'s ownership periods: ${what}`).not.toBe(false);
+      expect(rec!.exists, `exported an erased record: ${what}`).not.toBe(false);
+      if (rec!.location === false) expect(line.location ?? null, `export has a refused location: ${what}`).toBeNull();
+    }
+    for (const rec of v.records) {
+      if (rec.exists === true && ownedBy(v, owner, rec.at) === true) {
+        expect(exported.has(rec.seq), `export by ${owner} misses a record of their period: v${v.idx} ${rec.label}${trace()}`).toBe(true);
+      }
+    }
+    for (const other of w.tokens.keys()) {
+      if (other === owner) continue;
+      const r = await api(gw, 'GET', `/v1/vehicles/${v.vin}/cardata?format=ndjson`, undefined, w.tokens.get(other)!);
+      expect(r.status, `export of v${v.idx} by non-owner ${other}${trace()}`).toBe(404);
+    }
+  }
+}
+
+describe('privacy properties over random interleavings', () => {
+  it('consent, restriction, transfer, erasure and telemetry: no refused location or OBFCM stored, exports stay within ownership', { timeout: 120_000 }, async () => {
+    const t0 = Date.now();
+    let runs = 0;
+    let published = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 12 }), async (cmds) => {
+        const w = await newWorld();
+        try {
+          await fc.asyncModelRun(() => ({ model: w, real: w }), cmds);
+          await finalProbe(w);
+          await verify(w);
+          const recs = w.vehicles.flatMap((v) => v.records);
+          console.log(`cmds=${[...cmds].length} ${String(cmds)} recs=${recs.length} locF=${recs.filter((r) => r.location === false).length} locT=${recs.filter((r) => r.location === true).length} locU=${recs.filter((r) => r.location === undefined).length} obfF=${recs.filter((r) => r.obfcm === false).length} obfU=${recs.filter((r) => r.obfcm === undefined).length} exU=${recs.filter((r) => r.exists === undefined).length} exF=${recs.filter((r) => r.exists === false).length}`);
+          runs++;
+          published += w.vehicles.reduce((n, v) => n + v.records.length, 0);
+        } finally {
+          await Promise.all(w.vehicles.map((v) => v.client.endAsync()));
+        }
+      }),
+      // A failure is shrunk for at most the rest of the budget, then reported as it stands.
+      { numRuns: 15, interruptAfterTimeLimit: 80_000 },
+    );
+    expect(runs).toBeGreaterThanOrEqual(15);
+    expect(published).toBeGreaterThan(15 * VEHICLES * 3);
+    expect(Date.now() - t0).toBeLessThan(90_000);
+  });
+});
