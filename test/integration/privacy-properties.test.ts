@@ -309,7 +309,7 @@ async function publishRecords(w: World, v: Vehicle, times: number[], label: stri
   // Processing: some instant of [tBefore, tAfter], with changes up to PROPAGATION_MS old possibly not yet seen.
   const processed = statesDuring(v, tBefore - PROPAGATION_MS, tAfter);
   for (const [i, at] of times.entries()) {
-    const measured = statesDuring(v, at, at);
+    const measured = statesDuring(v, tAfter, tAfter);
     const tri = (allowed: (s: State) => boolean): Tri =>
       measured.every((s) => !allowed(s)) || processed.every((s) => !allowed(s)) ? false : measured.every(allowed) && processed.every(allowed) ? true : undefined;
     v.records.push({
@@ -491,7 +491,7 @@ describe('privacy properties over random interleavings', () => {
     let runs = 0;
     let published = 0;
     await fc.assert(
-      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 12 }), async (cmds) => {
+      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 12, size: 'max' }), async (cmds) => {
         const w = await newWorld();
         try {
           await fc.asyncModelRun(() => ({ model: w, real: w }), cmds);

@@ -46,7 +46,7 @@ describe.each([
     const db = await make();
     try {
       await migrate(db);
-      const vin = 'WCONTRACT00000001';
+      const vin = 'WKNTRACT000000001';
       await db.query(`INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, 'new', 'x')`, [vin]);
       // first owner until 20 days ago, then the current owner
       await db.query(`INSERT INTO ownership_periods (vin, owner_id, started_at, ended_at) VALUES ($1, 'old', now() - interval '400 days', now() - interval '20 days'), ($1, 'new', now() - interval '20 days', NULL)`, [vin]);
