@@ -309,7 +309,7 @@ async function publishRecords(w: World, v: Vehicle, times: number[], label: stri
   // Processing: some instant of [tBefore, tAfter], with changes up to PROPAGATION_MS old possibly not yet seen.
   const processed = statesDuring(v, tBefore - PROPAGATION_MS, tAfter);
   for (const [i, at] of times.entries()) {
-    const measured = statesDuring(v, tAfter, tAfter);
+    const measured = statesDuring(v, at, at);
     const tri = (allowed: (s: State) => boolean): Tri =>
       measured.every((s) => !allowed(s)) || processed.every((s) => !allowed(s)) ? false : measured.every(allowed) && processed.every(allowed) ? true : undefined;
     v.records.push({
@@ -346,6 +346,9 @@ class Publish implements Cmd {
 
 const VEHICLES = 2;
 const OWNERS = 3;
+const MAX_COMMANDS = 12;
+/** Runs per property; PRIVACY_PROPERTY_RUNS raises it for a longer hunt (the time checks then relax). */
+const NUM_RUNS = Number(process.env.PRIVACY_PROPERTY_RUNS ?? 15);
 
 const vehicleArb = fc.integer({ min: 0, max: VEHICLES - 1 });
 const whenArb: fc.Arbitrary<When> = fc.oneof(
@@ -486,19 +489,17 @@ async function verify(w: World): Promise<void> {
 }
 
 describe('privacy properties over random interleavings', () => {
-  it('consent, restriction, transfer, erasure and telemetry: no refused location or OBFCM stored, exports stay within ownership', { timeout: 120_000 }, async () => {
+  it('consent, restriction, transfer, erasure and telemetry: no refused location or OBFCM stored, exports stay within ownership', { timeout: NUM_RUNS === 15 ? 120_000 : NUM_RUNS * 8_000 }, async () => {
     const t0 = Date.now();
     let runs = 0;
     let published = 0;
     await fc.assert(
-      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 12, size: 'max' }), async (cmds) => {
+      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: MAX_COMMANDS, size: 'max' }), async (cmds) => {
         const w = await newWorld();
         try {
           await fc.asyncModelRun(() => ({ model: w, real: w }), cmds);
           await finalProbe(w);
           await verify(w);
-          const recs = w.vehicles.flatMap((v) => v.records);
-          console.log(`cmds=${[...cmds].length} ${String(cmds)} recs=${recs.length} locF=${recs.filter((r) => r.location === false).length} locT=${recs.filter((r) => r.location === true).length} locU=${recs.filter((r) => r.location === undefined).length} obfF=${recs.filter((r) => r.obfcm === false).length} obfU=${recs.filter((r) => r.obfcm === undefined).length} exU=${recs.filter((r) => r.exists === undefined).length} exF=${recs.filter((r) => r.exists === false).length}`);
           runs++;
           published += w.vehicles.reduce((n, v) => n + v.records.length, 0);
         } finally {
@@ -506,10 +507,11 @@ describe('privacy properties over random interleavings', () => {
         }
       }),
       // A failure is shrunk for at most the rest of the budget, then reported as it stands.
-      { numRuns: 15, interruptAfterTimeLimit: 80_000 },
+      { numRuns: NUM_RUNS, interruptAfterTimeLimit: NUM_RUNS === 15 ? 80_000 : NUM_RUNS * 6_000 },
     );
-    expect(runs).toBeGreaterThanOrEqual(15);
-    expect(published).toBeGreaterThan(15 * VEHICLES * 3);
-    expect(Date.now() - t0).toBeLessThan(90_000);
+    // An interrupted property passes silently in fast-check: make sure every run happened.
+    expect(runs).toBe(NUM_RUNS);
+    expect(published).toBeGreaterThan(NUM_RUNS * VEHICLES * 3);
+    if (NUM_RUNS === 15) expect(Date.now() - t0).toBeLessThan(90_000);
   });
 });
