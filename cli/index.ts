@@ -11,6 +11,13 @@ import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
 import { isValidVin } from '../identity/vin.ts';
 import { hashSecret, newSecret } from '../identity/secrets.ts';
+import { ROLES, createTokenService, parseKeys, type Role } from '../identity/tokens.ts';
+import { createRightsRepo } from '../storage/rights.ts';
+import { createReadRepo } from '../storage/reads.ts';
+import { FIELD_COLUMNS, type Group } from '../storage/columns.ts';
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 class UsageError extends Error {}
 class ExitError extends Error {
@@ -106,7 +113,74 @@ const commands: Record<string, Command> = {
       for (const p of tl) console.log(`  since ${p.sinceMs ? new Date(p.sinceMs).toISOString() : '(defaults)'}: location=${p.location} co2Sharing=${p.co2Sharing}`);
     },
   },
+  token: {
+    summary: 'mint an API bearer token (needs JWT_KEYS, the keys the gateways verify with)',
+    usage: 'token --role customer|workshop|authority --subject <id> [--ttl <seconds>]',
+    options: { role: { type: 'string' }, subject: { type: 'string' }, ttl: { type: 'string' } },
+    async run(a, { config }) {
+      const role = need(a, 'role');
+      if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      const subject = need(a, 'subject');
+      if (!/^[\x21-\x7e]{1,128}$/.test(subject)) throw new UsageError('--subject must be 1-128 printable ASCII characters without spaces');
+      const ttl = a.ttl === undefined ? config.tokenTtlS : Number(a.ttl);
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 30 * 24 * 3600) throw new UsageError('--ttl must be an integer number of seconds from 1 to 2592000');
+      if (!config.jwtKeys) throw new ExitError(1, 'JWT_KEYS is not set: a token signed with a key no gateway knows would be useless. Set JWT_KEYS as for the gateways.');
+      const t = createTokenService(parseKeys(config.jwtKeys)).sign({ role: role as Role, subject, ttlSeconds: ttl });
+      console.log(t.token);
+    },
+  },
+  export: {
+    summary: "export a vehicle's CarData (its current owner's periods) to a file",
+    usage: 'export --vin <VIN> --out <file> [--format ndjson|csv] [--categories technical,consumption,location]',
+    options: { vin: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' }, categories: { type: 'string' } },
+    async run(a, { db }) {
+      const vin = vinArg(a);
+      const out = need(a, 'out');
+      const format = (a.format as string | undefined) ?? 'ndjson';
+      if (format !== 'ndjson' && format !== 'csv') throw new UsageError('--format must be ndjson or csv');
+      const all: Group[] = ['technical', 'consumption', 'location'];
+      const cats = typeof a.categories === 'string' ? a.categories.split(',').map((c) => c.trim()) : all;
+      for (const c of cats) if (!all.includes(c as Group)) throw new UsageError(`unknown category ${JSON.stringify(c)}: use technical, consumption, location`);
+      const groups = all.filter((g) => cats.includes(g));
+      const d = await db();
+      await migrate(d);
+      const rights = createRightsRepo(d);
+      const owner = await rights.currentOwner(vin);
+      if (owner === null) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
+      const periods = await rights.periodsOf(vin, owner);
+      const reads = createReadRepo(d);
+      const file = createWriteStream(out, { flags: 'wx' });
+      let n = 0;
+      const body =
+        format === 'ndjson'
+          ? Readable.from(
+              (async function* () {
+                for await (const chunk of reads.ndjson(vin, periods, { from: null, to: null }, groups)) {
+                  n += chunk.split('\n').length - 1;
+                  yield chunk;
+                }
+              })(),
+            )
+          : Readable.from(
+              (async function* () {
+                const cols = FIELD_COLUMNS.filter((c) => groups.includes(c.group));
+                yield csvLine(['vin', 'seq', 'recordedAt', ...cols.map((c) => `${c.group}.${c.jsName}`)]);
+                for await (const r of reads.records(vin, periods, { from: null, to: null }, groups)) {
+                  n++;
+                  yield csvLine([r.vin, String(r.seq), r.recordedAt.toISOString(), ...cols.map((c) => (r[c.group]?.[c.jsName] ?? '').toString())]);
+                }
+              })(),
+            );
+      await pipeline(body, file);
+      console.log(`${n} records of ${vin} (owner ${owner}) written to ${out}`);
+    },
+  },
 };
+
+/** One CSV line: every value here is a VIN, a number or an ISO time, none needs quoting. */
+function csvLine(values: string[]): string {
+  return values.join(',') + '\r\n';
+}
 
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];

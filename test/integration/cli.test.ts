@@ -3,7 +3,7 @@
 // 0 done / 1 failed / 2 usage / 3 conflict / 4 not found; a secret it prints opens an
 // MQTT session on a gateway using the same database.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
@@ -180,6 +180,61 @@ describe('on a database', () => {
       expect(r.stderr).toContain(`vehicle ${unknown} is not provisioned`);
     }
     expect(c.code, show(c)).toBe(2);
+  });
+
+  it('token: mints a token a gateway with the same JWT_KEYS accepts; without JWT_KEYS: exit 1; bad role: exit 2', async () => {
+    const keys = 'cli1:' + 'k'.repeat(40);
+    const { vin: v2, secret } = await (async () => {
+      const r = await cli('provision', '--vin', testVin(), '--owner', 'cli-owner', '--json');
+      expect(r.code, show(r)).toBe(0);
+      return jsonOut(r) as { vin: string; secret: string };
+    })();
+    expect(secret.length).toBeGreaterThan(30);
+    const t = await runChild('npx', ['tsx', 'cli/index.ts', 'token', '--role', 'customer', '--subject', 'cli-owner', '--ttl', '600'], { DATABASE_URL: db.url, DATA_DIR: dataDir, JWT_KEYS: keys }, 30_000);
+    expect(t.code, show(t)).toBe(0);
+    const token = t.stdout.trim().split('\n').pop()!;
+    const g = await startTestGateway(db.url, { JWT_KEYS: keys });
+    try {
+      const res = await fetch(`http://127.0.0.1:${g.httpPort}/v1/vehicles/${v2}/consent`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+    } finally {
+      await g.close();
+    }
+    const none = await cli('token', '--role', 'customer', '--subject', 'x');
+    expect(none.code, show(none)).toBe(1);
+    expect(none.stderr).toContain('JWT_KEYS');
+    const bad = await cli('token', '--role', 'root', '--subject', 'x');
+    expect(bad.code, show(bad)).toBe(2);
+  });
+
+  it('export: writes the current owner\'s records to a file as NDJSON or CSV; refuses to overwrite; unknown VIN exit 4', async () => {
+    const r = await cli('provision', '--vin', testVin(), '--owner', 'exp-owner', '--json');
+    const { vin: v3, secret } = jsonOut(r) as { vin: string; secret: string };
+    gw ??= await startTestGateway(db.url);
+    const c = await connectVehicle(gw, v3, secret);
+    const t0 = Date.now() - 10_000;
+    await publish(c, `v1/vehicles/${v3}/telemetry`, encodeBatch(v3, [1, 2, 3].map((s) => record(s, t0 + s * 1000, { technical: { speedKmh: s }, location: { latitude: 48 + s / 10, longitude: 11 } }))));
+    await c.endAsync();
+    const out = path.join(dataDir, '..', `cardata-cli-export-${process.pid}.ndjson`);
+    const csv = out.replace(/ndjson$/, 'csv');
+    try {
+      const e = await cli('export', '--vin', v3, '--out', out);
+      expect(e.code, show(e)).toBe(0);
+      const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines.map((l) => [l.seq, l.technical.speedKmh, l.location.latitude])).toEqual([[1, 1, 48.1], [2, 2, 48.2], [3, 3, 48.3]]);
+      const again = await cli('export', '--vin', v3, '--out', out);
+      expect(again.code, show(again)).toBe(1);
+      const k = await cli('export', '--vin', v3, '--out', csv, '--format', 'csv', '--categories', 'location');
+      expect(k.code, show(k)).toBe(0);
+      const rows = readFileSync(csv, 'utf8').trim().split(/\r?\n/);
+      expect(rows[0]).toBe('vin,seq,recordedAt,location.latitude,location.longitude,location.headingDeg,location.altitudeM,location.accuracyM');
+      expect(rows[1]).toBe(`${v3},1,${new Date(t0 + 1000).toISOString()},48.1,11,,,`);
+      const unknown = await cli('export', '--vin', testVin(), '--out', out + '.x');
+      expect(unknown.code, show(unknown)).toBe(4);
+    } finally {
+      rmSync(out, { force: true });
+      rmSync(csv, { force: true });
+    }
   });
 
   it('a database that does not answer: exit 1 with the reason', async () => {
