@@ -349,7 +349,8 @@ function numArray(values: readonly (number | null | undefined)[]): string {
   for (let i = 0; i < values.length; i++) {
     if (i) s += ',';
     const v = values[i];
-    s += v === null || v === undefined ? 'NULL' : String(v);
+    // String(-0) is "0": keep the sign, as the binary COPY path does.
+    s += v === null || v === undefined ? 'NULL' : v === 0 && 1 / v < 0 ? '-0' : String(v);
   }
   return s + '}';
 }
