@@ -351,9 +351,9 @@ async function partCeiling(server: string): Promise<void> {
   try {
     const o = { concurrency: conc, warmupMs: P.ceilingWarmupMs, measureMs: P.ceilingMeasureMs };
     const variants: { method: 'copy' | 'unnest'; batchRows: number }[] = [
-      { method: 'copy', batchRows: gwConfig.writer.batchMaxRows },
+      { method: 'copy', batchRows: 5000 },
       { method: 'copy', batchRows: 20_000 },
-      { method: 'unnest', batchRows: gwConfig.writer.batchMaxRows },
+      { method: 'unnest', batchRows: 5000 },
       { method: 'unnest', batchRows: 20_000 },
     ];
     for (const { method, batchRows } of variants) {

@@ -97,7 +97,7 @@ function ndjsonExpr(categories: readonly Group[]): string {
 
 export function createReadRepo(db: Db): ReadRepo {
   return {
-    async *ndjson(vin, periods, range, categories, pageSize = 2000) {
+    async *ndjson(vin, periods, range, categories, pageSize = 500) {
       const expr = ndjsonExpr(categories);
       type Page = { us: string; seq: number; j: string }[];
       for (const p of periods) {
