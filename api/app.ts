@@ -131,7 +131,8 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       }
       return 'ip:' + req.ip;
     },
-    allowList: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
+    // The operator (admin token) provisions fleets in bulk: not limited.
+    allowList: (req, key) => key === 'admin' || req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
     errorResponseBuilder: (_req, ctx) => new ApiError(429, 'API_ERR_RATE_LIMITED', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
   });
   await app.register(healthRoutes, { readiness: deps.readiness });

@@ -133,7 +133,7 @@ export function createReadRepo(db: Db): ReadRepo {
         }
       }
     },
-    async *records(vin, periods, range, categories, pageSize = 5000) {
+    async *records(vin, periods, range, categories, pageSize = 1000) {
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
       const flags = categories.map((g) => GROUP_FLAG[g]);
       const select = ['seq', 'recorded_at', ...flags, ...cols].join(', ');
