@@ -11,7 +11,8 @@ export interface QueryResult<R> {
 }
 
 export interface Queryable {
-  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** `name`: prepare the statement once per connection under this name (the same text every time). */
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[], name?: string): Promise<QueryResult<R>>;
   /** COPY … FROM STDIN with these bytes; only where the backend speaks the COPY protocol (pg). */
   copyFrom?(sql: string, data: Buffer): Promise<void>;
 }
@@ -68,8 +69,8 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
     setKind(k: string) {
       kind = k;
     },
-    async query<R>(text: string, params?: readonly unknown[]) {
-      const r = await pool.query(text, params as unknown[] | undefined);
+    async query<R>(text: string, params?: readonly unknown[], name?: string) {
+      const r = name ? await pool.query({ name, text, values: params as unknown[] }) : await pool.query(text, params as unknown[] | undefined);
       return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
     },
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
