@@ -35,7 +35,7 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db & { set
       // The embedded server never has TimescaleDB; keep saying what it is.
       kind = k === 'timescaledb' ? k : 'pglite';
     },
-    async query<R>(text: string, params?: readonly unknown[]) {
+    async query<R>(text: string, params?: readonly unknown[], _name?: string) {
       if (closed) throw Object.assign(new Error('database is closed'), { code: '57P01' });
       // A multi-statement text (migrations) has no parameters: exec runs it as a script.
       if (!params?.length && /;\s*\S/.test(text)) {

@@ -113,6 +113,8 @@ export function createReadRepo(db: Db): ReadRepo {
                   AND ($4::int8 IS NULL OR (recorded_at, seq) > (timestamptz 'epoch' + $4::int8 * interval '1 microsecond', $5))
                 ORDER BY recorded_at, seq LIMIT $6`,
               [vin, w.from, w.to, afterUs, afterSeq, pageSize],
+              // Prepared once per connection: planning this wide expression costs more than a page.
+              `cardata_ndjson_${categories.join('_')}`,
             )
           ).rows;
         let next: Promise<Page> | null = page(null, -1);
