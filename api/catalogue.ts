@@ -1,7 +1,7 @@
 // The data catalogue: every stored field with unit, category, purpose, legal basis and
-// retention. Fields and units come from the .proto (storage/columns.ts reflects it);
+// retention. Fields and units come from the .proto (proto/fields.ts reflects it);
 // purposes, legal bases and retention come from the one table below. Nothing is listed twice.
-import { FIELD_COLUMNS, type Group } from '../storage/columns.ts';
+import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 
 export interface Purpose {
   purpose: string;

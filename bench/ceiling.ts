@@ -7,7 +7,7 @@
 // pg-copy-streams, which the project does not depend on.
 import pg from 'pg';
 import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../storage/columns.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../proto/fields.ts';
 import type { Db } from '../storage/db.ts';
 import { samplesFor, type FleetSample } from './fleet.ts';
 import { SEQ_BASE } from './mqtt-wire.ts';

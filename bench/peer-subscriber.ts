@@ -7,7 +7,7 @@
 import { connect } from 'mqtt';
 import pg from 'pg';
 import { TelemetryBatch } from '../proto/index.ts';
-import { FIELD_COLUMNS } from '../storage/columns.ts';
+import { FIELD_COLUMNS } from '../proto/fields.ts';
 import { serveRpc } from './lib.ts';
 
 const mqttUrl = process.env.PEER_MQTT_URL!;

@@ -23,7 +23,7 @@ import { loadConfig } from '../config/index.ts';
 import { createPgDb } from '../storage/db.ts';
 import { migrate } from '../storage/migrate.ts';
 import { createVehicleRepo } from '../storage/vehicles.ts';
-import { FIELD_COLUMNS } from '../storage/columns.ts';
+import { FIELD_COLUMNS } from '../proto/fields.ts';
 import { hashSecret, newSecret } from '../identity/secrets.ts';
 import { runFilterBench } from './filter-bench.ts';
 import { ceilingValues, ceilingWriter, type CeilingMethod } from './ceiling.ts';

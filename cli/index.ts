@@ -14,7 +14,7 @@ import { hashSecret, newSecret } from '../identity/secrets.ts';
 import { ROLES, createTokenService, parseKeys, type Role } from '../identity/tokens.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
-import { FIELD_COLUMNS, type Group } from '../storage/columns.ts';
+import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

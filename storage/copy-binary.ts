@@ -2,7 +2,7 @@
 // sides the text conversion of every double (String(n) here, float8in there), which is
 // most of the cost of a wide numeric batch.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from './columns.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 
 type GroupValues = { readonly [field: string]: number | null | undefined };
 export interface CopyRow {

@@ -2,7 +2,7 @@
 // short query that never holds a connection or a snapshot for the whole export), the
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from './columns.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import type { OwnershipPeriod } from './rights.ts';
 
 export type GroupValues = Record<string, number>;

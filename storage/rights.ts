@@ -2,7 +2,7 @@
 import type { Db, Queryable } from './db.ts';
 import { StorageError } from './errors.ts';
 import { appendConsentEvent } from './consent.ts';
-import { FIELD_COLUMNS, type Group } from './columns.ts';
+import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;

@@ -8,7 +8,7 @@
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from './columns.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { StorageError, isTransient } from './errors.ts';
 import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry } from './copy-binary.ts';
 

@@ -11,7 +11,7 @@ import type { TokenService } from '../../identity/tokens.ts';
 import type { ConsentRepo } from '../../storage/consent.ts';
 import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
 import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
-import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../storage/columns.ts';
+import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { principal, requireOwner, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';

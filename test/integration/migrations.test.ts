@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { createPgDb } from '../../storage/db.ts';
 import { migrate, type MigrationResult } from '../../storage/migrate.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../../storage/columns.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../../proto/fields.ts';
 
 const MIGRATION_FILES = readdirSync(fileURLToPath(new URL('../../storage/migrations/', import.meta.url)))
   .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))

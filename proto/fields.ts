@@ -1,4 +1,4 @@
-// The stored columns, derived from the .proto contract (reflection, loaded once): a field
+// The contract's fields (and the stored columns named after them), derived from the .proto (reflection, loaded once): a field
 // added to the proto needs only a migration adding its column, never a second list here.
 import protobuf from 'protobufjs';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,7 @@ export interface FieldColumn {
   comment: string;
 }
 
-export const PROTO_FILE = fileURLToPath(new URL('../proto/vehicle/v1/telemetry.proto', import.meta.url));
+export const PROTO_FILE = fileURLToPath(new URL('./vehicle/v1/telemetry.proto', import.meta.url));
 
 const GROUP_TYPES: Record<Group, string> = {
   technical: 'vehicle.v1.TechnicalData',
