@@ -2,6 +2,7 @@
 // quarantined with the first reason found; the rest of its batch goes on.
 import type { ITelemetryRecord } from '../proto/index.ts';
 import { GW_ERR, type GatewayErrorCode } from './errors.ts';
+import { FIELD_COLUMNS } from '../proto/fields.ts';
 
 type Range = readonly [min: number, max: number];
 
@@ -66,19 +67,27 @@ export function longToNumber(v: LongLike): number | null {
   return Number.isSafeInteger(n) ? n : null;
 }
 
+type Check = readonly [field: string, min: number, max: number];
+
+/** Per group, every field of the contract with its range (±∞ where none is set), built once. */
+const CHECKS: Readonly<Record<keyof typeof RANGES, readonly Check[]>> = (() => {
+  const out = { technical: [] as Check[], consumption: [] as Check[], location: [] as Check[] };
+  for (const f of FIELD_COLUMNS) {
+    const r = RANGES[f.group][f.jsName];
+    out[f.group].push([f.jsName, r ? r[0] : -Infinity, r ? r[1] : Infinity]);
+  }
+  return out;
+})();
+
 function checkGroup(group: keyof typeof RANGES, values: object | null | undefined): Validation | null {
   if (values == null) return null;
-  const ranges = RANGES[group];
-  for (const key in values) {
-    if (!Object.prototype.hasOwnProperty.call(values, key)) continue;
-    const v = (values as Record<string, unknown>)[key];
-    if (v == null) continue;
-    if (typeof v !== 'number') continue; // generated code only ever sets numbers here
+  const v0 = values as Record<string, unknown>;
+  for (const [key, min, max] of CHECKS[group]) {
+    const v = v0[key];
+    if (typeof v !== 'number') continue; // absent (null on the prototype) or not set
+    if (v >= min && v <= max) continue; // also false for NaN
     if (!Number.isFinite(v)) return { ok: false, reason: GW_ERR.NOT_FINITE, detail: `${group}.${key} is ${v}` };
-    const range = ranges[key];
-    if (range && (v < range[0] || v > range[1])) {
-      return { ok: false, reason: GW_ERR.OUT_OF_RANGE, detail: `${group}.${key}=${v} outside [${range[0]}, ${range[1]}]` };
-    }
+    return { ok: false, reason: GW_ERR.OUT_OF_RANGE, detail: `${group}.${key}=${v} outside [${min}, ${max}]` };
   }
   return null;
 }

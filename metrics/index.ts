@@ -37,6 +37,8 @@ export function createMetrics() {
   const failures = new Counter({ name: 'cardata_write_failures_total', help: 'Failed batch statements', labelNames: ['will_retry'], registers: [registry] });
   const consentCache = new Counter({ name: 'cardata_consent_cache_events_total', help: 'Consent cache hits, misses and reloads', labelNames: ['event'], registers: [registry] });
 
+  const received0 = received.labels('0');
+  const received1 = received.labels('1');
   let sources: MetricsSources | null = null;
   new Gauge({
     name: 'cardata_writer_pending_rows',
@@ -67,7 +69,8 @@ export function createMetrics() {
     },
     /** For the gateway (GatewayMetrics). */
     gateway: {
-      messageReceived: (qos: number) => received.inc({ qos: String(qos) }),
+      // Label children resolved once: inc({qos}) would hash the labels on every message.
+      messageReceived: (qos: number) => (qos === 1 ? received1 : qos === 0 ? received0 : received.labels(String(qos))).inc(),
       recordsStored: (n: number) => stored.inc(n),
       quarantined: (reason: string, n: number) => quarantined.inc({ reason }, n),
       refused: (reason: string) => refused.inc({ reason }),
