@@ -10,17 +10,10 @@
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { StorageError, isTransient } from './errors.ts';
-import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry } from './copy-binary.ts';
+import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry, type CopyRow } from './copy-binary.ts';
 
-type GroupValues = { readonly [field: string]: number | null | undefined };
-
-export interface TelemetryRow {
-  vin: string;
-  seq: number;
-  recordedAtMs: number;
-  technical?: GroupValues | null | undefined;
-  consumption?: GroupValues | null | undefined;
-  location?: GroupValues | null | undefined;
+/** One record to store: its values by group (proto field names), and where it may go. */
+export interface TelemetryRow extends CopyRow {
   /** Also write the consumption counters to the shareable OBFCM table. */
   shareObfcm: boolean;
 }
