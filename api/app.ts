@@ -62,6 +62,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     },
   }).withTypeProvider<ZodTypeProvider>();
 
+  app.decorateRequest('principal', null);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -40,14 +40,34 @@ export async function requireOwner(p: Principal, vin: string, currentOwner: (vin
   if (owner === null || owner !== p.subject) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified caller of a route whose config lists `roles`; null elsewhere. */
+    principal: Principal | null;
+  }
+}
+
 /**
  * onRequest hook: a route whose config lists `roles` is refused (401/403) before its
  * body or parameters are even looked at, so an anonymous caller learns nothing from
- * validation errors.
+ * validation errors. The verified caller is kept on the request for the handler.
  */
 export function rolesHook(tokens: TokenService) {
   return async (req: FastifyRequest): Promise<void> => {
     const roles = (req.routeOptions.config as { roles?: readonly Role[] } | undefined)?.roles;
-    if (roles) principal(req, tokens, roles);
+    if (roles) req.principal = principal(req, tokens, roles);
   };
+}
+
+/** The caller rolesHook verified (a handler of a route without `roles` has none). */
+export function caller(req: FastifyRequest): Principal {
+  if (!req.principal) throw new ApiError(401, 'API_ERR_UNAUTHORIZED', 'missing bearer token');
+  return req.principal;
+}
+
+/** The verified caller, who must be the vehicle's current owner (else 404, see requireOwner). */
+export async function ownerCaller(req: FastifyRequest, vin: string, currentOwner: (vin: string) => Promise<string | null>): Promise<Principal> {
+  const p = caller(req);
+  await requireOwner(p, vin, currentOwner);
+  return p;
 }

@@ -2,7 +2,7 @@
 // disclosures, the catalogue, workshop consumption, the authority OBFCM report.
 import { Readable, PassThrough } from 'node:stream';
 import { createHash } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { stringify } from 'csv-stringify';
@@ -13,7 +13,7 @@ import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
 import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
 import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
-import { principal, requireOwner, rolesHook } from '../auth.ts';
+import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
 
@@ -102,9 +102,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   app.addHook('onRequest', rolesHook(deps.tokens));
   const workshopMax = deps.workshopMaxRows ?? 10_000;
 
-  async function ownerPeriods(req: Parameters<typeof principal>[0], vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
-    const p = principal(req, deps.tokens, ['customer']);
-    await requireOwner(p, vin, deps.rights.currentOwner);
+  async function ownerPeriods(req: FastifyRequest, vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
+    const p = await ownerCaller(req, vin, deps.rights.currentOwner);
     return { subject: p.subject, periods: await deps.rights.periodsOf(vin, p.subject) };
   }
 
@@ -248,7 +247,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       },
     },
     async (req, reply) => {
-      const p = principal(req, deps.tokens, ['workshop']);
+      const p = caller(req);
       const { vin } = req.params;
       const r = range(req.query);
       const owner = await deps.rights.currentOwner(vin);
@@ -272,7 +271,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   );
 
   app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
-    const p = principal(req, deps.tokens, ['authority']);
+    const p = caller(req);
     const r = range(req.query);
     const rows = await deps.reads.obfcmReport(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' });
     req.log.info({ event: 'obfcm_report', vehicles: rows.length }, 'OBFCM report');

@@ -1,12 +1,12 @@
 // The owner's routes: consent, its history, restriction, erasure.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN } from '../../identity/vin.ts';
 import type { TokenService } from '../../identity/tokens.ts';
 import type { ConsentRepo } from '../../storage/consent.ts';
 import type { RightsRepo } from '../../storage/rights.ts';
-import { principal, requireOwner, rolesHook } from '../auth.ts';
+import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 export interface VehicleRouteDeps {
@@ -43,11 +43,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
 
-  async function owner(req: Parameters<typeof principal>[0], vin: string) {
-    const p = principal(req, deps.tokens, ['customer']);
-    await requireOwner(p, vin, deps.rights.currentOwner);
-    return p;
-  }
+  const owner = (req: FastifyRequest, vin: string) => ownerCaller(req, vin, deps.rights.currentOwner);
 
   async function stateOut(vin: string) {
     const tl = await deps.consents.timeline(vin, Date.now());
