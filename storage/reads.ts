@@ -95,72 +95,73 @@ function ndjsonExpr(categories: readonly Group[]): string {
   return `${parts.join(' || ')} || '}'`;
 }
 
+type KeyedRow = { us: string; seq: number };
+
+/**
+ * Telemetry rows of `vin` inside the periods ∩ range, in primary-key order (recorded_at,
+ * seq), a page per query. Keyset paging: the time travels as exact microseconds since the
+ * epoch, so each page starts exactly after the last one; the next page is asked for before
+ * this one is handed on, so the database works while the caller writes. A consumer that
+ * stops iterating stops the queries.
+ */
+async function* keysetPages<R extends KeyedRow>(
+  db: Db,
+  vin: string,
+  periods: readonly OwnershipPeriod[],
+  range: Range,
+  select: string,
+  pageSize: number,
+  statementName: string,
+): AsyncGenerator<R[]> {
+  for (const p of periods) {
+    const w = clip(p, range);
+    if (!w) continue;
+    const page = async (afterUs: number | null, afterSeq: number): Promise<R[]> =>
+      (
+        await db.query<R>(
+          `SELECT (extract(epoch FROM recorded_at) * 1000000)::int8::text AS us, seq, ${select} FROM telemetry
+            WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+              AND ($4::int8 IS NULL OR (recorded_at, seq) > (timestamptz 'epoch' + $4::int8 * interval '1 microsecond', $5))
+            ORDER BY recorded_at, seq LIMIT $6`,
+          [vin, w.from, w.to, afterUs, afterSeq, pageSize],
+          // Prepared once per connection: planning a wide select list costs more than a page.
+          statementName,
+        )
+      ).rows;
+    let next: Promise<R[]> | null = page(null, -1);
+    while (next) {
+      const rows: R[] = await next;
+      next = null;
+      if (rows.length === pageSize) {
+        const last = rows[rows.length - 1]!;
+        next = page(Number(last.us), last.seq);
+        next.catch(() => {}); // surfaced by the await above when reached
+      }
+      if (rows.length === 0) break;
+      yield rows;
+    }
+  }
+}
+
 export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize = 500) {
-      const expr = ndjsonExpr(categories);
-      type Page = { us: string; seq: number; j: string }[];
-      for (const p of periods) {
-        const w = clip(p, range);
-        if (!w) continue;
-        // Keyset on (recorded_at, seq), the primary key's order; the time travels as exact
-        // microseconds since the epoch so the next page starts exactly after this one.
-        const page = async (afterUs: number | null, afterSeq: number): Promise<Page> =>
-          (
-            await db.query<{ us: string; seq: number; j: string }>(
-              `SELECT (extract(epoch FROM recorded_at) * 1000000)::int8::text AS us, seq, ${expr} AS j FROM telemetry
-                WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
-                  AND ($4::int8 IS NULL OR (recorded_at, seq) > (timestamptz 'epoch' + $4::int8 * interval '1 microsecond', $5))
-                ORDER BY recorded_at, seq LIMIT $6`,
-              [vin, w.from, w.to, afterUs, afterSeq, pageSize],
-              // Prepared once per connection: planning this wide expression costs more than a page.
-              `cardata_ndjson_${categories.join('_')}`,
-            )
-          ).rows;
-        let next: Promise<Page> | null = page(null, -1);
-        while (next) {
-          const rows: Page = await next;
-          next = null;
-          if (rows.length === pageSize) {
-            // Ask for the next page before handing this one on: the database builds it
-            // while this one is being written to the client.
-            const last = rows[rows.length - 1]!;
-            next = page(Number(last.us), last.seq);
-            next.catch(() => {}); // surfaced by the await above when reached
-          }
-          if (rows.length === 0) break;
-          let chunk = '';
-          for (const row of rows) chunk += row.j + '\n';
-          yield chunk;
-        }
+      const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize, `cardata_ndjson_${categories.join('_')}`);
+      for await (const rows of pages) {
+        let chunk = '';
+        for (const row of rows) chunk += row.j + '\n';
+        yield chunk;
       }
     },
     async *records(vin, periods, range, categories, pageSize = 1000) {
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
-      const flags = categories.map((g) => GROUP_FLAG[g]);
-      const select = ['seq', 'recorded_at', ...flags, ...cols].join(', ');
-      for (const p of periods) {
-        const w = clip(p, range);
-        if (!w) continue;
-        let afterTs: Date | null = null;
-        let afterSeq = -1;
-        for (;;) {
-          const r: { rows: Record<string, unknown>[] } = await db.query<Record<string, unknown>>(
-            `SELECT ${select} FROM telemetry
-              WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
-                AND ($4::timestamptz IS NULL OR (recorded_at, seq) > ($4, $5))
-              ORDER BY recorded_at, seq LIMIT $6`,
-            [vin, w.from, w.to, afterTs, afterSeq, pageSize],
-          );
-          for (const row of r.rows) {
-            const rec: StoredRecord = { vin, seq: row.seq as number, recordedAt: row.recorded_at as Date };
-            for (const g of categories) rec[g] = groupOf(row, g);
-            yield rec;
-          }
-          if (r.rows.length < pageSize) break;
-          const last = r.rows[r.rows.length - 1]!;
-          afterTs = last.recorded_at as Date;
-          afterSeq = last.seq as number;
+      const select = ['recorded_at', ...categories.map((g) => GROUP_FLAG[g]), ...cols].join(', ');
+      const pages = keysetPages<KeyedRow & Record<string, unknown>>(db, vin, periods, range, select, pageSize, `cardata_records_${categories.join('_')}`);
+      for await (const rows of pages) {
+        for (const row of rows) {
+          const rec: StoredRecord = { vin, seq: row.seq, recordedAt: row.recorded_at as Date };
+          for (const g of categories) rec[g] = groupOf(row, g);
+          yield rec;
         }
       }
     },
