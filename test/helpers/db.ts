@@ -34,8 +34,23 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await pool.end();
       const a = new pg.Client({ connectionString: adminUrl });
       await a.connect();
-      await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await a.end();
+      try {
+        // An autovacuum worker (a superuser backend) in the database makes FORCE fail with
+        // 42501 for our unprivileged role; a plain DROP stops autovacuum workers itself but
+        // fails on our own lingering sessions (55006). Alternate until one goes through.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await a.query(attempt % 2 === 0 ? `DROP DATABASE IF EXISTS ${name} WITH (FORCE)` : `DROP DATABASE IF EXISTS ${name}`);
+            break;
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if ((code !== '42501' && code !== '55006') || attempt >= 40) throw err;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
+      } finally {
+        await a.end();
+      }
     },
   };
 }
