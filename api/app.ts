@@ -15,6 +15,7 @@ import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { bearer } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
+import { isTransient } from '../storage/errors.ts';
 
 export interface AppDeps {
   readiness: Readiness;
@@ -93,7 +94,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = err.statusCode;
       code = 'API_ERR_VALIDATION';
       detail = err.message;
-    } else if ((err as { code?: string }).code === 'STO_ERR_UNAVAILABLE' || /ECONNREFUSED|Connection terminated|timeout/i.test(err.message)) {
+    } else if (isTransient(err)) {
       status = 503;
       code = 'API_ERR_UNAVAILABLE';
       detail = 'the database is not answering; retry later';

@@ -57,13 +57,3 @@ export interface GatewayMetrics {
   connected(delta: number): void;
   consentCache(event: 'hit' | 'miss' | 'reload'): void;
 }
-
-export const noopMetrics: GatewayMetrics = {
-  messageReceived() {},
-  recordsStored() {},
-  quarantined() {},
-  refused() {},
-  pubackLatency() {},
-  connected() {},
-  consentCache() {},
-};

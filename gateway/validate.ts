@@ -45,11 +45,6 @@ export const RANGES: Readonly<Record<'technical' | 'consumption' | 'location', R
 /** 2000-01-01: no connected car measured anything before it; catches unset clocks. */
 const MIN_RECORDED_MS = 946_684_800_000;
 
-export interface ValidRecord {
-  seq: number;
-  recordedAtMs: number;
-}
-
 export type Validation = { ok: true; seq: number; recordedAtMs: number } | { ok: false; reason: GatewayErrorCode; detail: string };
 
 export interface TimeLimits {

@@ -43,3 +43,6 @@ function load(): FieldColumn[] {
 /** Every value column of `telemetry`, in a fixed order: technical, consumption, location. */
 export const FIELD_COLUMNS: readonly FieldColumn[] = Object.freeze(load());
 export const CONSUMPTION_COLUMNS: readonly FieldColumn[] = FIELD_COLUMNS.filter((c) => c.group === 'consumption');
+
+/** The telemetry column that says whether a record carried the group (it may carry it with every field absent). */
+export const GROUP_FLAG: Readonly<Record<Group, string>> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };

@@ -3,6 +3,7 @@
 // latest event with effective_at <= t; none means the defaults (allowed, not restricted).
 import type { Db, Queryable } from './db.ts';
 import { StorageError } from './errors.ts';
+import { clearGroupSet } from './telemetry-sql.ts';
 
 /** NOTIFY channel announcing a committed change; payload = the VIN. */
 export const CONSENT_CHANNEL = 'consent_changed';
@@ -99,8 +100,7 @@ export async function appendConsentEvent(
   if (erase) {
     // Only the current owner's period: earlier owners' data is theirs to decide on.
     const r = await q.query(
-      `UPDATE telemetry SET latitude = NULL, longitude = NULL, heading_deg = NULL, altitude_m = NULL, accuracy_m = NULL, has_location = false
-        WHERE vin = $1 AND recorded_at >= $2 AND has_location`,
+      `UPDATE telemetry SET ${clearGroupSet('location')} WHERE vin = $1 AND recorded_at >= $2 AND has_location`,
       [vin, own.started_at ?? new Date(0)],
     );
     erasedLocationRows = r.rowCount;

@@ -2,7 +2,7 @@
 // sides the text conversion of every double (String(n) here, float8in there), which is
 // most of the cost of a wide numeric batch.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 
 type GroupValues = { readonly [field: string]: number | null | undefined };
 export interface CopyRow {
@@ -20,10 +20,10 @@ const PG_EPOCH_US = 946_684_800_000_000n;
 const PG_EPOCH_MS = 946_684_800_000;
 
 /** Column lists of the staging tables, in the order the encoders write them. */
-export const TELEMETRY_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...FIELD_COLUMNS.map((c) => c.column), 'has_technical', 'has_consumption', 'has_location'];
-export const OBFCM_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...CONSUMPTION_COLUMNS.map((c) => c.column)];
-
 const GROUPS: Group[] = ['technical', 'consumption', 'location'];
+
+export const TELEMETRY_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...FIELD_COLUMNS.map((c) => c.column), ...GROUPS.map((g) => GROUP_FLAG[g])];
+export const OBFCM_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...CONSUMPTION_COLUMNS.map((c) => c.column)];
 
 class Enc {
   buf: Buffer;

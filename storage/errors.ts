@@ -1,6 +1,5 @@
 // Error codes of the storage layer. Callers switch on `code`, never on messages.
 export type StorageErrorCode =
-  | 'STO_ERR_UNAVAILABLE'
   | 'STO_ERR_CONFLICT'
   | 'STO_ERR_NOT_FOUND'
   | 'STO_ERR_REJECTED'

@@ -2,7 +2,7 @@
 // short query that never holds a connection or a snapshot for the whole export), the
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import type { OwnershipPeriod } from './rights.ts';
 
 export type GroupValues = Record<string, number>;
@@ -54,8 +54,6 @@ export interface ReadRepo {
   obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: GroupValues }[]>;
   disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
 }
-
-const GROUP_FLAG: Record<Group, string> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };
 
 function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | null {
   const from = r.from && r.from > p.from ? r.from : p.from;

@@ -2,7 +2,8 @@
 import type { Db, Queryable } from './db.ts';
 import { StorageError } from './errors.ts';
 import { appendConsentEvent } from './consent.ts';
-import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
+import { GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { clearGroupSet } from './telemetry-sql.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;
@@ -65,8 +66,6 @@ async function periods(q: Queryable, vin: string, ownerId: string | null): Promi
     .map((x) => ({ ownerId: x.owner_id, from: x.first ? BEGINNING : x.started_at, startedAt: x.started_at, to: x.ended_at }));
 }
 
-const GROUP_FLAG: Record<Group, string> = { technical: 'has_technical', consumption: 'has_consumption', location: 'has_location' };
-
 export function createRightsRepo(db: Db): RightsRepo {
   return {
     async currentOwner(vin) {
@@ -111,9 +110,8 @@ export function createRightsRepo(db: Db): RightsRepo {
           res.telemetryDeleted = (await tx.query(`DELETE FROM telemetry WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
           res.quarantineDeleted = (await tx.query(`DELETE FROM quarantine WHERE vin = $1 AND ${periodCondition(pers, 2, 'received_at').sql}`, [vin, ...cond.params])).rowCount;
         } else {
-          const cols = FIELD_COLUMNS.filter((c) => c.group === category).map((c) => `${c.column} = NULL`);
           res.telemetryUpdated = (
-            await tx.query(`UPDATE telemetry SET ${cols.join(', ')}, ${GROUP_FLAG[category]} = false WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
+            await tx.query(`UPDATE telemetry SET ${clearGroupSet(category)} WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
           ).rowCount;
         }
         if (category === null || category === 'consumption') {
