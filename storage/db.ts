@@ -1,7 +1,7 @@
 // The one seam between the storage code and a PostgreSQL server. Repositories and the
 // batch writer speak SQL through `Db`; which server answers is the composition root's choice.
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -22,6 +22,11 @@ export interface Db extends Queryable {
   readonly kind: string;
   /** Whether transactions offer copyFrom (binary COPY). */
   readonly supportsCopy?: boolean;
+  /**
+   * Runs `COPY (…) TO STDOUT` and returns everything it sent, in one buffer; only where
+   * the backend speaks the COPY protocol (pg). The caller bounds the size (LIMIT).
+   */
+  copyOut?(sql: string): Promise<Buffer>;
   /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
@@ -72,6 +77,22 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
     async query<R>(text: string, params?: readonly unknown[], name?: string) {
       const r = name ? await pool.query({ name, text, values: params as unknown[] }) : await pool.query(text, params as unknown[] | undefined);
       return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+    },
+    async copyOut(sql: string): Promise<Buffer> {
+      const client = await pool.connect();
+      let failed: unknown = null;
+      try {
+        const chunks: Buffer[] = [];
+        const stream = client.query(copyTo(sql));
+        for await (const c of stream) chunks.push(c as Buffer);
+        return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      } catch (err) {
+        failed = err;
+        throw err;
+      } finally {
+        // A connection whose COPY failed half-way is not handed out again.
+        client.release(failed ? (failed as Error) : undefined);
+      }
     },
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();

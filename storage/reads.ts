@@ -4,6 +4,7 @@
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import type { OwnershipPeriod } from './rights.ts';
+import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
 
 export type GroupValues = Record<string, number>;
 
@@ -35,11 +36,12 @@ export interface ReadRepo {
   /** Records of `vin` inside the periods ∩ range, oldest first, `pageSize` rows per query. */
   records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
   /**
-   * The same records as NDJSON text, each line built by PostgreSQL (json_build_object):
-   * the gateway only passes bytes along, so an export costs it no per-row objects.
-   * Yields one chunk of lines per page.
+   * The same records as NDJSON text, oldest first. On pg: segments of `pageSize` rows
+   * (default 10,000) read by binary COPY, the lines built in the gateway into chunks of
+   * `CHUNK_BYTES`. Elsewhere (PGlite): keyset pages of `pageSize` rows (default
+   * 500) whose lines PostgreSQL builds, one chunk per page.
    */
-  ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
+  ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string | Buffer>;
   latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: GroupValues } | null>;
   /**
    * Consumption counters in the range and period, newest last, with the disclosure row
@@ -141,10 +143,68 @@ async function* keysetPages<R extends KeyedRow>(
   }
 }
 
+/** Bytes per chunk handed to the HTTP response by the binary COPY export (whole lines, off the JS heap). */
+export const CHUNK_BYTES = 256 * 1024;
+
+/**
+ * NDJSON by binary COPY: each segment is one `COPY (SELECT … ORDER BY recorded_at, seq
+ * LIMIT n) TO STDOUT (FORMAT binary)`, read whole into memory (about 350 bytes a row) so
+ * the connection and its snapshot are released at once, whatever the client's speed. The
+ * next segment is asked for as soon as this one's last key is known, while this one's lines
+ * are built and written: at most two segments are held. A consumer that stops iterating
+ * stops the segments (the one already asked for completes and is dropped).
+ */
+async function* copyNdjson(
+  db: Db & { copyOut(sql: string): Promise<Buffer> },
+  vin: string,
+  periods: readonly OwnershipPeriod[],
+  range: Range,
+  categories: readonly Group[],
+  segmentRows: number,
+): AsyncGenerator<Buffer> {
+  const plan = ndjsonPlan(vin, categories);
+  for (const p of periods) {
+    const w = clip(p, range);
+    if (!w) continue;
+    // Literals, not parameters: COPY takes none. The VIN is validated ([A-HJ-NPR-Z0-9]{17})
+    // and quoted anyway; times are ISO strings; the key is two integers.
+    const where =
+      `vin = ${sqlLiteral(vin)} AND recorded_at >= ${sqlLiteral(w.from.toISOString())}::timestamptz` +
+      (w.to ? ` AND recorded_at < ${sqlLiteral(w.to.toISOString())}::timestamptz` : '');
+    const segment = (after: { seq: number; pgMicros: number } | null): Promise<Buffer> =>
+      db.copyOut(
+        `COPY (SELECT ${plan.select} FROM telemetry WHERE ${where}` +
+          (after ? ` AND (recorded_at, seq) > (timestamptz '2000-01-01 00:00:00+00' + ${after.pgMicros}::int8 * interval '1 microsecond', ${after.seq}::int8)` : '') +
+          ` ORDER BY recorded_at, seq LIMIT ${segmentRows}) TO STDOUT (FORMAT binary)`,
+      );
+    let next: Promise<Buffer> | null = segment(null);
+    while (next) {
+      const b: Buffer = await next;
+      next = null;
+      const rows = rowOffsets(b, copyDataStart(b));
+      if (rows.length === 0) break;
+      if (rows.length === segmentRows) {
+        next = segment(rowKey(b, rows[rows.length - 1]!));
+        next.catch(() => {}); // surfaced by the await above when reached
+      }
+      for (let i = 0; i < rows.length; ) {
+        const out = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+        const { next: after, bytes } = plan.fill(b, rows, i, out);
+        i = after;
+        yield out.subarray(0, bytes);
+      }
+    }
+  }
+}
+
 export function createReadRepo(db: Db): ReadRepo {
   return {
-    async *ndjson(vin, periods, range, categories, pageSize = 500) {
-      const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize, `cardata_ndjson_${categories.join('_')}`);
+    async *ndjson(vin, periods, range, categories, pageSize) {
+      if (db.copyOut) {
+        yield* copyNdjson(db as Db & { copyOut(sql: string): Promise<Buffer> }, vin, periods, range, categories, pageSize ?? 10_000);
+        return;
+      }
+      const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);
       for await (const rows of pages) {
         let chunk = '';
         for (const row of rows) chunk += row.j + '\n';

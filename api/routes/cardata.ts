@@ -75,7 +75,7 @@ function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] 
 }
 
 /** NDJSON lines built by the database, a page per chunk; stops querying when the consumer goes away. */
-function ndjsonStream(pages: AsyncGenerator<string>): Readable {
+function ndjsonStream(pages: AsyncGenerator<string | Buffer>): Readable {
   return Readable.from(pages, { objectMode: false });
 }
 

@@ -17,7 +17,7 @@ import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
 import { createPgDb, type Db } from '../../storage/db.ts';
-import { createReadRepo, type ReadRepo } from '../../storage/reads.ts';
+import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.ts';
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
@@ -458,15 +458,15 @@ describe('streaming a large export', () => {
   });
 
   it('the gateway stops querying once the client goes away (pg_stat_activity of the real gateway)', { timeout: 60_000 }, async () => {
-    // The gateway's reads of telemetry (the export's page queries; nothing else reads it
-    // here). pg_stat_activity keeps only the first 1 kB of a query (track_activity_query_size),
-    // before the long NDJSON expression reaches FROM: a SELECT naming recorded_at is one.
+    // The gateway's reads of telemetry (the export's segment queries, COPY (SELECT …) on pg;
+    // nothing else reads it here). pg_stat_activity keeps only the first 1 kB of a query
+    // (track_activity_query_size): a query naming recorded_at is one.
     // An idle backend keeps its last query listed, with its start time, so every
     // (backend, query_start) pair seen is one page query that started.
     const activity = () =>
       db.query<{ pid: number; state: string; ms: number }>(
         `SELECT pid, state, extract(epoch FROM query_start) * 1000 AS ms FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'cardata-gateway' AND query ~* '^\\s*SELECT'
+          WHERE datname = $1 AND application_name = 'cardata-gateway' AND query ~* '^\\s*(SELECT|COPY)'
             AND (query ILIKE '%FROM telemetry%' OR query ILIKE '%recorded_at%')`,
         [db.name],
       );
@@ -538,7 +538,7 @@ describe('streaming a large export', () => {
     let app: FastifyInstance;
     let appDb: Db;
     let port: number;
-    /** Pages (chunks) ndjson() handed to the route, SQL queries it issued, generators finished. */
+    /** Chunks ndjson() handed to the route, segment queries it issued, generators finished. */
     const count = { pages: 0, queries: 0, started: 0, finished: 0 };
 
     beforeAll(async () => {
@@ -549,11 +549,16 @@ describe('streaming a large export', () => {
           if (/FROM telemetry/.test(text)) count.queries++;
           return appDb.query(text, params);
         },
+        copyOut: (sql: string) => {
+          if (/FROM telemetry/.test(sql)) count.queries++;
+          return appDb.copyOut!(sql);
+        },
       });
       const inner = createReadRepo(countingDb);
       const reads: ReadRepo = {
         ...inner,
-        // The route passes no page size: 5000 rows a page here, so a full export is 12 pages.
+        // The route passes no segment size: 5000 rows a segment here, so a full export is 12
+        // segments (and a 13th query that finds nothing), handed on in chunks of CHUNK_BYTES.
         async *ndjson(vin, periods, range, categories, pageSize = PAGE) {
           count.started++;
           try {
@@ -584,35 +589,50 @@ describe('streaming a large export', () => {
 
     const reset = () => Object.assign(count, { pages: 0, queries: 0, started: 0, finished: 0 });
 
-    it('a full export pulls 12 pages of 5000 and returns the 60,000 lines', { timeout: 60_000 }, async () => {
+    let fullChunks = 0;
+    it('a full export reads 12 segments of 5000 and returns the 60,000 lines', { timeout: 60_000 }, async () => {
       reset();
       const r = await timedGet(port, `/v1/vehicles/${vin}/cardata?format=ndjson`, tok);
       expect(r.status).toBe(200);
       const lines = r.body.toString('utf8').split('\n').filter(Boolean);
       expect(lines).toHaveLength(ROWS);
       expect(JSON.parse(lines[ROWS - 1]!).seq).toBe(ROWS);
-      expect(count).toEqual({ pages: ROWS / PAGE, queries: ROWS / PAGE + 1, started: 1, finished: 1 });
+      expect({ ...count, pages: 0 }).toEqual({ pages: 0, queries: ROWS / PAGE + 1, started: 1, finished: 1 });
+      // whole chunks of at most CHUNK_BYTES, and no more of them than that size requires (+1 per segment)
+      expect(count.pages).toBeGreaterThanOrEqual(Math.ceil(r.body.length / CHUNK_BYTES));
+      expect(count.pages).toBeLessThanOrEqual(Math.ceil(r.body.length / CHUNK_BYTES) + ROWS / PAGE);
+      fullChunks = count.pages;
     });
 
-    it('an export aborted after its first chunk pulls at most 2 more pages, then its generator ends', { timeout: 60_000 }, async () => {
+    it('an export aborted after its first chunk reads at most 2 more segments, then its generator ends', { timeout: 60_000 }, async () => {
       reset();
       let atFirstChunk = -1;
-      const r = await timedGet(port, `/v1/vehicles/${vin}/cardata?format=ndjson`, tok, { abortAfterFirstChunk: () => (atFirstChunk = count.pages) });
+      let queriesAtFirstChunk = -1;
+      const r = await timedGet(port, `/v1/vehicles/${vin}/cardata?format=ndjson`, tok, {
+        abortAfterFirstChunk: () => {
+          atFirstChunk = count.pages;
+          queriesAtFirstChunk = count.queries;
+        },
+      });
       expect(r.status).toBe(200);
       expect(r.body.length).toBeGreaterThan(0);
       // the first byte left before the export was read: streamed, not buffered
       expect(atFirstChunk).toBeGreaterThanOrEqual(1);
-      expect(atFirstChunk).toBeLessThanOrEqual(2);
+      // by then, at most the chunks the sockets' buffers hold (a few MB) were built
+      expect(queriesAtFirstChunk, 'segments asked for when the first chunk arrived').toBeLessThanOrEqual(4);
       const deadline = Date.now() + 2000;
       while (count.finished === 0 && Date.now() < deadline) await sleep(10);
       expect(count.finished, 'ndjson() generator closed within 2 s of the abort').toBe(1);
       const settled = { ...count };
       await sleep(500);
       expect(count, 'nothing pulled or queried after the generator closed').toEqual(settled);
-      console.info(`aborted export: ${atFirstChunk} page(s) pulled at the first chunk, ${count.pages} in all, ${count.queries} queries (a full export: 12 pages, 13 queries)`);
-      expect(count.pages - atFirstChunk).toBeLessThanOrEqual(2);
-      expect(count.pages).toBeLessThan(ROWS / PAGE);
-      expect(count.queries).toBeLessThanOrEqual(count.pages + 1);
+      console.info(
+        `aborted export: ${atFirstChunk} chunk(s) pulled and ${queriesAtFirstChunk} segment(s) asked for at the first chunk, ${count.pages} chunks and ${count.queries} segments in all (a full export: ${fullChunks} chunks, 13 segments)`,
+      );
+      // What the socket buffers took in after the first chunk, and one segment prefetched.
+      expect(count.queries - queriesAtFirstChunk, 'segments asked for after the first chunk arrived').toBeLessThanOrEqual(2);
+      expect(count.queries).toBeLessThan(ROWS / PAGE);
+      expect(count.pages).toBeLessThan(fullChunks);
     });
   });
 });
