@@ -16,6 +16,7 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Milliseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z). */
 const PG_EPOCH_MS = 946_684_800_000;
 const TWO_32 = 4_294_967_296;
+const DAY_MS = 86_400_000;
 
 export class CopyFormatError extends Error {
   override name = 'CopyFormatError';
@@ -98,35 +99,48 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
   // e.g. -2.2250738585072014e-308), seq up to 2^53 (16 digits and a sign), a time of at most
   // 27 characters (Date#toISOString of a six-digit year), the closing quotes and braces.
   const maxLineBytes = head.length + 17 + timeKey.length + 27 + 1 + groups.reduce((n, g) => n + g.open.length + g.next.reduce((m, k) => m + k.length + 24, 0) + 1, 0) + 2;
-  // recorded_at at millisecond precision, as Date#toISOString prints it; the date-and-second
-  // prefix is cached, since consecutive rows mostly share their second.
-  let cachedSec = NaN;
-  let cachedPrefix = '';
+  // recorded_at at millisecond precision, as Date#toISOString prints it; the date is cached,
+  // since consecutive rows mostly share their day, and the time of day is computed.
+  let cachedDay = NaN;
+  let cachedDate = ascii('');
 
   return {
     select,
     maxLineBytes,
     fill(b, rows, from, out) {
+      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
       let p = 0;
       let r = from;
       for (; r < rows.length && out.length - p >= maxLineBytes; r++) {
         let o = rows[r]! + 2 + 4;
         p = putBytes(out, p, head);
-        p = putInt(out, p, readInt64(b, o));
+        p = putInt(out, p, dv.getInt32(o) * TWO_32 + dv.getUint32(o + 4));
         o += 8 + 4;
         p = putBytes(out, p, timeKey);
-        const ms = Math.floor(readInt64(b, o) / 1000) + PG_EPOCH_MS;
+        const ms = Math.floor((dv.getInt32(o) * TWO_32 + dv.getUint32(o + 4)) / 1000) + PG_EPOCH_MS;
         o += 8;
-        const sec = Math.floor(ms / 1000);
-        if (sec !== cachedSec) {
-          cachedSec = sec;
-          cachedPrefix = new Date(sec * 1000).toISOString().slice(0, -4);
+        const day = Math.floor(ms / DAY_MS);
+        if (day !== cachedDay) {
+          cachedDay = day;
+          cachedDate = ascii(new Date(day * DAY_MS).toISOString().slice(0, 11)); // YYYY-MM-DDT
         }
-        p = putAscii(out, p, cachedPrefix);
-        const frac = ms - sec * 1000;
-        out[p++] = 48 + Math.floor(frac / 100);
-        out[p++] = 48 + (Math.floor(frac / 10) % 10);
-        out[p++] = 48 + (frac % 10);
+        p = putBytes(out, p, cachedDate);
+        let t = ms - day * DAY_MS;
+        const hh = Math.floor(t / 3_600_000);
+        t -= hh * 3_600_000;
+        const mm = Math.floor(t / 60_000);
+        t -= mm * 60_000;
+        const ss = Math.floor(t / 1000);
+        t -= ss * 1000;
+        p = put2(out, p, hh);
+        out[p++] = 58; // :
+        p = put2(out, p, mm);
+        out[p++] = 58;
+        p = put2(out, p, ss);
+        out[p++] = 46; // .
+        out[p++] = 48 + Math.floor(t / 100);
+        out[p++] = 48 + (Math.floor(t / 10) % 10);
+        out[p++] = 48 + (t % 10);
         out[p++] = 90; // Z
         out[p++] = 34; // "
         for (const g of groups) {
@@ -135,7 +149,7 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
           o += 5;
           if (!carried) {
             for (let i = 0; i < g.columns.length; i++) {
-              const len = b.readInt32BE(o);
+              const len = dv.getInt32(o);
               o += 4 + (len > 0 ? len : 0);
             }
             p = putBytes(out, p, g.none);
@@ -144,11 +158,11 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
           p = putBytes(out, p, g.open);
           let first = true;
           for (let i = 0; i < g.columns.length; i++) {
-            const len = b.readInt32BE(o);
+            const len = dv.getInt32(o);
             o += 4;
             if (len === 8) {
               p = putBytes(out, p, first ? g.first[i]! : g.next[i]!);
-              p = putNumber(out, p, b.readDoubleBE(o));
+              p = putNumber(out, p, dv.getFloat64(o));
               first = false;
               o += 8;
             } else if (len > 0) {
@@ -168,7 +182,15 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
 // Byte writers for fill(). Small copies are faster as loops than as TypedArray#set calls.
 
 function putBytes(out: Buffer, p: number, src: Uint8Array): number {
-  for (let i = 0; i < src.length; i++) out[p++] = src[i]!;
+  out.set(src, p);
+  return p + src.length;
+}
+
+/** Two digits, 00-99. */
+function put2(out: Buffer, p: number, n: number): number {
+  const tens = Math.floor(n / 10);
+  out[p++] = 48 + tens;
+  out[p++] = 48 + (n - tens * 10);
   return p;
 }
 
