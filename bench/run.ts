@@ -743,9 +743,13 @@ async function partExport(server: string, secretHash: string): Promise<void> {
     const profDir = PROFILE ? mkdtempSync(path.join(os.tmpdir(), `${MARKER}-prof-`)) : null;
     if (profDir) await gw.child.call('profileStart');
     let heapPeak = 0;
+    let arrayBuffersPeak = 0;
     const heapTimer = setInterval(() => {
       gw!.child.call<NodeJS.MemoryUsage>('memory', undefined, 5000).then(
-        (m) => (heapPeak = Math.max(heapPeak, m.heapUsed)),
+        (m) => {
+          heapPeak = Math.max(heapPeak, m.heapUsed);
+          arrayBuffersPeak = Math.max(arrayBuffersPeak, m.arrayBuffers);
+        },
         () => {},
       );
     }, 500);
@@ -802,6 +806,8 @@ async function partExport(server: string, secretHash: string): Promise<void> {
       rssGrowthMB: round((peak - idle) / 2 ** 20, 1),
       heapUsedIdleMB: round(heapIdle / 2 ** 20, 1),
       heapUsedPeakMB: round(heapPeak / 2 ** 20, 1),
+      // Buffers (segments read by COPY, chunks of lines on their way out) alive or not yet collected
+      arrayBuffersPeakMB: round(arrayBuffersPeak / 2 ** 20, 1),
       cpuCores: cpu,
     };
     if (rows !== P.exportRows) results.errors.push(`export: ${rows}/${P.exportRows} rows received${complete ? '' : ' (timed out)'}`);

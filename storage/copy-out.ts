@@ -66,6 +66,8 @@ export interface NdjsonPlan {
   select: string;
   /** No line is longer than this many bytes. */
   maxLineBytes: number;
+  /** Most bytes a binary COPY of `rows` rows of `select` can take (header and trailer included). */
+  maxCopyBytes(rows: number): number;
   /**
    * Writes the lines of rows[from..] of a binary COPY buffer into `out` (ASCII), as many
    * as fit whole; returns the index of the first row not written and the bytes written.
@@ -104,9 +106,14 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
   let cachedDay = NaN;
   let cachedDate = ascii('');
 
+  // per row: field count; seq and recorded_at (length + 8 bytes each); per group its flag
+  // (length + 1 byte) and its float8 columns (length + 8 bytes each)
+  const maxRowBytes = 2 + 2 * 12 + groups.reduce((n, g) => n + 5 + 12 * g.columns.length, 0);
+
   return {
     select,
     maxLineBytes,
+    maxCopyBytes: (rows) => 19 + rows * maxRowBytes + 2,
     fill(b, rows, from, out) {
       const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
       let p = 0;

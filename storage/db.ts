@@ -24,9 +24,11 @@ export interface Db extends Queryable {
   readonly supportsCopy?: boolean;
   /**
    * Runs `COPY (…) TO STDOUT` and returns everything it sent, in one buffer; only where
-   * the backend speaks the COPY protocol (pg). The caller bounds the size (LIMIT).
+   * the backend speaks the COPY protocol (pg). The caller bounds the size (LIMIT). With
+   * `into`, the bytes are copied there and a view of it is returned, as long as they fit
+   * (a caller that reuses its buffers makes no garbage per query); else a new buffer.
    */
-  copyOut?(sql: string): Promise<Buffer>;
+  copyOut?(sql: string, into?: Buffer): Promise<Buffer>;
   /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
@@ -78,13 +80,22 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
       const r = name ? await pool.query({ name, text, values: params as unknown[] }) : await pool.query(text, params as unknown[] | undefined);
       return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
     },
-    async copyOut(sql: string): Promise<Buffer> {
+    async copyOut(sql: string, into?: Buffer): Promise<Buffer> {
       const client = await pool.connect();
       let failed: unknown = null;
       try {
         const chunks: Buffer[] = [];
+        let size = 0;
         const stream = client.query(copyTo(sql));
-        for await (const c of stream) chunks.push(c as Buffer);
+        for await (const c of stream as AsyncIterable<Buffer>) {
+          if (into && chunks.length === 0 && size + c.length <= into.length) c.copy(into, size);
+          else {
+            if (into && chunks.length === 0 && size > 0) chunks.push(Buffer.from(into.subarray(0, size)));
+            chunks.push(c);
+          }
+          size += c.length;
+        }
+        if (into && chunks.length === 0) return into.subarray(0, size);
         return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       } catch (err) {
         failed = err;

@@ -144,7 +144,7 @@ async function* keysetPages<R extends KeyedRow>(
 }
 
 /** Bytes per chunk handed to the HTTP response by the binary COPY export (whole lines, off the JS heap). */
-export const CHUNK_BYTES = 256 * 1024;
+export const CHUNK_BYTES = 64 * 1024;
 
 /**
  * NDJSON by binary COPY: each segment is one `COPY (SELECT … ORDER BY recorded_at, seq
@@ -155,7 +155,7 @@ export const CHUNK_BYTES = 256 * 1024;
  * stops the segments (the one already asked for completes and is dropped).
  */
 async function* copyNdjson(
-  db: Db & { copyOut(sql: string): Promise<Buffer> },
+  db: Db & { copyOut(sql: string, into?: Buffer): Promise<Buffer> },
   vin: string,
   periods: readonly OwnershipPeriod[],
   range: Range,
@@ -163,6 +163,9 @@ async function* copyNdjson(
   segmentRows: number,
 ): AsyncGenerator<Buffer> {
   const plan = ndjsonPlan(vin, categories);
+  // Two segment buffers, used in turn: one being turned into lines, one being filled.
+  const spare = [Buffer.allocUnsafe(plan.maxCopyBytes(segmentRows)), Buffer.allocUnsafe(plan.maxCopyBytes(segmentRows))];
+  let turn = 0;
   for (const p of periods) {
     const w = clip(p, range);
     if (!w) continue;
@@ -176,6 +179,7 @@ async function* copyNdjson(
         `COPY (SELECT ${plan.select} FROM telemetry WHERE ${where}` +
           (after ? ` AND (recorded_at, seq) > (timestamptz '2000-01-01 00:00:00+00' + ${after.pgMicros}::int8 * interval '1 microsecond', ${after.seq}::int8)` : '') +
           ` ORDER BY recorded_at, seq LIMIT ${segmentRows}) TO STDOUT (FORMAT binary)`,
+        spare[turn++ % 2],
       );
     let next: Promise<Buffer> | null = segment(null);
     while (next) {
@@ -201,7 +205,7 @@ export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
       if (db.copyOut) {
-        yield* copyNdjson(db as Db & { copyOut(sql: string): Promise<Buffer> }, vin, periods, range, categories, pageSize ?? 10_000);
+        yield* copyNdjson(db as Db & { copyOut(sql: string, into?: Buffer): Promise<Buffer> }, vin, periods, range, categories, pageSize ?? 4000);
         return;
       }
       const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);

@@ -129,6 +129,26 @@ describe('NDJSON by binary COPY (pg)', () => {
     expect(() => rowOffsets(b.subarray(0, start + 1), start)).toThrow(CopyFormatError);
   });
 
+  it('copyOut(sql, into): fills the caller\'s buffer when the bound holds, falls back to a new one when it does not', async () => {
+    const plan = ndjsonPlan(VIN, ALL);
+    const sql = (n: number) => `COPY (SELECT ${plan.select} FROM telemetry WHERE vin = '${VIN}' ORDER BY recorded_at, seq LIMIT ${n}) TO STDOUT (FORMAT binary)`;
+    const plain = await db.copyOut!(sql(500));
+    expect(rowOffsets(plain, copyDataStart(plain))).toHaveLength(500);
+    // every field present in the first rows: the bound is reached by full rows
+    expect(plain.length).toBeLessThanOrEqual(plan.maxCopyBytes(500));
+    const into = Buffer.alloc(plan.maxCopyBytes(500));
+    const got = await db.copyOut!(sql(500), into);
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.equals(plain)).toBe(true);
+    const small = Buffer.alloc(100);
+    const got2 = await db.copyOut!(sql(500), small);
+    expect(got2.buffer).not.toBe(small.buffer);
+    expect(got2.equals(plain)).toBe(true);
+    // the bound is exact for a row with every field
+    const one = await db.copyOut!(sql(1));
+    expect(one.length).toBe(plan.maxCopyBytes(1));
+  });
+
   it('a failing COPY rejects, and the pool goes on serving', async () => {
     await expect(db.copyOut!('COPY (SELECT no_such_column FROM telemetry) TO STDOUT (FORMAT binary)')).rejects.toThrow(/no_such_column/);
     for (let i = 0; i < 5; i++) expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM telemetry')).rows[0]!.n).toBe(EDGE_TIMES.length * 4 + 2500);
