@@ -231,6 +231,10 @@ function pgWatch(server: string, db: string, from: number) {
   const av: number[][] = [];
   const cp: number[][] = [];
   const dirty: number[] = [];
+  // WAL flushes per second and their mean duration (wal_sync_time counts only with track_wal_io_timing = on)
+  const walSyncs: number[] = [];
+  const walSyncMs: number[] = [];
+  let lastWal: { n: number; ms: number } | null = null;
   let stopped = false;
   const ready = c.connect();
   const loop = (async () => {
@@ -240,7 +244,13 @@ function pgWatch(server: string, db: string, from: number) {
         `SELECT backend_type, datname, wait_event, query FROM pg_stat_activity
           WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND pid <> pg_backend_pid()`,
       );
+      const w = (await c.query<{ n: string; ms: number }>('SELECT wal_sync AS n, wal_sync_time AS ms FROM pg_stat_wal')).rows[0];
       const sec = Math.floor((performance.now() - from) / 1000);
+      if (w && sec >= 0 && lastWal) {
+        walSyncs[sec] = (walSyncs[sec] ?? 0) + (Number(w.n) - lastWal.n);
+        walSyncMs[sec] = (walSyncMs[sec] ?? 0) + (Number(w.ms) - lastWal.ms);
+      }
+      if (w) lastWal = { n: Number(w.n), ms: Number(w.ms) };
       if (sec >= 0) {
         const mem = readFileSync('/proc/meminfo', 'utf8');
         const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(mem)?.[1] ?? 0);
@@ -259,7 +269,13 @@ function pgWatch(server: string, db: string, from: number) {
       stopped = true;
       await loop.catch(() => {});
       await c.end().catch(() => {});
-      return { autovacuumBySecond: share(av), checkpointBySecond: share(cp), osDirtyMBBySecond: Array.from(dirty, (x) => x ?? 0) };
+      return {
+        autovacuumBySecond: share(av),
+        checkpointBySecond: share(cp),
+        osDirtyMBBySecond: Array.from(dirty, (x) => x ?? 0),
+        walSyncsBySecond: Array.from(walSyncs, (x) => x ?? 0),
+        walSyncMeanMsBySecond: Array.from(walSyncs, (n, i) => (n ? round((walSyncMs[i] ?? 0) / n, 2) : 0)),
+      };
     },
   };
 }

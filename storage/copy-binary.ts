@@ -132,3 +132,49 @@ export function encodeObfcm(rows: readonly CopyRow[]): Buffer {
   }
   return e.trailer();
 }
+
+// ---------------------------------------------------------------------------
+// Binary one-dimensional arrays, sent as statement parameters: pg sends a Buffer
+// parameter in binary format, so PostgreSQL reads each element with float8recv/int8recv
+// instead of parsing text, and nothing here formats numbers.
+// Layout (array_send): ndim, has-nulls flag, element type OID, then per dimension its
+// length and lower bound, then per element its length (-1 for NULL) and bytes.
+
+const OID = { bool: 16, int8: 20, text: 25, float8: 701 } as const;
+
+function arrayHeader(n: number, elementOid: number, elementBytes: number): Enc {
+  const e = new Enc(20 + n * (4 + elementBytes));
+  e.i32(1);
+  e.i32(0); // has-nulls flag: array_recv does not rely on it
+  e.i32(elementOid);
+  e.i32(n);
+  e.i32(1);
+  return e;
+}
+
+/** float8[]: NULL for null or undefined. */
+export function float8Array(values: readonly (number | null | undefined)[]): Buffer {
+  const e = arrayHeader(values.length, OID.float8, 8);
+  for (let i = 0; i < values.length; i++) e.float8(values[i]);
+  return e.buf.subarray(0, e.pos);
+}
+
+/** int8[] of safe integers. */
+export function int8Array(values: readonly number[]): Buffer {
+  const e = arrayHeader(values.length, OID.int8, 8);
+  for (let i = 0; i < values.length; i++) e.int8(values[i]!);
+  return e.buf.subarray(0, e.pos);
+}
+
+export function boolArray(values: readonly boolean[]): Buffer {
+  const e = arrayHeader(values.length, OID.bool, 1);
+  for (let i = 0; i < values.length; i++) e.bool(values[i]!);
+  return e.buf.subarray(0, e.pos);
+}
+
+/** text[] of VINs (17 ASCII characters, validated upstream). */
+export function vinArray(values: readonly string[]): Buffer {
+  const e = arrayHeader(values.length, OID.text, 17);
+  for (let i = 0; i < values.length; i++) e.vin(values[i]!);
+  return e.buf.subarray(0, e.pos);
+}

@@ -10,7 +10,7 @@
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { StorageError, isTransient } from './errors.ts';
-import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry, type CopyRow } from './copy-binary.ts';
+import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, boolArray, encodeObfcm, encodeTelemetry, float8Array, int8Array, vinArray, type CopyRow } from './copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
 export interface TelemetryRow extends CopyRow {
@@ -332,34 +332,6 @@ function statement(mask: number): string {
 }
 
 /**
- * PostgreSQL array literal of numbers (nulls allowed). Built by hand: pg's generic
- * array serialiser quotes and escapes every element, several times slower for the
- * ~30 numeric columns × thousands of rows of a batch. Values are finite numbers
- * (validated upstream), so String(n) is a valid float8/int8 literal.
- */
-function numArray(values: readonly (number | null | undefined)[]): string {
-  let s = '{';
-  for (let i = 0; i < values.length; i++) {
-    if (i) s += ',';
-    const v = values[i];
-    // String(-0) is "0": keep the sign, as the binary COPY path does.
-    s += v === null || v === undefined ? 'NULL' : v === 0 && 1 / v < 0 ? '-0' : String(v);
-  }
-  return s + '}';
-}
-
-function boolArray(values: readonly boolean[]): string {
-  let s = '{';
-  for (let i = 0; i < values.length; i++) s += (i ? ',' : '') + (values[i] ? 't' : 'f');
-  return s + '}';
-}
-
-/** VINs are [A-HJ-NPR-Z0-9]{17} (validated upstream): no quoting needed. */
-function vinArray(values: readonly string[]): string {
-  return '{' + values.join(',') + '}';
-}
-
-/**
  * Batches at least this large go through binary COPY into per-connection staging tables,
  * then one INSERT … SELECT … ON CONFLICT DO NOTHING per table (COPY itself cannot skip
  * duplicates); smaller ones take the single unnest statement, one round trip.
@@ -422,20 +394,20 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean)
   const params: unknown[] = [];
   if (tel.length) {
     mask |= 1;
-    params.push(vinArray(tel.map((r) => r.vin)), numArray(tel.map((r) => r.recordedAtMs)), numArray(tel.map((r) => r.seq)));
+    params.push(vinArray(tel.map((r) => r.vin)), int8Array(tel.map((r) => r.recordedAtMs)), int8Array(tel.map((r) => r.seq)));
     for (const c of FIELD_COLUMNS) {
       const g = c.group;
       const k = c.jsName;
-      params.push(numArray(tel.map((r) => r[g]?.[k])));
+      params.push(float8Array(tel.map((r) => r[g]?.[k])));
     }
     for (const g of TELEMETRY_GROUPS) params.push(boolArray(tel.map((r) => r[g] != null)));
   }
   if (obf.length) {
     mask |= 2;
-    params.push(vinArray(obf.map((r) => r.vin)), numArray(obf.map((r) => r.recordedAtMs)), numArray(obf.map((r) => r.seq)));
+    params.push(vinArray(obf.map((r) => r.vin)), int8Array(obf.map((r) => r.recordedAtMs)), int8Array(obf.map((r) => r.seq)));
     for (const c of CONSUMPTION_COLUMNS) {
       const k = c.jsName;
-      params.push(numArray(obf.map((r) => r.consumption?.[k])));
+      params.push(float8Array(obf.map((r) => r.consumption?.[k])));
     }
   }
   if (qua.length) {
