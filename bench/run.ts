@@ -512,6 +512,11 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       over250ms: stmtCount - ld('cardata_write_duration_seconds_bucket{le="0.25"}'),
     };
     results.ingest.ackLatencyMs = { p50: round(lat.p50, 2), p90: round(lat.p90, 2), p99: round(lat.p99, 2), p999: round(lat.p999, 2), max: round(lat.max, 2) };
+    // The gateway's own view (PUBLISH read → PUBACK released), as shares of messages per bucket:
+    // what is left of the load generator's figure was spent in sockets and run queues.
+    const pubackCount = ld('cardata_puback_latency_seconds_count');
+    const gatewayPuback: Record<string, number> = {};
+    for (const le of ['0.005', '0.01', '0.025', '0.05', '0.1', '0.25']) gatewayPuback[`<=${Number(le) * 1000}ms`] = round(ld(`cardata_puback_latency_seconds_bucket{le="${le}"}`) / pubackCount, 4);
     results.ingest.latencyRun = {
       targetRecordsPerSec: msgsPerSec * 10,
       achievedRecordsPerSec: round(lat.achievedRecordsPerSec),
@@ -522,6 +527,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       ...background,
       gateway: gatewayLoop,
       writerStatements,
+      gatewayPubackShare: gatewayPuback,
       cpuCores: latCpu,
     };
     stored = await queryOne<{ n: number }>(url, 'SELECT count(*)::int AS n FROM telemetry');
