@@ -273,6 +273,26 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Seconds the threads of `pid` have spent runnable but waiting for a CPU (the run queue),
+ * from /proc/<pid>/task/<tid>/schedstat; 0 where the kernel does not keep schedstats.
+ */
+export function runQueueWaitSeconds(pid: number): number {
+  let ns = 0;
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[1] ?? 0);
+      } catch {
+        // thread gone
+      }
+    }
+  } catch {
+    return 0;
+  }
+  return ns / 1e9;
+}
+
 type PgKind = 'ours' | 'shared' | 'other';
 
 /**
@@ -280,8 +300,8 @@ type PgKind = 'ours' | 'shared' | 'other';
  * backends of our databases ('ours'), server-wide processes such as the WAL writer and
  * checkpointer ('shared'), backends of any other database ('other': someone else's load).
  */
-export function postgresCpu(ourDbs: readonly string[]): Map<number, { cpu: number; kind: PgKind }> {
-  const out = new Map<number, { cpu: number; kind: PgKind }>();
+export function postgresCpu(ourDbs: readonly string[]): Map<number, { cpu: number; wait: number; kind: PgKind }> {
+  const out = new Map<number, { cpu: number; wait: number; kind: PgKind }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
@@ -289,7 +309,7 @@ export function postgresCpu(ourDbs: readonly string[]): Map<number, { cpu: numbe
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
       const m = /^postgres: \S+ (\S+) (?:\d+\.\d+\.\d+\.\d+|\[local\])/.exec(cmd) ?? /^postgres: autovacuum worker (\S+)/.exec(cmd);
       const kind: PgKind = !m ? 'shared' : ourDbs.includes(m[1]!) ? 'ours' : 'other';
-      out.set(Number(d), { cpu: cpuSeconds(Number(d)), kind });
+      out.set(Number(d), { cpu: cpuSeconds(Number(d)), wait: runQueueWaitSeconds(Number(d)), kind });
     } catch {
       // exited meanwhile
     }
@@ -305,28 +325,41 @@ export function postgresCpu(ourDbs: readonly string[]): Map<number, { cpu: numbe
 export function cpuMeter(groups: Record<string, number[]>, ourDbs: readonly string[] = []) {
   const t0 = performance.now();
   const before = new Map<string, number>();
-  for (const [g, pids] of Object.entries(groups)) before.set(g, pids.reduce((a, p) => a + cpuSeconds(p), 0));
+  const waitBefore = new Map<string, number>();
+  for (const [g, pids] of Object.entries(groups)) {
+    before.set(g, pids.reduce((a, p) => a + cpuSeconds(p), 0));
+    waitBefore.set(g, pids.reduce((a, p) => a + runQueueWaitSeconds(p), 0));
+  }
   const pg0 = postgresCpu(ourDbs);
   const total0 = machineCpu();
   return {
     stop(): Record<string, number> {
       const dt = (performance.now() - t0) / 1000;
       const out: Record<string, number> = {};
+      // Per group, seconds per second its threads waited for a CPU while runnable.
+      const waits: Record<string, number> = {};
       let accounted = 0;
       for (const [g, pids] of Object.entries(groups)) {
         const used = (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before.get(g)!) / dt;
         out[g] = round(used, 2);
+        waits[g] = round((pids.reduce((a, p) => a + runQueueWaitSeconds(p), 0) - waitBefore.get(g)!) / dt, 3);
         accounted += used;
       }
       const pg1 = postgresCpu(ourDbs);
       const used: Record<PgKind, number> = { ours: 0, shared: 0, other: 0 };
-      for (const [pid, x] of pg1) used[x.kind] += x.cpu - (pg0.get(pid)?.cpu ?? 0);
+      let pgWait = 0;
+      for (const [pid, x] of pg1) {
+        used[x.kind] += x.cpu - (pg0.get(pid)?.cpu ?? 0);
+        if (x.kind !== 'other') pgWait += x.wait - (pg0.get(pid)?.wait ?? 0);
+      }
       out.postgres = round((used.ours + used.shared) / dt, 2);
+      waits.postgres = round(pgWait / dt, 3);
       accounted += (used.ours + used.shared) / dt;
       const total1 = machineCpu();
       const busy = (total1.busy - total0.busy) / CLK_TCK / dt;
       out.machineBusy = round(busy, 2);
       out.otherProcesses = round(Math.max(0, busy - accounted), 2);
+      (out as Record<string, unknown>).runQueueWait = waits;
       return out;
     },
   };

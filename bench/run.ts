@@ -489,7 +489,10 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     const l0 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     const latMeter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const watch = pgWatch(server, name, performance.now() + P.latencyWarmupMs);
-    const loopAt = sleep(P.latencyWarmupMs).then(() => gw!.child.call('loopStart'));
+    const loopAt = sleep(P.latencyWarmupMs).then(async () => {
+      await gw!.child.call('loopStart');
+      if (profDir) await gw!.child.call('profileStart');
+    });
     const lat = await lg.call<any>(
       'rate',
       { msgsPerSec, window: P.window, warmupMs: P.latencyWarmupMs, measureMs: P.latencyMeasureMs, drainMs: 30_000 },
@@ -499,6 +502,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     const background = await watch.stop();
     await loopAt;
     const gatewayLoop = await gw.child.call('loopStop');
+    if (profDir) await gw.child.call('profileStop', { file: path.join(profDir, 'gateway-latency.cpuprofile') }, 60_000);
     const l1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     // Statement durations in this window, from the writer's own histogram.
     const ld = (k: string) => (l1[k] ?? 0) - (l0[k] ?? 0);
@@ -552,6 +556,12 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       results.ingest.cpuProfile = f;
       log(`ingest: gateway CPU profile of the measured window: ${f}`);
       process.stderr.write(summarize(f, 30) + '\n');
+    }
+    const l = path.join(profDir, 'gateway-latency.cpuprofile');
+    if (existsSync(l)) {
+      results.ingest.latencyCpuProfile = l;
+      log(`ingest: gateway CPU profile of the latency window: ${l}`);
+      process.stderr.write(summarize(l, 30) + '\n');
     }
   }
 }
