@@ -53,6 +53,15 @@ export interface WriterOptions {
   maxPendingRows?: number;
   /** Statements in flight at once. Default 2. */
   concurrency?: number;
+  /**
+   * While a statement is already in flight, another starts only once `lingerRows` rows
+   * are queued or the oldest queued item has waited `lingerMs` (defaults 500 rows, 3 ms).
+   * An idle writer starts at once. Under moderate load this trades a few milliseconds for
+   * batches several times larger: fewer statements, less CPU per row on both sides, and
+   * on a shared box a shorter run queue for everyone. 0 disables it.
+   */
+  lingerMs?: number;
+  lingerRows?: number;
   /** Longest pause between retries after a transient failure, ms. Default 2000. */
   retryMaxMs?: number;
   /** 'auto' (default): binary COPY for large batches where the backend supports it; 'unnest': always one statement. */
@@ -80,6 +89,8 @@ export interface BatchWriter {
 interface Pending {
   item: WriteItem;
   rows: number;
+  /** performance.now() when queued. */
+  at: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -89,6 +100,8 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const maxPendingRows = opts.maxPendingRows ?? 100_000;
   const concurrency = opts.concurrency ?? 2;
   const retryMaxMs = opts.retryMaxMs ?? 2000;
+  const lingerMs = opts.lingerMs ?? 3;
+  const lingerRows = opts.lingerRows ?? 500;
   const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
 
   const queue: Pending[] = [];
@@ -99,8 +112,10 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   let overflowHead = 0;
   let overflowRows = 0;
   let pendingRows = 0; // queued + in flight
+  let queuedRows = 0; // queued, not yet taken
   let inFlight = 0;
   let scheduled = false;
+  let lingerTimer: NodeJS.Timeout | null = null;
   let closed = false;
   let degraded = false;
   let retryDelay = 0;
@@ -110,9 +125,24 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 
   function schedule(): void {
     if (scheduled || retryTimer || inFlight >= concurrency || queue.length === queueHead) return;
+    const wait = lingering();
+    if (wait > 0) {
+      lingerTimer ??= setTimeout(() => {
+        lingerTimer = null;
+        schedule();
+      }, wait);
+      return;
+    }
     scheduled = true;
     // setImmediate, not a timer: collects every message that arrived in this I/O turn.
     setImmediate(flush);
+  }
+
+  /** Milliseconds another statement should wait for its batch to fill (0: go now). */
+  function lingering(): number {
+    if (inFlight === 0 || lingerMs <= 0 || queuedRows >= lingerRows || closed) return 0;
+    const waited = performance.now() - queue[queueHead]!.at;
+    return waited >= lingerMs ? 0 : Math.max(1, Math.ceil(lingerMs - waited));
   }
 
   function take(): Pending[] {
@@ -125,6 +155,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       rows += p.rows;
       queueHead++;
     }
+    queuedRows -= rows;
     if (queueHead > 1024 && queueHead * 2 > queue.length) {
       queue.splice(0, queueHead);
       queueHead = 0;
@@ -134,7 +165,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 
   function flush(): void {
     scheduled = false;
-    while (inFlight < concurrency && queueHead < queue.length && !retryTimer) {
+    while (inFlight < concurrency && queueHead < queue.length && !retryTimer && lingering() === 0) {
       const batch = take();
       inFlight++;
       void run(batch);
@@ -187,6 +218,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 
   function requeue(batch: Pending[]): void {
     // Back at the head, in their order: retried before anything newer.
+    for (const p of batch) queuedRows += p.rows;
     if (queueHead >= batch.length) {
       queueHead -= batch.length;
       for (let i = 0; i < batch.length; i++) queue[queueHead + i] = batch[i]!;
@@ -196,8 +228,10 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   }
 
   function admit(p: Pending): void {
+    p.at = performance.now();
     queue.push(p);
     pendingRows += p.rows;
+    queuedRows += p.rows;
     schedule();
   }
 
@@ -236,7 +270,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const rows = item.telemetry.length + item.quarantine.length;
       if (rows === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const p: Pending = { item, rows, resolve, reject };
+        const p: Pending = { item, rows, at: 0, resolve, reject };
         // Hard bound on rows held: beyond it, items wait their turn (an item larger than
         // the bound still goes alone when the writer is empty).
         if (overflowHead < overflow.length || (pendingRows > 0 && pendingRows + rows > maxPendingRows)) {
@@ -265,6 +299,10 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
         });
       }
       closed = true;
+      if (lingerTimer) {
+        clearTimeout(lingerTimer);
+        lingerTimer = null;
+      }
       if (retryTimer) {
         clearTimeout(retryTimer);
         retryTimer = null;
@@ -272,6 +310,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const left = queue.splice(queueHead);
       queueHead = 0;
       queue.length = 0;
+      queuedRows = 0;
       const waiting = overflow.splice(overflowHead);
       overflowHead = 0;
       overflowRows = 0;
