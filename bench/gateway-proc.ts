@@ -30,6 +30,9 @@ let eld: ReturnType<typeof monitorEventLoopDelay> | null = null;
 let gcObs: PerformanceObserver | null = null;
 let gcs: { start: number; ms: number; major: boolean }[] = [];
 let windowStart = 0;
+/** Wall-clock 100 ms slot → this process's largest timer lag in it, ms. */
+const slotLag = new Map<number, number>();
+let lagTimer: NodeJS.Timeout | null = null;
 
 serveRpc({
   loopStart() {
@@ -44,11 +47,21 @@ serveRpc({
       }
     });
     gcObs.observe({ entryTypes: ['gc'] });
+    slotLag.clear();
+    let last = performance.now();
+    lagTimer = setInterval(() => {
+      const now = performance.now();
+      const slot = Math.floor(Date.now() / 100);
+      slotLag.set(slot, Math.max(slotLag.get(slot) ?? 0, now - last - 2));
+      last = now;
+    }, 2);
     return { started: true };
   },
   loopStop() {
     eld!.disable();
     gcObs!.disconnect();
+    if (lagTimer) clearInterval(lagTimer);
+    const wallStart = performance.timeOrigin + windowStart;
     const ms = (ns: number) => Math.round(ns / 1e4) / 100;
     const major = gcs.filter((g) => g.major);
     const r = {
@@ -63,6 +76,15 @@ serveRpc({
         longest: [...gcs].sort((a, b) => b.ms - a.ms).slice(0, 5).map((g) => ({ atS: Math.round(g.start / 100) / 10, ms: Math.round(g.ms * 10) / 10, major: g.major })),
       },
       heapUsedMB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+      /** Wall-clock 100 ms slot → [timer lag, GC ms] where either exceeded 5 ms. */
+      slots: Object.fromEntries(
+        [...slotLag.entries()]
+          .map(([slot, lag]) => {
+            const gcMs = gcs.filter((g) => Math.floor((wallStart + g.start) / 100) === slot).reduce((a, g) => a + g.ms, 0);
+            return [slot, [Math.round(lag), Math.round(gcMs)]] as const;
+          })
+          .filter(([, [lag, gcMs]]) => lag > 5 || gcMs > 5),
+      ),
     };
     eld = null;
     gcObs = null;
@@ -74,10 +96,16 @@ serveRpc({
     await post('Profiler.enable');
     await post('Profiler.setSamplingInterval', { interval: 250 });
     await post('Profiler.start');
+    // With BENCH_HEAP_PROFILE=1, allocations are sampled too (where the GC's work comes from).
+    if (process.env.BENCH_HEAP_PROFILE) await post('HeapProfiler.startSampling', { samplingInterval: 16384 });
     return { started: true };
   },
   async profileStop(a: { file: string }) {
     const { profile } = await post<{ profile: object }>('Profiler.stop');
+    if (process.env.BENCH_HEAP_PROFILE) {
+      const heap = await post<{ profile: object }>('HeapProfiler.stopSampling');
+      writeFileSync(a.file.replace(/\.cpuprofile$/, '.heapprofile'), JSON.stringify(heap.profile));
+    }
     session!.disconnect();
     session = null;
     writeFileSync(a.file, JSON.stringify(profile));

@@ -41,6 +41,10 @@ let measureTo = -Infinity;
 let measuredAckedMsgs = 0;
 let latencies: number[] = [];
 let latencyBySecond: number[][] = [];
+/** Wall-clock 100 ms slot → the largest latency of a message acknowledged in it, and this process's largest timer lag. */
+const slotLatency = new Map<number, number>();
+const slotLag = new Map<number, number>();
+let lagTimer: NodeJS.Timeout | null = null;
 const LATENCY_CAP = 2_000_000;
 let perSecond: number[] = [];
 let runStart = 0;
@@ -85,6 +89,8 @@ function onAck(c: Conn, id: number): void {
   if (now >= measureFrom && now < measureTo) measuredAckedMsgs++;
   if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) {
     latencies.push(now - t);
+    const slot = Math.floor(Date.now() / 100);
+    slotLatency.set(slot, Math.max(slotLatency.get(slot) ?? 0, now - t));
     const s = Math.floor((t - measureFrom) / 1000);
     (latencyBySecond[s] ??= []).push(now - t);
   }
@@ -216,6 +222,17 @@ function resetCounters(): void {
   unexpectedCloses = 0;
   latencies = [];
   latencyBySecond = [];
+  slotLatency.clear();
+  slotLag.clear();
+  // Timer lag of this process: a stall here delays every acknowledgement it reads.
+  let last = performance.now();
+  if (lagTimer) clearInterval(lagTimer);
+  lagTimer = setInterval(() => {
+    const now = performance.now();
+    const slot = Math.floor(Date.now() / 100);
+    slotLag.set(slot, Math.max(slotLag.get(slot) ?? 0, now - last - 2));
+    last = now;
+  }, 2);
   perSecond = [];
 }
 
@@ -311,6 +328,8 @@ async function rateRun(a: RateArgs) {
   });
   running = false;
   const drained = await drain(a.drainMs);
+  if (lagTimer) clearInterval(lagTimer);
+  lagTimer = null;
   mode = 'idle';
   latencies.sort((x, y) => x - y);
   const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)]! : NaN);
@@ -333,6 +352,11 @@ async function rateRun(a: RateArgs) {
       const x = (l ?? []).sort((p, q) => p - q);
       return x.length ? Math.round(x[Math.min(x.length - 1, Math.ceil(0.99 * x.length) - 1)]! * 10) / 10 : null;
     }),
+    /** The 10 worst 100 ms slots: [wall-clock slot, worst latency acknowledged in it, this process's timer lag then]. */
+    worstSlots: [...slotLatency.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 10)
+      .map(([slot, ms]) => [slot, Math.round(ms), Math.round(Math.max(slotLag.get(slot) ?? 0, slotLag.get(slot - 1) ?? 0))]),
     drained,
     inflightLeft: totalInflight(),
     unexpectedCloses,

@@ -128,7 +128,7 @@ interface Gateway {
 
 async function startGateway(name: string, url: string, nodeArgs: string[] = []): Promise<Gateway> {
   const child = spawnNode(name, 'gateway-proc.ts', {
-    nodeArgs: ['--expose-gc', ...nodeArgs],
+    nodeArgs: ['--expose-gc', ...(process.env.BENCH_GATEWAY_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...nodeArgs],
     env: {
       ...writerEnv,
       DATABASE_URL: url,
@@ -501,7 +501,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     const latCpu = latMeter.stop();
     const background = await watch.stop();
     await loopAt;
-    const gatewayLoop = await gw.child.call('loopStop');
+    const gatewayLoop = await gw.child.call<Record<string, unknown>>('loopStop');
     if (profDir) await gw.child.call('profileStop', { file: path.join(profDir, 'gateway-latency.cpuprofile') }, 60_000);
     const l1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     // Statement durations in this window, from the writer's own histogram.
@@ -529,9 +529,15 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       drained: lat.drained,
       p99BySecondMs: lat.p99BySecond,
       ...background,
-      gateway: gatewayLoop,
+      gateway: { ...gatewayLoop, slots: undefined },
       writerStatements,
       gatewayPubackShare: gatewayPuback,
+      // The worst 100 ms slots as the load generator saw them, next to what each process was doing then.
+      worstSlots: (lat.worstSlots as [number, number, number][]).map(([slot, ms, loadgenLagMs]) => {
+        const g = (gatewayLoop as { slots: Record<string, [number, number]> }).slots;
+        const around = [g[slot - 1], g[slot]].filter(Boolean) as [number, number][];
+        return { latencyMs: ms, loadgenLagMs, gatewayLagMs: Math.max(0, ...around.map((x) => x[0])), gatewayGcMs: around.reduce((a, x) => a + x[1], 0) };
+      }),
       cpuCores: latCpu,
     };
     stored = await queryOne<{ n: number }>(url, 'SELECT count(*)::int AS n FROM telemetry');
