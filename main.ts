@@ -106,6 +106,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
     concurrency: config.writer.concurrency,
+    lingerMs: config.writer.lingerMs,
+    lingerRows: config.writer.lingerRows,
     retryMaxMs: config.writer.retryMaxMs,
     onBatch: prom.writer.onBatch,
     onError: (err, willRetry) => {

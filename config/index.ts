@@ -54,6 +54,10 @@ const envSchema = z
     WRITER_MAX_PENDING_ROWS: positiveInt.default(100_000),
     /** Statements the writer runs at once (each on its own pool connection). */
     WRITER_CONCURRENCY: positiveInt.max(64).default(2),
+    /** With a statement in flight, the next waits up to this long for WRITER_LINGER_ROWS rows, ms (0: never waits). */
+    WRITER_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(3),
+    /** Rows that start the next statement at once while one is in flight. */
+    WRITER_LINGER_ROWS: positiveInt.max(100_000).default(500),
     /** Longest wait between retries of a failed write, ms. */
     WRITER_RETRY_MAX_MS: positiveInt.default(2000),
     /** On SIGTERM, how long to wait for in-flight messages to become durable, ms. */
@@ -114,6 +118,8 @@ export interface Config {
     readonly batchMaxRows: number;
     readonly maxPendingRows: number;
     readonly concurrency: number;
+    readonly lingerMs: number;
+    readonly lingerRows: number;
     readonly retryMaxMs: number;
   };
   readonly shutdownGraceMs: number;
@@ -186,6 +192,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       batchMaxRows: e.BATCH_MAX_ROWS,
       maxPendingRows: e.WRITER_MAX_PENDING_ROWS,
       concurrency: e.WRITER_CONCURRENCY,
+      lingerMs: e.WRITER_LINGER_MS,
+      lingerRows: e.WRITER_LINGER_ROWS,
       retryMaxMs: e.WRITER_RETRY_MAX_MS,
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -4,6 +4,7 @@
 // allowed differences are `db.kind` and the hypertables (TimescaleDB only).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, testVin, waitFor } from '../helpers/gateway.ts';
@@ -417,6 +418,94 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await expectCode(w.write({ telemetry: [fullRow(vin, 9, t)], quarantine: [] }), 'STO_ERR_CLOSED');
       });
 
+      it('linger: with a statement in flight, the next gathers lingerRows rows or waits lingerMs; an idle writer never waits', async () => {
+        const vin = testVin();
+        const t = Date.UTC(2024, 4, 5);
+        // The first telemetry statement waits at a gate before going to the database: a
+        // statement in flight for as long as the test wants.
+        const gated = (): { gdb: TestDb; release: () => void } => {
+          let release!: () => void;
+          const gate = new Promise<void>((r) => (release = r));
+          let first = true;
+          const gdb = Object.assign(Object.create(db) as TestDb, {
+            query: async (text: string, params?: readonly unknown[], name?: string) => {
+              if (first && /INSERT INTO telemetry/.test(text)) {
+                first = false;
+                await gate;
+              }
+              return db.query(text, params, name);
+            },
+          });
+          return { gdb, release };
+        };
+        const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => fullRow(vin, from + i, t + from + i));
+        const until = async (cond: () => boolean, ms: number) => {
+          const end = performance.now() + ms;
+          while (!cond() && performance.now() < end) await sleep(2);
+          return cond();
+        };
+
+        // by rows: B (1 row) waits while A is in flight; C (9 rows) makes 10 = lingerRows: B + C go at once
+        {
+          const { gdb, release } = gated();
+          const batches: BatchStats[] = [];
+          const w = createBatchWriter(gdb, { lingerMs: 60_000, lingerRows: 10, method: 'unnest', onBatch: (b) => batches.push(b) });
+          try {
+            const a = w.write({ telemetry: rows(1, 1), quarantine: [] });
+            expect(await until(() => w.pending().inFlight === 1, 2000)).toBe(true);
+            const b = w.write({ telemetry: rows(2, 1), quarantine: [] });
+            await sleep(150);
+            expect(w.pending(), 'B waits for more rows').toMatchObject({ inFlight: 1, items: 1 });
+            const c = w.write({ telemetry: rows(3, 9), quarantine: [] });
+            // B + C start once 10 rows are queued, as one statement, while A is still held
+            const done = await Promise.race([Promise.all([b, c]).then(() => true), sleep(5000).then(() => false)]);
+            expect(done, 'B + C written while A is in flight').toBe(true);
+            expect(batches.map((x) => x.telemetryRows)).toEqual([10]);
+            release();
+            await a;
+            expect(batches.map((x) => x.telemetryRows).sort((x, y) => x - y)).toEqual([1, 10]);
+          } finally {
+            release();
+            await w.close();
+          }
+        }
+
+        // by time: D (1 row) starts about lingerMs after it was queued, though A is still in flight
+        {
+          const { gdb, release } = gated();
+          const w = createBatchWriter(gdb, { lingerMs: 250, lingerRows: 1000, method: 'unnest' });
+          try {
+            const a = w.write({ telemetry: rows(20, 1), quarantine: [] });
+            expect(await until(() => w.pending().inFlight === 1, 2000)).toBe(true);
+            const t0 = performance.now();
+            const d = w.write({ telemetry: rows(21, 1), quarantine: [] });
+            await d;
+            const waited = performance.now() - t0;
+            expect(waited, 'D waited out the linger').toBeGreaterThanOrEqual(240);
+            expect(waited, 'D did not wait for A').toBeLessThan(5000);
+            expect(w.pending().inFlight).toBe(1); // A still held at its gate
+            release();
+            await a;
+          } finally {
+            release();
+            await w.close();
+          }
+        }
+
+        // idle: nothing in flight, so no linger at all
+        {
+          const w = createBatchWriter(db, { lingerMs: 10_000, lingerRows: 1000 });
+          try {
+            const t0 = performance.now();
+            await w.write({ telemetry: rows(30, 1), quarantine: [] });
+            expect(performance.now() - t0).toBeLessThan(5000);
+          } finally {
+            await w.close();
+          }
+        }
+        expect(await count('telemetry', vin)).toBe(14);
+      });
+
       it('a refused row fails only its own message (STO_ERR_REJECTED); the rest of the batch is stored', async () => {
         const good = testVin();
         const errors: boolean[] = [];
@@ -610,7 +699,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect((await collect(reads.records(vin, periods, { from: null, to: null }, ['technical'], 1))).map((r) => r.seq)).toEqual(expected.map((e) => e.seq));
       });
 
-      it('ndjson(): the same records as database-built JSON lines, across page boundaries', async () => {
+      it('ndjson(): the same records as JSON lines (binary COPY on pg, built by the database on PGlite), across segment and page boundaries', async () => {
         const reads = createReadRepo(db);
         const periods = await rights.periodsOf(vin, 'r-owner');
         const all = ['technical', 'consumption', 'location'] as const;
