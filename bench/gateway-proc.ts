@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver, constants } from 'node:perf_hooks';
 import { loadConfig } from '../config/index.ts';
 import { startGateway, createLogger } from '../main.ts';
-import { serveRpc } from './lib.ts';
+import { serveRpc, watchTimerLag } from './lib.ts';
 
 const config = loadConfig(process.env);
 const gw = await startGateway(config, createLogger(config.logLevel));
@@ -30,9 +30,7 @@ let eld: ReturnType<typeof monitorEventLoopDelay> | null = null;
 let gcObs: PerformanceObserver | null = null;
 let gcs: { start: number; ms: number; major: boolean }[] = [];
 let windowStart = 0;
-/** Wall-clock 100 ms slot → this process's largest timer lag in it, ms. */
-const slotLag = new Map<number, number>();
-let lagTimer: NodeJS.Timeout | null = null;
+let lagWatch: ReturnType<typeof watchTimerLag> | null = null;
 
 serveRpc({
   loopStart() {
@@ -47,20 +45,14 @@ serveRpc({
       }
     });
     gcObs.observe({ entryTypes: ['gc'] });
-    slotLag.clear();
-    let last = performance.now();
-    lagTimer = setInterval(() => {
-      const now = performance.now();
-      const slot = Math.floor(Date.now() / 100);
-      slotLag.set(slot, Math.max(slotLag.get(slot) ?? 0, now - last - 2));
-      last = now;
-    }, 2);
+    lagWatch = watchTimerLag();
     return { started: true };
   },
   loopStop() {
     eld!.disable();
     gcObs!.disconnect();
-    if (lagTimer) clearInterval(lagTimer);
+    const slotLag = lagWatch?.stop() ?? new Map<number, number>();
+    lagWatch = null;
     const wallStart = performance.timeOrigin + windowStart;
     const ms = (ns: number) => Math.round(ns / 1e4) / 100;
     const major = gcs.filter((g) => g.major);

@@ -521,3 +521,25 @@ export function gitCommit(): string | null {
     return null;
   }
 }
+
+/**
+ * Watches this process's timer lag: a 2 ms interval that records, per wall-clock 100 ms
+ * slot (Date.now() / 100), how late it fired at worst. A stall of the process (GC, a long
+ * task, a wait for a CPU) shows as lag in its slot. stop() ends it and returns the slots.
+ */
+export function watchTimerLag(): { stop(): Map<number, number> } {
+  const slots = new Map<number, number>();
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const slot = Math.floor(Date.now() / 100);
+    slots.set(slot, Math.max(slots.get(slot) ?? 0, now - last - 2));
+    last = now;
+  }, 2);
+  return {
+    stop() {
+      clearInterval(timer);
+      return slots;
+    },
+  };
+}

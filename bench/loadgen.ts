@@ -9,7 +9,7 @@ import net from 'node:net';
 import { samplesFor } from './fleet.ts';
 import { telemetryTopic } from '../proto/index.ts';
 import { CONNACK, PUBACK, PacketReader, SEQ_BASE, buildPublishTemplate, connectPacket, stamp, type PublishTemplate } from './mqtt-wire.ts';
-import { serveRpc } from './lib.ts';
+import { serveRpc, watchTimerLag } from './lib.ts';
 
 const ID_SPACE = 1024;
 
@@ -43,8 +43,7 @@ let latencies: number[] = [];
 let latencyBySecond: number[][] = [];
 /** Wall-clock 100 ms slot → the largest latency of a message acknowledged in it, and this process's largest timer lag. */
 const slotLatency = new Map<number, number>();
-const slotLag = new Map<number, number>();
-let lagTimer: NodeJS.Timeout | null = null;
+let lagWatch: ReturnType<typeof watchTimerLag> | null = null;
 const LATENCY_CAP = 2_000_000;
 let perSecond: number[] = [];
 let runStart = 0;
@@ -223,16 +222,9 @@ function resetCounters(): void {
   latencies = [];
   latencyBySecond = [];
   slotLatency.clear();
-  slotLag.clear();
   // Timer lag of this process: a stall here delays every acknowledgement it reads.
-  let last = performance.now();
-  if (lagTimer) clearInterval(lagTimer);
-  lagTimer = setInterval(() => {
-    const now = performance.now();
-    const slot = Math.floor(Date.now() / 100);
-    slotLag.set(slot, Math.max(slotLag.get(slot) ?? 0, now - last - 2));
-    last = now;
-  }, 2);
+  lagWatch?.stop();
+  lagWatch = watchTimerLag();
   perSecond = [];
 }
 
@@ -328,8 +320,8 @@ async function rateRun(a: RateArgs) {
   });
   running = false;
   const drained = await drain(a.drainMs);
-  if (lagTimer) clearInterval(lagTimer);
-  lagTimer = null;
+  const slotLag = lagWatch?.stop() ?? new Map<number, number>();
+  lagWatch = null;
   mode = 'idle';
   latencies.sort((x, y) => x - y);
   const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)]! : NaN);
