@@ -156,8 +156,7 @@ const commands: Record<string, Command> = {
           ? Readable.from(
               (async function* () {
                 for await (const chunk of reads.ndjson(vin, periods, { from: null, to: null }, groups)) {
-                  const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-                  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
+                  for (let i = chunk.indexOf('\n'); i !== -1; i = chunk.indexOf('\n', i + 1)) n++;
                   yield chunk;
                 }
               })(),

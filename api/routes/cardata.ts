@@ -74,9 +74,11 @@ function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] 
   return row;
 }
 
-/** NDJSON lines built by the database, a page per chunk; stops querying when the consumer goes away. */
-function ndjsonStream(pages: AsyncGenerator<string | Buffer>): Readable {
-  return Readable.from(pages, { objectMode: false });
+/** The NDJSON lines as the response body; stops reading the database when the consumer goes away. */
+function ndjsonStream(pages: AsyncGenerator<string>): Readable {
+  // With the stream's encoding matching push()'s default, the strings pass through as
+  // strings (storage/reads.ts CHUNK_BYTES says why); the lines are ASCII.
+  return Readable.from(pages, { objectMode: false, encoding: 'utf8' });
 }
 
 function csvStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
@@ -133,7 +135,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       }
       // zip: the full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
       const zip = new yazl.ZipFile();
-      zip.addReadStream(ndjsonStream(deps.reads.ndjson(vin, periods, r, groups)), 'records.ndjson');
+      zip.addReadStream(Readable.from(deps.reads.ndjson(vin, periods, r, groups), { objectMode: false }), 'records.ndjson');
       zip.addReadStream(csvStream(deps.reads.records(vin, periods, r, groups), groups), 'records.csv');
       const fields = CATALOGUE.filter((f) => f.name.indexOf('.') < 0 || groups.includes(f.name.split('.')[0] as Group));
       zip.addBuffer(Buffer.from(JSON.stringify({ fields }, null, 2)), 'catalogue.json');
