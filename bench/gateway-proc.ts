@@ -89,7 +89,7 @@ serveRpc({
     await post('Profiler.setSamplingInterval', { interval: 250 });
     await post('Profiler.start');
     // With BENCH_HEAP_PROFILE=1, allocations are sampled too (where the GC's work comes from).
-    if (process.env.BENCH_HEAP_PROFILE) await post('HeapProfiler.startSampling', { samplingInterval: 16384 });
+    if (process.env.BENCH_HEAP_PROFILE) await post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     return { started: true };
   },
   async profileStop(a: { file: string }) {

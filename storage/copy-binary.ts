@@ -28,8 +28,9 @@ export const OBFCM_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...CONSUMPTION_C
 class Enc {
   buf: Buffer;
   pos = 0;
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  /** `into`: a buffer to write into when it is large enough (a caller's reused buffer). */
+  constructor(size: number, into?: Buffer) {
+    this.buf = into && into.length >= size ? into : Buffer.allocUnsafe(size);
   }
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -102,8 +103,14 @@ class Enc {
 const TELEMETRY_ROW_BYTES = 2 + (4 + 17) + 3 * (4 + 8) + FIELD_COLUMNS.length * (4 + 8) + 3 * (4 + 1);
 const OBFCM_ROW_BYTES = 2 + (4 + 17) + 2 * (4 + 8) + CONSUMPTION_COLUMNS.length * (4 + 8);
 
-export function encodeTelemetry(rows: readonly CopyRow[]): Buffer {
-  const e = new Enc(19 + rows.length * TELEMETRY_ROW_BYTES + 2);
+/** Most bytes encodeTelemetry() writes for `rows` rows. */
+export const telemetryCopyBytes = (rows: number): number => 19 + rows * TELEMETRY_ROW_BYTES + 2;
+/** Most bytes encodeObfcm() writes for `rows` rows. */
+export const obfcmCopyBytes = (rows: number): number => 19 + rows * OBFCM_ROW_BYTES + 2;
+
+/** The rows as a binary COPY stream; written into `into` (and a view of it returned) when it is large enough. */
+export function encodeTelemetry(rows: readonly CopyRow[], into?: Buffer): Buffer {
+  const e = new Enc(telemetryCopyBytes(rows.length), into);
   e.header();
   const n = TELEMETRY_COPY_COLUMNS.length;
   for (const r of rows) {
@@ -118,8 +125,8 @@ export function encodeTelemetry(rows: readonly CopyRow[]): Buffer {
   return e.trailer();
 }
 
-export function encodeObfcm(rows: readonly CopyRow[]): Buffer {
-  const e = new Enc(19 + rows.length * OBFCM_ROW_BYTES + 2);
+export function encodeObfcm(rows: readonly CopyRow[], into?: Buffer): Buffer {
+  const e = new Enc(obfcmCopyBytes(rows.length), into);
   e.header();
   const n = OBFCM_COPY_COLUMNS.length;
   for (const r of rows) {
@@ -142,39 +149,52 @@ export function encodeObfcm(rows: readonly CopyRow[]): Buffer {
 
 const OID = { bool: 16, int8: 20, text: 25, float8: 701 } as const;
 
-function arrayHeader(n: number, elementOid: number, elementBytes: number): Enc {
-  const e = new Enc(20 + n * (4 + elementBytes));
-  e.i32(1);
-  e.i32(0); // has-nulls flag: array_recv does not rely on it
-  e.i32(elementOid);
-  e.i32(n);
-  e.i32(1);
-  return e;
-}
-
-/** float8[]: NULL for null or undefined. */
-export function float8Array(values: readonly (number | null | undefined)[]): Buffer {
-  const e = arrayHeader(values.length, OID.float8, 8);
-  for (let i = 0; i < values.length; i++) e.float8(values[i]);
-  return e.buf.subarray(0, e.pos);
-}
-
-/** int8[] of safe integers. */
-export function int8Array(values: readonly number[]): Buffer {
-  const e = arrayHeader(values.length, OID.int8, 8);
-  for (let i = 0; i < values.length; i++) e.int8(values[i]!);
-  return e.buf.subarray(0, e.pos);
-}
-
-export function boolArray(values: readonly boolean[]): Buffer {
-  const e = arrayHeader(values.length, OID.bool, 1);
-  for (let i = 0; i < values.length; i++) e.bool(values[i]!);
-  return e.buf.subarray(0, e.pos);
-}
-
-/** text[] of VINs (17 ASCII characters, validated upstream). */
-export function vinArray(values: readonly string[]): Buffer {
-  const e = arrayHeader(values.length, OID.text, 17);
-  for (let i = 0; i < values.length; i++) e.vin(values[i]!);
-  return e.buf.subarray(0, e.pos);
+/**
+ * The unnest statement's array parameters for these rows, in its order: vin, recorded_at
+ * (ms), seq, then every value column (FIELD_COLUMNS, or only the consumption columns with
+ * `consumptionOnly`), then, unless `consumptionOnly`, the three group flags. All arrays
+ * are written into one buffer in one pass per column, and returned as views of it.
+ */
+export function unnestParams(rows: readonly CopyRow[], consumptionOnly: boolean): Buffer[] {
+  const n = rows.length;
+  const cols = consumptionOnly ? CONSUMPTION_COLUMNS : FIELD_COLUMNS;
+  const flags = consumptionOnly ? [] : GROUPS;
+  const HEADER = 20;
+  const size = HEADER + n * (4 + 17) + 2 * (HEADER + n * 12) + cols.length * (HEADER + n * 12) + flags.length * (HEADER + n * 5);
+  const e = new Enc(size);
+  const out: Buffer[] = [];
+  const header = (oid: number) => {
+    e.i32(1);
+    e.i32(0); // has-nulls flag: array_recv does not rely on it
+    e.i32(oid);
+    e.i32(n);
+    e.i32(1);
+  };
+  let start = 0;
+  const done = () => {
+    out.push(e.buf.subarray(start, e.pos));
+    start = e.pos;
+  };
+  header(OID.text);
+  for (let i = 0; i < n; i++) e.vin(rows[i]!.vin);
+  done();
+  header(OID.int8);
+  for (let i = 0; i < n; i++) e.int8(rows[i]!.recordedAtMs);
+  done();
+  header(OID.int8);
+  for (let i = 0; i < n; i++) e.int8(rows[i]!.seq);
+  done();
+  for (const c of cols) {
+    const g = c.group;
+    const k = c.jsName;
+    header(OID.float8);
+    for (let i = 0; i < n; i++) e.float8(rows[i]![g]?.[k]);
+    done();
+  }
+  for (const g of flags) {
+    header(OID.bool);
+    for (let i = 0; i < n; i++) e.bool(rows[i]![g] != null);
+    done();
+  }
+  return out;
 }

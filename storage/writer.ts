@@ -10,7 +10,7 @@
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { StorageError, isTransient } from './errors.ts';
-import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, boolArray, encodeObfcm, encodeTelemetry, float8Array, int8Array, vinArray, type CopyRow } from './copy-binary.ts';
+import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry, obfcmCopyBytes, telemetryCopyBytes, unnestParams, type CopyRow } from './copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
 export interface TelemetryRow extends CopyRow {
@@ -103,6 +103,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const lingerMs = opts.lingerMs ?? 3;
   const lingerRows = opts.lingerRows ?? 500;
   const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
+  const copyBuffers = new CopyBuffers();
 
   const queue: Pending[] = [];
   let queueHead = 0;
@@ -175,7 +176,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   async function run(batch: Pending[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await writeItems(db, batch.map((p) => p.item), useCopy);
+      const r = await writeItems(db, batch.map((p) => p.item), useCopy, copyBuffers);
       degraded = false;
       retryDelay = 0;
       opts.onBatch?.({ items: batch.length, ...r, durationMs: performance.now() - t0 });
@@ -325,7 +326,6 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 // ---------------------------------------------------------------------------
 // SQL
 
-const TELEMETRY_GROUPS: Group[] = ['technical', 'consumption', 'location'];
 const EPOCH_MS = "timestamptz 'epoch' + u.ms * interval '1 millisecond'";
 
 /** Builds one statement for the combination of tables present (cached by mask). */
@@ -381,16 +381,36 @@ const STAGING_DDL = `
   CREATE TEMP TABLE IF NOT EXISTS stage_telemetry (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
   CREATE TEMP TABLE IF NOT EXISTS stage_obfcm (LIKE obfcm_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`;
 
-async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[]): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
-  return db.transaction(async (tx) => {
+/**
+ * Encoding buffers for the COPY path, reused across batches: a 20,000-row batch encodes to
+ * about 11 MB, and fresh buffers of that size at several batches a second are garbage off
+ * the JS heap that only V8's external-memory limit collects. A buffer goes back only after
+ * a successful COPY (PostgreSQL has read all of it); at most 4, of at most 32 MB each.
+ */
+export class CopyBuffers {
+  private free: Buffer[] = [];
+  take(size: number): Buffer {
+    const i = this.free.findIndex((b) => b.length >= size);
+    if (i >= 0) return this.free.splice(i, 1)[0]!;
+    return Buffer.allocUnsafeSlow(Math.max(size, 1 << 20));
+  }
+  give(b: Buffer): void {
+    if (b.length <= 32 << 20 && this.free.length < 4) this.free.push(b);
+  }
+}
+
+async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+  const telBuf = buffers.take(telemetryCopyBytes(tel.length));
+  const obfBuf = obf.length ? buffers.take(obfcmCopyBytes(obf.length)) : null;
+  const r = await db.transaction(async (tx) => {
     await tx.query("SET LOCAL client_min_messages = warning");
     await tx.query(STAGING_DDL);
-    await tx.copyFrom!(`COPY stage_telemetry (${TELEMETRY_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeTelemetry(tel));
+    await tx.copyFrom!(`COPY stage_telemetry (${TELEMETRY_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeTelemetry(tel, telBuf));
     const cols = TELEMETRY_COPY_COLUMNS.join(', ');
     const t = await tx.query(`INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING`);
     let o = 0;
     if (obf.length) {
-      await tx.copyFrom!(`COPY stage_obfcm (${OBFCM_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeObfcm(obf));
+      await tx.copyFrom!(`COPY stage_obfcm (${OBFCM_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeObfcm(obf, obfBuf!));
       const oc = OBFCM_COPY_COLUMNS.join(', ');
       o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
     }
@@ -401,6 +421,10 @@ async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], 
     }
     return { telemetryRows: tel.length, telemetryInserted: t.rowCount, obfcmInserted: o, quarantineInserted: q };
   });
+  // Committed, so PostgreSQL has read every byte: the buffers may be written again.
+  buffers.give(telBuf);
+  if (obfBuf) buffers.give(obfBuf);
+  return r;
 }
 
 function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
@@ -417,7 +441,7 @@ function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
   ];
 }
 
-async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean, buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const tel: TelemetryRow[] = [];
   const obf: TelemetryRow[] = [];
   const qua: QuarantineRow[] = [];
@@ -428,26 +452,18 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean)
     }
     for (const q of it.quarantine) qua.push(q);
   }
-  if (useCopy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(db, tel, obf, qua);
+  if (useCopy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(db, tel, obf, qua, buffers);
   let mask = 0;
   const params: unknown[] = [];
+  // Binary arrays: pg sends Buffer parameters in binary format, so PostgreSQL reads each
+  // element with float8recv/int8recv instead of parsing text, and nothing here formats numbers.
   if (tel.length) {
     mask |= 1;
-    params.push(vinArray(tel.map((r) => r.vin)), int8Array(tel.map((r) => r.recordedAtMs)), int8Array(tel.map((r) => r.seq)));
-    for (const c of FIELD_COLUMNS) {
-      const g = c.group;
-      const k = c.jsName;
-      params.push(float8Array(tel.map((r) => r[g]?.[k])));
-    }
-    for (const g of TELEMETRY_GROUPS) params.push(boolArray(tel.map((r) => r[g] != null)));
+    params.push(...unnestParams(tel, false));
   }
   if (obf.length) {
     mask |= 2;
-    params.push(vinArray(obf.map((r) => r.vin)), int8Array(obf.map((r) => r.recordedAtMs)), int8Array(obf.map((r) => r.seq)));
-    for (const c of CONSUMPTION_COLUMNS) {
-      const k = c.jsName;
-      params.push(float8Array(obf.map((r) => r.consumption?.[k])));
-    }
+    params.push(...unnestParams(obf, true));
   }
   if (qua.length) {
     mask |= 4;

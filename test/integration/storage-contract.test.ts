@@ -367,6 +367,31 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await write({ telemetry: big, quarantine: [] });
         expect(stats[stats.length - 1]).toMatchObject({ telemetryRows: 2500, telemetryInserted: 0, obfcmInserted: 0 });
         expect(await count('telemetry', vin)).toBe(2500);
+        // a smaller batch with other values, encoded into the buffers the first one used:
+        // nothing of the previous bytes may leak into it
+        const vin2 = testVin();
+        const other: TelemetryRow[] = Array.from({ length: 2100 }, (_, i) => ({
+          ...fullRow(vin2, i + 1, t + i * 991, i),
+          technical: i % 2 === 0 ? null : { speedKmh: -i },
+          consumption: { totalDistanceKm: 5 + i },
+          location: i % 7 === 0 ? { latitude: 1 + i / 1e6 } : null,
+          shareObfcm: i % 3 === 0,
+        }));
+        await write({ telemetry: other, quarantine: [] });
+        const tel2 = await rows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin2]);
+        expect(tel2).toHaveLength(2100);
+        for (const [i, r] of tel2.entries()) {
+          const src = other[i]!;
+          expect((r.recorded_at as Date).getTime(), `row ${i} time`).toBe(src.recordedAtMs);
+          expect(r.speed_kmh, `row ${i} speed`).toBe(i % 2 === 0 ? null : -i);
+          expect(r.has_technical).toBe(i % 2 !== 0);
+          expect(r.outside_temp_c).toBe(null);
+          expect(r.total_distance_km).toBe(5 + i);
+          expect(r.total_fuel_consumed_l).toBe(null);
+          expect(r.latitude).toBe(i % 7 === 0 ? 1 + i / 1e6 : null);
+          expect(r.longitude).toBe(null);
+        }
+        expect(await count('obfcm_readings', vin2)).toBe(700);
       });
 
       it('is idempotent on resend: same (vin, recorded time, seq) and same dedupe key are stored once', async () => {
