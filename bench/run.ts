@@ -484,6 +484,11 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
 
     // Ack latency at half the sustained rate, open loop.
     flushDisk('latency');
+    // And a collected heap: the closed loop's backlog (up to the writer's 100,000 pending
+    // rows) was promoted to the old generation and died there; its mark-compact would
+    // otherwise land inside this window. Like the sync above, the window then measures
+    // the half-rate steady state rather than the previous phase's aftermath.
+    await gc(gw);
     const msgsPerSec = Math.max(1, Math.round(r.measuredRecordsPerSec / 2 / 10));
     log(`ingest: ack latency at ${msgsPerSec * 10} records/s (half of ${round(r.measuredRecordsPerSec)})`);
     const l0 = await scrape(gw).catch(() => ({}) as Record<string, number>);

@@ -105,11 +105,14 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
   const copyBuffers = new CopyBuffers();
 
-  const queue: Pending[] = [];
+  // Taken slots are cleared at once: a slot that kept its item until the next compaction
+  // would keep the message's rows reachable long enough to be promoted to V8's old
+  // generation, and cost a mark-compact later.
+  const queue: (Pending | undefined)[] = [];
   let queueHead = 0;
   // Items that arrived while the writer was full: not yet counted in pendingRows. Their
   // callers are still waiting (their PUBACKs held), which is what stops the sockets.
-  const overflow: Pending[] = [];
+  const overflow: (Pending | undefined)[] = [];
   let overflowHead = 0;
   let overflowRows = 0;
   let pendingRows = 0; // queued + in flight
@@ -154,10 +157,13 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       if (batch.length > 0 && rows + p.rows > batchMaxRows) break;
       batch.push(p);
       rows += p.rows;
-      queueHead++;
+      queue[queueHead++] = undefined;
     }
     queuedRows -= rows;
-    if (queueHead > 1024 && queueHead * 2 > queue.length) {
+    if (queueHead === queue.length) {
+      queue.length = 0;
+      queueHead = 0;
+    } else if (queueHead > 1024 && queueHead * 2 > queue.length) {
       queue.splice(0, queueHead);
       queueHead = 0;
     }
@@ -241,7 +247,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
     while (overflowHead < overflow.length) {
       const p = overflow[overflowHead]!;
       if (pendingRows > 0 && pendingRows + p.rows > maxPendingRows) break;
-      overflowHead++;
+      overflow[overflowHead++] = undefined;
       overflowRows -= p.rows;
       admit(p);
     }
@@ -308,11 +314,11 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
         clearTimeout(retryTimer);
         retryTimer = null;
       }
-      const left = queue.splice(queueHead);
+      const left = queue.splice(queueHead) as Pending[];
       queueHead = 0;
       queue.length = 0;
       queuedRows = 0;
-      const waiting = overflow.splice(overflowHead);
+      const waiting = overflow.splice(overflowHead) as Pending[];
       overflowHead = 0;
       overflowRows = 0;
       settle(left, new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
