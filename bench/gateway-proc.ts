@@ -2,6 +2,7 @@
 // (as in production), ports and admin token reported over IPC, orderly close on request.
 import { Session } from 'node:inspector';
 import { writeFileSync } from 'node:fs';
+import { writeHeapSnapshot } from 'node:v8';
 import { monitorEventLoopDelay, PerformanceObserver, constants } from 'node:perf_hooks';
 import { loadConfig } from '../config/index.ts';
 import { startGateway, createLogger } from '../main.ts';
@@ -112,6 +113,10 @@ serveRpc({
   },
   memory() {
     return process.memoryUsage();
+  },
+  /** Diagnostics: a heap snapshot (after a full GC) written to `file`. */
+  heapSnapshot(a: { file: string }) {
+    return { file: writeHeapSnapshot(a.file) };
   },
   async close() {
     await close();

@@ -508,6 +508,11 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     await loopAt;
     const gatewayLoop = await gw.child.call<Record<string, unknown>>('loopStop');
     if (profDir) await gw.child.call('profileStop', { file: path.join(profDir, 'gateway-latency.cpuprofile') }, 60_000);
+    if (profDir && process.env.BENCH_HEAP_SNAPSHOT) {
+      const f = path.join(profDir, 'gateway-after-latency.heapsnapshot');
+      await gw.child.call('heapSnapshot', { file: f }, 120_000);
+      log(`ingest: gateway heap snapshot after the latency window: ${f}`);
+    }
     const l1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     // Statement durations in this window, from the writer's own histogram.
     const ld = (k: string) => (l1[k] ?? 0) - (l0[k] ?? 0);
