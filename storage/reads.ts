@@ -37,7 +37,7 @@ export interface ReadRepo {
   records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
   /**
    * The same records as NDJSON text, oldest first. On pg: segments of `pageSize` rows
-   * (default 10,000) read by binary COPY, the lines built in the gateway into chunks of
+   * (default 4,000) read by binary COPY, the lines built in the gateway into chunks of
    * `CHUNK_BYTES`. Elsewhere (PGlite): keyset pages of `pageSize` rows (default
    * 500) whose lines PostgreSQL builds, one chunk per page.
    */
@@ -148,8 +148,8 @@ async function* keysetPages<R extends KeyedRow>(
  * strings below V8's large-object size (128 kB): they live and die in the young
  * generation, so the scavenges their allocation triggers also free the socket buffers
  * read from PostgreSQL. Handed on as Buffers instead, the garbage is off the JS heap and
- * waits for V8's external-memory limit: the export's RSS then grew by 50–60 MB, against
- * about 10 MB this way.
+ * waits for V8's external-memory limit: a 1,000,000-row export's RSS then grew by
+ * 50–62 MB, against 20–27 MB this way (bench/README.md).
  */
 export const CHUNK_BYTES = 32 * 1024;
 
