@@ -103,6 +103,8 @@ init_cluster() {
     echo "shared_buffers = 256MB"
     echo "max_wal_size = 2GB"
     echo "timescaledb.max_background_workers = 4"
+    echo "# WAL flush timings in pg_stat_wal (the benchmark reports them per second)"
+    echo "track_wal_io_timing = on"
     if [ "$TSDB_FAST" = "1" ]; then
       echo "# throwaway test cluster: durability off for speed (never for benchmarks)"
       echo "fsync = off"; echo "synchronous_commit = off"; echo "full_page_writes = off"
