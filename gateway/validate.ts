@@ -77,7 +77,13 @@ const CHECKS: Readonly<Record<keyof typeof RANGES, readonly Check[]>> = (() => {
 function checkGroup(group: keyof typeof RANGES, values: object | null | undefined): Validation | null {
   if (values == null) return null;
   const v0 = values as Record<string, unknown>;
-  for (const [key, min, max] of CHECKS[group]) {
+  const checks = CHECKS[group];
+  // An index loop: destructuring each tuple in a for-of showed up as allocation per record.
+  for (let i = 0; i < checks.length; i++) {
+    const c = checks[i]!;
+    const key = c[0];
+    const min = c[1];
+    const max = c[2];
     const v = v0[key];
     if (typeof v !== 'number') continue; // absent (null on the prototype) or not set
     if (v >= min && v <= max) continue; // also false for NaN
