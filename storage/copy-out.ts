@@ -62,7 +62,7 @@ export function rowKey(b: Buffer, row: number): { seq: number; pgMicros: number 
 }
 
 export interface NdjsonPlan {
-  /** The SELECT list the COPY must use, in the order lineOf() reads. */
+  /** The SELECT list the COPY must use, in the order fill() reads. */
   select: string;
   /** No line is longer than this many bytes. */
   maxLineBytes: number;
