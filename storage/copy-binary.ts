@@ -2,7 +2,7 @@
 // sides the text conversion of every double (String(n) here, float8in there), which is
 // most of the cost of a wide numeric batch.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type FieldColumn, type Group } from '../proto/fields.ts';
 
 type GroupValues = { readonly [field: string]: number | null | undefined };
 export interface CopyRow {
@@ -19,11 +19,33 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PG_EPOCH_US = 946_684_800_000_000n;
 const PG_EPOCH_MS = 946_684_800_000;
 
-/** Column lists of the staging tables, in the order the encoders write them. */
-const GROUPS: Group[] = ['technical', 'consumption', 'location'];
+/**
+ * What one table takes of a row, in the order every encoder here writes it: vin,
+ * recorded_at, seq, the value columns, then the group flags.
+ */
+export interface RowTable {
+  /** Column names in that order (the COPY column list). */
+  readonly columns: readonly string[];
+  readonly values: readonly FieldColumn[];
+  readonly flags: readonly Group[];
+  /** Most bytes one row takes in a binary COPY stream. */
+  readonly copyRowBytes: number;
+}
 
-export const TELEMETRY_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...FIELD_COLUMNS.map((c) => c.column), ...GROUPS.map((g) => GROUP_FLAG[g])];
-export const OBFCM_COPY_COLUMNS = ['vin', 'recorded_at', 'seq', ...CONSUMPTION_COLUMNS.map((c) => c.column)];
+function rowTable(values: readonly FieldColumn[], flags: readonly Group[]): RowTable {
+  return {
+    columns: ['vin', 'recorded_at', 'seq', ...values.map((c) => c.column), ...flags.map((g) => GROUP_FLAG[g])],
+    values,
+    flags,
+    // field count; vin; recorded_at and seq; each value; each flag
+    copyRowBytes: 2 + (4 + 17) + 2 * (4 + 8) + values.length * (4 + 8) + flags.length * (4 + 1),
+  };
+}
+
+/** The owner's telemetry: every value column and the three group flags. */
+export const TELEMETRY_TABLE = rowTable(FIELD_COLUMNS, ['technical', 'consumption', 'location']);
+/** The shareable OBFCM readings: the consumption columns only. */
+export const OBFCM_TABLE = rowTable(CONSUMPTION_COLUMNS, []);
 
 class Enc {
   buf: Buffer;
@@ -100,42 +122,22 @@ class Enc {
   }
 }
 
-const TELEMETRY_ROW_BYTES = 2 + (4 + 17) + 3 * (4 + 8) + FIELD_COLUMNS.length * (4 + 8) + 3 * (4 + 1);
-const OBFCM_ROW_BYTES = 2 + (4 + 17) + 2 * (4 + 8) + CONSUMPTION_COLUMNS.length * (4 + 8);
+/** Most bytes encodeCopy() writes for `rows` rows of `table`. */
+export const copyBytes = (table: RowTable, rows: number): number => 19 + rows * table.copyRowBytes + 2;
 
-/** Most bytes encodeTelemetry() writes for `rows` rows. */
-export const telemetryCopyBytes = (rows: number): number => 19 + rows * TELEMETRY_ROW_BYTES + 2;
-/** Most bytes encodeObfcm() writes for `rows` rows. */
-export const obfcmCopyBytes = (rows: number): number => 19 + rows * OBFCM_ROW_BYTES + 2;
-
-/** The rows as a binary COPY stream; written into `into` (and a view of it returned) when it is large enough. */
-export function encodeTelemetry(rows: readonly CopyRow[], into?: Buffer): Buffer {
-  const e = new Enc(telemetryCopyBytes(rows.length), into);
+/** The rows as a binary COPY stream for `table`; written into `into` (and a view of it returned) when it is large enough. */
+export function encodeCopy(table: RowTable, rows: readonly CopyRow[], into?: Buffer): Buffer {
+  const e = new Enc(copyBytes(table, rows.length), into);
   e.header();
-  const n = TELEMETRY_COPY_COLUMNS.length;
+  const n = table.columns.length;
   for (const r of rows) {
-    e.ensure(TELEMETRY_ROW_BYTES);
+    e.ensure(table.copyRowBytes);
     e.i16(n);
     e.vin(r.vin);
     e.timestamp(r.recordedAtMs);
     e.int8(r.seq);
-    for (const c of FIELD_COLUMNS) e.float8(r[c.group]?.[c.jsName]);
-    for (const g of GROUPS) e.bool(r[g] != null);
-  }
-  return e.trailer();
-}
-
-export function encodeObfcm(rows: readonly CopyRow[], into?: Buffer): Buffer {
-  const e = new Enc(obfcmCopyBytes(rows.length), into);
-  e.header();
-  const n = OBFCM_COPY_COLUMNS.length;
-  for (const r of rows) {
-    e.ensure(OBFCM_ROW_BYTES);
-    e.i16(n);
-    e.vin(r.vin);
-    e.timestamp(r.recordedAtMs);
-    e.int8(r.seq);
-    for (const c of CONSUMPTION_COLUMNS) e.float8(r.consumption?.[c.jsName]);
+    for (const c of table.values) e.float8(r[c.group]?.[c.jsName]);
+    for (const g of table.flags) e.bool(r[g] != null);
   }
   return e.trailer();
 }
@@ -150,15 +152,14 @@ export function encodeObfcm(rows: readonly CopyRow[], into?: Buffer): Buffer {
 const OID = { bool: 16, int8: 20, text: 25, float8: 701 } as const;
 
 /**
- * The unnest statement's array parameters for these rows, in its order: vin, recorded_at
- * (ms), seq, then every value column (FIELD_COLUMNS, or only the consumption columns with
- * `consumptionOnly`), then, unless `consumptionOnly`, the three group flags. All arrays
- * are written into one buffer in one pass per column, and returned as views of it.
+ * The unnest statement's array parameters for these rows of `table`, in the table's order
+ * (recorded_at in ms). All arrays are written into one buffer in one pass per column, and
+ * returned as views of it.
  */
-export function unnestParams(rows: readonly CopyRow[], consumptionOnly: boolean): Buffer[] {
+export function unnestParams(table: RowTable, rows: readonly CopyRow[]): Buffer[] {
   const n = rows.length;
-  const cols = consumptionOnly ? CONSUMPTION_COLUMNS : FIELD_COLUMNS;
-  const flags = consumptionOnly ? [] : GROUPS;
+  const cols = table.values;
+  const flags = table.flags;
   const HEADER = 20;
   const size = HEADER + n * (4 + 17) + 2 * (HEADER + n * 12) + cols.length * (HEADER + n * 12) + flags.length * (HEADER + n * 5);
   const e = new Enc(size);

@@ -8,9 +8,8 @@
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { StorageError, isTransient } from './errors.ts';
-import { OBFCM_COPY_COLUMNS, TELEMETRY_COPY_COLUMNS, encodeObfcm, encodeTelemetry, obfcmCopyBytes, telemetryCopyBytes, unnestParams, type CopyRow } from './copy-binary.ts';
+import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from './copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
 export interface TelemetryRow extends CopyRow {
@@ -334,6 +333,16 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 
 const EPOCH_MS = "timestamptz 'epoch' + u.ms * interval '1 millisecond'";
 
+/** `alias AS (INSERT INTO target …)` from the arrays of unnestParams(table, …), idempotent. */
+function unnestInsert(alias: string, target: string, table: RowTable, param: (type: string) => string): string {
+  const arrays = [param('text'), param('int8'), param('int8'), ...table.values.map(() => param('float8')), ...table.flags.map(() => param('bool'))];
+  const names = ['vin', 'ms', 'seq', ...table.values.map((_, i) => `c${i}`), ...table.flags.map((_, i) => `f${i}`)];
+  return `${alias} AS (INSERT INTO ${target} (${table.columns.join(', ')})
+      SELECT u.vin, ${EPOCH_MS}, u.seq, ${names.slice(3).map((n) => `u.${n}`).join(', ')}
+      FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
+      ON CONFLICT DO NOTHING RETURNING 1)`;
+}
+
 /** Builds one statement for the combination of tables present (cached by mask). */
 const statementCache = new Map<number, string>();
 function statement(mask: number): string {
@@ -344,23 +353,11 @@ function statement(mask: number): string {
   let p = 0;
   const param = (type: string) => `$${++p}::${type}[]`;
   if (mask & 1) {
-    const cols = FIELD_COLUMNS.map((c) => c.column);
-    const arrays = [param('text'), param('int8'), param('int8'), ...cols.map(() => param('float8')), param('bool'), param('bool'), param('bool')];
-    const names = ['vin', 'ms', 'seq', ...cols.map((_, i) => `c${i}`), 'ht', 'hc', 'hl'];
-    ctes.push(`t AS (INSERT INTO telemetry (vin, recorded_at, seq, ${cols.join(', ')}, has_technical, has_consumption, has_location)
-      SELECT u.vin, ${EPOCH_MS}, u.seq, ${cols.map((_, i) => `u.c${i}`).join(', ')}, u.ht, u.hc, u.hl
-      FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
-      ON CONFLICT DO NOTHING RETURNING 1)`);
+    ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param));
     selects.push('(SELECT count(*) FROM t)::int AS t');
   } else selects.push('0 AS t');
   if (mask & 2) {
-    const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
-    const arrays = [param('text'), param('int8'), param('int8'), ...cols.map(() => param('float8'))];
-    const names = ['vin', 'ms', 'seq', ...cols.map((_, i) => `c${i}`)];
-    ctes.push(`o AS (INSERT INTO obfcm_readings (vin, recorded_at, seq, ${cols.join(', ')})
-      SELECT u.vin, ${EPOCH_MS}, u.seq, ${cols.map((_, i) => `u.c${i}`).join(', ')}
-      FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
-      ON CONFLICT DO NOTHING RETURNING 1)`);
+    ctes.push(unnestInsert('o', 'obfcm_readings', OBFCM_TABLE, param));
     selects.push('(SELECT count(*) FROM o)::int AS o');
   } else selects.push('0 AS o');
   if (mask & 4) {
@@ -393,7 +390,7 @@ const STAGING_DDL = `
  * the JS heap that only V8's external-memory limit collects. A buffer goes back only after
  * a successful COPY (PostgreSQL has read all of it); at most 4, of at most 32 MB each.
  */
-export class CopyBuffers {
+class CopyBuffers {
   private free: Buffer[] = [];
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.length >= size);
@@ -406,18 +403,18 @@ export class CopyBuffers {
 }
 
 async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
-  const telBuf = buffers.take(telemetryCopyBytes(tel.length));
-  const obfBuf = obf.length ? buffers.take(obfcmCopyBytes(obf.length)) : null;
+  const telBuf = buffers.take(copyBytes(TELEMETRY_TABLE, tel.length));
+  const obfBuf = obf.length ? buffers.take(copyBytes(OBFCM_TABLE, obf.length)) : null;
   const r = await db.transaction(async (tx) => {
     await tx.query("SET LOCAL client_min_messages = warning");
     await tx.query(STAGING_DDL);
-    await tx.copyFrom!(`COPY stage_telemetry (${TELEMETRY_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeTelemetry(tel, telBuf));
-    const cols = TELEMETRY_COPY_COLUMNS.join(', ');
+    const cols = TELEMETRY_TABLE.columns.join(', ');
+    await tx.copyFrom!(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
     const t = await tx.query(`INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING`);
     let o = 0;
     if (obf.length) {
-      await tx.copyFrom!(`COPY stage_obfcm (${OBFCM_COPY_COLUMNS.join(', ')}) FROM STDIN (FORMAT binary)`, encodeObfcm(obf, obfBuf!));
-      const oc = OBFCM_COPY_COLUMNS.join(', ');
+      const oc = OBFCM_TABLE.columns.join(', ');
+      await tx.copyFrom!(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf!));
       o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
     }
     let q = 0;
@@ -465,11 +462,11 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean,
   // element with float8recv/int8recv instead of parsing text, and nothing here formats numbers.
   if (tel.length) {
     mask |= 1;
-    params.push(...unnestParams(tel, false));
+    params.push(...unnestParams(TELEMETRY_TABLE, tel));
   }
   if (obf.length) {
     mask |= 2;
-    params.push(...unnestParams(obf, true));
+    params.push(...unnestParams(OBFCM_TABLE, obf));
   }
   if (qua.length) {
     mask |= 4;
