@@ -86,17 +86,14 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
       try {
         const chunks: Buffer[] = [];
         let size = 0;
-        const stream = client.query(copyTo(sql));
-        for await (const c of stream as AsyncIterable<Buffer>) {
-          if (into && chunks.length === 0 && size + c.length <= into.length) c.copy(into, size);
-          else {
-            if (into && chunks.length === 0 && size > 0) chunks.push(Buffer.from(into.subarray(0, size)));
-            chunks.push(c);
-          }
+        for await (const c of client.query(copyTo(sql)) as AsyncIterable<Buffer>) {
+          chunks.push(c);
           size += c.length;
         }
-        if (into && chunks.length === 0) return into.subarray(0, size);
-        return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        if (!into || size > into.length) return Buffer.concat(chunks, size);
+        let at = 0;
+        for (const c of chunks) at += c.copy(into, at);
+        return into.subarray(0, size);
       } catch (err) {
         failed = err;
         throw err;

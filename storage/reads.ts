@@ -162,7 +162,7 @@ export const CHUNK_BYTES = 32 * 1024;
  * stops the segments (the one already asked for completes and is dropped).
  */
 async function* copyNdjson(
-  db: Db & { copyOut(sql: string, into?: Buffer): Promise<Buffer> },
+  copyOut: (sql: string, into: Buffer) => Promise<Buffer>,
   vin: string,
   periods: readonly OwnershipPeriod[],
   range: Range,
@@ -184,11 +184,11 @@ async function* copyNdjson(
       `vin = ${sqlLiteral(vin)} AND recorded_at >= ${sqlLiteral(w.from.toISOString())}::timestamptz` +
       (w.to ? ` AND recorded_at < ${sqlLiteral(w.to.toISOString())}::timestamptz` : '');
     const segment = (after: { seq: number; pgMicros: number } | null): Promise<Buffer> =>
-      db.copyOut(
+      copyOut(
         `COPY (SELECT ${plan.select} FROM telemetry WHERE ${where}` +
           (after ? ` AND (recorded_at, seq) > (timestamptz '2000-01-01 00:00:00+00' + ${after.pgMicros}::int8 * interval '1 microsecond', ${after.seq}::int8)` : '') +
           ` ORDER BY recorded_at, seq LIMIT ${segmentRows}) TO STDOUT (FORMAT binary)`,
-        spare[turn++ % 2],
+        spare[turn++ % 2]!,
       );
     let next: Promise<Buffer> | null = segment(null);
     while (next) {
@@ -212,8 +212,9 @@ async function* copyNdjson(
 export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
-      if (db.copyOut) {
-        yield* copyNdjson(db as Db & { copyOut(sql: string, into?: Buffer): Promise<Buffer> }, vin, periods, range, categories, pageSize ?? 4000);
+      const copyOut = db.copyOut?.bind(db);
+      if (copyOut) {
+        yield* copyNdjson(copyOut, vin, periods, range, categories, pageSize ?? 4000);
         return;
       }
       const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);
