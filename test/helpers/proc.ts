@@ -7,7 +7,6 @@
 // the whole group (the gateway and tsx's esbuild service) whatever happened.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_KEYS } from '../../config/index.ts';
 
@@ -39,17 +38,7 @@ export interface GatewayProcess {
 
 const children = new Set<GatewayProcess>();
 
-/** A port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './child.ts';
 
 export function rssKbOf(pid: number): number | null {
   try {
