@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { VIN_PREFIX_PATTERN, MAX_VIN_PREFIX_LENGTH } from './vin.ts';
+import type { SimulationOptions } from './run.ts';
 
 export const USAGE = `Usage: npm run simulate -- [flags]
 
@@ -29,16 +30,8 @@ At the end one line is printed to stdout:
   simulator: vehicles=N records_sent=X records_acked=Y messages_sent=M messages_acked=K duration_s=D acked_records_per_s=R
 The exit status is 0 when every message was acknowledged, 1 otherwise.`;
 
-export interface SimulatorArgs {
-  vehicles: number;
-  rate: number;
-  durationS: number;
-  batch: number;
-  httpUrl: string;
-  mqttUrl: string;
-  adminToken: string;
-  ownerId: string;
-  inflight: number;
+/** The command line's share of the simulation options, plus its own. */
+export interface SimulatorArgs extends Pick<SimulationOptions, 'vehicles' | 'rate' | 'durationS' | 'batch' | 'httpUrl' | 'mqttUrl' | 'adminToken' | 'ownerId' | 'inflight'> {
   concurrency: number;
   /** Undefined: the caller picks a random seed (and should print it). */
   seed: number | undefined;
