@@ -6,21 +6,15 @@
 //
 // Uses BENCH_DATABASE_URL, else the local TimescaleDB of scripts/timescaledb.sh; creates
 // and drops a database `bench_writer_sizes`. NOOBF=1: no shareable OBFCM copy per record.
-import pg from 'pg';
 import { createPgDb } from '../storage/db.ts';
 import { migrate } from '../storage/migrate.ts';
 import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
 import { FIELD_COLUMNS } from '../proto/fields.ts';
+import { createDatabase, dropDatabase } from './lib.ts';
 
 const server = process.env.BENCH_DATABASE_URL ?? 'postgres://cardata:cardata@127.0.0.1:55432/cardata';
 const NAME = 'bench_writer_sizes';
-const admin = new pg.Client(server);
-await admin.connect();
-await admin.query(`DROP DATABASE IF EXISTS ${NAME} WITH (FORCE)`);
-await admin.query(`CREATE DATABASE ${NAME}`);
-const u = new URL(server);
-u.pathname = `/${NAME}`;
-const db = createPgDb(u.toString(), { max: 4 });
+const db = createPgDb(await createDatabase(server, NAME), { max: 4 });
 try {
   await migrate(db);
   const method = process.argv[2] === 'auto' ? 'auto' : 'unnest';
@@ -51,6 +45,5 @@ try {
   await w.close();
 } finally {
   await db.close();
-  await admin.query(`DROP DATABASE IF EXISTS ${NAME} WITH (FORCE)`);
-  await admin.end();
+  await dropDatabase(server, NAME);
 }
