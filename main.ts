@@ -117,7 +117,10 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   });
   prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
   const vehicles = createVehicleRepo(db);
-  const consentRepo = createConsentRepo(db);
+  // A change made through this process's API is in force here before the API answers 200;
+  // the NOTIFY that follows carries it to every other process.
+  const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
+  const consentRepo = createConsentRepo(db, changeHooks);
   const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
   const stopListening = await db.listen(
     CONSENT_CHANNEL,
@@ -191,7 +194,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
-  const rights = createRightsRepo(db);
+  const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
       readiness: async () => {

@@ -121,7 +121,15 @@ export async function appendConsentEvent(
   return { sinceMs: ins.rows[0]!.ms, ...next, erasedLocationRows };
 }
 
-export function createConsentRepo(db: Db): ConsentRepo {
+export interface ChangeHooks {
+  /**
+   * Called with the VIN once a change is committed, before the caller hears of it. This
+   * process's consent cache is invalidated here; other processes learn of it by NOTIFY.
+   */
+  onCommitted?: (vin: string) => void;
+}
+
+export function createConsentRepo(db: Db, hooks: ChangeHooks = {}): ConsentRepo {
   return {
     async timeline(vin, sinceMs) {
       const r = await db.query<{ ms: number; location_allowed: boolean; co2_sharing_allowed: boolean; restricted: boolean }>(
@@ -141,8 +149,10 @@ export function createConsentRepo(db: Db): ConsentRepo {
       }
       return periods;
     },
-    set(vin, change) {
-      return db.transaction((tx) => appendConsentEvent(tx, vin, change));
+    async set(vin, change) {
+      const r = await db.transaction((tx) => appendConsentEvent(tx, vin, change));
+      hooks.onCommitted?.(vin);
+      return r;
     },
     async history(vin, fromMs) {
       const r = await db.query<{

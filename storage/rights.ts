@@ -1,7 +1,7 @@
 // Ownership periods and the data subject's rights: transfer, erasure (GDPR Art. 17).
 import type { Db, Queryable } from './db.ts';
 import { StorageError } from './errors.ts';
-import { appendConsentEvent } from './consent.ts';
+import { appendConsentEvent, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 
@@ -66,7 +66,7 @@ async function periods(q: Queryable, vin: string, ownerId: string | null): Promi
     .map((x) => ({ ownerId: x.owner_id, from: x.first ? BEGINNING : x.started_at, startedAt: x.started_at, to: x.ended_at }));
 }
 
-export function createRightsRepo(db: Db): RightsRepo {
+export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
   return {
     async currentOwner(vin) {
       const r = await db.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
@@ -74,8 +74,8 @@ export function createRightsRepo(db: Db): RightsRepo {
     },
     periodsOf: (vin, ownerId) => periods(db, vin, ownerId),
     allPeriods: (vin) => periods(db, vin, null),
-    transfer(vin, newOwnerId, actor) {
-      return db.transaction(async (tx) => {
+    async transfer(vin, newOwnerId, actor) {
+      const period = await db.transaction(async (tx) => {
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
         if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
         const cur = await tx.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
@@ -89,6 +89,8 @@ export function createRightsRepo(db: Db): RightsRepo {
         await appendConsentEvent(tx, vin, { actor, channel: 'transfer' }, { reset: true });
         return { ownerId: newOwnerId, from: t, startedAt: t, to: null };
       });
+      hooks.onCommitted?.(vin);
+      return period;
     },
     erase(vin, ownerId, category) {
       return db.transaction(async (tx) => {

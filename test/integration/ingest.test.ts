@@ -7,6 +7,7 @@ import {
   FULL_CONSUMPTION,
   FULL_LOCATION,
   FULL_TECHNICAL,
+  api,
   connectVehicle,
   encodeBatch,
   provision,
@@ -46,6 +47,30 @@ async function setConsent(vin: string, location: boolean, co2Sharing: boolean): 
   } finally {
     await d.close();
   }
+}
+
+/**
+ * Runs fn with the gateway's LISTEN backend stopped (SIGSTOP; the database runs on this
+ * machine), so no consent announcement reaches the gateway meanwhile.
+ */
+async function withListenerStopped(fn: () => Promise<void>): Promise<void> {
+  const backends = await db.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '%-listen' AND query LIKE 'LISTEN%'",
+  );
+  expect(backends, 'the gateway listens on one connection').toHaveLength(1);
+  const pid = backends[0]!.pid;
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await fn();
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+}
+
+async function setConsentOverApi(vin: string, owner: string, location: boolean): Promise<void> {
+  const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: owner })).body.token as string;
+  const r = await api(gw, 'PUT', `/v1/vehicles/${vin}/consent`, { location, co2Sharing: location }, token);
+  expect(r.status, JSON.stringify(r.body)).toBe(200);
 }
 
 const telemetryRows = (vin: string) => db.query<Record<string, unknown>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
@@ -143,6 +168,55 @@ describe('ingest', () => {
     const rows = await telemetryRows(v.vin);
     expect(rows.map((r) => r.latitude)).toEqual([FULL_LOCATION.latitude, null, FULL_LOCATION.latitude]);
     expect((await obfcmRows(v.vin)).map((r) => r.seq)).toEqual([1, 3]);
+    await v.client.endAsync();
+  });
+
+  it('applies a change on this instance before answering 200: the next message is filtered under it', async () => {
+    // No waiting for the NOTIFY: a record measured after the 200 must never be stored under
+    // the state before it. The listening backend is stopped (SIGSTOP) so the announcement
+    // cannot arrive; every step flips the state and publishes at once.
+    const v = await vehicle();
+    await withListenerStopped(async () => {
+    const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'owner-1' })).body.token as string;
+    const steps: Array<{ path: string; body: object; location: boolean; shared: boolean }> = [];
+    for (let i = 0; i < 12; i++) {
+      steps.push({ path: 'restriction', body: { restricted: true }, location: true, shared: false });
+      steps.push({ path: 'restriction', body: { restricted: false }, location: true, shared: true });
+      steps.push({ path: 'consent', body: { location: false, co2Sharing: false }, location: false, shared: false });
+      steps.push({ path: 'consent', body: { location: true, co2Sharing: true }, location: true, shared: true });
+    }
+    const got: string[] = [];
+    const want: string[] = [];
+    for (const [i, s] of steps.entries()) {
+      const r = await api(gw, 'PUT', `/v1/vehicles/${v.vin}/${s.path}`, s.body, token);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      await publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+      const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, i + 1]);
+      const shared = (await db.query('SELECT 1 FROM obfcm_readings WHERE vin = $1 AND seq = $2', [v.vin, i + 1])).length === 1;
+      got.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${row?.has_location} shared=${shared}`);
+      want.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${s.location} shared=${s.shared}`);
+    }
+    expect(got).toEqual(want);
+    });
+    await v.client.endAsync();
+  });
+
+  it('applies a transfer on this instance before answering 200: the new owner starts from the defaults', async () => {
+    const v = await vehicle({ location: false, co2Sharing: false });
+    await withListenerStopped(async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: `owner-t${i}` });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+      const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 1]);
+      expect(row?.has_location, `after transfer ${i}`).toBe(true);
+      // and the new owner's refusal, again at once
+      await setConsentOverApi(v.vin, `owner-t${i}`, false);
+      await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 2, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+      const [row2] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 2]);
+      expect(row2?.has_location, `after owner-t${i}'s opt-out`).toBe(false);
+    }
+    });
     await v.client.endAsync();
   });
 

@@ -45,7 +45,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // Timing assumptions
 // ---------------------------------------------------------------------------------------
 
-// A change reaches the gateway's consent cache by NOTIFY. Rather than assume a delay,
+// The answering gateway drops its cached state before the 200 (other instances learn of a
+// change by NOTIFY), but rather than assume that,
 // after every change the test publishes probe records until one is stored the way the new
 // state demands (README: in force within a second); records published after that are
 // certainly processed under it, the probes themselves count as ambiguous.
