@@ -60,9 +60,13 @@ async function withListenerStopped(fn: () => Promise<void>): Promise<void> {
   expect(backends, 'the gateway listens on one connection').toHaveLength(1);
   const pid = backends[0]!.pid;
   process.kill(pid, 'SIGSTOP');
+  // Resumed however fn ends, and after 20 s even if it never does (a stopped backend would
+  // hold up the database's drop).
+  const guard = setTimeout(() => process.kill(pid, 'SIGCONT'), 20_000);
   try {
     await fn();
   } finally {
+    clearTimeout(guard);
     process.kill(pid, 'SIGCONT');
   }
 }
