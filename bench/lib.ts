@@ -1,7 +1,7 @@
 // Shared pieces of the benchmark: child processes with a small RPC over IPC (and a
 // guaranteed kill on exit), /proc readings, throwaway databases, statistics.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { createWriteStream, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +137,15 @@ export function spawnNode(name: string, script: string, opts: SpawnOptions = {})
   };
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
+  // BENCH_CHILD_OUTPUT_DIR=dir: every child's whole output also goes to dir/<name>.log
+  // (for diagnostics such as BENCH_GATEWAY_NODE_ARGS=--trace-gc-nvp).
+  const outDir = process.env.BENCH_CHILD_OUTPUT_DIR;
+  if (outDir) {
+    const file = createWriteStream(path.join(outDir, `${name}.log`), { flags: 'a' });
+    proc.stdout!.pipe(file, { end: false });
+    proc.stderr!.pipe(file, { end: false });
+    proc.once('exit', () => file.end());
+  }
   let exitedFlag = false;
   const exitP = new Promise<void>((r) => proc.once('exit', () => {
     exitedFlag = true;
