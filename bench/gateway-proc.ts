@@ -89,8 +89,11 @@ serveRpc({
     await post('Profiler.enable');
     await post('Profiler.setSamplingInterval', { interval: 250 });
     await post('Profiler.start');
-    // With BENCH_HEAP_PROFILE=1, allocations are sampled too (where the GC's work comes from).
-    if (process.env.BENCH_HEAP_PROFILE) await post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    // With BENCH_HEAP_PROFILE=1, allocations are sampled too (where the GC's work comes from);
+    // with BENCH_HEAP_PROFILE=survivors only those that outlived a scavenge (promoted to the
+    // old generation: what the mark-compacts and the long scavenges are made of).
+    const heap = process.env.BENCH_HEAP_PROFILE;
+    if (heap) await post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: heap !== 'survivors' });
     return { started: true };
   },
   async profileStop(a: { file: string }) {
