@@ -489,7 +489,9 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     // otherwise land inside this window. Like the sync above, the window then measures
     // the half-rate steady state rather than the previous phase's aftermath.
     await gc(gw);
-    const msgsPerSec = Math.max(1, Math.round(r.measuredRecordsPerSec / 2 / 10));
+    // BENCH_LATENCY_RECORDS_PER_SEC fixes the rate instead (to compare two builds under the same load).
+    const fixedRate = Number(process.env.BENCH_LATENCY_RECORDS_PER_SEC ?? 0);
+    const msgsPerSec = Math.max(1, Math.round((fixedRate > 0 ? fixedRate : r.measuredRecordsPerSec / 2) / 10));
     log(`ingest: ack latency at ${msgsPerSec * 10} records/s (half of ${round(r.measuredRecordsPerSec)})`);
     const l0 = await scrape(gw).catch(() => ({}) as Record<string, number>);
     const latMeter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
