@@ -79,6 +79,23 @@ describe('migrate()', () => {
     );
     expect(rows.map((r) => r.hypertable_name)).toEqual(['obfcm_readings', 'telemetry']);
   });
+
+  it('indexes the stored rows by their primary key only (no time-only index to maintain per row), chunks included', async () => {
+    // A chunk exists once a row is stored: insert one per table, then look at every index
+    // on the hypertables and their chunks.
+    const at = '2026-01-01T00:00:00Z';
+    await db.query("INSERT INTO telemetry (vin, recorded_at, seq) VALUES ('WIDX0000000000001', $1, 1)", [at]);
+    await db.query("INSERT INTO obfcm_readings (vin, recorded_at, seq) VALUES ('WIDX0000000000001', $1, 1)", [at]);
+    const idx = await db.query<{ table: string; def: string }>(
+      `SELECT c.relname AS table, pg_get_indexdef(i.indexrelid) AS def
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname IN ('telemetry', 'obfcm_readings')
+           OR (n.nspname = '_timescaledb_internal' AND c.relname LIKE '\_hyper\_%\_chunk')`,
+    );
+    expect(idx.length).toBeGreaterThanOrEqual(2);
+    for (const x of idx) expect(x.def, x.table).toMatch(/\(vin, recorded_at, seq\)$/);
+    if (extensionPresent) expect(idx.some((x) => x.table.includes('chunk')), 'chunk indexes seen').toBe(true);
+  });
 });
 
 describe('the schema covers the .proto contract', () => {
