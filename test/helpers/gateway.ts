@@ -121,10 +121,11 @@ export const FULL_LOCATION = { latitude: 48.137154, longitude: 11.576124, headin
 export function publish(client: MqttClient, topic: string, payload: Buffer, qos: 0 | 1 = 1): Promise<void> {
   return new Promise((resolve, reject) => {
     const onClose = () => reject(new Error('connection closed before PUBACK'));
+    // One listener per publish in flight: many at once are expected, not a leak.
+    client.setMaxListeners(0);
     client.once('close', onClose);
     client.publish(topic, payload, { qos }, (err) => {
       client.off('close', onClose);
-      client.setMaxListeners(0);
       if (err) reject(err);
       else resolve();
     });
