@@ -1,10 +1,10 @@
 // The database's own ingest ceiling: rows of the gateway's shape (telemetry with its 23
 // double columns + the OBFCM copy, as the gateway writes them for vehicles with default
 // consent) written straight into the same tables, no MQTT, with as many connections as
-// the gateway's writer. Methods: the writer itself (storage/writer.ts, unnest +
-// data-modifying CTEs) with large batches, and a hand-written multi-row VALUES
-// statement (prepared once, same two tables). COPY is not measured: it needs
-// pg-copy-streams, which the project does not depend on.
+// the gateway's writer. Methods: the writer itself (storage/writer.ts) with large
+// batches, by each of its paths (binary COPY into staging tables + INSERT … SELECT ON
+// CONFLICT, and its single unnest statement with data-modifying CTEs), and a
+// hand-written multi-row VALUES statement (prepared once, same two tables).
 import pg from 'pg';
 import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../proto/fields.ts';
