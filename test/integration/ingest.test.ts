@@ -181,26 +181,26 @@ describe('ingest', () => {
     // cannot arrive; every step flips the state and publishes at once.
     const v = await vehicle();
     await withListenerStopped(async () => {
-    const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'owner-1' })).body.token as string;
-    const steps: Array<{ path: string; body: object; location: boolean; shared: boolean }> = [];
-    for (let i = 0; i < 12; i++) {
-      steps.push({ path: 'restriction', body: { restricted: true }, location: true, shared: false });
-      steps.push({ path: 'restriction', body: { restricted: false }, location: true, shared: true });
-      steps.push({ path: 'consent', body: { location: false, co2Sharing: false }, location: false, shared: false });
-      steps.push({ path: 'consent', body: { location: true, co2Sharing: true }, location: true, shared: true });
-    }
-    const got: string[] = [];
-    const want: string[] = [];
-    for (const [i, s] of steps.entries()) {
-      const r = await api(gw, 'PUT', `/v1/vehicles/${v.vin}/${s.path}`, s.body, token);
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      await publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-      const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, i + 1]);
-      const shared = (await db.query('SELECT 1 FROM obfcm_readings WHERE vin = $1 AND seq = $2', [v.vin, i + 1])).length === 1;
-      got.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${row?.has_location} shared=${shared}`);
-      want.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${s.location} shared=${s.shared}`);
-    }
-    expect(got).toEqual(want);
+      const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'owner-1' })).body.token as string;
+      const steps: Array<{ path: string; body: object; location: boolean; shared: boolean }> = [];
+      for (let i = 0; i < 12; i++) {
+        steps.push({ path: 'restriction', body: { restricted: true }, location: true, shared: false });
+        steps.push({ path: 'restriction', body: { restricted: false }, location: true, shared: true });
+        steps.push({ path: 'consent', body: { location: false, co2Sharing: false }, location: false, shared: false });
+        steps.push({ path: 'consent', body: { location: true, co2Sharing: true }, location: true, shared: true });
+      }
+      const got: string[] = [];
+      const want: string[] = [];
+      for (const [i, s] of steps.entries()) {
+        const r = await api(gw, 'PUT', `/v1/vehicles/${v.vin}/${s.path}`, s.body, token);
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        await publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+        const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, i + 1]);
+        const shared = (await db.query('SELECT 1 FROM obfcm_readings WHERE vin = $1 AND seq = $2', [v.vin, i + 1])).length === 1;
+        got.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${row?.has_location} shared=${shared}`);
+        want.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${s.location} shared=${s.shared}`);
+      }
+      expect(got).toEqual(want);
     });
     await v.client.endAsync();
   });
@@ -208,18 +208,18 @@ describe('ingest', () => {
   it('applies a transfer on this instance before answering 200: the new owner starts from the defaults', async () => {
     const v = await vehicle({ location: false, co2Sharing: false });
     await withListenerStopped(async () => {
-    for (let i = 0; i < 6; i++) {
-      const r = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: `owner-t${i}` });
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-      const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 1]);
-      expect(row?.has_location, `after transfer ${i}`).toBe(true);
-      // and the new owner's refusal, again at once
-      await setConsentOverApi(v.vin, `owner-t${i}`, false);
-      await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 2, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-      const [row2] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 2]);
-      expect(row2?.has_location, `after owner-t${i}'s opt-out`).toBe(false);
-    }
+      for (let i = 0; i < 6; i++) {
+        const r = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: `owner-t${i}` });
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+        const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 1]);
+        expect(row?.has_location, `after transfer ${i}`).toBe(true);
+        // and the new owner's refusal, again at once
+        await setConsentOverApi(v.vin, `owner-t${i}`, false);
+        await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 2, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+        const [row2] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 2]);
+        expect(row2?.has_location, `after owner-t${i}'s opt-out`).toBe(false);
+      }
     });
     await v.client.endAsync();
   });
