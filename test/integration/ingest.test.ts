@@ -71,10 +71,19 @@ async function withListenerStopped(fn: () => Promise<void>): Promise<void> {
   }
 }
 
+const customerToken = async (owner: string): Promise<string> =>
+  (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: owner })).body.token as string;
+
 async function setConsentOverApi(vin: string, owner: string, location: boolean): Promise<void> {
-  const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: owner })).body.token as string;
-  const r = await api(gw, 'PUT', `/v1/vehicles/${vin}/consent`, { location, co2Sharing: location }, token);
+  const r = await api(gw, 'PUT', `/v1/vehicles/${vin}/consent`, { location, co2Sharing: location }, await customerToken(owner));
   expect(r.status, JSON.stringify(r.body)).toBe(200);
+}
+
+/** How one record was stored: with its position or not (undefined: no row), shared or not. */
+async function storedAs(vin: string, seq: number): Promise<{ location: boolean | undefined; shared: boolean }> {
+  const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [vin, seq]);
+  const shared = (await db.query('SELECT 1 FROM obfcm_readings WHERE vin = $1 AND seq = $2', [vin, seq])).length === 1;
+  return { location: row?.has_location, shared };
 }
 
 const telemetryRows = (vin: string) => db.query<Record<string, unknown>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
@@ -181,7 +190,7 @@ describe('ingest', () => {
     // cannot arrive; every step flips the state and publishes at once.
     const v = await vehicle();
     await withListenerStopped(async () => {
-      const token = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'owner-1' })).body.token as string;
+      const token = await customerToken('owner-1');
       const steps: Array<{ path: string; body: object; location: boolean; shared: boolean }> = [];
       for (let i = 0; i < 12; i++) {
         steps.push({ path: 'restriction', body: { restricted: true }, location: true, shared: false });
@@ -195,9 +204,8 @@ describe('ingest', () => {
         const r = await api(gw, 'PUT', `/v1/vehicles/${v.vin}/${s.path}`, s.body, token);
         expect(r.status, JSON.stringify(r.body)).toBe(200);
         await publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-        const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, i + 1]);
-        const shared = (await db.query('SELECT 1 FROM obfcm_readings WHERE vin = $1 AND seq = $2', [v.vin, i + 1])).length === 1;
-        got.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${row?.has_location} shared=${shared}`);
+        const stored = await storedAs(v.vin, i + 1);
+        got.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${stored.location} shared=${stored.shared}`);
         want.push(`${i + 1} ${s.path} ${JSON.stringify(s.body)}: location=${s.location} shared=${s.shared}`);
       }
       expect(got).toEqual(want);
@@ -212,13 +220,11 @@ describe('ingest', () => {
         const r = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: `owner-t${i}` });
         expect(r.status, JSON.stringify(r.body)).toBe(200);
         await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 1, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-        const [row] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 1]);
-        expect(row?.has_location, `after transfer ${i}`).toBe(true);
+        expect((await storedAs(v.vin, 2 * i + 1)).location, `after transfer ${i}`).toBe(true);
         // and the new owner's refusal, again at once
         await setConsentOverApi(v.vin, `owner-t${i}`, false);
         await publish(v.client, v.topic, encodeBatch(v.vin, [record(2 * i + 2, Date.now(), { consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-        const [row2] = await db.query<{ has_location: boolean }>('SELECT has_location FROM telemetry WHERE vin = $1 AND seq = $2', [v.vin, 2 * i + 2]);
-        expect(row2?.has_location, `after owner-t${i}'s opt-out`).toBe(false);
+        expect((await storedAs(v.vin, 2 * i + 2)).location, `after owner-t${i}'s opt-out`).toBe(false);
       }
     });
     await v.client.endAsync();
