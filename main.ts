@@ -22,6 +22,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createSeriesRepo } from './storage/series.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
@@ -207,6 +208,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
+      portal: { tokens, rights, series: createSeriesRepo(db) },
+      web: {},
       metrics: { text: prom.text, contentType: prom.contentType },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },

@@ -8,6 +8,8 @@ import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import { portalRoutes, type PortalRouteDeps } from './routes/portal.ts';
+import { webRoutes, type WebOptions } from './routes/web.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
@@ -22,6 +24,10 @@ export interface AppDeps {
   admin: AdminDeps;
   vehicles: VehicleRouteDeps;
   cardata: CardataDeps;
+  /** The portal's read routes (vehicles, latest, series); absent: not served. */
+  portal?: PortalRouteDeps;
+  /** Serve the portal at GET / (web/); absent: not served. */
+  web?: WebOptions;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
 }
@@ -141,6 +147,8 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(adminRoutes, deps.admin);
   await app.register(vehicleRoutes, deps.vehicles);
   await app.register(cardataRoutes, deps.cardata);
+  if (deps.portal) await app.register(portalRoutes, deps.portal);
+  if (deps.web) await app.register(webRoutes, deps.web);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));
