@@ -179,7 +179,7 @@ function App() {
       </nav>
       <${LangSwitch} m=${m} setLang=${setLang} />
       <span class="who">${m.t('signedInAs', { who })}</span>
-      <button id="signout" onClick=${() => signOut(config)}>${m.t('signOut')}</button>
+      <button id="signout" onClick=${async () => { await signOut(config); setSession(null); setRole(null); }}>${m.t('signOut')}</button>
     </header>
     <main id="main" ref=${mainRef} tabindex="-1">${page}</main>
   </div>`;

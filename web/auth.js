@@ -132,7 +132,6 @@ export async function signOut(config) {
   } catch {
     // No provider reachable: signed out here, which is what the person asked for.
   }
-  location.assign('/#/');
 }
 
 /** The claims of a JWT, unverified: for display only (the API verifies every token). */

@@ -21,9 +21,9 @@ export const UNITS = {
   'consumption.totalDistanceChargeDepletingEngineRunningKm': { intl: 'kilometer', digits: 0 },
   'consumption.totalDistanceChargeIncreasingKm': { intl: 'kilometer', digits: 0 },
   'consumption.totalGridEnergyIntoBatteryKwh': { sym: { en: 'kWh', nl: 'kWh' }, digits: 1 },
-  'location.latitude': { intl: 'degree', digits: 5 },
-  'location.longitude': { intl: 'degree', digits: 5 },
-  'location.headingDeg': { intl: 'degree', digits: 0 },
+  'location.latitude': { sym: { en: '°', nl: '°' }, digits: 5 },
+  'location.longitude': { sym: { en: '°', nl: '°' }, digits: 5 },
+  'location.headingDeg': { sym: { en: '°', nl: '°' }, digits: 0 },
   'location.altitudeM': { intl: 'meter', digits: 0 },
   'location.accuracyM': { intl: 'meter', digits: 0 },
   avgConsumption: { sym: { en: 'l/100 km', nl: 'l/100 km' }, digits: 1 },
@@ -432,7 +432,8 @@ export function messages(lang) {
       const u = UNITS[field];
       if (!u) return numberFormat({ maximumFractionDigits: 3 }).format(v);
       if (u.intl) return numberFormat({ style: 'unit', unit: u.intl, unitDisplay: 'short', maximumFractionDigits: u.digits }).format(v);
-      return `${numberFormat({ maximumFractionDigits: u.digits }).format(v)}\u00a0${u.sym[lang] ?? u.sym.en}`;
+      const sym = u.sym[lang] ?? u.sym.en;
+      return `${numberFormat({ maximumFractionDigits: u.digits }).format(v)}${sym === '°' ? '' : '\u00a0'}${sym}`;
     },
     bytes: (n) => numberFormat({ style: 'unit', unit: n >= 1e6 ? 'megabyte' : 'kilobyte', maximumFractionDigits: 1 }).format(n >= 1e6 ? n / 1e6 : n / 1e3),
     dateTime: (d) => (d ? dateTime.format(new Date(d)) : '–'),

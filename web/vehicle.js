@@ -68,6 +68,14 @@ export function VehiclePage({ m, vin }) {
   const [record, setRecord] = useState(null);
   useEffect(() => setRecord(latest.data?.record ?? null), [latest.data]);
   const live = useLive(`/v1/vehicles/${vin}/stream`, (rec) => setRecord((p) => merge(p, rec)));
+  // Without a stream (a gateway that offers none, or while it reconnects): ask for the latest record every few seconds.
+  useEffect(() => {
+    if (live) return;
+    const t = setInterval(() => {
+      get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && setRecord((p) => merge(p, r.record)), () => {});
+    }, 5000);
+    return () => clearInterval(t);
+  }, [vin, live]);
 
   // The range ends at the newest stored record (or now), so a car parked for a month still shows its last trips.
   const anchor = latest.data?.record ? Math.max(Date.parse(latest.data.record.recordedAt) + 1000, 0) : Date.now();

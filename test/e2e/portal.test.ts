@@ -1,0 +1,297 @@
+// The portal end to end: Debian's Chromium driven by playwright-core against a real
+// gateway (HTTP + MQTT), a real TimescaleDB and a real sign-in. Screenshots of every
+// page in both languages and the measured render times go to test-output/portal/.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
+import { REPO_ROOT } from '../helpers/child.ts';
+import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
+import { unzip } from '../helpers/zip.ts';
+import type { RunningGateway } from '../../main.ts';
+
+const OUT = path.join(REPO_ROOT, 'test-output', 'portal');
+const OWNER = 'e2e-owner';
+const YEAR_ROWS = 365 * 24 * 12; // one record every 5 minutes for a year
+
+let db: TestDatabase;
+let gw: RunningGateway;
+let tb: TestBrowser;
+let base: string;
+let yearVin: string;
+let liveVin: string;
+let liveSecret: string;
+/** expect.poll with room for a loaded 2-core machine (its default gives up after 1 s). */
+const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 15_000, interval: 100 });
+const renderTimes: Record<string, number> = {};
+const apiTimes: Record<string, Record<string, number>> = {};
+const axeFindings: Record<string, { id: string; impact: string | null; help: string }[]> = {};
+
+beforeAll(async () => {
+  mkdirSync(OUT, { recursive: true });
+  db = await createTestDatabase();
+  gw = await startTestGateway(db.url);
+  base = `http://127.0.0.1:${gw.httpPort}`;
+  tb = await launchBrowser();
+  // A year of a car's life, written straight into the hypertable (ingest refuses records
+  // that old, by design): the charts, the track and the render-time measurement read it.
+  yearVin = (await provision(gw, undefined, OWNER)).vin;
+  const t0 = Date.now() - YEAR_ROWS * 300_000;
+  await db.query(
+    `INSERT INTO telemetry (vin, recorded_at, seq, odometer_km, speed_kmh, fuel_level_pct, battery_soc_pct, coolant_temp_c, outside_temp_c, engine_oil_temp_c,
+                            total_fuel_consumed_l, total_distance_km, total_grid_energy_into_battery_kwh, latitude, longitude, has_technical, has_consumption, has_location)
+     SELECT $1, to_timestamp($2::float8 / 1000) + i * interval '5 minutes', i + 1,
+            20000 + i * 0.35, greatest(0, 55 + 45 * sin(i / 9.0)), 30 + 25 * sin(i / 400.0), 60 + 30 * cos(i / 300.0), 88 + 4 * sin(i / 5.0),
+            10 + 12 * sin(i / 8640.0 * 6.283) + 4 * sin(i / 288.0 * 6.283), 95 + 6 * sin(i / 7.0),
+            1400 + i * 0.35 * 0.062, 20000 + i * 0.35, 900 + i * 0.01,
+            52.37 + 0.03 * sin(i / 60.0), 4.89 + 0.05 * cos(i / 45.0), true, true, true
+       FROM generate_series(0, $3::int - 1) i`,
+    [yearVin, t0, YEAR_ROWS],
+  );
+  const live = await provision(gw, undefined, OWNER);
+  liveVin = live.vin;
+  liveSecret = live.secret;
+}, 120_000);
+
+afterAll(async () => {
+  writeFileSync(path.join(OUT, 'render-times.json'), JSON.stringify({ rowsOfYearVehicle: YEAR_ROWS, ms: renderTimes, apiMs: apiTimes }, null, 2));
+  writeFileSync(path.join(OUT, 'axe.json'), JSON.stringify(axeFindings, null, 2));
+  await tb?.close();
+  await gw?.close();
+  await db?.drop();
+});
+
+async function mint(role: string, subject: string): Promise<string> {
+  const r = await api(gw, 'POST', '/v1/admin/tokens', { role, subject });
+  expect(r.status).toBe(201);
+  return r.body.token as string;
+}
+
+/** A fresh browser context (its own session storage) signed in as `subject`, in `lang`. */
+async function signedIn(role: string, subject: string, lang: 'en' | 'nl' = 'en'): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 }, locale: lang === 'en' ? 'en-GB' : 'nl-NL', acceptDownloads: true });
+  const page = await ctx.newPage();
+  await page.addInitScript((l) => localStorage.getItem('cardata.lang') ?? localStorage.setItem('cardata.lang', l), lang);
+  page.on('console', (msg) => msg.type() === 'error' && console.log(`[browser ${subject}] ${msg.text()}`));
+  page.on('pageerror', (err) => console.log(`[browser ${subject}] ${err.message}`));
+  await page.goto(`${base}/`);
+  await page.locator('.token-signin summary').click();
+  await page.fill('#token', await mint(role, subject));
+  await page.locator('.token-signin button[type=submit]').click();
+  await page.locator('#signout').waitFor({ timeout: 10_000 });
+  return { ctx, page };
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
+}
+
+/** axe-core on the page as it is: no serious or critical violation. */
+async function accessible(page: Page, name: string): Promise<void> {
+  const v = await axe(page);
+  axeFindings[name] = v.map((x) => ({ id: x.id, impact: x.impact, help: x.help }));
+  const bad = v.filter((x) => x.impact === 'serious' || x.impact === 'critical');
+  expect(bad.map((x) => `${name}: ${x.id} (${x.impact}) ${x.help} at ${x.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+}
+
+/**
+ * Loads a page from scratch (a full navigation, not a hash change inside the app) and
+ * waits until `ready` shows; the time from the start of the load to then, ms.
+ */
+async function open(page: Page, hash: string, ready: string): Promise<number> {
+  await page.goto('about:blank');
+  const t0 = Date.now();
+  await page.goto(`${base}/${hash}`);
+  await page.locator(ready).first().waitFor({ timeout: 20_000 });
+  return Date.now() - t0;
+}
+
+/** The API calls of the page so far: path and duration, ms (Resource Timing). */
+async function apiTimings(page: Page): Promise<Record<string, number>> {
+  return page.evaluate(() =>
+    Object.fromEntries(
+      performance
+        .getEntriesByType('resource')
+        .filter((e) => new URL(e.name).pathname.startsWith('/v1/') || new URL(e.name).pathname.startsWith('/vendor/'))
+        .map((e) => [new URL(e.name).pathname + new URL(e.name).search.slice(0, 60), Math.round(e.duration)]),
+    ),
+  );
+}
+
+const OWNER_PAGES: [string, string, (vin: string) => string][] = [
+  ['vehicles', '.cards a', () => '#/'],
+  ['vehicle', '#track svg.track, #track-empty', (vin) => `#/v/${vin}`],
+  ['privacy', '#save-choices', (vin) => `#/v/${vin}/privacy`],
+  ['sharing', '#grant-h, .note', (vin) => `#/v/${vin}/sharing`],
+  ['access-log', '#access-log, #access-empty', (vin) => `#/v/${vin}/access`],
+  ['download', '#dl-submit', (vin) => `#/v/${vin}/download`],
+  ['catalogue', '#catalogue', () => '#/catalogue'],
+];
+
+describe('portal (Chromium, real gateway, TimescaleDB)', () => {
+  it('signs in and lists my vehicles; signing out returns to sign-in', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER);
+    await poll(() => page.locator('.cards .vin').allTextContents()).toEqual([yearVin, liveVin].sort());
+    await page.click('#signout');
+    await page.locator('#signin').waitFor();
+    await ctx.close();
+  });
+
+  it('renders every owner page in English and Dutch: screenshots, render times, axe', async () => {
+    for (const lang of ['en', 'nl'] as const) {
+      const { ctx, page } = await signedIn('customer', OWNER, lang);
+      for (const [name, ready, hash] of OWNER_PAGES) {
+        const ms = await open(page, hash(yearVin), ready);
+        if (name === 'vehicle') {
+          // The first render of a vehicle with a year of data: the latest values, all six
+          // charts and the track drawn (the track is the ready mark; the charts are awaited too).
+          await page.locator('.chart canvas').nth(5).waitFor({ timeout: 20_000 });
+          renderTimes[`vehicle-1y-${lang}`] = ms;
+          renderTimes[`vehicle-1y-${lang}-all-charts`] = await open(page, hash(yearVin), '.chart:nth-of-type(6) canvas');
+          apiTimes[lang] = await apiTimings(page);
+        } else renderTimes[`${name}-${lang}`] = ms;
+        await poll(() => page.evaluate(() => document.documentElement.lang)).toBe(lang);
+        await shot(page, `${name}-${lang}`);
+        await accessible(page, `${name}-${lang}`);
+      }
+      await ctx.close();
+    }
+    // The year is summarised, not shipped: the 7-day default is a few hundred buckets.
+    const { ctx, page } = await signedIn('customer', OWNER);
+    await open(page, `#/v/${yearVin}`, '.charts');
+    const buckets = Number(await page.locator('.charts').getAttribute('data-buckets'));
+    expect(buckets).toBeGreaterThan(100);
+    expect(buckets).toBeLessThanOrEqual(500);
+    await page.getByRole('button', { name: 'Last year' }).click();
+    await poll(async () => Number(await page.locator('.charts').getAttribute('data-buckets'))).toBeGreaterThanOrEqual(365);
+    await ctx.close();
+  }, 120_000);
+
+  it('speaks Dutch and English: texts, numbers and dates per language', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER, 'en');
+    await open(page, `#/v/${yearVin}`, '#latest-values');
+    const odoEn = await page.locator('#latest-values tr[data-field="technical.odometerKm"] td').textContent();
+    expect(await page.locator('h2#latest-h').textContent()).toContain('Latest values');
+    expect(odoEn).toMatch(/^\d{2},\d{3} km$/);
+    await page.selectOption('#lang', 'nl');
+    await poll(() => page.locator('h2#latest-h').textContent()).toContain('Laatste waarden');
+    const odoNl = await page.locator('#latest-values tr[data-field="technical.odometerKm"] td').textContent();
+    expect(odoNl).toMatch(/^\d{2}\.\d{3} km$/);
+    expect(odoNl!.replace('.', '')).toBe(odoEn!.replace(',', ''));
+    expect(await page.evaluate(() => document.documentElement.lang)).toBe('nl');
+    // The choice is kept for the next visit.
+    await page.reload();
+    await poll(() => page.locator('h2#latest-h').textContent()).toContain('Laatste waarden');
+    await ctx.close();
+  });
+
+  it('shows values a simulated vehicle just sent, without a reload', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER);
+    await open(page, `#/v/${liveVin}`, '#latest-h');
+    const car = await connectVehicle(gw, liveVin, liveSecret);
+    try {
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(1, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 123.4 }, consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
+      await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe('123 km/h');
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(2, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 57 } })]));
+      await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe('57 km/h');
+    } finally {
+      await car.endAsync();
+    }
+    await ctx.close();
+  });
+
+  it('downloads NDJSON, CSV and ZIP with exactly the stored rows of the range and categories', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER);
+    await open(page, `#/v/${yearVin}/download`, '#dl-submit');
+    // The last two days (date inputs are local days; the rows counted the same way in SQL).
+    const days = await page.evaluate(() => {
+      const d = (ms: number) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+      const from = d(Date.now() - 86_400_000);
+      const to = d(Date.now());
+      return { from, to, fromIso: new Date(`${from}T00:00:00`).toISOString(), toIso: new Date(`${to}T23:59:59.999`).toISOString() };
+    });
+    const expected = Number(
+      (await db.query<{ n: string }>('SELECT count(*)::text AS n FROM telemetry WHERE vin = $1 AND recorded_at >= $2 AND recorded_at < $3', [yearVin, days.fromIso, days.toIso]))[0]!.n,
+    );
+    expect(expected).toBeGreaterThan(200);
+    await page.fill('#dl-from', days.from);
+    await page.fill('#dl-to', days.to);
+    await page.uncheck('#dl-cat-location');
+    const files: Record<string, Buffer> = {};
+    for (const f of ['ndjson', 'csv', 'zip']) {
+      await page.check(`#dl-${f}`);
+      const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dl-submit')]);
+      files[f] = readFileSync((await dl.path())!);
+      await page.locator('#dl-status .ok').waitFor();
+      if (f !== 'zip') expect(await page.locator('#dl-status').textContent()).toContain(`${expected} records`);
+      writeFileSync(path.join(OUT, `download.${f}`), files[f]!);
+    }
+    const nd = files.ndjson!.toString().trim().split('\n').map((l) => JSON.parse(l));
+    expect(nd).toHaveLength(expected);
+    expect(nd.every((r) => r.vin === yearVin && r.technical && r.consumption && !('location' in r))).toBe(true);
+    const csv = files.csv!.toString().trim().split('\n');
+    expect(csv).toHaveLength(expected + 1);
+    expect(csv[0]).toContain('technical.speedKmh');
+    expect(csv[0]).not.toContain('location.');
+    const zip = unzip(files.zip!);
+    expect(zip.get('records.ndjson')!.toString().trim().split('\n')).toHaveLength(expected);
+    expect(zip.get('records.csv')!.toString().trim().split('\n')).toHaveLength(expected + 1);
+    expect([...zip.keys()].sort()).toEqual(['README.md', 'catalogue.json', 'consent-history.json', 'disclosures.json', 'records.csv', 'records.ndjson']);
+    await ctx.close();
+  });
+
+  it('privacy page by keyboard alone; the location opt-out empties the trip track and the next download', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER);
+    await open(page, `#/v/${yearVin}`, '#track svg.track');
+    expect(Number(await page.locator('#track svg.track').getAttribute('data-points'))).toBeGreaterThan(100);
+    await open(page, `#/v/${yearVin}/privacy`, '#opt-location:checked');
+    // From the page heading, Tab until the location choice has focus, never touching the mouse.
+    await page.locator('h1').focus();
+    const tabTo = async (id: string) => {
+      for (let i = 0; i < 40; i++) {
+        await page.keyboard.press('Tab');
+        if ((await page.evaluate(() => document.activeElement?.id)) === id) return;
+      }
+      throw new Error(`Tab never reached #${id}`);
+    };
+    await tabTo('opt-location');
+    await page.keyboard.press('Space');
+    expect(await page.isChecked('#opt-location')).toBe(false);
+    await tabTo('opt-erase-location');
+    await page.keyboard.press('Space');
+    await tabTo('save-choices');
+    await page.keyboard.press('Enter');
+    await poll(() => page.locator('#choices-status').textContent()).toBe('Your choices are saved.');
+    await poll(() => page.locator('#consent-history tbody tr').count()).toBe(1);
+    expect(await page.locator('#consent-history tbody tr').first().textContent()).toContain('positions erased');
+    // Restriction by keyboard, and back.
+    await tabTo('toggle-restriction');
+    await page.keyboard.press('Enter');
+    await poll(() => page.locator('#restriction-state').textContent()).toBe('Processing is restricted now.');
+    await page.keyboard.press('Enter');
+    await poll(() => page.locator('#restriction-state').textContent()).toBe('Processing is not restricted.');
+    // The erasure dialog opens and closes by keyboard, focus back on its opener.
+    await tabTo('erase-open');
+    await page.keyboard.press('Enter');
+    await page.locator('#erase-dialog[open]').waitFor();
+    expect(await page.locator('#erase-dialog').textContent()).toContain('Kept:');
+    await page.keyboard.press('Escape');
+    await poll(() => page.evaluate(() => document.activeElement?.id)).toBe('erase-open');
+    expect(await page.locator('#erase-dialog[open]').count()).toBe(0);
+    await accessible(page, 'privacy-after-optout');
+
+    await open(page, `#/v/${yearVin}`, '#track-empty');
+    expect(await page.locator('#track-empty').textContent()).toContain('Location is switched off');
+    expect(await page.locator('#track svg').count()).toBe(0);
+    await shot(page, 'vehicle-after-optout-en');
+    await open(page, `#/v/${yearVin}/download`, '#dl-submit');
+    await page.fill('#dl-from', new Date(Date.now() - 86_400_000).toISOString().slice(0, 10));
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dl-submit')]);
+    const lines = readFileSync((await dl.path())!).toString().trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.length).toBeGreaterThan(200);
+    expect(lines.filter((r) => r.location !== null && r.location !== undefined)).toEqual([]);
+    await ctx.close();
+  });
+});
