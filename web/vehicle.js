@@ -77,9 +77,12 @@ export function VehiclePage({ m, vin }) {
     return () => clearInterval(t);
   }, [vin, live]);
 
-  // The range ends at the newest stored record (or now), so a car parked for a month still shows its last trips.
-  const anchor = latest.data?.record ? Math.max(Date.parse(latest.data.record.recordedAt) + 1000, 0) : Date.now();
+  // The range ends now, asked for at once (beside the latest record, not after it); for a
+  // car parked since before the range began it moves to the newest stored record.
+  const [now] = useState(() => Date.now());
   const [span, setSpan] = useState(7 * DAY);
+  const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
+  const anchor = newest !== null && newest < now - span ? newest : now;
   const [custom, setCustom] = useState(null);
   const range = custom ?? { from: anchor - span, to: anchor };
 
@@ -92,13 +95,12 @@ export function VehiclePage({ m, vin }) {
       ${!latest.loading && !record && html`<p>${m.t('noData')}</p>`}
       ${record && html`<p class="muted" id="latest-at">${m.t('latestAt', { time: m.dateTime(record.recordedAt) })}</p><${LatestTable} m=${m} record=${record} />`}
     </section>
-    ${!latest.loading &&
-    html`<section aria-labelledby="charts-h">
+    <section aria-labelledby="charts-h">
       <h2 id="charts-h">${m.t('charts')}</h2>
       <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
       <${Charts} m=${m} vin=${vin} range=${range} />
       <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : true} />
-    </section>`}`;
+    </section>`;
 }
 
 function RangePicker({ m, span, custom, range, setSpan, setCustom }) {
@@ -201,7 +203,7 @@ function TrackSection({ m, vin, range, locationAllowed }) {
   const span = range.to - range.from;
   const bucket = TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
   const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}&bucket=${bucket}&categories=location`;
-  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q, locationAllowed]);
+  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
   const points = useMemo(() => {
     if (!s.data) return [];
     const lat = s.data.fields['location.latitude']?.avg ?? [];

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The system Chromium (Debian's package, installed by scripts/test.sh) driven by
 // playwright-core: Playwright's own browser download cannot work offline.
 import { chromium, type Browser, type Page } from 'playwright-core';
