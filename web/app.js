@@ -105,7 +105,9 @@ function App() {
       setRole(null);
     });
     (async () => {
-      const cfg = await (await fetch('/portal/config.json')).json();
+      // The gateway puts its settings into the page; /portal/config.json answers the same.
+      const inline = JSON.parse(document.getElementById('portal-config')?.textContent || '{}');
+      const cfg = inline.oidc ? inline : await (await fetch('/portal/config.json')).json();
       setConfig(cfg);
       try {
         const back = await completeSignIn(cfg);
@@ -124,10 +126,16 @@ function App() {
   // recipient of grants (a workshop or third party). The API decides, not the token's text.
   useEffect(() => {
     if (!session) return;
+    if (session.role) return setRole(session.role);
     let live = true;
+    const found = (r) => {
+      if (!live) return;
+      saveSession({ ...session, role: r });
+      setRole(r);
+    };
     get('/v1/vehicles').then(
-      () => live && setRole('customer'),
-      (e) => live && setRole(e instanceof ApiProblem && e.status === 403 ? 'recipient' : 'customer'),
+      () => found('customer'),
+      (e) => found(e instanceof ApiProblem && e.status === 403 ? 'recipient' : 'customer'),
     );
     return () => {
       live = false;

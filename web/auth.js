@@ -7,6 +7,9 @@ const PENDING = 'cardata.pkce';
 const RETURN_TO = 'cardata.returnTo';
 
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+/** Where the provider sends the browser back (the embedded provider's default redirect URI for `cardata-portal`). */
+export const redirectUri = () => `${location.origin}/portal/callback`;
+
 const random = (n = 32) => b64url(crypto.getRandomValues(new Uint8Array(n)));
 
 export function issuerOf(config) {
@@ -68,7 +71,7 @@ export async function startSignIn(config) {
   const params = {
     response_type: 'code',
     client_id: config.oidc.clientId,
-    redirect_uri: `${location.origin}/`,
+    redirect_uri: redirectUri(),
     scope: config.oidc.scope,
     state,
     nonce,
@@ -86,6 +89,11 @@ export async function startSignIn(config) {
  */
 export async function completeSignIn(config) {
   const q = new URLSearchParams(location.search);
+  if (location.pathname === '/portal/callback' && !q.has('code') && !q.has('error')) {
+    // Back from signing out at the provider.
+    history.replaceState(null, '', '/#/');
+    return null;
+  }
   if (!q.has('code') && !q.has('error')) return null;
   const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? 'null');
   sessionStorage.removeItem(PENDING);
@@ -96,7 +104,7 @@ export async function completeSignIn(config) {
   const body = new URLSearchParams({
     grant_type: 'authorization_code',
     code: q.get('code'),
-    redirect_uri: `${location.origin}/`,
+    redirect_uri: redirectUri(),
     client_id: config.oidc.clientId,
     code_verifier: pending.verifier,
   });
@@ -124,7 +132,7 @@ export async function signOut(config) {
     if (d.end_session_endpoint && s?.idToken) {
       const u = new URL(d.end_session_endpoint);
       u.searchParams.set('id_token_hint', s.idToken);
-      u.searchParams.set('post_logout_redirect_uri', `${location.origin}/`);
+      u.searchParams.set('post_logout_redirect_uri', redirectUri());
       u.searchParams.set('client_id', config.oidc.clientId);
       location.assign(u.toString());
       return;

@@ -71,7 +71,13 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
   for (const [name, spec] of Object.entries(VENDOR)) {
     vendor.set(name, asset(readFileSync(fileURLToPath(import.meta.resolve(spec))), TYPES[path.extname(name)]!));
   }
-  const html = readFileSync(path.join(dir, 'index.html'), 'utf8');
+  const configJson = JSON.stringify({ oidc: { issuer: opts.oidc?.issuer ?? null, clientId: opts.oidc?.clientId ?? 'cardata-portal', scope: opts.oidc?.scope ?? 'openid cardata' } });
+  // The settings travel inside the page (a JSON data block, never executed): one round
+  // trip less before the first render. `<` is escaped so the JSON cannot end the element.
+  const html = readFileSync(path.join(dir, 'index.html'), 'utf8').replace(
+    '<script type="application/json" id="portal-config">{}</script>',
+    `<script type="application/json" id="portal-config">${configJson.replace(/</g, '\\u003c')}</script>`,
+  );
   // The inline import map is the page's only inline script: allowed by its hash, nothing else.
   const inline = [...html.matchAll(/<script type="importmap">([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
   const index = asset(Buffer.from(html), TYPES['.html']!);
@@ -87,7 +93,7 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
     "base-uri 'none'",
     "form-action 'self'",
   ].join('; ');
-  const config = asset(Buffer.from(JSON.stringify({ oidc: { issuer: opts.oidc?.issuer ?? null, clientId: opts.oidc?.clientId ?? 'cardata-portal', scope: opts.oidc?.scope ?? 'openid' } })), TYPES['.json']!);
+  const config = asset(Buffer.from(configJson), TYPES['.json']!);
 
   const send = (req: FastifyRequest, reply: FastifyReply, a: Asset, cache: string) => {
     void reply.header('etag', a.etag).header('cache-control', cache).header('x-content-type-options', 'nosniff');
@@ -97,10 +103,13 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
   // Static files are not API calls: the per-caller rate limit does not count them.
   const route = { schema: { hide: true }, config: { rateLimit: false as const }, logLevel: 'warn' as const };
 
-  app.get('/', route, async (req, reply) => {
+  const page = async (req: FastifyRequest, reply: FastifyReply) => {
     void reply.header('content-security-policy', csp).header('referrer-policy', 'no-referrer');
     return send(req, reply, index, 'no-cache');
-  });
+  };
+  app.get('/', route, page);
+  // Where the OpenID Provider sends the browser back with the code: the same page.
+  app.get('/portal/callback', route, page);
   app.get('/portal/config.json', route, async (req, reply) => send(req, reply, config, 'no-cache'));
   app.get<{ Params: { '*': string } }>('/web/*', route, async (req, reply) => {
     const a = files.get(req.params['*']);

@@ -134,7 +134,7 @@ const OWNER_PAGES: [string, string | string[], (vin: string) => string][] = [
   ['catalogue', '#catalogue', () => '#/catalogue'],
 ];
 
-describe('portal (Chromium, real gateway, TimescaleDB)', () => {
+describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, () => {
   it('signs in and lists my vehicles; signing out returns to sign-in', async () => {
     const { ctx, page } = await signedIn('customer', OWNER);
     await poll(() => page.locator('.cards .vin').allTextContents()).toEqual([yearVin, liveVin].sort());

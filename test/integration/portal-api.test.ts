@@ -166,7 +166,7 @@ describe('the portal is served by the gateway', () => {
   });
 });
 
-describe('series on the embedded PGlite (date_bin)', () => {
+describe('series on the embedded PGlite (date_bin)', { timeout: 120_000 }, () => {
   it('gives the same buckets as TimescaleDB', async () => {
     const pdb = await createPgliteDb(null);
     try {
