@@ -47,6 +47,7 @@ const vins = (await gw.db.query<{ vin: string }>('SELECT vin FROM vehicles WHERE
 const v = vins[0] ?? '<VIN>';
 console.log(`
 The gateway keeps running with the data. Explore it (Ctrl-C to stop):
+  portal:         ${http}/   ("Sign in with an access token", paste $TOKEN below)
   admin token:    ${gw.adminToken}
   vehicles:       ${vins.join(', ')}
   export TOKEN=${tok.token}   # the owner's API token
