@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
+import { storeFailures } from './storage/errors.ts';
 import { createBatchWriter } from './storage/writer.ts';
 import { createVehicleRepo } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
@@ -197,6 +198,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
+      failures: storeFailures,
       readiness: async () => {
         const database = await Promise.race([
           db.query('SELECT 1').then(() => true, () => false),

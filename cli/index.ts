@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../config/index.ts';
 import { createPgDb, type Db } from '../storage/db.ts';
 import { createPgliteDb } from '../storage/pglite.ts';
 import { migrate } from '../storage/migrate.ts';
+import { STO_ERR, isStorageError } from '../storage/errors.ts';
 import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
 import { isValidVin } from '../identity/vin.ts';
@@ -73,7 +74,7 @@ const commands: Record<string, Command> = {
       try {
         await createVehicleRepo(d).create({ vin, ownerId, secretHash: await hashSecret(secret, config.secretScryptCost) });
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `vehicle ${vin} is already provisioned`);
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `vehicle ${vin} is already provisioned`);
         throw err;
       }
       if (a.json) console.log(JSON.stringify({ vin, secret }));
@@ -182,6 +183,11 @@ function csvLine(values: string[]): string {
   return values.join(',') + '\r\n';
 }
 
+/** node:util parseArgs refuses the command line with codes ERR_PARSE_ARGS_*. */
+function isParseArgsError(err: unknown): boolean {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
+}
+
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
   for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
@@ -217,7 +223,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || isParseArgsError(err)) {
       console.error(`${(err as Error).message}\nusage: cardata-gateway ${cmd.usage}`);
       return 2;
     }

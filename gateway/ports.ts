@@ -26,8 +26,13 @@ export interface QuarantineRowOut {
 
 /** The batch writer, as the gateway sees it. */
 export interface TelemetrySink {
-  /** Resolves once durable. Rejects with a `code`: STO_ERR_REJECTED (bad data) or STO_ERR_CLOSED. */
+  /**
+   * Resolves once durable. Rejects when the rows are refused (bad data: `isRejected(err)`
+   * is true) or when the sink is closed (`isRejected(err)` is false).
+   */
   write(item: { telemetry: readonly TelemetryRowOut[]; quarantine: readonly QuarantineRowOut[] }): Promise<void>;
+  /** Tells a refusal of the data apart from any other rejection of write(). */
+  isRejected(err: unknown): boolean;
   hasRoom(): boolean;
   whenRoom(): Promise<void>;
 }

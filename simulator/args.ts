@@ -152,10 +152,10 @@ export function parseSimulatorArgs(argv: readonly string[], env: Readonly<Record
 
 /** node:util parseArgs messages mention its own API; say which flag is wrong instead. */
 function describeParseError(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  const message = e.message ?? String(err);
+  const message = err instanceof Error ? err.message : String(err);
   const flag = /'(-{1,2}[^' ]+)/.exec(message)?.[1];
-  switch (e.code) {
+  const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown flag ${flag ?? message} (see --help)`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':

@@ -2,7 +2,7 @@
 // CO2/OBFCM sharing) and restriction of processing. The state in force at time t is the
 // latest event with effective_at <= t; none means the defaults (allowed, not restricted).
 import type { Db, Queryable } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 
 /** NOTIFY channel announcing a committed change; payload = the VIN. */
@@ -87,7 +87,7 @@ export async function appendConsentEvent(
     [vin],
   );
   const own = owner.rows[0];
-  if (!own) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+  if (!own) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
   const prev = await currentState(q, vin);
   const base = opts.reset ? { ...DEFAULT_STATE } : prev;
   const next: PrivacyState = {

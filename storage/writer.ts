@@ -8,7 +8,7 @@
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
 import type { Db } from './db.ts';
-import { StorageError, isTransient } from './errors.ts';
+import { STO_ERR, StorageError, isStorageError, isTransient } from './errors.ts';
 import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from './copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
@@ -77,6 +77,8 @@ export interface BatchWriter {
   hasRoom(): boolean;
   /** Resolves when hasRoom() is true again. */
   whenRoom(): Promise<void>;
+  /** True when a write() rejection says the database refused the rows (STO_ERR_REJECTED), not that the writer closed. */
+  isRejected(err: unknown): boolean;
   /** True while writes fail and are being retried. */
   readonly degraded: boolean;
   /** rows: held (queued + being written, ≤ maxPendingRows); waitingRows: arrived while full. */
@@ -208,7 +210,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
         }
       } else {
         opts.onError?.(err, false);
-        const e = err instanceof StorageError ? err : new StorageError(closed ? 'STO_ERR_CLOSED' : 'STO_ERR_REJECTED', (err as Error).message, { cause: err });
+        const e = isStorageError(err) ? err : new StorageError(closed ? STO_ERR.CLOSED : STO_ERR.REJECTED, (err as Error).message, { cause: err });
         settle(batch, e);
       }
     } finally {
@@ -271,8 +273,9 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   }
 
   return {
+    isRejected: (err: unknown) => isStorageError(err, STO_ERR.REJECTED),
     write(item) {
-      if (closed) return Promise.reject(new StorageError('STO_ERR_CLOSED', 'writer is closed'));
+      if (closed) return Promise.reject(new StorageError(STO_ERR.CLOSED, 'writer is closed'));
       const rows = item.telemetry.length + item.quarantine.length;
       if (rows === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
@@ -320,8 +323,8 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const waiting = overflow.splice(overflowHead) as Pending[];
       overflowHead = 0;
       overflowRows = 0;
-      settle(left, new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
-      for (const p of waiting) p.reject(new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
+      settle(left, new StorageError(STO_ERR.CLOSED, 'writer closed before these rows were written'));
+      for (const p of waiting) p.reject(new StorageError(STO_ERR.CLOSED, 'writer closed before these rows were written'));
       for (const f of roomWaiters) f();
       roomWaiters = [];
     },

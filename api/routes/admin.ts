@@ -8,20 +8,19 @@ import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
 import { ROLES, type TokenService } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
+import type { RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
 export interface AdminDeps {
   adminToken: string;
   /** scrypt N for new secrets. */
   secretCost: number;
-  vehicles: {
-    create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
-  };
+  vehicles: VehicleStore;
   tokens: TokenService;
   /** Default and maximum token lifetime, seconds. */
   tokenTtlS: number;
-  rights: {
-    transfer(vin: string, newOwnerId: string, actor: string): Promise<{ ownerId: string; from: Date }>;
-  };
+  rights: Pick<RightsStore, 'transfer'>;
+  /** Tells the stores' conflicts and misses apart from other failures. */
+  failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
 }
 
 const OwnerId = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
@@ -58,7 +57,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       try {
         await deps.vehicles.create({ vin: req.body.vin, ownerId: req.body.ownerId, secretHash });
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ApiError(409, 'API_ERR_CONFLICT', `vehicle ${req.body.vin} is already provisioned`);
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `vehicle ${req.body.vin} is already provisioned`);
         throw err;
       }
       req.log.info({ event: 'vehicle_provisioned', vin: req.body.vin }, 'vehicle provisioned');
@@ -105,9 +104,8 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
         req.log.info({ event: 'vehicle_transferred', vin: req.params.vin }, 'vehicle transferred');
         return { vin: req.params.vin, ownerId: p.ownerId, since: p.from.toISOString() };
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === 'STO_ERR_NOT_FOUND') throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
-        if (code === 'STO_ERR_CONFLICT') throw new ApiError(409, 'API_ERR_CONFLICT', (err as Error).message);
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', err instanceof Error ? err.message : String(err));
         throw err;
       }
     },

@@ -8,9 +8,7 @@ import { z } from 'zod';
 import { stringify } from 'csv-stringify';
 import yazl from 'yazl';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentRepo } from '../../storage/consent.ts';
-import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
-import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
+import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore, StoredRecord } from '../ports.ts';
 import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
@@ -19,9 +17,9 @@ import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
   tokens: TokenService;
-  consents: Pick<ConsentRepo, 'timeline' | 'history'>;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
-  reads: ReadRepo;
+  consents: Pick<ConsentStore, 'timeline' | 'history'>;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  reads: ReadStore;
   /** Longest history a workshop gets in one answer, rows. */
   workshopMaxRows?: number;
 }

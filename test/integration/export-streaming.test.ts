@@ -21,6 +21,7 @@ import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
+import { storeFailures } from '../../storage/errors.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'exp1:export-streaming-test-signing-secret-0123456789';
@@ -575,6 +576,7 @@ describe('streaming a large export', () => {
       const consents = createConsentRepo(appDb);
       app = await buildApp({
         readiness: async () => ({ broker: true, database: true }),
+        failures: storeFailures,
         admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights },
         vehicles: { tokens, consents, rights },
         cardata: { tokens, consents, rights, reads },
