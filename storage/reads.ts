@@ -212,9 +212,9 @@ async function* copyNdjson(
 export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
-      const copyOut = db.copyOut?.bind(db);
-      if (copyOut) {
-        yield* copyNdjson(copyOut, vin, periods, range, categories, pageSize ?? 4000);
+      if (db.copy) {
+        const copy = db.copy;
+        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000);
         return;
       }
       const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);

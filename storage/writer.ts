@@ -7,7 +7,7 @@
 // themselves from the load: one message at a time when idle, thousands under load,
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
-import type { Db } from './db.ts';
+import type { CopyCapability, Db } from './db.ts';
 import { STO_ERR, StorageError, isStorageError, isTransient } from './errors.ts';
 import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from './copy-binary.ts';
 
@@ -103,7 +103,8 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const retryMaxMs = opts.retryMaxMs ?? 2000;
   const lingerMs = opts.lingerMs ?? 3;
   const lingerRows = opts.lingerRows ?? 500;
-  const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
+  // Chosen once: binary COPY where the backend speaks it, unless told otherwise.
+  const copy = (opts.method ?? 'auto') !== 'unnest' ? db.copy : null;
   const copyBuffers = new CopyBuffers();
 
   // Taken slots are cleared at once: a slot that kept its item until the next compaction
@@ -183,7 +184,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   async function run(batch: Pending[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await writeItems(db, batch.map((p) => p.item), useCopy, copyBuffers);
+      const r = await writeItems(db, batch.map((p) => p.item), copy, copyBuffers);
       degraded = false;
       retryDelay = 0;
       opts.onBatch?.({ items: batch.length, ...r, durationMs: performance.now() - t0 });
@@ -405,19 +406,19 @@ class CopyBuffers {
   }
 }
 
-async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const telBuf = buffers.take(copyBytes(TELEMETRY_TABLE, tel.length));
   const obfBuf = obf.length ? buffers.take(copyBytes(OBFCM_TABLE, obf.length)) : null;
-  const r = await db.transaction(async (tx) => {
+  const r = await copy.transaction(async (tx) => {
     await tx.query("SET LOCAL client_min_messages = warning");
     await tx.query(STAGING_DDL);
     const cols = TELEMETRY_TABLE.columns.join(', ');
-    await tx.copyFrom!(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
+    await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
     const t = await tx.query(`INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING`);
     let o = 0;
-    if (obf.length) {
+    if (obfBuf) {
       const oc = OBFCM_TABLE.columns.join(', ');
-      await tx.copyFrom!(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf!));
+      await tx.copyFrom(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf));
       o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
     }
     let q = 0;
@@ -447,7 +448,7 @@ function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
   ];
 }
 
-async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean, buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapability | null, buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const tel: TelemetryRow[] = [];
   const obf: TelemetryRow[] = [];
   const qua: QuarantineRow[] = [];
@@ -458,7 +459,7 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean,
     }
     for (const q of it.quarantine) qua.push(q);
   }
-  if (useCopy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(db, tel, obf, qua, buffers);
+  if (copy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(copy, tel, obf, qua, buffers);
   let mask = 0;
   const params: unknown[] = [];
   // Binary arrays: pg sends Buffer parameters in binary format, so PostgreSQL reads each
