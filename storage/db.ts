@@ -72,12 +72,22 @@ export interface PgDbOptions {
   onError?: (err: Error) => void;
 }
 
-// int8 → number: our bigint columns (seq, ids) stay well below 2^53.
-pg.types.setTypeParser(20, (v: string) => Number(v));
+/**
+ * The type parsers of this project's connections, given to each pool and client (pg's
+ * global parsers stay untouched): int8 → number, since our bigint columns (seq, ids,
+ * counts) stay well below 2^53.
+ */
+export function typeParsers(): pg.TypeOverrides {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
+  return types;
+}
 
 export function createPgDb(connectionString: string, opts: PgDbOptions = {}): CopyDb & { setKind(kind: string): void } {
+  const types = typeParsers();
   const pool = new pg.Pool({
     connectionString,
+    types,
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
@@ -164,7 +174,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
       let client: pg.Client | null = null;
       let retryTimer: NodeJS.Timeout | null = null;
       const connect = async (isReconnect: boolean): Promise<void> => {
-        const c = new pg.Client({ connectionString, application_name: `${opts.applicationName ?? 'cardata-gateway'}-listen` });
+        const c = new pg.Client({ connectionString, types, application_name: `${opts.applicationName ?? 'cardata-gateway'}-listen` });
         c.on('notification', (n) => {
           if (n.channel === channel) onMessage(n.payload ?? '');
         });

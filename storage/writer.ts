@@ -106,6 +106,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   // Chosen once: binary COPY where the backend speaks it, unless told otherwise.
   const copy = (opts.method ?? 'auto') !== 'unnest' ? db.copy : null;
   const copyBuffers = new CopyBuffers();
+  const statements = new Statements();
 
   // Taken slots are cleared at once: a slot that kept its item until the next compaction
   // would keep the message's rows reachable long enough to be promoted to V8's old
@@ -184,7 +185,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   async function run(batch: Pending[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await writeItems(db, batch.map((p) => p.item), copy, copyBuffers);
+      const r = await writeItems(db, batch.map((p) => p.item), copy, copyBuffers, statements);
       degraded = false;
       retryDelay = 0;
       opts.onBatch?.({ items: batch.length, ...r, durationMs: performance.now() - t0 });
@@ -347,11 +348,21 @@ function unnestInsert(alias: string, target: string, table: RowTable, param: (ty
       ON CONFLICT DO NOTHING RETURNING 1)`;
 }
 
-/** Builds one statement for the combination of tables present (cached by mask). */
-const statementCache = new Map<number, string>();
-function statement(mask: number): string {
-  const cached = statementCache.get(mask);
-  if (cached) return cached;
+/** The statements of one writer, built once per combination of tables present (the mask). */
+class Statements {
+  private readonly byMask = new Map<number, string>();
+  get(mask: number): string {
+    let sql = this.byMask.get(mask);
+    if (sql === undefined) {
+      sql = buildStatement(mask);
+      this.byMask.set(mask, sql);
+    }
+    return sql;
+  }
+}
+
+/** One statement for the combination of tables present: bit 1 telemetry, 2 OBFCM, 4 quarantine. */
+function buildStatement(mask: number): string {
   const ctes: string[] = [];
   const selects: string[] = [];
   let p = 0;
@@ -372,9 +383,7 @@ function statement(mask: number): string {
       ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1)`);
     selects.push('(SELECT count(*) FROM q)::int AS q');
   } else selects.push('0 AS q');
-  const sql = `WITH ${ctes.join(',\n')}\nSELECT ${selects.join(', ')}`;
-  statementCache.set(mask, sql);
-  return sql;
+  return `WITH ${ctes.join(',\n')}\nSELECT ${selects.join(', ')}`;
 }
 
 /**
@@ -406,7 +415,7 @@ class CopyBuffers {
   }
 }
 
-async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers, statements: Statements): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const telBuf = buffers.take(copyBytes(TELEMETRY_TABLE, tel.length));
   const obfBuf = obf.length ? buffers.take(copyBytes(OBFCM_TABLE, obf.length)) : null;
   const r = await copy.transaction(async (tx) => {
@@ -423,7 +432,7 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
     }
     let q = 0;
     if (qua.length) {
-      const r = await tx.query<{ q: number }>(statement(4), quarantineParams(qua));
+      const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
       q = r.rows[0]?.q ?? 0;
     }
     return { telemetryRows: tel.length, telemetryInserted: t.rowCount, obfcmInserted: o, quarantineInserted: q };
@@ -448,7 +457,7 @@ function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
   ];
 }
 
-async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapability | null, buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapability | null, buffers: CopyBuffers, statements: Statements): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const tel: TelemetryRow[] = [];
   const obf: TelemetryRow[] = [];
   const qua: QuarantineRow[] = [];
@@ -459,7 +468,7 @@ async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapabil
     }
     for (const q of it.quarantine) qua.push(q);
   }
-  if (copy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(copy, tel, obf, qua, buffers);
+  if (copy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(copy, tel, obf, qua, buffers, statements);
   let mask = 0;
   const params: unknown[] = [];
   // Binary arrays: pg sends Buffer parameters in binary format, so PostgreSQL reads each
@@ -477,7 +486,7 @@ async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapabil
     params.push(...quarantineParams(qua));
   }
   // Prepared per connection: planning this wide CTE costs more than executing a small batch.
-  const r = await db.query<{ t: number; o: number; q: number }>(statement(mask), params, `cardata_write_${mask}`);
+  const r = await db.query<{ t: number; o: number; q: number }>(statements.get(mask), params, `cardata_write_${mask}`);
   const row = r.rows[0] ?? { t: 0, o: 0, q: 0 };
   return { telemetryRows: tel.length, telemetryInserted: row.t, obfcmInserted: row.o, quarantineInserted: row.q };
 }
