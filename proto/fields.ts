@@ -7,6 +7,9 @@ import type { FieldColumnRow, Group } from './field-column.ts';
 export type { Group };
 export type FieldColumn = FieldColumnRow;
 
+/** The record's data categories, in the contract's order. */
+export const GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
+
 /** Every value column of `telemetry`, in a fixed order: technical, consumption, location. */
 export const FIELD_COLUMNS: readonly FieldColumn[] = FIELDS;
 export const CONSUMPTION_COLUMNS: readonly FieldColumn[] = FIELD_COLUMNS.filter((c) => c.group === 'consumption');

@@ -2,11 +2,12 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { VIN_PATTERN } from '../../identity/vin.ts';
+import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
+import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
 import { hashSecret, newSecret, tokensEqual } from '../../identity/secrets.ts';
 import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
-import { ROLES, type TokenService } from '../../identity/tokens.ts';
+import { MAX_TOKEN_TTL_S, ROLES, type TokenService } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
 import type { RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
@@ -23,11 +24,11 @@ export interface AdminDeps {
   failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
 }
 
-const OwnerId = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+const OwnerId = z.string().min(1).max(SUBJECT_MAX_LENGTH).regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`);
 
 const ProvisionBody = z
   .object({
-    vin: z.string().regex(VIN_PATTERN, 'must be an ISO 3779 VIN: 17 characters of 0-9 and A-Z without I, O, Q'),
+    vin: z.string().regex(VIN_PATTERN, `must be ${VIN_RULE}`),
     ownerId: OwnerId,
   })
   .strict();
@@ -74,7 +75,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
           .object({
             role: z.enum(ROLES as [string, ...string[]]),
             subject: OwnerId,
-            ttlSeconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
+            ttlSeconds: z.number().int().min(1).max(MAX_TOKEN_TTL_S).optional(),
           })
           .strict(),
         response: { 201: z.object({ token: z.string(), expiresAt: z.string() }) },
