@@ -1,25 +1,17 @@
 // What the API needs from the outside, as interfaces. main.ts hands in the storage
 // implementations; api/ never imports storage/ itself (as gateway/ports.ts for the gateway).
-import type { Group } from '../proto/fields.ts';
+import type { Group, StoredValues } from '../proto/fields.ts';
+import type { ConsentFlags, ConsentPeriod } from '../proto/consent.ts';
 
-export interface ConsentPeriod {
-  /** Start of this state, ms since epoch; 0 for the defaults before any event. */
-  sinceMs: number;
-  location: boolean;
-  co2Sharing: boolean;
-  restricted: boolean;
-}
+export type { ConsentPeriod };
 
-export interface ConsentEvent {
+export interface ConsentEvent extends ConsentFlags {
   id: number;
   effectiveAt: Date;
   actor: string;
   channel: string;
   ownerId: string | null;
-  location: boolean;
-  co2Sharing: boolean;
-  restricted: boolean;
-  previous: { location: boolean; co2Sharing: boolean; restricted: boolean } | null;
+  previous: ConsentFlags | null;
   erasedLocationHistory: boolean;
 }
 
@@ -69,8 +61,7 @@ export interface VehicleStore {
   create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
 }
 
-/** Stored field values of one group, by proto3 JSON name. */
-export type StoredValues = Record<string, number>;
+export type { StoredValues };
 
 export interface StoredRecord {
   vin: string;

@@ -1,7 +1,8 @@
 // What the gateway needs from the outside, as interfaces. main.ts hands in the storage
 // implementations; the gateway never imports storage/ itself.
 
-type GroupValues = { readonly [field: string]: number | null | undefined };
+import type { ConsentPeriod } from '../proto/consent.ts';
+import type { GroupValues } from '../proto/fields.ts';
 
 export interface TelemetryRowOut {
   vin: string;
@@ -37,12 +38,8 @@ export interface TelemetrySink {
   whenRoom(): Promise<void>;
 }
 
-export interface ConsentPeriodIn {
-  sinceMs: number;
-  location: boolean;
-  co2Sharing: boolean;
-  restricted: boolean;
-}
+/** A consent state and when it came into force (the contract's shape). */
+export type ConsentPeriodIn = ConsentPeriod;
 
 export interface ConsentSource {
   timeline(vin: string, sinceMs: number): Promise<ConsentPeriodIn[]>;

@@ -19,3 +19,6 @@ export const GROUP_FLAG: Readonly<Record<Group, string>> = { technical: 'has_tec
 
 /** Field values of one group as they go to storage, by proto3 JSON name (null/absent: not sent). */
 export type GroupValues = { readonly [field: string]: number | null | undefined };
+
+/** Field values of one group as read back, by proto3 JSON name: only the fields stored. */
+export type StoredValues = Record<string, number>;

@@ -4,6 +4,7 @@ import { STO_ERR, StorageError } from './errors.ts';
 import { appendConsentEvent, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
+import { CURRENT_CONSENT } from './consent-sql.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;
@@ -101,7 +102,7 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
         if (pers.length === 0) return res;
         const cond = periodCondition(pers, 2);
         const state = await tx.query<{ co2_sharing_allowed: boolean }>(
-          'SELECT co2_sharing_allowed FROM consent_events WHERE vin = $1 ORDER BY effective_at DESC, id DESC LIMIT 1',
+          `SELECT co2_sharing_allowed FROM (${CURRENT_CONSENT}) c WHERE c.vin = $1`,
           [vin],
         );
         // Rule (README "Erasure"): OBFCM readings the owner did not refuse to share are
