@@ -1,6 +1,8 @@
 // Operator CLI. Talks to the database named by DATABASE_URL (or the embedded one in
 // DATA_DIR: stop the gateway first, PGlite allows one process at a time).
 // Exit codes: 0 done, 1 failed, 2 usage error, 3 conflict (already exists), 4 not found.
+// A second entry point: it composes storage like main.ts does and takes every rule from
+// where the API has it (api/provision, api/categories, api/csv, identity/), re-implementing none.
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { loadConfig, type Config } from '../config/index.ts';
@@ -12,7 +14,7 @@ import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
 import { VIN_RULE, isValidVin } from '../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
-import { hashSecret, newSecret } from '../identity/secrets.ts';
+import { provisionVehicle } from '../api/provision.ts';
 import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
@@ -74,9 +76,9 @@ const commands: Record<string, Command> = {
       if (!isValidSubject(ownerId)) throw new UsageError(`--owner must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
       const d = await db();
       await migrate(d);
-      const secret = newSecret();
+      let secret: string;
       try {
-        await createVehicleRepo(d).create({ vin, ownerId, secretHash: await hashSecret(secret, config.secretScryptCost) });
+        ({ secret } = await provisionVehicle(createVehicleRepo(d), config.secretScryptCost, { vin, ownerId }));
       } catch (err) {
         if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `vehicle ${vin} is already provisioned`);
         throw err;

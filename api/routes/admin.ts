@@ -4,7 +4,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
-import { hashSecret, newSecret, tokensEqual } from '../../identity/secrets.ts';
+import { tokensEqual } from '../../identity/secrets.ts';
+import { provisionVehicle } from '../provision.ts';
 import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
 import { MAX_TOKEN_TTL_S, ROLES, type TokenService } from '../../identity/tokens.ts';
@@ -53,10 +54,9 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
     '/v1/admin/vehicles',
     { schema: { body: ProvisionBody, response: { 201: Provisioned } } },
     async (req, reply) => {
-      const secret = newSecret();
-      const secretHash = await hashSecret(secret, deps.secretCost);
+      let secret: string;
       try {
-        await deps.vehicles.create({ vin: req.body.vin, ownerId: req.body.ownerId, secretHash });
+        ({ secret } = await provisionVehicle(deps.vehicles, deps.secretCost, { vin: req.body.vin, ownerId: req.body.ownerId }));
       } catch (err) {
         if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `vehicle ${req.body.vin} is already provisioned`);
         throw err;
