@@ -7,7 +7,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import yazl from 'yazl';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore, StoredRecord } from '../ports.ts';
+import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore } from '../ports.ts';
 import { CONSUMPTION_COLUMNS, GROUPS, type Group } from '../../proto/fields.ts';
 import { parseCategories } from '../categories.ts';
 import { stringify } from 'csv-stringify';
