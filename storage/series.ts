@@ -5,7 +5,8 @@
 import type { Db } from './db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
-import type { GroupValues, Range, StoredRecord } from './reads.ts';
+import type { StoredValues } from '../proto/fields.ts';
+import type { Range, StoredRecord } from './reads.ts';
 
 export interface OwnedVehicle {
   vin: string;
@@ -41,9 +42,9 @@ export interface SeriesRepo {
 /** Bucket origin shared by both functions (time_bucket's own default is a Monday in 2000). */
 const ORIGIN = '2000-01-01 00:00:00+00';
 
-function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
+function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
-  const out: GroupValues = {};
+  const out: StoredValues = {};
   for (const c of FIELD_COLUMNS) {
     if (c.group !== group) continue;
     const v = row[c.column];

@@ -6,16 +6,15 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenService } from '../../identity/tokens.ts';
 import type { Group } from '../../proto/fields.ts';
-import type { RightsRepo } from '../../storage/rights.ts';
-import type { SeriesRepo } from '../../storage/series.ts';
+import type { RightsStore, SeriesStore } from '../ports.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface PortalRouteDeps {
   tokens: TokenService;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
-  series: SeriesRepo;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  series: SeriesStore;
   /** Most buckets one series answer may hold. Default 5000. */
   maxBuckets?: number;
 }
