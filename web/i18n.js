@@ -395,6 +395,29 @@ export const FIELD_LABELS = {
   },
 };
 
+
+/**
+ * The catalogue's purposes, legal bases and retention per category in Dutch (the API
+ * answers them in English: api/catalogue.ts PURPOSES is the source; keep the two in step).
+ */
+export const PURPOSES_NL = {
+  technical: {
+    purpose: 'Gebruik, onderhoud en diagnose van het voertuig; de connected diensten die de eigenaar gebruikt.',
+    legalBasis: 'AVG art. 6 lid 1 sub b: uitvoering van de overeenkomst voor connected diensten met de eigenaar.',
+    retention: 'Zolang de eigenaar het voertuig bezit, daarna RETENTION_AFTER_CONTRACT_DAYS (standaard 7 jaar) na het einde van het eigendom; of tot de eigenaar het wist.',
+  },
+  consumption: {
+    purpose: 'Monitoring van het brandstof- en energieverbruik aan boord (Verordening (EU) 2017/1151 bijlage XXII); de verstrekking daarvan aan de Europese Commissie en nationale autoriteiten (Verordening (EU) 2021/392); de verbruiksstatistieken van de eigenaar; onderhoud door garages.',
+    legalBasis: 'AVG art. 6 lid 1 sub c: wettelijke verplichting onder (EU) 2021/392 voor het deelbare exemplaar, dat de eigenaar mag weigeren (co2Sharing); art. 6 lid 1 sub b voor het eigen overzicht van de eigenaar.',
+    retention: 'Overzicht van de eigenaar: als technische gegevens. Deelbare metingen: OBFCM_RETENTION_DAYS (standaard 7 jaar) na de meting; wissen verwijdert ze zodra de eigenaar het delen van CO2-gegevens heeft geweigerd.',
+  },
+  location: {
+    purpose: 'De eigenaar laten zien waar het voertuig is en was (voertuig vinden, rittenoverzicht).',
+    legalBasis: 'AVG art. 6 lid 1 sub a: toestemming, altijd te weigeren of in te trekken (locatie uit); zolang geweigerd wordt er niets opgeslagen.',
+    retention: 'Als technische gegevens, of tot de eigenaar locatie uitzet met eraseHistory=true of de gegevens wist.',
+  },
+};
+
 const TEXTS = { en, nl };
 export const LANGS = [
   { code: 'nl', name: 'Nederlands' },

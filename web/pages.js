@@ -4,6 +4,7 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { del, get, post, request } from './api.js';
 import { useLoad, Problem } from './util.js';
+import { PURPOSES_NL } from './i18n.js';
 
 const CATS = ['technical', 'consumption', 'location'];
 
@@ -233,9 +234,9 @@ export function CataloguePage({ m }) {
         <th scope="row">${m.label(f.name) === f.name ? f.description : m.label(f.name)}<br /><code>${f.name}</code></th>
         <td>${f.unit}</td>
         <td>${m.t(`cat_${f.category}`)}</td>
-        <td>${f.purpose}</td>
-        <td>${f.legalBasis}</td>
-        <td>${f.retention}</td>
+        <td>${(m.lang === 'nl' && PURPOSES_NL[f.category]?.purpose) || f.purpose}</td>
+        <td>${(m.lang === 'nl' && PURPOSES_NL[f.category]?.legalBasis) || f.legalBasis}</td>
+        <td>${(m.lang === 'nl' && PURPOSES_NL[f.category]?.retention) || f.retention}</td>
       </tr>`)}</tbody>
     </table></div>`}`;
 }

@@ -143,6 +143,34 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await ctx.close();
   });
 
+  it('an expired session returns to sign-in, and after signing in again to the same page', async () => {
+    const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 } });
+    const page = await ctx.newPage();
+    await page.addInitScript(() => {
+      if (location.protocol === 'http:' && !localStorage.getItem('cardata.lang')) localStorage.setItem('cardata.lang', 'en');
+    });
+    await page.goto(`${base}/#/v/${yearVin}/privacy`);
+    await page.locator('.token-signin summary').click();
+    const short = (await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: OWNER, ttlSeconds: 3 })).body.token as string;
+    await page.fill('#token', short);
+    await page.locator('.token-signin button[type=submit]').click();
+    await page.locator('#save-choices').waitFor({ timeout: 20_000 });
+    await page.waitForTimeout(3500);
+    // The next call finds the session over: back to sign-in, saying why.
+    await page.click('#toggle-restriction');
+    await poll(() => page.locator('#signin').count()).toBe(1);
+    expect(await page.locator('.signin [role=status]').textContent()).toContain('Your session has ended');
+    expect(await page.evaluate(() => location.hash)).toBe(`#/v/${yearVin}/privacy`);
+    await page.locator('.token-signin summary').click();
+    await page.fill('#token', await mint('customer', OWNER));
+    await page.locator('.token-signin button[type=submit]').click();
+    await page.locator('#save-choices').waitFor({ timeout: 20_000 });
+    expect(await page.evaluate(() => location.hash)).toBe(`#/v/${yearVin}/privacy`);
+    // Nothing was changed by the refused click.
+    expect(await page.locator('#restriction-state').textContent()).toBe('Processing is not restricted.');
+    await ctx.close();
+  });
+
   it('renders every owner page in English and Dutch: screenshots, render times, axe', async () => {
     for (const lang of ['en', 'nl'] as const) {
       const { ctx, page } = await signedIn('customer', OWNER, lang);
