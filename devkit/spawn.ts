@@ -38,8 +38,8 @@ export interface Proc {
   readonly running: boolean;
   /** Settles once the process has exited and its output is read (never rejects). */
   readonly exit: Promise<ExitInfo>;
-  /** Like `exit`, but rejects with the output so far after timeoutMs. */
-  exited(timeoutMs: number): Promise<ExitInfo>;
+  /** Like `exit` (without `at`): resolves with the exit code or signal; rejects with the output so far after timeoutMs. */
+  exited(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stdout(): string;
   stderr(): string;
   /** stdout and stderr interleaved as they arrived. */
@@ -171,12 +171,12 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: SpawnOp
     },
     exit,
     exited(timeoutMs) {
-      if (settled) return Promise.resolve(settled);
+      if (settled) return Promise.resolve({ code: settled.code, signal: settled.signal });
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`process ${pid} (${name} ${args.join(' ')}) still running after ${timeoutMs} ms\nstdout:\n${out}\nstderr:\n${err}`)), timeoutMs);
         void exit.then((e) => {
           clearTimeout(t);
-          resolve(e);
+          resolve({ code: e.code, signal: e.signal });
         });
       });
     },
