@@ -147,7 +147,7 @@ async function startGateway(name: string, url: string, nodeArgs: string[] = []):
 }
 
 async function stopGateway(gw: Gateway | null): Promise<void> {
-  if (!gw || gw.child.exited()) return;
+  if (!gw || !gw.child.running) return;
   await gw.child.call('close', undefined, 30_000).catch(() => {});
   await gw.child.stop(10_000);
 }
@@ -163,7 +163,7 @@ async function startLoadgen(name: string): Promise<Child> {
 }
 
 async function stopChild(c: Child | null): Promise<void> {
-  if (!c || c.exited()) return;
+  if (!c || !c.running) return;
   await c.call('close', undefined, 10_000).catch(() => {});
   await c.stop(5000);
 }

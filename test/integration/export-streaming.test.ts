@@ -10,8 +10,9 @@ import net from 'node:net';
 import { inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
@@ -31,13 +32,10 @@ const customer = (subject: string) => tokens.sign({ role: 'customer', subject, t
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { JWT_KEYS });
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest({ JWT_KEYS });
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

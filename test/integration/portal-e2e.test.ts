@@ -8,12 +8,12 @@ import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
-import { REPO_ROOT } from '../helpers/child.ts';
+import { fileURLToPath } from 'node:url';
 import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { unzip } from '../helpers/zip.ts';
 import type { RunningGateway } from '../../main.ts';
 
-const OUT = path.join(REPO_ROOT, 'test-output', 'portal');
+const OUT = fileURLToPath(new URL('../../test-output/portal/', import.meta.url));
 const OWNER = 'e2e-owner';
 const YEAR_ROWS = 365 * 24 * 12; // one record every 5 minutes for a year
 
