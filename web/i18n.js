@@ -146,6 +146,7 @@ const en = {
   purpose: 'Purpose',
   until: 'Until',
   dataFrom: 'Data measured from',
+  dataFromHint: 'Empty: only data measured from now on.',
   accessKinds: 'Access',
   accessHistory: 'stored data',
   accessStream: 'live stream',
@@ -168,6 +169,7 @@ const en = {
   // access log
   accessIntro: 'Every time someone other than you read your car\'s data: who, what, when and why.',
   accessEmpty: 'No one but you has read this car\'s data.',
+  grantRef: 'through grant {id}',
   range_: 'Data range',
   allTime: 'all',
   // download
@@ -318,6 +320,7 @@ const nl = {
   purpose: 'Doel',
   until: 'Tot',
   dataFrom: 'Gegevens gemeten vanaf',
+  dataFromHint: 'Leeg: alleen gegevens gemeten vanaf nu.',
   accessKinds: 'Toegang',
   accessHistory: 'opgeslagen gegevens',
   accessStream: 'livestream',
@@ -339,6 +342,7 @@ const nl = {
   checkinCode: 'Code: {code}, geldig tot {until}',
   accessIntro: 'Elke keer dat iemand anders dan u de gegevens van uw auto las: wie, wat, wanneer en waarom.',
   accessEmpty: 'Niemand behalve u heeft de gegevens van deze auto gelezen.',
+  grantRef: 'via toegang {id}',
   range_: 'Periode van de gegevens',
   allTime: 'alles',
   downloadIntro: 'Download uw CarData: elk opgeslagen record, in het formaat dat u kiest (AVG art. 15 en 20, EU-Dataverordening art. 4).',

@@ -59,7 +59,7 @@ function Categories({ m, value, onChange, idPrefix }) {
 export function SharingPage({ m, vin }) {
   const grants = useLoad(() => get(`/v1/vehicles/${vin}/grants`), [vin]);
   const recipients = useLoad(() => get('/v1/recipients'), []);
-  const [form, setForm] = useState({ recipientId: '', categories: ['technical', 'consumption'], purpose: '', until: '', history: true, stream: true });
+  const [form, setForm] = useState({ recipientId: '', categories: ['technical', 'consumption'], purpose: '', until: '', dataFrom: '', history: true, stream: true });
   const [msg, setMsg] = useState(null);
   const [err, setErr] = useState(null);
   const [code, setCode] = useState(null);
@@ -71,6 +71,7 @@ export function SharingPage({ m, vin }) {
     try {
       const body = { recipientId: form.recipientId, categories: form.categories, purpose: form.purpose, access: [form.history && 'history', form.stream && 'stream'].filter(Boolean) };
       if (form.until) body.expiresAt = new Date(`${form.until}T23:59:59`).toISOString();
+      if (form.dataFrom) body.dataFrom = new Date(`${form.dataFrom}T00:00:00`).toISOString();
       const g = await post(`/v1/vehicles/${vin}/grants`, body);
       setMsg(m.t('granted', { who: g.recipientName ?? g.recipientId }));
       setForm({ ...form, purpose: '' });
@@ -122,6 +123,11 @@ export function SharingPage({ m, vin }) {
           <label for="grant-until">${m.t('until')}</label>
           <input id="grant-until" type="date" value=${form.until} onInput=${(e) => setForm({ ...form, until: e.currentTarget.value })} />
         </div>
+        <div class="field">
+          <label for="grant-data-from">${m.t('dataFrom')}</label>
+          <input id="grant-data-from" type="date" aria-describedby="grant-data-from-hint" value=${form.dataFrom} onInput=${(e) => setForm({ ...form, dataFrom: e.currentTarget.value })} />
+          <small id="grant-data-from-hint" class="muted">${m.t('dataFromHint')}</small>
+        </div>
         <fieldset class="cats">
           <legend>${m.t('accessKinds')}</legend>
           <div class="check"><input type="checkbox" id="grant-history" checked=${form.history} onChange=${(e) => setForm({ ...form, history: e.currentTarget.checked })} /><label for="grant-history">${m.t('accessHistory')}</label></div>
@@ -161,6 +167,9 @@ export function SharingPage({ m, vin }) {
 
 export function AccessLogPage({ m, vin }) {
   const r = useLoad(() => get(`/v1/vehicles/${vin}/disclosures`), [vin]);
+  // A read through a grant names the grant: its recipient and purpose say who and why.
+  const grants = useLoad(() => get(`/v1/vehicles/${vin}/grants`).catch(() => ({ grants: [] })), [vin]);
+  const byId = new Map((grants.data?.grants ?? []).map((g) => [g.id, g]));
   return html`<p>${m.t('accessIntro')}</p>
     ${r.loading && html`<p>${m.t('loading')}</p>`}
     <${Problem} m=${m} error=${r.error} />
@@ -169,10 +178,10 @@ export function AccessLogPage({ m, vin }) {
       <thead><tr><th scope="col">${m.t('when')}</th><th scope="col">${m.t('who')}</th><th scope="col">${m.t('what')}</th><th scope="col">${m.t('range_')}</th><th scope="col">${m.t('why')}</th></tr></thead>
       <tbody>${[...r.data.disclosures].reverse().map((d) => html`<tr>
         <td>${m.dateTime(d.at)}</td>
-        <td>${d.recipientName ?? d.subject} (${d.role})</td>
+        <td>${byId.get(d.grantId)?.recipientName ?? d.subject} (${d.role})</td>
         <td>${d.categories.map((c) => m.t(`cat_${c}`)).join(', ')}</td>
         <td>${d.from || d.to ? `${m.dateTime(d.from)} – ${m.dateTime(d.to)}` : m.t('allTime')}</td>
-        <td>${d.purpose ?? d.endpoint}${d.grantId ? ` (${d.grantId})` : ''}</td>
+        <td>${byId.get(d.grantId)?.purpose ?? d.endpoint}${d.grantId ? html`<br /><small>${m.t('grantRef', { id: d.grantId })}</small>` : ''}</td>
       </tr>`)}</tbody>
     </table>`}`;
 }
