@@ -422,7 +422,7 @@ export const PURPOSES_NL = {
   },
 };
 
-const TEXTS = { en, nl };
+export const TEXTS = { en, nl };
 export const LANGS = [
   { code: 'nl', name: 'Nederlands' },
   { code: 'en', name: 'English' },
