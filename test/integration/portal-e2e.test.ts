@@ -293,10 +293,10 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     for (const f of ['ndjson', 'csv', 'zip']) {
       await page.check(`#dl-${f}`);
       const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dl-submit')]);
-      files[f] = readFileSync((await dl.path())!);
+      files[f] = readFileSync((await dl.path()));
       await page.locator('#dl-status .ok').waitFor();
       if (f !== 'zip') expect(await page.locator('#dl-status').textContent()).toContain(`${expected} records`);
-      writeFileSync(path.join(OUT, `download.${f}`), files[f]!);
+      writeFileSync(path.join(OUT, `download.${f}`), files[f]);
     }
     const nd = files.ndjson!.toString().trim().split('\n').map((l) => JSON.parse(l));
     expect(nd).toHaveLength(expected);
@@ -324,7 +324,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await poll(() => owner.page.locator('#grant-status').textContent()).toBe('Access granted to Fleet Insights BV.');
     await poll(() => owner.page.locator('#grants tbody tr .status-active').count()).toBe(1);
     const [receipt] = await Promise.all([owner.page.waitForEvent('download'), owner.page.getByRole('button', { name: 'Receipt: Fleet Insights BV' }).click()]);
-    const agreed = JSON.parse(readFileSync((await receipt.path())!, 'utf8'));
+    const agreed = JSON.parse(readFileSync((await receipt.path()), 'utf8'));
     expect(JSON.stringify(agreed)).toContain('Insurance telematics check');
     await shot(owner.page, 'sharing-with-grant-en');
     await accessible(owner.page, 'sharing-with-grant-en');
@@ -445,7 +445,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await open(page, `#/v/${yearVin}/download`, '#dl-submit');
     await page.fill('#dl-from', new Date(Date.now() - 86_400_000).toISOString().slice(0, 10));
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dl-submit')]);
-    const lines = readFileSync((await dl.path())!).toString().trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync((await dl.path())).toString().trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(200);
     expect(lines.filter((r) => r.location !== null && r.location !== undefined)).toEqual([]);
     await ctx.close();
