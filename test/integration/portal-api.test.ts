@@ -1,24 +1,19 @@
 // The portal's API routes (my vehicles, latest record, time-bucketed series) and the
-// static portal itself, through real HTTP against a real gateway and TimescaleDB; the
-// series once more on the embedded PGlite (date_bin instead of time_bucket).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
+// static portal itself, through real HTTP against a real gateway and TimescaleDB (the
+// series store itself runs in the storage contract, on PGlite too).
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
-import { createPgliteDb } from '../../storage/pglite.ts';
-import { migrate } from '../../storage/migrate.ts';
-import { createSeriesRepo } from '../../storage/series.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 async function token(role: string, subject: string): Promise<string> {
@@ -162,29 +157,6 @@ describe('the portal is served by the gateway', () => {
     for (const p of ['/web/../package.json', '/web/%2e%2e/package.json', '/web/..%2fmain.ts', '/vendor/preact', '/vendor/..%2f..%2fpackage.json', '/web/nope.js']) {
       const r = await fetch(`http://127.0.0.1:${gw.httpPort}${p}`);
       expect([p, r.status]).toEqual([p, 404]);
-    }
-  });
-});
-
-describe('series on the embedded PGlite (date_bin)', { timeout: 120_000 }, () => {
-  it('gives the same buckets as TimescaleDB', async () => {
-    const pdb = await createPgliteDb(null);
-    try {
-      await migrate(pdb);
-      const vin = 'WPGLT000000000001';
-      await pdb.query("INSERT INTO vehicles (vin, owner_id, secret_hash) VALUES ($1, 'o', 'x')", [vin]);
-      await pdb.query(
-        `INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh, odometer_km, has_technical)
-         SELECT $1, to_timestamp($2::float8 / 1000) + i * interval '1 minute', i + 1, i % 60, 1000 + i, true FROM generate_series(0, 119) i`,
-        [vin, T0],
-      );
-      const s = await createSeriesRepo(pdb).series(vin, [{ ownerId: 'o', from: new Date(0), startedAt: new Date(0), to: null }], { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['technical']);
-      expect(s.t).toEqual([T0, T0 + 3_600_000]);
-      expect(s.count).toEqual([60, 60]);
-      expect(s.fields['technical.speedKmh']!.avg).toEqual([29.5, 29.5]);
-      expect(s.fields['technical.odometerKm']!.max).toEqual([1059, 1119]);
-    } finally {
-      await pdb.close();
     }
   });
 });

@@ -2,12 +2,13 @@
 // The portal end to end: Debian's Chromium driven by playwright-core against a real
 // gateway (HTTP + MQTT), a real TimescaleDB and a real sign-in. Screenshots of every
 // page in both languages and the measured render times go to test-output/portal/.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
 import { fileURLToPath } from 'node:url';
 import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { unzip } from '../helpers/zip.ts';
@@ -32,10 +33,11 @@ const renderTimes: Record<string, number> = {};
 const apiTimes: Record<string, Record<string, number>> = {};
 const axeFindings: Record<string, { id: string; impact: string | null; help: string }[]> = {};
 
-beforeAll(async () => {
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
   mkdirSync(OUT, { recursive: true });
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
+  db = testDb;
+  gw = testGw;
   base = `http://127.0.0.1:${gw.httpPort}`;
   tb = await launchBrowser();
   // A year of a car's life, written straight into the hypertable (ingest refuses records
@@ -62,8 +64,6 @@ afterAll(async () => {
   writeFileSync(path.join(OUT, 'render-times.json'), JSON.stringify({ rowsOfYearVehicle: YEAR_ROWS, ms: renderTimes, apiMs: apiTimes }, null, 2));
   writeFileSync(path.join(OUT, 'axe.json'), JSON.stringify(axeFindings, null, 2));
   await tb?.close();
-  await gw?.close();
-  await db?.drop();
 });
 
 async function mint(role: string, subject: string): Promise<string> {
