@@ -23,7 +23,7 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
-import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
+import { createSignIn } from './sign-in.ts';
 import path from 'node:path';
 
 function listen(server: net.Server, port: number, host: string): Promise<void> {
@@ -192,8 +192,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
   const adminToken = config.adminToken ?? newSecret();
-  if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
-  const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
+  const signIn = await createSignIn(config, db, log);
+  const tokens = signIn.authenticator;
   const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
@@ -204,15 +204,27 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         ]);
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      admin: {
+        adminToken,
+        secretCost: config.secretScryptCost,
+        vehicles,
+        tokens: signIn.tokens,
+        tokenTtlS: config.tokenTtlS,
+        rights,
+        mintedTokens: signIn.mintedTokens,
+        onRevoked: signIn.onRevoked,
+        accounts: signIn.accounts,
+      },
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
+      oidc: { provider: signIn.provider },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as net.AddressInfo).port;
+  await signIn.start({ scheme: tlsFiles ? 'https' : 'http', host: config.http.host, port: httpPort });
 
   const retention = async () => {
     try {
@@ -243,6 +255,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
       await broker.close();
       await app.close();
+      await signIn.close();
       await stopListening();
       await db.close();
       log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');

@@ -7,7 +7,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { stringify } from 'csv-stringify';
 import yazl from 'yazl';
-import type { TokenService } from '../../identity/tokens.ts';
+import type { TokenVerifier } from '../auth.ts';
 import type { ConsentRepo } from '../../storage/consent.ts';
 import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
 import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
@@ -18,7 +18,8 @@ import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
-  tokens: TokenService;
+  /** Verifies bearer tokens (the gateway's own and every trusted OpenID Provider's). */
+  tokens: TokenVerifier;
   consents: Pick<ConsentRepo, 'timeline' | 'history'>;
   rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
   reads: ReadRepo;

@@ -3,14 +3,15 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN } from '../../identity/vin.ts';
-import type { TokenService } from '../../identity/tokens.ts';
+import type { TokenVerifier } from '../auth.ts';
 import type { ConsentRepo } from '../../storage/consent.ts';
 import type { RightsRepo } from '../../storage/rights.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 export interface VehicleRouteDeps {
-  tokens: TokenService;
+  /** Verifies bearer tokens (the gateway's own and every trusted OpenID Provider's). */
+  tokens: TokenVerifier;
   consents: Pick<ConsentRepo, 'timeline' | 'set' | 'history'>;
   rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf' | 'erase'>;
 }

@@ -52,7 +52,7 @@ beforeAll(async () => {
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const [h, b, s] = stranger.split('.') as [string, string, string];
   const tampered = `${h}.${enc({ ...JSON.parse(Buffer.from(b, 'base64url').toString('utf8')), sub: OWNER_A })}.${s}`;
-  const expired = createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 }).token;
+  const expired = (await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 })).token;
   Object.assign(cred, {
     'vehicle A': A.secret,
     'vehicle B': B.secret,

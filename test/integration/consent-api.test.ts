@@ -219,7 +219,7 @@ describe('authentication and access on the owner routes', () => {
   it('an expired token → 401 API_ERR_TOKEN_EXPIRED (minted with ttlSeconds 1, and one signed in the past)', async () => {
     const short = await mint('customer', v.owner, 1);
     expect((await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, short)).status).toBe(200);
-    const past = createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7200_000).sign({ role: 'customer', subject: v.owner, ttlSeconds: 3600 });
+    const past = await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7200_000).sign({ role: 'customer', subject: v.owner, ttlSeconds: 3600 });
     expectProblem(await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, past.token), 401, 'API_ERR_TOKEN_EXPIRED');
     await sleep(2100);
     for (const [m, p, b] of routes(v.vin)) expectProblem(await api(gw, m, p, b, short), 401, 'API_ERR_TOKEN_EXPIRED');
@@ -234,8 +234,8 @@ describe('authentication and access on the owner routes', () => {
     const asOwner = `${h}.${enc({ ...dec(b), sub: v.owner })}.${s}`;
     const sigChanged = `${h}.${b}.${(s[0] === 'A' ? 'B' : 'A') + s.slice(1)}`;
     const algNone = `${enc({ alg: 'none', typ: 'JWT', kid: dec(h).kid })}.${enc({ ...dec(b), sub: v.owner })}.`;
-    const unknownKid = createTokenService(parseKeys('rogue:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 }).token;
-    const otherSecretSameKid = createTokenService(parseKeys('itest1:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 }).token;
+    const unknownKid = (await createTokenService(parseKeys('rogue:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
+    const otherSecretSameKid = (await createTokenService(parseKeys('itest1:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
     const cases: Record<string, string> = { asOwner, sigChanged, algNone, unknownKid, otherSecretSameKid, garbage: 'not-a-token', twoParts: `${h}.${b}` };
     for (const [name, t] of Object.entries(cases)) {
       for (const [m, p, body] of routes(v.vin)) {
