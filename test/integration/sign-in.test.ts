@@ -167,3 +167,159 @@ describe('embedded OpenID Provider (Authorization Code + PKCE)', () => {
     expect((err as SignInFailed).status).toBe(401);
   });
 });
+
+describe('external OpenID Provider (its own process, its own keys)', () => {
+  it('its tokens are accepted where it is trusted, refused (API_ERR_TOKEN_ISSUER) where it is not; the embedded provider\'s tokens work beside it', async () => {
+    const route = await ownedVehicle('ext-owner');
+    const t = await idp.sign(extClaims());
+    const ok = await api(gw, 'GET', route, undefined, t);
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expectProblem(await api(gwB, 'GET', route, undefined, t), 401, 'API_ERR_TOKEN_ISSUER');
+    // The embedded provider's token on the instance that also trusts the external one.
+    const password = await account('ext-owner-login', 'customer', 'ext-owner');
+    const e = await signInWithCode(base(gw), { username: 'ext-owner-login', password });
+    expect((await api(gw, 'GET', route, undefined, e.accessToken)).status).toBe(200);
+    // gwB's own provider is another issuer (its own address): gw does not trust it.
+    const own = await signInWithCode(base(gwB), { username: 'ext-owner-login', password });
+    expect((await api(gwB, 'GET', route, undefined, own.accessToken)).status).toBe(200);
+    expectProblem(await api(gw, 'GET', route, undefined, own.accessToken), 401, 'API_ERR_TOKEN_ISSUER');
+  });
+
+  it('subject and role come from the configured claims; a role array with exactly one known role counts', async () => {
+    const route = await ownedVehicle('ext-array');
+    expect((await api(gw, 'GET', route, undefined, await idp.sign(extClaims({ sub: 'ext-array', cardata_role: ['offline_access', 'customer'] })))).status).toBe(200);
+    for (const role of [undefined, 'admin', ['customer', 'authority'], 42]) {
+      const t = await idp.sign(extClaims({ sub: 'ext-array', cardata_role: role }));
+      expectProblem(await api(gw, 'GET', route, undefined, t), 401, 'API_ERR_TOKEN_CLAIMS');
+    }
+  });
+
+  it('key rotation at the issuer is picked up: a token with the new key id makes the gateway fetch the JWKS again', async () => {
+    const route = await ownedVehicle('ext-rot');
+    const oldTok = await idp.sign(extClaims({ sub: 'ext-rot' }));
+    expect((await api(gw, 'GET', route, undefined, oldTok)).status).toBe(200);
+    const before = (await idp.state()).jwksHits;
+    const { kid, retired } = await idp.rotate(true);
+    const t = await idp.sign(extClaims({ sub: 'ext-rot' }));
+    expect(JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()).kid).toBe(kid);
+    expect((await api(gw, 'GET', route, undefined, t)).status).toBe(200);
+    expect((await idp.state()).jwksHits).toBeGreaterThan(before);
+    // The old key was retired from the JWKS the gateway has just fetched: what it signed
+    // (a token accepted a moment ago) is refused now.
+    expect(retired).not.toBeNull();
+    expectProblem(await api(gw, 'GET', route, undefined, oldTok), 401, 'API_ERR_TOKEN_INVALID');
+  });
+
+  it('bad tokens: each refused with 401 and its own code', async () => {
+    const route = await ownedVehicle('ext-bad');
+    const good = await idp.sign(extClaims({ sub: 'ext-bad' }));
+    expect((await api(gw, 'GET', route, undefined, good)).status).toBe(200);
+    const [h, p, s] = good.split('.') as [string, string, string];
+    const st = await idp.state();
+    const pubJwkAsSecret = JSON.stringify(st.publicJwk);
+    const hsHead = enc({ alg: 'HS256', typ: 'JWT', kid: st.signing });
+    const cases: [string, string, string][] = [
+      ['expired', await idp.sign(extClaims({ sub: 'ext-bad', iat: now() - 7200, exp: now() - 3600 })), 'API_ERR_TOKEN_EXPIRED'],
+      ['not yet valid (nbf)', await idp.sign(extClaims({ sub: 'ext-bad', nbf: now() + 3600 })), 'API_ERR_TOKEN_NOT_YET_VALID'],
+      ['tampered payload', `${h}.${enc({ ...dec(p), sub: 'ext-bad-2', cardata_role: 'authority' })}.${s}`, 'API_ERR_TOKEN_INVALID'],
+      ['tampered signature', `${h}.${p}.${(s[0] === 'A' ? 'B' : 'A') + s.slice(1)}`, 'API_ERR_TOKEN_INVALID'],
+      ['wrong audience', await idp.sign(extClaims({ sub: 'ext-bad', aud: 'urn:another:api' })), 'API_ERR_TOKEN_AUDIENCE'],
+      ['no audience', await idp.sign(extClaims({ sub: 'ext-bad', aud: undefined })), 'API_ERR_TOKEN_AUDIENCE'],
+      ['wrong issuer', await idp.sign(extClaims({ sub: 'ext-bad', iss: 'http://127.0.0.1:1/not-trusted' })), 'API_ERR_TOKEN_ISSUER'],
+      ['no issuer', await idp.sign(extClaims({ sub: 'ext-bad', iss: undefined })), 'API_ERR_TOKEN_ISSUER'],
+      ['HS256 signed with the public key', `${hsHead}.${p}.${createHmac('sha256', pubJwkAsSecret).update(`${hsHead}.${p}`).digest('base64url')}`, 'API_ERR_TOKEN_ALGORITHM'],
+      ['alg none', `${enc({ alg: 'none', typ: 'JWT' })}.${p}.`, 'API_ERR_TOKEN_ALGORITHM'],
+      ['unknown key id', await idp.sign(extClaims({ sub: 'ext-bad' }), { header: { kid: 'no-such-key' } }), 'API_ERR_TOKEN_INVALID'],
+      ['not a JWT', 'not.a.jwt', 'API_ERR_TOKEN_INVALID'],
+      ['SQL-looking', "x'OR'1'='1';--", 'API_ERR_TOKEN_INVALID'],
+      ['no subject', await idp.sign(extClaims({ sub: undefined })), 'API_ERR_TOKEN_CLAIMS'],
+    ];
+    for (const [name, token, code] of cases) {
+      const r = await api(gw, 'GET', route, undefined, token);
+      expect([r.status, r.body.code], name).toEqual([401, code]);
+      expect(r.headers.get('content-type'), name).toMatch(/^application\/problem\+json/);
+    }
+  });
+
+  it('the JWKS endpoint unreachable: 503 API_ERR_IDP_UNAVAILABLE, never an accepted token', async () => {
+    const other = await startExternalIdp();
+    const gwC = await startTestGateway(db.url, { JWT_KEYS, OIDC_ISSUER: other.issuer, OIDC_FETCH_TIMEOUT_MS: '1000', OIDC_JWKS_COOLDOWN_S: '0' });
+    try {
+      const route = `/v1/vehicles/${testVin()}/consent`;
+      const claims = { iss: other.issuer, aud: AUDIENCE, sub: 'c-owner', cardata_role: 'customer', iat: now(), exp: now() + 600 };
+      const first = await other.sign(claims);
+      // Known to the gateway (200 or 404 are both "accepted": the VIN is nobody's).
+      expectProblem(await api(gwC, 'GET', route, undefined, first), 404, 'API_ERR_NOT_FOUND');
+      await other.rotate();
+      const fresh = await other.sign(claims);
+      await other.stop();
+      // A key the gateway has not seen, and the issuer gone: it cannot know, so it does not accept.
+      expectProblem(await api(gwC, 'GET', route, undefined, fresh), 503, 'API_ERR_IDP_UNAVAILABLE');
+      // Nothing answering on the issuer address at all (discovery itself fails).
+      const gwD = await startTestGateway(db.url, { JWT_KEYS, OIDC_ISSUER: other.issuer, OIDC_EMBEDDED: 'off', OIDC_FETCH_TIMEOUT_MS: '1000' });
+      try {
+        expectProblem(await api(gwD, 'GET', route, undefined, first), 503, 'API_ERR_IDP_UNAVAILABLE');
+        // Minted tokens do not depend on the provider.
+        const m = await api(gwD, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'c-owner' });
+        expectProblem(await api(gwD, 'GET', route, undefined, m.body.token), 404, 'API_ERR_NOT_FOUND');
+      } finally {
+        await gwD.close();
+      }
+    } finally {
+      await gwC.close();
+      await other.stop();
+    }
+  });
+});
+
+describe("the gateway's own minted tokens", () => {
+  it('carry iss and jti, are capped at TOKEN_TTL_S (longer: 400), and verify on another instance with the same JWT_KEYS', async () => {
+    const route = await ownedVehicle('minted-owner');
+    const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'minted-owner', ttlSeconds: 600 });
+    expect(r.status).toBe(201);
+    const claims = dec(r.body.token.split('.')[1]);
+    expect(claims).toMatchObject({ iss: 'cardata-gateway', sub: 'minted-owner', role: 'customer', jti: r.body.jti });
+    expect((claims.exp as number) - (claims.iat as number)).toBe(600);
+    expect((await api(gwB, 'GET', route, undefined, r.body.token)).status).toBe(200);
+    expectProblem(await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'x', ttlSeconds: 3601 }), 400, 'API_ERR_VALIDATION');
+    expect((await api(gw, 'POST', '/v1/admin/tokens', { role: 'third_party', subject: 'svc-1' })).status).toBe(201);
+  });
+
+  it('revocation: DELETE /v1/admin/tokens/{jti} → 204; refused on this instance at once and on the other within a second; 404 unknown, 400 malformed', async () => {
+    const route = await ownedVehicle('revoke-owner');
+    const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'revoke-owner' });
+    const keep = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'revoke-owner' });
+    expect((await api(gw, 'GET', route, undefined, r.body.token)).status).toBe(200);
+    expect((await api(gwB, 'GET', route, undefined, r.body.token)).status).toBe(200);
+    const del = await api(gw, 'DELETE', `/v1/admin/tokens/${r.body.jti}`);
+    expect(del.status).toBe(204);
+    const t0 = Date.now();
+    expectProblem(await api(gw, 'GET', route, undefined, r.body.token), 401, 'API_ERR_TOKEN_REVOKED');
+    await waitFor(async () => (await api(gwB, 'GET', route, undefined, r.body.token)).status === 401, 1000, 20);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expectProblem(await api(gwB, 'GET', route, undefined, r.body.token), 401, 'API_ERR_TOKEN_REVOKED');
+    // Only that token: another of the same subject still works.
+    expect((await api(gwB, 'GET', route, undefined, keep.body.token)).status).toBe(200);
+    expect((await api(gw, 'DELETE', `/v1/admin/tokens/${r.body.jti}`)).status).toBe(204);
+    expectProblem(await api(gw, 'DELETE', '/v1/admin/tokens/00000000-0000-4000-8000-000000000000'), 404, 'API_ERR_NOT_FOUND');
+    for (const bad of ['not-a-uuid', "1'%20OR%20'1'%3D'1", 'x'.repeat(80)]) expectProblem(await api(gw, 'DELETE', `/v1/admin/tokens/${bad}`), 400, 'API_ERR_VALIDATION');
+    expectProblem(await api(gw, 'DELETE', `/v1/admin/tokens/${keep.body.jti}`, undefined, keep.body.token), 401, 'API_ERR_UNAUTHORIZED');
+    // A fresh instance loads the deny list from the database.
+    const gwE = await startTestGateway(db.url, { JWT_KEYS, OIDC_EMBEDDED: 'off' });
+    try {
+      expectProblem(await api(gwE, 'GET', route, undefined, r.body.token), 401, 'API_ERR_TOKEN_REVOKED');
+    } finally {
+      await gwE.close();
+    }
+  });
+
+  it('a token signed with a JWT_KEYS key but claiming a lifetime over TOKEN_TTL_S is refused', async () => {
+    const { createTokenService, parseKeys } = await import('../../identity/tokens.ts');
+    const long = await createTokenService(parseKeys(JWT_KEYS)).sign({ role: 'customer', subject: 'minted-owner', ttlSeconds: 7200 });
+    expectProblem(await api(gw, 'GET', await ownedVehicle('long-owner'), undefined, long.token), 401, 'API_ERR_TOKEN_INVALID');
+  });
+
+  it('no admin token in the logs or answers: the admin token is no bearer token for the API', async () => {
+    expectProblem(await api(gw, 'GET', await ownedVehicle('admin-try'), undefined, ADMIN_TOKEN), 401, 'API_ERR_TOKEN_INVALID');
+  });
+});
