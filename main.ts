@@ -68,6 +68,8 @@ export interface RunningGateway {
   readonly https: boolean;
   readonly httpPort: number;
   readonly adminToken: string;
+  /** Issuer of the embedded OpenID Provider, when it runs. */
+  readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
@@ -263,7 +265,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     return closing;
   }
 
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, close };
+  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, oidcIssuer: signIn.provider()?.issuer ?? null, storage, db, close };
 }
 
 async function run(): Promise<void> {
@@ -290,6 +292,8 @@ async function run(): Promise<void> {
     `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
+    ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),
+    ...(config.oidc.issuer ? [`  tokens of: ${config.oidc.issuer}`] : []),
   ];
   if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
   lines.push(

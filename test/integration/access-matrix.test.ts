@@ -142,7 +142,9 @@ function expected(route: Route, id: Identity): [number, string | null] {
       };
       if (id === 'expired token') return [401, 'API_ERR_TOKEN_EXPIRED'];
       const r = role[id];
-      if (r === null) return unauthorized;
+      if (id === 'none') return unauthorized;
+      // A vehicle secret, the admin token, a tampered JWT: a bearer token that is no valid API token.
+      if (r === null) return [401, 'API_ERR_TOKEN_INVALID'];
       if (route.who === 'owner') {
         if (r !== 'customer') return [403, 'API_ERR_FORBIDDEN'];
         return id === 'owner of A' ? [route.ok, null] : [404, 'API_ERR_NOT_FOUND'];

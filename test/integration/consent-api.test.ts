@@ -127,7 +127,7 @@ describe('POST /v1/admin/tokens', () => {
     const t0 = Date.now();
     const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'tok-1', ttlSeconds: 120 });
     expect(r.status).toBe(201);
-    expect(Object.keys(r.body).sort()).toEqual(['expiresAt', 'token']);
+    expect(Object.keys(r.body).sort()).toEqual(['expiresAt', 'jti', 'token']);
     expect(r.headers.get('cache-control')).toBe('no-store');
     expect(r.body.token.split('.')).toHaveLength(3);
     const exp = Date.parse(r.body.expiresAt);
@@ -226,7 +226,7 @@ describe('authentication and access on the owner routes', () => {
     await unchanged();
   });
 
-  it('tampered tokens → 401 API_ERR_UNAUTHORIZED: payload changed, signature changed, alg none, unknown kid', async () => {
+  it('tampered tokens → 401 with the specific code: payload changed, signature changed, alg none, unknown kid', async () => {
     const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const dec = (s: string) => JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Record<string, unknown>;
     const mallory = await mint('customer', 'mallory');
@@ -236,12 +236,20 @@ describe('authentication and access on the owner routes', () => {
     const algNone = `${enc({ alg: 'none', typ: 'JWT', kid: dec(h).kid })}.${enc({ ...dec(b), sub: v.owner })}.`;
     const unknownKid = (await createTokenService(parseKeys('rogue:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
     const otherSecretSameKid = (await createTokenService(parseKeys('itest1:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
-    const cases: Record<string, string> = { asOwner, sigChanged, algNone, unknownKid, otherSecretSameKid, garbage: 'not-a-token', twoParts: `${h}.${b}` };
-    for (const [name, t] of Object.entries(cases)) {
+    const cases: Record<string, [string, string]> = {
+      asOwner: [asOwner, 'API_ERR_TOKEN_INVALID'],
+      sigChanged: [sigChanged, 'API_ERR_TOKEN_INVALID'],
+      algNone: [algNone, 'API_ERR_TOKEN_ALGORITHM'],
+      unknownKid: [unknownKid, 'API_ERR_TOKEN_INVALID'],
+      otherSecretSameKid: [otherSecretSameKid, 'API_ERR_TOKEN_INVALID'],
+      garbage: ['not-a-token', 'API_ERR_TOKEN_INVALID'],
+      twoParts: [`${h}.${b}`, 'API_ERR_TOKEN_INVALID'],
+    };
+    for (const [name, [t, code]] of Object.entries(cases)) {
       for (const [m, p, body] of routes(v.vin)) {
         const r = await api(gw, m, p, body, t);
         expect(r.status, `${name} ${m} ${p}`).toBe(401);
-        expectProblem(r, 401, 'API_ERR_UNAUTHORIZED');
+        expectProblem(r, 401, code);
       }
     }
     await unchanged();
