@@ -9,7 +9,7 @@ import { createTokenService, parseKeys, randomKey, type TokenService } from './i
 import { createAuthenticator, type Authenticator } from './identity/authenticate.ts';
 import { createOidcVerifier } from './identity/oidc.ts';
 import { createRevocationList } from './identity/revocations.ts';
-import { createEmbeddedIdp, EMBEDDED_ROLE_CLAIM, type EmbeddedIdp } from './identity/provider.ts';
+import type { EmbeddedIdp } from './identity/provider.ts';
 
 export interface SignIn {
   /** Mints the gateway's own tokens. */
@@ -84,6 +84,8 @@ export async function createSignIn(config: Config, db: Db, log: Logger): Promise
       const local = `${scheme}://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
       const base = config.publicUrl ?? local;
       const issuer = `${base}/oidc`;
+      // Loaded only when it runs: oidc-provider is a large module (Koa inside).
+      const { createEmbeddedIdp, EMBEDDED_ROLE_CLAIM } = await import('./identity/provider.ts');
       provider = await createEmbeddedIdp(
         {
           issuer,
