@@ -22,31 +22,23 @@ export interface SignIn {
   onRevoked(jti: string): void;
   /** The embedded provider, once started. */
   provider(): EmbeddedIdp | null;
+  /** Loads the deny list and follows revocations (NOTIFY); needs the migrated schema. */
+  open(): Promise<void>;
   /** Starts the embedded provider, which needs the address the HTTP server listens on. */
   start(http: { scheme: 'http' | 'https'; host: string; port: number }): Promise<void>;
+  /** Stops following revocations and the provider's housekeeping; safe to call twice. */
   close(): Promise<void>;
 }
 
-export async function createSignIn(config: Config, db: Db, log: Logger): Promise<SignIn> {
+/** Builds sign-in without touching the database; `open` and `start` do the I/O. */
+export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()], Date.now, { maxTtlS: config.tokenTtlS });
   const mintedTokens = createMintedTokenRepo(db);
   const accounts = createAccountRepo(db);
+  // Untrusted (every check asks the database) until open() has loaded it.
   const revocations = createRevocationList(mintedTokens);
-  await revocations.reload();
-  const stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (jti) => revocations.add(jti), {
-    // A revocation may be missed while the feed is down: ask the database until it is back.
-    onDown: () => {
-      revocations.setTrusted(false);
-      log.warn({ event: 'token_revocation_feed_down' }, 'token revocation feed lost; asking the database until it is back');
-    },
-    onUp: () => {
-      void revocations.reload().then(
-        () => log.info({ event: 'token_revocation_feed_up' }, 'token revocation feed restored'),
-        (err: Error) => log.warn({ event: 'token_revocation_reload_failed', err: err.message }, 'deny list reload failed; still asking the database'),
-      );
-    },
-  });
+  let stopListening: (() => Promise<void>) | null = null;
 
   const authenticator = createAuthenticator({
     verifiers: [tokens],
@@ -79,6 +71,23 @@ export async function createSignIn(config: Config, db: Db, log: Logger): Promise
     accounts,
     onRevoked: (jti) => revocations.add(jti),
     provider: () => provider,
+    async open() {
+      stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (jti) => revocations.add(jti), {
+        // A revocation may be missed while the feed is down: ask the database until it is back.
+        onDown: () => {
+          revocations.setTrusted(false);
+          log.warn({ event: 'token_revocation_feed_down' }, 'token revocation feed lost; asking the database until it is back');
+        },
+        onUp: () => {
+          void revocations.reload().then(
+            () => log.info({ event: 'token_revocation_feed_up' }, 'token revocation feed restored'),
+            (err: Error) => log.warn({ event: 'token_revocation_reload_failed', err: err.message }, 'deny list reload failed; still asking the database'),
+          );
+        },
+      });
+      // Loaded after LISTEN: a revocation committed in between is in the load or in a notification.
+      await revocations.reload();
+    },
     async start({ scheme, host, port }) {
       if (!config.oidc.embedded) return;
       const local = `${scheme}://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -120,7 +129,10 @@ export async function createSignIn(config: Config, db: Db, log: Logger): Promise
     },
     async close() {
       if (pruneTimer) clearInterval(pruneTimer);
-      await stopListening();
+      pruneTimer = null;
+      const stop = stopListening;
+      stopListening = null;
+      await stop?.();
     },
   };
 }

@@ -13,6 +13,13 @@ export const ROLES: readonly Role[] = ['customer', 'workshop', 'third_party', 'a
 /** The `iss` of every token the gateway mints: never a URL, so never an OpenID Provider's. */
 export const MINTED_ISSUER = 'cardata-gateway';
 
+/** Longest lifetime of an API token, seconds (30 days). */
+export const MAX_TOKEN_TTL_S = 30 * 24 * 3600;
+
+export function isValidTtl(ttlSeconds: number): boolean {
+  return Number.isInteger(ttlSeconds) && ttlSeconds >= 1 && ttlSeconds <= MAX_TOKEN_TTL_S;
+}
+
 export interface Principal {
   role: Role;
   subject: string;

@@ -1,7 +1,7 @@
 // Sign-in storage: minted API tokens (and their revocation), accounts of the embedded
 // OpenID Provider, that provider's artefacts (its adapter) and its kept key material.
 import type { Db } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 
 /** NOTIFY channel announcing a revoked token; payload = its jti. */
 export const TOKEN_REVOKED_CHANNEL = 'api_token_revoked';
@@ -72,7 +72,7 @@ export function createAccountRepo(db: Db): AccountRepo {
         );
         return toAccount(r.rows[0]!);
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') throw new StorageError('STO_ERR_CONFLICT', `an account with username ${a.username} or subject ${a.subject} exists`);
+        if ((err as { code?: string }).code === '23505') throw new StorageError(STO_ERR.CONFLICT, `an account with username ${a.username} or subject ${a.subject} exists`);
         throw err;
       }
     },
@@ -163,7 +163,7 @@ export function createOidcStore(db: Db): OidcStore {
       // Two processes starting at once: both make, one insert wins, both use the winner.
       await db.query('INSERT INTO oidc_keys (name, material) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, JSON.stringify(await make())]);
       const won = await read();
-      if (won === undefined) throw new StorageError('STO_ERR_NOT_FOUND', `key material ${name} could not be stored`);
+      if (won === undefined) throw new StorageError(STO_ERR.NOT_FOUND, `key material ${name} could not be stored`);
       return won;
     },
     async prune(graceS) {

@@ -4,7 +4,7 @@
 // - startExternalIdp: a second process on its own port with its own keys
 //   (test/fixtures/external-idp.ts) that signs what the test asks for.
 import { createHash, randomBytes } from 'node:crypto';
-import { spawnChild, type Child } from './child.ts';
+import { spawnChild, type Child } from './proc.ts';
 
 export const TEST_REDIRECT_URI = 'http://127.0.0.1:9/callback';
 

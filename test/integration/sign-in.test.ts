@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, api, provision, startTestGateway, testVin, waitFor } from '../helpers/gateway.ts';
 import { SignInFailed, TEST_REDIRECT_URI, signInWithCode, startExternalIdp, type ExternalIdp } from '../helpers/oidc.ts';
-import { killAllChildren } from '../helpers/child.ts';
+import { killAllChildren } from '../helpers/proc.ts';
 import type { RunningGateway } from '../../main.ts';
 
 const JWT_KEYS = 'signin1:sign-in-test-signing-secret-0123456789abcdef';
