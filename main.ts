@@ -22,6 +22,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
@@ -195,6 +196,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
   const rights = createRightsRepo(db, changeHooks);
+  const reads = createReadRepo(db);
+  const recipients = createRecipientRepo(db);
+  const grants = createGrantRepo(db);
   const app = await buildApp(
     {
       readiness: async () => {
@@ -204,9 +208,19 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         ]);
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights, recipients },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport },
+      grants: {
+        tokens,
+        recipients,
+        grants,
+        checkins: createCheckinRepo(db),
+        consents: consentRepo,
+        rights,
+        reads,
+        limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
+      },
       metrics: { text: prom.text, contentType: prom.contentType },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },

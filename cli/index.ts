@@ -14,6 +14,7 @@ import { hashSecret, newSecret } from '../identity/secrets.ts';
 import { ROLES, createTokenService, parseKeys, type Role } from '../identity/tokens.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
+import { createRecipientRepo } from '../storage/grants.ts';
 import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -115,7 +116,7 @@ const commands: Record<string, Command> = {
   },
   token: {
     summary: 'mint an API bearer token (needs JWT_KEYS, the keys the gateways verify with)',
-    usage: 'token --role customer|workshop|authority --subject <id> [--ttl <seconds>]',
+    usage: 'token --role customer|workshop|authority|third_party --subject <id> [--ttl <seconds>]',
     options: { role: { type: 'string' }, subject: { type: 'string' }, ttl: { type: 'string' } },
     async run(a, { config }) {
       const role = need(a, 'role');
@@ -127,6 +128,30 @@ const commands: Record<string, Command> = {
       if (!config.jwtKeys) throw new ExitError(1, 'JWT_KEYS is not set: a token signed with a key no gateway knows would be useless. Set JWT_KEYS as for the gateways.');
       const t = createTokenService(parseKeys(config.jwtKeys)).sign({ role: role as Role, subject, ttlSeconds: ttl });
       console.log(t.token);
+    },
+  },
+  recipient: {
+    summary: 'register a workshop or third party that owners may grant access to (as POST /v1/admin/recipients)',
+    usage: 'recipient --id <id> --role workshop|third_party --name <display name> [--json]',
+    options: { id: { type: 'string' }, role: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db }) {
+      const id = need(a, 'id');
+      if (!/^[\x21-\x7e]{1,128}$/.test(id)) throw new UsageError('--id must be 1-128 printable ASCII characters without spaces');
+      const role = need(a, 'role');
+      if (role !== 'workshop' && role !== 'third_party') throw new UsageError('--role must be workshop or third_party');
+      const name = need(a, 'name').trim();
+      if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1-200 characters');
+      const d = await db();
+      await migrate(d);
+      let r;
+      try {
+        r = await createRecipientRepo(d).create({ id, role, name });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `recipient ${id} already exists`);
+        throw err;
+      }
+      if (a.json) console.log(JSON.stringify({ id: r.id, role: r.role, name: r.name, createdAt: r.createdAt.toISOString() }));
+      else console.log(`recipient ${r.id} (${r.role}) registered as ${JSON.stringify(r.name)}`);
     },
   },
   export: {

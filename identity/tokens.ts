@@ -3,8 +3,8 @@
 // rotated by putting the new one first and dropping the old one after the longest TTL.
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 
-export type Role = 'customer' | 'workshop' | 'authority';
-export const ROLES: readonly Role[] = ['customer', 'workshop', 'authority'];
+export type Role = 'customer' | 'workshop' | 'authority' | 'third_party';
+export const ROLES: readonly Role[] = ['customer', 'workshop', 'authority', 'third_party'];
 
 export interface Principal {
   role: Role;

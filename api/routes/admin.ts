@@ -22,6 +22,9 @@ export interface AdminDeps {
   rights: {
     transfer(vin: string, newOwnerId: string, actor: string): Promise<{ ownerId: string; from: Date }>;
   };
+  recipients: {
+    create(r: { id: string; role: 'workshop' | 'third_party'; name: string }): Promise<{ id: string; role: string; name: string; createdAt: Date }>;
+  };
 }
 
 const OwnerId = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
@@ -86,6 +89,27 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       const t = deps.tokens.sign({ role: req.body.role as (typeof ROLES)[number], subject: req.body.subject, ttlSeconds: ttl });
       req.log.info({ event: 'token_minted', role: req.body.role, subject: req.body.subject, jti: t.jti, ttl_s: ttl }, 'token minted');
       return reply.status(201).header('cache-control', 'no-store').send({ token: t.token, expiresAt: new Date(t.expiresAt).toISOString() });
+    },
+  );
+
+  /** Registers a workshop or third party an owner may grant access to (Data Act Art. 5). */
+  app.post(
+    '/v1/admin/recipients',
+    {
+      schema: {
+        body: z.object({ id: OwnerId, role: z.enum(['workshop', 'third_party']), name: z.string().trim().min(1).max(200) }).strict(),
+        response: { 201: z.object({ id: z.string(), role: z.string(), name: z.string(), createdAt: z.string() }) },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const r = await deps.recipients.create(req.body);
+        req.log.info({ event: 'recipient_registered', recipient: r.id, role: r.role }, 'recipient registered');
+        return reply.status(201).send({ id: r.id, role: r.role, name: r.name, createdAt: r.createdAt.toISOString() });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ApiError(409, 'API_ERR_CONFLICT', `recipient ${req.body.id} already exists`);
+        throw err;
+      }
     },
   );
 

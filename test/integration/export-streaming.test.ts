@@ -17,6 +17,7 @@ import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
 import { createPgDb, type Db } from '../../storage/db.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from '../../storage/grants.ts';
 import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.ts';
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
@@ -575,9 +576,19 @@ describe('streaming a large export', () => {
       const consents = createConsentRepo(appDb);
       app = await buildApp({
         readiness: async () => ({ broker: true, database: true }),
-        admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights },
+        admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights, recipients: createRecipientRepo(appDb) },
         vehicles: { tokens, consents, rights },
-        cardata: { tokens, consents, rights, reads },
+        cardata: { tokens, consents, rights, reads, grants: createGrantRepo(appDb), obfcmReport: { defaultWindowDays: 90, maxRangeDays: 366 } },
+        grants: {
+          tokens,
+          recipients: createRecipientRepo(appDb),
+          grants: createGrantRepo(appDb),
+          checkins: createCheckinRepo(appDb),
+          consents,
+          rights,
+          reads,
+          limits: { grantMaxDays: 365, checkinCodeTtlS: 900, visitMaxHours: 72 },
+        },
       });
       await app.listen({ host: '127.0.0.1', port: 0 });
       port = (app.server.address() as net.AddressInfo).port;
