@@ -182,7 +182,7 @@ export interface NewGrant {
 }
 
 /**
- * Checks a grant the owner asks for; fills the defaults (dataFrom: now; access: both;
+ * Checks a grant the owner asks for; fills the defaults (dataFrom: the creation; access: both;
  * expiresAt: now + maxDays). Returns the problem as text when refused.
  */
 export function checkNewGrant(
@@ -190,7 +190,7 @@ export function checkNewGrant(
   recipient: { role: string } | null,
   now: Date,
   maxDays: number,
-): { ok: true; categories: Category[]; access: AccessMode[]; dataFrom: Date; expiresAt: Date } | { ok: false; problem: string } {
+): { ok: true; categories: Category[]; access: AccessMode[]; dataFrom: Date | null; expiresAt: Date } | { ok: false; problem: string } {
   if (recipient === null || !RECIPIENT_ROLES.includes(recipient.role as RecipientRole)) return { ok: false, problem: 'recipientId: not a registered workshop or third party (GET /v1/recipients lists them)' };
   const unknown = req.categories.filter((c) => !CATEGORIES.includes(c as Category));
   if (unknown.length) return { ok: false, problem: `categories: unknown category ${JSON.stringify(unknown[0])}: use technical, consumption, location` };
@@ -203,7 +203,8 @@ export function checkNewGrant(
   const expiresAt = req.expiresAt ?? max;
   if (expiresAt.getTime() <= now.getTime()) return { ok: false, problem: 'expiresAt: must be in the future' };
   if (expiresAt.getTime() > max.getTime()) return { ok: false, problem: `expiresAt: at most ${maxDays} days ahead (GRANT_MAX_DAYS)` };
-  const dataFrom = req.dataFrom ?? now;
+  // null: the grant's creation, an instant the store decides.
+  const dataFrom = req.dataFrom ?? null;
   return {
     ok: true,
     categories: CATEGORIES.filter((c) => req.categories.includes(c)),

@@ -48,8 +48,10 @@ export interface NewGrantRow {
   categories: readonly string[];
   access: readonly string[];
   purpose: string;
-  dataFrom: Date;
-  expiresAt: Date;
+  /** null: the grant's creation. */
+  dataFrom: Date | null;
+  /** A time, or a lifetime from the grant's creation, ms. */
+  expiresAt: Date | { afterMs: number };
   actor: string;
 }
 
@@ -189,10 +191,16 @@ async function currentPeriod(q: Queryable, vin: string, ownerId: string): Promis
 }
 
 async function insertGrant(q: Queryable, periodId: number, g: NewGrantRow, origin: 'owner' | 'checkin'): Promise<string> {
+  // One instant for created_at, the default dataFrom and a relative expiry.
   const r = await q.query<{ id: string }>(
-    `INSERT INTO grants (id, vin, owner_id, period_id, recipient_id, categories, access, purpose, data_from, expires_at, origin)
-     VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id::text AS id`,
-    [g.vin, g.ownerId, periodId, g.recipientId, [...g.categories], [...g.access], g.purpose, g.dataFrom, g.expiresAt, origin],
+    `WITH now AS (SELECT clock_timestamp() AS t)
+     INSERT INTO grants (id, vin, owner_id, period_id, recipient_id, categories, access, purpose, created_at, data_from, expires_at, origin)
+     SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, now.t, coalesce($8, now.t), coalesce($9, now.t + $10 * interval '1 millisecond'), $11 FROM now
+     RETURNING id::text AS id`,
+    [
+      g.vin, g.ownerId, periodId, g.recipientId, [...g.categories], [...g.access], g.purpose, g.dataFrom,
+      g.expiresAt instanceof Date ? g.expiresAt : null, g.expiresAt instanceof Date ? null : g.expiresAt.afterMs, origin,
+    ],
   );
   const id = r.rows[0]!.id;
   await q.query(`INSERT INTO grant_events (grant_id, kind, actor) VALUES ($1, 'given', $2)`, [id, g.actor]);
@@ -313,7 +321,6 @@ export function createCheckinRepo(db: Db): CheckinRepo {
         const code = r.rows[0];
         if (!code) return null;
         if (!code.open) throw new StorageError('STO_ERR_NOT_FOUND', 'the vehicle changed hands since the code was made');
-        const now = (await tx.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0]!.t;
         const id = await insertGrant(
           tx,
           code.period_id,
@@ -325,7 +332,7 @@ export function createCheckinRepo(db: Db): CheckinRepo {
             access: ['history'],
             purpose,
             dataFrom: code.data_from,
-            expiresAt: new Date(now.getTime() + code.visit_hours * 3_600_000),
+            expiresAt: { afterMs: code.visit_hours * 3_600_000 },
             actor: `customer:${code.owner_id} (check-in code redeemed by workshop:${recipientId})`,
           },
           'checkin',

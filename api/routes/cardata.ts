@@ -152,6 +152,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
                 categories: z.array(z.string()),
                 from: z.string().nullable(),
                 to: z.string().nullable(),
+                /** The grant the read went through; null for the authority's report. */
+                grantId: z.string().nullable(),
               }),
             ),
           }),
@@ -172,6 +174,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
           categories: d.categories,
           from: d.rangeFrom?.toISOString() ?? null,
           to: d.rangeTo?.toISOString() ?? null,
+          grantId: d.grantId ?? null,
         })),
       };
     },
