@@ -235,11 +235,11 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         body: z
           .object({
             recipientId: RecipientId.optional(),
-            visitHours: z.number().int().min(1).max(deps.limits.visitMaxHours).optional(),
+            /** How long the visit lasts, hours: the grant the code gives expires then. */
+            visitHours: z.number().int().min(1).max(deps.limits.visitMaxHours),
             dataFrom: isoTime.optional(),
           })
-          .strict()
-          .default({}),
+          .strict(),
         response: {
           201: z.object({ code: z.string(), vin: z.string(), expiresAt: z.string(), visitHours: z.number(), recipientId: z.string().nullable(), dataFrom: z.string() }),
         },
@@ -255,7 +255,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       }
       let code = '';
       for (let i = 0; i < CODE_LENGTH; i++) code += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
-      const visitHours = req.body.visitHours ?? Math.min(24, deps.limits.visitMaxHours);
+      const visitHours = req.body.visitHours;
       let made;
       try {
         made = await deps.checkins.create({ codeHash: codeHash(code), vin, ownerId: p.subject, recipientId: rid, visitHours, dataFrom: req.body.dataFrom ?? null, ttlSeconds: deps.limits.checkinCodeTtlS });

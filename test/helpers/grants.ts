@@ -26,7 +26,7 @@ export async function createGrant(gw: RunningGateway, vin: string, ownerToken: s
 }
 
 /** A workshop visit: the owner makes a check-in code, the workshop redeems it; returns the visit's grant. */
-export async function workshopVisit(gw: RunningGateway, vin: string, ownerToken: string, workshopToken: string, codeBody: Record<string, unknown> = {}): Promise<any> {
+export async function workshopVisit(gw: RunningGateway, vin: string, ownerToken: string, workshopToken: string, codeBody: Record<string, unknown> = { visitHours: 24 }): Promise<any> {
   const c = await ok(api(gw, 'POST', `/v1/vehicles/${vin}/checkin-codes`, codeBody, ownerToken), 201, 'check-in code');
   return ok(api(gw, 'POST', '/v1/workshop/checkins', { code: c.code }, workshopToken), 201, 'redeem check-in code');
 }

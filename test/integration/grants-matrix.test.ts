@@ -64,7 +64,7 @@ beforeAll(async () => {
   G = (await createGrant(gw, vin, owner, { recipientId: 'gm-insurer', categories: ['technical'], dataFrom: new Date(0).toISOString() })).id;
   D = (await createGrant(gw, vin, owner, { recipientId: 'gm-other-service', categories: ['technical'], access: ['stream'] })).id;
   await workshopVisit(gw, vin, owner, cred['workshop with grant']!);
-  for (const id of IDENTITIES) codes[id] = (await api(gw, 'POST', `/v1/vehicles/${vin}/checkin-codes`, {}, owner)).body.code as string;
+  for (const id of IDENTITIES) codes[id] = (await api(gw, 'POST', `/v1/vehicles/${vin}/checkin-codes`, { visitHours: 4 }, owner)).body.code as string;
   baseline = await counts();
 });
 afterAll(async () => {

@@ -403,7 +403,7 @@ describe('workshop visits: check-in code', () => {
     const consumption = (tok: string) => api(gw, 'GET', `/v1/workshop/vehicles/${v.vin}/consumption`, undefined, tok);
     expectProblem(await consumption(ws), 404, 'API_ERR_NOT_FOUND');
 
-    const c = await api(gw, 'POST', `/v1/vehicles/${v.vin}/checkin-codes`, {}, ot);
+    const c = await api(gw, 'POST', `/v1/vehicles/${v.vin}/checkin-codes`, { visitHours: 24 }, ot);
     expect(c.status).toBe(201);
     expect(c.body.code).toMatch(/^[A-HJKMNP-TV-Z2-9]{5}-[A-HJKMNP-TV-Z2-9]{5}$/);
     expect(c.body).toMatchObject({ vin: v.vin, visitHours: 24, recipientId: null });
@@ -459,20 +459,21 @@ describe('workshop visits: check-in code', () => {
     expect(Date.parse(g.body.expiresAt) - Date.parse(g.body.createdAt)).toBe(2 * 3_600_000);
 
     // gw2's codes live 1 s
-    const short = await api(gw2, 'POST', `/v1/vehicles/${v.vin}/checkin-codes`, {}, ot);
+    const short = await api(gw2, 'POST', `/v1/vehicles/${v.vin}/checkin-codes`, { visitHours: 1 }, ot);
     expect(short.status).toBe(201);
     await sleep(Math.max(0, Date.parse(short.body.expiresAt) - Date.now() + 50));
     expectProblem(await api(gw2, 'POST', '/v1/workshop/checkins', { code: short.body.code }, a), 404, 'API_ERR_NOT_FOUND');
 
     const codesBefore = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM checkin_codes'))[0]!.n;
     for (const [body, code] of [
-      [{ recipientId: tpId }, 'API_ERR_UNKNOWN_RECIPIENT'],
-      [{ recipientId: 'nobody' }, 'API_ERR_UNKNOWN_RECIPIENT'],
+      [{ recipientId: tpId, visitHours: 1 }, 'API_ERR_UNKNOWN_RECIPIENT'],
+      [{ recipientId: 'nobody', visitHours: 1 }, 'API_ERR_UNKNOWN_RECIPIENT'],
+      [{}, 'API_ERR_VALIDATION'],
       [{ visitHours: 0 }, 'API_ERR_VALIDATION'],
       [{ visitHours: 73 }, 'API_ERR_VALIDATION'],
       [{ visitHours: '2' }, 'API_ERR_VALIDATION'],
-      [{ dataFrom: "'; DROP TABLE checkin_codes; --" }, 'API_ERR_VALIDATION'],
-      [{ zzz: 1 }, 'API_ERR_VALIDATION'],
+      [{ visitHours: 1, dataFrom: "'; DROP TABLE checkin_codes; --" }, 'API_ERR_VALIDATION'],
+      [{ visitHours: 1, zzz: 1 }, 'API_ERR_VALIDATION'],
     ] as const) {
       expectProblem(await api(gw, 'POST', `/v1/vehicles/${v.vin}/checkin-codes`, body, ot), 400, code);
     }
