@@ -5,27 +5,13 @@ import { Readable, PassThrough } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { stringify } from 'csv-stringify';
 import yazl from 'yazl';
-import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
-import type { StoredRecord } from '../storage/reads.ts';
+import { GROUPS, type Group } from '../proto/fields.ts';
+import type { StoredRecord } from './ports.ts';
 import { CATALOGUE } from './catalogue.ts';
+import { csvStream } from './csv.ts';
 
-export const ALL_GROUPS: Group[] = ['technical', 'consumption', 'location'];
+export const ALL_GROUPS: Group[] = [...GROUPS];
 export type ExportFormat = 'ndjson' | 'csv' | 'zip';
-
-/** Header names of the CSV: proto3 JSON names, flattened as group.field. */
-function csvColumns(groups: readonly Group[]): string[] {
-  return ['vin', 'seq', 'recordedAt', ...FIELD_COLUMNS.filter((c) => groups.includes(c.group)).map((c) => `${c.group}.${c.jsName}`)];
-}
-
-function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] {
-  const row: (string | number)[] = [r.vin, r.seq, r.recordedAt.toISOString()];
-  for (const c of FIELD_COLUMNS) {
-    if (!groups.includes(c.group)) continue;
-    const v = r[c.group]?.[c.jsName];
-    row.push(v === undefined ? '' : v);
-  }
-  return row;
-}
 
 /** The NDJSON lines as the response body; stops reading the database when the consumer goes away. */
 export function ndjsonStream(pages: AsyncGenerator<string>): Readable {
@@ -47,10 +33,6 @@ export function rowsCsvStream<T>(rows: AsyncIterable<T>, columns: string[], toRo
   out.on('close', () => src.destroy());
   src.on('error', (e) => out.destroy(e));
   return out;
-}
-
-export function csvStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
-  return rowsCsvStream(records, csvColumns(groups), (r) => csvRow(r, groups));
 }
 
 export function attachment(reply: FastifyReply, name: string, type: string): void {

@@ -4,7 +4,7 @@
 // not restricted", re-checked by the very statement that files the read's disclosure, so
 // a revocation or restriction committed before it can never be read past.
 import type { Db, Queryable } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError, isStorageError, isUniqueViolation } from './errors.ts';
 
 /** NOTIFY channel announcing that a grant was revoked or ended; payload = the grant id. */
 export const GRANT_CHANNEL = 'grant_changed';
@@ -178,7 +178,7 @@ async function currentPeriod(q: Queryable, vin: string, ownerId: string): Promis
   // transfer() locks the vehicle row FOR UPDATE: FOR SHARE waits for it, so a grant is
   // never tied to a period that a transfer is ending.
   const lock = await q.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR SHARE', [vin]);
-  if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+  if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
   const r = await q.query<{ id: number; from: Date }>(
     `SELECT o.id, CASE WHEN EXISTS (SELECT 1 FROM ownership_periods e WHERE e.vin = o.vin AND e.ended_at IS NOT NULL)
                        THEN o.started_at ELSE timestamptz 'epoch' END AS from
@@ -186,7 +186,7 @@ async function currentPeriod(q: Queryable, vin: string, ownerId: string): Promis
     [vin, ownerId],
   );
   const row = r.rows[0];
-  if (!row) throw new StorageError('STO_ERR_NOT_FOUND', `${ownerId} is not the current owner of ${vin}`);
+  if (!row) throw new StorageError(STO_ERR.NOT_FOUND, `${ownerId} is not the current owner of ${vin}`);
   return row;
 }
 
@@ -223,7 +223,7 @@ export function createRecipientRepo(db: Db): RecipientRepo {
         );
         return out(r.rows[0]!);
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') throw new StorageError('STO_ERR_CONFLICT', `recipient ${rec.id} already exists`);
+        if (isUniqueViolation(err)) throw new StorageError(STO_ERR.CONFLICT, `recipient ${rec.id} already exists`);
         throw err;
       }
     },
@@ -320,7 +320,7 @@ export function createCheckinRepo(db: Db): CheckinRepo {
         );
         const code = r.rows[0];
         if (!code) return null;
-        if (!code.open) throw new StorageError('STO_ERR_NOT_FOUND', 'the vehicle changed hands since the code was made');
+        if (!code.open) throw new StorageError(STO_ERR.NOT_FOUND, 'the vehicle changed hands since the code was made');
         const id = await insertGrant(
           tx,
           code.period_id,
@@ -341,7 +341,7 @@ export function createCheckinRepo(db: Db): CheckinRepo {
         return getGrant(tx, id);
       }).catch((err: unknown) => {
         // The transaction rolled back: the code stays unused, like any code that fits no vehicle.
-        if ((err as { code?: string }).code === 'STO_ERR_NOT_FOUND') return null;
+        if (isStorageError(err, STO_ERR.NOT_FOUND)) return null;
         throw err;
       });
     },

@@ -2,21 +2,21 @@
 // short query that never holds a connection or a snapshot for the whole export), the
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
 import { insertGrantDisclosure } from './grants.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 
-export type GroupValues = Record<string, number>;
+export type { StoredValues };
 
 export interface StoredRecord {
   vin: string;
   seq: number;
   recordedAt: Date;
-  technical?: GroupValues | null;
-  consumption?: GroupValues | null;
-  location?: GroupValues | null;
+  technical?: StoredValues | null;
+  consumption?: StoredValues | null;
+  location?: StoredValues | null;
 }
 
 export interface Range {
@@ -42,7 +42,7 @@ export interface Disclosure {
 export interface ObfcmRow {
   vin: string;
   recordedAt: Date;
-  values: GroupValues;
+  values: StoredValues;
 }
 
 export interface ReadRepo {
@@ -55,14 +55,14 @@ export interface ReadRepo {
    * 500) whose lines PostgreSQL builds, one chunk per page.
    */
   ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
-  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: GroupValues } | null>;
+  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
   /**
    * Consumption counters in the range and window, newest last, with the disclosure row
    * written in the same transaction as the read. With `disclosure.grantId` the disclosure
    * statement re-checks the grant (active, vehicle not restricted); when it no longer
    * holds, nothing is read: STO_ERR_NOT_FOUND.
    */
-  consumptionForWorkshop(vin: string, period: { from: Date; to: Date | null }, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: GroupValues }[]>;
+  consumptionForWorkshop(vin: string, period: { from: Date; to: Date | null }, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
   /**
    * Per VIN, the last shareable OBFCM reading in the range. A reading is shareable when
    * the privacy state in force for the ownership period it belongs to (that owner's last
@@ -85,9 +85,9 @@ function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | n
   return { from, to };
 }
 
-function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
+function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
-  const out: GroupValues = {};
+  const out: StoredValues = {};
   for (const c of FIELD_COLUMNS) {
     if (c.group !== group) continue;
     const v = row[c.column];
@@ -232,9 +232,9 @@ async function* copyNdjson(
 export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
-      const copyOut = db.copyOut?.bind(db);
-      if (copyOut) {
-        yield* copyNdjson(copyOut, vin, periods, range, categories, pageSize ?? 4000);
+      if (db.copy) {
+        const copy = db.copy;
+        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000);
         return;
       }
       const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);
@@ -275,7 +275,7 @@ export function createReadRepo(db: Db): ReadRepo {
       return db.transaction(async (tx) => {
         if (d.grantId) {
           const filed = await insertGrantDisclosure(tx, { grantId: d.grantId, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: d.categories, rangeFrom: w.from, rangeTo: w.to });
-          if (!filed) throw new StorageError('STO_ERR_NOT_FOUND', 'the grant is no longer active, or processing is restricted');
+          if (!filed) throw new StorageError(STO_ERR.NOT_FOUND, 'the grant is no longer active, or processing is restricted');
         } else {
           await tx.query(
             'INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
@@ -325,7 +325,7 @@ export function createReadRepo(db: Db): ReadRepo {
         );
         if (r.rows.length === 0) return;
         yield r.rows.map((row) => {
-          const values: GroupValues = {};
+          const values: StoredValues = {};
           for (const c of CONSUMPTION_COLUMNS) {
             const v = row[c.column];
             if (v !== null && v !== undefined) values[c.jsName] = v as number;

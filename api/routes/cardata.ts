@@ -5,11 +5,9 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentRepo } from '../../storage/consent.ts';
-import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
-import type { ReadRepo, Range } from '../../storage/reads.ts';
-import type { GrantRepo } from '../../storage/grants.ts';
+import type { ConsentStore, GrantStore, OwnershipPeriod, Range, ReadStore, RightsStore, StoreFailures } from '../ports.ts';
 import { CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
+import { parseCategories } from '../categories.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { chooseGrant, recipientRead } from '../../access/grants.ts';
 import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
@@ -19,15 +17,17 @@ import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
   tokens: TokenService;
-  consents: Pick<ConsentRepo, 'timeline' | 'history'>;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
-  reads: ReadRepo;
+  consents: Pick<ConsentStore, 'timeline' | 'history'>;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  reads: ReadStore;
   /** Longest history a workshop gets in one answer, rows. */
   workshopMaxRows?: number;
   /** The workshop's grants (GET /v1/workshop/vehicles/{vin}/consumption needs one). */
-  grants: Pick<GrantRepo, 'listForRecipient'>;
+  grants: Pick<GrantStore, 'listForRecipient'>;
   /** The authority's OBFCM report: window without a range, and the longest range, days. */
   obfcmReport: { defaultWindowDays: number; maxRangeDays: number };
+  /** Tells the stores' misses apart from other failures. */
+  failures: Pick<StoreFailures, 'isNotFound'>;
 }
 
 export const isoTime = z
@@ -47,18 +47,10 @@ export const categoriesParam = z
   .string()
   .max(100)
   .transform((s, ctx) => {
-    const parts = [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
-    for (const p of parts) {
-      if (!ALL_GROUPS.includes(p as Group)) {
-        ctx.addIssue({ code: 'custom', message: `unknown category ${JSON.stringify(p)}: use technical, consumption, location` });
-        return z.NEVER;
-      }
-    }
-    if (parts.length === 0) {
-      ctx.addIssue({ code: 'custom', message: 'at least one category' });
-      return z.NEVER;
-    }
-    return ALL_GROUPS.filter((g) => parts.includes(g));
+    const r = parseCategories(s);
+    if (r.ok) return r.groups;
+    ctx.addIssue({ code: 'custom', message: r.message });
+    return z.NEVER;
   });
 
 export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps) => {
@@ -236,7 +228,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
         );
       } catch (err) {
         // Revoked, ended or restricted between the decision and the read.
-        if ((err as { code?: string }).code === 'STO_ERR_NOT_FOUND') throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
         throw err;
       }
       const truncated = rows.length > workshopMax;

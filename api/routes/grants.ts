@@ -9,10 +9,8 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentRepo } from '../../storage/consent.ts';
-import type { RightsRepo } from '../../storage/rights.ts';
-import type { ReadRepo } from '../../storage/reads.ts';
-import type { CheckinRepo, GrantRecord, GrantRepo, RecipientRepo } from '../../storage/grants.ts';
+import type { CheckinStore, ConsentStore, GrantRecord, GrantStore, ReadStore, RecipientStore, RightsStore, StoreFailures } from '../ports.ts';
+import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
 import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipientRead, type GrantStatus } from '../../access/grants.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -23,12 +21,14 @@ import { isoTime, range } from './cardata.ts';
 
 export interface GrantRouteDeps {
   tokens: TokenService;
-  recipients: Pick<RecipientRepo, 'get' | 'list'>;
-  grants: Pick<GrantRepo, 'create' | 'get' | 'listByOwner' | 'listForRecipient' | 'revoke' | 'events' | 'disclose'>;
-  checkins: CheckinRepo;
-  consents: Pick<ConsentRepo, 'timeline'>;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
-  reads: Pick<ReadRepo, 'ndjson' | 'records'>;
+  recipients: Pick<RecipientStore, 'get' | 'list'>;
+  grants: GrantStore;
+  checkins: CheckinStore;
+  consents: Pick<ConsentStore, 'timeline'>;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  reads: Pick<ReadStore, 'ndjson' | 'records'>;
+  /** Tells the stores' misses apart from other failures. */
+  failures: Pick<StoreFailures, 'isNotFound'>;
   limits: {
     /** Longest a grant may run, days (GRANT_MAX_DAYS); also the default expiry. */
     grantMaxDays: number;
@@ -40,7 +40,7 @@ export interface GrantRouteDeps {
 }
 
 /** Ids of recipients, like subjects of tokens: printable ASCII without spaces. */
-export const RecipientId = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+export const RecipientId = z.string().min(1).max(SUBJECT_MAX_LENGTH).regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`);
 const GrantParams = VinParams.extend({ id: z.string().uuid('must be a grant id (a UUID)') }).strict();
 const GrantIdParams = z.object({ id: z.string().uuid('must be a grant id (a UUID)') }).strict();
 
@@ -160,7 +160,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         });
       } catch (err) {
         // The vehicle changed hands meanwhile.
-        if ((err as { code?: string }).code === 'STO_ERR_NOT_FOUND') throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
         throw err;
       }
       req.log.info({ event: 'grant_created', vin, grant_id: g.id, recipient: g.recipientId, categories: g.categories }, 'grant created');
@@ -260,7 +260,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       try {
         made = await deps.checkins.create({ codeHash: codeHash(code), vin, ownerId: p.subject, recipientId: rid, visitHours, dataFrom: req.body.dataFrom ?? null, ttlSeconds: deps.limits.checkinCodeTtlS });
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_NOT_FOUND') throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
         throw err;
       }
       req.log.info({ event: 'checkin_code_created', vin, visit_hours: visitHours }, 'check-in code created');
