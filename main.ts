@@ -25,8 +25,9 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { createSeriesRepo } from './storage/series.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
-import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
+import { createSignIn, type SignIn } from './sign-in.ts';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -60,6 +61,8 @@ export interface RunningGateway {
   readonly https: boolean;
   readonly httpPort: number;
   readonly adminToken: string;
+  /** Issuer of the embedded OpenID Provider, when it runs. */
+  readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
@@ -112,6 +115,7 @@ export interface BuiltGateway {
   readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
   readonly app: FastifyInstance;
   readonly adminToken: string;
+  readonly signIn: SignIn;
 }
 
 /**
@@ -205,9 +209,12 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   }
 
   const adminToken = config.adminToken ?? newSecret();
-  if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
-  const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
+  const signIn = createSignIn(config, db, log);
+  const tokens = signIn.authenticator;
   const rights = createRightsRepo(db, changeHooks);
+  const reads = createReadRepo(db);
+  const recipients = createRecipientRepo(db);
+  const grants = createGrantRepo(db);
   const app = await buildApp(
     {
       failures: storeFailures,
@@ -218,17 +225,40 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         ]);
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      admin: {
+        adminToken,
+        secretCost: config.secretScryptCost,
+        vehicles,
+        tokens: signIn.tokens,
+        tokenTtlS: config.tokenTtlS,
+        rights,
+        mintedTokens: signIn.mintedTokens,
+        onRevoked: signIn.onRevoked,
+        accounts: signIn.accounts,
+        recipients,
+      },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport },
+      grants: {
+        tokens,
+        recipients,
+        grants,
+        checkins: createCheckinRepo(db),
+        consents: consentRepo,
+        rights,
+        reads,
+        limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
+      },
       portal: { tokens, rights, series: createSeriesRepo(db) },
-      web: {},
+      // The portal signs in against the configured issuer, else the embedded provider on its own origin.
+      web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       metrics: { text: prom.text, contentType: prom.contentType },
+      oidc: { provider: signIn.provider },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
+  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, signIn };
 }
 
 /**
@@ -262,6 +292,8 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       },
     );
     opened.push('consent feed', stopListening);
+    await gw.signIn.open();
+    opened.push('sign-in', () => gw.signIn.close());
 
     await listen(mqttServer, config.mqtt.port, config.mqtt.host);
     opened.push('MQTT listener', () => closeServer(mqttServer));
@@ -274,6 +306,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     await app.listen({ port: config.http.port, host: config.http.host });
     const httpPort = (app.server.address() as net.AddressInfo).port;
+    await gw.signIn.start({ scheme: gw.tlsFiles ? 'https' : 'http', host: config.http.host, port: httpPort });
 
     const retention = async () => {
       try {
@@ -293,7 +326,8 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening }));
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, close };
+    const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, oidcIssuer, storage, db, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -313,6 +347,7 @@ export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: N
   await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
   await gw.broker.close();
   await gw.app.close();
+  await gw.signIn.close();
   await started.stopListening();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
@@ -355,6 +390,8 @@ async function run(): Promise<void> {
     `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (portal at /, GET /readyz, docs at /docs)`,
+    ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),
+    ...(config.oidc.issuer ? [`  tokens of: ${config.oidc.issuer}`] : []),
   ];
   if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
   lines.push(

@@ -10,12 +10,14 @@ import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
 import { portalRoutes, type PortalRouteDeps } from './routes/portal.ts';
 import { webRoutes, type WebOptions } from './routes/web.ts';
+import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
+import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { bearer } from './auth.ts';
+import { bearer, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
 
@@ -25,13 +27,16 @@ export interface AppDeps {
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
-  cardata: CardataDeps;
+  cardata: Omit<CardataDeps, 'failures'>;
+  grants: Omit<GrantRouteDeps, 'failures'>;
   /** The portal's read routes (vehicles, latest, series); absent: not served. */
   portal?: PortalRouteDeps;
   /** Serve the portal at GET / (web/); absent: not served. */
   web?: WebOptions;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
+  /** The embedded OpenID Provider under /oidc, when it runs. */
+  oidc?: OidcRouteDeps;
 }
 
 export interface AppOptions {
@@ -72,6 +77,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   }).withTypeProvider<ZodTypeProvider>();
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('tokenCheck', null);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -87,7 +93,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = 400;
       const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
       const path = first?.instancePath ?? '';
-      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : 'API_ERR_VALIDATION';
+      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
       detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       status = 413;
@@ -132,12 +138,12 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     timeWindow: 60_000,
     // Per caller: a valid API token counts for its subject, the admin token for the admin;
     // anything else (no token, a bad one, however spelt) counts for the client address.
-    keyGenerator: (req) => {
+    keyGenerator: async (req) => {
       const t = bearer(req);
       if (t !== null) {
         if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
-        const v = deps.vehicles.tokens.verify(t);
-        if (v.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+        const v = await verifyRequest(req, deps.vehicles.tokens);
+        if (v?.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
       }
       return 'ip:' + req.ip;
     },
@@ -148,7 +154,9 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
   await app.register(vehicleRoutes, deps.vehicles);
-  await app.register(cardataRoutes, deps.cardata);
+  await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
+  await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
+  if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   if (deps.portal) await app.register(portalRoutes, deps.portal);
   if (deps.web) await app.register(webRoutes, deps.web);
   const m = deps.metrics;

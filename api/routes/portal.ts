@@ -4,15 +4,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { TokenService } from '../../identity/tokens.ts';
 import type { Group } from '../../proto/fields.ts';
 import type { RightsStore, SeriesStore } from '../ports.ts';
-import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { caller, ownerCaller, rolesHook, type TokenVerifier } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
+import { categoriesParam, isoTime } from './cardata.ts';
 
 export interface PortalRouteDeps {
-  tokens: TokenService;
+  /** Verifies bearer tokens (the gateway's own and every trusted OpenID Provider's). */
+  tokens: TokenVerifier;
   rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
   series: SeriesStore;
   /** Most buckets one series answer may hold. Default 5000. */
@@ -26,29 +27,10 @@ const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const NICE = ['1m', '5m', '15m', '1h', '3h', '6h', '12h', '1d', '7d'];
 const DEFAULT_SPAN_MS = 7 * 86_400_000;
 
-const isoTime = z
-  .string()
-  .max(40)
-  .refine((s) => /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time')
-  .transform((s) => new Date(s));
-
 const bucketParam = z
   .string()
   .max(8)
   .regex(/^[1-9]\d{0,4}[smhd]$/, 'must be a whole number and a unit: s, m, h or d (e.g. 30s, 5m, 1h, 1d)');
-
-const categoriesParam = z
-  .string()
-  .max(100)
-  .transform((s, ctx) => {
-    const parts = [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
-    const bad = parts.find((p) => !ALL_GROUPS.includes(p as Group));
-    if (bad !== undefined || parts.length === 0) {
-      ctx.addIssue({ code: 'custom', message: bad !== undefined ? `unknown category ${JSON.stringify(bad)}: use technical, consumption, location` : 'at least one category' });
-      return z.NEVER;
-    }
-    return ALL_GROUPS.filter((g) => parts.includes(g));
-  });
 
 const bucketMs = (b: string): number => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1) as keyof typeof UNIT_MS];
 

@@ -3,7 +3,7 @@
 // gateway (HTTP + MQTT), a real TimescaleDB and a real sign-in. Screenshots of every
 // page in both languages and the measured render times go to test-output/portal/.
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import type { TestDatabase } from '../helpers/db.ts';
@@ -14,8 +14,6 @@ import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { unzip } from '../helpers/zip.ts';
 import type { RunningGateway } from '../../main.ts';
 
-// TEMPORARY until the grants branch is merged into this one (then removed).
-const GRANTS_MERGED = existsSync(fileURLToPath(new URL('../../api/routes/grants.ts', import.meta.url)));
 const OUT = fileURLToPath(new URL('../../test-output/portal/', import.meta.url));
 const OWNER = 'e2e-owner';
 const YEAR_ROWS = 365 * 24 * 12; // one record every 5 minutes for a year
@@ -312,7 +310,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await ctx.close();
   });
 
-  it.skipIf(!GRANTS_MERGED)('a grant made in the portal lets the recipient read, the access log shows the read, revoking it stops them', async () => {
+  it('a grant made in the portal lets the recipient read, the access log shows the read, revoking it stops them', async () => {
     expect((await api(gw, 'POST', '/v1/admin/recipients', { id: 'e2e-insights', role: 'third_party', name: 'Fleet Insights BV' })).status).toBe(201);
     const owner = await signedIn('customer', OWNER);
     await open(owner.page, `#/v/${yearVin}/sharing`, '#grant-form');
@@ -368,7 +366,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await rec.ctx.close();
   });
 
-  it.skipIf(!GRANTS_MERGED)('a workshop redeems the check-in code the owner made in the portal and sees the visit\'s consumption counters', async () => {
+  it('a workshop redeems the check-in code the owner made in the portal and sees the visit\'s consumption counters', async () => {
     expect((await api(gw, 'POST', '/v1/admin/recipients', { id: 'e2e-garage', role: 'workshop', name: 'Garage De Vries' })).status).toBe(201);
     const owner = await signedIn('customer', OWNER);
     await open(owner.page, `#/v/${liveVin}/sharing`, '#checkin-make');
