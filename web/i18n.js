@@ -165,6 +165,7 @@ const en = {
   checkinTitle: 'Workshop check-in code',
   checkinWhat: 'At the workshop, hand over this short-lived code: it gives that workshop your consumption counters for the visit, and nothing else.',
   checkinMake: 'Make a check-in code',
+  visitHours: 'Length of the visit (hours)',
   checkinCode: 'Code: {code}, valid until {until}',
   // access log
   accessIntro: 'Every time someone other than you read your car\'s data: who, what, when and why.',
@@ -339,6 +340,7 @@ const nl = {
   checkinTitle: 'Inchecken bij de garage',
   checkinWhat: 'Geef bij de garage deze kortgeldige code: daarmee krijgt die garage de verbruikstellers voor dit bezoek, en niets anders.',
   checkinMake: 'Incheckcode maken',
+  visitHours: 'Duur van het bezoek (uren)',
   checkinCode: 'Code: {code}, geldig tot {until}',
   accessIntro: 'Elke keer dat iemand anders dan u de gegevens van uw auto las: wie, wat, wanneer en waarom.',
   accessEmpty: 'Niemand behalve u heeft de gegevens van deze auto gelezen.',

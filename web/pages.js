@@ -63,6 +63,7 @@ export function SharingPage({ m, vin }) {
   const [msg, setMsg] = useState(null);
   const [err, setErr] = useState(null);
   const [code, setCode] = useState(null);
+  const [visitHours, setVisitHours] = useState(24);
   const list = recipients.data ? (Array.isArray(recipients.data) ? recipients.data : recipients.data.recipients ?? []) : [];
   const submit = async (e) => {
     e.preventDefault();
@@ -97,7 +98,7 @@ export function SharingPage({ m, vin }) {
   const checkin = async () => {
     setErr(null);
     try {
-      setCode(await post(`/v1/vehicles/${vin}/checkin-codes`, {}));
+      setCode(await post(`/v1/vehicles/${vin}/checkin-codes`, { visitHours: Number(visitHours) }));
     } catch (x) {
       setErr(x);
     }
@@ -160,6 +161,10 @@ export function SharingPage({ m, vin }) {
     <section aria-labelledby="checkin-h">
       <h2 id="checkin-h">${m.t('checkinTitle')}</h2>
       <p>${m.t('checkinWhat')}</p>
+      <div class="field">
+        <label for="checkin-hours">${m.t('visitHours')}</label>
+        <input id="checkin-hours" type="number" min="1" max="72" step="1" value=${visitHours} onInput=${(e) => setVisitHours(e.currentTarget.value)} />
+      </div>
       <button type="button" id="checkin-make" onClick=${checkin}>${m.t('checkinMake')}</button>
       <p role="status" id="checkin-code">${code ? m.t('checkinCode', { code: code.code, until: m.dateTime(code.expiresAt) }) : ''}</p>
     </section>`;

@@ -360,7 +360,8 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await poll(() => owner.page.locator('#grants tbody tr .status-revoked').count()).toBe(1);
     const recToken = await rec.page.evaluate(() => JSON.parse(sessionStorage.getItem('cardata.session')!).accessToken as string);
     expect((await api(gw, 'GET', `/v1/grants/${grantId}/cardata?format=ndjson`, undefined, recToken)).status).toBe(404);
-    await open(rec.page, '#/', 'text=No one has shared data with you.');
+    // (The recipient switched to Dutch above.)
+    await open(rec.page, '#/', 'text=Niemand deelt gegevens met u.');
     expect(await rec.page.locator('#my-grants a').count()).toBe(0);
     await owner.ctx.close();
     await rec.ctx.close();
@@ -371,7 +372,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     const owner = await signedIn('customer', OWNER);
     await open(owner.page, `#/v/${liveVin}/sharing`, '#checkin-make');
     await owner.page.click('#checkin-make');
-    await poll(() => owner.page.locator('#checkin-code').textContent()).toMatch(/Code: [A-Z0-9]{5}-[A-Z0-9]{5}/);
+    await poll(async () => `${await owner.page.locator('#checkin-code').textContent()}${(await owner.page.locator('.error').allTextContents()).join(' ')}`).toMatch(/Code: [A-Z0-9]{5}-[A-Z0-9]{5}/);
     const code = /Code: ([A-Z0-9]{5}-[A-Z0-9]{5})/.exec((await owner.page.locator('#checkin-code').textContent())!)![1]!;
     const shop = await signedIn('workshop', 'e2e-garage', 'nl');
     await shop.page.fill('#redeem-code', code);
