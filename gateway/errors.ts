@@ -13,7 +13,7 @@ export const GW_ERR = {
   RECORDED_IN_FUTURE: 'GW_ERR_RECORDED_IN_FUTURE',
   /** recorded_at_ms older than MAX_RECORD_AGE_MS (or before 2000). */
   RECORDED_TOO_OLD: 'GW_ERR_RECORDED_TOO_OLD',
-  /** seq missing (0) or beyond 2^53. */
+  /** seq beyond 2^53 (or negative): it could not be stored exactly. */
   BAD_SEQ: 'GW_ERR_BAD_SEQ',
   /** A value that is NaN or infinite. */
   NOT_FINITE: 'GW_ERR_NOT_FINITE',

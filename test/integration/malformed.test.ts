@@ -19,6 +19,7 @@ import {
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { GW_ERR } from '../../gateway/errors.ts';
+import Long from 'long';
 import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';
 
 const MAX_PAYLOAD = 4096;
@@ -169,10 +170,10 @@ const cases: Case[] = [
     bad: { seq: 9004, recordedAtMs: 8e15 },
   },
   {
-    name: 'a record with seq 0',
+    name: 'a record with seq 2^53 (cannot be stored exactly)',
     reason: GW_ERR.BAD_SEQ,
-    build: mixed(record(0, NOW0, { technical: { speedKmh: 10 } })),
-    bad: { seq: 0, recordedAtMs: NOW0 },
+    build: mixed({ seq: Long.fromString('9007199254740992', true), recordedAtMs: Long.fromNumber(NOW0), technical: { speedKmh: 10 } }),
+    bad: { seq: null, recordedAtMs: NOW0 },
   },
   {
     name: 'a NaN value',
@@ -282,6 +283,19 @@ describe('one vehicle sending bad input', () => {
       [v.vin],
     );
     expect(Number(others[0]!.n)).toBe(0);
+  });
+});
+
+describe('seq 0 (proto3\'s default, where most counters start)', () => {
+  it('is a valid sequence number: stored, not quarantined, and deduplicated like any other', async () => {
+    const v = await vehicle();
+    const fromId = await maxQuarantineId();
+    const t = Date.now() - 5000;
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(0, t, { technical: { speedKmh: 10 } }), record(1, t + 1, { technical: { speedKmh: 11 } })]));
+    // Resent: stored once.
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(0, t, { technical: { speedKmh: 10 } })]));
+    expect(await storedSeqs(v.vin)).toEqual([0, 1]);
+    expect(await quarantineSince(fromId)).toEqual([]);
   });
 });
 
