@@ -3,6 +3,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { watchCrl } from './gateway/crl.ts';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from './config/index.ts';
@@ -15,7 +16,7 @@ import { createConsentCache } from './gateway/consent-cache.ts';
 import { createIngest } from './gateway/ingest.ts';
 import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
 import { isValidVin } from './identity/vin.ts';
-import { guardSocket } from './gateway/packet-guard.ts';
+import { createAdmission } from './gateway/admission.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
@@ -62,7 +63,8 @@ function redactUrl(u: string): string {
 }
 
 export interface RunningGateway {
-  readonly mqttPort: number;
+  /** Plain MQTT port; null when client certificates are required (only MQTTS is open). */
+  readonly mqttPort: number | null;
   /** MQTT over TLS port, when TLS is configured. */
   readonly mqttsPort: number | null;
   readonly https: boolean;
@@ -147,37 +149,51 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     onConsentUnavailable: (vin, err) => log.warn({ event: 'consent_unavailable', vin, err: err.message }, 'consent could not be read; the message waits'),
   });
   const broker = await createBroker(
-    { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
+    {
+      connectTimeoutMs: config.mqtt.connectTimeoutMs,
+      authFailuresMax: config.mqtt.authFailuresMax,
+      authFailuresPerVinMax: config.admission.authFailuresPerVinMax,
+      authFailureWindowMs: config.mqtt.authFailureWindowMs,
+      authConcurrency: config.admission.authConcurrency,
+      secretScryptCost: config.secretScryptCost,
+      requireClientCert: config.mqtt.requireClientCert,
+    },
     { ingest, credentials: vehicles, consents, metrics, log },
   );
 
-  const accept = (socket: net.Socket, certVin?: string | null) => {
-    const info: ConnectionInfo = { remoteAddress: socket.remoteAddress ?? 'unknown' };
-    if (certVin !== undefined) info.certVin = certVin;
-    broker.handle(
-      guardSocket(socket, config.mqtt.maxPacketBytes, (err) => {
-        metrics.refused(err.code);
-        log.warn({ event: 'mqtt_packet_too_large', size: err.size, limit: err.limit, remote: socket.remoteAddress }, 'connection closed: packet too large');
-      }),
-      info,
-    );
-  };
-  // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-  const mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
-  mqttServer.maxConnections = config.mqtt.maxConnections;
-  await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+  const admission = createAdmission(
+    { maxPacketBytes: config.mqtt.maxPacketBytes, maxConnectBytes: config.admission.maxConnectBytes, maxConnectionsPerAddress: config.admission.maxConnectionsPerAddress, maxPreauthBytes: config.admission.preauthMaxBytes },
+    { broker, metrics, log },
+  );
+  const accept = (socket: net.Socket, certVin?: string | null) => admission.accept(socket, certVin);
+  // With client certificates required the plain port stays closed: a secret alone must
+  // not be a way in.
+  let mqttServer: net.Server | null = null;
+  if (!config.mqtt.requireClientCert) {
+    // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
+    mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
+    mqttServer.maxConnections = config.mqtt.maxConnections;
+    await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+  }
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
   let mqttsServer: tls.Server | null = null;
+  let stopCrl = () => {};
   if (tlsFiles) {
+    const crlFile = config.crl?.file;
+    const context = (crl?: Buffer): tls.SecureContextOptions => ({
+      cert: tlsFiles.cert,
+      key: tlsFiles.key,
+      minVersion: 'TLSv1.2',
+      ...(tlsFiles.ca ? { ca: tlsFiles.ca } : {}),
+      ...(crl ? { crl } : {}),
+    });
     mqttsServer = tls.createServer(
       {
-        cert: tlsFiles.cert,
-        key: tlsFiles.key,
-        minVersion: 'TLSv1.2',
-        ...(tlsFiles.ca ? { ca: tlsFiles.ca, requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
+        ...context(crlFile ? readFileSync(crlFile) : undefined),
+        ...(tlsFiles.ca ? { requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
       },
       (socket) => {
         socket.setNoDelay(true);
@@ -185,10 +201,19 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       },
     );
     mqttsServer.maxConnections = config.mqtt.maxConnections;
+    if (config.crl) {
+      // A revoked certificate must stop working without a restart: new handshakes use
+      // the new list; sessions already open are not cut (re-check at their next connect).
+      const server = mqttsServer;
+      stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, {
+        apply: (crl) => server.setSecureContext(context(crl)),
+        log,
+      });
+    }
     mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
     await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
   }
-  const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+  const mqttPort = mqttServer ? (mqttServer.address() as net.AddressInfo).port : null;
   const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
   const adminToken = config.adminToken ?? newSecret();
@@ -202,7 +227,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
           db.query('SELECT 1').then(() => true, () => false),
           new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
         ]);
-        return { broker: mqttServer.listening, database: database && !writer.degraded };
+        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: database && !writer.degraded };
       },
       admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
       vehicles: { tokens, consents: consentRepo, rights },
@@ -236,8 +261,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       const t0 = Date.now();
       log.info({ event: 'shutdown_started' }, 'stopping');
       clearInterval(retentionTimer);
-      mqttServer.close();
+      mqttServer?.close();
       mqttsServer?.close();
+      stopCrl();
       const d = await broker.drain(config.shutdownGraceMs);
       ingest.close();
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
@@ -274,7 +300,7 @@ async function run(): Promise<void> {
     '',
     'cardata-gateway is running',
     `  storage:  ${gw.storage}`,
-    `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
+    ...(gw.mqttPort !== null ? [`  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`] : ['  MQTT:     plain port closed (client certificates required)']),
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
   ];
