@@ -10,7 +10,7 @@ import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
 import { createBatchWriter } from './storage/writer.ts';
-import { createVehicleRepo } from './storage/vehicles.ts';
+import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache } from './gateway/consent-cache.ts';
 import { createIngest } from './gateway/ingest.ts';
@@ -216,6 +216,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const mqttPort = mqttServer ? (mqttServer.address() as net.AddressInfo).port : null;
   const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
+  // A secret rotated anywhere (another instance, the CLI) closes the sessions of the old one here.
+  const stopSecretFeed = await db.listen(SECRET_CHANNEL, (vin) => broker.closeSecretSessions(vin));
+
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
@@ -229,7 +232,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         ]);
         return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights, onSecretRotated: (vin) => broker.closeSecretSessions(vin) },
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
@@ -270,6 +273,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       await broker.close();
       await app.close();
       await stopListening();
+      await stopSecretFeed();
       await db.close();
       log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
     })();

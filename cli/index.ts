@@ -80,6 +80,21 @@ const commands: Record<string, Command> = {
       else console.log(`vehicle ${vin} provisioned for owner ${ownerId}\nsecret (shown once, store it in the vehicle): ${secret}`);
     },
   },
+  'rotate-secret': {
+    summary: "replace a vehicle's MQTT secret and print the new one (shown once); the old one stops working",
+    usage: 'rotate-secret --vin <VIN> [--json]',
+    options: { vin: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      const vin = vinArg(a);
+      const d = await db();
+      await migrate(d);
+      const secret = newSecret();
+      // The running gateways learn of it by NOTIFY and close the sessions of the old secret.
+      if (!(await createVehicleRepo(d).rotateSecret(vin, await hashSecret(secret, config.secretScryptCost)))) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
+      if (a.json) console.log(JSON.stringify({ vin, secret }));
+      else console.log(`vehicle ${vin}: secret rotated\nnew secret (shown once, store it in the vehicle): ${secret}`);
+    },
+  },
   vehicles: {
     summary: 'list provisioned vehicles',
     usage: 'vehicles [--limit N] [--after VIN] [--json]',
@@ -184,7 +199,7 @@ function csvLine(values: string[]): string {
 
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(14)} ${c.summary}`);
   lines.push('', 'Database: DATABASE_URL, or the embedded one in DATA_DIR (default ./data) when unset.', "Run 'cardata-gateway <command> --help' for a command's options.");
   return lines.join('\n');
 }

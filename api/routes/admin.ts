@@ -15,7 +15,11 @@ export interface AdminDeps {
   secretCost: number;
   vehicles: {
     create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
+    /** Replaces the secret hash; false for an unknown VIN. */
+    rotateSecret(vin: string, secretHash: string): Promise<boolean>;
   };
+  /** After a rotation: close this process's sessions opened with the old secret (others learn by NOTIFY). */
+  onSecretRotated?: (vin: string) => void;
   tokens: TokenService;
   /** Default and maximum token lifetime, seconds. */
   tokenTtlS: number;
@@ -63,6 +67,24 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       }
       req.log.info({ event: 'vehicle_provisioned', vin: req.body.vin }, 'vehicle provisioned');
       return reply.status(201).header('cache-control', 'no-store').send({ vin: req.body.vin, secret });
+    },
+  );
+
+  /**
+   * Rotates a vehicle's MQTT secret: the new one is returned once; the old one is refused
+   * from now on and the sessions opened with it are closed.
+   */
+  app.post(
+    '/v1/admin/vehicles/:vin/secret',
+    // No query and no body: anything sent along is refused rather than ignored.
+    { schema: { params: VinParams, querystring: z.object({}).strict(), response: { 200: Provisioned } } },
+    async (req, reply) => {
+      const secret = newSecret();
+      const secretHash = await hashSecret(secret, deps.secretCost);
+      if (!(await deps.vehicles.rotateSecret(req.params.vin, secretHash))) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
+      deps.onSecretRotated?.(req.params.vin);
+      req.log.info({ event: 'vehicle_secret_rotated', vin: req.params.vin }, 'vehicle secret rotated');
+      return reply.status(200).header('cache-control', 'no-store').send({ vin: req.params.vin, secret });
     },
   );
 

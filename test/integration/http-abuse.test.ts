@@ -266,6 +266,7 @@ const ROUTES: RouteDef[] = [
     body: { role: ['string', () => '"customer"'], subject: ['string', () => '"abuse-subject"'], ttlSeconds: ['number', () => '60'] },
   },
   { method: 'POST', path: '/v1/admin/vehicles/{vin}/transfer', auth: 'admin', mutates: true, body: { newOwnerId: ['string', () => '"abuse-next-owner"'] } },
+  { method: 'POST', path: '/v1/admin/vehicles/{vin}/secret', auth: 'admin', mutates: true },
   { method: 'GET', path: '/v1/vehicles/{vin}/consent', auth: 'owner' },
   {
     method: 'PUT',
