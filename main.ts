@@ -3,20 +3,22 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { watchCrl } from './gateway/crl.ts';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
-import { createBatchWriter } from './storage/writer.ts';
+import { storeFailures } from './storage/errors.ts';
+import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
 import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
-import { createConsentCache } from './gateway/consent-cache.ts';
-import { createIngest } from './gateway/ingest.ts';
-import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
-import { isValidVin } from './identity/vin.ts';
+import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
+import { createIngest, type Ingest } from './gateway/ingest.ts';
+import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
+import { certVinOf } from './identity/cert.ts';
 import { createAdmission } from './gateway/admission.ts';
+import { watchCrl } from './gateway/crl.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
@@ -27,6 +29,10 @@ import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -35,21 +41,6 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
-}
-
-/**
- * The VIN a verified client certificate names: its subject CN, or a DNS/URI subject
- * alternative name that is a VIN. undefined when no verified certificate; null when
- * verified but naming no VIN.
- */
-function certVinOf(socket: tls.TLSSocket): string | null | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return undefined;
-  const cn = cert.subject?.CN;
-  const cns = Array.isArray(cn) ? cn : cn ? [cn] : [];
-  const sans = (cert.subjectaltname ?? '').split(',').map((x) => x.trim().replace(/^(DNS|URI):/, ''));
-  return [...cns, ...sans].find((n) => isValidVin(n)) ?? null;
 }
 
 function redactUrl(u: string): string {
@@ -87,7 +78,54 @@ export function createLogger(level: string): Logger {
   });
 }
 
-export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+/** What was opened, in order: a start that fails halfway closes it in reverse order. */
+export class OpenedStack {
+  private readonly items: { what: string; close: () => unknown }[] = [];
+  constructor(private readonly log: Logger) {}
+  push(what: string, close: () => unknown): void {
+    this.items.push({ what, close });
+  }
+  /** Closes everything opened, newest first; a failing close is logged and the rest still closed. */
+  async unwind(): Promise<void> {
+    for (let it = this.items.pop(); it; it = this.items.pop()) {
+      try {
+        await it.close();
+      } catch (err) {
+        this.log.warn({ event: 'start_cleanup_failed', what: it.what, err: (err as Error).message }, 'could not close after a failed start');
+      }
+    }
+  }
+}
+
+/** The gateway's parts, built and wired but not yet listening. */
+export interface BuiltGateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly db: Db;
+  readonly opened: OpenedStack;
+  readonly prom: ReturnType<typeof createMetrics>;
+  readonly writer: BatchWriter;
+  readonly consents: ConsentCache;
+  readonly ingest: Ingest;
+  readonly broker: Broker;
+  /** null when client certificates are required: the plain port stays closed. */
+  readonly mqttServer: net.Server | null;
+  readonly mqttsServer: tls.Server | null;
+  readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
+  readonly app: FastifyInstance;
+  readonly adminToken: string;
+}
+
+/** The MQTTS server's secure context: certificate, key, client CA and revocation list. */
+function tlsContext(files: { cert: Buffer; key: Buffer; ca: Buffer | undefined }, crl?: Buffer): tls.SecureContextOptions {
+  return { cert: files.cert, key: files.key, minVersion: 'TLSv1.2', ...(files.ca ? { ca: files.ca } : {}), ...(crl ? { crl } : {}) };
+}
+
+/**
+ * Builds every part and wires them; opens only the database (the pool connects lazily;
+ * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
+ */
+export async function buildGateway(config: Config, log: Logger, opened: OpenedStack = new OpenedStack(log)): Promise<BuiltGateway> {
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -95,11 +133,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
       })
     : await createPgliteDb(path.resolve(config.dataDir));
-  const mig = await migrate(db);
-  const storage = config.databaseUrl
-    ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
-    : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
-  log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+  opened.push('database', () => db.close());
 
   const prom = createMetrics();
   const metrics = prom.gateway;
@@ -118,28 +152,15 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     },
   });
   prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
+  opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
+  // The cache reads through a repository of its own; the one the API writes through tells
+  // the cache of each change it commits (declared after the cache it invalidates).
+  const consents = createConsentCache({ source: createConsentRepo(db), horizonMs: config.ingest.maxRecordAgeMs, metrics });
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
   const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
   const consentRepo = createConsentRepo(db, changeHooks);
-  const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
-  const stopListening = await db.listen(
-    CONSENT_CHANNEL,
-    (vin) => consents.invalidate(vin),
-    {
-      // Changes may be missed while the feed is down: trust nothing cached until it is back.
-      onDown: () => {
-        consents.setTrusted(false);
-        log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
-      },
-      onUp: () => {
-        consents.invalidateAll();
-        consents.setTrusted(true);
-        log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
-      },
-    },
-  );
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -160,7 +181,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     },
     { ingest, credentials: vehicles, consents, metrics, log },
   );
+  opened.push('MQTT broker', () => broker.close());
 
+  // What a socket may cost before it authenticates (first packet, per address, in total).
   const admission = createAdmission(
     { maxPacketBytes: config.mqtt.maxPacketBytes, maxConnectBytes: config.admission.maxConnectBytes, maxConnectionsPerAddress: config.admission.maxConnectionsPerAddress, maxPreauthBytes: config.admission.preauthMaxBytes },
     { broker, metrics, log },
@@ -173,26 +196,16 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
     mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
     mqttServer.maxConnections = config.mqtt.maxConnections;
-    await listen(mqttServer, config.mqtt.port, config.mqtt.host);
   }
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
   let mqttsServer: tls.Server | null = null;
-  let stopCrl = () => {};
   if (tlsFiles) {
-    const crlFile = config.crl?.file;
-    const context = (crl?: Buffer): tls.SecureContextOptions => ({
-      cert: tlsFiles.cert,
-      key: tlsFiles.key,
-      minVersion: 'TLSv1.2',
-      ...(tlsFiles.ca ? { ca: tlsFiles.ca } : {}),
-      ...(crl ? { crl } : {}),
-    });
     mqttsServer = tls.createServer(
       {
-        ...context(crlFile ? readFileSync(crlFile) : undefined),
+        ...tlsContext(tlsFiles, config.crl ? readFileSync(config.crl.file) : undefined),
         ...(tlsFiles.ca ? { requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
       },
       (socket) => {
@@ -201,23 +214,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       },
     );
     mqttsServer.maxConnections = config.mqtt.maxConnections;
-    if (config.crl) {
-      // A revoked certificate must stop working without a restart: new handshakes use
-      // the new list; sessions already open are not cut (re-check at their next connect).
-      const server = mqttsServer;
-      stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, {
-        apply: (crl) => server.setSecureContext(context(crl)),
-        log,
-      });
-    }
     mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
-    await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
   }
-  const mqttPort = mqttServer ? (mqttServer.address() as net.AddressInfo).port : null;
-  const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
-
-  // A secret rotated anywhere (another instance, the CLI) closes the sessions of the old one here.
-  const stopSecretFeed = await db.listen(SECRET_CHANNEL, (vin) => broker.closeSecretSessions(vin));
 
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
@@ -225,6 +223,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
+      failures: storeFailures,
       readiness: async () => {
         const database = await Promise.race([
           db.query('SELECT 1').then(() => true, () => false),
@@ -239,48 +238,126 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
-  await app.listen({ port: config.http.port, host: config.http.host });
-  const httpPort = (app.server.address() as net.AddressInfo).port;
+  opened.push('HTTP app', () => app.close());
+  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
+}
 
-  const retention = async () => {
-    try {
-      const r = await applyRetention(db, config.retention);
-      log.info({ event: 'retention_applied', ...r }, 'retention applied');
-    } catch (err) {
-      log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+/**
+ * Starts what was built: schema, consent feed, MQTT, HTTP, retention. Each listener is
+ * pushed on `gw.opened` as it opens; when a step fails, everything opened is closed in
+ * reverse order (the database last) and the error is rethrown.
+ */
+export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
+  const { config, log, db, opened, consents, mqttServer, mqttsServer, app } = gw;
+  try {
+    const mig = await migrate(db);
+    log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+    const storage = config.databaseUrl
+      ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
+      : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
+
+    const stopListening = await db.listen(
+      CONSENT_CHANNEL,
+      (vin) => consents.invalidate(vin),
+      {
+        // Changes may be missed while the feed is down: trust nothing cached until it is back.
+        onDown: () => {
+          consents.setTrusted(false);
+          log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
+        },
+        onUp: () => {
+          consents.invalidateAll();
+          consents.setTrusted(true);
+          log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
+        },
+      },
+    );
+    opened.push('consent feed', stopListening);
+    // A secret rotated anywhere (another instance, the CLI) closes the old secret's sessions here.
+    const stopSecretFeed = await db.listen(SECRET_CHANNEL, (vin) => gw.broker.closeSecretSessions(vin));
+    opened.push('secret rotation feed', stopSecretFeed);
+
+    if (mqttServer) {
+      await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+      opened.push('MQTT listener', () => closeServer(mqttServer));
     }
-  };
-  await enableCompression(db).then(
-    (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
-    (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
-  );
-  const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
-  retentionTimer.unref();
-  void retention();
+    let stopCrl = () => {};
+    if (mqttsServer) {
+      await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
+      opened.push('MQTTS listener', () => closeServer(mqttsServer));
+      const files = gw.tlsFiles;
+      if (config.crl && files) {
+        // A revoked certificate stops working without a restart: new handshakes use the new
+        // list; sessions already open keep running until they reconnect.
+        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => mqttsServer.setSecureContext(tlsContext(files, crl)), log });
+        opened.push('CRL watch', stopCrl);
+      }
+    }
+    const mqttPort = mqttServer ? (mqttServer.address() as net.AddressInfo).port : null;
+    const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
-  let closing: Promise<void> | null = null;
-  async function close(): Promise<void> {
-    closing ??= (async () => {
-      const t0 = Date.now();
-      log.info({ event: 'shutdown_started' }, 'stopping');
-      clearInterval(retentionTimer);
-      mqttServer?.close();
-      mqttsServer?.close();
-      stopCrl();
-      const d = await broker.drain(config.shutdownGraceMs);
-      ingest.close();
-      await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
-      await broker.close();
-      await app.close();
-      await stopListening();
-      await stopSecretFeed();
-      await db.close();
-      log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
-    })();
-    return closing;
+    await app.listen({ port: config.http.port, host: config.http.host });
+    const httpPort = (app.server.address() as net.AddressInfo).port;
+
+    const retention = async () => {
+      try {
+        const r = await applyRetention(db, config.retention);
+        log.info({ event: 'retention_applied', ...r }, 'retention applied');
+      } catch (err) {
+        log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+      }
+    };
+    await enableCompression(db).then(
+      (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
+      (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
+    );
+    const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+    retentionTimer.unref();
+    void retention();
+
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, close };
+  } catch (err) {
+    await opened.unwind();
+    throw err;
   }
+}
 
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, close };
+/** Orderly stop: MQTT intake → drain → flush → HTTP → consent feed → database. */
+export async function stopGateway(
+  gw: BuiltGateway,
+  started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void>; stopSecretFeed?: () => Promise<void>; stopCrl?: () => void },
+): Promise<void> {
+  const { config, log } = gw;
+  const t0 = Date.now();
+  log.info({ event: 'shutdown_started' }, 'stopping');
+  clearInterval(started.retentionTimer);
+  started.stopCrl?.();
+  gw.mqttServer?.close();
+  gw.mqttsServer?.close();
+  const d = await gw.broker.drain(config.shutdownGraceMs);
+  gw.ingest.close();
+  await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
+  await gw.broker.close();
+  await gw.app.close();
+  await started.stopListening();
+  await started.stopSecretFeed?.();
+  await gw.db.close();
+  log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
+}
+
+/** Builds and starts the gateway; a start that fails halfway closes what it opened. */
+export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+  const opened = new OpenedStack(log);
+  let built: BuiltGateway;
+  try {
+    built = await buildGateway(config, log, opened);
+  } catch (err) {
+    await opened.unwind();
+    throw err;
+  }
+  return startBuilt(built);
 }
 
 async function run(): Promise<void> {

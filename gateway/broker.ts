@@ -2,6 +2,7 @@
 // pipeline in its hooks. It never listens by itself; main.ts (or a test) hands it sockets.
 import { Aedes, type AedesPublishPacket, type Client, type Connection, type PublishPacket, type Subscription } from 'aedes';
 import { isValidVin } from '../identity/vin.ts';
+import { telemetryTopic } from '../proto/index.ts';
 import { createSecretVerifier } from '../identity/secrets.ts';
 import type { ConsentCache } from './consent-cache.ts';
 import { GW_ERR } from './errors.ts';
@@ -75,10 +76,6 @@ function authError(msg: string): Error & { returnCode: number } {
   return Object.assign(new Error(msg), { returnCode: NOT_AUTHORIZED });
 }
 
-/** The one topic a vehicle may publish to. */
-function ownTelemetryTopic(vin: string): string {
-  return `v1/vehicles/${vin}/telemetry`;
-}
 
 /** A filter is allowed when it stays under v1/vehicles/{vin}/ (MQTT-4.7.1: '#' also matches the parent). */
 export function subscriptionAllowed(vin: string, filter: string): boolean {
@@ -176,11 +173,11 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     authorizePublish(client: Client | null, packet: PublishPacket, done) {
       if (!client) return done(null); // broker-internal publish
       const vin = client.id;
-      if (packet.topic !== ownTelemetryTopic(vin)) {
+      if (packet.topic !== telemetryTopic(vin)) {
         metrics.refused(GW_ERR.TOPIC_FORBIDDEN);
         log.warn({ event: 'mqtt_publish_refused', vin, reason: GW_ERR.TOPIC_FORBIDDEN }, 'publish outside the vehicle\'s telemetry topic');
         // MQTT 3.1.1 has no negative PUBACK: the connection is closed (MQTT-3.3.5-2 allows it).
-        return done(new Error(`${GW_ERR.TOPIC_FORBIDDEN}: ${vin} may publish only to ${ownTelemetryTopic(vin)}`));
+        return done(new Error(`${GW_ERR.TOPIC_FORBIDDEN}: ${vin} may publish only to ${telemetryTopic(vin)}`));
       }
       if (packet.qos === 2) {
         // Telemetry is QoS 0 or 1. A QoS 2 message would be stored until its PUBREL, which

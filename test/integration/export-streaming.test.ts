@@ -16,11 +16,12 @@ import type { RunningGateway } from '../../main.ts';
 import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
+import { createPgDb, type CopyDb, type Db } from '../../storage/db.ts';
 import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.ts';
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
+import { storeFailures } from '../../storage/errors.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'exp1:export-streaming-test-signing-secret-0123456789';
@@ -536,7 +537,7 @@ describe('streaming a large export', () => {
 
   describe('counted on an app built with buildApp around a counting ReadRepo', () => {
     let app: FastifyInstance;
-    let appDb: Db;
+    let appDb: CopyDb;
     let port: number;
     /** Chunks ndjson() handed to the route, segment queries it issued, generators finished. */
     const count = { pages: 0, queries: 0, started: 0, finished: 0 };
@@ -549,9 +550,12 @@ describe('streaming a large export', () => {
           if (/FROM telemetry/.test(text)) count.queries++;
           return appDb.query(text, params);
         },
-        copyOut: (sql: string) => {
-          if (/FROM telemetry/.test(sql)) count.queries++;
-          return appDb.copyOut!(sql);
+        copy: {
+          ...appDb.copy,
+          copyOut: (sql: string) => {
+            if (/FROM telemetry/.test(sql)) count.queries++;
+            return appDb.copy.copyOut(sql);
+          },
         },
       });
       const inner = createReadRepo(countingDb);
@@ -575,6 +579,7 @@ describe('streaming a large export', () => {
       const consents = createConsentRepo(appDb);
       app = await buildApp({
         readiness: async () => ({ broker: true, database: true }),
+        failures: storeFailures,
         admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights },
         vehicles: { tokens, consents, rights },
         cardata: { tokens, consents, rights, reads },

@@ -9,6 +9,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { typeParsers } from '../../storage/db.ts';
 import { ADMIN_TOKEN, testVin } from '../helpers/gateway.ts';
 import { freePort, killAllGateways, metricValues, readyz, sampler, sleep, spawnGateway, waitReady, type GatewayProcess } from '../helpers/proc.ts';
 import { startTsdbInstance, tsdbInstalled, type TsdbInstance } from '../helpers/tsdb-instance.ts';
@@ -76,7 +77,7 @@ function vins(n: number): string[] {
 const mb = (kb: number | null | undefined) => (kb == null ? 'n/a' : `${(kb / 1024).toFixed(0)} MB`);
 
 function queryOf(url: string): Query {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = new pg.Pool({ connectionString: url, max: 2, types: typeParsers() });
   pool.on('error', () => {});
   pools.push(pool);
   return async <R>(sql: string, params?: unknown[]) => (await pool.query(sql, params)).rows as R[];
