@@ -1,6 +1,7 @@
 // The composition root: reads the configuration, builds each part, wires them, starts
 // them, and stops them in order. Nothing else in the code base creates a connection.
 import net from 'node:net';
+import http from 'node:http';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -60,6 +61,8 @@ export interface RunningGateway {
   readonly mqttsPort: number | null;
   readonly https: boolean;
   readonly httpPort: number;
+  /** The separate /metrics listener's port (METRICS_PORT), or null. */
+  readonly metricsPort: number | null;
   readonly adminToken: string;
   readonly storage: string;
   readonly db: Db;
@@ -102,6 +105,10 @@ export interface BuiltGateway {
   readonly config: Config;
   readonly log: Logger;
   readonly db: Db;
+  /** The API's own pool (the same Db as `db` on the embedded database). */
+  readonly apiDb: Db;
+  /** /metrics on its own listener (METRICS_PORT), or null: served on the HTTP port. */
+  readonly metricsServer: http.Server | null;
   readonly opened: OpenedStack;
   readonly prom: ReturnType<typeof createMetrics>;
   readonly writer: BatchWriter;
@@ -134,6 +141,15 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       })
     : await createPgliteDb(path.resolve(config.dataDir));
   opened.push('database', () => db.close());
+  // API reads (exports, reports, readiness) get a pool of their own: however many run, the
+  // writer's connections, and with them the PUBACKs, are never theirs to take.
+  const apiDb = config.databaseUrl
+    ? createPgDb(config.databaseUrl, {
+        max: config.dbApiPoolMax,
+        onError: (err) => log.warn({ event: 'db_connection_error', pool: 'api', err: err.message }, 'database connection error'),
+      })
+    : db;
+  if (apiDb !== db) opened.push('API database', () => apiDb.close());
 
   const prom = createMetrics();
   const metrics = prom.gateway;
@@ -160,7 +176,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
   const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
-  const consentRepo = createConsentRepo(db, changeHooks);
+  const consentRepo = createConsentRepo(apiDb, changeHooks);
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -220,26 +236,56 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
-  const rights = createRightsRepo(db, changeHooks);
+  const rights = createRightsRepo(apiDb, changeHooks);
+  // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
+  let probe: { at: number; result: Promise<{ ok: boolean; at: string }> } | null = null;
+  const probeDatabase = () => {
+    const now = Date.now();
+    if (!probe || now - probe.at >= config.api.readyzCacheMs) {
+      probe = {
+        at: now,
+        result: Promise.race([
+          apiDb.query('SELECT 1').then(() => true, () => false),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+        ]).then((ok) => ({ ok, at: new Date(now).toISOString() })),
+      };
+    }
+    return probe.result;
+  };
   const app = await buildApp(
     {
       failures: storeFailures,
       readiness: async () => {
-        const database = await Promise.race([
-          db.query('SELECT 1').then(() => true, () => false),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
-        ]);
-        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: database && !writer.degraded };
+        const p = await probeDatabase();
+        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights, onSecretRotated: (vin) => broker.closeSecretSessions(vin) },
+      admin: { adminToken, secretCost: config.secretScryptCost, vehicles: createVehicleRepo(apiDb), tokens, tokenTtlS: config.tokenTtlS, rights, onSecretRotated: (vin) => broker.closeSecretSessions(vin) },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
-      metrics: { text: prom.text, contentType: prom.contentType },
+      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(apiDb), exportsPerCaller: config.api.exportsPerCaller },
+      // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
+      ...(config.metricsListener ? {} : { metrics: { text: prom.text, contentType: prom.contentType } }),
     },
-    { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
+    {
+      loggerInstance: log,
+      requestTimeoutMs: config.api.requestTimeoutMs,
+      headersTimeoutMs: config.api.headersTimeoutMs,
+      ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}),
+    },
   );
+  const metricsServer = config.metricsListener
+    ? http.createServer((req, res) => {
+        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+          return;
+        }
+        prom.text().then(
+          (text) => res.writeHead(200, { 'content-type': prom.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+      })
+    : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
+  return { config, log, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
 }
 
 /**
@@ -298,10 +344,17 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     await app.listen({ port: config.http.port, host: config.http.host });
     const httpPort = (app.server.address() as net.AddressInfo).port;
+    let metricsPort: number | null = null;
+    const ms = gw.metricsServer;
+    if (ms && config.metricsListener) {
+      await listen(ms, config.metricsListener.port, config.metricsListener.host);
+      opened.push('metrics listener', () => closeServer(ms));
+      metricsPort = (ms.address() as net.AddressInfo).port;
+    }
 
     const retention = async () => {
       try {
-        const r = await applyRetention(db, config.retention);
+        const r = await applyRetention(gw.apiDb, config.retention);
         log.info({ event: 'retention_applied', ...r }, 'retention applied');
       } catch (err) {
         log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
@@ -317,7 +370,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, close };
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, storage, db, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -341,8 +394,10 @@ export async function stopGateway(
   await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
   await gw.broker.close();
   await gw.app.close();
+  if (gw.metricsServer?.listening) await closeServer(gw.metricsServer);
   await started.stopListening();
   await started.stopSecretFeed?.();
+  if (gw.apiDb !== gw.db) await gw.apiDb.close();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
 }

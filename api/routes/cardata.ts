@@ -15,6 +15,7 @@ import { csvStream } from '../csv.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { createExportSlots } from '../export-slots.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
@@ -24,6 +25,8 @@ export interface CardataDeps {
   reads: ReadStore;
   /** Longest history a workshop gets in one answer, rows. */
   workshopMaxRows?: number;
+  /** Exports (CarData, OBFCM report) one caller may run at once; past it 429. Default 2. */
+  exportsPerCaller?: number;
 }
 
 const ALL_GROUPS: Group[] = [...GROUPS];
@@ -66,6 +69,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
   const workshopMax = deps.workshopMaxRows ?? 10_000;
+  const exportSlots = createExportSlots(deps.exportsPerCaller ?? 2);
 
   async function ownerPeriods(req: FastifyRequest, vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
     const p = await ownerCaller(req, vin, deps.rights.currentOwner);
@@ -83,6 +87,9 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
     },
     async (req, reply) => {
       const { vin } = req.params;
+      // Before any database work: the slot is held until the answer is closed.
+      const c = caller(req);
+      exportSlots.take(`${c.role}:${c.subject}`, reply);
       const { subject, periods } = await ownerPeriods(req, vin);
       const r = range(req.query);
       const groups = req.query.categories ?? ALL_GROUPS;
@@ -237,6 +244,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
 
   app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
     const p = caller(req);
+    exportSlots.take(`${p.role}:${p.subject}`, reply);
     const r = range(req.query);
     const rows = await deps.reads.obfcmReport(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' });
     req.log.info({ event: 'obfcm_report', vehicles: rows.length }, 'OBFCM report');
