@@ -16,6 +16,7 @@ import { createIngest } from './gateway/ingest.ts';
 import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
 import { isValidVin } from './identity/vin.ts';
 import { guardSocket } from './gateway/packet-guard.ts';
+import { proxiedTlsEntry, proxyProtocolListener, type ProxyHeaderError } from './gateway/proxy-protocol.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
@@ -23,6 +24,8 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
+import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import os from 'node:os';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
@@ -70,6 +73,8 @@ export interface RunningGateway {
   readonly adminToken: string;
   readonly storage: string;
   readonly db: Db;
+  /** INSTANCE_ID, or "<hostname>-<pid>": in every log line, metric and /readyz answer. */
+  readonly instance: string;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
   close(): Promise<void>;
 }
@@ -85,7 +90,9 @@ export function createLogger(level: string): Logger {
   });
 }
 
-export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+export async function startGateway(config: Config, baseLog: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+  const instance = config.instanceId ?? `${os.hostname()}-${process.pid}`;
+  const log = baseLog.child({ instance });
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -99,7 +106,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
   log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
 
-  const prom = createMetrics();
+  const prom = createMetrics({ instance });
   const metrics = prom.gateway;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
@@ -151,8 +158,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     { ingest, credentials: vehicles, consents, metrics, log },
   );
 
-  const accept = (socket: net.Socket, certVin?: string | null) => {
-    const info: ConnectionInfo = { remoteAddress: socket.remoteAddress ?? 'unknown' };
+  // remote: the client's address from a PROXY header (behind a load balancer), else the peer's.
+  const accept = (socket: net.Socket, certVin?: string | null, remote?: string) => {
+    const info: ConnectionInfo = { remoteAddress: remote ?? socket.remoteAddress ?? 'unknown' };
     if (certVin !== undefined) info.certVin = certVin;
     broker.handle(
       guardSocket(socket, config.mqtt.maxPacketBytes, (err) => {
@@ -163,16 +171,27 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     );
   };
   // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-  const mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
+  const proxyOpts = {
+    timeoutMs: config.mqtt.connectTimeoutMs,
+    onError: (err: ProxyHeaderError, socket: net.Socket) => {
+      metrics.refused(err.code);
+      log.info({ event: 'mqtt_proxy_header_refused', err: err.message, remote: socket.remoteAddress }, 'connection closed: no valid PROXY header');
+    },
+  };
+  const mqttServer = net.createServer(
+    { noDelay: true },
+    config.mqtt.proxyProtocol ? proxyProtocolListener((socket, src) => accept(socket, undefined, src?.address), proxyOpts) : (socket) => accept(socket),
+  );
   mqttServer.maxConnections = config.mqtt.maxConnections;
   await listen(mqttServer, config.mqtt.port, config.mqtt.host);
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
-  let mqttsServer: tls.Server | null = null;
+  let mqttsServer: net.Server | null = null;
   if (tlsFiles) {
-    mqttsServer = tls.createServer(
+    let sourceOf: (s: net.Socket) => { address: string } | null = () => null;
+    const tlsServer = tls.createServer(
       {
         cert: tlsFiles.cert,
         key: tlsFiles.key,
@@ -181,11 +200,19 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       },
       (socket) => {
         socket.setNoDelay(true);
-        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined);
+        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined, sourceOf(socket)?.address);
       },
     );
+    // Behind a balancer passing TLS through: the PROXY header comes before the handshake.
+    if (config.mqtt.proxyProtocol) {
+      const entry = proxiedTlsEntry(tlsServer, proxyOpts);
+      sourceOf = entry.sourceOf;
+      mqttsServer = net.createServer({ noDelay: true }, entry.listener);
+    } else {
+      mqttsServer = tlsServer;
+    }
     mqttsServer.maxConnections = config.mqtt.maxConnections;
-    mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
+    tlsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
     await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
   }
   const mqttPort = (mqttServer.address() as net.AddressInfo).port;
@@ -202,31 +229,35 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
           db.query('SELECT 1').then(() => true, () => false),
           new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
         ]);
-        return { broker: mqttServer.listening, database: database && !writer.degraded };
+        return { broker: mqttServer.listening, database: database && !writer.degraded, instance };
       },
       admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
     },
-    { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
+    { loggerInstance: log, ...(config.http.trustProxy.length ? { trustProxy: [...config.http.trustProxy] } : {}), ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as net.AddressInfo).port;
 
+  // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
+  // + an advisory lock); each process asks four times a period, so a period is taken up
+  // soon after it begins even when the process that would have run it is gone.
   const retention = async () => {
     try {
-      const r = await applyRetention(db, config.retention);
-      log.info({ event: 'retention_applied', ...r }, 'retention applied');
+      const r = await runOncePerPeriod(db, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+      if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+      else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
     } catch (err) {
       log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
     }
   };
-  await enableCompression(db).then(
+  await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
     (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
     (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
   );
-  const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+  const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
   retentionTimer.unref();
   void retention();
 
@@ -250,7 +281,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     return closing;
   }
 
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, close };
+  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, instance, close };
 }
 
 async function run(): Promise<void> {
@@ -273,6 +304,7 @@ async function run(): Promise<void> {
   const lines = [
     '',
     'cardata-gateway is running',
+    `  instance: ${gw.instance}`,
     `  storage:  ${gw.storage}`,
     `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
