@@ -106,7 +106,8 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
   log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
 
-  const prom = createMetrics({ instance });
+  // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
+  const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
