@@ -153,7 +153,8 @@ case "${1:-up}" in
     mkdir -p "$TSDB_HOME"
     exec 9>"$TSDB_HOME/.up.lock"
     flock 9
-    install; init_cluster; start; ensure_db; url ;;
+    # The server must not inherit the lock (it would hold it for its whole life).
+    install; init_cluster; start 9>&-; ensure_db; url ;;
   start) start ;;
   stop) stop ;;
   url) url ;;

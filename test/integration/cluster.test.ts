@@ -141,7 +141,7 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     };
     // All three at once: migrations from three processes on a fresh database.
     const startups = await Promise.all(instances.map(boot));
-    const lbEnv: Record<string, string> = { LB_BIND: '127.0.0.1', LB_MQTT_PORT: String(lbMqtt), LB_MQTTS_PORT: String(lbMqtts), LB_HTTP_PORT: String(lbHttp), LB_CHECK_INTERVAL: '300ms', LB_MAXCONN: '2000', GW_MAXCONN: '1000' };
+    const lbEnv: Record<string, string> = { LB_BIND: '127.0.0.1', LB_MQTT_PORT: String(lbMqtt), LB_MQTTS_PORT: String(lbMqtts), LB_HTTP_PORT: String(lbHttp), LB_CHECK_INTERVAL: '1s', LB_MAXCONN: '2000', GW_MAXCONN: '1000' };
     instances.forEach((i, k) => {
       lbEnv[`GW${k + 1}_HOST`] = '127.0.0.1';
       lbEnv[`GW${k + 1}_MQTT_PORT`] = i.env.MQTT_PORT!;
