@@ -63,6 +63,14 @@ for k in $(seq 1 "$N"); do
   pids+=("$!")
 done
 
+# HAProxy needs about two descriptors per connection: keep its maxconn within what this
+# shell may open (it cannot raise a hard limit), up to the configuration's 200,000.
+if [ -z "${LB_MAXCONN:-}" ]; then
+  hard="$(ulimit -Hn)"; [ "$hard" = unlimited ] && hard=400100
+  ulimit -n "$hard" 2>/dev/null || true
+  LB_MAXCONN=$(( (hard - 100) / 2 )); [ "$LB_MAXCONN" -gt 200000 ] && LB_MAXCONN=200000
+  export LB_MAXCONN
+fi
 export LB_MQTT_PORT="${LB_MQTT_PORT:-1883}" LB_MQTTS_PORT="${LB_MQTTS_PORT:-8883}" LB_HTTP_PORT="${LB_HTTP_PORT:-8080}"
 "$HAPROXY" -db -f "$CFG" &
 LB_PID=$!
