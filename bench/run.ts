@@ -1145,7 +1145,7 @@ async function partStrongPeer(server: string): Promise<void> {
     sub = spawnNode('strong-peer-subscriber', 'strong-peer-subscriber.ts', { env: { PEER_MQTT_URL: `mqtt://127.0.0.1:${port}`, PEER_DATABASE_URL: url } });
     await sub.waitFor('ready', 60_000);
     lg = await startLoadgen('strong-peer-loadgen');
-    const vins = Array.from({ length: P.peerVehicles }, (_, i) => benchVin('Q', i));
+    const vins = Array.from({ length: P.peerVehicles }, (_, i) => benchVin('R', i));
     const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port, vins, password: 'anonymous', recordsPerMsg: 10, parallel: 50 }, 60_000);
     if (c.connected !== vins.length) throw new Error(`strong peer: only ${c.connected}/${vins.length} publishers connected: ${c.errors.join('; ')}`);
     flushDisk('strong-peer');
