@@ -5,16 +5,18 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
-import { createBatchWriter } from './storage/writer.ts';
+import { storeFailures } from './storage/errors.ts';
+import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
 import { createVehicleRepo } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
-import { createConsentCache } from './gateway/consent-cache.ts';
-import { createIngest } from './gateway/ingest.ts';
-import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
-import { isValidVin } from './identity/vin.ts';
+import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
+import { createIngest, type Ingest } from './gateway/ingest.ts';
+import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
+import { certVinOf } from './identity/cert.ts';
 import { guardSocket } from './gateway/packet-guard.ts';
 import { proxiedTlsEntry, proxyProtocolListener, type ProxyHeaderError } from './gateway/proxy-protocol.ts';
 import { createMetrics } from './metrics/index.ts';
@@ -29,6 +31,10 @@ import os from 'node:os';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
 
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -37,21 +43,6 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
-}
-
-/**
- * The VIN a verified client certificate names: its subject CN, or a DNS/URI subject
- * alternative name that is a VIN. undefined when no verified certificate; null when
- * verified but naming no VIN.
- */
-function certVinOf(socket: tls.TLSSocket): string | null | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return undefined;
-  const cn = cert.subject?.CN;
-  const cns = Array.isArray(cn) ? cn : cn ? [cn] : [];
-  const sans = (cert.subjectaltname ?? '').split(',').map((x) => x.trim().replace(/^(DNS|URI):/, ''));
-  return [...cns, ...sans].find((n) => isValidVin(n)) ?? null;
 }
 
 function redactUrl(u: string): string {
@@ -90,7 +81,50 @@ export function createLogger(level: string): Logger {
   });
 }
 
-export async function startGateway(config: Config, baseLog: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+/** What was opened, in order: a start that fails halfway closes it in reverse order. */
+export class OpenedStack {
+  private readonly items: { what: string; close: () => unknown }[] = [];
+  constructor(private readonly log: Logger) {}
+  push(what: string, close: () => unknown): void {
+    this.items.push({ what, close });
+  }
+  /** Closes everything opened, newest first; a failing close is logged and the rest still closed. */
+  async unwind(): Promise<void> {
+    for (let it = this.items.pop(); it; it = this.items.pop()) {
+      try {
+        await it.close();
+      } catch (err) {
+        this.log.warn({ event: 'start_cleanup_failed', what: it.what, err: (err as Error).message }, 'could not close after a failed start');
+      }
+    }
+  }
+}
+
+/** The gateway's parts, built and wired but not yet listening. */
+export interface BuiltGateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly instance: string;
+  readonly db: Db;
+  readonly opened: OpenedStack;
+  readonly prom: ReturnType<typeof createMetrics>;
+  readonly writer: BatchWriter;
+  readonly consents: ConsentCache;
+  readonly ingest: Ingest;
+  readonly broker: Broker;
+  readonly mqttServer: net.Server;
+  /** The TLS server, or behind a balancer (MQTT_PROXY_PROTOCOL) the TCP listener in front of it. */
+  readonly mqttsServer: net.Server | null;
+  readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
+  readonly app: FastifyInstance;
+  readonly adminToken: string;
+}
+
+/**
+ * Builds every part and wires them; opens only the database (the pool connects lazily;
+ * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
+ */
+export async function buildGateway(config: Config, baseLog: Logger, opened: OpenedStack = new OpenedStack(baseLog)): Promise<BuiltGateway> {
   const instance = config.instanceId ?? `${os.hostname()}-${process.pid}`;
   const log = baseLog.child({ instance });
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
@@ -100,11 +134,7 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
         onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
       })
     : await createPgliteDb(path.resolve(config.dataDir));
-  const mig = await migrate(db);
-  const storage = config.databaseUrl
-    ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
-    : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
-  log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+  opened.push('database', () => db.close());
 
   // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
   const prom = createMetrics(config.instanceId ? { instance } : {});
@@ -124,28 +154,15 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     },
   });
   prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
+  opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
+  // The cache reads through a repository of its own; the one the API writes through tells
+  // the cache of each change it commits (declared after the cache it invalidates).
+  const consents = createConsentCache({ source: createConsentRepo(db), horizonMs: config.ingest.maxRecordAgeMs, metrics });
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
   const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
   const consentRepo = createConsentRepo(db, changeHooks);
-  const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
-  const stopListening = await db.listen(
-    CONSENT_CHANNEL,
-    (vin) => consents.invalidate(vin),
-    {
-      // Changes may be missed while the feed is down: trust nothing cached until it is back.
-      onDown: () => {
-        consents.setTrusted(false);
-        log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
-      },
-      onUp: () => {
-        consents.invalidateAll();
-        consents.setTrusted(true);
-        log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
-      },
-    },
-  );
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -158,6 +175,7 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
     { ingest, credentials: vehicles, consents, metrics, log },
   );
+  opened.push('MQTT broker', () => broker.close());
 
   // remote: the client's address from a PROXY header (behind a load balancer), else the peer's.
   const accept = (socket: net.Socket, certVin?: string | null, remote?: string) => {
@@ -184,7 +202,6 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     config.mqtt.proxyProtocol ? proxyProtocolListener((socket, src) => accept(socket, undefined, src?.address), proxyOpts) : (socket) => accept(socket),
   );
   mqttServer.maxConnections = config.mqtt.maxConnections;
-  await listen(mqttServer, config.mqtt.port, config.mqtt.host);
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
@@ -214,10 +231,7 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     }
     mqttsServer.maxConnections = config.mqtt.maxConnections;
     tlsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
-    await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
   }
-  const mqttPort = (mqttServer.address() as net.AddressInfo).port;
-  const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
@@ -225,6 +239,7 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
   const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
+      failures: storeFailures,
       readiness: async () => {
         const database = await Promise.race([
           db.query('SELECT 1').then(() => true, () => false),
@@ -239,50 +254,113 @@ export async function startGateway(config: Config, baseLog: Logger = createLogge
     },
     { loggerInstance: log, ...(config.http.trustProxy.length ? { trustProxy: [...config.http.trustProxy] } : {}), ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
-  await app.listen({ port: config.http.port, host: config.http.host });
-  const httpPort = (app.server.address() as net.AddressInfo).port;
+  opened.push('HTTP app', () => app.close());
+  return { config, log, instance, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
+}
 
-  // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
-  // + an advisory lock); each process asks four times a period, so a period is taken up
-  // soon after it begins even when the process that would have run it is gone.
-  const retention = async () => {
-    try {
-      const r = await runOncePerPeriod(db, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
-      if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
-      else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
-    } catch (err) {
-      log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+/**
+ * Starts what was built: schema, consent feed, MQTT, HTTP, retention. Each listener is
+ * pushed on `gw.opened` as it opens; when a step fails, everything opened is closed in
+ * reverse order (the database last) and the error is rethrown.
+ */
+export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
+  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app } = gw;
+  try {
+    const mig = await migrate(db);
+    log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+    const storage = config.databaseUrl
+      ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
+      : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
+
+    const stopListening = await db.listen(
+      CONSENT_CHANNEL,
+      (vin) => consents.invalidate(vin),
+      {
+        // Changes may be missed while the feed is down: trust nothing cached until it is back.
+        onDown: () => {
+          consents.setTrusted(false);
+          log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
+        },
+        onUp: () => {
+          consents.invalidateAll();
+          consents.setTrusted(true);
+          log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
+        },
+      },
+    );
+    opened.push('consent feed', stopListening);
+
+    await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+    opened.push('MQTT listener', () => closeServer(mqttServer));
+    if (mqttsServer) {
+      await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
+      opened.push('MQTTS listener', () => closeServer(mqttsServer));
     }
-  };
-  await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
-    (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
-    (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
-  );
-  const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
-  retentionTimer.unref();
-  void retention();
+    const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+    const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
-  let closing: Promise<void> | null = null;
-  async function close(): Promise<void> {
-    closing ??= (async () => {
-      const t0 = Date.now();
-      log.info({ event: 'shutdown_started' }, 'stopping');
-      clearInterval(retentionTimer);
-      mqttServer.close();
-      mqttsServer?.close();
-      const d = await broker.drain(config.shutdownGraceMs);
-      ingest.close();
-      await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
-      await broker.close();
-      await app.close();
-      await stopListening();
-      await db.close();
-      log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
-    })();
-    return closing;
+    await app.listen({ port: config.http.port, host: config.http.host });
+    const httpPort = (app.server.address() as net.AddressInfo).port;
+
+    // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
+    // + an advisory lock); each process asks four times a period, so a period is taken up
+    // soon after it begins even when the process that would have run it is gone.
+    const retention = async () => {
+      try {
+        const r = await runOncePerPeriod(db, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
+      } catch (err) {
+        log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+      }
+    };
+    // Under a lock: several processes starting at once set the policies up one at a time.
+    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
+      (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
+      (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
+    );
+    const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
+    retentionTimer.unref();
+    void retention();
+
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening }));
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, instance, close };
+  } catch (err) {
+    await opened.unwind();
+    throw err;
   }
+}
 
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, instance, close };
+/** Orderly stop: MQTT intake → drain → flush → HTTP → consent feed → database. */
+export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void> }): Promise<void> {
+  const { config, log } = gw;
+  const t0 = Date.now();
+  log.info({ event: 'shutdown_started' }, 'stopping');
+  clearInterval(started.retentionTimer);
+  gw.mqttServer.close();
+  gw.mqttsServer?.close();
+  const d = await gw.broker.drain(config.shutdownGraceMs);
+  gw.ingest.close();
+  await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
+  await gw.broker.close();
+  await gw.app.close();
+  await started.stopListening();
+  await gw.db.close();
+  log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
+}
+
+/** Builds and starts the gateway; a start that fails halfway closes what it opened. */
+export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+  const opened = new OpenedStack(log);
+  let built: BuiltGateway;
+  try {
+    built = await buildGateway(config, log, opened);
+  } catch (err) {
+    await opened.unwind();
+    throw err;
+  }
+  return startBuilt(built);
 }
 
 async function run(): Promise<void> {

@@ -3,9 +3,9 @@
 // foreground (`haproxy -db`). scripts/test.sh installs Debian's haproxy when missing.
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { REPO_ROOT, spawnChild, type Child } from './child.ts';
+import { REPO, spawnChild, type Child } from './proc.ts';
 
-export const HAPROXY_CFG = `${REPO_ROOT}deploy/haproxy/haproxy.cfg`;
+export const HAPROXY_CFG = `${REPO}deploy/haproxy/haproxy.cfg`;
 
 export function haproxyBin(): string {
   const r = spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' });
