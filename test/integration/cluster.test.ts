@@ -152,10 +152,10 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
 
     // --- the fleet -------------------------------------------------------------------
     const VEHICLES = 100;
-    const MESSAGES = 100;
+    const MESSAGES = 200;
     const RPM = 5;
     const vehicles = await provisionVehicles(lbHttp, ADMIN_TOKEN, Array.from({ length: VEHICLES }, () => testVin()));
-    const fleet = startFleet({ mqttPort: lbMqtt, vehicles, messages: MESSAGES, recordsPerMessage: RPM, window: 5, intervalMs: 400, baseMs: Date.now() - 3_600_000 });
+    const fleet = startFleet({ mqttPort: lbMqtt, vehicles, messages: MESSAGES, recordsPerMessage: RPM, window: 5, intervalMs: 250, baseMs: Date.now() - 3_600_000, startPaused: true });
     fleets.push(fleet);
     // Per vehicle: when its connection closed and when it was connected again.
     const closes = new Map<string, number[]>();
@@ -170,13 +170,17 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     };
     await until(() => fleet.vehicles.every((v) => v.connects > 0), 30_000, 'every vehicle connected through HAProxy', notConnected);
     const spread0 = await connectedPer(instances);
+    // The stream (200 messages, one every 250 ms per vehicle) starts once all are connected.
+    fleet.resume();
 
     const kills: { victim: string; at: number; connectedBefore: number[]; inFlight: number; ackedAtKill: number; ackedMissing: number; reconnectMs: number[]; restartReadyMs: number }[] = [];
-    for (const frac of [0.25, 0.6]) {
+    for (const frac of [0.2, 0.55]) {
       await until(() => fleet.acked() >= frac * fleet.total, 60_000, `${frac * 100}% acknowledged`);
       const before = await connectedPer(instances);
       // The instance holding the most vehicles right now.
       const victim = instances[before.indexOf(Math.max(...before.map((x) => (Number.isFinite(x) ? x : -1))))]!;
+      // Kill while messages are in flight in the gateways (waited for, bounded).
+      await until(() => fleet.outstanding() >= 5, 5000, 'messages in flight').catch(() => {});
       const inFlight = fleet.outstanding();
       victim.cpuDone += cpuSecondsOf(victim.g.pid) ?? 0;
       const at = Date.now();
@@ -299,6 +303,7 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     expect(kills.map((k) => k.ackedMissing)).toEqual([0, 0]);
     // Both kills during the stream, not after it.
     for (const k of kills) expect(k.ackedAtKill).toBeLessThan(fleet.total);
+    expect(kills.some((k) => k.inFlight > 0)).toBe(true);
     for (const k of kills) expect(k.reconnectMs.length).toBeGreaterThan(0);
     expect(st.messagesAcked).toBe(fleet.total);
     expect(s.perVinProblems).toEqual([]);
