@@ -213,7 +213,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const config = loadConfig();
-    await cmd.run(values as Record<string, string | boolean | undefined>, {
+    await cmd.run(values, {
       config,
       db: async () => {
         db ??= config.databaseUrl ? createPgDb(config.databaseUrl, { max: 2, applicationName: 'cardata-cli' }) : await createPgliteDb(path.resolve(config.dataDir));
