@@ -1020,8 +1020,8 @@ async function startHaproxy(gws: Gateway[]): Promise<{ pid: number; mqttPort: nu
   });
   const proc = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"', MARKER, bin, '-db', '-f', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  proc.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  proc.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   track(proc.pid!);
   await waitForPort(httpPort, 10_000).catch((e: Error) => {
     throw new Error(`${e.message}: haproxy said ${out}`);

@@ -163,7 +163,7 @@ export function proxyProtocolListener(handler: (socket: net.Socket, source: Prox
  * TLS socket's peer is still the balancer's connection: `sourceOf` maps it back to the
  * client's address named in the header.
  */
-export function proxiedTlsEntry(tlsServer: net.Server, opts: ProxyListenerOptions): { listener: (socket: net.Socket) => void; sourceOf(tlsSocket: net.Socket): ProxySource | null } {
+export function proxiedTlsEntry(tlsServer: net.Server, opts: ProxyListenerOptions): { listener: (socket: net.Socket) => void; sourceOf: (tlsSocket: net.Socket) => ProxySource | null } {
   // "address:port" of the balancer's side of each live connection → the client's address.
   const sources = new Map<string, ProxySource>();
   const key = (s: net.Socket) => `${s.remoteAddress}:${s.remotePort}`;
