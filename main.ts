@@ -20,6 +20,7 @@ import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker
 import { certVinOf } from './identity/cert.ts';
 import { createAdmission } from './gateway/admission.ts';
 import { watchCrl } from './gateway/crl.ts';
+import { proxiedTlsEntry, proxyProtocolListener, type ProxyHeaderError } from './gateway/proxy-protocol.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
@@ -29,6 +30,8 @@ import { createReadRepo } from './storage/reads.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
+import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import os from 'node:os';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -69,6 +72,8 @@ export interface RunningGateway {
   readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
+  /** INSTANCE_ID, or "<hostname>-<pid>": in every log line, metric and /readyz answer. */
+  readonly instance: string;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
   close(): Promise<void>;
 }
@@ -107,6 +112,7 @@ export class OpenedStack {
 export interface BuiltGateway {
   readonly config: Config;
   readonly log: Logger;
+  readonly instance: string;
   readonly db: Db;
   /** The API's own pool (the same Db as `db` on the embedded database). */
   readonly apiDb: Db;
@@ -120,7 +126,10 @@ export interface BuiltGateway {
   readonly broker: Broker;
   /** null when client certificates are required: the plain port stays closed. */
   readonly mqttServer: net.Server | null;
-  readonly mqttsServer: tls.Server | null;
+  /** The TLS server, or behind a balancer (MQTT_PROXY_PROTOCOL) the TCP listener in front of it. */
+  readonly mqttsServer: net.Server | null;
+  /** The TLS server itself (its secure context is replaced when the CRL changes). */
+  readonly tlsServer: tls.Server | null;
   readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
   readonly app: FastifyInstance;
   readonly adminToken: string;
@@ -136,7 +145,9 @@ function tlsContext(files: { cert: Buffer; key: Buffer; ca: Buffer | undefined }
  * Builds every part and wires them; opens only the database (the pool connects lazily;
  * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
  */
-export async function buildGateway(config: Config, log: Logger, opened: OpenedStack = new OpenedStack(log)): Promise<BuiltGateway> {
+export async function buildGateway(config: Config, baseLog: Logger, opened: OpenedStack = new OpenedStack(baseLog)): Promise<BuiltGateway> {
+  const instance = config.instanceId ?? `${os.hostname()}-${process.pid}`;
+  const log = baseLog.child({ instance });
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -155,7 +166,8 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     : db;
   if (apiDb !== db) opened.push('API database', () => apiDb.close());
 
-  const prom = createMetrics();
+  // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
+  const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
@@ -208,33 +220,54 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     { maxPacketBytes: config.mqtt.maxPacketBytes, maxConnectBytes: config.admission.maxConnectBytes, maxConnectionsPerAddress: config.admission.maxConnectionsPerAddress, maxPreauthBytes: config.admission.preauthMaxBytes },
     { broker, metrics, log },
   );
-  const accept = (socket: net.Socket, certVin?: string | null) => admission.accept(socket, certVin);
+  // remote: the client's address from a PROXY header (behind a load balancer), else the peer's.
+  const accept = (socket: net.Socket, certVin?: string | null, remote?: string) => admission.accept(socket, certVin, remote);
+  const proxyOpts = {
+    timeoutMs: config.mqtt.connectTimeoutMs,
+    onError: (err: ProxyHeaderError, socket: net.Socket) => {
+      metrics.refused(err.code);
+      log.info({ event: 'mqtt_proxy_header_refused', err: err.message, remote: socket.remoteAddress }, 'connection closed: no valid PROXY header');
+    },
+  };
   // With client certificates required the plain port stays closed: a secret alone must
   // not be a way in.
   let mqttServer: net.Server | null = null;
   if (!config.mqtt.requireClientCert) {
     // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-    mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
+    mqttServer = net.createServer(
+      { noDelay: true },
+      config.mqtt.proxyProtocol ? proxyProtocolListener((socket, src) => accept(socket, undefined, src?.address), proxyOpts) : (socket) => accept(socket),
+    );
     mqttServer.maxConnections = config.mqtt.maxConnections;
   }
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
-  let mqttsServer: tls.Server | null = null;
+  let mqttsServer: net.Server | null = null;
+  let tlsServer: tls.Server | null = null;
   if (tlsFiles) {
-    mqttsServer = tls.createServer(
+    let sourceOf: (s: net.Socket) => { address: string } | null = () => null;
+    tlsServer = tls.createServer(
       {
         ...tlsContext(tlsFiles, config.crl ? readFileSync(config.crl.file) : undefined),
         ...(tlsFiles.ca ? { requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
       },
       (socket) => {
         socket.setNoDelay(true);
-        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined);
+        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined, sourceOf(socket)?.address);
       },
     );
+    // Behind a balancer passing TLS through: the PROXY header comes before the handshake.
+    if (config.mqtt.proxyProtocol) {
+      const entry = proxiedTlsEntry(tlsServer, proxyOpts);
+      sourceOf = entry.sourceOf;
+      mqttsServer = net.createServer({ noDelay: true }, entry.listener);
+    } else {
+      mqttsServer = tlsServer;
+    }
     mqttsServer.maxConnections = config.mqtt.maxConnections;
-    mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
+    tlsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
   }
 
   const adminToken = config.adminToken ?? newSecret();
@@ -264,7 +297,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       failures: storeFailures,
       readiness: async () => {
         const p = await probeDatabase();
-        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at };
+        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
       },
       admin: {
         adminToken,
@@ -298,6 +331,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     },
     {
       loggerInstance: log,
+      ...(config.http.trustProxy.length ? { trustProxy: [...config.http.trustProxy] } : {}),
       requestTimeoutMs: config.api.requestTimeoutMs,
       headersTimeoutMs: config.api.headersTimeoutMs,
       ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}),
@@ -316,7 +350,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, signIn };
+  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn };
 }
 
 /**
@@ -325,7 +359,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
  * reverse order (the database last) and the error is rethrown.
  */
 export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
-  const { config, log, db, opened, consents, mqttServer, mqttsServer, app } = gw;
+  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app } = gw;
   try {
     const mig = await migrate(db);
     log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
@@ -365,10 +399,11 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
       opened.push('MQTTS listener', () => closeServer(mqttsServer));
       const files = gw.tlsFiles;
-      if (config.crl && files) {
+      const tlsServer = gw.tlsServer;
+      if (config.crl && files && tlsServer) {
         // A revoked certificate stops working without a restart: new handshakes use the new
         // list; sessions already open keep running until they reconnect.
-        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => mqttsServer.setSecureContext(tlsContext(files, crl)), log });
+        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => tlsServer.setSecureContext(tlsContext(files, crl)), log });
         opened.push('CRL watch', stopCrl);
       }
     }
@@ -386,26 +421,32 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       metricsPort = (ms.address() as net.AddressInfo).port;
     }
 
+    // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
+    // + an advisory lock); each process asks four times a period, so a period is taken up
+    // soon after it begins even when the process that would have run it is gone.
     const retention = async () => {
       try {
-        const r = await applyRetention(gw.apiDb, config.retention);
-        log.info({ event: 'retention_applied', ...r }, 'retention applied');
+        // On the API's pool (never the ingest pool), once per period across every instance.
+        const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
       } catch (err) {
         log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
       }
     };
-    await enableCompression(db).then(
+    // Under a lock: several processes starting at once set the policies up one at a time.
+    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
       (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
       (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
     );
-    const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+    const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
     retentionTimer.unref();
     void retention();
 
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
     const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, close };
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, instance, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -471,6 +512,7 @@ async function run(): Promise<void> {
   const lines = [
     '',
     'cardata-gateway is running',
+    `  instance: ${gw.instance}`,
     `  storage:  ${gw.storage}`,
     ...(gw.mqttPort !== null ? [`  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`] : ['  MQTT:     plain port closed (client certificates required)']),
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),

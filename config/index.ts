@@ -147,6 +147,12 @@ const envSchema = z
     METRICS_PORT: port.optional(),
     /** Listen address of METRICS_PORT. */
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+    /** Name of this process in logs (`instance`), metrics (`instance` label) and /readyz. Unset: "<hostname>-<pid>". */
+    INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -').optional(),
+    /** MQTT and MQTTS listeners expect a PROXY protocol header (v1 or v2) first: set only behind a load balancer that sends it. */
+    MQTT_PROXY_PROTOCOL: z.enum(['true', 'false']).default('false'),
+    /** HTTP behind a proxy: fastify's trustProxy (comma-separated addresses/CIDRs of the proxies whose X-Forwarded-For is believed). */
+    HTTP_TRUST_PROXY: z.string().regex(/^[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*$/, 'must be comma-separated IP addresses or CIDRs').optional(),
   })
   .strict();
 
@@ -166,9 +172,11 @@ export interface Config {
     readonly authFailuresMax: number;
     readonly authFailureWindowMs: number;
     readonly requireClientCert: boolean;
+    /** Listeners expect a PROXY protocol header (from the load balancer) before MQTT or TLS. */
+    readonly proxyProtocol: boolean;
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: { readonly host: string; readonly port: number; readonly trustProxy: readonly string[] };
   readonly adminToken: string | undefined;
   readonly ingest: {
     readonly maxPayloadBytes: number;
@@ -225,6 +233,8 @@ export interface Config {
     readonly headersTimeoutMs: number;
   };
   readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
+  /** Set: this process's name; undefined: main.ts names it "<hostname>-<pid>". */
+  readonly instanceId: string | undefined;
 }
 
 /**
@@ -281,9 +291,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       authFailuresMax: e.AUTH_FAILURES_MAX,
       authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
       requireClientCert: e.MQTT_REQUIRE_CLIENT_CERT === 'true',
+      proxyProtocol: e.MQTT_PROXY_PROTOCOL === 'true',
     },
     tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE } : undefined,
-    http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
+    http: { host: e.HTTP_HOST, port: e.HTTP_PORT, trustProxy: e.HTTP_TRUST_PROXY ? e.HTTP_TRUST_PROXY.split(',') : [] },
     adminToken: e.ADMIN_TOKEN,
     ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxRecordsPerMessage: e.MAX_RECORDS_PER_MESSAGE, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
     writer: {
@@ -335,6 +346,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
     },
     metricsListener: e.METRICS_PORT !== undefined ? { host: e.METRICS_HOST, port: e.METRICS_PORT } : undefined,
+    instanceId: e.INSTANCE_ID,
   });
 }
 
