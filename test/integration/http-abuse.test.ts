@@ -284,6 +284,7 @@ const ROUTES: RouteDef[] = [
   },
   { method: 'GET', path: '/v1/admin/accounts', auth: 'admin' },
   { method: 'DELETE', path: '/v1/admin/accounts/{username}', auth: 'admin', mutates: true },
+  { method: 'POST', path: '/v1/admin/vehicles/{vin}/secret', auth: 'admin', mutates: true },
   { method: 'GET', path: '/v1/vehicles/{vin}/consent', auth: 'owner' },
   {
     method: 'PUT',
