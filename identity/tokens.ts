@@ -78,8 +78,8 @@ export function createTokenService(keys: readonly SigningKey[], now: () => numbe
       let head: { alg?: unknown; kid?: unknown };
       let body: { sub?: unknown; role?: unknown; exp?: unknown; iat?: unknown; jti?: unknown };
       try {
-        head = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
-        body = JSON.parse(Buffer.from(b, 'base64url').toString('utf8'));
+        head = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as typeof head;
+        body = JSON.parse(Buffer.from(b, 'base64url').toString('utf8')) as typeof body;
       } catch {
         return { ok: false, error: 'TOKEN_MALFORMED' };
       }
