@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: brings up what the tests need
 # (protoc for the contract check, a local TimescaleDB unless TEST_DATABASE_URL is set),
-# typechecks, lints (scripts/lint.sh), then runs vitest. Extra arguments go to vitest (e.g. a file name).
+# typechecks, then runs vitest. Extra arguments go to vitest (e.g. a file name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +18,5 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 fi
 
 npx tsc --noEmit -p .
-bash scripts/lint.sh
+bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js), on the whole tree
 exec npx vitest run "$@"
