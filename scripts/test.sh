@@ -15,9 +15,12 @@ command -v protoc >/dev/null || apt_install protobuf-compiler
 command -v openssl >/dev/null || apt_install openssl
 # The portal's end-to-end tests drive Debian's Chromium (playwright-core cannot download a browser offline).
 [ -x /usr/bin/chromium ] || apt_install chromium
+# HAProxy (Debian 12: 2.6) for the cluster test: three gateways behind deploy/haproxy/haproxy.cfg.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   bash scripts/timescaledb.sh up >/dev/null
 fi
 
 npx tsc --noEmit -p .
+bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js), on the whole tree
 exec npx vitest run "$@"
