@@ -102,7 +102,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           portalRedirectUris: config.oidc.portalRedirectUris ?? [`${base}/portal/callback`],
           accessTokenTtlS: config.tokenTtlS,
         },
-        { store, accounts },
+        { store, accounts, onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request') },
       );
       // Its tokens go the same way as an external provider's: discovery, JWKS, jose. The
       // discovery document is fetched from this process's own listener.

@@ -94,7 +94,10 @@ function adapterFor(store: IdpStore) {
   };
 }
 
-export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store: IdpStore; accounts: IdpAccounts }): Promise<EmbeddedIdp> {
+export async function createEmbeddedIdp(
+  opts: EmbeddedIdpOptions,
+  deps: { store: IdpStore; accounts: IdpAccounts; onServerError?: (err: Error) => void },
+): Promise<EmbeddedIdp> {
   const { store, accounts } = deps;
   // Made once by the first process ever to start, then read by every process: tokens
   // survive restarts and verify on every instance.
@@ -180,6 +183,8 @@ export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store:
   };
 
   const provider = new Provider(opts.issuer, configuration);
+  // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
+  provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
   const callback = provider.callback();
   const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');
 
