@@ -24,6 +24,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
 import path from 'node:path';
@@ -210,6 +211,9 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   const signIn = createSignIn(config, db, log);
   const tokens = signIn.authenticator;
   const rights = createRightsRepo(db, changeHooks);
+  const reads = createReadRepo(db);
+  const recipients = createRecipientRepo(db);
+  const grants = createGrantRepo(db);
   const app = await buildApp(
     {
       failures: storeFailures,
@@ -230,9 +234,20 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         mintedTokens: signIn.mintedTokens,
         onRevoked: signIn.onRevoked,
         accounts: signIn.accounts,
+        recipients,
       },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport },
+      grants: {
+        tokens,
+        recipients,
+        grants,
+        checkins: createCheckinRepo(db),
+        consents: consentRepo,
+        rights,
+        reads,
+        limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
+      },
       metrics: { text: prom.text, contentType: prom.contentType },
       oidc: { provider: signIn.provider },
     },
