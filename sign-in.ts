@@ -19,9 +19,9 @@ export interface SignIn {
   readonly mintedTokens: MintedTokenRepo;
   readonly accounts: AccountRepo;
   /** A revocation made by this process: in force here at once. */
-  onRevoked(jti: string): void;
+  readonly onRevoked: (jti: string) => void;
   /** The embedded provider, once started. */
-  provider(): EmbeddedIdp | null;
+  readonly provider: () => EmbeddedIdp | null;
   /** Loads the deny list and follows revocations (NOTIFY); needs the migrated schema. */
   open(): Promise<void>;
   /** Starts the embedded provider, which needs the address the HTTP server listens on. */
