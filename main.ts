@@ -16,7 +16,7 @@ import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
 import { createIngest, type Ingest } from './gateway/ingest.ts';
-import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
+import { createBroker, type Broker } from './gateway/broker.ts';
 import { certVinOf } from './identity/cert.ts';
 import { createAdmission } from './gateway/admission.ts';
 import { watchCrl } from './gateway/crl.ts';

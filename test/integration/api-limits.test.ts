@@ -87,7 +87,7 @@ describe('API reads and ingest have separate pools (DB_POOL_MAX, DB_API_POOL_MAX
     clients.push(client);
     await publish(client, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, [record(1, Date.now())]));
     const lock = await lockOwnership();
-    let stuck: Promise<Response>[] = [];
+    let stuck: Promise<Response>[];
     try {
       stuck = Array.from({ length: API_POOL * 2 }, () => get(`/v1/vehicles/${v.vin}/consent`, v.token));
       await new Promise((r) => setTimeout(r, 300));
@@ -111,8 +111,8 @@ describe('concurrent exports per caller (EXPORTS_PER_CALLER_MAX 2)', () => {
     const a = await owned();
     const b = await owned();
     const lock = await lockOwnership();
-    let first: Promise<Response>[] = [];
-    let other: Promise<Response> | null = null;
+    let first: Promise<Response>[];
+    let other: Promise<Response> | null;
     let third: Response;
     try {
       first = [get(`/v1/vehicles/${a.vin}/cardata`, a.token), get(`/v1/vehicles/${a.vin}/cardata?format=csv`, a.token)];
@@ -127,7 +127,7 @@ describe('concurrent exports per caller (EXPORTS_PER_CALLER_MAX 2)', () => {
     } finally {
       await lock.release();
     }
-    const done = await Promise.all([...first, other!]);
+    const done = await Promise.all([...first, other]);
     expect(done.map((r) => r.status)).toEqual([200, 200, 200]);
     await Promise.all(done.map((r) => r.arrayBuffer()));
     await new Promise((r) => setTimeout(r, 100));
