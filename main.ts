@@ -20,14 +20,18 @@ import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker
 import { certVinOf } from './identity/cert.ts';
 import { createAdmission } from './gateway/admission.ts';
 import { watchCrl } from './gateway/crl.ts';
+import { proxiedTlsEntry, proxyProtocolListener, type ProxyHeaderError } from './gateway/proxy-protocol.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
-import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
+import { createSignIn, type SignIn } from './sign-in.ts';
+import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import os from 'node:os';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -64,8 +68,12 @@ export interface RunningGateway {
   /** The separate /metrics listener's port (METRICS_PORT), or null. */
   readonly metricsPort: number | null;
   readonly adminToken: string;
+  /** Issuer of the embedded OpenID Provider, when it runs. */
+  readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
+  /** INSTANCE_ID, or "<hostname>-<pid>": in every log line, metric and /readyz answer. */
+  readonly instance: string;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
   close(): Promise<void>;
 }
@@ -104,6 +112,7 @@ export class OpenedStack {
 export interface BuiltGateway {
   readonly config: Config;
   readonly log: Logger;
+  readonly instance: string;
   readonly db: Db;
   /** The API's own pool (the same Db as `db` on the embedded database). */
   readonly apiDb: Db;
@@ -117,10 +126,14 @@ export interface BuiltGateway {
   readonly broker: Broker;
   /** null when client certificates are required: the plain port stays closed. */
   readonly mqttServer: net.Server | null;
-  readonly mqttsServer: tls.Server | null;
+  /** The TLS server, or behind a balancer (MQTT_PROXY_PROTOCOL) the TCP listener in front of it. */
+  readonly mqttsServer: net.Server | null;
+  /** The TLS server itself (its secure context is replaced when the CRL changes). */
+  readonly tlsServer: tls.Server | null;
   readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
   readonly app: FastifyInstance;
   readonly adminToken: string;
+  readonly signIn: SignIn;
 }
 
 /** The MQTTS server's secure context: certificate, key, client CA and revocation list. */
@@ -132,7 +145,9 @@ function tlsContext(files: { cert: Buffer; key: Buffer; ca: Buffer | undefined }
  * Builds every part and wires them; opens only the database (the pool connects lazily;
  * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
  */
-export async function buildGateway(config: Config, log: Logger, opened: OpenedStack = new OpenedStack(log)): Promise<BuiltGateway> {
+export async function buildGateway(config: Config, baseLog: Logger, opened: OpenedStack = new OpenedStack(baseLog)): Promise<BuiltGateway> {
+  const instance = config.instanceId ?? `${os.hostname()}-${process.pid}`;
+  const log = baseLog.child({ instance });
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -151,7 +166,8 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     : db;
   if (apiDb !== db) opened.push('API database', () => apiDb.close());
 
-  const prom = createMetrics();
+  // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
+  const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
@@ -204,39 +220,63 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     { maxPacketBytes: config.mqtt.maxPacketBytes, maxConnectBytes: config.admission.maxConnectBytes, maxConnectionsPerAddress: config.admission.maxConnectionsPerAddress, maxPreauthBytes: config.admission.preauthMaxBytes },
     { broker, metrics, log },
   );
-  const accept = (socket: net.Socket, certVin?: string | null) => admission.accept(socket, certVin);
+  // remote: the client's address from a PROXY header (behind a load balancer), else the peer's.
+  const accept = (socket: net.Socket, certVin?: string | null, remote?: string) => admission.accept(socket, certVin, remote);
+  const proxyOpts = {
+    timeoutMs: config.mqtt.connectTimeoutMs,
+    onError: (err: ProxyHeaderError, socket: net.Socket) => {
+      metrics.refused(err.code);
+      log.info({ event: 'mqtt_proxy_header_refused', err: err.message, remote: socket.remoteAddress }, 'connection closed: no valid PROXY header');
+    },
+  };
   // With client certificates required the plain port stays closed: a secret alone must
   // not be a way in.
   let mqttServer: net.Server | null = null;
   if (!config.mqtt.requireClientCert) {
     // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-    mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
+    mqttServer = net.createServer(
+      { noDelay: true },
+      config.mqtt.proxyProtocol ? proxyProtocolListener((socket, src) => accept(socket, undefined, src?.address), proxyOpts) : (socket) => accept(socket),
+    );
     mqttServer.maxConnections = config.mqtt.maxConnections;
   }
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
-  let mqttsServer: tls.Server | null = null;
+  let mqttsServer: net.Server | null = null;
+  let tlsServer: tls.Server | null = null;
   if (tlsFiles) {
-    mqttsServer = tls.createServer(
+    let sourceOf: (s: net.Socket) => { address: string } | null = () => null;
+    tlsServer = tls.createServer(
       {
         ...tlsContext(tlsFiles, config.crl ? readFileSync(config.crl.file) : undefined),
         ...(tlsFiles.ca ? { requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
       },
       (socket) => {
         socket.setNoDelay(true);
-        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined);
+        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined, sourceOf(socket)?.address);
       },
     );
+    // Behind a balancer passing TLS through: the PROXY header comes before the handshake.
+    if (config.mqtt.proxyProtocol) {
+      const entry = proxiedTlsEntry(tlsServer, proxyOpts);
+      sourceOf = entry.sourceOf;
+      mqttsServer = net.createServer({ noDelay: true }, entry.listener);
+    } else {
+      mqttsServer = tlsServer;
+    }
     mqttsServer.maxConnections = config.mqtt.maxConnections;
-    mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
+    tlsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
   }
 
   const adminToken = config.adminToken ?? newSecret();
-  if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
-  const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
+  const signIn = createSignIn(config, apiDb, log);
+  const tokens = signIn.authenticator;
   const rights = createRightsRepo(apiDb, changeHooks);
+  const reads = createReadRepo(apiDb);
+  const recipients = createRecipientRepo(apiDb);
+  const grants = createGrantRepo(apiDb);
   // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
   let probe: { at: number; result: Promise<{ ok: boolean; at: string }> } | null = null;
   const probeDatabase = () => {
@@ -257,16 +297,41 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       failures: storeFailures,
       readiness: async () => {
         const p = await probeDatabase();
-        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at };
+        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles: createVehicleRepo(apiDb), tokens, tokenTtlS: config.tokenTtlS, rights, onSecretRotated: (vin) => broker.closeSecretSessions(vin) },
+      admin: {
+        adminToken,
+        secretCost: config.secretScryptCost,
+        vehicles: createVehicleRepo(apiDb),
+        tokens: signIn.tokens,
+        tokenTtlS: config.tokenTtlS,
+        rights,
+        mintedTokens: signIn.mintedTokens,
+        onRevoked: signIn.onRevoked,
+        accounts: signIn.accounts,
+        recipients,
+        onSecretRotated: (vin) => broker.closeSecretSessions(vin),
+      },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(apiDb), exportsPerCaller: config.api.exportsPerCaller },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport, exportsPerCaller: config.api.exportsPerCaller },
+      grants: {
+        tokens,
+        recipients,
+        grants,
+        checkins: createCheckinRepo(apiDb),
+        consents: consentRepo,
+        rights,
+        reads,
+        exportsPerCaller: config.api.exportsPerCaller,
+        limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
+      },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
       ...(config.metricsListener ? {} : { metrics: { text: prom.text, contentType: prom.contentType } }),
+      oidc: { provider: signIn.provider },
     },
     {
       loggerInstance: log,
+      ...(config.http.trustProxy.length ? { trustProxy: [...config.http.trustProxy] } : {}),
       requestTimeoutMs: config.api.requestTimeoutMs,
       headersTimeoutMs: config.api.headersTimeoutMs,
       ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}),
@@ -285,7 +350,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken };
+  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn };
 }
 
 /**
@@ -294,7 +359,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
  * reverse order (the database last) and the error is rethrown.
  */
 export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
-  const { config, log, db, opened, consents, mqttServer, mqttsServer, app } = gw;
+  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app } = gw;
   try {
     const mig = await migrate(db);
     log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
@@ -319,6 +384,8 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       },
     );
     opened.push('consent feed', stopListening);
+    await gw.signIn.open();
+    opened.push('sign-in', () => gw.signIn.close());
     // A secret rotated anywhere (another instance, the CLI) closes the old secret's sessions here.
     const stopSecretFeed = await db.listen(SECRET_CHANNEL, (vin) => gw.broker.closeSecretSessions(vin));
     opened.push('secret rotation feed', stopSecretFeed);
@@ -332,10 +399,11 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
       opened.push('MQTTS listener', () => closeServer(mqttsServer));
       const files = gw.tlsFiles;
-      if (config.crl && files) {
+      const tlsServer = gw.tlsServer;
+      if (config.crl && files && tlsServer) {
         // A revoked certificate stops working without a restart: new handshakes use the new
         // list; sessions already open keep running until they reconnect.
-        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => mqttsServer.setSecureContext(tlsContext(files, crl)), log });
+        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => tlsServer.setSecureContext(tlsContext(files, crl)), log });
         opened.push('CRL watch', stopCrl);
       }
     }
@@ -344,6 +412,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     await app.listen({ port: config.http.port, host: config.http.host });
     const httpPort = (app.server.address() as net.AddressInfo).port;
+    await gw.signIn.start({ scheme: gw.tlsFiles ? 'https' : 'http', host: config.http.host, port: httpPort });
     let metricsPort: number | null = null;
     const ms = gw.metricsServer;
     if (ms && config.metricsListener) {
@@ -352,25 +421,32 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       metricsPort = (ms.address() as net.AddressInfo).port;
     }
 
+    // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
+    // + an advisory lock); each process asks four times a period, so a period is taken up
+    // soon after it begins even when the process that would have run it is gone.
     const retention = async () => {
       try {
-        const r = await applyRetention(gw.apiDb, config.retention);
-        log.info({ event: 'retention_applied', ...r }, 'retention applied');
+        // On the API's pool (never the ingest pool), once per period across every instance.
+        const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
       } catch (err) {
         log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
       }
     };
-    await enableCompression(db).then(
+    // Under a lock: several processes starting at once set the policies up one at a time.
+    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
       (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
       (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
     );
-    const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+    const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
     retentionTimer.unref();
     void retention();
 
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, storage, db, close };
+    const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, instance, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -394,6 +470,7 @@ export async function stopGateway(
   await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
   await gw.broker.close();
   await gw.app.close();
+  await gw.signIn.close();
   if (gw.metricsServer?.listening) await closeServer(gw.metricsServer);
   await started.stopListening();
   await started.stopSecretFeed?.();
@@ -435,10 +512,13 @@ async function run(): Promise<void> {
   const lines = [
     '',
     'cardata-gateway is running',
+    `  instance: ${gw.instance}`,
     `  storage:  ${gw.storage}`,
     ...(gw.mqttPort !== null ? [`  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`] : ['  MQTT:     plain port closed (client certificates required)']),
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
+    ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),
+    ...(config.oidc.issuer ? [`  tokens of: ${config.oidc.issuer}`] : []),
   ];
   if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
   lines.push(

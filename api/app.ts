@@ -8,12 +8,14 @@ import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
+import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { bearer } from './auth.ts';
+import { bearer, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
 
@@ -23,9 +25,12 @@ export interface AppDeps {
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
-  cardata: CardataDeps;
+  cardata: Omit<CardataDeps, 'failures'>;
+  grants: Omit<GrantRouteDeps, 'failures'>;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
+  /** The embedded OpenID Provider under /oidc, when it runs. */
+  oidc?: OidcRouteDeps;
 }
 
 export interface AppOptions {
@@ -93,6 +98,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   });
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('tokenCheck', null);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -108,7 +114,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = 400;
       const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
       const path = first?.instancePath ?? '';
-      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : 'API_ERR_VALIDATION';
+      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
       detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       status = 413;
@@ -153,12 +159,12 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     timeWindow: 60_000,
     // Per caller: a valid API token counts for its subject, the admin token for the admin;
     // anything else (no token, a bad one, however spelt) counts for the client address.
-    keyGenerator: (req) => {
+    keyGenerator: async (req) => {
       const t = bearer(req);
       if (t !== null) {
         if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
-        const v = deps.vehicles.tokens.verify(t);
-        if (v.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+        const v = await verifyRequest(req, deps.vehicles.tokens);
+        if (v?.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
       }
       return 'ip:' + req.ip;
     },
@@ -169,7 +175,9 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
   await app.register(vehicleRoutes, deps.vehicles);
-  await app.register(cardataRoutes, deps.cardata);
+  await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
+  await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
+  if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

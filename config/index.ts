@@ -75,6 +75,27 @@ const envSchema = z
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(MAX_TOKEN_TTL_S).default(3600),
+    /** The gateway's address as its clients see it (scheme://host[:port]); default: the HTTP listener's. Issuer of the embedded OpenID Provider = this + /oidc. */
+    PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    /** An external OpenID Provider whose access tokens the API accepts (its issuer identifier; discovery below it). */
+    OIDC_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+    /** The `aud` access tokens must carry to be meant for this API (also the embedded provider's resource indicator). */
+    OIDC_AUDIENCE: z.string().min(1).max(512).default('urn:cardata-gateway:api'),
+    /** Claim of the external provider's tokens that names the caller (dotted path for nested claims). */
+    OIDC_SUBJECT_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('sub'),
+    /** Claim of the external provider's tokens that holds the role: customer, workshop, third_party or authority (a string, or an array with exactly one of them). */
+    OIDC_ROLE_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('cardata_role'),
+    /** The embedded OpenID Provider under /oidc: auto = on when OIDC_ISSUER is unset. */
+    OIDC_EMBEDDED: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** Redirect URIs of the portal client `cardata-portal`, comma-separated; default PUBLIC_URL + /portal/callback. */
+    OIDC_PORTAL_REDIRECT_URIS: z
+      .string()
+      .refine((v) => v.split(',').every((u) => URL.canParse(u.trim()) && /^https?:$/.test(new URL(u.trim()).protocol)), 'must be comma-separated http(s) URLs')
+      .optional(),
+    /** Timeout of one fetch of an issuer's discovery document or JWKS, ms. */
+    OIDC_FETCH_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
+    /** Least time between two JWKS fetches caused by a token naming an unknown key (rotation), s. */
+    OIDC_JWKS_COOLDOWN_S: z.coerce.number().int().min(0).max(3600).default(30),
     /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
     RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
     /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
@@ -85,6 +106,16 @@ const envSchema = z
     QUARANTINE_RETENTION_DAYS: positiveInt.max(36_500).default(30),
     /** How often retention runs, ms. */
     RETENTION_INTERVAL_MS: positiveInt.default(3_600_000),
+    /** Longest an owner's grant may run, days; also a grant's expiry when the owner gives none. */
+    GRANT_MAX_DAYS: positiveInt.max(3650).default(365),
+    /** Lifetime of a workshop check-in code, seconds. */
+    CHECKIN_CODE_TTL_S: positiveInt.max(7 * 24 * 3600).default(900),
+    /** Longest workshop visit (the grant a check-in code gives), hours. */
+    WORKSHOP_VISIT_MAX_HOURS: positiveInt.max(24 * 90).default(72),
+    /** The authority's OBFCM report without a range covers this many days up to now. */
+    OBFCM_REPORT_DEFAULT_DAYS: positiveInt.max(36_500).default(90),
+    /** Longest range of one OBFCM report, days; longer: 400 API_ERR_RANGE_TOO_LONG. */
+    OBFCM_REPORT_MAX_RANGE_DAYS: positiveInt.max(36_500).default(366),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
     // Limits on what one credential or one anonymous socket can cost everyone else.
@@ -116,6 +147,12 @@ const envSchema = z
     METRICS_PORT: port.optional(),
     /** Listen address of METRICS_PORT. */
     METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+    /** Name of this process in logs (`instance`), metrics (`instance` label) and /readyz. Unset: "<hostname>-<pid>". */
+    INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -').optional(),
+    /** MQTT and MQTTS listeners expect a PROXY protocol header (v1 or v2) first: set only behind a load balancer that sends it. */
+    MQTT_PROXY_PROTOCOL: z.enum(['true', 'false']).default('false'),
+    /** HTTP behind a proxy: fastify's trustProxy (comma-separated addresses/CIDRs of the proxies whose X-Forwarded-For is believed). */
+    HTTP_TRUST_PROXY: z.string().regex(/^[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*$/, 'must be comma-separated IP addresses or CIDRs').optional(),
   })
   .strict();
 
@@ -135,9 +172,11 @@ export interface Config {
     readonly authFailuresMax: number;
     readonly authFailureWindowMs: number;
     readonly requireClientCert: boolean;
+    /** Listeners expect a PROXY protocol header (from the load balancer) before MQTT or TLS. */
+    readonly proxyProtocol: boolean;
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: { readonly host: string; readonly port: number; readonly trustProxy: readonly string[] };
   readonly adminToken: string | undefined;
   readonly ingest: {
     readonly maxPayloadBytes: number;
@@ -157,6 +196,17 @@ export interface Config {
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
   readonly tokenTtlS: number;
+  readonly publicUrl: string | undefined;
+  readonly oidc: {
+    readonly issuer: string | undefined;
+    readonly audience: string;
+    readonly subjectClaim: string;
+    readonly roleClaim: string;
+    readonly embedded: boolean;
+    readonly portalRedirectUris: readonly string[] | undefined;
+    readonly fetchTimeoutMs: number;
+    readonly jwksCooldownMs: number;
+  };
   readonly retention: {
     readonly afterContractDays: number;
     readonly telemetryDays: number;
@@ -164,6 +214,8 @@ export interface Config {
     readonly quarantineDays: number;
     readonly intervalMs: number;
   };
+  readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
+  readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
   readonly logLevel: string;
   readonly admission: {
     readonly maxConnectBytes: number;
@@ -181,6 +233,8 @@ export interface Config {
     readonly headersTimeoutMs: number;
   };
   readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
+  /** Set: this process's name; undefined: main.ts names it "<hostname>-<pid>". */
+  readonly instanceId: string | undefined;
 }
 
 /**
@@ -237,9 +291,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       authFailuresMax: e.AUTH_FAILURES_MAX,
       authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
       requireClientCert: e.MQTT_REQUIRE_CLIENT_CERT === 'true',
+      proxyProtocol: e.MQTT_PROXY_PROTOCOL === 'true',
     },
     tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE } : undefined,
-    http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
+    http: { host: e.HTTP_HOST, port: e.HTTP_PORT, trustProxy: e.HTTP_TRUST_PROXY ? e.HTTP_TRUST_PROXY.split(',') : [] },
     adminToken: e.ADMIN_TOKEN,
     ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxRecordsPerMessage: e.MAX_RECORDS_PER_MESSAGE, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
     writer: {
@@ -254,6 +309,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
     tokenTtlS: e.TOKEN_TTL_S,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    oidc: {
+      issuer: e.OIDC_ISSUER,
+      audience: e.OIDC_AUDIENCE,
+      subjectClaim: e.OIDC_SUBJECT_CLAIM,
+      roleClaim: e.OIDC_ROLE_CLAIM,
+      embedded: e.OIDC_EMBEDDED === 'on' || (e.OIDC_EMBEDDED === 'auto' && !e.OIDC_ISSUER),
+      portalRedirectUris: e.OIDC_PORTAL_REDIRECT_URIS?.split(',').map((u) => u.trim()),
+      fetchTimeoutMs: e.OIDC_FETCH_TIMEOUT_MS,
+      jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_S * 1000,
+    },
     retention: {
       afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
       telemetryDays: e.RETENTION_DAYS,
@@ -261,6 +327,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       quarantineDays: e.QUARANTINE_RETENTION_DAYS,
       intervalMs: e.RETENTION_INTERVAL_MS,
     },
+    grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
+    obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },
     logLevel: e.LOG_LEVEL,
     admission: {
       maxConnectBytes: e.MQTT_MAX_CONNECT_BYTES,
@@ -278,6 +346,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
     },
     metricsListener: e.METRICS_PORT !== undefined ? { host: e.METRICS_HOST, port: e.METRICS_PORT } : undefined,
+    instanceId: e.INSTANCE_ID,
   });
 }
 

@@ -24,7 +24,8 @@ export interface AdmissionOptions {
 
 export interface Admission {
   /** Takes a new TCP/TLS socket: refuses it or hands it (guarded) to the broker. */
-  accept(socket: Socket, certVin?: string | null): void;
+  /** remote: the client's address from a PROXY header (behind a load balancer); default the peer's. */
+  accept(socket: Socket, certVin?: string | null, remote?: string): void;
   /** Bytes held now by sockets that have not authenticated. */
   preauthBytes(): number;
   /** Sockets open now from the address group of addr. */
@@ -65,8 +66,9 @@ export function createAdmission(opts: AdmissionOptions, deps: { broker: Broker; 
   }
 
   return {
-    accept(socket, certVin) {
-      const group = addressGroup(socket.remoteAddress);
+    accept(socket, certVin, remote) {
+      const address = remote ?? socket.remoteAddress;
+      const group = addressGroup(address);
       const open = perAddress.get(group) ?? 0;
       if (open >= opts.maxConnectionsPerAddress) {
         return refuse(socket, GW_ERR.TOO_MANY_CONNECTIONS, 'connection refused: too many connections from this address', { limit: opts.maxConnectionsPerAddress });
@@ -85,7 +87,7 @@ export function createAdmission(opts: AdmissionOptions, deps: { broker: Broker; 
         release();
       });
       const info: ConnectionInfo = {
-        remoteAddress: socket.remoteAddress ?? 'unknown',
+        remoteAddress: address ?? 'unknown',
         onAuthenticated: () => {
           authenticated = true;
           release();

@@ -4,7 +4,6 @@
 // Remaining Length (MQTT-2.2.3, variable byte integer) as bytes pass, and closes the
 // connection as soon as a header announces a packet over the limit.
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
 
 export class PacketTooLargeError extends Error {
   readonly code: 'GW_ERR_PACKET_TOO_LARGE' | 'GW_ERR_CONNECT_TOO_LARGE';
@@ -63,9 +62,12 @@ export function createPacketScanner(maxBytes: number, firstMaxBytes = maxBytes):
   };
 }
 
-/** Wraps a socket so that aedes reads through the size guard. */
+/**
+ * Wraps a socket so that aedes reads through the size guard. Any Duplex will do (a
+ * net.Socket, a TLS socket, or an in-memory stream in unit tests).
+ */
 export function guardSocket(
-  socket: Socket,
+  socket: Duplex,
   maxBytes: number,
   onRefused: (err: PacketTooLargeError) => void,
   opts: { firstMaxBytes?: number; onData?: (bytes: number) => boolean } = {},

@@ -176,7 +176,7 @@ describe('gateway faults (real processes)', () => {
         await tsdb.stop();
         const stopDone = Date.now();
         await sleep(3000);
-        expect(g.alive, `gateway exited during the outage:\n${g.output()}`).toBe(true);
+        expect(g.running, `gateway exited during the outage:\n${g.output()}`).toBe(true);
         const startIssued = Date.now();
         await tsdb.start();
         const startDone = Date.now();
@@ -186,7 +186,7 @@ describe('gateway faults (real processes)', () => {
       }
       await fleet.done(60_000);
       await Promise.all([ready.stop(), rss.stop(), pending.stop()]);
-      const alive = g.alive;
+      const alive = g.running;
 
       // PUBACKs that arrived while the server was fully down (after pg_ctl stop returned, plus
       // 200 ms for acks of commits made just before the shutdown to travel), before it was started.

@@ -1,19 +1,17 @@
 // The OpenAPI document is generated from the routes' zod schemas: every route is in it,
 // with its request and response schemas.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 describe('OpenAPI', () => {
@@ -39,6 +37,16 @@ describe('OpenAPI', () => {
       ['/v1/reports/obfcm', 'get'],
       ['/healthz', 'get'],
       ['/readyz', 'get'],
+      ['/v1/admin/recipients', 'post'],
+      ['/v1/recipients', 'get'],
+      ['/v1/vehicles/{vin}/grants', 'post'],
+      ['/v1/vehicles/{vin}/grants', 'get'],
+      ['/v1/vehicles/{vin}/grants/{id}', 'delete'],
+      ['/v1/vehicles/{vin}/grants/{id}/receipt', 'get'],
+      ['/v1/vehicles/{vin}/checkin-codes', 'post'],
+      ['/v1/workshop/checkins', 'post'],
+      ['/v1/grants', 'get'],
+      ['/v1/grants/{id}/cardata', 'get'],
     ];
     for (const [p, m] of expected) expect(doc.paths[p]?.[m], `${m.toUpperCase()} ${p}`).toBeDefined();
     const put = doc.paths['/v1/vehicles/{vin}/consent']!.put;

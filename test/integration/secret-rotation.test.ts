@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin, tryConnect } from '../helpers/gateway.ts';
-import { runChild } from '../helpers/child.ts';
+import { runChild } from '../helpers/proc.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
