@@ -87,9 +87,8 @@ describe('API reads and ingest have separate pools (DB_POOL_MAX, DB_API_POOL_MAX
     clients.push(client);
     await publish(client, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, [record(1, Date.now())]));
     const lock = await lockOwnership();
-    let stuck: Promise<Response>[] = [];
+    const stuck = Array.from({ length: API_POOL * 2 }, () => get(`/v1/vehicles/${v.vin}/consent`, v.token));
     try {
-      stuck = Array.from({ length: API_POOL * 2 }, () => get(`/v1/vehicles/${v.vin}/consent`, v.token));
       await new Promise((r) => setTimeout(r, 300));
       const t0 = performance.now();
       const acked = await Promise.race([
@@ -111,23 +110,21 @@ describe('concurrent exports per caller (EXPORTS_PER_CALLER_MAX 2)', () => {
     const a = await owned();
     const b = await owned();
     const lock = await lockOwnership();
-    let first: Promise<Response>[] = [];
-    let other: Promise<Response> | null = null;
-    let third: Response;
+    const first = [get(`/v1/vehicles/${a.vin}/cardata`, a.token), get(`/v1/vehicles/${a.vin}/cardata?format=csv`, a.token)];
+    const others: Promise<Response>[] = [];
     try {
-      first = [get(`/v1/vehicles/${a.vin}/cardata`, a.token), get(`/v1/vehicles/${a.vin}/cardata?format=csv`, a.token)];
       await new Promise((r) => setTimeout(r, 300));
       const t0 = performance.now();
-      third = await get(`/v1/vehicles/${a.vin}/cardata`, a.token);
+      const third = await get(`/v1/vehicles/${a.vin}/cardata`, a.token);
       const ms = performance.now() - t0;
-      other = get(`/v1/vehicles/${b.vin}/cardata`, b.token);
+      others.push(get(`/v1/vehicles/${b.vin}/cardata`, b.token));
       const body = (await third.json()) as { code: string };
       console.log(`third concurrent export: ${third.status} ${body.code} in ${ms.toFixed(0)} ms`);
       expect([third.status, body.code]).toEqual([429, 'API_ERR_TOO_MANY_EXPORTS']);
     } finally {
       await lock.release();
     }
-    const done = await Promise.all([...first, other!]);
+    const done = await Promise.all([...first, ...others]);
     expect(done.map((r) => r.status)).toEqual([200, 200, 200]);
     await Promise.all(done.map((r) => r.arrayBuffer()));
     await new Promise((r) => setTimeout(r, 100));
