@@ -326,7 +326,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
-      ...(config.metricsListener ? {} : { metrics: { text: prom.text, contentType: prom.contentType } }),
+      ...(config.metricsListener ? {} : { metrics: { text: () => prom.text(), contentType: prom.contentType } }),
       oidc: { provider: signIn.provider },
     },
     {
