@@ -8,12 +8,14 @@ import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
+import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { bearer } from './auth.ts';
+import { bearer, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
 
@@ -23,9 +25,12 @@ export interface AppDeps {
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
-  cardata: CardataDeps;
+  cardata: Omit<CardataDeps, 'failures'>;
+  grants: Omit<GrantRouteDeps, 'failures'>;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
+  /** The embedded OpenID Provider under /oidc, when it runs. */
+  oidc?: OidcRouteDeps;
 }
 
 export interface AppOptions {
@@ -37,15 +42,28 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
+  /** Time to receive a whole request, headers and body, ms. Default 30000. */
+  requestTimeoutMs?: number;
+  /** Time to receive a request's headers, ms (at most requestTimeoutMs). Default 10000. */
+  headersTimeoutMs?: number;
 }
 
 export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const requestTimeout = opts.requestTimeoutMs ?? 30_000;
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeout);
+  // node checks both timeouts on this period (default 30 s, longer than the timeouts themselves).
+  const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2)));
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: false }),
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(opts.https
+      ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const, connectionsCheckingInterval } }
+      : { http: { connectionsCheckingInterval } }),
     bodyLimit: opts.bodyLimitBytes ?? 65_536,
-    // Request ids in logs; taken from the caller when it sends one.
-    requestIdHeader: 'x-request-id',
+    // A slow client (slow-loris headers, a trickled body) is answered 408 and closed.
+    requestTimeout,
+    // Request ids are ours, always: a client's x-request-id is logged as the client's
+    // (client_request_id), never as the id of our log lines.
+    requestIdHeader: false,
     genReqId: () => crypto.randomUUID(),
     // Errors fastify raises before routing (an undecodable URL, an over-long parameter)
     // get the same problem+json answer as everything else, without echoing the URL.
@@ -57,15 +75,30 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     // Requests node's HTTP parser refuses never reach fastify: answer them in kind.
     clientErrorHandler: (err: NodeJS.ErrnoException & { code?: string }, socket) => {
       if (!socket.writable) return socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify(problem(status, 'API_ERR_VALIDATION', status === 431 ? 'request headers too large' : 'malformed HTTP request'));
+      // ERR_HTTP_REQUEST_TIMEOUT: headers or body not received within the timeouts (slow client).
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+      const detail = status === 431 ? 'request headers too large' : status === 408 ? 'request not received in time' : 'malformed HTTP request';
+      const body = JSON.stringify(problem(status, status === 408 ? 'API_ERR_REQUEST_TIMEOUT' : 'API_ERR_VALIDATION', detail));
       socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
   }).withTypeProvider<ZodTypeProvider>();
 
+  app.server.headersTimeout = headersTimeout;
+  // Every log line of a request (from 'incoming request' on) carries the client's id beside ours.
+  app.setChildLoggerFactory((logger, bindings, childOpts, rawReq) => {
+    const theirs = rawReq.headers['x-request-id'];
+    const id = typeof theirs === 'string' && theirs.length > 0 ? { client_request_id: theirs.slice(0, 128) } : {};
+    return logger.child({ ...bindings, ...id }, childOpts);
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+
   app.decorateRequest('principal', null);
+  app.decorateRequest('tokenCheck', null);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -81,7 +114,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = 400;
       const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
       const path = first?.instancePath ?? '';
-      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : 'API_ERR_VALIDATION';
+      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
       detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       status = 413;
@@ -126,12 +159,12 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     timeWindow: 60_000,
     // Per caller: a valid API token counts for its subject, the admin token for the admin;
     // anything else (no token, a bad one, however spelt) counts for the client address.
-    keyGenerator: (req) => {
+    keyGenerator: async (req) => {
       const t = bearer(req);
       if (t !== null) {
         if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
-        const v = deps.vehicles.tokens.verify(t);
-        if (v.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+        const v = await verifyRequest(req, deps.vehicles.tokens);
+        if (v?.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
       }
       return 'ip:' + req.ip;
     },
@@ -142,7 +175,9 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
   await app.register(vehicleRoutes, deps.vehicles);
-  await app.register(cardataRoutes, deps.cardata);
+  await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
+  await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
+  if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

@@ -14,10 +14,13 @@ import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
 import { VIN_RULE, isValidVin } from '../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
-import { provisionVehicle } from '../api/provision.ts';
-import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
+import { provisionVehicle, rotateVehicleSecret } from '../api/provision.ts';
+import { hashPassword, newSecret } from '../identity/secrets.ts';
+import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isRole, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
+import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
+import { createRecipientRepo } from '../storage/grants.ts';
 import { GROUPS } from '../proto/fields.ts';
 import { parseCategories } from '../api/categories.ts';
 import { csvStream } from '../api/csv.ts';
@@ -87,6 +90,22 @@ const commands: Record<string, Command> = {
       else console.log(`vehicle ${vin} provisioned for owner ${ownerId}\nsecret (shown once, store it in the vehicle): ${secret}`);
     },
   },
+  'rotate-secret': {
+    summary: "replace a vehicle's MQTT secret and print the new one (shown once); the old one stops working",
+    usage: 'rotate-secret --vin <VIN> [--json]',
+    options: { vin: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      const vin = vinArg(a);
+      const d = await db();
+      await migrate(d);
+      // The running gateways learn of it by NOTIFY and close the sessions of the old secret.
+      const rotated = await rotateVehicleSecret(createVehicleRepo(d), config.secretScryptCost, vin);
+      if (!rotated) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
+      const { secret } = rotated;
+      if (a.json) console.log(JSON.stringify({ vin, secret }));
+      else console.log(`vehicle ${vin}: secret rotated\nnew secret (shown once, store it in the vehicle): ${secret}`);
+    },
+  },
   vehicles: {
     summary: 'list provisioned vehicles',
     usage: 'vehicles [--limit N] [--after VIN] [--json]',
@@ -122,18 +141,92 @@ const commands: Record<string, Command> = {
   },
   token: {
     summary: 'mint an API bearer token (needs JWT_KEYS, the keys the gateways verify with)',
-    usage: 'token --role customer|workshop|authority --subject <id> [--ttl <seconds>]',
+    usage: 'token --role customer|workshop|third_party|authority --subject <id> [--ttl <seconds>]',
     options: { role: { type: 'string' }, subject: { type: 'string' }, ttl: { type: 'string' } },
-    async run(a, { config }) {
+    async run(a, { config, db }) {
       const role = need(a, 'role');
-      if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      if (!isRole(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
       const subject = need(a, 'subject');
       if (!isValidSubject(subject)) throw new UsageError(`--subject must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
       const ttl = a.ttl === undefined ? config.tokenTtlS : Number(a.ttl);
-      if (!isValidTtl(ttl)) throw new UsageError(`--ttl must be an integer number of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
+      // Capped at TOKEN_TTL_S, as for the admin API (the gateways refuse longer ones).
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > config.tokenTtlS) throw new UsageError(`--ttl must be an integer number of seconds from 1 to ${config.tokenTtlS} (TOKEN_TTL_S)`);
       if (!config.jwtKeys) throw new ExitError(1, 'JWT_KEYS is not set: a token signed with a key no gateway knows would be useless. Set JWT_KEYS as for the gateways.');
-      const t = createTokenService(parseKeys(config.jwtKeys)).sign({ role: role as Role, subject, ttlSeconds: ttl });
+      const d = await db();
+      await migrate(d);
+      const t = await createTokenService(parseKeys(config.jwtKeys)).sign({ role, subject, ttlSeconds: ttl });
+      // Recorded like the admin API's tokens, so that it can be revoked.
+      await createMintedTokenRepo(d).record({ jti: t.jti, role, subject, issuedAt: new Date(t.issuedAt), expiresAt: new Date(t.expiresAt) });
       console.log(t.token);
+    },
+  },
+  'revoke-token': {
+    summary: 'revoke a minted API token by its jti (every gateway refuses it within a second)',
+    usage: 'revoke-token --jti <uuid>',
+    options: { jti: { type: 'string' } },
+    async run(a, { db }) {
+      const jti = need(a, 'jti').toLowerCase();
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(jti)) throw new UsageError('--jti must be the UUID of a minted token');
+      const d = await db();
+      await migrate(d);
+      if (!(await createMintedTokenRepo(d).revoke(jti))) throw new ExitError(4, `no minted token ${jti}`);
+      console.log(`token ${jti} revoked`);
+    },
+  },
+  account: {
+    summary: 'create a person\'s account at the embedded OpenID Provider (password from stdin, or generated and shown once)',
+    usage: 'account --username <name> --role customer|workshop|third_party|authority [--subject <id>] [--password-stdin]',
+    options: { username: { type: 'string' }, role: { type: 'string' }, subject: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+    async run(a, { db }) {
+      const username = need(a, 'username');
+      if (!/^[A-Za-z0-9._@+-]{1,128}$/.test(username)) throw new UsageError('--username must be 1-128 characters of A-Z a-z 0-9 . _ @ + -');
+      const role = need(a, 'role');
+      if (!isRole(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      const subject = typeof a.subject === 'string' ? a.subject : username;
+      if (!isValidSubject(subject)) throw new UsageError(`--subject must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
+      let password: string;
+      if (a['password-stdin']) {
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+        if (password.length < 12) throw new UsageError('the password on stdin must be at least 12 characters');
+      } else {
+        password = newSecret();
+      }
+      const d = await db();
+      await migrate(d);
+      try {
+        await createAccountRepo(d).create({ username, subject, role, passwordHash: await hashPassword(password) });
+      } catch (err) {
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `an account with username ${username} or subject ${subject} exists`);
+        throw err;
+      }
+      console.log(`account ${username} created (role ${role}, subject ${subject})`);
+      if (!a['password-stdin']) console.log(`password (shown once): ${password}`);
+    },
+  },
+  recipient: {
+    summary: 'register a workshop or third party that owners may grant access to (as POST /v1/admin/recipients)',
+    usage: 'recipient --id <id> --role workshop|third_party --name <display name> [--json]',
+    options: { id: { type: 'string' }, role: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db }) {
+      const id = need(a, 'id');
+      if (!isValidSubject(id)) throw new UsageError(`--id must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
+      const role = need(a, 'role');
+      if (role !== 'workshop' && role !== 'third_party') throw new UsageError('--role must be workshop or third_party');
+      const name = need(a, 'name').trim();
+      if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1-200 characters');
+      const d = await db();
+      await migrate(d);
+      let r;
+      try {
+        r = await createRecipientRepo(d).create({ id, role, name });
+      } catch (err) {
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `recipient ${id} already exists`);
+        throw err;
+      }
+      if (a.json) console.log(JSON.stringify({ id: r.id, role: r.role, name: r.name, createdAt: r.createdAt.toISOString() }));
+      else console.log(`recipient ${r.id} (${r.role}) registered as ${JSON.stringify(r.name)}`);
     },
   },
   export: {
@@ -189,7 +282,7 @@ function isParseArgsError(err: unknown): boolean {
 
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(14)} ${c.summary}`);
   lines.push('', 'Database: DATABASE_URL, or the embedded one in DATA_DIR (default ./data) when unset.', "Run 'cardata-gateway <command> --help' for a command's options.");
   return lines.join('\n');
 }

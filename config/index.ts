@@ -25,14 +25,14 @@ const envSchema = z
     MAX_PAYLOAD_BYTES: positiveInt.default(256 * 1024),
     /** Most records in one message; a message with more is quarantined whole (bounds the work one message can cause). */
     MAX_RECORDS_PER_MESSAGE: positiveInt.max(1_000_000).default(5000),
-    /** Largest MQTT packet read at all, bytes; a larger one closes the connection. */
-    MAX_PACKET_BYTES: positiveInt.default(1024 * 1024),
+    /** Largest MQTT packet read at all, bytes; a larger one closes the connection. Default: MAX_PAYLOAD_BYTES + MQTT_HEADER_ROOM_BYTES. */
+    MAX_PACKET_BYTES: positiveInt.optional(),
     /** Most simultaneous MQTT connections. */
     MAX_CONNECTIONS: positiveInt.default(100_000),
     /** A connection must send CONNECT within this time, ms. */
     MQTT_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
-    /** Failed MQTT authentications per source address before its further attempts are refused unchecked. */
-    AUTH_FAILURES_MAX: positiveInt.default(10),
+    /** Failed MQTT authentications per source address (IPv6: per /64) before its further attempts are refused unchecked. */
+    AUTH_FAILURES_MAX: positiveInt.default(100),
     /** Window of AUTH_FAILURES_MAX, and the cool-down after it is reached, ms. */
     AUTH_FAILURE_WINDOW_MS: positiveInt.default(60_000),
     /** PEM certificate chain: enables MQTT over TLS on MQTTS_PORT and HTTPS on HTTP_PORT. */
@@ -75,6 +75,27 @@ const envSchema = z
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(MAX_TOKEN_TTL_S).default(3600),
+    /** The gateway's address as its clients see it (scheme://host[:port]); default: the HTTP listener's. Issuer of the embedded OpenID Provider = this + /oidc. */
+    PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    /** An external OpenID Provider whose access tokens the API accepts (its issuer identifier; discovery below it). */
+    OIDC_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+    /** The `aud` access tokens must carry to be meant for this API (also the embedded provider's resource indicator). */
+    OIDC_AUDIENCE: z.string().min(1).max(512).default('urn:cardata-gateway:api'),
+    /** Claim of the external provider's tokens that names the caller (dotted path for nested claims). */
+    OIDC_SUBJECT_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('sub'),
+    /** Claim of the external provider's tokens that holds the role: customer, workshop, third_party or authority (a string, or an array with exactly one of them). */
+    OIDC_ROLE_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('cardata_role'),
+    /** The embedded OpenID Provider under /oidc: auto = on when OIDC_ISSUER is unset. */
+    OIDC_EMBEDDED: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** Redirect URIs of the portal client `cardata-portal`, comma-separated; default PUBLIC_URL + /portal/callback. */
+    OIDC_PORTAL_REDIRECT_URIS: z
+      .string()
+      .refine((v) => v.split(',').every((u) => URL.canParse(u.trim()) && /^https?:$/.test(new URL(u.trim()).protocol)), 'must be comma-separated http(s) URLs')
+      .optional(),
+    /** Timeout of one fetch of an issuer's discovery document or JWKS, ms. */
+    OIDC_FETCH_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
+    /** Least time between two JWKS fetches caused by a token naming an unknown key (rotation), s. */
+    OIDC_JWKS_COOLDOWN_S: z.coerce.number().int().min(0).max(3600).default(30),
     /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
     RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
     /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
@@ -85,7 +106,47 @@ const envSchema = z
     QUARANTINE_RETENTION_DAYS: positiveInt.max(36_500).default(30),
     /** How often retention runs, ms. */
     RETENTION_INTERVAL_MS: positiveInt.default(3_600_000),
+    /** Longest an owner's grant may run, days; also a grant's expiry when the owner gives none. */
+    GRANT_MAX_DAYS: positiveInt.max(3650).default(365),
+    /** Lifetime of a workshop check-in code, seconds. */
+    CHECKIN_CODE_TTL_S: positiveInt.max(7 * 24 * 3600).default(900),
+    /** Longest workshop visit (the grant a check-in code gives), hours. */
+    WORKSHOP_VISIT_MAX_HOURS: positiveInt.max(24 * 90).default(72),
+    /** The authority's OBFCM report without a range covers this many days up to now. */
+    OBFCM_REPORT_DEFAULT_DAYS: positiveInt.max(36_500).default(90),
+    /** Longest range of one OBFCM report, days; longer: 400 API_ERR_RANGE_TOO_LONG. */
+    OBFCM_REPORT_MAX_RANGE_DAYS: positiveInt.max(36_500).default(366),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    // Limits on what one credential or one anonymous socket can cost everyone else.
+    /** Largest first packet (CONNECT) of a connection, bytes: what a CONNECT needs, not MAX_PACKET_BYTES. */
+    MQTT_MAX_CONNECT_BYTES: positiveInt.min(64).max(1 << 20).default(4096),
+    /** Simultaneous MQTT connections from one source address (IPv6: one /64); generous for carrier NAT. */
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: positiveInt.default(5000),
+    /** Bytes all not-yet-authenticated MQTT connections may hold together. */
+    MQTT_PREAUTH_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
+    /** Failed MQTT authentications per (source address, VIN) before that pair is refused unchecked. */
+    AUTH_FAILURES_PER_VIN_MAX: positiveInt.default(5),
+    /** scrypt checks of vehicle secrets running at once (libuv's pool, shared with zlib and fs, has 4 threads). */
+    MQTT_AUTH_CONCURRENCY: positiveInt.max(64).default(2),
+    /** PEM certificate revocation list(s) of vehicle client certificates; re-read when the file changes. */
+    TLS_CLIENT_CRL_FILE: z.string().min(1).optional(),
+    /** How often TLS_CLIENT_CRL_FILE is checked for changes, ms. */
+    TLS_CRL_CHECK_INTERVAL_MS: positiveInt.default(10_000),
+    /** Connections of the API's read pool (exports, reports, readiness); DB_POOL_MAX is then ingest's alone. */
+    DB_API_POOL_MAX: positiveInt.max(1000).default(5),
+    /** CarData exports one caller may run at once; past it, 429. */
+    EXPORTS_PER_CALLER_MAX: positiveInt.max(100).default(2),
+    /** How long /readyz reuses its database probe, ms. */
+    READYZ_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+    /** Time to receive a whole HTTP request (headers and body), ms. */
+    HTTP_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+    /** Time to receive an HTTP request's headers, ms. */
+    HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+    /** Serve /metrics on this port only (a separate, internal listener); unset: on HTTP_PORT. */
+    METRICS_PORT: port.optional(),
+    /** Listen address of METRICS_PORT. */
+    METRICS_HOST: z.string().min(1).default('127.0.0.1'),
     /** Name of this process in logs (`instance`), metrics (`instance` label) and /readyz. Unset: "<hostname>-<pid>". */
     INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -').optional(),
     /** MQTT and MQTTS listeners expect a PROXY protocol header (v1 or v2) first: set only behind a load balancer that sends it. */
@@ -135,6 +196,17 @@ export interface Config {
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
   readonly tokenTtlS: number;
+  readonly publicUrl: string | undefined;
+  readonly oidc: {
+    readonly issuer: string | undefined;
+    readonly audience: string;
+    readonly subjectClaim: string;
+    readonly roleClaim: string;
+    readonly embedded: boolean;
+    readonly portalRedirectUris: readonly string[] | undefined;
+    readonly fetchTimeoutMs: number;
+    readonly jwksCooldownMs: number;
+  };
   readonly retention: {
     readonly afterContractDays: number;
     readonly telemetryDays: number;
@@ -142,10 +214,34 @@ export interface Config {
     readonly quarantineDays: number;
     readonly intervalMs: number;
   };
+  readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
+  readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
   readonly logLevel: string;
+  readonly admission: {
+    readonly maxConnectBytes: number;
+    readonly maxConnectionsPerAddress: number;
+    readonly preauthMaxBytes: number;
+    readonly authFailuresPerVinMax: number;
+    readonly authConcurrency: number;
+  };
+  readonly crl: { readonly file: string; readonly checkIntervalMs: number } | undefined;
+  readonly dbApiPoolMax: number;
+  readonly api: {
+    readonly exportsPerCaller: number;
+    readonly readyzCacheMs: number;
+    readonly requestTimeoutMs: number;
+    readonly headersTimeoutMs: number;
+  };
+  readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
   /** Set: this process's name; undefined: main.ts names it "<hostname>-<pid>". */
   readonly instanceId: string | undefined;
 }
+
+/**
+ * What an MQTT PUBLISH adds around its payload: fixed header (≤ 5 bytes, MQTT-2.2.3),
+ * topic v1/vehicles/{VIN}/telemetry with its length (34), packet id (2), rounded up.
+ */
+export const MQTT_HEADER_ROOM_BYTES = 1024;
 
 export class ConfigError extends Error {
   readonly code = 'CFG_ERR_INVALID';
@@ -178,6 +274,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) tlsProblems.push('  TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
   if (e.TLS_CLIENT_CA_FILE && !e.TLS_CERT_FILE) tlsProblems.push('  TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS runs on MQTTS_PORT)');
   if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
+  if (e.TLS_CLIENT_CRL_FILE && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  TLS_CLIENT_CRL_FILE: needs TLS_CLIENT_CA_FILE (it revokes client certificates)');
   if (tlsProblems.length) throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${tlsProblems.join('\n')}`);
 
   return deepFreeze({
@@ -188,7 +285,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: e.MQTT_HOST,
       port: e.MQTT_PORT,
       tlsPort: e.MQTTS_PORT,
-      maxPacketBytes: e.MAX_PACKET_BYTES,
+      maxPacketBytes: e.MAX_PACKET_BYTES ?? e.MAX_PAYLOAD_BYTES + MQTT_HEADER_ROOM_BYTES,
       maxConnections: e.MAX_CONNECTIONS,
       connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
       authFailuresMax: e.AUTH_FAILURES_MAX,
@@ -212,6 +309,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
     tokenTtlS: e.TOKEN_TTL_S,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    oidc: {
+      issuer: e.OIDC_ISSUER,
+      audience: e.OIDC_AUDIENCE,
+      subjectClaim: e.OIDC_SUBJECT_CLAIM,
+      roleClaim: e.OIDC_ROLE_CLAIM,
+      embedded: e.OIDC_EMBEDDED === 'on' || (e.OIDC_EMBEDDED === 'auto' && !e.OIDC_ISSUER),
+      portalRedirectUris: e.OIDC_PORTAL_REDIRECT_URIS?.split(',').map((u) => u.trim()),
+      fetchTimeoutMs: e.OIDC_FETCH_TIMEOUT_MS,
+      jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_S * 1000,
+    },
     retention: {
       afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
       telemetryDays: e.RETENTION_DAYS,
@@ -219,7 +327,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       quarantineDays: e.QUARANTINE_RETENTION_DAYS,
       intervalMs: e.RETENTION_INTERVAL_MS,
     },
+    grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
+    obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },
     logLevel: e.LOG_LEVEL,
+    admission: {
+      maxConnectBytes: e.MQTT_MAX_CONNECT_BYTES,
+      maxConnectionsPerAddress: e.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      preauthMaxBytes: e.MQTT_PREAUTH_MAX_BYTES,
+      authFailuresPerVinMax: e.AUTH_FAILURES_PER_VIN_MAX,
+      authConcurrency: e.MQTT_AUTH_CONCURRENCY,
+    },
+    crl: e.TLS_CLIENT_CRL_FILE ? { file: e.TLS_CLIENT_CRL_FILE, checkIntervalMs: e.TLS_CRL_CHECK_INTERVAL_MS } : undefined,
+    dbApiPoolMax: e.DB_API_POOL_MAX,
+    api: {
+      exportsPerCaller: e.EXPORTS_PER_CALLER_MAX,
+      readyzCacheMs: e.READYZ_CACHE_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    },
+    metricsListener: e.METRICS_PORT !== undefined ? { host: e.METRICS_HOST, port: e.METRICS_PORT } : undefined,
     instanceId: e.INSTANCE_ID,
   });
 }

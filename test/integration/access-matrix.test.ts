@@ -13,6 +13,7 @@ import { gatewayTest } from '../helpers/fixtures.ts';
 import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
+import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 
 const JWT_KEYS = 'matrix1:access-matrix-signing-secret-0123456789abcdef';
 const OWNER_A = 'matrix-owner-a';
@@ -54,13 +55,15 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const [h, b, s] = stranger.split('.') as [string, string, string];
   const tampered = `${h}.${enc({ ...JSON.parse(Buffer.from(b, 'base64url').toString('utf8')), sub: OWNER_A })}.${s}`;
-  const expired = createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 }).token;
+  const expired = (await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 })).token;
   Object.assign(cred, {
     'vehicle A': A.secret,
     'vehicle B': B.secret,
     'owner of A': await mint('customer', OWNER_A),
     'other customer': stranger,
-    workshop: await mint('workshop', 'matrix-workshop'),
+    // A workshop reads a vehicle's consumption only through the owner's grant (issue 12):
+    // this one is registered and was given a visit grant on A below.
+    workshop: await registerRecipient(gw, 'matrix-workshop', 'workshop'),
     authority: await mint('authority', 'matrix-authority'),
     admin: ADMIN_TOKEN,
     none: null,
@@ -68,6 +71,7 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
     'tampered token': tampered,
   } satisfies Record<Identity, string | null>);
 
+  await workshopVisit(gw, A.vin, cred['owner of A']!, cred.workshop!);
   const n = async (sql: string, p: unknown[] = []) => (await db.query<{ n: number }>(sql, p))[0]!.n;
   baseline = {
     vehicles: await n('SELECT count(*)::int AS n FROM vehicles'),
@@ -142,7 +146,9 @@ function expected(route: Route, id: Identity): [number, string | null] {
       };
       if (id === 'expired token') return [401, 'API_ERR_TOKEN_EXPIRED'];
       const r = role[id];
-      if (r === null) return unauthorized;
+      if (id === 'none') return unauthorized;
+      // A vehicle secret, the admin token, a tampered JWT: a bearer token that is no valid API token.
+      if (r === null) return [401, 'API_ERR_TOKEN_INVALID'];
       if (route.who === 'owner') {
         if (r !== 'customer') return [403, 'API_ERR_FORBIDDEN'];
         return id === 'owner of A' ? [route.ok, null] : [404, 'API_ERR_NOT_FOUND'];
@@ -188,7 +194,8 @@ function mqttExpected(id: Identity, action: Action): string {
   const own = id === 'vehicle A' ? 'A' : 'B';
   const target = action.includes(' A') || action.includes('/A/') ? 'A' : 'B';
   if (action.startsWith('publish')) return target === own ? 'acked' : 'connection closed';
-  return target === own ? 'SUBACK 1' : 'SUBACK 128';
+  // Vehicles have no downlink (issue 17): every subscription is refused, their own included.
+  return 'SUBACK 128';
 }
 
 let seq = 100;

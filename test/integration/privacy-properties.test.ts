@@ -442,7 +442,7 @@ async function newWorld(): Promise<World> {
   const tag = `${Date.now().toString(36)}${run}`;
   const owners = Array.from({ length: OWNERS }, (_, i) => `pp-${tag}-owner${i}`);
   const tokens = new Map<string, string>();
-  for (const o of [...owners, `pp-${tag}-stranger`]) tokens.set(o, signer.sign({ role: 'customer', subject: o, ttlSeconds: 3600 }).token);
+  for (const o of [...owners, `pp-${tag}-stranger`]) tokens.set(o, (await signer.sign({ role: 'customer', subject: o, ttlSeconds: 3600 })).token);
   const vehicles: Vehicle[] = [];
   for (let i = 0; i < VEHICLES; i++) {
     const { vin, secret } = await provision(gw, testVin(), owners[0]);

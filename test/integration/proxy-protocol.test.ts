@@ -39,7 +39,7 @@ function v2(address: string): Buffer {
 type Transport = 'mqtt' | 'mqtts';
 /** One CONNECT attempt over a socket that first sends `header` (or nothing); 'ok' or the refusal. */
 function attempt(transport: Transport, header: Buffer | null, vin: string, password: string, after?: (c: MqttClient) => Promise<void>): Promise<string> {
-  const port = transport === 'mqtt' ? gw.mqttPort : gw.mqttsPort!;
+  const port = transport === 'mqtt' ? gw.mqttPort! : gw.mqttsPort!;
   const c = new MqttClient(
     () => {
       const raw = net.connect({ host: '127.0.0.1', port });
