@@ -1227,7 +1227,7 @@ function evaluateTargets(): void {
   results.targets = t;
 }
 
-function fmt(v: unknown, unit = ''): string {
+function fmt(v: number | string | boolean | null | undefined, unit = ''): string {
   if (v === undefined || v === null || (typeof v === 'number' && !Number.isFinite(v))) return 'n/a';
   if (typeof v === 'number') return (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v)) + unit;
   return String(v) + unit;
@@ -1332,7 +1332,7 @@ async function main(): Promise<void> {
         await fn();
       } catch (err) {
         failed = true;
-        const msg = `${name}: ${(err as Error).stack ?? err}`;
+        const msg = `${name}: ${err instanceof Error && err.stack !== undefined ? err.stack : String(err)}`;
         results.errors.push(msg.slice(0, 3000));
         log(`FAILED ${msg.slice(0, 3000)}`);
       }

@@ -131,7 +131,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
           byAddressVin.failed(pairKey);
         }
         log.warn({ event: 'mqtt_auth_refused', vin: isValidVin(vin) ? vin : undefined, remote: info.remoteAddress, reason }, msg);
-        done(authError('not authorized') as never, false);
+        done(authError('not authorized'), false);
       };
       if (!byCert && (!byAddress.allowed(ipKey) || !byAddressVin.allowed(pairKey))) {
         // Not even checked: repeated failures from this address (or for this VIN from it).
@@ -166,7 +166,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
         .catch((err: Error) => {
           log.warn({ event: 'mqtt_auth_failed', vin, err: err.message }, 'authentication could not be checked');
           // MQTT-3.2.2.3: return code 3, server unavailable (the database did not answer).
-          done(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as never, false);
+          done(Object.assign(new Error('server unavailable'), { returnCode: 3 }), false);
         });
     },
 

@@ -20,4 +20,5 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 fi
 
 npx tsc --noEmit -p .
+bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js), on the whole tree
 exec npx vitest run "$@"
