@@ -88,7 +88,7 @@ async function adminPost(httpPort: number, path: string, body: unknown): Promise
 
 /** An MQTT.js client whose TCP connection starts from `localAddress` (a 127.0.0.x address). */
 function clientFrom(localAddress: string, port: number, opts: { vin: string; password: string }): MqttClient {
-  return new MqttClient(() => net.createConnection({ host: '127.0.0.1', port, localAddress }) as never, {
+  return new MqttClient(() => net.createConnection({ host: '127.0.0.1', port, localAddress }), {
     clientId: opts.vin,
     username: opts.vin,
     password: opts.password,
