@@ -28,6 +28,7 @@ COPY gateway/ ./gateway/
 COPY filters/ ./filters/
 COPY storage/ ./storage/
 COPY api/ ./api/
+COPY web/ ./web/
 COPY metrics/ ./metrics/
 COPY cli/ ./cli/
 COPY simulator/ ./simulator/

@@ -4,6 +4,7 @@
 import { loadConfig } from './config/index.ts';
 import { createLogger, startGateway } from './main.ts';
 import { runSimulation, formatSummary } from './simulator/run.ts';
+import { newSecret } from './identity/secrets.ts';
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -43,10 +44,22 @@ const tok = await fetch(`${http}/v1/admin/tokens`, {
   headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.adminToken}` },
   body: JSON.stringify({ role: 'customer', subject: owner, ttlSeconds: 86_400 }),
 }).then((r) => r.json() as Promise<{ token: string }>);
+// A person's account at the embedded OpenID Provider, to sign in to the portal with
+// (replaced on every run: its password is shown once, here).
+const password = newSecret().slice(0, 20);
+const adminHeaders = { 'content-type': 'application/json', authorization: `Bearer ${gw.adminToken}` };
+await fetch(`${http}/v1/admin/accounts/demo`, { method: 'DELETE', headers: { authorization: adminHeaders.authorization } });
+const account = await fetch(`${http}/v1/admin/accounts`, {
+  method: 'POST',
+  headers: adminHeaders,
+  body: JSON.stringify({ username: 'demo', password, role: 'customer', subject: owner }),
+});
+const signIn = account.status === 201 ? `sign in as "demo", password ${password}` : `"Sign in with an access token", paste $TOKEN below`;
 const vins = (await gw.db.query<{ vin: string }>('SELECT vin FROM vehicles WHERE owner_id = $1 ORDER BY created_at DESC LIMIT 3', [owner])).rows.map((r) => r.vin);
 const v = vins[0] ?? '<VIN>';
 console.log(`
 The gateway keeps running with the data. Explore it (Ctrl-C to stop):
+  portal:         ${http}/   (${signIn})
   admin token:    ${gw.adminToken}
   vehicles:       ${vins.join(', ')}
   export TOKEN=${tok.token}   # the owner's API token

@@ -27,6 +27,7 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createSeriesRepo } from './storage/series.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
@@ -325,6 +326,9 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         exportsPerCaller: config.api.exportsPerCaller,
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
+      portal: { tokens, rights, series: createSeriesRepo(db) },
+      // The portal signs in against the configured issuer, else the embedded provider on its own origin.
+      web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
       ...(config.metricsListener ? {} : { metrics: { text: () => prom.text(), contentType: prom.contentType } }),
       oidc: { provider: signIn.provider },
@@ -516,7 +520,7 @@ async function run(): Promise<void> {
     `  storage:  ${gw.storage}`,
     ...(gw.mqttPort !== null ? [`  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`] : ['  MQTT:     plain port closed (client certificates required)']),
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
-    `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
+    `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (portal at /, GET /readyz, docs at /docs)`,
     ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),
     ...(config.oidc.issuer ? [`  tokens of: ${config.oidc.issuer}`] : []),
   ];

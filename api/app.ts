@@ -8,6 +8,8 @@ import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import { portalRoutes, type PortalRouteDeps } from './routes/portal.ts';
+import { webRoutes, type WebOptions } from './routes/web.ts';
 import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
 import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
@@ -27,6 +29,10 @@ export interface AppDeps {
   vehicles: VehicleRouteDeps;
   cardata: Omit<CardataDeps, 'failures'>;
   grants: Omit<GrantRouteDeps, 'failures'>;
+  /** The portal's read routes (vehicles, latest, series); absent: not served. */
+  portal?: PortalRouteDeps;
+  /** Serve the portal at GET / (web/); absent: not served. */
+  web?: WebOptions;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
   /** The embedded OpenID Provider under /oidc, when it runs. */
@@ -178,6 +184,8 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
   await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
   if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
+  if (deps.portal) await app.register(portalRoutes, deps.portal);
+  if (deps.web) await app.register(webRoutes, deps.web);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

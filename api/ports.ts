@@ -241,3 +241,30 @@ export interface CheckinStore {
    */
   redeem(codeHash: Buffer, recipientId: string, purpose: string): Promise<GrantRecord | null>;
 }
+
+/** Aggregates of one field over the buckets, columnar; null where a bucket has no value. */
+export interface FieldSeries {
+  avg: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+}
+
+/** The portal's reads: the vehicles a person owns, the latest record, time-bucketed summaries. */
+export interface SeriesStore {
+  /** Vehicles `ownerId` owns now, by VIN; `since` = when the current ownership began. */
+  ownedBy(ownerId: string): Promise<{ vin: string; since: Date }[]>;
+  /** The newest stored record inside the periods, with the categories given; null when none. */
+  latest(vin: string, periods: readonly OwnershipPeriod[], categories: readonly Group[]): Promise<StoredRecord | null>;
+  /**
+   * Buckets of `bucketMs` over periods ∩ range for the categories given: bucket starts (ms,
+   * oldest first, empty buckets left out), records per bucket, and per field (`group.jsName`)
+   * its average, minimum and maximum.
+   */
+  series(
+    vin: string,
+    periods: readonly OwnershipPeriod[],
+    range: { from: Date; to: Date },
+    bucketMs: number,
+    categories: readonly Group[],
+  ): Promise<{ t: number[]; count: number[]; fields: Record<string, FieldSeries> }>;
+}

@@ -32,6 +32,7 @@ import { hashSecret, newSecret } from '../identity/secrets.ts';
 import { runFilterBench } from './filter-bench.ts';
 import { ceilingValues, ceilingWriter, type CeilingMethod } from './ceiling.ts';
 import { summarize } from './profile-summary.ts';
+import { measureVehiclePage, seedYear, YEAR_ROWS } from './portal.ts';
 import {
   BENCH_DIR,
   MARKER,
@@ -107,6 +108,7 @@ const results: Record<string, any> = {
   filter: {},
   export: {},
   consent: {},
+  portal: {},
   scale: {},
   targets: {},
   params: { quick: QUICK, ...P, writerConcurrency: gwConfig.writer.concurrency, batchMaxRows: gwConfig.writer.batchMaxRows, secretScryptCost: SECRET_COST },
@@ -1207,6 +1209,35 @@ async function partStrongPeer(server: string): Promise<void> {
 // ---------------------------------------------------------------------------
 // Report
 
+/**
+ * The portal's vehicle page with a year of data (bench/portal.ts): median and worst of
+ * five cold loads (new browser profile) and five warm ones, in Debian's Chromium.
+ */
+async function partPortal(server: string, secretHash: string): Promise<void> {
+  const url = await freshSchema(server, 'bench_portal');
+  const vin = benchVin('W', 1);
+  let gw: Gateway | null = null;
+  try {
+    await provision(url, [vin], secretHash);
+    const t0 = performance.now();
+    await seedYear(url, vin);
+    results.portal.rows = YEAR_ROWS;
+    results.portal.fillSec = round((performance.now() - t0) / 1000, 1);
+    gw = await startGateway('gateway-portal', url);
+    const token = await mintCustomerToken(gw);
+    const t = await measureVehiclePage({ httpPort: gw.httpPort, token, vin, runs: 5 });
+    const stats = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return { median: s[Math.floor(s.length / 2)]!, max: s[s.length - 1]!, runs: xs };
+    };
+    results.portal.vehicleFirstRenderMs = stats(t.coldMs);
+    results.portal.vehicleWarmRenderMs = stats(t.warmMs);
+    log(`portal: vehicle page with ${YEAR_ROWS} rows: cold ${t.coldMs.join(', ')} ms; warm ${t.warmMs.join(', ')} ms`);
+  } finally {
+    await stopGateway(gw);
+  }
+}
+
 function evaluateTargets(): void {
   const i = results.ingest;
   const t: Record<string, { value: number | null; target: string; pass: boolean | null }> = {};
@@ -1224,6 +1255,7 @@ function evaluateTargets(): void {
   add('export.rowsPerSec', results.export.rowsPerSec, '>= 200,000 rows/s', (v) => v >= 200_000);
   add('export.rssGrowthMB', results.export.rssGrowthMB, '< 64 MiB', (v) => v < 64);
   add('consent.propagationMsP99', results.consent.propagationMsP99, '< 1000 ms', (v) => v < 1000);
+  add('portal.vehicleFirstRenderMs.median', results.portal.vehicleFirstRenderMs?.median, '< 1000 ms', (v) => v < 1000);
   results.targets = t;
 }
 
@@ -1260,6 +1292,8 @@ function printTable(): void {
     ),
     ['consent.propagationMsP50', fmt(results.consent.propagationMsP50, ' ms'), ''],
     ['consent.propagationMsP99', fmt(results.consent.propagationMsP99, ' ms'), verdict('consent.propagationMsP99')],
+    ['portal.vehicleFirstRenderMs.median', fmt(results.portal.vehicleFirstRenderMs?.median, ' ms'), verdict('portal.vehicleFirstRenderMs.median')],
+    ['portal.vehicleWarmRenderMs.median', fmt(results.portal.vehicleWarmRenderMs?.median, ' ms'), ''],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
@@ -1321,6 +1355,7 @@ async function main(): Promise<void> {
     ['connections', () => partConnections(server, secretHash)],
     ['export', () => partExport(server, secretHash)],
     ['consent', () => partConsent(server, secretHash)],
+    ['portal', () => partPortal(server, secretHash)],
     ['scale', () => partScale(server, secretHash)],
   ];
   try {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: brings up what the tests need
-# (protoc for the contract check, a local TimescaleDB unless TEST_DATABASE_URL is set),
+# (protoc for the contract check, Chromium for the portal's browser tests, a local TimescaleDB unless TEST_DATABASE_URL is set),
 # typechecks, then runs vitest. Extra arguments go to vitest (e.g. a file name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ apt_install() {
 
 command -v protoc >/dev/null || apt_install protobuf-compiler
 command -v openssl >/dev/null || apt_install openssl
+# The portal's end-to-end tests drive Debian's Chromium (playwright-core cannot download a browser offline).
+[ -x /usr/bin/chromium ] || apt_install chromium
 # HAProxy (Debian 12: 2.6) for the cluster test: three gateways behind deploy/haproxy/haproxy.cfg.
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 if [ -z "${TEST_DATABASE_URL:-}" ]; then

@@ -10,6 +10,7 @@ import { createTestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, testVin, waitFor } from '../helpers/gateway.ts';
 import { createPgDb, type Db, type QueryResult } from '../../storage/db.ts';
 import { createPgliteDb } from '../../storage/pglite.ts';
+import { createSeriesRepo } from '../../storage/series.ts';
 import { migrate, type MigrationResult } from '../../storage/migrate.ts';
 import { createVehicleRepo, type VehicleRepo } from '../../storage/vehicles.ts';
 import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/consent.ts';
@@ -657,6 +658,39 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect(await rights.erase(vin, 'stranger', null)).toEqual({ telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 });
         expect(await count('telemetry', vin)).toBe(2);
         await expectCode(rights.erase('WNOTPROVISIONED00', 'x', null), 'STO_ERR_NOT_FOUND');
+      });
+    });
+
+    describe('series (the portal\'s reads: time_bucket on TimescaleDB, date_bin elsewhere)', () => {
+      const T0 = Date.UTC(2024, 6, 1, 10, 0, 0, 0);
+      const whole = (owner: string) => [{ ownerId: owner, from: new Date(0), startedAt: new Date(0), to: null }];
+
+      it('buckets counts, averages and extremes; the latest record; the vehicles owned', async () => {
+        const vin = await newVehicle('series-owner');
+        await rows(
+          `INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh, odometer_km, latitude, has_technical, has_location)
+           SELECT $1, to_timestamp($2::float8 / 1000) + i * interval '1 minute', i + 1, i % 60, 1000 + i, CASE WHEN i < 60 THEN 48 + i / 1000.0 END, true, i < 60
+             FROM generate_series(0, 119) i`,
+          [vin, T0],
+        );
+        const repo = createSeriesRepo(db);
+        const s = await repo.series(vin, whole('series-owner'), { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['technical']);
+        expect(s.t).toEqual([T0, T0 + 3_600_000]);
+        expect(s.count).toEqual([60, 60]);
+        expect(s.fields['technical.speedKmh']).toEqual({ avg: [29.5, 29.5], min: [0, 0], max: [59, 59] });
+        expect(s.fields['technical.odometerKm']!.max).toEqual([1059, 1119]);
+        expect(s.fields['location.latitude']).toBeUndefined();
+        // Absent values are skipped, not counted as zero: positions only in the first hour.
+        const loc = await repo.series(vin, whole('series-owner'), { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['location']);
+        expect(loc.fields['location.latitude']!.min[0]).toBeCloseTo(48, 9);
+        expect(loc.fields['location.latitude']!.avg[1]).toBeNull();
+        // Another owner's period sees none of it.
+        const other = await repo.series(vin, [{ ownerId: 'x', from: new Date(T0 + 10 * 3_600_000), startedAt: new Date(T0 + 10 * 3_600_000), to: null }], { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['technical']);
+        expect(other.t).toEqual([]);
+        const latest = await repo.latest(vin, whole('series-owner'), ['technical', 'location']);
+        expect(latest).toMatchObject({ vin, seq: 120, recordedAt: new Date(T0 + 119 * 60_000), technical: { speedKmh: 59, odometerKm: 1119 }, location: null });
+        expect(await repo.latest(vin, [], ['technical'])).toBeNull();
+        expect((await repo.ownedBy('series-owner')).map((v) => v.vin)).toEqual([vin]);
       });
     });
 

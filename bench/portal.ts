@@ -1,0 +1,66 @@
+// Bench part `portal`: how long a vehicle's page takes to render in Debian's Chromium
+// with a year of that vehicle's data stored (one record every 5 minutes, 105,120 rows):
+// from the start of a full page load to its latest values, all six charts and the trip
+// track drawn. Cold: a new browser profile (nothing cached); warm: the same profile
+// again (modules cached, as for a returning visitor). The portal's readiness marks are
+// the same the end-to-end test waits for.
+import pg from 'pg';
+import { chromium } from 'playwright-core';
+
+export const YEAR_ROWS = 365 * 24 * 12;
+
+/** A year of a car's life for `vin`, ending now, written straight into the hypertable. */
+export async function seedYear(url: string, vin: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(
+      `INSERT INTO telemetry (vin, recorded_at, seq, odometer_km, speed_kmh, fuel_level_pct, battery_soc_pct, coolant_temp_c, outside_temp_c, engine_oil_temp_c,
+                              total_fuel_consumed_l, total_distance_km, total_grid_energy_into_battery_kwh, latitude, longitude, has_technical, has_consumption, has_location)
+       SELECT $1, now() - interval '1 year' + i * interval '5 minutes', i + 1,
+              20000 + i * 0.35, greatest(0, 55 + 45 * sin(i / 9.0)), 30 + 25 * sin(i / 400.0), 60 + 30 * cos(i / 300.0), 88 + 4 * sin(i / 5.0),
+              10 + 12 * sin(i / 8640.0 * 6.283), 95 + 6 * sin(i / 7.0), 1400 + i * 0.0217, 20000 + i * 0.35, 900 + i * 0.01,
+              52.37 + 0.03 * sin(i / 60.0), 4.89 + 0.05 * cos(i / 45.0), true, true, true
+         FROM generate_series(0, $2::int - 1) i`,
+      [vin, YEAR_ROWS],
+    );
+    await c.query('ANALYZE telemetry');
+  } finally {
+    await c.end();
+  }
+}
+
+const READY = ['#latest-values', '.chart:nth-of-type(6) canvas', '#track svg.track'];
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export interface RenderTimes {
+  coldMs: number[];
+  warmMs: number[];
+}
+
+/** `runs` cold and `runs` warm loads of the vehicle page; times in ms, in run order. */
+export async function measureVehiclePage(o: { httpPort: number; token: string; vin: string; runs: number; executablePath?: string }): Promise<RenderTimes> {
+  const base = `http://127.0.0.1:${o.httpPort}`;
+  const out: RenderTimes = { coldMs: [], warmMs: [] };
+  for (let i = 0; i < o.runs; i++) {
+    const browser = await chromium.launch({ executablePath: o.executablePath ?? '/usr/bin/chromium', args: FLAGS, timeout: 30_000 });
+    try {
+      const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+      // Signed in already: the session the portal keeps after the code exchange.
+      await ctx.addInitScript((t) => {
+        if (location.protocol === 'http:') sessionStorage.setItem('cardata.session', JSON.stringify({ accessToken: t, idToken: null, expiresAt: Date.now() + 3_600_000, subject: 'bench' }));
+      }, o.token);
+      const page = await ctx.newPage();
+      for (const kind of ['cold', 'warm'] as const) {
+        await page.goto('about:blank');
+        const t0 = performance.now();
+        await page.goto(`${base}/#/v/${o.vin}`);
+        await Promise.all(READY.map((r) => page.locator(r).first().waitFor({ timeout: 30_000 })));
+        (kind === 'cold' ? out.coldMs : out.warmMs).push(Math.round(performance.now() - t0));
+      }
+    } finally {
+      await browser.close();
+    }
+  }
+  return out;
+}

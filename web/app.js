@@ -1,0 +1,216 @@
+// The CarData portal: a small single-page app on Preact + htm (no build step), talking
+// only to the gateway's public HTTP API. Pages are addressed by the URL's hash, so a
+// page survives a reload and a new sign-in.
+import { html, render } from 'htm/preact';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { LANGS, initialLang, messages } from './i18n.js';
+import { completeSignIn, currentSession, saveSession, signOut, startSignIn, takeReturnTo, claims } from './auth.js';
+import { ApiProblem, get, setExpiredHandler } from './api.js';
+import { useLoad, Problem } from './util.js';
+import { VehiclePage } from './vehicle.js';
+import { PrivacyPage } from './privacy.js';
+import { SharingPage, AccessLogPage, DownloadPage, CataloguePage } from './pages.js';
+import { RecipientHome, GrantPage } from './recipient.js';
+
+function parseRoute(hash) {
+  const parts = (hash || '#/').replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === 'v' && parts[1]) return { page: 'vehicle', vin: parts[1], tab: parts[2] ?? 'overview' };
+  if (parts[0] === 'g' && parts[1]) return { page: 'grant', id: parts[1] };
+  if (parts[0] === 'catalogue') return { page: 'catalogue' };
+  return { page: 'home' };
+}
+
+function SignIn({ m, config, expired, onToken }) {
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState(null);
+  const [token, setToken] = useState('');
+  const go = async () => {
+    setBusy(true);
+    setErr(null);
+    try {
+      await startSignIn(config);
+    } catch (e) {
+      setErr(e);
+      setBusy(false);
+    }
+  };
+  return html`<main id="main" class="signin" tabindex="-1">
+    <h1>${m.t('appName')}</h1>
+    ${expired && html`<p class="note" role="status">${m.t('sessionExpired')}</p>`}
+    <p>${m.t('signInIntro')}</p>
+    <button class="primary" id="signin" onClick=${go} disabled=${busy}>${m.t('signInWith')}</button>
+    ${err && html`<p class="error" role="alert">${m.t('error', { msg: err.message })}</p>`}
+    <details class="token-signin">
+      <summary>${m.t('signInToken')}</summary>
+      <form onSubmit=${(e) => { e.preventDefault(); if (token.trim()) onToken(token.trim()); }}>
+        <label for="token">${m.t('token')}</label>
+        <input id="token" type="password" autocomplete="off" value=${token} onInput=${(e) => setToken(e.currentTarget.value)} />
+        <button type="submit">${m.t('signIn')}</button>
+      </form>
+    </details>
+  </main>`;
+}
+
+function LangSwitch({ m, setLang }) {
+  return html`<div class="lang">
+    <label for="lang">${m.t('language')}</label>
+    <select id="lang" value=${m.lang} onChange=${(e) => setLang(e.currentTarget.value)}>
+      ${LANGS.map((l) => html`<option value=${l.code} lang=${l.code}>${l.name}</option>`)}
+    </select>
+  </div>`;
+}
+
+function Home({ m, role }) {
+  if (role === 'customer') return html`<${MyVehicles} m=${m} />`;
+  return html`<${RecipientHome} m=${m} />`;
+}
+
+function MyVehicles({ m }) {
+  const r = useLoad(() => get('/v1/vehicles'), []);
+  return html`<h1 tabindex="-1">${m.t('myVehicles')}</h1>
+    ${r.loading && html`<p>${m.t('loading')}</p>`}
+    <${Problem} m=${m} error=${r.error} />
+    ${r.data && r.data.vehicles.length === 0 && html`<p>${m.t('noVehicles')}</p>`}
+    ${r.data && html`<ul class="cards">
+      ${r.data.vehicles.map((v) => html`<li><a class="card" href=${`#/v/${v.vin}`}><strong class="vin">${v.vin}</strong><span>${m.t('ownerSince', { date: m.date(v.since) })}</span></a></li>`)}
+    </ul>`}`;
+}
+
+function App() {
+  const [lang, setLangState] = useState(initialLang());
+  const m = useMemo(() => messages(lang), [lang]);
+  const [config, setConfig] = useState(null);
+  const [session, setSession] = useState(currentSession());
+  const [expired, setExpired] = useState(false);
+  const [route, setRoute] = useState(parseRoute(location.hash));
+  const [role, setRole] = useState(null);
+  const [bootError, setBootError] = useState(null);
+  const mainRef = useRef(null);
+
+  const setLang = useCallback((l) => {
+    localStorage.setItem('cardata.lang', l);
+    setLangState(l);
+  }, []);
+  useEffect(() => {
+    document.documentElement.lang = lang;
+    document.title = m.t('appName');
+  }, [lang]);
+
+  useEffect(() => {
+    const onHash = () => setRoute(parseRoute(location.hash));
+    addEventListener('hashchange', onHash);
+    setExpiredHandler(() => {
+      setSession(null);
+      setExpired(true);
+      setRole(null);
+    });
+    (async () => {
+      // The gateway puts its settings into the page; /portal/config.json answers the same.
+      const inline = JSON.parse(document.getElementById('portal-config')?.textContent || '{}');
+      const cfg = inline.oidc ? inline : await (await fetch('/portal/config.json')).json();
+      setConfig(cfg);
+      try {
+        const back = await completeSignIn(cfg);
+        if (back) {
+          setSession(currentSession());
+          location.hash = back;
+        }
+      } catch (e) {
+        setBootError(e);
+      }
+    })();
+    return () => removeEventListener('hashchange', onHash);
+  }, []);
+
+  // Who is signed in decides the home page: an owner (the vehicles route answers) or a
+  // recipient of grants (a workshop or third party). The API decides, not the token's text.
+  useEffect(() => {
+    if (!session) return;
+    if (session.role) return setRole(session.role);
+    let live = true;
+    const found = (r) => {
+      if (!live) return;
+      saveSession({ ...session, role: r });
+      setRole(r);
+    };
+    get('/v1/vehicles').then(
+      () => found('customer'),
+      (e) => found(e instanceof ApiProblem && e.status === 403 ? 'recipient' : 'customer'),
+    );
+    return () => {
+      live = false;
+    };
+  }, [session]);
+
+  // After a page change, move focus to its heading so screen readers announce it.
+  useEffect(() => {
+    const h = mainRef.current?.querySelector('h1');
+    if (h && document.activeElement?.tagName !== 'INPUT') h.focus({ preventScroll: true });
+  }, [route.page, route.vin, route.tab, route.id, role]);
+
+  if (!config) return html`<p>${m.t('loading')}</p>`;
+  if (!session) {
+    return html`<div class="shell">
+      <header class="top"><span class="brand">${m.t('appName')}</span><${LangSwitch} m=${m} setLang=${setLang} /></header>
+      ${bootError && html`<p class="error" role="alert">${m.t('error', { msg: bootError.message })}</p>`}
+      <${SignIn}
+        m=${m}
+        config=${config}
+        expired=${expired}
+        onToken=${(token) => {
+          const c = claims(token);
+          saveSession({ accessToken: token, idToken: null, expiresAt: c.exp ? c.exp * 1000 : Date.now() + 3600_000, subject: c.sub ?? null });
+          setExpired(false);
+          setSession(currentSession());
+          const back = takeReturnTo();
+          if (back) location.hash = back;
+        }}
+      />
+    </div>`;
+  }
+  const who = session.subject ?? claims(session.accessToken).sub ?? '';
+  let page;
+  if (!role) page = html`<p>${m.t('loading')}</p>`;
+  else if (route.page === 'vehicle') page = html`<${VehicleShell} m=${m} vin=${route.vin} tab=${route.tab} />`;
+  else if (route.page === 'grant') page = html`<${GrantPage} m=${m} id=${route.id} />`;
+  else if (route.page === 'catalogue') page = html`<${CataloguePage} m=${m} />`;
+  else page = html`<${Home} m=${m} role=${role} />`;
+  return html`<div class="shell">
+    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); mainRef.current?.querySelector('h1')?.focus(); }}>${m.t('skip')}</a>
+    <header class="top">
+      <a class="brand" href="#/">${m.t('appName')}</a>
+      <nav aria-label=${m.t('nav')}>
+        <ul>
+          <li><a href="#/" aria-current=${route.page === 'home' || route.page === 'vehicle' || route.page === 'grant' ? 'page' : undefined}>${role === 'recipient' ? m.t('sharedWithYou') : m.t('myVehicles')}</a></li>
+          <li><a href="#/catalogue" aria-current=${route.page === 'catalogue' ? 'page' : undefined}>${m.t('catalogue')}</a></li>
+        </ul>
+      </nav>
+      <${LangSwitch} m=${m} setLang=${setLang} />
+      <span class="who">${m.t('signedInAs', { who })}</span>
+      <button id="signout" onClick=${async () => { await signOut(config); setSession(null); setRole(null); }}>${m.t('signOut')}</button>
+    </header>
+    <main id="main" ref=${mainRef} tabindex="-1">${page}</main>
+  </div>`;
+}
+
+const TABS = ['overview', 'privacy', 'sharing', 'access', 'download'];
+const TAB_LABEL = { overview: 'overview', privacy: 'privacy', sharing: 'sharing', access: 'accessLog', download: 'download' };
+
+function VehicleShell({ m, vin, tab }) {
+  const t = TABS.includes(tab) ? tab : 'overview';
+  let body;
+  if (t === 'privacy') body = html`<${PrivacyPage} m=${m} vin=${vin} />`;
+  else if (t === 'sharing') body = html`<${SharingPage} m=${m} vin=${vin} />`;
+  else if (t === 'access') body = html`<${AccessLogPage} m=${m} vin=${vin} />`;
+  else if (t === 'download') body = html`<${DownloadPage} m=${m} vin=${vin} />`;
+  else body = html`<${VehiclePage} m=${m} vin=${vin} />`;
+  return html`<h1 tabindex="-1">${m.t(TAB_LABEL[t])} <span class="vin">${vin}</span></h1>
+    <nav class="tabs" aria-label=${m.t('vehicleSections')}>
+      <ul>
+        ${TABS.map((x) => html`<li><a href=${`#/v/${vin}/${x}`} aria-current=${x === t ? 'page' : undefined}>${m.t(TAB_LABEL[x])}</a></li>`)}
+      </ul>
+    </nav>
+    ${body}`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

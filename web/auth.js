@@ -1,0 +1,153 @@
+// Sign-in with OpenID Connect: Authorization Code with PKCE (RFC 7636) as a public client
+// (RFC 8252 §8.1: no client secret in a browser). The access token is kept in
+// sessionStorage only: it ends with the tab, and no cookie carries it to the API.
+
+const SESSION = 'cardata.session';
+const PENDING = 'cardata.pkce';
+const RETURN_TO = 'cardata.returnTo';
+
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+/** Where the provider sends the browser back (the embedded provider's default redirect URI for `cardata-portal`). */
+export const redirectUri = () => `${location.origin}/portal/callback`;
+
+const random = (n = 32) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+
+export function issuerOf(config) {
+  return (config.oidc.issuer ?? `${location.origin}/oidc`).replace(/\/$/, '');
+}
+
+let discoveryCache = null;
+export async function discover(config) {
+  discoveryCache ??= fetch(`${issuerOf(config)}/.well-known/openid-configuration`).then((r) => {
+    if (!r.ok) throw new Error(`discovery answered ${r.status}`);
+    return r.json();
+  });
+  try {
+    return await discoveryCache;
+  } catch (e) {
+    discoveryCache = null;
+    throw e;
+  }
+}
+
+/** The signed-in session, or null (none, or expired). */
+export function currentSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
+    if (!s || typeof s.accessToken !== 'string') return null;
+    if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now()) return null;
+    return s;
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(s) {
+  sessionStorage.setItem(SESSION, JSON.stringify(s));
+}
+
+/** Ends the session locally and remembers the page, to come back to it after signing in again. */
+export function expireSession() {
+  sessionStorage.removeItem(SESSION);
+  sessionStorage.setItem(RETURN_TO, location.hash || '#/');
+}
+
+export function takeReturnTo() {
+  const r = sessionStorage.getItem(RETURN_TO);
+  sessionStorage.removeItem(RETURN_TO);
+  return r && r.startsWith('#/') ? r : null;
+}
+
+/** Sends the browser to the provider's authorization endpoint. */
+export async function startSignIn(config) {
+  const d = await discover(config);
+  const verifier = random(48);
+  const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  const state = random(16);
+  const nonce = random(16);
+  const returnTo = sessionStorage.getItem(RETURN_TO) ?? (location.hash || '#/');
+  sessionStorage.setItem(PENDING, JSON.stringify({ verifier, state, nonce, returnTo }));
+  const u = new URL(d.authorization_endpoint);
+  const params = {
+    response_type: 'code',
+    client_id: config.oidc.clientId,
+    redirect_uri: redirectUri(),
+    scope: config.oidc.scope,
+    state,
+    nonce,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+  };
+  if (config.oidc.resource) params.resource = config.oidc.resource;
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  location.assign(u.toString());
+}
+
+/**
+ * On return from the provider (?code=…&state=…): exchanges the code for tokens and
+ * stores the session. Returns the hash to show next, or null when this is no callback.
+ */
+export async function completeSignIn(config) {
+  const q = new URLSearchParams(location.search);
+  if (location.pathname === '/portal/callback' && !q.has('code') && !q.has('error')) {
+    // Back from signing out at the provider.
+    history.replaceState(null, '', '/#/');
+    return null;
+  }
+  if (!q.has('code') && !q.has('error')) return null;
+  const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? 'null');
+  sessionStorage.removeItem(PENDING);
+  history.replaceState(null, '', '/' + (pending?.returnTo ?? '#/'));
+  if (q.has('error')) throw new Error(q.get('error_description') || q.get('error'));
+  if (!pending || q.get('state') !== pending.state) throw new Error('sign-in answer does not match the request (state)');
+  const d = await discover(config);
+  const body = new URLSearchParams({
+    grant_type: 'authorization_code',
+    code: q.get('code'),
+    redirect_uri: redirectUri(),
+    client_id: config.oidc.clientId,
+    code_verifier: pending.verifier,
+  });
+  if (config.oidc.resource) body.set('resource', config.oidc.resource);
+  const r = await fetch(d.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+  const tok = await r.json().catch(() => ({}));
+  if (!r.ok || typeof tok.access_token !== 'string') throw new Error(tok.error_description || tok.error || `token endpoint answered ${r.status}`);
+  saveSession({
+    accessToken: tok.access_token,
+    idToken: tok.id_token ?? null,
+    expiresAt: Date.now() + (Number(tok.expires_in) || 300) * 1000,
+    subject: claims(tok.id_token ?? tok.access_token).sub ?? null,
+  });
+  sessionStorage.removeItem(RETURN_TO);
+  return pending.returnTo;
+}
+
+/** Signs out here and, when the provider offers it, there too. */
+export async function signOut(config) {
+  const s = currentSession();
+  sessionStorage.removeItem(SESSION);
+  sessionStorage.removeItem(RETURN_TO);
+  try {
+    const d = await discover(config);
+    if (d.end_session_endpoint && s?.idToken) {
+      const u = new URL(d.end_session_endpoint);
+      u.searchParams.set('id_token_hint', s.idToken);
+      u.searchParams.set('post_logout_redirect_uri', redirectUri());
+      u.searchParams.set('client_id', config.oidc.clientId);
+      location.assign(u.toString());
+      return;
+    }
+  } catch {
+    // No provider reachable: signed out here, which is what the person asked for.
+  }
+}
+
+/** The claims of a JWT, unverified: for display only (the API verifies every token). */
+export function claims(jwt) {
+  try {
+    const p = jwt.split('.')[1];
+    return JSON.parse(atob(p.replace(/-/g, '+').replace(/_/g, '/')));
+  } catch {
+    return {};
+  }
+}

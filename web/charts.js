@@ -1,0 +1,49 @@
+// Time-series charts with uPlot (canvas), each inside a <figure> whose caption and text
+// summary say what the chart shows, for people who cannot see it.
+import { html } from 'htm/preact';
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
+
+/**
+ * series: [{ label, values: (number|null)[] }] over xs (ms since epoch).
+ * summary: the text alternative.
+ */
+export function Chart({ id, title, xs, series, summary, m, height = 200 }) {
+  const box = useRef(null);
+  useEffect(() => {
+    if (!box.current || xs.length === 0) return;
+    const width = Math.max(280, Math.min(box.current.clientWidth || 640, 900));
+    const span = xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
+    // Tick labels in the viewer's language and time zone: days for long ranges, hours for short.
+    const tick = new Intl.DateTimeFormat(m.locale, span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    const hover = new Intl.DateTimeFormat(m.locale, { dateStyle: 'medium', timeStyle: 'short' });
+    const digits = (incr) => Math.max(0, Math.min(3, -Math.floor(Math.log10(incr || 1))));
+    const plot = new uPlot(
+      {
+        width,
+        height,
+        legend: { show: series.length > 1, live: false },
+        cursor: { show: true, points: { show: false } },
+        scales: { x: { time: true } },
+        axes: [
+          { stroke: '#333', grid: { stroke: '#e4e4e4' }, space: 70, values: (_u, ticks) => ticks.map((v) => tick.format(new Date(v * 1000))) },
+          { stroke: '#333', grid: { stroke: '#e4e4e4' }, size: 64, values: (_u, ticks, _a, _s, incr) => ticks.map((v) => m.number(v, digits(incr))) },
+        ],
+        series: [
+          { value: (_u, v) => (v === null ? '–' : hover.format(new Date(v * 1000))) },
+          ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: xs.length < 60 }, value: (_u, v) => m.unit(s.field, v) })),
+        ],
+      },
+      [xs.map((x) => x / 1000), ...series.map((s) => s.values)],
+      box.current,
+    );
+    return () => plot.destroy();
+  }, [xs, series, m.lang]);
+  return html`<figure class="chart" id=${id} aria-labelledby=${id + '-t'}>
+    <figcaption id=${id + '-t'}>${title}</figcaption>
+    <div ref=${box} class="chart-box" role="img" aria-label=${summary}></div>
+    <p class="chart-summary">${summary}</p>
+  </figure>`;
+}

@@ -1,0 +1,223 @@
+// A vehicle's overview: latest values (live through the stream when the gateway offers
+// it), charts over a chosen range from the time-bucketed series, and the trip track.
+import { html } from 'htm/preact';
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { get, openStream } from './api.js';
+import { Chart } from './charts.js';
+import { Track } from './track.js';
+import { useLoad, Problem } from './util.js';
+
+const DAY = 86_400_000;
+const PRESETS = [
+  ['last24h', DAY],
+  ['last7d', 7 * DAY],
+  ['last30d', 30 * DAY],
+  ['last365d', 365 * DAY],
+];
+const TRACK_BUCKETS = ['10s', '30s', '1m', '5m', '15m', '1h', '3h', '1d'];
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY };
+const bucketMs = (b) => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)];
+
+const dateInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+
+export function LatestTable({ m, record, id = 'latest-values' }) {
+  const rows = [];
+  for (const g of ['technical', 'consumption', 'location']) {
+    const vals = record?.[g];
+    if (!vals) continue;
+    for (const [k, v] of Object.entries(vals)) rows.push([`${g}.${k}`, v]);
+  }
+  return html`<table class="values" id=${id}>
+    <caption class="sr-only">${m.t('latest')}</caption>
+    <thead><tr><th scope="col">${m.t('field')}</th><th scope="col">${m.t('value')}</th></tr></thead>
+    <tbody>${rows.map(([f, v]) => html`<tr data-field=${f}><th scope="row">${m.label(f)}</th><td>${m.unit(f, v)}</td></tr>`)}</tbody>
+  </table>`;
+}
+
+function useLive(path, onRecord) {
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    if (!path) return;
+    return openStream(path, {
+      onEvent: (ev) => {
+        if (ev.event !== 'record') return;
+        try {
+          onRecord(JSON.parse(ev.data));
+        } catch {
+          // an event that is not a record line: ignored
+        }
+      },
+      onState: (on) => setLive(on),
+    });
+  }, [path]);
+  return live;
+}
+
+/** Newest record wins, group by group (a record may carry only some groups). */
+function merge(prev, rec) {
+  if (!prev) return rec;
+  if (Date.parse(rec.recordedAt) < Date.parse(prev.recordedAt)) return prev;
+  const out = { ...prev, seq: rec.seq, recordedAt: rec.recordedAt };
+  for (const g of ['technical', 'consumption', 'location']) if (rec[g]) out[g] = { ...(prev[g] ?? {}), ...rec[g] };
+  return out;
+}
+
+export function VehiclePage({ m, vin }) {
+  const latest = useLoad(() => get(`/v1/vehicles/${vin}/latest`), [vin]);
+  const consent = useLoad(() => get(`/v1/vehicles/${vin}/consent`), [vin]);
+  const [record, setRecord] = useState(null);
+  useEffect(() => setRecord(latest.data?.record ?? null), [latest.data]);
+  const live = useLive(`/v1/vehicles/${vin}/stream`, (rec) => setRecord((p) => merge(p, rec)));
+  // Without a stream (a gateway that offers none, or while it reconnects): ask for the latest record every few seconds.
+  useEffect(() => {
+    if (live) return;
+    const t = setInterval(() => {
+      get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && setRecord((p) => merge(p, r.record)), () => {});
+    }, 5000);
+    return () => clearInterval(t);
+  }, [vin, live]);
+
+  // The range ends now, asked for at once (beside the latest record, not after it); for a
+  // car parked since before the range began it moves to the newest stored record.
+  const [now] = useState(() => Date.now());
+  const [span, setSpan] = useState(7 * DAY);
+  const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
+  const anchor = newest !== null && newest < now - span ? newest : now;
+  const [custom, setCustom] = useState(null);
+  const range = custom ?? { from: anchor - span, to: anchor };
+
+  return html`
+    <section aria-labelledby="latest-h">
+      <h2 id="latest-h">${m.t('latest')} <span class=${live ? 'badge live' : 'badge'} id="live-state">${live ? m.t('live') : ''}</span></h2>
+      <p class="sr-only" role="status">${live ? m.t('liveOn') : m.t('liveOff')}</p>
+      ${latest.loading && !record && html`<p>${m.t('loading')}</p>`}
+      <${Problem} m=${m} error=${latest.error} />
+      ${!latest.loading && !record && html`<p>${m.t('noData')}</p>`}
+      ${record && html`<p class="muted" id="latest-at">${m.t('latestAt', { time: m.dateTime(record.recordedAt) })}</p><${LatestTable} m=${m} record=${record} />`}
+    </section>
+    <section aria-labelledby="charts-h">
+      <h2 id="charts-h">${m.t('charts')}</h2>
+      <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
+      <${Charts} m=${m} vin=${vin} range=${range} />
+      <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : true} />
+    </section>`;
+}
+
+function RangePicker({ m, span, custom, range, setSpan, setCustom }) {
+  const [from, setFrom] = useState(dateInput(range.from));
+  const [to, setTo] = useState(dateInput(range.to));
+  return html`<div class="range">
+    <fieldset>
+      <legend>${m.t('range')}</legend>
+      ${PRESETS.map(([k, s]) => html`<button type="button" class=${!custom && span === s ? 'chip on' : 'chip'} aria-pressed=${!custom && span === s ? 'true' : 'false'} onClick=${() => setSpan(s)}>${m.t(k)}</button>`)}
+    </fieldset>
+    <form class="inline" onSubmit=${(e) => {
+      e.preventDefault();
+      const f = Date.parse(from);
+      const t = Date.parse(to) + DAY;
+      if (f < t) setCustom({ from: f, to: t });
+    }}>
+      <label for="range-from">${m.t('from')}</label><input id="range-from" type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} />
+      <label for="range-to">${m.t('to')}</label><input id="range-to" type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} />
+      <button type="submit">${m.t('apply')}</button>
+    </form>
+  </div>`;
+}
+
+function extent(vals) {
+  let min = Infinity, max = -Infinity;
+  for (const v of vals) if (v !== null && v !== undefined) { if (v < min) min = v; if (v > max) max = v; }
+  return min === Infinity ? null : { min, max };
+}
+
+function firstLast(vals) {
+  let first = null, last = null;
+  for (const v of vals) if (v !== null && v !== undefined) { if (first === null) first = v; last = v; }
+  return { first, last };
+}
+
+function Charts({ m, vin, range }) {
+  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`;
+  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const charts = useMemo(() => {
+    if (!s.data) return [];
+    const f = s.data.fields;
+    const col = (name, agg = 'avg') => f[name]?.[agg] ?? [];
+    const has = (vals) => vals.some((v) => v !== null);
+    const def = (id, titleKey, list) => {
+      const series = list.filter((x) => has(x.values));
+      const title = m.t(titleKey);
+      let summary;
+      if (series.length === 0) summary = m.t('chartEmpty', { name: title });
+      else {
+        summary = series
+          .map((x) => {
+            const e = extent(x.values);
+            return m.t('chartSummary', { name: x.label, from: m.dateTime(range.from), to: m.dateTime(range.to), min: m.unit(x.field, e.min), max: m.unit(x.field, e.max) });
+          })
+          .join(' ');
+      }
+      return { id, title, series, summary };
+    };
+    // Average consumption from the lifetime counters: fuel used per 100 km driven.
+    const fuel = col('consumption.totalFuelConsumedL', 'max');
+    const dist = col('consumption.totalDistanceKm', 'max');
+    const lifetime = fuel.map((v, i) => (v !== null && dist[i] ? (v / dist[i]) * 100 : null));
+    const fl = firstLast(fuel), dl = firstLast(dist);
+    const driven = dl.last !== null && dl.first !== null ? dl.last - dl.first : 0;
+    const inRange = driven > 0 && fl.last !== null ? ((fl.last - fl.first) / driven) * 100 : null;
+    const list = [
+      def('chart-speed', 'chartSpeed', [
+        { label: `${m.label('technical.speedKmh')} (${m.t('avg')})`, field: 'technical.speedKmh', values: col('technical.speedKmh') },
+        { label: `${m.label('technical.speedKmh')} (${m.t('max')})`, field: 'technical.speedKmh', values: col('technical.speedKmh', 'max') },
+      ]),
+      def('chart-odometer', 'chartOdometer', [{ label: m.label('technical.odometerKm'), field: 'technical.odometerKm', values: col('technical.odometerKm', 'max') }]),
+      def('chart-energy', 'chartEnergy', [
+        { label: m.label('technical.fuelLevelPct'), field: 'technical.fuelLevelPct', values: col('technical.fuelLevelPct') },
+        { label: m.label('technical.batterySocPct'), field: 'technical.batterySocPct', values: col('technical.batterySocPct') },
+      ]),
+      def('chart-temps', 'chartTemps', [
+        { label: m.label('technical.outsideTempC'), field: 'technical.outsideTempC', values: col('technical.outsideTempC') },
+        { label: m.label('technical.coolantTempC'), field: 'technical.coolantTempC', values: col('technical.coolantTempC') },
+        { label: m.label('technical.engineOilTempC'), field: 'technical.engineOilTempC', values: col('technical.engineOilTempC') },
+      ]),
+      def('chart-obfcm', 'chartObfcm', [
+        { label: m.label('consumption.totalFuelConsumedL'), field: 'consumption.totalFuelConsumedL', values: fuel },
+        { label: m.label('consumption.totalGridEnergyIntoBatteryKwh'), field: 'consumption.totalGridEnergyIntoBatteryKwh', values: col('consumption.totalGridEnergyIntoBatteryKwh', 'max') },
+      ]),
+      def('chart-consumption', 'chartAvgConsumption', [{ label: m.t('chartAvgConsumption'), field: 'avgConsumption', values: lifetime }]),
+    ];
+    return { list, inRange, driven, lifetime: firstLast(lifetime).last };
+  }, [s.data, m.lang]);
+  if (s.loading) return html`<p>${m.t('loading')}</p>`;
+  if (s.error) return html`<${Problem} m=${m} error=${s.error} />`;
+  const xs = s.data.t;
+  return html`<div class="charts" data-buckets=${xs.length}>
+    ${charts.inRange !== null && html`<p id="avg-consumption">${m.t('avgInRange', { value: m.unit('avgConsumption', charts.inRange), dist: m.unit('consumption.totalDistanceKm', charts.driven) })}</p>`}
+    ${charts.lifetime !== null && html`<p>${m.t('avgLifetime', { value: m.unit('avgConsumption', charts.lifetime) })}</p>`}
+    ${charts.list.map((c) => html`<${Chart} key=${c.id} id=${c.id} m=${m} title=${c.title} xs=${xs} series=${c.series} summary=${c.summary} />`)}
+  </div>`;
+}
+
+function TrackSection({ m, vin, range, locationAllowed }) {
+  const span = range.to - range.from;
+  const bucket = TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
+  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}&bucket=${bucket}&categories=location`;
+  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const points = useMemo(() => {
+    if (!s.data) return [];
+    const lat = s.data.fields['location.latitude']?.avg ?? [];
+    const lon = s.data.fields['location.longitude']?.avg ?? [];
+    const out = [];
+    for (let i = 0; i < s.data.t.length; i++) if (lat[i] !== null && lon[i] !== null && lat[i] !== undefined) out.push({ t: s.data.t[i], lat: lat[i], lon: lon[i] });
+    return out;
+  }, [s.data]);
+  return html`<section aria-labelledby="track-h" id="track">
+    <h2 id="track-h">${m.t('track')}</h2>
+    <p class="muted">${m.t('trackIntro')}</p>
+    ${s.loading && html`<p>${m.t('loading')}</p>`}
+    <${Problem} m=${m} error=${s.error} />
+    ${!s.loading && points.length === 0 && html`<p id="track-empty">${locationAllowed ? m.t('trackEmpty') : m.t('trackOptedOut')}</p>`}
+    ${points.length > 0 && html`<${Track} m=${m} points=${points} from=${points[0].t} to=${points[points.length - 1].t} />`}
+  </section>`;
+}
