@@ -22,6 +22,8 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
+import { createStreamLogRepo, STREAM_CHANNEL } from './storage/stream-log.ts';
+import { coalesced, createStreamHub } from './stream/hub.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
@@ -101,6 +103,21 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
 
   const prom = createMetrics();
   const metrics = prom.gateway;
+  // Live streams: one tailer of the stream log; commits here wake it at once, commits on
+  // other instances by NOTIFY (README "Live CarData").
+  const streamLog = createStreamLogRepo(db);
+  const hub = await createStreamHub({
+    store: streamLog,
+    pollMs: config.stream.pollMs,
+    onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
+  });
+  const announce =
+    config.databaseUrl && config.stream.fanout === 'notify'
+      ? coalesced(
+          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, '']),
+          (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
+        )
+      : null;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
@@ -109,7 +126,13 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     lingerMs: config.writer.lingerMs,
     lingerRows: config.writer.lingerRows,
     retryMaxMs: config.writer.retryMaxMs,
-    onBatch: prom.writer.onBatch,
+    onBatch: (stats) => {
+      prom.writer.onBatch(stats);
+      if (stats.telemetryInserted > 0) {
+        hub.wake();
+        announce?.();
+      }
+    },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
       log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
@@ -119,25 +142,40 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   const vehicles = createVehicleRepo(db);
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
-  const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
+  const changeHooks = {
+    onCommitted: (vin: string) => {
+      consents.invalidate(vin);
+      hub.invalidate(vin);
+    },
+  };
+  // While the change feed is down, open streams check their terms every second.
+  let streamRecheck: NodeJS.Timeout | null = null;
   const consentRepo = createConsentRepo(db, changeHooks);
   const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
   const stopListening = await db.listen(
     CONSENT_CHANNEL,
-    (vin) => consents.invalidate(vin),
+    (vin) => {
+      consents.invalidate(vin);
+      hub.invalidate(vin);
+    },
     {
       // Changes may be missed while the feed is down: trust nothing cached until it is back.
       onDown: () => {
         consents.setTrusted(false);
+        streamRecheck ??= setInterval(() => hub.invalidateAll(), 1000);
         log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
       },
       onUp: () => {
         consents.invalidateAll();
         consents.setTrusted(true);
+        if (streamRecheck) clearInterval(streamRecheck);
+        streamRecheck = null;
+        hub.invalidateAll();
         log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
       },
     },
   );
+  const stopStreamListening = announce ? await db.listen(STREAM_CHANNEL, () => hub.wake(), { onUp: () => hub.wake(), role: 'stream-wake' }) : async () => {};
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -208,6 +246,18 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
+      stream: {
+        tokens,
+        rights,
+        consents: consentRepo,
+        feed: hub,
+        positions: streamLog,
+        keepAliveMs: config.stream.keepAliveMs,
+        bufferBytes: config.stream.bufferBytes,
+        maxPerCaller: config.stream.maxPerCaller,
+        fromWindowMs: config.stream.logRetentionDays * 86_400_000,
+        fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
+      },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
@@ -216,7 +266,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
 
   const retention = async () => {
     try {
-      const r = await applyRetention(db, config.retention);
+      const r = { ...(await applyRetention(db, config.retention)), streamLogEntriesDeleted: await streamLog.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) };
       log.info({ event: 'retention_applied', ...r }, 'retention applied');
     } catch (err) {
       log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
@@ -243,6 +293,9 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
       await broker.close();
       await app.close();
+      await hub.stop();
+      if (streamRecheck) clearInterval(streamRecheck);
+      await stopStreamListening();
       await stopListening();
       await db.close();
       log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');

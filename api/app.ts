@@ -8,6 +8,7 @@ import { healthRoutes, type Readiness } from './routes/health.ts';
 import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
+import { streamRoutes, type StreamDeps } from './routes/stream.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
@@ -22,6 +23,8 @@ export interface AppDeps {
   admin: AdminDeps;
   vehicles: VehicleRouteDeps;
   cardata: CardataDeps;
+  /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
+  stream?: StreamDeps;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
 }
@@ -141,6 +144,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(adminRoutes, deps.admin);
   await app.register(vehicleRoutes, deps.vehicles);
   await app.register(cardataRoutes, deps.cardata);
+  if (deps.stream) await app.register(streamRoutes, deps.stream);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

@@ -147,7 +147,13 @@ ensure_db() {
 url() { echo "postgres://$TSDB_USER:$TSDB_PASSWORD@127.0.0.1:$TSDB_PORT/$TSDB_DB"; }
 
 case "${1:-up}" in
-  up) install; init_cluster; start; ensure_db; url ;;
+  up)
+    # One builder at a time: two concurrent `up`s (two checkouts, or a test run beside a
+    # bench) would otherwise remove each other's half-built root.
+    mkdir -p "$TSDB_HOME"
+    exec 9>"$TSDB_HOME/.up.lock"
+    flock 9
+    install; init_cluster; start; ensure_db; url ;;
   start) start ;;
   stop) stop ;;
   url) url ;;

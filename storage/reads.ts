@@ -65,7 +65,7 @@ function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | n
   return { from, to };
 }
 
-function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
+export function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
   const out: GroupValues = {};
   for (const c of FIELD_COLUMNS) {

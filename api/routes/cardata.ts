@@ -28,7 +28,7 @@ export interface CardataDeps {
 
 const ALL_GROUPS: Group[] = ['technical', 'consumption', 'location'];
 
-const isoTime = z
+export const isoTime = z
   .string()
   .max(40)
   .refine((s) => /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time')

@@ -1,0 +1,394 @@
+// Live CarData (EU Data Act Art. 4(1), 5(1): "continuously and in real time where
+// relevant"): Server-Sent Events, one event per stored record after its commit, each with
+// an opaque resume cursor; a reconnect with Last-Event-ID (or ?after=) resumes with no gap
+// and no duplicate. README "Live CarData" is the contract.
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { TokenService } from '../../identity/tokens.ts';
+import type { Group } from '../../proto/fields.ts';
+import { ownerCaller, rolesHook } from '../auth.ts';
+import { ApiError } from '../errors.ts';
+import { cursorEncoder, decodeCursor, type CursorPos } from '../stream-cursor.ts';
+import { isoTime } from './cardata.ts';
+import { VinParams } from './vehicles.ts';
+
+// ---------------------------------------------------------------------------
+// Ports: what this route needs, implemented by stream/hub.ts and storage (main.ts wires).
+
+export interface LineProjection {
+  categories: readonly Group[];
+  nulled: readonly Group[];
+}
+
+export interface FeedRecord {
+  tx: number;
+  ord: number;
+  recordedAtMs: number;
+  json(p: LineProjection): string;
+}
+
+export interface FeedSubscriber {
+  readonly vin: string;
+  deliver(records: readonly FeedRecord[], live: boolean): void;
+  busy(): boolean;
+  ready(): Promise<void>;
+  recheck(): void;
+  readonly closed: boolean;
+}
+
+/** The live fan-out (stream/hub.ts). */
+export interface StreamFeed {
+  open(sub: FeedSubscriber, opts: { after: CursorPos | null; fromMs: number | null }): Promise<void>;
+  close(sub: FeedSubscriber): void;
+}
+
+/** Where resumes can start (storage/stream-log.ts). */
+export interface StreamPositions {
+  /** Cursors at or below this transaction id can no longer resume (retention). */
+  trimmedBelow(): Promise<number>;
+  /** The first position that can hold records measured at or after fromMs. */
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
+}
+
+export interface OwnershipPeriodIn {
+  from: Date;
+  to: Date | null;
+}
+
+export interface StreamDeps {
+  tokens: TokenService;
+  rights: { currentOwner(vin: string): Promise<string | null>; periodsOf(vin: string, ownerId: string): Promise<OwnershipPeriodIn[]> };
+  consents: { timeline(vin: string, sinceMs: number): Promise<{ location: boolean; restricted: boolean }[]> };
+  feed: StreamFeed;
+  positions: StreamPositions;
+  /** Keep-alive comment interval, ms. */
+  keepAliveMs: number;
+  /** Bytes a consumer may leave unread before its stream is ended with a resume cursor. */
+  bufferBytes: number;
+  /** Open streams per caller on this instance; more: 429. */
+  maxPerCaller: number;
+  /** How far back ?from= may reach, ms (the stream log's retention). */
+  fromWindowMs: number;
+  /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
+  fromMarginMs: number;
+}
+
+const ALL_GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
+
+// ---------------------------------------------------------------------------
+// One consumer.
+
+/** What a consumer may see now: its periods and line shape, or why its stream ends. */
+export type Access = { end: string } | { periods: readonly { fromMs: number; toMs: number | null }[]; projection: LineProjection };
+
+/** Why a stream ended, as its last event says. */
+export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expired' | 'restricted' | 'shutdown' | 'error' | (string & {});
+
+export interface SessionOptions {
+  vin: string;
+  res: ServerResponse;
+  /** The request's cursor, when resuming. */
+  start: CursorPos | null;
+  access: Exclude<Access, { end: string }>;
+  check: () => Promise<Access>;
+  keepAliveMs: number;
+  bufferBytes: number;
+  onClose: (s: SseSession) => void;
+  /** Called with the records actually sent (for disclosures); optional. */
+  onSent?: (n: number, firstMs: number, lastMs: number) => void;
+}
+
+export class SseSession implements FeedSubscriber {
+  readonly vin: string;
+  closed = false;
+  private readonly res: ServerResponse;
+  private readonly encode: (p: CursorPos) => string;
+  private access: Exclude<Access, { end: string }>;
+  private cursor: string | null;
+  private paused = false;
+  private recheckAgain = false;
+  private held: FeedRecord[] = [];
+  private readonly keepAlive: NodeJS.Timeout;
+  private killTimer: NodeJS.Timeout | null = null;
+  private readonly o: SessionOptions;
+
+  constructor(o: SessionOptions) {
+    this.o = o;
+    this.vin = o.vin;
+    this.res = o.res;
+    this.access = o.access;
+    this.encode = cursorEncoder(o.vin);
+    this.cursor = o.start ? this.encode(o.start) : null;
+    this.keepAlive = setInterval(() => this.comment('keep-alive'), o.keepAliveMs);
+    this.res.on('close', () => this.closeNow());
+  }
+
+  private comment(text: string): void {
+    if (!this.closed) this.res.write(`: ${text}\n\n`);
+  }
+
+  /** The first bytes: a comment, so clients and proxies see the stream has begun. */
+  begin(): void {
+    this.comment('keep-alive');
+  }
+
+  deliver(records: readonly FeedRecord[], live: boolean): void {
+    if (this.closed) return;
+    if (this.paused) {
+      // A consent, ownership or grant change is being checked: nothing goes out under the old terms.
+      for (const r of records) this.held.push(r);
+      if (this.held.length * 512 > this.o.bufferBytes) this.end('slow_consumer');
+      return;
+    }
+    this.write(records);
+    if (live && this.res.writableLength > this.o.bufferBytes) this.end('slow_consumer');
+  }
+
+  private write(records: readonly FeedRecord[]): void {
+    const { periods, projection } = this.access;
+    let chunk = '';
+    let n = 0;
+    let firstMs = 0;
+    let lastMs = 0;
+    for (const r of records) {
+      const t = r.recordedAtMs;
+      let inside = false;
+      for (const p of periods) {
+        if (t >= p.fromMs && (p.toMs === null || t < p.toMs)) {
+          inside = true;
+          break;
+        }
+      }
+      if (!inside) continue;
+      this.cursor = this.encode(r);
+      chunk += `id: ${this.cursor}\nevent: record\ndata: ${r.json(projection)}\n\n`;
+      if (n === 0) firstMs = t;
+      lastMs = t;
+      n++;
+    }
+    if (n > 0) {
+      this.res.write(chunk);
+      this.o.onSent?.(n, firstMs, lastMs);
+    }
+  }
+
+  busy(): boolean {
+    return this.paused || this.res.writableLength > this.o.bufferBytes / 2;
+  }
+
+  ready(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      // Also wakes up now and then: a pause for a recheck ends without a drain.
+      const t = setTimeout(done, 50);
+      this.res.once('drain', done);
+      this.res.once('close', done);
+    });
+  }
+
+  recheck(): void {
+    if (this.closed) return;
+    if (this.paused) {
+      this.recheckAgain = true;
+      return;
+    }
+    this.paused = true;
+    void (async () => {
+      try {
+        do {
+          this.recheckAgain = false;
+          const a = await this.o.check();
+          if (this.closed) return;
+          if ('end' in a) {
+            this.held = [];
+            this.end(a.end);
+            return;
+          }
+          this.access = a;
+        } while (this.recheckAgain);
+      } catch {
+        // Cannot tell what is allowed now: send nothing until a check succeeds.
+        if (!this.closed) setTimeout(() => ((this.paused = false), this.recheck()), 200).unref();
+        return;
+      }
+      this.paused = false;
+      const held = this.held;
+      this.held = [];
+      if (held.length) this.deliver(held, true);
+    })();
+  }
+
+  /** Ends the stream with a last event that says why and where to resume. */
+  end(reason: EndReason): void {
+    if (this.closed) return;
+    const data = JSON.stringify({ reason, resumeFrom: this.cursor });
+    this.res.write(`${this.cursor ? `id: ${this.cursor}\n` : ''}event: end\ndata: ${data}\n\n`);
+    this.res.end();
+    this.release();
+    // A consumer that reads nothing never lets end() finish: its buffer is freed anyway.
+    this.killTimer = setTimeout(() => this.res.destroy(), 5000);
+    this.killTimer.unref();
+    this.res.once('close', () => this.killTimer && clearTimeout(this.killTimer));
+  }
+
+  private closeNow(): void {
+    this.release();
+  }
+
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.held = [];
+    clearInterval(this.keepAlive);
+    this.o.onClose(this);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Routes.
+
+const StreamQuery = z
+  .object({
+    after: z.string().max(100).optional(),
+    from: isoTime.optional(),
+  })
+  .strict();
+
+export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) => {
+  const app = app0.withTypeProvider<ZodTypeProvider>();
+  app.addHook('onRequest', rolesHook(deps.tokens));
+  const open = new Set<SseSession>();
+  const perCaller = new Map<string, number>();
+
+  // SSE responses never end by themselves: end them before the server waits for them.
+  app.addHook('preClose', async () => {
+    for (const s of [...open]) s.end('shutdown');
+  });
+
+  /** The start position from Last-Event-ID (wins: EventSource sends it on reconnect) or ?after. */
+  async function startOf(req: FastifyRequest, vin: string, after: string | undefined, from: Date | undefined): Promise<{ after: CursorPos | null; fromMs: number | null }> {
+    const header = req.headers['last-event-id'];
+    const text = typeof header === 'string' && header !== '' ? header : after;
+    if (text !== undefined) {
+      const pos = decodeCursor(vin, text);
+      if (!pos) throw new ApiError(400, 'API_ERR_INVALID_CURSOR', 'the cursor (Last-Event-ID or ?after=) is not a cursor of this stream');
+      if (pos.tx <= (await deps.positions.trimmedBelow())) {
+        throw new ApiError(410, 'API_ERR_CURSOR_EXPIRED', 'the cursor is older than the stream log keeps; start again with ?from= or the CarData export');
+      }
+      return { after: pos, fromMs: null };
+    }
+    if (from) {
+      const fromMs = from.getTime();
+      if (fromMs < Date.now() - deps.fromWindowMs) {
+        throw new ApiError(400, 'API_ERR_VALIDATION', `querystring.from: the stream reaches back ${Math.round(deps.fromWindowMs / 86_400_000)} days at most; use the CarData export for older data`);
+      }
+      const pos = await deps.positions.startFor(vin, fromMs, deps.fromMarginMs);
+      // Nothing logged since then: the stream starts live (records measured since `from` can only come from now on).
+      return { after: pos ? { tx: pos.tx, ord: 0 } : null, fromMs: pos ? fromMs : null };
+    }
+    return { after: null, fromMs: null };
+  }
+
+  function admit(key: string): () => void {
+    const n = perCaller.get(key) ?? 0;
+    if (n >= deps.maxPerCaller) throw new ApiError(429, 'API_ERR_TOO_MANY_STREAMS', `at most ${deps.maxPerCaller} open streams per caller; close one first`);
+    perCaller.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const m = (perCaller.get(key) ?? 1) - 1;
+      if (m <= 0) perCaller.delete(key);
+      else perCaller.set(key, m);
+    };
+  }
+
+  /** Answers 200 text/event-stream and runs the session until the consumer leaves or it ends. */
+  function serve(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    vin: string,
+    start: { after: CursorPos | null; fromMs: number | null },
+    access: Exclude<Access, { end: string }>,
+    check: () => Promise<Access>,
+    release: () => void,
+    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose'>> = {},
+  ): void {
+    void reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      // nginx and similar proxies: do not buffer the stream.
+      'x-accel-buffering': 'no',
+    });
+    // Events are small and must leave at once.
+    res.socket?.setNoDelay(true);
+    const session = new SseSession({
+      vin,
+      res,
+      start: start.after,
+      access,
+      check,
+      keepAliveMs: deps.keepAliveMs,
+      bufferBytes: deps.bufferBytes,
+      ...(extra.onSent ? { onSent: extra.onSent } : {}),
+      onClose: (s) => {
+        open.delete(s);
+        deps.feed.close(s);
+        release();
+        extra.onClose?.(s);
+      },
+    });
+    open.add(session);
+    session.begin();
+    deps.feed.open(session, start).then(
+      () => {
+        // A change may have landed while the backlog was read: check once it is attached.
+        session.recheck();
+      },
+      (err: Error) => {
+        req.log.warn({ event: 'stream_failed', vin, err: err.message }, 'stream ended by an error');
+        session.end('error');
+      },
+    );
+  }
+
+  const ownerAccess = async (vin: string, subject: string): Promise<Access> => {
+    if ((await deps.rights.currentOwner(vin)) !== subject) return { end: 'ownership_ended' };
+    const periods = await deps.rights.periodsOf(vin, subject);
+    const tl = await deps.consents.timeline(vin, Date.now());
+    const cur = tl[tl.length - 1]!;
+    return {
+      periods: periods.map((p) => ({ fromMs: p.from.getTime(), toMs: p.to ? p.to.getTime() : null })),
+      // Stored records are filtered already; this keeps positions committed before an
+      // opt-out (and not yet sent) from going out after it.
+      projection: { categories: ALL_GROUPS, nulled: cur.location ? [] : ['location'] },
+    };
+  };
+
+  app.get(
+    '/v1/vehicles/:vin/stream',
+    { config: { roles: ['customer'] as const }, schema: { params: VinParams, querystring: StreamQuery } },
+    async (req, reply) => {
+      const { vin } = req.params;
+      const p = await ownerCaller(req, vin, deps.rights.currentOwner);
+      const start = await startOf(req, vin, req.query.after, req.query.from);
+      const access = await ownerAccess(vin, p.subject);
+      if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+      const release = admit(`${p.role}:${p.subject}`);
+      req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
+      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release);
+      return reply;
+    },
+  );
+};
