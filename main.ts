@@ -24,6 +24,7 @@ import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { createStreamLogRepo, STREAM_CHANNEL } from './storage/stream-log.ts';
 import { coalesced, createStreamHub } from './stream/hub.ts';
+import type { StreamStats } from './api/routes/stream.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
@@ -72,6 +73,8 @@ export interface RunningGateway {
   readonly adminToken: string;
   readonly storage: string;
   readonly db: Db;
+  /** Open live streams and what they hold (README "Live CarData"). */
+  streams(): StreamStats;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
   close(): Promise<void>;
 }
@@ -233,6 +236,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
   const rights = createRightsRepo(db, changeHooks);
+  const streamStats: { get?: () => StreamStats } = {};
   const app = await buildApp(
     {
       readiness: async () => {
@@ -257,6 +261,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         maxPerCaller: config.stream.maxPerCaller,
         fromWindowMs: config.stream.logRetentionDays * 86_400_000,
         fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
+        stats: streamStats,
       },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
@@ -303,7 +308,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     return closing;
   }
 
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, close };
+  const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
+  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, streams, close };
 }
 
 async function run(): Promise<void> {

@@ -164,7 +164,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
       // The page ends with a whole entry: the last tx of the next maxEntries entries.
       const end = await db.query<{ u: string | null }>(
         `SELECT max(tx)::text AS u FROM (SELECT tx FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
-           AND (tx > $2::text::xid8 OR cardinality(seqs) > $4) ORDER BY tx LIMIT $5) x`,
+           AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) x`,
         [vin, String(a.tx), String(bound), a.ord, maxEntries],
       );
       const u = end.rows[0]?.u;
@@ -184,7 +184,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
         if (fromMs !== null) params.push(new Date(fromMs));
         records = await viaRows(
           `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
-            WHERE l.vin = $1 AND l.tx >= $2::text::xid8 AND l.tx <= $3::text::xid8 AND (l.tx > $2::text::xid8 OR k.ord > $4)${since}
+            WHERE l.vin = $1 AND l.tx >= $2::text::xid8 AND l.tx <= $3::text::xid8 AND (l.tx > $2::text::xid8 OR k.ord > $4::int8)${since}
             ORDER BY l.tx, k.ord`,
           params,
         );

@@ -73,6 +73,18 @@ export interface StreamDeps {
   fromWindowMs: number;
   /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
   fromMarginMs: number;
+  /** Filled in by the plugin: what its open streams hold, for metrics and tests. */
+  stats?: { get?: () => StreamStats };
+}
+
+export interface StreamStats {
+  open: number;
+  /** Bytes written to streams and not yet taken by the kernel, all streams. */
+  bufferedBytes: number;
+  /** The largest of those per stream. */
+  maxBufferedBytes: number;
+  /** Streams ended, by reason, since start. */
+  ended: Record<string, number>;
 }
 
 const ALL_GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
@@ -96,6 +108,7 @@ export interface SessionOptions {
   keepAliveMs: number;
   bufferBytes: number;
   onClose: (s: SseSession) => void;
+  onEnd?: (reason: EndReason) => void;
   /** Called with the records actually sent (for disclosures); optional. */
   onSent?: (n: number, firstMs: number, lastMs: number) => void;
 }
@@ -142,8 +155,14 @@ export class SseSession implements FeedSubscriber {
       if (this.held.length * 512 > this.o.bufferBytes) this.end('slow_consumer');
       return;
     }
+    // Live records wait for no one: a consumer that has not taken what it was given before
+    // (more than the bound still unread) is ended rather than buffered for. What is held
+    // for it is therefore at most the bound plus one delivery.
+    if (live && this.res.writableLength > this.o.bufferBytes) {
+      this.end('slow_consumer');
+      return;
+    }
     this.write(records);
-    if (live && this.res.writableLength > this.o.bufferBytes) this.end('slow_consumer');
   }
 
   private write(records: readonly FeedRecord[]): void {
@@ -172,6 +191,10 @@ export class SseSession implements FeedSubscriber {
       this.res.write(chunk);
       this.o.onSent?.(n, firstMs, lastMs);
     }
+  }
+
+  buffered(): number {
+    return this.res.writableLength;
   }
 
   busy(): boolean {
@@ -229,6 +252,7 @@ export class SseSession implements FeedSubscriber {
   /** Ends the stream with a last event that says why and where to resume. */
   end(reason: EndReason): void {
     if (this.closed) return;
+    this.o.onEnd?.(reason);
     const data = JSON.stringify({ reason, resumeFrom: this.cursor });
     this.res.write(`${this.cursor ? `id: ${this.cursor}\n` : ''}event: end\ndata: ${data}\n\n`);
     this.res.end();
@@ -267,6 +291,19 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
   app.addHook('onRequest', rolesHook(deps.tokens));
   const open = new Set<SseSession>();
   const perCaller = new Map<string, number>();
+  const ended: Record<string, number> = {};
+  if (deps.stats) {
+    deps.stats.get = () => {
+      let total = 0;
+      let max = 0;
+      for (const s of open) {
+        const b = s.buffered();
+        total += b;
+        if (b > max) max = b;
+      }
+      return { open: open.size, bufferedBytes: total, maxBufferedBytes: max, ended: { ...ended } };
+    };
+  }
 
   // SSE responses never end by themselves: end them before the server waits for them.
   app.addHook('preClose', async () => {
@@ -342,6 +379,9 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       keepAliveMs: deps.keepAliveMs,
       bufferBytes: deps.bufferBytes,
       ...(extra.onSent ? { onSent: extra.onSent } : {}),
+      onEnd: (reason) => {
+        ended[reason] = (ended[reason] ?? 0) + 1;
+      },
       onClose: (s) => {
         open.delete(s);
         deps.feed.close(s);

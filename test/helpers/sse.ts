@@ -112,7 +112,7 @@ export function openSse(port: number, path: string, token: string | null, header
                 ok();
               } else if (isEnded) {
                 clearTimeout(t);
-                fail(new Error(`SSE: stream ended before the condition held (${events.length} events)`));
+                fail(new Error(`SSE: stream ended before the condition held (${events.length} events; last: ${JSON.stringify(events[events.length - 1])})`));
               } else waiters.push(check);
             };
             check();
