@@ -117,13 +117,15 @@ running() { as_pg "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" status >/dev/null 2>&1; }
 start() {
   if running; then return; fi
   log "starting on 127.0.0.1:$TSDB_PORT"
-  # setsid: the postmaster must not belong to the caller's process group.
+  # setsid: the postmaster must not belong to the caller's process group. 9>&-: nor
+  # inherit the `up` lock's descriptor (it would hold the lock for its whole life, and
+  # every later `up` would wait on it forever).
   if native; then
     setsid runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null 9>&-
   else
     setsid chroot "$ROOT" runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null 9>&-
   fi
 }
 
