@@ -1,4 +1,4 @@
-// Read side of the stream log (migration 005): what the live streams deliver, in commit
+// Read side of the stream log (migration 006): what the live streams deliver, in commit
 // order, with the cursor of each record.
 //
 // Position of a record: (tx, ord) = the writing transaction's id (xid8) and the record's
