@@ -117,15 +117,13 @@ running() { as_pg "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" status >/dev/null 2>&1; }
 start() {
   if running; then return; fi
   log "starting on 127.0.0.1:$TSDB_PORT"
-  # setsid: the postmaster must not belong to the caller's process group. 9>&-: nor
-  # inherit the `up` lock's descriptor (it would hold the lock for its whole life, and
-  # every later `up` would wait on it forever).
+  # setsid: the postmaster must not belong to the caller's process group.
   if native; then
     setsid runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null 9>&-
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
   else
     setsid chroot "$ROOT" runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null 9>&-
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
   fi
 }
 
@@ -155,7 +153,8 @@ case "${1:-up}" in
     mkdir -p "$TSDB_HOME"
     exec 9>"$TSDB_HOME/.up.lock"
     flock 9
-    install; init_cluster; start; ensure_db; url ;;
+    # The server must not inherit the lock (it would hold it for its whole life).
+    install; init_cluster; start 9>&-; ensure_db; url ;;
   start) start ;;
   stop) stop ;;
   url) url ;;

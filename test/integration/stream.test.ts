@@ -138,3 +138,41 @@ describe('owner stream', () => {
     for (const s of [open[1]!, open[2]!, again]) s.close();
   });
 });
+
+describe('on the embedded database (PGlite)', () => {
+  it('streams live and resumes from a cursor, with the same lines as the export', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { loadConfig } = await import('../../config/index.ts');
+    const { startGateway } = await import('../../main.ts');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cardata-stream-pglite-'));
+    const g = await startGateway(
+      loadConfig({ DATA_DIR: dir, MQTT_HOST: '127.0.0.1', MQTT_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_TOKEN: 'test-admin-token-0123456789abcdef', LOG_LEVEL: 'silent' }),
+    );
+    try {
+      const { vin, secret } = await provision(g, undefined, 'erin');
+      const tok = await token('customer', 'erin', g);
+      const s = await openSse(g.httpPort, `/v1/vehicles/${vin}/stream`, tok);
+      expect(s.status).toBe(200);
+      const c = await connectVehicle(g, vin, secret);
+      const t0 = Date.now() - 30_000;
+      await publish(c, `v1/vehicles/${vin}/telemetry`, encodeBatch(vin, [full(1, t0), full(2, t0 + 1000)]));
+      await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 2);
+      const first = s.records()[0]!;
+      s.close();
+      await publish(c, `v1/vehicles/${vin}/telemetry`, encodeBatch(vin, [full(3, t0 - 1000)]));
+      await c.endAsync();
+      const r = await openSse(g.httpPort, `/v1/vehicles/${vin}/stream`, tok, { 'last-event-id': first.id });
+      await r.until((ev) => ev.filter((e) => e.event === 'record').length >= 2);
+      expect(r.records().map((x) => x.data.seq)).toEqual([2, 3]);
+      const res = await fetch(`http://127.0.0.1:${g.httpPort}/v1/vehicles/${vin}/cardata?format=ndjson`, { headers: { authorization: `Bearer ${tok}` } });
+      const lines = new Map((await res.text()).trim().split('\n').map((l) => [JSON.parse(l).seq as number, l]));
+      for (const e of [...s.events, ...r.events].filter((x) => x.event === 'record')) expect(e.data).toBe(lines.get(JSON.parse(e.data).seq));
+      r.close();
+    } finally {
+      await g.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
