@@ -309,6 +309,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   }
 
   const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
+  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
   return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, streams, close };
 }
 

@@ -82,6 +82,9 @@ describe('owner stream', () => {
     const ka = s.comments.filter((x) => x.text === 'keep-alive');
     expect(ka.length).toBeGreaterThanOrEqual(3);
     for (let i = 1; i < ka.length; i++) expect(ka[i]!.at - ka[i - 1]!.at).toBeLessThan(600);
+    // Open streams are counted in the metrics.
+    const m = await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text();
+    expect(Number(/^cardata_stream_open (\d+)$/m.exec(m)?.[1])).toBeGreaterThanOrEqual(1);
     s.close();
   });
 
