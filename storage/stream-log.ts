@@ -8,7 +8,8 @@
 // below it, in (tx, ord) order, are therefore a list that only grows at its end, and
 // "every record after cursor c" is the same set whenever it is asked for: no gap and no
 // duplicate across a reconnect, whatever the commit order of concurrent writers or the
-// measurement time of late records.
+// measurement time of late records. (Precisely: the horizon is the oldest transaction of
+// this database still running, see horizon().)
 //
 // Records are read joined to `telemetry` (so erased or rewritten rows are read as they are
 // now) and turned into NDJSON lines by the export's own code: binary COPY and ndjsonPlan on
@@ -134,11 +135,32 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
 
   return {
     async horizon() {
-      const r = await db.query<{ h: string; waiting: boolean }>(
-        `SELECT x::text AS h, EXISTS (SELECT 1 FROM stream_log WHERE tx >= x) AS waiting
-           FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) s`,
+      // pg_snapshot_xmin alone would do, but it counts every database of the server: one
+      // long transaction anywhere (a bulk load, a forgotten BEGIN in psql) would hold up
+      // every stream. Only transactions of this database can write this log, so of the
+      // transactions running at the snapshot, only those a backend of this database still
+      // runs (asked after the snapshot was taken) hold the horizon back; every other one
+      // has ended by then, and a later read sees its entries if it committed any.
+      const r = await db.query<{ xmin: string; xmax: string; xip: string[] }>(
+        `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax, ARRAY(SELECT pg_snapshot_xip(s)::text) AS xip
+           FROM (SELECT pg_current_snapshot() AS s) x`,
       );
-      return { h: Number(r.rows[0]!.h), waiting: r.rows[0]!.waiting };
+      const snap = r.rows[0]!;
+      let h = Number(snap.xmax);
+      if (snap.xip.length > 0) {
+        const ours = await db.query<{ x: string }>(
+          `SELECT backend_xid::text AS x FROM pg_stat_activity
+            WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND backend_xid IS NOT NULL`,
+        );
+        const running = new Set(ours.rows.map((o) => Number(o.x)));
+        for (const x of snap.xip) {
+          const full = Number(x);
+          // backend_xid is the 32-bit xid; xip holds xid8 (epoch << 32 | xid).
+          if (running.has(full % 4_294_967_296) && full < h) h = full;
+        }
+      }
+      const w = await db.query<{ waiting: boolean }>(`SELECT EXISTS (SELECT 1 FROM stream_log WHERE tx >= $1::text::xid8) AS waiting`, [String(h)]);
+      return { h, waiting: w.rows[0]!.waiting };
     },
 
     async range(lo, hi, vins) {

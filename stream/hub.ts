@@ -20,6 +20,8 @@ export interface Subscriber {
   ready(): Promise<void>;
   /** The consent, ownership or grant of this vehicle may have changed: check again. */
   recheck(): void;
+  /** A stream without cursor: the position it starts at (a valid resume point before any record). */
+  startedAt?(pos: StreamPos): void;
   readonly closed: boolean;
 }
 
@@ -184,6 +186,7 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
       // Without a cursor the stream starts live: at the current horizon (the tailer's may be
       // older while nobody listened; what lies between is not this stream's).
       let pos: StreamPos | null = o.after ?? (o.fromMs === null ? { tx: Math.max(lo, (await store.horizon()).h), ord: 0 } : null);
+      if (!o.after && pos) sub.startedAt?.(pos);
       let caughtUpTo = -1;
       while (!sub.closed && !stopped) {
         const bound = lo;

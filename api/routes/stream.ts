@@ -35,6 +35,7 @@ export interface FeedSubscriber {
   busy(): boolean;
   ready(): Promise<void>;
   recheck(): void;
+  startedAt?(pos: CursorPos): void;
   readonly closed: boolean;
 }
 
@@ -191,6 +192,10 @@ export class SseSession implements FeedSubscriber {
       this.res.write(chunk);
       this.o.onSent?.(n, firstMs, lastMs);
     }
+  }
+
+  startedAt(pos: CursorPos): void {
+    this.cursor ??= this.encode(pos);
   }
 
   buffered(): number {
