@@ -1063,6 +1063,10 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     results.stream.deliveryLatencyMs = { p50: round(d.p50, 2), p90: round(d.p90, 2), p99: round(d.p99, 2), max: round(d.max, 2) };
     results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) } };
     if (d.missing > 0) results.errors.push(`stream: ${d.missing} acknowledged messages never reached their stream`);
+    if (d.samples === 0) {
+      results.stream.deliveryLatencyMs = null;
+      results.errors.push('stream: no message acknowledged in the latency window');
+    }
     await cons.call('close');
     await lg.call('close');
 

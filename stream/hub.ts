@@ -12,6 +12,8 @@ import type { StreamPos, StreamRecord, StreamStore } from './ports.ts';
 
 export interface Subscriber {
   readonly vin: string;
+  /** The grant a recipient's stream reads through (its changes recheck this subscriber). */
+  readonly grantId?: string;
   /** Records in cursor order, all after the subscriber's position. */
   deliver(records: readonly StreamRecord[], live: boolean): void;
   /** True while the consumer should not be given more backlog (its buffer is full). */
@@ -44,6 +46,8 @@ export interface StreamHub {
   wake(): void;
   /** The consent, ownership or grants of `vin` changed. */
   invalidate(vin: string): void;
+  /** Grant `id` was revoked or ended. */
+  invalidateGrant(id: string): void;
   /** Every vehicle: after a lost change feed came back. */
   invalidateAll(): void;
   /** The horizon the tailer has delivered up to. */
@@ -80,6 +84,8 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
   const pageEntries = opts.pageEntries ?? 500;
   /** Every subscriber of a vehicle, in backlog or attached. */
   const interest = new Map<string, Set<Subscriber>>();
+  /** Subscribers reading through a grant, by grant id. */
+  const byGrant = new Map<string, Set<Subscriber>>();
   /** Attached subscribers by vehicle, with the position of the last record each was given. */
   const live = new Map<string, Map<Subscriber, StreamPos>>();
   let lo = (await store.horizon()).h;
@@ -183,6 +189,11 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
   const hub: StreamHub = {
     async open(sub, o) {
       add(interest, sub);
+      if (sub.grantId !== undefined) {
+        let g = byGrant.get(sub.grantId);
+        if (!g) byGrant.set(sub.grantId, (g = new Set()));
+        g.add(sub);
+      }
       // Without a cursor the stream starts live: at the current horizon (the tailer's may be
       // older while nobody listened; what lies between is not this stream's).
       let pos: StreamPos | null = o.after ?? (o.fromMs === null ? { tx: Math.max(lo, (await store.horizon()).h), ord: 0 } : null);
@@ -214,11 +225,15 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
         }
         await inflight.done;
       }
-      remove(interest, sub);
+      hub.close(sub);
     },
     close(sub) {
       remove(interest, sub);
       detach(sub);
+      if (sub.grantId !== undefined) {
+        const g = byGrant.get(sub.grantId);
+        if (g?.delete(sub) && g.size === 0) byGrant.delete(sub.grantId);
+      }
     },
     wake() {
       if (interest.size > 0) schedule(0);
@@ -226,6 +241,10 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
     },
     invalidate(vin) {
       const set = interest.get(vin);
+      if (set) for (const s of set) s.recheck();
+    },
+    invalidateGrant(id) {
+      const set = byGrant.get(id);
       if (set) for (const s of set) s.recheck();
     },
     invalidateAll() {
