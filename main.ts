@@ -5,16 +5,18 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
-import { createBatchWriter } from './storage/writer.ts';
+import { storeFailures } from './storage/errors.ts';
+import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
 import { createVehicleRepo } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
-import { createConsentCache } from './gateway/consent-cache.ts';
-import { createIngest } from './gateway/ingest.ts';
-import { createBroker, type ConnectionInfo } from './gateway/broker.ts';
-import { isValidVin } from './identity/vin.ts';
+import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
+import { createIngest, type Ingest } from './gateway/ingest.ts';
+import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
+import { certVinOf } from './identity/cert.ts';
 import { guardSocket } from './gateway/packet-guard.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
@@ -22,12 +24,16 @@ import { newSecret } from './identity/secrets.ts';
 import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
-import { createStreamLogRepo, STREAM_CHANNEL } from './storage/stream-log.ts';
-import { coalesced, createStreamHub } from './stream/hub.ts';
+import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
+import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
 import type { StreamStats } from './api/routes/stream.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
 import path from 'node:path';
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => server.close(() => resolve()));
+}
 
 function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -37,21 +43,6 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
-}
-
-/**
- * The VIN a verified client certificate names: its subject CN, or a DNS/URI subject
- * alternative name that is a VIN. undefined when no verified certificate; null when
- * verified but naming no VIN.
- */
-function certVinOf(socket: tls.TLSSocket): string | null | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return undefined;
-  const cn = cert.subject?.CN;
-  const cns = Array.isArray(cn) ? cn : cn ? [cn] : [];
-  const sans = (cert.subjectaltname ?? '').split(',').map((x) => x.trim().replace(/^(DNS|URI):/, ''));
-  return [...cns, ...sans].find((n) => isValidVin(n)) ?? null;
 }
 
 function redactUrl(u: string): string {
@@ -90,7 +81,50 @@ export function createLogger(level: string): Logger {
   });
 }
 
-export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+/** What was opened, in order: a start that fails halfway closes it in reverse order. */
+export class OpenedStack {
+  private readonly items: { what: string; close: () => unknown }[] = [];
+  constructor(private readonly log: Logger) {}
+  push(what: string, close: () => unknown): void {
+    this.items.push({ what, close });
+  }
+  /** Closes everything opened, newest first; a failing close is logged and the rest still closed. */
+  async unwind(): Promise<void> {
+    for (let it = this.items.pop(); it; it = this.items.pop()) {
+      try {
+        await it.close();
+      } catch (err) {
+        this.log.warn({ event: 'start_cleanup_failed', what: it.what, err: (err as Error).message }, 'could not close after a failed start');
+      }
+    }
+  }
+}
+
+/** The gateway's parts, built and wired but not yet listening. */
+export interface BuiltGateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly db: Db;
+  readonly opened: OpenedStack;
+  readonly prom: ReturnType<typeof createMetrics>;
+  readonly writer: BatchWriter;
+  readonly consents: ConsentCache;
+  readonly ingest: Ingest;
+  readonly broker: Broker;
+  readonly mqttServer: net.Server;
+  readonly mqttsServer: tls.Server | null;
+  readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
+  readonly app: FastifyInstance;
+  readonly adminToken: string;
+  /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
+  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; stats: () => StreamStats };
+}
+
+/**
+ * Builds every part and wires them; opens only the database (the pool connects lazily;
+ * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
+ */
+export async function buildGateway(config: Config, log: Logger, opened: OpenedStack = new OpenedStack(log)): Promise<BuiltGateway> {
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -98,18 +132,14 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
         onError: (err) => log.warn({ event: 'db_connection_error', err: err.message }, 'database connection error'),
       })
     : await createPgliteDb(path.resolve(config.dataDir));
-  const mig = await migrate(db);
-  const storage = config.databaseUrl
-    ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
-    : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
-  log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+  opened.push('database', () => db.close());
 
   const prom = createMetrics();
   const metrics = prom.gateway;
   // Live streams: one tailer of the stream log; commits here wake it at once, commits on
   // other instances by NOTIFY (README "Live CarData").
   const streamLog = createStreamLogRepo(db);
-  const hub = await createStreamHub({
+  const hub = createStreamHub({
     store: streamLog,
     pollMs: config.stream.pollMs,
     onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
@@ -141,8 +171,14 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
     },
   });
-  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
+  const streamStats: { get?: () => StreamStats } = {};
+  const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
+  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
+  opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
+  // The cache reads through a repository of its own; the one the API writes through tells
+  // the cache of each change it commits (declared after the cache it invalidates).
+  const consents = createConsentCache({ source: createConsentRepo(db), horizonMs: config.ingest.maxRecordAgeMs, metrics });
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
   const changeHooks = {
@@ -151,34 +187,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       hub.invalidate(vin);
     },
   };
-  // While the change feed is down, open streams check their terms every second.
-  let streamRecheck: NodeJS.Timeout | null = null;
   const consentRepo = createConsentRepo(db, changeHooks);
-  const consents = createConsentCache({ source: consentRepo, horizonMs: config.ingest.maxRecordAgeMs, metrics });
-  const stopListening = await db.listen(
-    CONSENT_CHANNEL,
-    (vin) => {
-      consents.invalidate(vin);
-      hub.invalidate(vin);
-    },
-    {
-      // Changes may be missed while the feed is down: trust nothing cached until it is back.
-      onDown: () => {
-        consents.setTrusted(false);
-        streamRecheck ??= setInterval(() => hub.invalidateAll(), 1000);
-        log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
-      },
-      onUp: () => {
-        consents.invalidateAll();
-        consents.setTrusted(true);
-        if (streamRecheck) clearInterval(streamRecheck);
-        streamRecheck = null;
-        hub.invalidateAll();
-        log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
-      },
-    },
-  );
-  const stopStreamListening = announce ? await db.listen(STREAM_CHANNEL, () => hub.wake(), { onUp: () => hub.wake(), role: 'stream-wake' }) : async () => {};
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -191,6 +200,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
     { ingest, credentials: vehicles, consents, metrics, log },
   );
+  opened.push('MQTT broker', () => broker.close());
 
   const accept = (socket: net.Socket, certVin?: string | null) => {
     const info: ConnectionInfo = { remoteAddress: socket.remoteAddress ?? 'unknown' };
@@ -206,7 +216,6 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
   const mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
   mqttServer.maxConnections = config.mqtt.maxConnections;
-  await listen(mqttServer, config.mqtt.port, config.mqtt.host);
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
@@ -227,18 +236,15 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     );
     mqttsServer.maxConnections = config.mqtt.maxConnections;
     mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
-    await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
   }
-  const mqttPort = (mqttServer.address() as net.AddressInfo).port;
-  const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
   const adminToken = config.adminToken ?? newSecret();
   if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
   const rights = createRightsRepo(db, changeHooks);
-  const streamStats: { get?: () => StreamStats } = {};
   const app = await buildApp(
     {
+      failures: storeFailures,
       readiness: async () => {
         const database = await Promise.race([
           db.query('SELECT 1').then(() => true, () => false),
@@ -266,51 +272,127 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
-  await app.listen({ port: config.http.port, host: config.http.host });
-  const httpPort = (app.server.address() as net.AddressInfo).port;
+  opened.push('HTTP app', () => app.close());
+  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+}
 
-  const retention = async () => {
-    try {
-      const r = { ...(await applyRetention(db, config.retention)), streamLogEntriesDeleted: await streamLog.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) };
-      log.info({ event: 'retention_applied', ...r }, 'retention applied');
-    } catch (err) {
-      log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
-    }
-  };
-  await enableCompression(db).then(
-    (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
-    (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
-  );
-  const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
-  retentionTimer.unref();
-  void retention();
+/**
+ * Starts what was built: schema, consent feed, MQTT, HTTP, retention. Each listener is
+ * pushed on `gw.opened` as it opens; when a step fails, everything opened is closed in
+ * reverse order (the database last) and the error is rethrown.
+ */
+export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
+  const { config, log, db, opened, consents, mqttServer, mqttsServer, app, live } = gw;
+  try {
+    const mig = await migrate(db);
+    log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
+    const storage = config.databaseUrl
+      ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
+      : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
 
-  let closing: Promise<void> | null = null;
-  async function close(): Promise<void> {
-    closing ??= (async () => {
-      const t0 = Date.now();
-      log.info({ event: 'shutdown_started' }, 'stopping');
-      clearInterval(retentionTimer);
-      mqttServer.close();
-      mqttsServer?.close();
-      const d = await broker.drain(config.shutdownGraceMs);
-      ingest.close();
-      await writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
-      await broker.close();
-      await app.close();
-      await hub.stop();
+    await live.hub.start();
+    opened.push('stream tail', () => live.hub.stop());
+    // While the change feed is down, open streams check their terms every second.
+    let streamRecheck: NodeJS.Timeout | null = null;
+    const stopConsentFeed = await db.listen(
+      CONSENT_CHANNEL,
+      (vin) => {
+        consents.invalidate(vin);
+        live.hub.invalidate(vin);
+      },
+      {
+        // Changes may be missed while the feed is down: trust nothing cached until it is back.
+        onDown: () => {
+          consents.setTrusted(false);
+          streamRecheck ??= setInterval(() => live.hub.invalidateAll(), 1000);
+          log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
+        },
+        onUp: () => {
+          consents.invalidateAll();
+          consents.setTrusted(true);
+          if (streamRecheck) clearInterval(streamRecheck);
+          streamRecheck = null;
+          live.hub.invalidateAll();
+          log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
+        },
+      },
+    );
+    // Commits of other instances wake this one's stream tail.
+    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, () => live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    const stopListening = async (): Promise<void> => {
       if (streamRecheck) clearInterval(streamRecheck);
-      await stopStreamListening();
-      await stopListening();
-      await db.close();
-      log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
-    })();
-    return closing;
-  }
+      await live.hub.stop();
+      await stopStreamWake();
+      await stopConsentFeed();
+    };
+    opened.push('consent feed', stopListening);
 
-  const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
-  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
-  return { mqttPort, mqttsPort, https: !!tlsFiles, httpPort, adminToken, storage, db, streams, close };
+    await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+    opened.push('MQTT listener', () => closeServer(mqttServer));
+    if (mqttsServer) {
+      await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
+      opened.push('MQTTS listener', () => closeServer(mqttsServer));
+    }
+    const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+    const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
+
+    await app.listen({ port: config.http.port, host: config.http.host });
+    const httpPort = (app.server.address() as net.AddressInfo).port;
+
+    const retention = async () => {
+      try {
+        const r = { ...(await applyRetention(db, config.retention)), streamLogEntriesDeleted: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) };
+        log.info({ event: 'retention_applied', ...r }, 'retention applied');
+      } catch (err) {
+        log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+      }
+    };
+    await enableCompression(db).then(
+      (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
+      (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
+    );
+    const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+    retentionTimer.unref();
+    void retention();
+
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening }));
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, streams: live.stats, close };
+  } catch (err) {
+    await opened.unwind();
+    throw err;
+  }
+}
+
+/** Orderly stop: MQTT intake → drain → flush → HTTP (open streams end first) → stream tail and consent feed → database. */
+export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void> }): Promise<void> {
+  const { config, log } = gw;
+  const t0 = Date.now();
+  log.info({ event: 'shutdown_started' }, 'stopping');
+  clearInterval(started.retentionTimer);
+  gw.mqttServer.close();
+  gw.mqttsServer?.close();
+  const d = await gw.broker.drain(config.shutdownGraceMs);
+  gw.ingest.close();
+  await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
+  await gw.broker.close();
+  await gw.app.close();
+  await started.stopListening();
+  await gw.db.close();
+  log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
+}
+
+/** Builds and starts the gateway; a start that fails halfway closes what it opened. */
+export async function startGateway(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningGateway> {
+  const opened = new OpenedStack(log);
+  let built: BuiltGateway;
+  try {
+    built = await buildGateway(config, log, opened);
+  } catch (err) {
+    await opened.unwind();
+    throw err;
+  }
+  return startBuilt(built);
 }
 
 async function run(): Promise<void> {

@@ -1,13 +1,33 @@
 import { defineConfig } from 'vitest/config';
 
+// Two projects, two speeds:
+// - unit: pure modules with fakes that honour the ports (test/unit); no database, no
+//   root, no external binary: `npm run test:unit`, seconds.
+// - integration: the real broker, HTTP, TimescaleDB, child processes (test/integration);
+//   its globalSetup brings up (or points at) the test server.
+// `npm test` (scripts/test.sh) runs both.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/helpers/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
     // Integration files each get their own database; two workers match the 2-core machines.
     pool: 'forks',
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        // Pure modules without module-level state: one module graph per worker (no
+        // isolation) saves most of the start-up, which is most of this project's time.
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], isolate: false },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          globalSetup: ['test/helpers/global-setup.ts'],
+        },
+      },
+    ],
   },
 });

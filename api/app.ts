@@ -16,11 +16,13 @@ import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { bearer } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
-import { isTransient } from '../storage/errors.ts';
+import type { StoreFailures } from './ports.ts';
 
 export interface AppDeps {
   readiness: Readiness;
-  admin: AdminDeps;
+  /** How the stores' failures are told apart (main.ts hands in the storage's guards). */
+  failures: StoreFailures;
+  admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
   cardata: CardataDeps;
   /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
@@ -97,7 +99,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = err.statusCode;
       code = 'API_ERR_VALIDATION';
       detail = err.message;
-    } else if (isTransient(err)) {
+    } else if (deps.failures.isUnavailable(err)) {
       status = 503;
       code = 'API_ERR_UNAVAILABLE';
       detail = 'the database is not answering; retry later';
@@ -141,7 +143,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     errorResponseBuilder: (_req, ctx) => new ApiError(429, 'API_ERR_RATE_LIMITED', `rate limit of ${ctx.max} requests per minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
   });
   await app.register(healthRoutes, { readiness: deps.readiness });
-  await app.register(adminRoutes, deps.admin);
+  await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
   await app.register(vehicleRoutes, deps.vehicles);
   await app.register(cardataRoutes, deps.cardata);
   if (deps.stream) await app.register(streamRoutes, deps.stream);

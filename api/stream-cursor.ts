@@ -3,11 +3,9 @@
 // the vehicle, so a cursor of one vehicle's stream is refused by another's (positions are
 // per vehicle: taken elsewhere, one would skip records silently).
 import { createHash } from 'node:crypto';
+import type { CursorPos } from './ports.ts';
 
-export interface CursorPos {
-  tx: number;
-  ord: number;
-}
+export type { CursorPos };
 
 const PATTERN = /^1\.([0-9a-z]{1,11})\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{6})$/;
 

@@ -8,7 +8,7 @@
 import pg from 'pg';
 import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../proto/fields.ts';
-import type { Db } from '../storage/db.ts';
+import { typeParsers, type Db } from '../storage/db.ts';
 import { samplesFor, type FleetSample } from './fleet.ts';
 import { SEQ_BASE } from './mqtt-wire.ts';
 import { benchVin, round } from './lib.ts';
@@ -116,7 +116,7 @@ export async function ceilingValues(
   let allDone!: () => void;
   const done = new Promise<void>((r) => (allDone = r));
   const worker = async (k: number) => {
-    const c = new pg.Client({ connectionString: url, application_name: `bench-ceiling-${k}` });
+    const c = new pg.Client({ connectionString: url, types: typeParsers(), application_name: `bench-ceiling-${k}` });
     await c.connect();
     try {
       while (performance.now() < to) {

@@ -1,12 +1,15 @@
-// Shared pieces of the benchmark: child processes with a small RPC over IPC (and a
-// guaranteed kill on exit), /proc readings, throwaway databases, statistics.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// Shared pieces of the benchmark: child processes (through devkit/spawn.ts, with its small
+// RPC over IPC) listed in a pid file so a later run can end leftovers, /proc readings, throwaway databases, statistics.
+import { spawnSync } from 'node:child_process';
 import { createWriteStream, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { freePort, serveRpc, sleep, spawnProcess, type Proc } from '../devkit/spawn.ts';
+
+export { freePort, serveRpc, sleep };
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_DIR = path.resolve(BENCH_DIR, '..');
@@ -17,27 +20,15 @@ export const MARKER = 'cardata-bench';
 // ---------------------------------------------------------------------------
 // Child processes
 
-export interface Child {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  /** pid of the node (or other) process itself (sh exec's into it). */
-  readonly pid: number;
-  /** Last lines of stdout/stderr, for error reports. */
-  tail(): string;
-  call<T = unknown>(cmd: string, args?: unknown, timeoutMs?: number): Promise<T>;
-  /** Resolves with the first IPC message of this type. */
-  waitFor<T = Record<string, unknown>>(type: string, timeoutMs: number): Promise<T>;
-  exited(): boolean;
-  /** Waits for the exit up to timeoutMs, then SIGKILL. */
-  stop(timeoutMs?: number): Promise<void>;
-}
+/** A benchmark child: started by the one spawner (devkit/spawn.ts), with its IPC channel. */
+export type Child = Proc;
 
 const children = new Set<Child>();
 const otherPids = new Set<number>();
 
 function savePids(): void {
   try {
-    const pids = [...[...children].filter((c) => !c.exited()).map((c) => c.pid), ...otherPids];
+    const pids = [...[...children].filter((c) => c.running).map((c) => c.pid), ...otherPids];
     writeFileSync(PID_FILE, JSON.stringify(pids));
   } catch {
     // best effort
@@ -64,15 +55,7 @@ export function reapLeftovers(): void {
 }
 
 export function killAllChildren(): void {
-  for (const c of children) {
-    if (!c.exited()) {
-      try {
-        process.kill(c.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
+  for (const c of children) c.killTree();
   for (const pid of otherPids) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -122,137 +105,32 @@ export function spawnNode(name: string, script: string, opts: SpawnOptions = {})
   hookExit();
   const file = path.join(BENCH_DIR, script);
   const argv = [process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', file, ...(opts.args ?? [])];
-  const proc = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"', MARKER, ...argv], {
+  // Not a process group of its own (as before): the shell exec's into node, so the pid is
+  // node's, and killing it ends the child.
+  const child = spawnProcess('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"', MARKER, ...argv], {
+    name,
     cwd: REPO_DIR,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    ipc: true,
+    group: false,
+    outputLimit: 200_000,
   });
-  const lines: string[] = [];
-  const keep = (d: Buffer) => {
-    for (const l of d.toString('utf8').split('\n')) {
-      if (!l) continue;
-      lines.push(l.length > 400 ? l.slice(0, 400) + '…' : l);
-      if (lines.length > 40) lines.shift();
-    }
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
   // BENCH_CHILD_OUTPUT_DIR=dir: every child's whole output also goes to dir/<name>.log
   // (for diagnostics such as BENCH_GATEWAY_NODE_ARGS=--trace-gc-nvp).
   const outDir = process.env.BENCH_CHILD_OUTPUT_DIR;
   if (outDir) {
-    const file = createWriteStream(path.join(outDir, `${name}.log`), { flags: 'a' });
-    proc.stdout!.pipe(file, { end: false });
-    proc.stderr!.pipe(file, { end: false });
-    proc.once('exit', () => file.end());
+    const out = createWriteStream(path.join(outDir, `${name}.log`), { flags: 'a' });
+    child.proc.stdout!.pipe(out, { end: false });
+    child.proc.stderr!.pipe(out, { end: false });
+    child.proc.once('exit', () => out.end());
   }
-  let exitedFlag = false;
-  const exitP = new Promise<void>((r) => proc.once('exit', () => {
-    exitedFlag = true;
-    r();
-  }));
-  let nextId = 1;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  const waiters: { type: string; resolve: (m: unknown) => void }[] = [];
-  proc.on('message', (m: { id?: number; type?: string; result?: unknown; error?: string }) => {
-    if (m.id !== undefined && pending.has(m.id)) {
-      const p = pending.get(m.id)!;
-      pending.delete(m.id);
-      clearTimeout(p.timer);
-      if (m.error !== undefined) p.reject(new Error(`${name}: ${m.error}`));
-      else p.resolve(m.result);
-      return;
-    }
-    for (let i = 0; i < waiters.length; i++) {
-      if (waiters[i]!.type === m.type) {
-        const w = waiters.splice(i, 1)[0]!;
-        w.resolve(m);
-        return;
-      }
-    }
-  });
-  void exitP.then(() => {
-    for (const [, p] of pending) {
-      clearTimeout(p.timer);
-      p.reject(new Error(`${name} exited (code ${proc.exitCode}, signal ${proc.signalCode}); last output:\n${lines.join('\n')}`));
-    }
-    pending.clear();
-    savePids();
-  });
-  const child: Child = {
-    name,
-    proc,
-    pid: proc.pid!,
-    tail: () => lines.join('\n'),
-    exited: () => exitedFlag,
-    call<T>(cmd: string, args?: unknown, timeoutMs = 60_000): Promise<T> {
-      if (exitedFlag) return Promise.reject(new Error(`${name} is not running; last output:\n${lines.join('\n')}`));
-      const id = nextId++;
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          pending.delete(id);
-          reject(new Error(`${name}: ${cmd} timed out after ${timeoutMs} ms; last output:\n${lines.join('\n')}`));
-        }, timeoutMs);
-        pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-        proc.send({ id, cmd, args });
-      });
-    },
-    waitFor<T>(type: string, timeoutMs: number): Promise<T> {
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${name}: no "${type}" within ${timeoutMs} ms; last output:\n${lines.join('\n')}`)), timeoutMs);
-        const w = {
-          type,
-          resolve: (m: unknown) => {
-            clearTimeout(timer);
-            resolve(m as T);
-          },
-        };
-        waiters.push(w);
-        void exitP.then(() => {
-          clearTimeout(timer);
-          reject(new Error(`${name} exited before "${type}" (code ${proc.exitCode}); last output:\n${lines.join('\n')}`));
-        });
-      });
-    },
-    async stop(timeoutMs = 15_000) {
-      if (!exitedFlag) {
-        const t = setTimeout(() => {
-          try {
-            process.kill(proc.pid!, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }, timeoutMs);
-        try {
-          proc.kill('SIGTERM');
-        } catch {
-          // gone
-        }
-        await exitP;
-        clearTimeout(t);
-      }
-      children.delete(child);
-      savePids();
-    },
-  };
   children.add(child);
   savePids();
-  return child;
-}
-
-/** Child side of the RPC: handlers by command name; also exits when the parent goes away. */
-export function serveRpc(handlers: Record<string, (args: any) => unknown>): void {
-  process.on('disconnect', () => process.exit(0));
-  process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {
-    const h = handlers[m.cmd];
-    try {
-      if (!h) throw new Error(`unknown command ${m.cmd}`);
-      const result = await h(m.args);
-      process.send?.({ id: m.id, result: result ?? null });
-    } catch (err) {
-      process.send?.({ id: m.id, error: (err as Error).stack ?? String(err) });
-    }
+  void child.exit.then(() => {
+    children.delete(child);
+    savePids();
   });
+  return child;
 }
 
 // ---------------------------------------------------------------------------
@@ -458,17 +336,6 @@ export async function dropAllCreated(server: string): Promise<void> {
 // ---------------------------------------------------------------------------
 // Misc
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 export function waitForPort(port: number, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -488,7 +355,6 @@ export function waitForPort(port: number, timeoutMs: number): Promise<void> {
   });
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function round(n: number, digits = 0): number {
   const f = 10 ** digits;

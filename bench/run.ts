@@ -22,7 +22,7 @@ import path from 'node:path';
 import { connect as mqttConnect } from 'mqtt';
 import pg from 'pg';
 import { loadConfig } from '../config/index.ts';
-import { createPgDb } from '../storage/db.ts';
+import { createPgDb, typeParsers } from '../storage/db.ts';
 import { migrate } from '../storage/migrate.ts';
 import { createVehicleRepo } from '../storage/vehicles.ts';
 import { FIELD_COLUMNS } from '../proto/fields.ts';
@@ -151,7 +151,7 @@ async function startGateway(name: string, url: string, nodeArgs: string[] = [], 
 }
 
 async function stopGateway(gw: Gateway | null): Promise<void> {
-  if (!gw || gw.child.exited()) return;
+  if (!gw || !gw.child.running) return;
   await gw.child.call('close', undefined, 30_000).catch(() => {});
   await gw.child.stop(10_000);
 }
@@ -167,7 +167,7 @@ async function startLoadgen(name: string): Promise<Child> {
 }
 
 async function stopChild(c: Child | null): Promise<void> {
-  if (!c || c.exited()) return;
+  if (!c || !c.running) return;
   await c.call('close', undefined, 10_000).catch(() => {});
   await c.stop(5000);
 }
@@ -186,7 +186,7 @@ async function freshSchema(server: string, name: string): Promise<string> {
 
 /** Vehicles straight into the database, as VehicleRepo.create does (vehicle + ownership period). */
 async function provision(url: string, vins: string[], secretHash: string): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
+  const c = new pg.Client({ connectionString: url, types: typeParsers() });
   await c.connect();
   try {
     await c.query('BEGIN');
@@ -199,7 +199,7 @@ async function provision(url: string, vins: string[], secretHash: string): Promi
 }
 
 async function queryOne<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
+  const c = new pg.Client({ connectionString: url, types: typeParsers() });
   await c.connect();
   try {
     return (await c.query(sql, params)).rows[0] as T;
@@ -237,7 +237,7 @@ async function mintCustomerToken(gw: Gateway): Promise<string> {
  * (MB): background work that competes with the ingest for the same 2 cores and disk.
  */
 function pgWatch(server: string, db: string, from: number) {
-  const c = new pg.Client({ connectionString: server, application_name: 'bench-watch' });
+  const c = new pg.Client({ connectionString: server, types: typeParsers(), application_name: 'bench-watch' });
   const av: number[][] = [];
   const cp: number[][] = [];
   const dirty: number[] = [];
@@ -638,7 +638,7 @@ async function partPeer(server: string): Promise<void> {
     flushDisk('peer');
     log(`peer: publishing ${P.peerMsgsPerSec * 10} records/s to Mosquitto for ${P.peerTotalMs / 1000} s`);
     const runP = lg.call<any>('rate', { msgsPerSec: P.peerMsgsPerSec, window: 16, warmupMs: 0, measureMs: P.peerTotalMs, drainMs: 10_000 }, P.peerTotalMs + 60_000);
-    const db = new pg.Client({ connectionString: url });
+    const db = new pg.Client({ connectionString: url, types: typeParsers() });
     await db.connect();
     const count = async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM telemetry')).rows[0]!.n;
     const t0 = performance.now();
@@ -919,7 +919,7 @@ async function partConsent(server: string, secretHash: string): Promise<void> {
       await sleep(P.toggleSpacingMs + Math.random() * 100);
     }
     const r = await runP;
-    const cl = new pg.Client({ connectionString: url });
+    const cl = new pg.Client({ connectionString: url, types: typeParsers() });
     await cl.connect();
     const rows = (
       await cl.query<{ ms: number; loc: boolean }>(

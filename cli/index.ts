@@ -1,20 +1,26 @@
 // Operator CLI. Talks to the database named by DATABASE_URL (or the embedded one in
 // DATA_DIR: stop the gateway first, PGlite allows one process at a time).
 // Exit codes: 0 done, 1 failed, 2 usage error, 3 conflict (already exists), 4 not found.
+// A second entry point: it composes storage like main.ts does and takes every rule from
+// where the API has it (api/provision, api/categories, api/csv, identity/), re-implementing none.
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { loadConfig, type Config } from '../config/index.ts';
 import { createPgDb, type Db } from '../storage/db.ts';
 import { createPgliteDb } from '../storage/pglite.ts';
 import { migrate } from '../storage/migrate.ts';
+import { STO_ERR, isStorageError } from '../storage/errors.ts';
 import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
-import { isValidVin } from '../identity/vin.ts';
-import { hashSecret, newSecret } from '../identity/secrets.ts';
-import { ROLES, createTokenService, parseKeys, type Role } from '../identity/tokens.ts';
+import { VIN_RULE, isValidVin } from '../identity/vin.ts';
+import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
+import { provisionVehicle } from '../api/provision.ts';
+import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
-import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
+import { GROUPS } from '../proto/fields.ts';
+import { parseCategories } from '../api/categories.ts';
+import { csvStream } from '../api/csv.ts';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -44,7 +50,7 @@ function need(args: Record<string, string | boolean | undefined>, name: string):
 
 function vinArg(args: Record<string, string | boolean | undefined>): string {
   const vin = need(args, 'vin');
-  if (!isValidVin(vin)) throw new UsageError(`--vin ${JSON.stringify(vin)} is not an ISO 3779 VIN (17 characters of 0-9 and A-Z without I, O, Q)`);
+  if (!isValidVin(vin)) throw new UsageError(`--vin ${JSON.stringify(vin)} is not ${VIN_RULE}`);
   return vin;
 }
 
@@ -67,13 +73,14 @@ const commands: Record<string, Command> = {
     async run(a, { db, config }) {
       const vin = vinArg(a);
       const ownerId = need(a, 'owner');
+      if (!isValidSubject(ownerId)) throw new UsageError(`--owner must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
       const d = await db();
       await migrate(d);
-      const secret = newSecret();
+      let secret: string;
       try {
-        await createVehicleRepo(d).create({ vin, ownerId, secretHash: await hashSecret(secret, config.secretScryptCost) });
+        ({ secret } = await provisionVehicle(createVehicleRepo(d), config.secretScryptCost, { vin, ownerId }));
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `vehicle ${vin} is already provisioned`);
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `vehicle ${vin} is already provisioned`);
         throw err;
       }
       if (a.json) console.log(JSON.stringify({ vin, secret }));
@@ -121,9 +128,9 @@ const commands: Record<string, Command> = {
       const role = need(a, 'role');
       if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
       const subject = need(a, 'subject');
-      if (!/^[\x21-\x7e]{1,128}$/.test(subject)) throw new UsageError('--subject must be 1-128 printable ASCII characters without spaces');
+      if (!isValidSubject(subject)) throw new UsageError(`--subject must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
       const ttl = a.ttl === undefined ? config.tokenTtlS : Number(a.ttl);
-      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 30 * 24 * 3600) throw new UsageError('--ttl must be an integer number of seconds from 1 to 2592000');
+      if (!isValidTtl(ttl)) throw new UsageError(`--ttl must be an integer number of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
       if (!config.jwtKeys) throw new ExitError(1, 'JWT_KEYS is not set: a token signed with a key no gateway knows would be useless. Set JWT_KEYS as for the gateways.');
       const t = createTokenService(parseKeys(config.jwtKeys)).sign({ role: role as Role, subject, ttlSeconds: ttl });
       console.log(t.token);
@@ -138,10 +145,9 @@ const commands: Record<string, Command> = {
       const out = need(a, 'out');
       const format = (a.format as string | undefined) ?? 'ndjson';
       if (format !== 'ndjson' && format !== 'csv') throw new UsageError('--format must be ndjson or csv');
-      const all: Group[] = ['technical', 'consumption', 'location'];
-      const cats = typeof a.categories === 'string' ? a.categories.split(',').map((c) => c.trim()) : all;
-      for (const c of cats) if (!all.includes(c as Group)) throw new UsageError(`unknown category ${JSON.stringify(c)}: use technical, consumption, location`);
-      const groups = all.filter((g) => cats.includes(g));
+      const cats = typeof a.categories === 'string' ? parseCategories(a.categories) : { ok: true as const, groups: [...GROUPS] };
+      if (!cats.ok) throw new UsageError(`--categories: ${cats.message}`);
+      const groups = cats.groups;
       const d = await db();
       await migrate(d);
       const rights = createRightsRepo(d);
@@ -161,15 +167,14 @@ const commands: Record<string, Command> = {
                 }
               })(),
             )
-          : Readable.from(
+          : csvStream(
               (async function* () {
-                const cols = FIELD_COLUMNS.filter((c) => groups.includes(c.group));
-                yield csvLine(['vin', 'seq', 'recordedAt', ...cols.map((c) => `${c.group}.${c.jsName}`)]);
                 for await (const r of reads.records(vin, periods, { from: null, to: null }, groups)) {
                   n++;
-                  yield csvLine([r.vin, String(r.seq), r.recordedAt.toISOString(), ...cols.map((c) => (r[c.group]?.[c.jsName] ?? '').toString())]);
+                  yield r;
                 }
               })(),
+              groups,
             );
       await pipeline(body, file);
       console.log(`${n} records of ${vin} (owner ${owner}) written to ${out}`);
@@ -177,9 +182,9 @@ const commands: Record<string, Command> = {
   },
 };
 
-/** One CSV line: every value here is a VIN, a number or an ISO time, none needs quoting. */
-function csvLine(values: string[]): string {
-  return values.join(',') + '\r\n';
+/** node:util parseArgs refuses the command line with codes ERR_PARSE_ARGS_*. */
+function isParseArgsError(err: unknown): boolean {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
 }
 
 function help(): string {
@@ -217,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || isParseArgsError(err)) {
       console.error(`${(err as Error).message}\nusage: cardata-gateway ${cmd.usage}`);
       return 2;
     }

@@ -1,5 +1,6 @@
 // One schema for every setting. Parsed once at start from the environment, then frozen.
 // Names of the environment variables are the contract (README "Configuration").
+import { MAX_TOKEN_TTL_S } from '../identity/tokens.ts';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -73,7 +74,7 @@ const envSchema = z
       .regex(/^[A-Za-z0-9._-]{1,64}:[^,]{32,}(,[A-Za-z0-9._-]{1,64}:[^,]{32,})*$/, 'must be "kid:secret[,kid:secret…]" with key ids of A-Z a-z 0-9 . _ - and secrets of at least 32 characters')
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
-    TOKEN_TTL_S: positiveInt.max(30 * 24 * 3600).default(3600),
+    TOKEN_TTL_S: positiveInt.max(MAX_TOKEN_TTL_S).default(3600),
     /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
     RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
     /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */

@@ -2,20 +2,13 @@
 // No I/O, no clock, no logging: the gateway decides which consent applies, this module
 // decides what that consent lets through. One filter per consent state, built once.
 import type { IConsumptionData, ILocation, ITechnicalData } from '../proto/index.ts';
+import type { ConsentFlags } from '../proto/consent.ts';
 
-/** What the owner allows. `true` = allowed. Defaults: both allowed. */
-export interface ConsentState {
-  /** Processing of the vehicle's location (GDPR Art. 6(1)(a) consent; objection Art. 21). */
-  readonly location: boolean;
-  /** Sharing of OBFCM data with the authorities ((EU) 2021/392 lets the owner refuse it). */
-  readonly co2Sharing: boolean;
-  /**
-   * Restriction of processing (GDPR Art. 18): data may still be stored (Art. 18(2)) but
-   * is processed for no one but the owner, so nothing goes to the shareable table.
-   * Absent = not restricted.
-   */
-  readonly restricted?: boolean;
-}
+/**
+ * What the owner allows (proto/consent.ts). Defaults: both allowed. A restricted state
+ * sends nothing to the shareable table; `restricted` absent = not restricted.
+ */
+export type ConsentState = Readonly<Omit<ConsentFlags, 'restricted'> & Partial<Pick<ConsentFlags, 'restricted'>>>;
 
 export interface RecordIn {
   readonly vin: string;

@@ -2,6 +2,7 @@
 // pipeline in its hooks. It never listens by itself; main.ts (or a test) hands it sockets.
 import { Aedes, type AedesPublishPacket, type Client, type Connection, type PublishPacket, type Subscription } from 'aedes';
 import { isValidVin } from '../identity/vin.ts';
+import { telemetryTopic } from '../proto/index.ts';
 import { verifySecret } from '../identity/secrets.ts';
 import type { ConsentCache } from './consent-cache.ts';
 import { GW_ERR } from './errors.ts';
@@ -62,10 +63,6 @@ function authError(msg: string): Error & { returnCode: number } {
   return Object.assign(new Error(msg), { returnCode: NOT_AUTHORIZED });
 }
 
-/** The one topic a vehicle may publish to. */
-function ownTelemetryTopic(vin: string): string {
-  return `v1/vehicles/${vin}/telemetry`;
-}
 
 /** A filter is allowed when it stays under v1/vehicles/{vin}/ (MQTT-4.7.1: '#' also matches the parent). */
 export function subscriptionAllowed(vin: string, filter: string): boolean {
@@ -141,11 +138,11 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     authorizePublish(client: Client | null, packet: PublishPacket, done) {
       if (!client) return done(null); // broker-internal publish
       const vin = client.id;
-      if (packet.topic !== ownTelemetryTopic(vin)) {
+      if (packet.topic !== telemetryTopic(vin)) {
         metrics.refused(GW_ERR.TOPIC_FORBIDDEN);
         log.warn({ event: 'mqtt_publish_refused', vin, reason: GW_ERR.TOPIC_FORBIDDEN }, 'publish outside the vehicle\'s telemetry topic');
         // MQTT 3.1.1 has no negative PUBACK: the connection is closed (MQTT-3.3.5-2 allows it).
-        return done(new Error(`${GW_ERR.TOPIC_FORBIDDEN}: ${vin} may publish only to ${ownTelemetryTopic(vin)}`));
+        return done(new Error(`${GW_ERR.TOPIC_FORBIDDEN}: ${vin} may publish only to ${telemetryTopic(vin)}`));
       }
       if (!accepting) return done(new Error(`${GW_ERR.SHUTTING_DOWN}: not accepting publishes`));
       // Telemetry is not kept as a retained message: it would sit in broker memory per VIN.

@@ -169,8 +169,7 @@ export function createIngest(deps: IngestDeps): Ingest {
       await sink.write(item);
       if (item.telemetry.length) metrics.recordsStored(item.telemetry.length);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'STO_ERR_REJECTED') {
+      if (sink.isRejected(err)) {
         // The database refused these rows (not an outage): resending would not help, so
         // the message goes to quarantine and is acknowledged.
         const tl = consents.peek(vin);

@@ -4,7 +4,6 @@
 // Remaining Length (MQTT-2.2.3, variable byte integer) as bytes pass, and closes the
 // connection as soon as a header announces a packet over the limit.
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
 
 export class PacketTooLargeError extends Error {
   readonly code = 'GW_ERR_PACKET_TOO_LARGE';
@@ -55,8 +54,11 @@ export function createPacketScanner(maxBytes: number): (chunk: Buffer) => Packet
   };
 }
 
-/** Wraps a socket so that aedes reads through the size guard. */
-export function guardSocket(socket: Socket, maxBytes: number, onRefused: (err: PacketTooLargeError) => void): Duplex {
+/**
+ * Wraps a socket so that aedes reads through the size guard. Any Duplex will do (a
+ * net.Socket, a TLS socket, or an in-memory stream in unit tests).
+ */
+export function guardSocket(socket: Duplex, maxBytes: number, onRefused: (err: PacketTooLargeError) => void): Duplex {
   const scan = createPacketScanner(maxBytes);
   const guarded = new Duplex({
     read() {

@@ -1,7 +1,8 @@
 // What the gateway needs from the outside, as interfaces. main.ts hands in the storage
 // implementations; the gateway never imports storage/ itself.
 
-type GroupValues = { readonly [field: string]: number | null | undefined };
+import type { ConsentPeriod } from '../proto/consent.ts';
+import type { GroupValues } from '../proto/fields.ts';
 
 export interface TelemetryRowOut {
   vin: string;
@@ -26,18 +27,19 @@ export interface QuarantineRowOut {
 
 /** The batch writer, as the gateway sees it. */
 export interface TelemetrySink {
-  /** Resolves once durable. Rejects with a `code`: STO_ERR_REJECTED (bad data) or STO_ERR_CLOSED. */
+  /**
+   * Resolves once durable. Rejects when the rows are refused (bad data: `isRejected(err)`
+   * is true) or when the sink is closed (`isRejected(err)` is false).
+   */
   write(item: { telemetry: readonly TelemetryRowOut[]; quarantine: readonly QuarantineRowOut[] }): Promise<void>;
+  /** Tells a refusal of the data apart from any other rejection of write(). */
+  isRejected(err: unknown): boolean;
   hasRoom(): boolean;
   whenRoom(): Promise<void>;
 }
 
-export interface ConsentPeriodIn {
-  sinceMs: number;
-  location: boolean;
-  co2Sharing: boolean;
-  restricted: boolean;
-}
+/** A consent state and when it came into force (the contract's shape). */
+export type ConsentPeriodIn = ConsentPeriod;
 
 export interface ConsentSource {
   timeline(vin: string, sinceMs: number): Promise<ConsentPeriodIn[]>;

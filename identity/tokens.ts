@@ -6,6 +6,13 @@ import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 export type Role = 'customer' | 'workshop' | 'authority';
 export const ROLES: readonly Role[] = ['customer', 'workshop', 'authority'];
 
+/** Longest lifetime of an API token, seconds (30 days). */
+export const MAX_TOKEN_TTL_S = 30 * 24 * 3600;
+
+export function isValidTtl(ttlSeconds: number): boolean {
+  return Number.isInteger(ttlSeconds) && ttlSeconds >= 1 && ttlSeconds <= MAX_TOKEN_TTL_S;
+}
+
 export interface Principal {
   role: Role;
   subject: string;

@@ -10,3 +10,5 @@ npx pbjs --target static-module --wrap es6 --es6 --force-long --keep-case=false 
   -o "$OUT/telemetry.js" proto/vehicle/v1/telemetry.proto
 sed -i "s|^import \* as \$protobuf from \"protobufjs/minimal\";|import \$protobuf from \"protobufjs/minimal.js\";|" "$OUT/telemetry.js"
 npx pbts --no-comments -o "$OUT/telemetry.d.ts" "$OUT/telemetry.js"
+# The field table (group, column, JSON name, number, comment) the storage and API use.
+npx tsx scripts/gen-fields.ts "$OUT/fields.ts"

@@ -1,5 +1,6 @@
 // Command-line flags of the simulator, validated with zod so that every
 // mistake is reported with the flag that caused it.
+import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../identity/subject.ts';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { VIN_PREFIX_PATTERN, MAX_VIN_PREFIX_LENGTH } from './vin.ts';
@@ -73,8 +74,8 @@ const schema = z.object({
   owner: z
     .string()
     .min(1, 'must not be empty')
-    .max(128, 'must be at most 128 characters')
-    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+    .max(SUBJECT_MAX_LENGTH, `must be at most ${SUBJECT_MAX_LENGTH} characters`)
+    .regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`)
     .default('simulator'),
   // MQTT packet identifiers are 16-bit and shared by a connection's in-flight messages.
   inflight: intFlag(1, 65_535).default(10),
@@ -152,10 +153,10 @@ export function parseSimulatorArgs(argv: readonly string[], env: Readonly<Record
 
 /** node:util parseArgs messages mention its own API; say which flag is wrong instead. */
 function describeParseError(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  const message = e.message ?? String(err);
+  const message = err instanceof Error ? err.message : String(err);
   const flag = /'(-{1,2}[^' ]+)/.exec(message)?.[1];
-  switch (e.code) {
+  const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown flag ${flag ?? message} (see --help)`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':

@@ -217,11 +217,16 @@ function problemDetail(text: string): string {
   return text.slice(0, 200).trim();
 }
 
+/** The string `code` a (system) error carries, if any. */
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
 function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    const code = (cause as { code?: unknown } | undefined)?.code ?? (err as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
+    const cause = err.cause;
+    const code = typeof cause === 'object' && cause !== null && 'code' in cause ? (typeof cause.code === 'string' ? cause.code : undefined) : codeOf(err);
+    if (code !== undefined) return code;
     if (err.name === 'TimeoutError') return `no answer within ${HTTP_TIMEOUT_MS / 1000} s`;
     if (cause instanceof Error) return cause.message;
     return err.message;

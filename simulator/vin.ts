@@ -1,5 +1,6 @@
 // ISO 3779 vehicle identification numbers for simulated vehicles.
 import { randomInt } from 'node:crypto';
+import { VIN_PATTERN } from '../identity/vin.ts';
 
 /** The 33 characters a VIN may contain: I, O and Q are excluded (they read as 1 and 0). */
 export const VIN_ALPHABET = '0123456789ABCDEFGHJKLMNPRSTUVWXYZ';
@@ -9,7 +10,7 @@ const CHECK_INDEX = 8;
 /** A prefix may not reach the check digit, which is computed from the rest. */
 export const MAX_VIN_PREFIX_LENGTH = CHECK_INDEX;
 
-export const VIN_PATTERN = /^[0-9A-HJ-NPR-Z]{17}$/;
+export { VIN_PATTERN };
 export const VIN_PREFIX_PATTERN = /^[0-9A-HJ-NPR-Z]{1,8}$/;
 
 // 49 CFR 565.15 transliteration and position weights.

@@ -2,22 +2,17 @@
 // CO2/OBFCM sharing) and restriction of processing. The state in force at time t is the
 // latest event with effective_at <= t; none means the defaults (allowed, not restricted).
 import type { Db, Queryable } from './db.ts';
-import { StorageError } from './errors.ts';
+import type { ConsentFlags, ConsentPeriod } from '../proto/consent.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
+import { CURRENT_CONSENT } from './consent-sql.ts';
 
 /** NOTIFY channel announcing a committed change; payload = the VIN. */
 export const CONSENT_CHANNEL = 'consent_changed';
 
-export interface PrivacyState {
-  location: boolean;
-  co2Sharing: boolean;
-  restricted: boolean;
-}
-
-export interface ConsentPeriod extends PrivacyState {
-  /** Start of this state, ms since epoch; 0 for the defaults before any event. */
-  sinceMs: number;
-}
+export type { ConsentPeriod };
+/** The three choices without their time (proto/consent.ts). */
+export type PrivacyState = ConsentFlags;
 
 export interface ConsentChange {
   location?: boolean;
@@ -60,8 +55,7 @@ const EPOCH_MS = '(extract(epoch FROM effective_at) * 1000)::float8';
 /** The state in force now, inside a transaction that has locked the vehicle row. */
 async function currentState(q: Queryable, vin: string): Promise<PrivacyState> {
   const r = await q.query<{ location_allowed: boolean; co2_sharing_allowed: boolean; restricted: boolean }>(
-    `SELECT location_allowed, co2_sharing_allowed, restricted FROM consent_events
-      WHERE vin = $1 ORDER BY effective_at DESC, id DESC LIMIT 1`,
+    `SELECT location_allowed, co2_sharing_allowed, restricted FROM (${CURRENT_CONSENT}) c WHERE c.vin = $1`,
     [vin],
   );
   const row = r.rows[0];
@@ -87,7 +81,7 @@ export async function appendConsentEvent(
     [vin],
   );
   const own = owner.rows[0];
-  if (!own) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+  if (!own) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
   const prev = await currentState(q, vin);
   const base = opts.reset ? { ...DEFAULT_STATE } : prev;
   const next: PrivacyState = {

@@ -4,7 +4,7 @@
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type FieldColumn, type Group } from '../proto/fields.ts';
 
-type GroupValues = { readonly [field: string]: number | null | undefined };
+import type { GroupValues } from '../proto/fields.ts';
 export interface CopyRow {
   vin: string;
   seq: number;

@@ -13,22 +13,32 @@ export interface QueryResult<R> {
 export interface Queryable {
   /** `name`: prepare the statement once per connection under this name (the same text every time). */
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[], name?: string): Promise<QueryResult<R>>;
-  /** COPY … FROM STDIN with these bytes; only where the backend speaks the COPY protocol (pg). */
-  copyFrom?(sql: string, data: Buffer): Promise<void>;
+}
+
+/** A connection inside a transaction that also speaks COPY … FROM STDIN. */
+export interface CopyQueryable extends Queryable {
+  /** COPY … FROM STDIN with these bytes. */
+  copyFrom(sql: string, data: Buffer): Promise<void>;
+}
+
+/** The COPY protocol, where the backend speaks it (pg; not PGlite). */
+export interface CopyCapability {
+  /**
+   * Runs `COPY (…) TO STDOUT` and returns everything it sent, in one buffer. The caller
+   * bounds the size (LIMIT). With `into`, the bytes are copied there and a view of it is
+   * returned, as long as they fit (a caller that reuses its buffers makes no garbage per
+   * query); else a new buffer.
+   */
+  copyOut(sql: string, into?: Buffer): Promise<Buffer>;
+  /** Runs fn inside BEGIN/COMMIT on one connection that speaks COPY FROM; ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: CopyQueryable) => Promise<T>): Promise<T>;
 }
 
 export interface Db extends Queryable {
   /** 'timescaledb' when the extension is loaded in this database, else 'postgres'. Set by migrate(). */
   readonly kind: string;
-  /** Whether transactions offer copyFrom (binary COPY). */
-  readonly supportsCopy?: boolean;
-  /**
-   * Runs `COPY (…) TO STDOUT` and returns everything it sent, in one buffer; only where
-   * the backend speaks the COPY protocol (pg). The caller bounds the size (LIMIT). With
-   * `into`, the bytes are copied there and a view of it is returned, as long as they fit
-   * (a caller that reuses its buffers makes no garbage per query); else a new buffer.
-   */
-  copyOut?(sql: string, into?: Buffer): Promise<Buffer>;
+  /** The COPY protocol, or null where the backend does not speak it. Fixed when the Db is built. */
+  readonly copy: CopyCapability | null;
   /** Runs fn inside BEGIN/COMMIT on one connection; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
@@ -42,6 +52,16 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
+/** A Db whose backend speaks COPY. */
+export interface CopyDb extends Db {
+  readonly copy: CopyCapability;
+}
+
+/** True when `db` speaks COPY: decided once, where the Db's user is built. */
+export function hasCopy(db: Db): db is CopyDb {
+  return db.copy !== null;
+}
+
 export interface PgDbOptions {
   /** Most pool connections. Default 10. */
   max?: number;
@@ -52,12 +72,22 @@ export interface PgDbOptions {
   onError?: (err: Error) => void;
 }
 
-// int8 → number: our bigint columns (seq, ids) stay well below 2^53.
-pg.types.setTypeParser(20, (v: string) => Number(v));
+/**
+ * The type parsers of this project's connections, given to each pool and client (pg's
+ * global parsers stay untouched): int8 → number, since our bigint columns (seq, ids,
+ * counts) stay well below 2^53.
+ */
+export function typeParsers(): pg.TypeOverrides {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
+  return types;
+}
 
-export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db & { setKind(kind: string): void } {
+export function createPgDb(connectionString: string, opts: PgDbOptions = {}): CopyDb & { setKind(kind: string): void } {
+  const types = typeParsers();
   const pool = new pg.Pool({
     connectionString,
+    types,
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
@@ -68,18 +98,39 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
   let kind = 'postgres';
   const listeners = new Set<pg.Client>();
 
-  return {
-    get kind() {
-      return kind;
-    },
-    supportsCopy: true,
-    setKind(k: string) {
-      kind = k;
-    },
-    async query<R>(text: string, params?: readonly unknown[], name?: string) {
-      const r = name ? await pool.query({ name, text, values: params as unknown[] }) : await pool.query(text, params as unknown[] | undefined);
-      return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
-    },
+  /** BEGIN/COMMIT on one pooled connection; ROLLBACK when fn throws. */
+  async function transaction<T>(fn: (tx: CopyQueryable) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const tx: CopyQueryable = {
+        async query<R>(text: string, params?: readonly unknown[]) {
+          const r = await client.query(text, params as unknown[] | undefined);
+          return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+        },
+        async copyFrom(sql: string, data: Buffer) {
+          const stream = client.query(copyFrom(sql));
+          await pipeline(Readable.from([data]), stream);
+        },
+      };
+      const out = await fn(tx);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  const copy: CopyCapability = {
+    transaction,
     async copyOut(sql: string, into?: Buffer): Promise<Buffer> {
       const client = await pool.connect();
       let failed: unknown = null;
@@ -102,42 +153,28 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Db
         client.release(failed ? (failed as Error) : undefined);
       }
     },
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      let broken = false;
-      try {
-        await client.query('BEGIN');
-        const tx: Queryable = {
-          async query<R>(text: string, params?: readonly unknown[]) {
-            const r = await client.query(text, params as unknown[] | undefined);
-            return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
-          },
-          async copyFrom(sql: string, data: Buffer) {
-            const stream = client.query(copyFrom(sql));
-            await pipeline(Readable.from([data]), stream);
-          },
-        };
-        const out = await fn(tx);
-        await client.query('COMMIT');
-        return out;
-      } catch (err) {
-        try {
-          await client.query('ROLLBACK');
-        } catch {
-          broken = true;
-        }
-        throw err;
-      } finally {
-        client.release(broken);
-      }
+  };
+
+  return {
+    get kind() {
+      return kind;
     },
+    setKind(k: string) {
+      kind = k;
+    },
+    async query<R>(text: string, params?: readonly unknown[], name?: string) {
+      const r = name ? await pool.query({ name, text, values: params as unknown[] }) : await pool.query(text, params as unknown[] | undefined);
+      return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+    },
+    copy,
+    transaction,
     async listen(channel, onMessage, hooks) {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
       let stopped = false;
       let client: pg.Client | null = null;
       let retryTimer: NodeJS.Timeout | null = null;
       const connect = async (isReconnect: boolean): Promise<void> => {
-        const c = new pg.Client({ connectionString, application_name: `${opts.applicationName ?? 'cardata-gateway'}-${hooks?.role ?? 'listen'}` });
+        const c = new pg.Client({ connectionString, types, application_name: `${opts.applicationName ?? 'cardata-gateway'}-${hooks?.role ?? 'listen'}` });
         c.on('notification', (n) => {
           if (n.channel === channel) onMessage(n.payload ?? '');
         });

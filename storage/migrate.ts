@@ -4,7 +4,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Db } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 // Any constant works; it only has to be the same for every gateway process.
@@ -32,13 +32,13 @@ export async function migrate(db: Db & { setKind?(kind: string): void }): Promis
       const sha = createHash('sha256').update(sql).digest('hex');
       const prev = done.get(f);
       if (prev !== undefined) {
-        if (prev !== sha) throw new StorageError('STO_ERR_MIGRATION', `migration ${f} changed after it was applied; add a new migration instead`);
+        if (prev !== sha) throw new StorageError(STO_ERR.MIGRATION, `migration ${f} changed after it was applied; add a new migration instead`);
         continue;
       }
       try {
         await tx.query(sql);
       } catch (err) {
-        throw new StorageError('STO_ERR_MIGRATION', `migration ${f} failed: ${(err as Error).message}`, { cause: err });
+        throw new StorageError(STO_ERR.MIGRATION, `migration ${f} failed: ${(err as Error).message}`, { cause: err });
       }
       await tx.query('INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)', [f, sha]);
       now.push(f);

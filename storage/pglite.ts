@@ -31,6 +31,8 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db & { set
     get kind() {
       return kind;
     },
+    // PGlite does not speak the COPY protocol: writes use one statement, exports keyset pages.
+    copy: null,
     setKind(k: string) {
       // The embedded server never has TimescaleDB; keep saying what it is.
       kind = k === 'timescaledb' ? k : 'pglite';

@@ -2,19 +2,20 @@
 // short query that never holds a connection or a snapshot for the whole export), the
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
 import type { Db } from './db.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../proto/fields.ts';
 import type { OwnershipPeriod } from './rights.ts';
+import { CURRENT_CONSENT } from './consent-sql.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
 
-export type GroupValues = Record<string, number>;
+export type { StoredValues };
 
 export interface StoredRecord {
   vin: string;
   seq: number;
   recordedAt: Date;
-  technical?: GroupValues | null;
-  consumption?: GroupValues | null;
-  location?: GroupValues | null;
+  technical?: StoredValues | null;
+  consumption?: StoredValues | null;
+  location?: StoredValues | null;
 }
 
 export interface Range {
@@ -42,18 +43,18 @@ export interface ReadRepo {
    * 500) whose lines PostgreSQL builds, one chunk per page.
    */
   ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
-  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: GroupValues } | null>;
+  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
   /**
    * Consumption counters in the range and period, newest last, with the disclosure row
    * written in the same transaction as the read.
    */
-  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: GroupValues }[]>;
+  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
   /**
    * Per VIN, the last shareable OBFCM reading in the range, for vehicles whose owner does
    * not refuse CO2 sharing and whose processing is not restricted now. One disclosure
    * row per VIN reported, written by the same statement.
    */
-  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: GroupValues }[]>;
+  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: StoredValues }[]>;
   disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
 }
 
@@ -65,9 +66,9 @@ function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | n
   return { from, to };
 }
 
-export function groupOf(row: Record<string, unknown>, group: Group): GroupValues | null {
+export function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
-  const out: GroupValues = {};
+  const out: StoredValues = {};
   for (const c of FIELD_COLUMNS) {
     if (c.group !== group) continue;
     const v = row[c.column];
@@ -212,9 +213,9 @@ async function* copyNdjson(
 export function createReadRepo(db: Db): ReadRepo {
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
-      const copyOut = db.copyOut?.bind(db);
-      if (copyOut) {
-        yield* copyNdjson(copyOut, vin, periods, range, categories, pageSize ?? 4000);
+      if (db.copy) {
+        const copy = db.copy;
+        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000);
         return;
       }
       const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);
@@ -270,9 +271,7 @@ export function createReadRepo(db: Db): ReadRepo {
     async obfcmReport(range, who) {
       const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
       const r = await db.query<Record<string, unknown>>(
-        `WITH state AS (
-           SELECT DISTINCT ON (vin) vin, co2_sharing_allowed, restricted FROM consent_events ORDER BY vin, effective_at DESC, id DESC
-         ), latest AS (
+        `WITH state AS (${CURRENT_CONSENT}), latest AS (
            SELECT DISTINCT ON (o.vin) o.vin, o.recorded_at, ${cols.map((c) => 'o.' + c).join(', ')}
              FROM obfcm_readings o LEFT JOIN state s ON s.vin = o.vin
             WHERE ($1::timestamptz IS NULL OR o.recorded_at >= $1) AND ($2::timestamptz IS NULL OR o.recorded_at < $2)
@@ -286,7 +285,7 @@ export function createReadRepo(db: Db): ReadRepo {
         [range.from, range.to, who.role, who.subject, who.endpoint],
       );
       return r.rows.map((row) => {
-        const values: GroupValues = {};
+        const values: StoredValues = {};
         for (const c of CONSUMPTION_COLUMNS) {
           const v = row[c.column];
           if (v !== null && v !== undefined) values[c.jsName] = v as number;

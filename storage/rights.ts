@@ -1,9 +1,10 @@
 // Ownership periods and the data subject's rights: transfer, erasure (GDPR Art. 17).
 import type { Db, Queryable } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 import { appendConsentEvent, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
+import { CURRENT_CONSENT } from './consent-sql.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;
@@ -77,9 +78,9 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
     async transfer(vin, newOwnerId, actor) {
       const period = await db.transaction(async (tx) => {
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
-        if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+        if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
         const cur = await tx.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
-        if (cur.rows[0]?.owner_id === newOwnerId) throw new StorageError('STO_ERR_CONFLICT', `${newOwnerId} already owns ${vin}`);
+        if (cur.rows[0]?.owner_id === newOwnerId) throw new StorageError(STO_ERR.CONFLICT, `${newOwnerId} already owns ${vin}`);
         const now = await tx.query<{ t: Date }>('SELECT clock_timestamp() AS t');
         const t = now.rows[0]!.t;
         await tx.query('UPDATE ownership_periods SET ended_at = $2 WHERE vin = $1 AND ended_at IS NULL', [vin, t]);
@@ -95,13 +96,13 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
     erase(vin, ownerId, category) {
       return db.transaction(async (tx) => {
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
-        if (lock.rowCount === 0) throw new StorageError('STO_ERR_NOT_FOUND', `vehicle ${vin} is not provisioned`);
+        if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
         const pers = await periods(tx, vin, ownerId);
         const res: ErasureResult = { telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
         if (pers.length === 0) return res;
         const cond = periodCondition(pers, 2);
         const state = await tx.query<{ co2_sharing_allowed: boolean }>(
-          'SELECT co2_sharing_allowed FROM consent_events WHERE vin = $1 ORDER BY effective_at DESC, id DESC LIMIT 1',
+          `SELECT co2_sharing_allowed FROM (${CURRENT_CONSENT}) c WHERE c.vin = $1`,
           [vin],
         );
         // Rule (README "Erasure"): OBFCM readings the owner did not refuse to share are

@@ -70,7 +70,7 @@ export interface StreamLogRepo {
 const LINE_BYTES = 16 * 1024;
 
 export function createStreamLogRepo(db: Db): StreamLogRepo {
-  const copyOut = db.copyOut?.bind(db);
+  const copyOut = db.copy ? db.copy.copyOut.bind(db.copy) : undefined;
   const line = Buffer.allocUnsafe(LINE_BYTES);
   // Plans per (vehicle, projection): built once, reused for every record of that stream.
   const plans = new Map<string, NdjsonPlan>();

@@ -1,6 +1,6 @@
 // Vehicles and their MQTT credentials. Only a salted scrypt hash of a secret is stored.
 import type { Db } from './db.ts';
-import { StorageError } from './errors.ts';
+import { STO_ERR, StorageError, isUniqueViolation } from './errors.ts';
 
 export interface VehicleCredentials {
   vin: string;
@@ -29,7 +29,7 @@ export function createVehicleRepo(db: Db): VehicleRepo {
           return { vin: row.vin, ownerId: row.owner_id, createdAt: row.created_at };
         });
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') throw new StorageError('STO_ERR_CONFLICT', `vehicle ${v.vin} is already provisioned`);
+        if (isUniqueViolation(err)) throw new StorageError(STO_ERR.CONFLICT, `vehicle ${v.vin} is already provisioned`);
         throw err;
       }
     },

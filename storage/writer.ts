@@ -7,8 +7,8 @@
 // themselves from the load: one message at a time when idle, thousands under load,
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
-import type { Db } from './db.ts';
-import { StorageError, isTransient } from './errors.ts';
+import type { CopyCapability, Db } from './db.ts';
+import { STO_ERR, StorageError, isStorageError, isTransient } from './errors.ts';
 import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from './copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
@@ -77,6 +77,8 @@ export interface BatchWriter {
   hasRoom(): boolean;
   /** Resolves when hasRoom() is true again. */
   whenRoom(): Promise<void>;
+  /** True when a write() rejection says the database refused the rows (STO_ERR_REJECTED), not that the writer closed. */
+  isRejected(err: unknown): boolean;
   /** True while writes fail and are being retried. */
   readonly degraded: boolean;
   /** rows: held (queued + being written, ≤ maxPendingRows); waitingRows: arrived while full. */
@@ -101,8 +103,10 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   const retryMaxMs = opts.retryMaxMs ?? 2000;
   const lingerMs = opts.lingerMs ?? 3;
   const lingerRows = opts.lingerRows ?? 500;
-  const useCopy = (opts.method ?? 'auto') !== 'unnest' && db.supportsCopy === true;
+  // Chosen once: binary COPY where the backend speaks it, unless told otherwise.
+  const copy = (opts.method ?? 'auto') !== 'unnest' ? db.copy : null;
   const copyBuffers = new CopyBuffers();
+  const statements = new Statements();
 
   // Taken slots are cleared at once: a slot that kept its item until the next compaction
   // would keep the message's rows reachable long enough to be promoted to V8's old
@@ -181,7 +185,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   async function run(batch: Pending[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await writeItems(db, batch.map((p) => p.item), useCopy, copyBuffers);
+      const r = await writeItems(db, batch.map((p) => p.item), copy, copyBuffers, statements);
       degraded = false;
       retryDelay = 0;
       opts.onBatch?.({ items: batch.length, ...r, durationMs: performance.now() - t0 });
@@ -208,7 +212,7 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
         }
       } else {
         opts.onError?.(err, false);
-        const e = err instanceof StorageError ? err : new StorageError(closed ? 'STO_ERR_CLOSED' : 'STO_ERR_REJECTED', (err as Error).message, { cause: err });
+        const e = isStorageError(err) ? err : new StorageError(closed ? STO_ERR.CLOSED : STO_ERR.REJECTED, (err as Error).message, { cause: err });
         settle(batch, e);
       }
     } finally {
@@ -271,8 +275,9 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
   }
 
   return {
+    isRejected: (err: unknown) => isStorageError(err, STO_ERR.REJECTED),
     write(item) {
-      if (closed) return Promise.reject(new StorageError('STO_ERR_CLOSED', 'writer is closed'));
+      if (closed) return Promise.reject(new StorageError(STO_ERR.CLOSED, 'writer is closed'));
       const rows = item.telemetry.length + item.quarantine.length;
       if (rows === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
@@ -320,8 +325,8 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
       const waiting = overflow.splice(overflowHead) as Pending[];
       overflowHead = 0;
       overflowRows = 0;
-      settle(left, new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
-      for (const p of waiting) p.reject(new StorageError('STO_ERR_CLOSED', 'writer closed before these rows were written'));
+      settle(left, new StorageError(STO_ERR.CLOSED, 'writer closed before these rows were written'));
+      for (const p of waiting) p.reject(new StorageError(STO_ERR.CLOSED, 'writer closed before these rows were written'));
       for (const f of roomWaiters) f();
       roomWaiters = [];
     },
@@ -351,11 +356,21 @@ function unnestInsert(alias: string, target: string, table: RowTable, param: (ty
  */
 const STREAM_LOG_INSERT = `INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at), array_agg(seq) FROM t GROUP BY vin`;
 
-/** Builds one statement for the combination of tables present (cached by mask). */
-const statementCache = new Map<number, string>();
-function statement(mask: number): string {
-  const cached = statementCache.get(mask);
-  if (cached) return cached;
+/** The statements of one writer, built once per combination of tables present (the mask). */
+class Statements {
+  private readonly byMask = new Map<number, string>();
+  get(mask: number): string {
+    let sql = this.byMask.get(mask);
+    if (sql === undefined) {
+      sql = buildStatement(mask);
+      this.byMask.set(mask, sql);
+    }
+    return sql;
+  }
+}
+
+/** One statement for the combination of tables present: bit 1 telemetry, 2 OBFCM, 4 quarantine. */
+function buildStatement(mask: number): string {
   const ctes: string[] = [];
   const selects: string[] = [];
   let p = 0;
@@ -377,9 +392,7 @@ function statement(mask: number): string {
       ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1)`);
     selects.push('(SELECT count(*) FROM q)::int AS q');
   } else selects.push('0 AS q');
-  const sql = `WITH ${ctes.join(',\n')}\nSELECT ${selects.join(', ')}`;
-  statementCache.set(mask, sql);
-  return sql;
+  return `WITH ${ctes.join(',\n')}\nSELECT ${selects.join(', ')}`;
 }
 
 /**
@@ -411,28 +424,28 @@ class CopyBuffers {
   }
 }
 
-async function writeItemsCopy(db: Db, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers, statements: Statements): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const telBuf = buffers.take(copyBytes(TELEMETRY_TABLE, tel.length));
   const obfBuf = obf.length ? buffers.take(copyBytes(OBFCM_TABLE, obf.length)) : null;
-  const r = await db.transaction(async (tx) => {
+  const r = await copy.transaction(async (tx) => {
     await tx.query("SET LOCAL client_min_messages = warning");
     await tx.query(STAGING_DDL);
     const cols = TELEMETRY_TABLE.columns.join(', ');
-    await tx.copyFrom!(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
+    await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
     const t = await tx.query<{ n: number }>(
       `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
             l AS (${STREAM_LOG_INSERT})
        SELECT count(*)::int AS n FROM t`,
     );
     let o = 0;
-    if (obf.length) {
+    if (obfBuf) {
       const oc = OBFCM_TABLE.columns.join(', ');
-      await tx.copyFrom!(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf!));
+      await tx.copyFrom(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf));
       o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
     }
     let q = 0;
     if (qua.length) {
-      const r = await tx.query<{ q: number }>(statement(4), quarantineParams(qua));
+      const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
       q = r.rows[0]?.q ?? 0;
     }
     return { telemetryRows: tel.length, telemetryInserted: t.rows[0]?.n ?? 0, obfcmInserted: o, quarantineInserted: q };
@@ -457,7 +470,7 @@ function quarantineParams(qua: readonly QuarantineRow[]): unknown[] {
   ];
 }
 
-async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean, buffers: CopyBuffers): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
+async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapability | null, buffers: CopyBuffers, statements: Statements): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const tel: TelemetryRow[] = [];
   const obf: TelemetryRow[] = [];
   const qua: QuarantineRow[] = [];
@@ -468,7 +481,7 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean,
     }
     for (const q of it.quarantine) qua.push(q);
   }
-  if (useCopy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(db, tel, obf, qua, buffers);
+  if (copy && tel.length >= COPY_MIN_ROWS) return writeItemsCopy(copy, tel, obf, qua, buffers, statements);
   let mask = 0;
   const params: unknown[] = [];
   // Binary arrays: pg sends Buffer parameters in binary format, so PostgreSQL reads each
@@ -486,7 +499,7 @@ async function writeItems(db: Db, items: readonly WriteItem[], useCopy: boolean,
     params.push(...quarantineParams(qua));
   }
   // Prepared per connection: planning this wide CTE costs more than executing a small batch.
-  const r = await db.query<{ t: number; o: number; q: number }>(statement(mask), params, `cardata_write_${mask}`);
+  const r = await db.query<{ t: number; o: number; q: number }>(statements.get(mask), params, `cardata_write_${mask}`);
   const row = r.rows[0] ?? { t: 0, o: 0, q: 0 };
   return { telemetryRows: tel.length, telemetryInserted: row.t, obfcmInserted: row.o, quarantineInserted: row.q };
 }

@@ -53,6 +53,8 @@ export interface StreamHub {
   /** The horizon the tailer has delivered up to. */
   readonly horizon: number;
   stats(): { subscribers: number; vehicles: number; horizon: number; cycles: number };
+  /** Reads the horizon and starts the safety poll (after the schema is migrated). */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -77,7 +79,7 @@ interface Cycle {
   done: Promise<void>;
 }
 
-export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
+export function createStreamHub(opts: HubOptions): StreamHub {
   const store = opts.store;
   const pollMs = opts.pollMs ?? 1000;
   const waitPollMs = opts.waitPollMs ?? 5;
@@ -88,7 +90,8 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
   const byGrant = new Map<string, Set<Subscriber>>();
   /** Attached subscribers by vehicle, with the position of the last record each was given. */
   const live = new Map<string, Map<Subscriber, StreamPos>>();
-  let lo = (await store.horizon()).h;
+  let lo = 0;
+  let started = false;
   let inflight: Cycle | null = null;
   let again = false;
   let stopped = false;
@@ -96,7 +99,7 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
   let timer: NodeJS.Timeout | null = null;
 
   function schedule(ms: number): void {
-    if (stopped) return;
+    if (stopped || !started) return;
     if (timer) {
       // An earlier wake-up is kept: only a sooner one replaces a later one.
       if (ms > 0) return;
@@ -258,6 +261,12 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
       for (const s of interest.values()) n += s.size;
       return { subscribers: n, vehicles: interest.size, horizon: lo, cycles };
     },
+    async start() {
+      if (started) return;
+      lo = (await store.horizon()).h;
+      started = true;
+      schedule(pollMs);
+    },
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
@@ -265,7 +274,6 @@ export async function createStreamHub(opts: HubOptions): Promise<StreamHub> {
       if (inflight) await inflight.done;
     },
   };
-  schedule(pollMs);
   return hub;
 }
 

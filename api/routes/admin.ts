@@ -2,33 +2,34 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { VIN_PATTERN } from '../../identity/vin.ts';
-import { hashSecret, newSecret, tokensEqual } from '../../identity/secrets.ts';
+import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
+import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
+import { tokensEqual } from '../../identity/secrets.ts';
+import { provisionVehicle } from '../provision.ts';
 import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
-import { ROLES, type TokenService } from '../../identity/tokens.ts';
+import { MAX_TOKEN_TTL_S, ROLES, type TokenService } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
+import type { RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
 export interface AdminDeps {
   adminToken: string;
   /** scrypt N for new secrets. */
   secretCost: number;
-  vehicles: {
-    create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
-  };
+  vehicles: VehicleStore;
   tokens: TokenService;
   /** Default and maximum token lifetime, seconds. */
   tokenTtlS: number;
-  rights: {
-    transfer(vin: string, newOwnerId: string, actor: string): Promise<{ ownerId: string; from: Date }>;
-  };
+  rights: Pick<RightsStore, 'transfer'>;
+  /** Tells the stores' conflicts and misses apart from other failures. */
+  failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
 }
 
-const OwnerId = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+const OwnerId = z.string().min(1).max(SUBJECT_MAX_LENGTH).regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`);
 
 const ProvisionBody = z
   .object({
-    vin: z.string().regex(VIN_PATTERN, 'must be an ISO 3779 VIN: 17 characters of 0-9 and A-Z without I, O, Q'),
+    vin: z.string().regex(VIN_PATTERN, `must be ${VIN_RULE}`),
     ownerId: OwnerId,
   })
   .strict();
@@ -53,12 +54,11 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
     '/v1/admin/vehicles',
     { schema: { body: ProvisionBody, response: { 201: Provisioned } } },
     async (req, reply) => {
-      const secret = newSecret();
-      const secretHash = await hashSecret(secret, deps.secretCost);
+      let secret: string;
       try {
-        await deps.vehicles.create({ vin: req.body.vin, ownerId: req.body.ownerId, secretHash });
+        ({ secret } = await provisionVehicle(deps.vehicles, deps.secretCost, { vin: req.body.vin, ownerId: req.body.ownerId }));
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ApiError(409, 'API_ERR_CONFLICT', `vehicle ${req.body.vin} is already provisioned`);
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `vehicle ${req.body.vin} is already provisioned`);
         throw err;
       }
       req.log.info({ event: 'vehicle_provisioned', vin: req.body.vin }, 'vehicle provisioned');
@@ -75,7 +75,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
           .object({
             role: z.enum(ROLES as [string, ...string[]]),
             subject: OwnerId,
-            ttlSeconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
+            ttlSeconds: z.number().int().min(1).max(MAX_TOKEN_TTL_S).optional(),
           })
           .strict(),
         response: { 201: z.object({ token: z.string(), expiresAt: z.string() }) },
@@ -105,9 +105,8 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
         req.log.info({ event: 'vehicle_transferred', vin: req.params.vin }, 'vehicle transferred');
         return { vin: req.params.vin, ownerId: p.ownerId, since: p.from.toISOString() };
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === 'STO_ERR_NOT_FOUND') throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
-        if (code === 'STO_ERR_CONFLICT') throw new ApiError(409, 'API_ERR_CONFLICT', (err as Error).message);
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', err instanceof Error ? err.message : String(err));
         throw err;
       }
     },

@@ -5,13 +5,13 @@ import { createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { stringify } from 'csv-stringify';
 import yazl from 'yazl';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentRepo } from '../../storage/consent.ts';
-import type { RightsRepo, OwnershipPeriod } from '../../storage/rights.ts';
-import type { ReadRepo, Range, StoredRecord } from '../../storage/reads.ts';
-import { FIELD_COLUMNS, CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
+import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore } from '../ports.ts';
+import { CONSUMPTION_COLUMNS, GROUPS, type Group } from '../../proto/fields.ts';
+import { parseCategories } from '../categories.ts';
+import { stringify } from 'csv-stringify';
+import { csvStream } from '../csv.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -19,14 +19,14 @@ import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
   tokens: TokenService;
-  consents: Pick<ConsentRepo, 'timeline' | 'history'>;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf'>;
-  reads: ReadRepo;
+  consents: Pick<ConsentStore, 'timeline' | 'history'>;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  reads: ReadStore;
   /** Longest history a workshop gets in one answer, rows. */
   workshopMaxRows?: number;
 }
 
-const ALL_GROUPS: Group[] = ['technical', 'consumption', 'location'];
+const ALL_GROUPS: Group[] = [...GROUPS];
 
 export const isoTime = z
   .string()
@@ -45,54 +45,17 @@ const categoriesParam = z
   .string()
   .max(100)
   .transform((s, ctx) => {
-    const parts = [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
-    for (const p of parts) {
-      if (!ALL_GROUPS.includes(p as Group)) {
-        ctx.addIssue({ code: 'custom', message: `unknown category ${JSON.stringify(p)}: use technical, consumption, location` });
-        return z.NEVER;
-      }
-    }
-    if (parts.length === 0) {
-      ctx.addIssue({ code: 'custom', message: 'at least one category' });
-      return z.NEVER;
-    }
-    return ALL_GROUPS.filter((g) => parts.includes(g));
+    const r = parseCategories(s);
+    if (r.ok) return r.groups;
+    ctx.addIssue({ code: 'custom', message: r.message });
+    return z.NEVER;
   });
-
-/** Header names of the CSV: proto3 JSON names, flattened as group.field. */
-function csvColumns(groups: readonly Group[]): string[] {
-  return ['vin', 'seq', 'recordedAt', ...FIELD_COLUMNS.filter((c) => groups.includes(c.group)).map((c) => `${c.group}.${c.jsName}`)];
-}
-
-function csvRow(r: StoredRecord, groups: readonly Group[]): (string | number)[] {
-  const row: (string | number)[] = [r.vin, r.seq, r.recordedAt.toISOString()];
-  for (const c of FIELD_COLUMNS) {
-    if (!groups.includes(c.group)) continue;
-    const v = r[c.group]?.[c.jsName];
-    row.push(v === undefined ? '' : v);
-  }
-  return row;
-}
 
 /** The NDJSON lines as the response body; stops reading the database when the consumer goes away. */
 function ndjsonStream(pages: AsyncGenerator<string>): Readable {
   // With the stream's encoding matching push()'s default, the strings pass through as
   // strings (storage/reads.ts CHUNK_BYTES says why); the lines are ASCII.
   return Readable.from(pages, { objectMode: false, encoding: 'utf8' });
-}
-
-function csvStream(records: AsyncGenerator<StoredRecord>, groups: readonly Group[]): Readable {
-  const out = stringify({ header: true, columns: csvColumns(groups), quoted_match: /[",\r\n]/ });
-  const src = Readable.from(
-    (async function* () {
-      for await (const r of records) yield csvRow(r, groups);
-    })(),
-    { objectMode: true },
-  );
-  src.pipe(out);
-  out.on('close', () => src.destroy());
-  src.on('error', (e) => out.destroy(e));
-  return out;
 }
 
 function attachment(reply: FastifyReply, name: string, type: string): void {

@@ -11,57 +11,14 @@ import type { Group } from '../../proto/fields.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { cursorEncoder, decodeCursor, type CursorPos } from '../stream-cursor.ts';
+import type { ConsentStore, FeedRecord, FeedSubscriber, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';
 
-// ---------------------------------------------------------------------------
-// Ports: what this route needs, implemented by stream/hub.ts and storage (main.ts wires).
-
-export interface LineProjection {
-  categories: readonly Group[];
-  nulled: readonly Group[];
-}
-
-export interface FeedRecord {
-  tx: number;
-  ord: number;
-  recordedAtMs: number;
-  json(p: LineProjection): string;
-}
-
-export interface FeedSubscriber {
-  readonly vin: string;
-  deliver(records: readonly FeedRecord[], live: boolean): void;
-  busy(): boolean;
-  ready(): Promise<void>;
-  recheck(): void;
-  startedAt?(pos: CursorPos): void;
-  readonly closed: boolean;
-}
-
-/** The live fan-out (stream/hub.ts). */
-export interface StreamFeed {
-  open(sub: FeedSubscriber, opts: { after: CursorPos | null; fromMs: number | null }): Promise<void>;
-  close(sub: FeedSubscriber): void;
-}
-
-/** Where resumes can start (storage/stream-log.ts). */
-export interface StreamPositions {
-  /** Cursors at or below this transaction id can no longer resume (retention). */
-  trimmedBelow(): Promise<number>;
-  /** The first position that can hold records measured at or after fromMs. */
-  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
-}
-
-export interface OwnershipPeriodIn {
-  from: Date;
-  to: Date | null;
-}
-
 export interface StreamDeps {
   tokens: TokenService;
-  rights: { currentOwner(vin: string): Promise<string | null>; periodsOf(vin: string, ownerId: string): Promise<OwnershipPeriodIn[]> };
-  consents: { timeline(vin: string, sinceMs: number): Promise<{ location: boolean; restricted: boolean }[]> };
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  consents: Pick<ConsentStore, 'timeline'>;
   feed: StreamFeed;
   positions: StreamPositions;
   /** Keep-alive comment interval, ms. */

@@ -2,20 +2,19 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { VIN_PATTERN } from '../../identity/vin.ts';
+import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
 import type { TokenService } from '../../identity/tokens.ts';
-import type { ConsentRepo } from '../../storage/consent.ts';
-import type { RightsRepo } from '../../storage/rights.ts';
+import type { ConsentStore, RightsStore } from '../ports.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 export interface VehicleRouteDeps {
   tokens: TokenService;
-  consents: Pick<ConsentRepo, 'timeline' | 'set' | 'history'>;
-  rights: Pick<RightsRepo, 'currentOwner' | 'periodsOf' | 'erase'>;
+  consents: Pick<ConsentStore, 'timeline' | 'set' | 'history'>;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf' | 'erase'>;
 }
 
-export const VinParams = z.object({ vin: z.string().regex(VIN_PATTERN, 'must be an ISO 3779 VIN: 17 characters of 0-9 and A-Z without I, O, Q') }).strict();
+export const VinParams = z.object({ vin: z.string().regex(VIN_PATTERN, `must be ${VIN_RULE}`) }).strict();
 
 const ConsentBody = z.object({ location: z.boolean(), co2Sharing: z.boolean() }).strict();
 const ConsentState = z.object({

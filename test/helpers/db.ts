@@ -2,6 +2,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { typeParsers } from '../../storage/db.ts';
 
 export interface TestDatabase {
   url: string;
@@ -21,7 +22,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   const url = u.toString();
-  const pool = new pg.Pool({ connectionString: url, max: 3 });
+  // The gateway's own parsers (int8 → number), so assertions compare numbers.
+  const pool = new pg.Pool({ connectionString: url, max: 3, types: typeParsers() });
   pool.on('error', () => {});
   return {
     url,

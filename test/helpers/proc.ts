@@ -1,44 +1,31 @@
-// The gateway as a real child process (for fault tests: SIGKILL, SIGTERM, outages), plus
-// probes of it from outside: /readyz, /metrics, RSS from /proc.
+// Child processes of the tests, through the one spawner (devkit/spawn.ts): the gateway as
+// a real child process (for fault tests: SIGKILL, SIGTERM, outages), the entry points
+// (npm start, the CLI) for end-to-end tests, and probes from outside: /readyz, /metrics,
+// RSS from /proc.
 //
-// The child is `node --import tsx main.ts`, not `npx tsx main.ts`: with npx and tsx in
-// between, a signal sent to the spawned pid reaches npx, not the gateway, and its RSS is
-// not the gateway's. It runs in its own process group (detached), so cleanup can kill
+// The gateway child is `node --import tsx main.ts`, not `npx tsx main.ts`: with npx and
+// tsx in between, a signal sent to the spawned pid reaches npx, not the gateway, and its
+// RSS is not the gateway's. Every child runs in its own process group, so cleanup kills
 // the whole group (the gateway and tsx's esbuild service) whatever happened.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_KEYS } from '../../config/index.ts';
+import { freePort, killAllProcesses, sleep, spawnProcess, type ExitInfo, type Proc } from '../../devkit/spawn.ts';
+
+export { freePort, sleep, type ExitInfo, type Proc };
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Date.now() when the exit was seen. */
-  at: number;
-}
+/** A child of the tests (see devkit/spawn.ts). */
+export type Child = Proc;
 
-export interface GatewayProcess {
-  readonly pid: number;
-  readonly proc: ChildProcess;
+/** The gateway as a child process, on fixed ports. */
+export interface GatewayProcess extends Proc {
   readonly httpPort: number;
   readonly mqttPort: number;
-  readonly startedAt: number;
-  readonly alive: boolean;
-  /** Settles when the process has exited (never rejects). */
-  readonly exit: Promise<ExitInfo>;
-  output(): string;
-  signal(sig: NodeJS.Signals): void;
-  /** SIGKILL to the whole process group; safe to call twice. */
-  killGroup(): void;
   /** VmRSS of the gateway process, kB (null once it is gone). */
   rssKb(): number | null;
 }
-
-const children = new Set<GatewayProcess>();
-
-export { freePort } from './child.ts';
 
 export function rssKbOf(pid: number): number | null {
   try {
@@ -49,13 +36,37 @@ export function rssKbOf(pid: number): number | null {
   }
 }
 
-/** This process's environment without any gateway setting, plus `env`. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+/**
+ * The environment for a child: this process's environment without any of the gateway's
+ * settings (so the test decides each of them), plus `env`.
+ */
+export function childEnv(env: Record<string, string>, opts: { keepNodeOptions?: boolean } = {}): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...process.env };
   for (const k of CONFIG_KEYS) delete out[k];
   delete out.TEST_DATABASE_URL;
-  delete out.NODE_OPTIONS;
+  if (!opts.keepNodeOptions) delete out.NODE_OPTIONS;
   return { ...out, ...env };
+}
+
+/** Spawns a command in the repository with the gateway settings of `env` only. */
+export function spawnChild(cmd: string, args: string[], env: Record<string, string>, cwd = REPO): Child {
+  return spawnProcess(cmd, args, { cwd, env: childEnv(env, { keepNodeOptions: true }) });
+}
+
+/** Runs a command to completion, bounded; resolves with its exit code and output. */
+export async function runChild(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const c = spawnChild(cmd, args, env);
+  try {
+    const e = await c.exited(timeoutMs);
+    return { code: e.code, stdout: c.stdout(), stderr: c.stderr() };
+  } finally {
+    c.killTree();
+  }
+}
+
+/** Kills every child the tests spawned (whole process groups): for afterAll. */
+export function killAllChildren(): void {
+  killAllProcesses();
 }
 
 /** Spawns the gateway; does not wait for it (see waitReady). env must hold MQTT_PORT and HTTP_PORT. */
@@ -63,62 +74,35 @@ export function spawnGateway(env: Record<string, string>): GatewayProcess {
   const httpPort = Number(env.HTTP_PORT);
   const mqttPort = Number(env.MQTT_PORT);
   if (!httpPort || !mqttPort) throw new Error('spawnGateway: fixed MQTT_PORT and HTTP_PORT needed');
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
+  const p = spawnProcess(process.execPath, ['--import', 'tsx', 'main.ts'], {
+    name: 'gateway',
     cwd: REPO,
     env: childEnv({ MQTT_HOST: '127.0.0.1', HTTP_HOST: '127.0.0.1', ...env }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
+    outputLimit: 200_000,
   });
-  let out = '';
-  const keep = (d: string) => {
-    out += d;
-    if (out.length > 200_000) out = out.slice(-100_000);
-  };
-  proc.stdout!.setEncoding('utf8').on('data', keep);
-  proc.stderr!.setEncoding('utf8').on('data', keep);
-  let exited: ExitInfo | null = null;
-  const exit = new Promise<ExitInfo>((resolve) => {
-    proc.on('exit', (code, signal) => {
-      exited = { code, signal, at: Date.now() };
-      resolve(exited);
-    });
-    proc.on('error', (e) => {
-      out += `\n[spawn error] ${e.message}`;
-      exited ??= { code: null, signal: null, at: Date.now() };
-      resolve(exited);
-    });
-  });
-  const pid = proc.pid ?? -1;
-  const g: GatewayProcess = {
-    pid,
-    proc,
+  return Object.assign(p, {
     httpPort,
     mqttPort,
-    startedAt: Date.now(),
-    get alive() {
-      return exited === null;
-    },
-    exit,
-    output: () => out,
-    signal(sig) {
-      if (exited === null && pid > 0) process.kill(pid, sig);
-    },
-    killGroup() {
-      if (pid <= 0) return;
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    },
-    rssKb: () => (exited === null ? rssKbOf(pid) : null),
-  };
-  children.add(g);
-  void exit.then(() => {
-    // The group may still hold tsx's esbuild service: take it down with the gateway.
-    g.killGroup();
+    rssKb: () => (p.running ? rssKbOf(p.pid) : null),
   });
-  return g;
+}
+
+/** Polls until GET url answers 200; resolves with the ms waited; rejects after timeoutMs or when the child exits. */
+export async function waitForHttp200(url: string, timeoutMs: number, child?: Child): Promise<number> {
+  const t0 = Date.now();
+  let last = 'no answer';
+  while (Date.now() - t0 < timeoutMs) {
+    if (child && !child.running) throw new Error(`process exited before ${url} answered 200 (last: ${last})\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`);
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      last = `${r.status} ${await r.text()}`;
+      if (r.status === 200) return Date.now() - t0;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms (last: ${last})${child ? `\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}` : ''}`);
 }
 
 /** Polls GET /readyz until 200; resolves with the ms waited. Rejects when the child exits or after timeoutMs. */
@@ -126,7 +110,7 @@ export async function waitReady(g: GatewayProcess, timeoutMs = 30_000): Promise<
   const t0 = Date.now();
   let last = 'no answer';
   while (Date.now() - t0 < timeoutMs) {
-    if (!g.alive) throw new Error(`gateway ${g.pid} exited before it was ready (last: ${last})\n${g.output()}`);
+    if (!g.running) throw new Error(`gateway ${g.pid} exited before it was ready (last: ${last})\n${g.output()}`);
     const r = await readyz(g.httpPort, 1500);
     last = String(r);
     if (r === 200) return Date.now() - t0;
@@ -193,13 +177,7 @@ export function sampler<T>(fn: () => T | Promise<T>, intervalMs: number): { samp
   };
 }
 
-/** SIGKILLs every gateway child still running (whole process groups). For afterAll. */
+/** SIGKILLs every child still running (whole process groups). For afterAll. */
 export function killAllGateways(): void {
-  for (const g of children) g.killGroup();
-  children.clear();
+  killAllProcesses();
 }
-
-// Last resort when the test process itself ends abnormally.
-process.once('exit', killAllGateways);
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, rm, writeFile, chmod } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { freePort } from './proc.ts';
+import { freePort } from '../../devkit/spawn.ts';
 
 const execFileP = promisify(execFile);
 

@@ -6,10 +6,11 @@
 // of A, another customer, a workshop, an authority, the admin token, no credentials, an
 // expired token (of A's owner) and a tampered token (another customer's, its subject
 // rewritten to A's owner).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
@@ -36,9 +37,10 @@ async function mint(role: string, subject: string): Promise<string> {
   return r.body.token as string;
 }
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { JWT_KEYS });
+const test = gatewayTest({ JWT_KEYS });
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
   Object.assign(A, await provision(gw, undefined, OWNER_A));
   Object.assign(B, await provision(gw, undefined, OWNER_B));
   C.vin = (await provision(gw, undefined, 'matrix-owner-c')).vin;
@@ -76,8 +78,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 // ---------------------------------------------------------------------------

@@ -2,22 +2,22 @@
 // publish, what it may subscribe to, and that it never sees another vehicle's data.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin, tryConnect } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { connectVehicle, encodeBatch, provision, publish, record, testVin, tryConnect } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
 const clients: MqttClient[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 const telemetryTopic = (vin: string) => `v1/vehicles/${vin}/telemetry`;

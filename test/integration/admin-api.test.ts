@@ -1,20 +1,18 @@
 // The HTTP API through real HTTP: provisioning, its refusals as problem+json with stable
 // codes, authentication of the admin routes, health and readiness.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 const vehicleCount = async (vin: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM vehicles WHERE vin = $1', [vin]))[0]!.n;

@@ -1,23 +1,21 @@
 // CarData export, latest location, catalogue, workshop and authority access, disclosures.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 async function token(role: string, subject: string): Promise<string> {

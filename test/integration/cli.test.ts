@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { connectVehicle, encodeBatch, publish, record, startTestGateway, testVin, tryConnect } from '../helpers/gateway.ts';
-import { killAllChildren, runChild } from '../helpers/child.ts';
+import { killAllChildren, runChild } from '../helpers/proc.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;

@@ -4,7 +4,8 @@
 // the change only through NOTIFY.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import {
   ADMIN_TOKEN,
   FULL_CONSUMPTION,
@@ -29,15 +30,14 @@ let gw: RunningGateway;
 /** A second instance on the same database: same keys, its own consent cache. */
 let gwB: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { JWT_KEYS });
+const test = gatewayTest({ JWT_KEYS });
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
   gwB = await startTestGateway(db.url, { JWT_KEYS });
 });
 afterAll(async () => {
   await gwB?.close();
-  await gw?.close();
-  await db?.drop();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,7 @@
 // carried with every field absent, groups not carried; and a torn or foreign stream is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
+import { createPgDb, type CopyDb, type Db } from '../../storage/db.ts';
 import { migrate } from '../../storage/migrate.ts';
 import { createReadRepo } from '../../storage/reads.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
@@ -17,10 +17,10 @@ const VIN = 'WCPYX000000000001';
 const ALL: Group[] = ['technical', 'consumption', 'location'];
 
 let tdb: TestDatabase;
-let db: Db;
+let db: CopyDb;
 
-/** The same Db without copyOut: ndjson() then takes the keyset path whose lines PostgreSQL builds. */
-const withoutCopy = (d: Db): Db => Object.assign(Object.create(d) as Db, { copyOut: undefined });
+/** The same Db without the COPY capability: ndjson() then takes the keyset path whose lines PostgreSQL builds. */
+const withoutCopy = (d: Db): Db => Object.assign(Object.create(d) as Db, { copy: null });
 
 const collect = async <T,>(g: AsyncGenerator<T>): Promise<T[]> => {
   const out: T[] = [];
@@ -121,7 +121,7 @@ describe('NDJSON by binary COPY (pg)', () => {
   });
 
   it('refuses a stream that is not binary COPY, or that ends inside a row', async () => {
-    const b = await db.copyOut!(`COPY (SELECT ${ndjsonPlan(VIN, ALL).select} FROM telemetry WHERE vin = '${VIN}' ORDER BY recorded_at, seq LIMIT 3) TO STDOUT (FORMAT binary)`);
+    const b = await db.copy.copyOut(`COPY (SELECT ${ndjsonPlan(VIN, ALL).select} FROM telemetry WHERE vin = '${VIN}' ORDER BY recorded_at, seq LIMIT 3) TO STDOUT (FORMAT binary)`);
     const start = copyDataStart(b);
     expect(rowOffsets(b, start)).toHaveLength(3);
     expect(() => copyDataStart(Buffer.from('seq,recorded_at\n'))).toThrow(CopyFormatError);
@@ -132,25 +132,25 @@ describe('NDJSON by binary COPY (pg)', () => {
   it('copyOut(sql, into): fills the caller\'s buffer when the bound holds, falls back to a new one when it does not', async () => {
     const plan = ndjsonPlan(VIN, ALL);
     const sql = (n: number) => `COPY (SELECT ${plan.select} FROM telemetry WHERE vin = '${VIN}' ORDER BY recorded_at, seq LIMIT ${n}) TO STDOUT (FORMAT binary)`;
-    const plain = await db.copyOut!(sql(500));
+    const plain = await db.copy.copyOut(sql(500));
     expect(rowOffsets(plain, copyDataStart(plain))).toHaveLength(500);
     // every field present in the first rows: the bound is reached by full rows
     expect(plain.length).toBeLessThanOrEqual(plan.maxCopyBytes(500));
     const into = Buffer.alloc(plan.maxCopyBytes(500));
-    const got = await db.copyOut!(sql(500), into);
+    const got = await db.copy.copyOut(sql(500), into);
     expect(got.buffer).toBe(into.buffer);
     expect(got.equals(plain)).toBe(true);
     const small = Buffer.alloc(100);
-    const got2 = await db.copyOut!(sql(500), small);
+    const got2 = await db.copy.copyOut(sql(500), small);
     expect(got2.buffer).not.toBe(small.buffer);
     expect(got2.equals(plain)).toBe(true);
     // the bound is exact for a row with every field
-    const one = await db.copyOut!(sql(1));
+    const one = await db.copy.copyOut(sql(1));
     expect(one.length).toBe(plan.maxCopyBytes(1));
   });
 
   it('a failing COPY rejects, and the pool goes on serving', async () => {
-    await expect(db.copyOut!('COPY (SELECT no_such_column FROM telemetry) TO STDOUT (FORMAT binary)')).rejects.toThrow(/no_such_column/);
+    await expect(db.copy.copyOut('COPY (SELECT no_such_column FROM telemetry) TO STDOUT (FORMAT binary)')).rejects.toThrow(/no_such_column/);
     for (let i = 0; i < 5; i++) expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM telemetry')).rows[0]!.n).toBe(EDGE_TIMES.length * 4 + 2500);
   });
 });

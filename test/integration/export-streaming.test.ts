@@ -10,17 +10,19 @@ import net from 'node:net';
 import { inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
+import { createPgDb, type CopyDb, type Db } from '../../storage/db.ts';
 import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.ts';
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
+import { storeFailures } from '../../storage/errors.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'exp1:export-streaming-test-signing-secret-0123456789';
@@ -30,13 +32,10 @@ const customer = (subject: string) => tokens.sign({ role: 'customer', subject, t
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { JWT_KEYS });
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest({ JWT_KEYS });
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -536,7 +535,7 @@ describe('streaming a large export', () => {
 
   describe('counted on an app built with buildApp around a counting ReadRepo', () => {
     let app: FastifyInstance;
-    let appDb: Db;
+    let appDb: CopyDb;
     let port: number;
     /** Chunks ndjson() handed to the route, segment queries it issued, generators finished. */
     const count = { pages: 0, queries: 0, started: 0, finished: 0 };
@@ -549,9 +548,12 @@ describe('streaming a large export', () => {
           if (/FROM telemetry/.test(text)) count.queries++;
           return appDb.query(text, params);
         },
-        copyOut: (sql: string) => {
-          if (/FROM telemetry/.test(sql)) count.queries++;
-          return appDb.copyOut!(sql);
+        copy: {
+          ...appDb.copy,
+          copyOut: (sql: string) => {
+            if (/FROM telemetry/.test(sql)) count.queries++;
+            return appDb.copy.copyOut(sql);
+          },
         },
       });
       const inner = createReadRepo(countingDb);
@@ -575,6 +577,7 @@ describe('streaming a large export', () => {
       const consents = createConsentRepo(appDb);
       app = await buildApp({
         readiness: async () => ({ broker: true, database: true }),
+        failures: storeFailures,
         admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights },
         vehicles: { tokens, consents, rights },
         cardata: { tokens, consents, rights, reads },

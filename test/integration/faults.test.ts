@@ -9,6 +9,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { typeParsers } from '../../storage/db.ts';
 import { ADMIN_TOKEN, testVin } from '../helpers/gateway.ts';
 import { freePort, killAllGateways, metricValues, readyz, sampler, sleep, spawnGateway, waitReady, type GatewayProcess } from '../helpers/proc.ts';
 import { startTsdbInstance, tsdbInstalled, type TsdbInstance } from '../helpers/tsdb-instance.ts';
@@ -76,7 +77,7 @@ function vins(n: number): string[] {
 const mb = (kb: number | null | undefined) => (kb == null ? 'n/a' : `${(kb / 1024).toFixed(0)} MB`);
 
 function queryOf(url: string): Query {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = new pg.Pool({ connectionString: url, max: 2, types: typeParsers() });
   pool.on('error', () => {});
   pools.push(pool);
   return async <R>(sql: string, params?: unknown[]) => (await pool.query(sql, params)).rows as R[];
@@ -175,7 +176,7 @@ describe('gateway faults (real processes)', () => {
         await tsdb.stop();
         const stopDone = Date.now();
         await sleep(3000);
-        expect(g.alive, `gateway exited during the outage:\n${g.output()}`).toBe(true);
+        expect(g.running, `gateway exited during the outage:\n${g.output()}`).toBe(true);
         const startIssued = Date.now();
         await tsdb.start();
         const startDone = Date.now();
@@ -185,7 +186,7 @@ describe('gateway faults (real processes)', () => {
       }
       await fleet.done(60_000);
       await Promise.all([ready.stop(), rss.stop(), pending.stop()]);
-      const alive = g.alive;
+      const alive = g.running;
 
       // PUBACKs that arrived while the server was fully down (after pg_ctl stop returned, plus
       // 200 ms for acks of commits made just before the shutdown to travel), before it was started.

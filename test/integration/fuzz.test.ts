@@ -12,11 +12,12 @@
 //
 // Measured on 2 cores, this file alone: ~6,700-10,700 messages/s, 100k fuzzed + 5k
 // valid in 10-16 s (18 s with another test file running beside it).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import Long from 'long';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { ADMIN_TOKEN, api, startTestGateway } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { ADMIN_TOKEN, api } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
@@ -56,14 +57,13 @@ let db: TestDatabase;
 let gw: RunningGateway;
 const clients: MqttClient[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 // ---------------------------------------------------------------------------

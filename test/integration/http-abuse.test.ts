@@ -6,10 +6,11 @@
 //
 // Requests go over raw TCP (node:net) so that paths, headers and bodies reach the server
 // byte for byte (fetch would normalise `..` segments and refuse a GET with a body).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
@@ -464,9 +465,10 @@ let before: Record<string, number>;
 const tally = new Map<number, number>();
 let sent = 0;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
   // Fixtures: vehicle A (owner abuse-owner) with telemetry, vehicle T for the transfer route.
   const a = await provision(gw, undefined, 'abuse-owner');
   VIN_A = a.vin;
@@ -480,8 +482,6 @@ beforeAll(async () => {
 afterAll(async () => {
   const lines = [...tally.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`);
   console.log(`http-abuse: ${sent} hostile requests; answers by status: ${lines.join(', ')}`);
-  await gw?.close();
-  await db?.drop();
 });
 
 describe('the route table', () => {

@@ -1,8 +1,9 @@
 // The ingest spine through the real path: MQTT.js → aedes → decode → filter → writer → TimescaleDB.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import {
   FULL_CONSUMPTION,
   FULL_LOCATION,
@@ -13,7 +14,6 @@ import {
   provision,
   publish,
   record,
-  startTestGateway,
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
@@ -23,13 +23,10 @@ import { TelemetryRecord } from '../../proto/index.ts';
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 /** A provisioned, connected vehicle; a consent given here is in force before it connects. */

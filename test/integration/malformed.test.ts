@@ -4,7 +4,8 @@
 // connection stays usable.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import {
   FULL_CONSUMPTION,
   FULL_LOCATION,
@@ -14,7 +15,6 @@ import {
   provision,
   publish,
   record,
-  startTestGateway,
   testVin,
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
@@ -30,14 +30,13 @@ const clients: MqttClient[] = [];
 
 const MAX_RECORDS = 50;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), MAX_PACKET_BYTES: String(MAX_PACKET), MAX_RECORDS_PER_MESSAGE: String(MAX_RECORDS) });
+const test = gatewayTest({ MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD), MAX_PACKET_BYTES: String(MAX_PACKET), MAX_RECORDS_PER_MESSAGE: String(MAX_RECORDS) });
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 interface QRow {

@@ -2,22 +2,22 @@
 // parsed line by line, and each counter moved by at least what the test sent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_CONSUMPTION, FULL_TECHNICAL, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin, tryConnect, waitFor } from '../helpers/gateway.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
+import { FULL_CONSUMPTION, FULL_TECHNICAL, connectVehicle, encodeBatch, provision, publish, record, testVin, tryConnect, waitFor } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
 const clients: MqttClient[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 // ---------------------------------------------------------------------------

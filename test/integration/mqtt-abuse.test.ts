@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import { connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
@@ -22,20 +23,19 @@ let gw: RunningGateway;
 const clients: MqttClient[] = [];
 const raws: Raw[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, {
-    MQTT_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
-    // The production defaults of the limiter (the helper raises it for the other files).
-    AUTH_FAILURES_MAX: String(AUTH_FAILURES_MAX),
-    AUTH_FAILURE_WINDOW_MS: '60000',
-  });
+const test = gatewayTest({
+  MQTT_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
+  // The production defaults of the limiter (the helper raises it for the other files).
+  AUTH_FAILURES_MAX: String(AUTH_FAILURES_MAX),
+  AUTH_FAILURE_WINDOW_MS: '60000',
+});
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 afterAll(async () => {
   for (const r of raws) r.socket.destroy();
   for (const c of clients) c.end(true);
-  await gw?.close();
-  await db?.drop();
 });
 
 // ---------------------------------------------------------------------------

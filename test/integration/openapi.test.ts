@@ -1,19 +1,17 @@
 // The OpenAPI document is generated from the routes' zod schemas: every route is in it,
 // with its request and response schemas.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 describe('OpenAPI', () => {

@@ -3,9 +3,10 @@
 // telemetry sent over MQTT before and after the transfer and the rows checked in
 // TimescaleDB. Ownership periods use the database clock, so the tests leave ~50 ms
 // around each transfer between records measured with the local clock.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { gatewayTest } from '../helpers/fixtures.ts';
 import {
   FULL_CONSUMPTION,
   FULL_LOCATION,
@@ -16,7 +17,6 @@ import {
   provision,
   publish,
   record,
-  startTestGateway,
   testVin,
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
@@ -24,13 +24,10 @@ import type { RunningGateway } from '../../main.ts';
 let db: TestDatabase;
 let gw: RunningGateway;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
+const test = gatewayTest();
+test.beforeAll(async ({ db: testDb, gw: testGw }) => {
+  db = testDb;
+  gw = testGw;
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { encodeBatch, publish, record, testVin } from '../helpers/gateway.ts';
-import { freePort, killAllChildren, spawnChild, waitForHttp200, type Child } from '../helpers/child.ts';
+import { freePort, killAllChildren, spawnChild, waitForHttp200, type Child } from '../helpers/proc.ts';
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;

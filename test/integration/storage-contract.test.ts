@@ -691,6 +691,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
             n++;
             return db.query<R>(text, params);
           },
+          // No COPY: every read goes through query(), where it is counted.
+          copy: null,
           transaction: (fn) => db.transaction(fn),
           listen: (c, m, h) => db.listen(c, m, h),
           stats: () => db.stats(),

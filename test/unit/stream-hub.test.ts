@@ -88,7 +88,8 @@ describe('stream hub', () => {
     it(`hands every record over exactly once across resumes (seed ${seed})`, async () => {
       const rand = rng(seed);
       const m = modelStore(rand);
-      const hub = await createStreamHub({ store: m.store, pollMs: 20, waitPollMs: 1, pageEntries: 2 });
+      const hub = createStreamHub({ store: m.store, pollMs: 20, waitPollMs: 1, pageEntries: 2 });
+      await hub.start();
       const vins = ['V1', 'V2', 'V3'];
       let seq = 0;
       // Writers: overlapping transactions, committed in random order, some aborted.

@@ -23,6 +23,7 @@ describe('generated code (proto/gen) is up to date', () => {
     mkdirSync(join(dir, 'scripts'));
     mkdirSync(join(dir, 'proto'));
     cpSync(join(REPO, 'scripts/gen-proto.sh'), join(dir, 'scripts/gen-proto.sh'));
+    cpSync(join(REPO, 'scripts/gen-fields.ts'), join(dir, 'scripts/gen-fields.ts'));
     cpSync(join(REPO, 'proto/vehicle'), join(dir, 'proto/vehicle'), { recursive: true });
     cpSync(join(REPO, 'package.json'), join(dir, 'package.json'));
     symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir');
@@ -37,7 +38,7 @@ describe('generated code (proto/gen) is up to date', () => {
     expect(run.status, String(run.stderr)).toBe(0);
   });
 
-  it.each(['telemetry.js', 'telemetry.d.ts'])('proto/gen/%s matches a fresh generation byte for byte (run `npm run proto:gen`)', (file) => {
+  it.each(['telemetry.js', 'telemetry.d.ts', 'fields.ts'])('proto/gen/%s matches a fresh generation byte for byte (run `npm run proto:gen`)', (file) => {
     const fresh = readFileSync(join(dir, 'proto/gen', file));
     const committed = readFileSync(join(REPO, 'proto/gen', file));
     expect(fresh.length).toBeGreaterThan(1000);

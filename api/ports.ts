@@ -1,0 +1,160 @@
+// What the API needs from the outside, as interfaces. main.ts hands in the storage
+// implementations; api/ never imports storage/ itself (as gateway/ports.ts for the gateway).
+import type { Group, StoredValues } from '../proto/fields.ts';
+import type { ConsentFlags, ConsentPeriod } from '../proto/consent.ts';
+
+export type { ConsentPeriod };
+
+export interface ConsentEvent extends ConsentFlags {
+  id: number;
+  effectiveAt: Date;
+  actor: string;
+  channel: string;
+  ownerId: string | null;
+  previous: ConsentFlags | null;
+  erasedLocationHistory: boolean;
+}
+
+export interface ConsentStore {
+  /** The state in force at `sinceMs` (or the defaults) and every change after it, oldest first. */
+  timeline(vin: string, sinceMs: number): Promise<ConsentPeriod[]>;
+  /** Appends a change (erasing location history when asked); in force once it resolves. Rejects NOT_FOUND for an unknown VIN. */
+  set(
+    vin: string,
+    change: { location?: boolean; co2Sharing?: boolean; restricted?: boolean; actor: string; channel: string; eraseLocationHistory?: boolean },
+  ): Promise<ConsentPeriod & { erasedLocationRows: number }>;
+  /** The event history of a vehicle, oldest first, optionally from a time on. */
+  history(vin: string, fromMs?: number): Promise<ConsentEvent[]>;
+}
+
+export interface OwnershipPeriod {
+  ownerId: string;
+  /** Start for reads and erasure. */
+  from: Date;
+  /** When the ownership was recorded (provisioning or transfer). */
+  startedAt: Date;
+  /** null: still the owner. */
+  to: Date | null;
+}
+
+export interface ErasureResult {
+  telemetryDeleted: number;
+  telemetryUpdated: number;
+  obfcmDeleted: number;
+  obfcmKept: number;
+  quarantineDeleted: number;
+}
+
+export interface RightsStore {
+  /** The current owner, or null when the VIN is not provisioned. */
+  currentOwner(vin: string): Promise<string | null>;
+  /** The periods during which `ownerId` owned `vin`, oldest first. */
+  periodsOf(vin: string, ownerId: string): Promise<OwnershipPeriod[]>;
+  /** Ends the current period and starts the new owner's. Rejects NOT_FOUND (unknown VIN) or CONFLICT (already the owner). */
+  transfer(vin: string, newOwnerId: string, actor: string): Promise<OwnershipPeriod>;
+  /** Erases what was recorded during the owner's periods, optionally one category. */
+  erase(vin: string, ownerId: string, category: Group | null): Promise<ErasureResult>;
+}
+
+export interface VehicleStore {
+  /** Provisions a vehicle. Rejects CONFLICT when the VIN exists. */
+  create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
+}
+
+export type { StoredValues };
+
+export interface StoredRecord {
+  vin: string;
+  seq: number;
+  recordedAt: Date;
+  technical?: StoredValues | null;
+  consumption?: StoredValues | null;
+  location?: StoredValues | null;
+}
+
+export interface Range {
+  from: Date | null;
+  to: Date | null;
+}
+
+export interface Disclosure {
+  vin: string;
+  role: string;
+  subject: string;
+  endpoint: string;
+  categories: string[];
+  rangeFrom: Date | null;
+  rangeTo: Date | null;
+}
+
+export interface ReadStore {
+  /** Records of `vin` inside the periods ∩ range, oldest first. */
+  records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
+  /** The same records as NDJSON text chunks, oldest first. */
+  ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
+  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
+  /** Consumption counters in the range and period, newest last, the disclosure written in the same transaction as the read. */
+  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
+  /** Per VIN, the last shareable OBFCM reading in the range; one disclosure per VIN reported, in the same statement. */
+  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: StoredValues }[]>;
+  disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
+}
+
+/**
+ * How the API tells the stores' failures apart. A store rejects with errors these
+ * recognise; main.ts hands in the storage's guards.
+ */
+export interface StoreFailures {
+  /** The row exists already (409). */
+  isConflict(err: unknown): boolean;
+  /** The row the operation needs does not exist (404). */
+  isNotFound(err: unknown): boolean;
+  /** The database is not answering right now (503, retry later). */
+  isUnavailable(err: unknown): boolean;
+}
+
+// ---------------------------------------------------------------------------
+// Live streams (api/routes/stream.ts): the fan-out (stream/hub.ts) and the stream log's
+// resume positions (storage/stream-log.ts).
+
+/** Place of a record in its vehicle's stream: (writing transaction id, place in its entry). */
+export interface CursorPos {
+  tx: number;
+  ord: number;
+}
+
+export interface LineProjection {
+  categories: readonly Group[];
+  nulled: readonly Group[];
+}
+
+export interface FeedRecord {
+  tx: number;
+  ord: number;
+  recordedAtMs: number;
+  json(p: LineProjection): string;
+}
+
+export interface FeedSubscriber {
+  readonly vin: string;
+  deliver(records: readonly FeedRecord[], live: boolean): void;
+  busy(): boolean;
+  ready(): Promise<void>;
+  recheck(): void;
+  startedAt?(pos: CursorPos): void;
+  readonly closed: boolean;
+}
+
+/** The live fan-out (stream/hub.ts). */
+export interface StreamFeed {
+  open(sub: FeedSubscriber, opts: { after: CursorPos | null; fromMs: number | null }): Promise<void>;
+  close(sub: FeedSubscriber): void;
+}
+
+/** Where resumes can start (storage/stream-log.ts). */
+export interface StreamPositions {
+  /** Cursors at or below this transaction id can no longer resume (retention). */
+  trimmedBelow(): Promise<number>;
+  /** The first position that can hold records measured at or after fromMs. */
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
+}
