@@ -130,8 +130,13 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
   }
 
   const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
+  // Each key of an entry is looked up by the primary key, one probe per record. Written as
+  // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
+  // it around: with the statistics of a young table (one row per vehicle, it believes) it
+  // chose to scan all of the vehicle's rows and rescan the keys for each, 20 s for 400
+  // records here.
   const JOIN = `CROSS JOIN LATERAL unnest(l.ats, l.seqs) WITH ORDINALITY AS k(k_at, k_seq, ord)
-    JOIN telemetry t ON t.vin = l.vin AND t.recorded_at = k.k_at AND t.seq = k.k_seq`;
+    CROSS JOIN LATERAL (SELECT * FROM telemetry t WHERE t.vin = l.vin AND t.recorded_at = k.k_at AND t.seq = k.k_seq LIMIT 1) t`;
 
   return {
     async horizon() {

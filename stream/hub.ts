@@ -271,7 +271,8 @@ export function createStreamHub(opts: HubOptions): StreamHub {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = null;
-      if (inflight) await inflight.done;
+      // The read under way ends with the pool at the latest; waiting for it is a courtesy.
+      if (inflight) await Promise.race([inflight.done, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
     },
   };
   return hub;

@@ -71,6 +71,9 @@ export interface SessionOptions {
   onSent?: (n: number, firstMs: number, lastMs: number) => void;
 }
 
+/** How long an ended stream's unread bytes are kept for its consumer, ms. */
+const END_GRACE_MS = 30_000;
+
 export class SseSession implements FeedSubscriber {
   readonly vin: string;
   closed = false;
@@ -212,15 +215,17 @@ export class SseSession implements FeedSubscriber {
   }
 
   /** Ends the stream with a last event that says why and where to resume. */
-  end(reason: EndReason): void {
+  end(reason: EndReason, graceMs = END_GRACE_MS): void {
     if (this.closed) return;
     this.o.onEnd?.(reason);
     const data = JSON.stringify({ reason, resumeFrom: this.cursor });
     this.res.write(`${this.cursor ? `id: ${this.cursor}\n` : ''}event: end\ndata: ${data}\n\n`);
     this.res.end();
     this.release();
-    // A consumer that reads nothing never lets end() finish: its buffer is freed anyway.
-    this.killTimer = setTimeout(() => this.res.destroy(), 5000);
+    // A consumer that reads nothing never lets end() finish: after a while its buffer is
+    // freed anyway (a slow one has that long to read the end event; a stuck one resumes
+    // from the last event it did read).
+    this.killTimer = setTimeout(() => this.res.destroy(), graceMs);
     this.killTimer.unref();
     this.res.once('close', () => this.killTimer && clearTimeout(this.killTimer));
   }
@@ -269,7 +274,8 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
 
   // SSE responses never end by themselves: end them before the server waits for them.
   app.addHook('preClose', async () => {
-    for (const s of [...open]) s.end('shutdown');
+    // A consumer gets a second to read its end event; shutdown does not wait longer.
+    for (const s of [...open]) s.end('shutdown', 1000);
   });
 
   /** The start position from Last-Event-ID (wins: EventSource sends it on reconnect) or ?after. */
