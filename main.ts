@@ -28,7 +28,7 @@ import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './stora
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
 import type { StreamStats } from './api/routes/stream.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
-import { createTokenService, parseKeys, randomKey } from './identity/tokens.ts';
+import { createSignIn, type SignIn } from './sign-in.ts';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -62,6 +62,8 @@ export interface RunningGateway {
   readonly https: boolean;
   readonly httpPort: number;
   readonly adminToken: string;
+  /** Issuer of the embedded OpenID Provider, when it runs. */
+  readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
   /** Open live streams and what they hold (README "Live CarData"). */
@@ -118,6 +120,7 @@ export interface BuiltGateway {
   readonly adminToken: string;
   /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
   readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; stats: () => StreamStats };
+  readonly signIn: SignIn;
 }
 
 /**
@@ -239,8 +242,8 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   }
 
   const adminToken = config.adminToken ?? newSecret();
-  if (!config.jwtKeys) log.warn({ event: 'jwt_key_generated' }, 'JWT_KEYS not set: API tokens are signed with a random key and stop working when this process ends');
-  const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()]);
+  const signIn = createSignIn(config, db, log);
+  const tokens = signIn.authenticator;
   const rights = createRightsRepo(db, changeHooks);
   const app = await buildApp(
     {
@@ -252,7 +255,17 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         ]);
         return { broker: mqttServer.listening, database: database && !writer.degraded };
       },
-      admin: { adminToken, secretCost: config.secretScryptCost, vehicles, tokens, tokenTtlS: config.tokenTtlS, rights },
+      admin: {
+        adminToken,
+        secretCost: config.secretScryptCost,
+        vehicles,
+        tokens: signIn.tokens,
+        tokenTtlS: config.tokenTtlS,
+        rights,
+        mintedTokens: signIn.mintedTokens,
+        onRevoked: signIn.onRevoked,
+        accounts: signIn.accounts,
+      },
       vehicles: { tokens, consents: consentRepo, rights },
       cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
       metrics: { text: prom.text, contentType: prom.contentType },
@@ -269,11 +282,12 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
         stats: streamStats,
       },
+      oidc: { provider: signIn.provider },
     },
     { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
   );
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
 }
 
 /**
@@ -326,6 +340,8 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       await stopConsentFeed();
     };
     opened.push('consent feed', stopListening);
+    await gw.signIn.open();
+    opened.push('sign-in', () => gw.signIn.close());
 
     await listen(mqttServer, config.mqtt.port, config.mqtt.host);
     opened.push('MQTT listener', () => closeServer(mqttServer));
@@ -338,6 +354,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     await app.listen({ port: config.http.port, host: config.http.host });
     const httpPort = (app.server.address() as net.AddressInfo).port;
+    await gw.signIn.start({ scheme: gw.tlsFiles ? 'https' : 'http', host: config.http.host, port: httpPort });
 
     const retention = async () => {
       try {
@@ -357,7 +374,8 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening }));
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, storage, db, streams: live.stats, close };
+    const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, oidcIssuer, storage, db, streams: live.stats, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -377,6 +395,7 @@ export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: N
   await gw.writer.close(Math.max(0, config.shutdownGraceMs - (Date.now() - t0)));
   await gw.broker.close();
   await gw.app.close();
+  await gw.signIn.close();
   await started.stopListening();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
@@ -419,6 +438,8 @@ async function run(): Promise<void> {
     `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
+    ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),
+    ...(config.oidc.issuer ? [`  tokens of: ${config.oidc.issuer}`] : []),
   ];
   if (!config.adminToken) lines.push(`  admin token (generated, shown once): ${gw.adminToken}`);
   lines.push(

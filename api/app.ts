@@ -9,12 +9,13 @@ import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
 import { streamRoutes, type StreamDeps } from './routes/stream.ts';
+import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { bearer } from './auth.ts';
+import { bearer, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
 
@@ -29,6 +30,8 @@ export interface AppDeps {
   stream?: StreamDeps;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
+  /** The embedded OpenID Provider under /oidc, when it runs. */
+  oidc?: OidcRouteDeps;
 }
 
 export interface AppOptions {
@@ -69,6 +72,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   }).withTypeProvider<ZodTypeProvider>();
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('tokenCheck', null);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -129,12 +133,12 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     timeWindow: 60_000,
     // Per caller: a valid API token counts for its subject, the admin token for the admin;
     // anything else (no token, a bad one, however spelt) counts for the client address.
-    keyGenerator: (req) => {
+    keyGenerator: async (req) => {
       const t = bearer(req);
       if (t !== null) {
         if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
-        const v = deps.vehicles.tokens.verify(t);
-        if (v.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+        const v = await verifyRequest(req, deps.vehicles.tokens);
+        if (v?.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
       }
       return 'ip:' + req.ip;
     },
@@ -147,6 +151,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(vehicleRoutes, deps.vehicles);
   await app.register(cardataRoutes, deps.cardata);
   if (deps.stream) await app.register(streamRoutes, deps.stream);
+  if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   const m = deps.metrics;
   if (m) {
     app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_req, reply) => reply.type(m.contentType).send(await m.text()));

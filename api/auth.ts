@@ -1,8 +1,9 @@
 // Who is calling: the principal from the bearer token, and the ownership checks every
 // vehicle route shares.
 import type { FastifyRequest } from 'fastify';
-import type { Principal, Role, TokenService } from '../identity/tokens.ts';
-import { ApiError } from './errors.ts';
+import type { Principal, Role } from '../identity/tokens.ts';
+import type { TokenError, VerifyResult } from '../identity/verify.ts';
+import { ApiError, type ApiErrorCode } from './errors.ts';
 
 export function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
@@ -11,20 +12,50 @@ export function bearer(req: FastifyRequest): string | null {
   return m ? m[1]! : null;
 }
 
-const TOKEN_MESSAGES: Record<string, string> = {
-  TOKEN_MALFORMED: 'malformed bearer token',
-  TOKEN_BAD_SIGNATURE: 'invalid token signature',
-  TOKEN_UNKNOWN_KEY: 'token signed with an unknown key',
-  TOKEN_EXPIRED: 'token expired',
-  TOKEN_NOT_YET_VALID: 'token not yet valid',
+/**
+ * What the API needs to know about a bearer token (main.ts hands in the authenticator of
+ * identity/authenticate.ts: the gateway's own tokens and every trusted OpenID Provider's).
+ */
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifyResult>;
+}
+
+/** Each refusal of a token: its status, code and message. An unreachable issuer is our trouble (503), not the caller's. */
+const TOKEN_REFUSALS: Record<TokenError, [401 | 503, ApiErrorCode, string]> = {
+  TOKEN_MALFORMED: [401, 'API_ERR_TOKEN_INVALID', 'malformed bearer token'],
+  TOKEN_BAD_SIGNATURE: [401, 'API_ERR_TOKEN_INVALID', 'invalid token signature'],
+  TOKEN_UNKNOWN_KEY: [401, 'API_ERR_TOKEN_INVALID', 'token signed with a key its issuer does not publish'],
+  TOKEN_ALGORITHM: [401, 'API_ERR_TOKEN_ALGORITHM', 'token signed with an algorithm not accepted for its issuer'],
+  TOKEN_EXPIRED: [401, 'API_ERR_TOKEN_EXPIRED', 'token expired'],
+  TOKEN_NOT_YET_VALID: [401, 'API_ERR_TOKEN_NOT_YET_VALID', 'token not yet valid'],
+  TOKEN_ISSUER: [401, 'API_ERR_TOKEN_ISSUER', 'token of an issuer this API does not trust'],
+  TOKEN_AUDIENCE: [401, 'API_ERR_TOKEN_AUDIENCE', 'token not meant for this API (audience)'],
+  TOKEN_CLAIMS: [401, 'API_ERR_TOKEN_CLAIMS', 'token names no subject or no recognised role'],
+  TOKEN_LIFETIME: [401, 'API_ERR_TOKEN_INVALID', 'token lifetime longer than this gateway allows'],
+  TOKEN_REVOKED: [401, 'API_ERR_TOKEN_REVOKED', 'token revoked'],
+  IDP_UNAVAILABLE: [503, 'API_ERR_IDP_UNAVAILABLE', 'the token issuer cannot be reached to verify the token; retry later'],
 };
 
-/** The caller, or 401. With `roles`, a caller of another role gets 403. */
-export function principal(req: FastifyRequest, tokens: TokenService, roles?: readonly Role[]): Principal {
+/**
+ * The verification of this request's bearer token, done once per request (the rate
+ * limiter and the route both ask); null without a bearer token.
+ */
+export function verifyRequest(req: FastifyRequest, tokens: TokenVerifier): Promise<VerifyResult> | null {
   const t = bearer(req);
-  if (t === null) throw new ApiError(401, 'API_ERR_UNAUTHORIZED', 'missing bearer token');
-  const v = tokens.verify(t);
-  if (!v.ok) throw new ApiError(401, v.error === 'TOKEN_EXPIRED' ? 'API_ERR_TOKEN_EXPIRED' : 'API_ERR_UNAUTHORIZED', TOKEN_MESSAGES[v.error] ?? 'invalid token');
+  if (t === null) return null;
+  req.tokenCheck ??= tokens.verify(t);
+  return req.tokenCheck;
+}
+
+/** The caller, or 401 (503 when the issuer cannot be reached). With `roles`, a caller of another role gets 403. */
+export async function principal(req: FastifyRequest, tokens: TokenVerifier, roles?: readonly Role[]): Promise<Principal> {
+  const pending = verifyRequest(req, tokens);
+  if (pending === null) throw new ApiError(401, 'API_ERR_UNAUTHORIZED', 'missing bearer token');
+  const v = await pending;
+  if (!v.ok) {
+    const [status, code, message] = TOKEN_REFUSALS[v.error];
+    throw new ApiError(status, code, message);
+  }
   if (roles && !roles.includes(v.principal.role)) {
     throw new ApiError(403, 'API_ERR_FORBIDDEN', `this endpoint is not open to the ${v.principal.role} role`);
   }
@@ -44,6 +75,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The verified caller of a route whose config lists `roles`; null elsewhere. */
     principal: Principal | null;
+    /** The verification of this request's bearer token, once started (see verifyRequest). */
+    tokenCheck: Promise<VerifyResult> | null;
   }
 }
 
@@ -52,10 +85,10 @@ declare module 'fastify' {
  * body or parameters are even looked at, so an anonymous caller learns nothing from
  * validation errors. The verified caller is kept on the request for the handler.
  */
-export function rolesHook(tokens: TokenService) {
+export function rolesHook(tokens: TokenVerifier) {
   return async (req: FastifyRequest): Promise<void> => {
     const roles = (req.routeOptions.config as { roles?: readonly Role[] } | undefined)?.roles;
-    if (roles) req.principal = principal(req, tokens, roles);
+    if (roles) req.principal = await principal(req, tokens, roles);
   };
 }
 

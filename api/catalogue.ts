@@ -54,9 +54,9 @@ function splitComment(c: string): { description: string; unit: string } {
 }
 
 export const CATALOGUE: readonly CatalogueField[] = [
-  { name: 'vin', category: 'technical' as Group, unit: 'ISO 3779 VIN', description: 'Vehicle identification number', ...pick('technical') },
-  { name: 'seq', category: 'technical' as Group, unit: 'count', description: 'Per-vehicle sequence number of the record', ...pick('technical') },
-  { name: 'recordedAt', category: 'technical' as Group, unit: 'ISO 8601 time (UTC)', description: 'When the vehicle measured the record', ...pick('technical') },
+  { name: 'vin', category: 'technical', unit: 'ISO 3779 VIN', description: 'Vehicle identification number', ...pick('technical') },
+  { name: 'seq', category: 'technical', unit: 'count', description: 'Per-vehicle sequence number of the record', ...pick('technical') },
+  { name: 'recordedAt', category: 'technical', unit: 'ISO 8601 time (UTC)', description: 'When the vehicle measured the record', ...pick('technical') },
   ...FIELD_COLUMNS.map((f) => {
     const { description, unit } = splitComment(f.comment);
     return { name: `${f.group}.${f.jsName}`, category: f.group, unit, description, ...pick(f.group) };

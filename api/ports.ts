@@ -158,3 +158,19 @@ export interface StreamPositions {
   /** The first position that can hold records measured at or after fromMs. */
   startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
 }
+
+/** The record of tokens the gateway minted (sign-in), so that they can be revoked. */
+export interface MintedTokenStore {
+  record(t: { jti: string; role: string; subject: string; issuedAt: Date; expiresAt: Date }): Promise<void>;
+  /** Marks the token revoked and tells every instance; false when no such token was minted. */
+  revoke(jti: string): Promise<boolean>;
+}
+
+/** People's accounts at the embedded OpenID Provider. */
+export interface AccountStore {
+  /** Rejects CONFLICT when the username or the subject is taken. */
+  create(a: { username: string; subject: string; role: string; passwordHash: string }): Promise<{ username: string; subject: string; role: string; createdAt: Date }>;
+  list(): Promise<{ username: string; subject: string; role: string; createdAt: Date }[]>;
+  /** false when there is no such account. */
+  remove(username: string): Promise<boolean>;
+}

@@ -434,7 +434,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     log(`ingest: closed loop, window ${P.window}/vehicle, ${P.ingestWarmupMs / 1000} s warm-up + ${P.ingestMeasureMs / 1000} s measured`);
     const runP = lg.call<any>('closedLoop', { window: P.window, warmupMs: P.ingestWarmupMs, measureMs: P.ingestMeasureMs, drainMs: 60_000 }, P.ingestWarmupMs + P.ingestMeasureMs + 90_000);
     await sleep(P.ingestWarmupMs);
-    const m0 = await scrape(gw).catch(() => ({}) as Record<string, number>);
+    const m0 = await scrape(gw).catch((): Record<string, number> => ({}));
     if (profDir) await gw.child.call('profileStart');
     const meter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const loopWatch = pgWatch(server, name, performance.now());
@@ -453,7 +453,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     clearInterval(rssTimer);
     const profFile = profDir ? path.join(profDir, 'gateway-ingest.cpuprofile') : null;
     if (profFile) await gw.child.call('profileStop', { file: profFile }, 60_000);
-    const m1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
+    const m1 = await scrape(gw).catch((): Record<string, number> => ({}));
     const r = await runP;
     const d = (k: string) => (m1[k] ?? NaN) - (m0[k] ?? NaN);
     const stmts = d('cardata_write_batch_rows_count');
@@ -487,7 +487,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
 
     // Every acknowledged record is stored, and nothing else.
     let stored = await queryOne<{ n: number }>(url, 'SELECT count(*)::int AS n FROM telemetry');
-    let ok = r.drained && r.unexpectedCloses === 0 && stored.n === r.ackedRecords;
+    const ok = r.drained && r.unexpectedCloses === 0 && stored.n === r.ackedRecords;
     results.ingest.storedRows = stored.n;
     if (!ok) {
       failed = true;
@@ -507,7 +507,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
     const fixedRate = Number(process.env.BENCH_LATENCY_RECORDS_PER_SEC ?? 0);
     const msgsPerSec = Math.max(1, Math.round((fixedRate > 0 ? fixedRate : r.measuredRecordsPerSec / 2) / 10));
     log(`ingest: ack latency at ${msgsPerSec * 10} records/s (half of ${round(r.measuredRecordsPerSec)})`);
-    const l0 = await scrape(gw).catch(() => ({}) as Record<string, number>);
+    const l0 = await scrape(gw).catch((): Record<string, number> => ({}));
     const latMeter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const watch = pgWatch(server, name, performance.now() + P.latencyWarmupMs);
     const loopAt = sleep(P.latencyWarmupMs).then(async () => {
@@ -529,7 +529,7 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       await gw.child.call('heapSnapshot', { file: f }, 120_000);
       log(`ingest: gateway heap snapshot after the latency window: ${f}`);
     }
-    const l1 = await scrape(gw).catch(() => ({}) as Record<string, number>);
+    const l1 = await scrape(gw).catch((): Record<string, number> => ({}));
     // Statement durations in this window, from the writer's own histogram.
     const ld = (k: string) => (l1[k] ?? 0) - (l0[k] ?? 0);
     const stmtCount = ld('cardata_write_duration_seconds_count');
@@ -610,7 +610,7 @@ async function partPeer(server: string): Promise<void> {
   writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'max_queued_messages 0', 'persistence false', 'sys_interval 1', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
   const mosq = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let mosqErr = '';
-  mosq.stderr!.on('data', (d: Buffer) => (mosqErr = (mosqErr + d.toString()).slice(-2000)));
+  mosq.stderr.on('data', (d: Buffer) => (mosqErr = (mosqErr + d.toString()).slice(-2000)));
   track(mosq.pid!);
   let sub: Child | null = null;
   let lg: Child | null = null;
@@ -1172,7 +1172,7 @@ function fmt(v: unknown, unit = ''): string {
 function printTable(): void {
   const i = results.ingest;
   const T = results.targets as Record<string, { target: string; pass: boolean | null }>;
-  const verdict = (k: string) => (T[k] ? `${T[k]!.target}  ${T[k]!.pass === null ? 'n/a' : T[k]!.pass ? 'PASS' : 'FAIL'}` : '');
+  const verdict = (k: string) => (T[k] ? `${T[k].target}  ${T[k].pass === null ? 'n/a' : T[k].pass ? 'PASS' : 'FAIL'}` : '');
   const rows: [string, string, string][] = [
     ['ingest.recordsPerSec (end to end, PUBACKed)', fmt(i.recordsPerSec), ''],
     ['ingest.storedRowsChecked', fmt(i.storedRowsChecked), 'true'],

@@ -15,7 +15,9 @@ import { createConsentRepo } from '../storage/consent.ts';
 import { VIN_RULE, isValidVin } from '../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
 import { provisionVehicle } from '../api/provision.ts';
-import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
+import { hashPassword, newSecret } from '../identity/secrets.ts';
+import { ROLES, createTokenService, isRole, parseKeys } from '../identity/tokens.ts';
+import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
 import { GROUPS } from '../proto/fields.ts';
@@ -122,18 +124,68 @@ const commands: Record<string, Command> = {
   },
   token: {
     summary: 'mint an API bearer token (needs JWT_KEYS, the keys the gateways verify with)',
-    usage: 'token --role customer|workshop|authority --subject <id> [--ttl <seconds>]',
+    usage: 'token --role customer|workshop|third_party|authority --subject <id> [--ttl <seconds>]',
     options: { role: { type: 'string' }, subject: { type: 'string' }, ttl: { type: 'string' } },
-    async run(a, { config }) {
+    async run(a, { config, db }) {
       const role = need(a, 'role');
-      if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      if (!isRole(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
       const subject = need(a, 'subject');
       if (!isValidSubject(subject)) throw new UsageError(`--subject must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
       const ttl = a.ttl === undefined ? config.tokenTtlS : Number(a.ttl);
-      if (!isValidTtl(ttl)) throw new UsageError(`--ttl must be an integer number of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
+      // Capped at TOKEN_TTL_S, as for the admin API (the gateways refuse longer ones).
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > config.tokenTtlS) throw new UsageError(`--ttl must be an integer number of seconds from 1 to ${config.tokenTtlS} (TOKEN_TTL_S)`);
       if (!config.jwtKeys) throw new ExitError(1, 'JWT_KEYS is not set: a token signed with a key no gateway knows would be useless. Set JWT_KEYS as for the gateways.');
-      const t = createTokenService(parseKeys(config.jwtKeys)).sign({ role: role as Role, subject, ttlSeconds: ttl });
+      const d = await db();
+      await migrate(d);
+      const t = await createTokenService(parseKeys(config.jwtKeys)).sign({ role, subject, ttlSeconds: ttl });
+      // Recorded like the admin API's tokens, so that it can be revoked.
+      await createMintedTokenRepo(d).record({ jti: t.jti, role, subject, issuedAt: new Date(t.issuedAt), expiresAt: new Date(t.expiresAt) });
       console.log(t.token);
+    },
+  },
+  'revoke-token': {
+    summary: 'revoke a minted API token by its jti (every gateway refuses it within a second)',
+    usage: 'revoke-token --jti <uuid>',
+    options: { jti: { type: 'string' } },
+    async run(a, { db }) {
+      const jti = need(a, 'jti').toLowerCase();
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(jti)) throw new UsageError('--jti must be the UUID of a minted token');
+      const d = await db();
+      await migrate(d);
+      if (!(await createMintedTokenRepo(d).revoke(jti))) throw new ExitError(4, `no minted token ${jti}`);
+      console.log(`token ${jti} revoked`);
+    },
+  },
+  account: {
+    summary: 'create a person\'s account at the embedded OpenID Provider (password from stdin, or generated and shown once)',
+    usage: 'account --username <name> --role customer|workshop|third_party|authority [--subject <id>] [--password-stdin]',
+    options: { username: { type: 'string' }, role: { type: 'string' }, subject: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+    async run(a, { db }) {
+      const username = need(a, 'username');
+      if (!/^[A-Za-z0-9._@+-]{1,128}$/.test(username)) throw new UsageError('--username must be 1-128 characters of A-Z a-z 0-9 . _ @ + -');
+      const role = need(a, 'role');
+      if (!isRole(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+      const subject = typeof a.subject === 'string' ? a.subject : username;
+      if (!isValidSubject(subject)) throw new UsageError(`--subject must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
+      let password: string;
+      if (a['password-stdin']) {
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+        if (password.length < 12) throw new UsageError('the password on stdin must be at least 12 characters');
+      } else {
+        password = newSecret();
+      }
+      const d = await db();
+      await migrate(d);
+      try {
+        await createAccountRepo(d).create({ username, subject, role, passwordHash: await hashPassword(password) });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `an account with username ${username} or subject ${subject} exists`);
+        throw err;
+      }
+      console.log(`account ${username} created (role ${role}, subject ${subject})`);
+      if (!a['password-stdin']) console.log(`password (shown once): ${password}`);
     },
   },
   export: {
@@ -189,7 +241,7 @@ function isParseArgsError(err: unknown): boolean {
 
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(13)} ${c.summary}`);
   lines.push('', 'Database: DATABASE_URL, or the embedded one in DATA_DIR (default ./data) when unset.', "Run 'cardata-gateway <command> --help' for a command's options.");
   return lines.join('\n');
 }
@@ -213,7 +265,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const config = loadConfig();
-    await cmd.run(values as Record<string, string | boolean | undefined>, {
+    await cmd.run(values, {
       config,
       db: async () => {
         db ??= config.databaseUrl ? createPgDb(config.databaseUrl, { max: 2, applicationName: 'cardata-cli' }) : await createPgliteDb(path.resolve(config.dataDir));

@@ -75,6 +75,27 @@ const envSchema = z
       .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(MAX_TOKEN_TTL_S).default(3600),
+    /** The gateway's address as its clients see it (scheme://host[:port]); default: the HTTP listener's. Issuer of the embedded OpenID Provider = this + /oidc. */
+    PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    /** An external OpenID Provider whose access tokens the API accepts (its issuer identifier; discovery below it). */
+    OIDC_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+    /** The `aud` access tokens must carry to be meant for this API (also the embedded provider's resource indicator). */
+    OIDC_AUDIENCE: z.string().min(1).max(512).default('urn:cardata-gateway:api'),
+    /** Claim of the external provider's tokens that names the caller (dotted path for nested claims). */
+    OIDC_SUBJECT_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('sub'),
+    /** Claim of the external provider's tokens that holds the role: customer, workshop, third_party or authority (a string, or an array with exactly one of them). */
+    OIDC_ROLE_CLAIM: z.string().regex(/^[A-Za-z0-9_:.-]{1,128}$/, 'must be a claim name (a dotted path for nested claims)').default('cardata_role'),
+    /** The embedded OpenID Provider under /oidc: auto = on when OIDC_ISSUER is unset. */
+    OIDC_EMBEDDED: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** Redirect URIs of the portal client `cardata-portal`, comma-separated; default PUBLIC_URL + /portal/callback. */
+    OIDC_PORTAL_REDIRECT_URIS: z
+      .string()
+      .refine((v) => v.split(',').every((u) => URL.canParse(u.trim()) && /^https?:$/.test(new URL(u.trim()).protocol)), 'must be comma-separated http(s) URLs')
+      .optional(),
+    /** Timeout of one fetch of an issuer's discovery document or JWKS, ms. */
+    OIDC_FETCH_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
+    /** Least time between two JWKS fetches caused by a token naming an unknown key (rotation), s. */
+    OIDC_JWKS_COOLDOWN_S: z.coerce.number().int().min(0).max(3600).default(30),
     /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
     RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
     /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
@@ -139,6 +160,17 @@ export interface Config {
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
   readonly tokenTtlS: number;
+  readonly publicUrl: string | undefined;
+  readonly oidc: {
+    readonly issuer: string | undefined;
+    readonly audience: string;
+    readonly subjectClaim: string;
+    readonly roleClaim: string;
+    readonly embedded: boolean;
+    readonly portalRedirectUris: readonly string[] | undefined;
+    readonly fetchTimeoutMs: number;
+    readonly jwksCooldownMs: number;
+  };
   readonly retention: {
     readonly afterContractDays: number;
     readonly telemetryDays: number;
@@ -221,6 +253,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
     tokenTtlS: e.TOKEN_TTL_S,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    oidc: {
+      issuer: e.OIDC_ISSUER,
+      audience: e.OIDC_AUDIENCE,
+      subjectClaim: e.OIDC_SUBJECT_CLAIM,
+      roleClaim: e.OIDC_ROLE_CLAIM,
+      embedded: e.OIDC_EMBEDDED === 'on' || (e.OIDC_EMBEDDED === 'auto' && !e.OIDC_ISSUER),
+      portalRedirectUris: e.OIDC_PORTAL_REDIRECT_URIS?.split(',').map((u) => u.trim()),
+      fetchTimeoutMs: e.OIDC_FETCH_TIMEOUT_MS,
+      jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_S * 1000,
+    },
     retention: {
       afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
       telemetryDays: e.RETENTION_DAYS,

@@ -94,9 +94,9 @@ function checkGroup(group: keyof typeof RANGES, values: object | null | undefine
 }
 
 export function validateRecord(r: ITelemetryRecord, nowMs: number, limits: TimeLimits): Validation {
-  const seq = longToNumber(r.seq as LongLike);
+  const seq = longToNumber(r.seq);
   if (seq === null || seq <= 0) return { ok: false, reason: GW_ERR.BAD_SEQ, detail: `seq must be in [1, 2^53), got ${String(r.seq)}` };
-  const t = longToNumber(r.recordedAtMs as LongLike);
+  const t = longToNumber(r.recordedAtMs);
   if (t === null) {
     const negative = typeof r.recordedAtMs === 'object' && r.recordedAtMs !== null && (r.recordedAtMs as { high: number }).high < 0;
     return negative

@@ -26,6 +26,21 @@ export async function hashSecret(secret: string, cost = 4096): Promise<string> {
   return `scrypt$${cost}$8$1$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
+/**
+ * Hashes a password a person chose: unlike the random secrets above, it may be guessable,
+ * so the cost is one of OWASP's scrypt settings (N=2^15, r=8, p=3: 32 MiB, ~0.1 s here).
+ */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const n = 32768;
+  const p = 3;
+  const key = await scryptAsync(password, salt, n, 8, p);
+  return `scrypt$${n}$8$${p}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/** Hashes of a password nobody has: compared against when the username is unknown, so timing does not tell. */
+export const UNUSABLE_PASSWORD_HASH = `scrypt$32768$8$3$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`;
+
 export async function verifySecret(secret: string, stored: string): Promise<boolean> {
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;

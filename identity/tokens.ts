@@ -1,10 +1,17 @@
-// Bearer tokens for the HTTP API: compact JWS (RFC 7515/7519) signed with HMAC-SHA256.
-// Several keys may be configured; the first signs, all verify (by `kid`), so a key is
-// rotated by putting the new one first and dropping the old one after the longest TTL.
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+// Bearer tokens the gateway mints itself (POST /v1/admin/tokens, the CLI): JWTs (RFC 7519)
+// signed and verified with `jose`, HS256 with the keys of JWT_KEYS. Several keys may be
+// configured; the first signs, all verify (by `kid`), so a key is rotated by putting the
+// new one first and dropping the old one after the longest TTL. These tokens are for
+// machines and tests; people sign in with OpenID Connect (identity/oidc.ts).
+import { randomBytes, randomUUID } from 'node:crypto';
+import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { classifyJoseError, hasCanonicalSignature, type VerifyResult } from './verify.ts';
 
-export type Role = 'customer' | 'workshop' | 'authority';
-export const ROLES: readonly Role[] = ['customer', 'workshop', 'authority'];
+export type Role = 'customer' | 'workshop' | 'third_party' | 'authority';
+export const ROLES: readonly Role[] = ['customer', 'workshop', 'third_party', 'authority'];
+
+/** The `iss` of every token the gateway mints: never a URL, so never an OpenID Provider's. */
+export const MINTED_ISSUER = 'cardata-gateway';
 
 /** Longest lifetime of an API token, seconds (30 days). */
 export const MAX_TOKEN_TTL_S = 30 * 24 * 3600;
@@ -16,21 +23,32 @@ export function isValidTtl(ttlSeconds: number): boolean {
 export interface Principal {
   role: Role;
   subject: string;
-  /** Token id, for audit. */
-  jti: string;
+  /** Token id (for audit and revocation); null when the issuer sets none. */
+  jti: string | null;
+  /** Expiry, ms since the epoch. */
   expiresAt: number;
+  /** Who issued the token (its `iss`). */
+  issuer: string;
 }
 
-export type TokenError = 'TOKEN_MALFORMED' | 'TOKEN_BAD_SIGNATURE' | 'TOKEN_UNKNOWN_KEY' | 'TOKEN_EXPIRED' | 'TOKEN_NOT_YET_VALID';
+export type { VerifyResult, TokenError } from './verify.ts';
 
 export interface TokenService {
-  sign(p: { role: Role; subject: string; ttlSeconds: number }): { token: string; expiresAt: number; jti: string };
-  verify(token: string): { ok: true; principal: Principal } | { ok: false; error: TokenError };
+  readonly issuer: string;
+  sign(p: { role: Role; subject: string; ttlSeconds: number }): Promise<{ token: string; expiresAt: number; jti: string; issuedAt: number }>;
+  verify(token: string): Promise<VerifyResult>;
 }
 
 export interface SigningKey {
   kid: string;
   secret: Buffer;
+}
+
+export interface TokenServiceOptions {
+  /** Longest lifetime a token may have (exp - iat), seconds: longer ones are refused when verified. Default: none. */
+  maxTtlS?: number;
+  /** Tolerated clock difference for `iat`, seconds. Default 60. */
+  clockSkewS?: number;
 }
 
 /** Parses "kid1:secret1,kid2:secret2" (secrets taken as UTF-8 text, ≥ 32 bytes; key ids unique). */
@@ -53,51 +71,68 @@ export function randomKey(): SigningKey {
   return { kid: `k${randomBytes(4).toString('hex')}`, secret: randomBytes(32) };
 }
 
-const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+export function isRole(v: unknown): v is Role {
+  return typeof v === 'string' && (ROLES as readonly string[]).includes(v);
+}
 
-export function createTokenService(keys: readonly SigningKey[], now: () => number = Date.now): TokenService {
+class UnknownKey extends Error {}
+
+export function createTokenService(keys: readonly SigningKey[], now: () => number = Date.now, opts: TokenServiceOptions = {}): TokenService {
   if (keys.length === 0) throw new Error('at least one signing key is needed');
-  const byKid = new Map(keys.map((k) => [k.kid, k.secret]));
+  const byKid = new Map(keys.map((k) => [k.kid, new Uint8Array(k.secret)]));
   const signer = keys[0]!;
-  const mac = (secret: Buffer, data: string) => createHmac('sha256', secret).update(data).digest();
+  const signKey = byKid.get(signer.kid)!;
+  const skew = opts.clockSkewS ?? 60;
 
   return {
-    sign({ role, subject, ttlSeconds }) {
+    issuer: MINTED_ISSUER,
+    async sign({ role, subject, ttlSeconds }) {
       const iat = Math.floor(now() / 1000);
       const exp = iat + ttlSeconds;
       const jti = randomUUID();
-      const head = b64({ alg: 'HS256', typ: 'JWT', kid: signer.kid });
-      const body = b64({ sub: subject, role, iat, exp, jti, iss: 'cardata-gateway' });
-      const sig = mac(signer.secret, `${head}.${body}`).toString('base64url');
-      return { token: `${head}.${body}.${sig}`, expiresAt: exp * 1000, jti };
+      const token = await new SignJWT({ role })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: signer.kid })
+        .setSubject(subject)
+        .setIssuer(MINTED_ISSUER)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .setJti(jti)
+        .sign(signKey);
+      return { token, expiresAt: exp * 1000, jti, issuedAt: iat * 1000 };
     },
-    verify(token) {
-      const parts = token.split('.');
-      if (parts.length !== 3 || token.length > 4096) return { ok: false, error: 'TOKEN_MALFORMED' };
-      const [h, b, s] = parts as [string, string, string];
-      let head: { alg?: unknown; kid?: unknown };
-      let body: { sub?: unknown; role?: unknown; exp?: unknown; iat?: unknown; jti?: unknown };
+    async verify(token) {
+      if (token.length > 8192) return { ok: false, error: 'TOKEN_MALFORMED' };
+      if (!hasCanonicalSignature(token)) return { ok: false, error: 'TOKEN_BAD_SIGNATURE' };
+      let payload: JWTPayload;
       try {
-        head = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
-        body = JSON.parse(Buffer.from(b, 'base64url').toString('utf8'));
-      } catch {
-        return { ok: false, error: 'TOKEN_MALFORMED' };
+        // Only HS256: "alg":"none" or an asymmetric alg is never accepted (RFC 8725 §3.1).
+        ({ payload } = await jwtVerify(
+          token,
+          (header) => {
+            const k = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
+            if (!k) throw new UnknownKey();
+            return k;
+          },
+          { algorithms: ['HS256'], issuer: MINTED_ISSUER, requiredClaims: ['sub', 'exp', 'iat', 'jti'], currentDate: new Date(now()) },
+        ));
+      } catch (err) {
+        if (err instanceof UnknownKey) {
+          // An unknown kid on a token that does not even claim HS256 is an algorithm problem first.
+          try {
+            if (decodeProtectedHeader(token).alg !== 'HS256') return { ok: false, error: 'TOKEN_ALGORITHM' };
+          } catch {
+            return { ok: false, error: 'TOKEN_MALFORMED' };
+          }
+          return { ok: false, error: 'TOKEN_UNKNOWN_KEY' };
+        }
+        return { ok: false, error: classifyJoseError(err) };
       }
-      // Only HS256: "alg":"none" or an asymmetric alg must never be accepted (RFC 8725 §3.1).
-      if (!head || head.alg !== 'HS256' || typeof head.kid !== 'string') return { ok: false, error: 'TOKEN_MALFORMED' };
-      const secret = byKid.get(head.kid);
-      if (!secret) return { ok: false, error: 'TOKEN_UNKNOWN_KEY' };
-      // Compared as canonical base64url text: Buffer.from(s, 'base64url') is lenient
-      // (padding, unused low bits), so a changed signature could decode to the same bytes.
-      const expected = Buffer.from(mac(secret, `${h}.${b}`).toString('base64url'));
-      const got = Buffer.from(s);
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) return { ok: false, error: 'TOKEN_BAD_SIGNATURE' };
-      if (!body || typeof body.sub !== 'string' || typeof body.exp !== 'number' || typeof body.jti !== 'string') return { ok: false, error: 'TOKEN_MALFORMED' };
-      if (!ROLES.includes(body.role as Role)) return { ok: false, error: 'TOKEN_MALFORMED' };
+      if (!isRole(payload.role) || typeof payload.sub !== 'string' || typeof payload.jti !== 'string') return { ok: false, error: 'TOKEN_CLAIMS' };
       const t = now() / 1000;
-      if (body.exp <= t) return { ok: false, error: 'TOKEN_EXPIRED' };
-      if (typeof body.iat === 'number' && body.iat > t + 60) return { ok: false, error: 'TOKEN_NOT_YET_VALID' };
-      return { ok: true, principal: { role: body.role as Role, subject: body.sub, jti: body.jti, expiresAt: body.exp * 1000 } };
+      const iat = payload.iat!;
+      if (iat > t + skew) return { ok: false, error: 'TOKEN_NOT_YET_VALID' };
+      if (opts.maxTtlS !== undefined && payload.exp! - iat > opts.maxTtlS) return { ok: false, error: 'TOKEN_LIFETIME' };
+      return { ok: true, principal: { role: payload.role, subject: payload.sub, jti: payload.jti, expiresAt: payload.exp! * 1000, issuer: MINTED_ISSUER } };
     },
   };
 }

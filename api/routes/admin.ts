@@ -4,22 +4,27 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
-import { tokensEqual } from '../../identity/secrets.ts';
+import { hashPassword, tokensEqual } from '../../identity/secrets.ts';
 import { provisionVehicle } from '../provision.ts';
 import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
-import { MAX_TOKEN_TTL_S, ROLES, type TokenService } from '../../identity/tokens.ts';
+import { ROLES, type Role } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
-import type { RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
+import type { AccountStore, MintedTokenStore, RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
 export interface AdminDeps {
   adminToken: string;
   /** scrypt N for new secrets. */
   secretCost: number;
   vehicles: VehicleStore;
-  tokens: TokenService;
+  /** Mints the gateway's own tokens. */
+  tokens: { sign(p: { role: Role; subject: string; ttlSeconds: number }): Promise<{ token: string; expiresAt: number; jti: string; issuedAt: number }> };
   /** Default and maximum token lifetime, seconds. */
   tokenTtlS: number;
+  mintedTokens: MintedTokenStore;
+  /** Told of a revocation on this instance before the answer (other instances hear of it by NOTIFY). */
+  onRevoked(jti: string): void;
+  accounts: AccountStore;
   rights: Pick<RightsStore, 'transfer'>;
   /** Tells the stores' conflicts and misses apart from other failures. */
   failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
@@ -75,19 +80,77 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
           .object({
             role: z.enum(ROLES as [string, ...string[]]),
             subject: OwnerId,
-            ttlSeconds: z.number().int().min(1).max(MAX_TOKEN_TTL_S).optional(),
+            // Capped at TOKEN_TTL_S: a longer lifetime is refused, not silently shortened.
+            ttlSeconds: z.number().int().min(1).max(deps.tokenTtlS, `must be at most ${deps.tokenTtlS} (TOKEN_TTL_S)`).optional(),
           })
           .strict(),
-        response: { 201: z.object({ token: z.string(), expiresAt: z.string() }) },
+        response: { 201: z.object({ token: z.string(), expiresAt: z.string(), jti: z.string() }) },
       },
     },
     async (req, reply) => {
       const ttl = req.body.ttlSeconds ?? deps.tokenTtlS;
-      const t = deps.tokens.sign({ role: req.body.role as (typeof ROLES)[number], subject: req.body.subject, ttlSeconds: ttl });
+      const t = await deps.tokens.sign({ role: req.body.role as Role, subject: req.body.subject, ttlSeconds: ttl });
+      await deps.mintedTokens.record({ jti: t.jti, role: req.body.role, subject: req.body.subject, issuedAt: new Date(t.issuedAt), expiresAt: new Date(t.expiresAt) });
       req.log.info({ event: 'token_minted', role: req.body.role, subject: req.body.subject, jti: t.jti, ttl_s: ttl }, 'token minted');
-      return reply.status(201).header('cache-control', 'no-store').send({ token: t.token, expiresAt: new Date(t.expiresAt).toISOString() });
+      return reply.status(201).header('cache-control', 'no-store').send({ token: t.token, expiresAt: new Date(t.expiresAt).toISOString(), jti: t.jti });
     },
   );
+
+  /** Revokes a minted token: refused by this instance before the answer, by every other within a second. */
+  app.delete(
+    '/v1/admin/tokens/:jti',
+    { schema: { params: z.object({ jti: z.uuid('must be the jti of a minted token (a UUID)') }).strict() } },
+    async (req, reply) => {
+      const jti = req.params.jti.toLowerCase();
+      if (!(await deps.mintedTokens.revoke(jti))) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no minted token ${jti}`);
+      deps.onRevoked(jti);
+      req.log.info({ event: 'token_revoked', jti }, 'token revoked');
+      return reply.status(204).send();
+    },
+  );
+
+  const Account = z.object({ username: z.string(), subject: z.string(), role: z.string(), createdAt: z.string() });
+  const accountOut = (a: { username: string; subject: string; role: string; createdAt: Date }) => ({ username: a.username, subject: a.subject, role: a.role, createdAt: a.createdAt.toISOString() });
+  const Username = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ @ + -');
+
+  /** Creates a person's account at the embedded OpenID Provider. The password is stored only as a scrypt hash. */
+  app.post(
+    '/v1/admin/accounts',
+    {
+      schema: {
+        body: z
+          .object({
+            username: Username,
+            password: z.string().min(12, 'must be at least 12 characters').max(1024),
+            role: z.enum(ROLES as [Role, ...Role[]]),
+            /** Who the person is to the API (owner id, recipient id); default: the username. */
+            subject: OwnerId.optional(),
+          })
+          .strict(),
+        response: { 201: Account },
+      },
+    },
+    async (req, reply) => {
+      const subject = req.body.subject ?? req.body.username;
+      try {
+        const a = await deps.accounts.create({ username: req.body.username, subject, role: req.body.role, passwordHash: await hashPassword(req.body.password) });
+        req.log.info({ event: 'account_created', username: a.username, role: a.role }, 'account created');
+        return reply.status(201).send(accountOut(a));
+      } catch (err) {
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `an account with username ${req.body.username} or subject ${subject} exists`);
+        throw err;
+      }
+    },
+  );
+
+  app.get('/v1/admin/accounts', { schema: { response: { 200: z.object({ accounts: z.array(Account) }) } } }, async () => ({ accounts: (await deps.accounts.list()).map(accountOut) }));
+
+  /** Deletes an account: no new sign-in; tokens already issued run out at their expiry. */
+  app.delete('/v1/admin/accounts/:username', { schema: { params: z.object({ username: Username }).strict() } }, async (req, reply) => {
+    if (!(await deps.accounts.remove(req.params.username))) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
+    req.log.info({ event: 'account_deleted', username: req.params.username }, 'account deleted');
+    return reply.status(204).send();
+  });
 
   /** The vehicle changes hands: a new ownership period, consent back to the defaults. */
   app.post(

@@ -6,7 +6,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import yazl from 'yazl';
-import type { TokenService } from '../../identity/tokens.ts';
+import type { TokenVerifier } from '../auth.ts';
 import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore } from '../ports.ts';
 import { CONSUMPTION_COLUMNS, GROUPS, type Group } from '../../proto/fields.ts';
 import { parseCategories } from '../categories.ts';
@@ -18,7 +18,8 @@ import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
-  tokens: TokenService;
+  /** Verifies bearer tokens (the gateway's own and every trusted OpenID Provider's). */
+  tokens: TokenVerifier;
   consents: Pick<ConsentStore, 'timeline' | 'history'>;
   rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
   reads: ReadStore;

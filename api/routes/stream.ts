@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { TokenService } from '../../identity/tokens.ts';
+import type { TokenVerifier } from '../auth.ts';
 import type { Group } from '../../proto/fields.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -16,7 +16,7 @@ import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface StreamDeps {
-  tokens: TokenService;
+  tokens: TokenVerifier;
   rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
   consents: Pick<ConsentStore, 'timeline'>;
   feed: StreamFeed;

@@ -3,13 +3,14 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
-import type { TokenService } from '../../identity/tokens.ts';
+import type { TokenVerifier } from '../auth.ts';
 import type { ConsentStore, RightsStore } from '../ports.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 export interface VehicleRouteDeps {
-  tokens: TokenService;
+  /** Verifies bearer tokens (the gateway's own and every trusted OpenID Provider's). */
+  tokens: TokenVerifier;
   consents: Pick<ConsentStore, 'timeline' | 'set' | 'history'>;
   rights: Pick<RightsStore, 'currentOwner' | 'periodsOf' | 'erase'>;
 }

@@ -54,7 +54,7 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const [h, b, s] = stranger.split('.') as [string, string, string];
   const tampered = `${h}.${enc({ ...JSON.parse(Buffer.from(b, 'base64url').toString('utf8')), sub: OWNER_A })}.${s}`;
-  const expired = createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 }).token;
+  const expired = (await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7_200_000).sign({ role: 'customer', subject: OWNER_A, ttlSeconds: 3600 })).token;
   Object.assign(cred, {
     'vehicle A': A.secret,
     'vehicle B': B.secret,
@@ -145,7 +145,9 @@ function expected(route: Route, id: Identity): [number, string | null] {
       };
       if (id === 'expired token') return [401, 'API_ERR_TOKEN_EXPIRED'];
       const r = role[id];
-      if (r === null) return unauthorized;
+      if (id === 'none') return unauthorized;
+      // A vehicle secret, the admin token, a tampered JWT: a bearer token that is no valid API token.
+      if (r === null) return [401, 'API_ERR_TOKEN_INVALID'];
       if (route.who === 'owner') {
         if (r !== 'customer') return [403, 'API_ERR_FORBIDDEN'];
         return id === 'owner of A' ? [route.ok, null] : [404, 'API_ERR_NOT_FOUND'];

@@ -127,7 +127,7 @@ describe('POST /v1/admin/tokens', () => {
     const t0 = Date.now();
     const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'tok-1', ttlSeconds: 120 });
     expect(r.status).toBe(201);
-    expect(Object.keys(r.body).sort()).toEqual(['expiresAt', 'token']);
+    expect(Object.keys(r.body).sort()).toEqual(['expiresAt', 'jti', 'token']);
     expect(r.headers.get('cache-control')).toBe('no-store');
     expect(r.body.token.split('.')).toHaveLength(3);
     const exp = Date.parse(r.body.expiresAt);
@@ -219,14 +219,14 @@ describe('authentication and access on the owner routes', () => {
   it('an expired token → 401 API_ERR_TOKEN_EXPIRED (minted with ttlSeconds 1, and one signed in the past)', async () => {
     const short = await mint('customer', v.owner, 1);
     expect((await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, short)).status).toBe(200);
-    const past = createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7200_000).sign({ role: 'customer', subject: v.owner, ttlSeconds: 3600 });
+    const past = await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7200_000).sign({ role: 'customer', subject: v.owner, ttlSeconds: 3600 });
     expectProblem(await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, past.token), 401, 'API_ERR_TOKEN_EXPIRED');
     await sleep(2100);
     for (const [m, p, b] of routes(v.vin)) expectProblem(await api(gw, m, p, b, short), 401, 'API_ERR_TOKEN_EXPIRED');
     await unchanged();
   });
 
-  it('tampered tokens → 401 API_ERR_UNAUTHORIZED: payload changed, signature changed, alg none, unknown kid', async () => {
+  it('tampered tokens → 401 with the specific code: payload changed, signature changed, alg none, unknown kid', async () => {
     const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const dec = (s: string) => JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Record<string, unknown>;
     const mallory = await mint('customer', 'mallory');
@@ -234,14 +234,22 @@ describe('authentication and access on the owner routes', () => {
     const asOwner = `${h}.${enc({ ...dec(b), sub: v.owner })}.${s}`;
     const sigChanged = `${h}.${b}.${(s[0] === 'A' ? 'B' : 'A') + s.slice(1)}`;
     const algNone = `${enc({ alg: 'none', typ: 'JWT', kid: dec(h).kid })}.${enc({ ...dec(b), sub: v.owner })}.`;
-    const unknownKid = createTokenService(parseKeys('rogue:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 }).token;
-    const otherSecretSameKid = createTokenService(parseKeys('itest1:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 }).token;
-    const cases: Record<string, string> = { asOwner, sigChanged, algNone, unknownKid, otherSecretSameKid, garbage: 'not-a-token', twoParts: `${h}.${b}` };
-    for (const [name, t] of Object.entries(cases)) {
+    const unknownKid = (await createTokenService(parseKeys('rogue:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
+    const otherSecretSameKid = (await createTokenService(parseKeys('itest1:another-secret-of-at-least-32-bytes!!'), Date.now).sign({ role: 'customer', subject: v.owner, ttlSeconds: 600 })).token;
+    const cases: Record<string, [string, string]> = {
+      asOwner: [asOwner, 'API_ERR_TOKEN_INVALID'],
+      sigChanged: [sigChanged, 'API_ERR_TOKEN_INVALID'],
+      algNone: [algNone, 'API_ERR_TOKEN_ALGORITHM'],
+      unknownKid: [unknownKid, 'API_ERR_TOKEN_INVALID'],
+      otherSecretSameKid: [otherSecretSameKid, 'API_ERR_TOKEN_INVALID'],
+      garbage: ['not-a-token', 'API_ERR_TOKEN_INVALID'],
+      twoParts: [`${h}.${b}`, 'API_ERR_TOKEN_INVALID'],
+    };
+    for (const [name, [t, code]] of Object.entries(cases)) {
       for (const [m, p, body] of routes(v.vin)) {
         const r = await api(gw, m, p, body, t);
         expect(r.status, `${name} ${m} ${p}`).toBe(401);
-        expectProblem(r, 401, 'API_ERR_UNAUTHORIZED');
+        expectProblem(r, 401, code);
       }
     }
     await unchanged();

@@ -22,12 +22,13 @@ import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
 import { createVehicleRepo } from '../../storage/vehicles.ts';
+import { createAccountRepo, createMintedTokenRepo } from '../../storage/sign-in.ts';
 import { storeFailures } from '../../storage/errors.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'exp1:export-streaming-test-signing-secret-0123456789';
 const tokens = createTokenService(parseKeys(JWT_KEYS));
-const customer = (subject: string) => tokens.sign({ role: 'customer', subject, ttlSeconds: 3600 }).token;
+const customer = async (subject: string) => (await tokens.sign({ role: 'customer', subject, ttlSeconds: 3600 })).token;
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -238,7 +239,7 @@ describe('export content equals what was ingested', () => {
         const { vin, sent } = await ingest(owner, recs);
         // nothing quarantined: every generated value is valid
         expect(await db.query('SELECT reason, detail FROM quarantine WHERE vin = $1', [vin])).toEqual([]);
-        const tok = customer(owner);
+        const tok = await customer(owner);
 
         const csv = await get(gw.httpPort, `/v1/vehicles/${vin}/cardata?format=csv`, tok);
         expect(csv.status).toBe(200);
@@ -294,7 +295,7 @@ describe('export content equals what was ingested', () => {
       [{}, undefined, {}],
       [undefined, { totalDistanceKm: 0.1 + 0.2 }, undefined],
     ]);
-    const tok = customer(owner);
+    const tok = await customer(owner);
     const rows = parseCsv((await get(gw.httpPort, `/v1/vehicles/${vin}/cardata?format=csv`, tok)).buf.toString('utf8'));
     const lines = ndjsonLines((await get(gw.httpPort, `/v1/vehicles/${vin}/cardata?format=ndjson`, tok)).buf.toString('utf8'));
     expect(rows.length - 1).toBe(lines.length);
@@ -376,7 +377,7 @@ function locationBySeq(e: Exports): Map<number, boolean> {
 describe('location opt-out in every export format', () => {
   async function scenario(eraseHistory: boolean) {
     const owner = `optout-${eraseHistory ? 'erase' : 'keep'}`;
-    const tok = customer(owner);
+    const tok = await customer(owner);
     const { vin, secret } = await provision(gw, testVin(), owner);
     const client = await connectVehicle(gw, vin, secret);
     const topic = `v1/vehicles/${vin}/telemetry`;
@@ -424,7 +425,7 @@ describe('streaming a large export', () => {
 
   beforeAll(async () => {
     ({ vin } = await provision(gw, testVin(), owner));
-    tok = customer(owner);
+    tok = await customer(owner);
     // The first owner's period reaches back to the epoch: rows measured before provisioning are theirs.
     await db.query(
       `INSERT INTO telemetry (vin, recorded_at, seq, has_technical, odometer_km, speed_kmh, engine_rpm, has_consumption, total_fuel_consumed_l, total_distance_km,
@@ -578,7 +579,17 @@ describe('streaming a large export', () => {
       app = await buildApp({
         readiness: async () => ({ broker: true, database: true }),
         failures: storeFailures,
-        admin: { adminToken: 'export-spy-admin-token-0123456789', secretCost: 4096, vehicles: createVehicleRepo(appDb), tokens, tokenTtlS: 3600, rights },
+        admin: {
+          adminToken: 'export-spy-admin-token-0123456789',
+          secretCost: 4096,
+          vehicles: createVehicleRepo(appDb),
+          tokens,
+          tokenTtlS: 3600,
+          rights,
+          mintedTokens: createMintedTokenRepo(appDb),
+          onRevoked: () => {},
+          accounts: createAccountRepo(appDb),
+        },
         vehicles: { tokens, consents, rights },
         cardata: { tokens, consents, rights, reads },
       });

@@ -243,6 +243,8 @@ interface RouteDef {
   query?: Record<string, string>;
   /** The route mutates: no request that might be valid is sent (junk queries on schema-less routes). */
   mutates?: boolean;
+  /** Body fields any string fits (a password): only wrong JSON types are tried on them. */
+  freeText?: string[];
 }
 
 let VIN_A = ''; // owned by 'abuse-owner', with telemetry
@@ -267,6 +269,17 @@ const ROUTES: RouteDef[] = [
     body: { role: ['string', () => '"customer"'], subject: ['string', () => '"abuse-subject"'], ttlSeconds: ['number', () => '60'] },
   },
   { method: 'POST', path: '/v1/admin/vehicles/{vin}/transfer', auth: 'admin', mutates: true, body: { newOwnerId: ['string', () => '"abuse-next-owner"'] } },
+  { method: 'DELETE', path: '/v1/admin/tokens/{jti}', auth: 'admin', mutates: true },
+  {
+    method: 'POST',
+    path: '/v1/admin/accounts',
+    auth: 'admin',
+    mutates: true,
+    body: { username: ['string', () => '"abuse-person"'], password: ['string', () => '"abuse-password-0123"'], role: ['string', () => '"customer"'] },
+    freeText: ['password'],
+  },
+  { method: 'GET', path: '/v1/admin/accounts', auth: 'admin' },
+  { method: 'DELETE', path: '/v1/admin/accounts/{username}', auth: 'admin', mutates: true },
   { method: 'GET', path: '/v1/vehicles/{vin}/consent', auth: 'owner' },
   {
     method: 'PUT',
@@ -303,7 +316,9 @@ async function tokenFor(r: RouteDef): Promise<string | null> {
   return tokens.get(key)!;
 }
 const vinOf = (r: RouteDef) => (r.path.includes('transfer') ? VIN_T : VIN_A);
-const pathWith = (r: RouteDef, vinSegment: string, query = '') => r.path.replace('{vin}', vinSegment) + query;
+// A token id and a username nobody has: the routes answer 404 to them, never change anything.
+const pathWith = (r: RouteDef, vinSegment: string, query = '') =>
+  r.path.replace('{vin}', vinSegment).replace('{jti}', '0f0e0d0c-0b0a-4090-8070-605040302010').replace('{username}', 'abuse-nobody') + query;
 const qs = (q: Record<string, string>) => Object.entries(q).map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
 const validQuery = (r: RouteDef) => (r.query ? '?' + qs(r.query) : '');
 function bodyWith(r: RouteDef, field?: string, rawValue?: string): string {
@@ -322,7 +337,7 @@ interface Case {
 }
 
 // (not `disclosures`: the workshop's and authority's reads that are meant to succeed add rows there)
-const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log'];
+const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log', 'accounts'];
 async function counts(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const t of TABLES) out[t] = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`))[0]!.n;
@@ -416,7 +431,7 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
     for (const [label, body] of MALFORMED_JSON) add(`malformed JSON: ${label}`, { body });
     for (const [field, [kind]] of Object.entries(r.body)) {
       for (const w of WRONG[kind]) add(`${field}=${w.slice(0, 30)}`, { body: bodyWith(r, field, w) });
-      if (kind === 'string') {
+      if (kind === 'string' && !r.freeText?.includes(field)) {
         for (const s of SQL) add(`${field}=${s}`, { body: bodyWith(r, field, JSON.stringify(s)) });
         for (const [i, s] of UNICODE.entries()) add(`${field}=unicode #${i}`, { body: bodyWith(r, field, JSON.stringify(s)) });
       }
@@ -603,6 +618,8 @@ describe('afterwards', () => {
     const reg = await db.query<{ t: string | null }>(`SELECT to_regclass('public.vehicles')::text AS t`);
     expect(reg[0]!.t).toBe('vehicles');
     expect(await counts()).toEqual(before);
+    // (api_tokens grows with the tokens this file mints for itself; none may have been revoked)
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_tokens WHERE revoked_at IS NOT NULL'))[0]!.n).toBe(0);
     // vehicle A still has its data and its owner; T was not transferred
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM telemetry WHERE vin = $1 AND odometer_km IS NOT NULL', [VIN_A]))[0]!.n).toBe(3);
     const owners = await db.query<{ vin: string; owner_id: string }>('SELECT vin, owner_id FROM vehicles WHERE vin = ANY($1) ORDER BY owner_id', [[VIN_A, VIN_T]]);

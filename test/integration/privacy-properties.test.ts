@@ -207,7 +207,7 @@ class SetConsent implements Cmd {
     const owner = currentOwner(v);
     const q = this.eraseHistory ? '?eraseHistory=true' : '';
     const before = Date.now();
-    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent${q}`, { location: this.location, co2Sharing: this.co2Sharing }, w.tokens.get(owner)!), this.toString());
+    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent${q}`, { location: this.location, co2Sharing: this.co2Sharing }, w.tokens.get(owner)), this.toString());
     const after = Date.now();
     const since = Date.parse(body.since);
     expect(since, 'consent since lies within the request').toBeGreaterThanOrEqual(before - MARGIN_MS);
@@ -236,7 +236,7 @@ class SetRestriction implements Cmd {
   async run(w: World): Promise<void> {
     const v = w.vehicles[this.v]!;
     const owner = currentOwner(v);
-    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/restriction`, { restricted: this.restricted }, w.tokens.get(owner)!), this.toString());
+    const body = await ok(await api(gw, 'PUT', `/v1/vehicles/${v.vin}/restriction`, { restricted: this.restricted }, w.tokens.get(owner)), this.toString());
     const since = Date.parse(body.since);
     expect(body).toMatchObject({ restricted: this.restricted, location: current(v).location, co2Sharing: current(v).co2Sharing });
     v.changes.push({ lo: since, hi: since + 1, after: { ...current(v), restricted: this.restricted } });
@@ -283,7 +283,7 @@ class Erase implements Cmd {
     const v = w.vehicles[this.v]!;
     const owner = currentOwner(v);
     const q = this.category ? `?category=${this.category}` : '';
-    await ok(await api(gw, 'DELETE', `/v1/vehicles/${v.vin}/data${q}`, undefined, w.tokens.get(owner)!), this.toString());
+    await ok(await api(gw, 'DELETE', `/v1/vehicles/${v.vin}/data${q}`, undefined, w.tokens.get(owner)), this.toString());
     const sharingRefused = !current(v).co2Sharing;
     const hit = (r: Rec) => ownedBy(v, owner, r.at);
     if (this.category === null) {
@@ -442,10 +442,10 @@ async function newWorld(): Promise<World> {
   const tag = `${Date.now().toString(36)}${run}`;
   const owners = Array.from({ length: OWNERS }, (_, i) => `pp-${tag}-owner${i}`);
   const tokens = new Map<string, string>();
-  for (const o of [...owners, `pp-${tag}-stranger`]) tokens.set(o, signer.sign({ role: 'customer', subject: o, ttlSeconds: 3600 }).token);
+  for (const o of [...owners, `pp-${tag}-stranger`]) tokens.set(o, (await signer.sign({ role: 'customer', subject: o, ttlSeconds: 3600 })).token);
   const vehicles: Vehicle[] = [];
   for (let i = 0; i < VEHICLES; i++) {
-    const { vin, secret } = await provision(gw, testVin(), owners[0]!);
+    const { vin, secret } = await provision(gw, testVin(), owners[0]);
     const client = await connectVehicle(gw, vin, secret);
     vehicles.push({ idx: i, vin, client, topic: `v1/vehicles/${vin}/telemetry`, seq: 0, changes: [], applied: 0, ownership: [{ owner: owners[0]!, from: null, to: null }], records: [], quarantined: [] });
   }
@@ -574,7 +574,7 @@ async function verify(w: World): Promise<void> {
     }
     for (const other of w.tokens.keys()) {
       if (other === owner) continue;
-      const r = await api(gw, 'GET', `/v1/vehicles/${v.vin}/cardata?format=ndjson`, undefined, w.tokens.get(other)!);
+      const r = await api(gw, 'GET', `/v1/vehicles/${v.vin}/cardata?format=ndjson`, undefined, w.tokens.get(other));
       expect(r.status, `export of v${v.idx} by non-owner ${other}${trace()}`).toBe(404);
       tally.notFound404++;
     }

@@ -234,7 +234,7 @@ describe('DELETE /v1/vehicles/{vin}/data', () => {
     const seqs = await send(v, 2);
     const p = `/v1/vehicles/${v.vin}/data`;
     expectProblem(await api(gw, 'DELETE', p, undefined, null), 401, 'API_ERR_UNAUTHORIZED');
-    expectProblem(await api(gw, 'DELETE', p, undefined, 'x.y.z'), 401, 'API_ERR_UNAUTHORIZED');
+    expectProblem(await api(gw, 'DELETE', p, undefined, 'x.y.z'), 401, 'API_ERR_TOKEN_INVALID');
     expectProblem(await api(gw, 'DELETE', p, undefined, await tokenOf(a, 'workshop')), 403, 'API_ERR_FORBIDDEN');
     expectProblem(await api(gw, 'DELETE', p, undefined, await tokenOf(a, 'authority')), 403, 'API_ERR_FORBIDDEN');
     expectProblem(await api(gw, 'DELETE', `${p}?category=location`, undefined, await tokenOf(a, 'authority')), 403, 'API_ERR_FORBIDDEN');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { startTestGateway, waitFor } from '../helpers/gateway.ts';
-import { freePort } from '../helpers/child.ts';
+import { freePort } from '../../devkit/spawn.ts';
 import type { RunningGateway } from '../../main.ts';
 
 function listenOn(port: number): Promise<net.Server> {

@@ -9,6 +9,7 @@ import { createConsentCache } from '../../gateway/consent-cache.ts';
 import type { ConsentPeriodIn, ConsentSource, GatewayMetrics, QuarantineRowOut, TelemetryRowOut, TelemetrySink } from '../../gateway/ports.ts';
 import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';
 import { settle, stateOf, until } from './fakes/wait.ts';
+import { STO_ERR, StorageError, isStorageError, type StorageErrorCode } from '../../storage/errors.ts';
 
 const VIN = 'WUNIT000000000001';
 const OTHER = 'WUNIT000000000002';
@@ -29,6 +30,8 @@ function fakeSink() {
   let roomWaiters: (() => void)[] = [];
   let failWith: Error | null = null;
   const sink: TelemetrySink = {
+    // The storage port's contract: the sink says which of its errors are refusals.
+    isRejected: (err) => isStorageError(err, STO_ERR.REJECTED),
     write(item) {
       return new Promise<void>((resolve, reject) => {
         const p = {
@@ -62,8 +65,8 @@ function fakeSink() {
       for (const p of pending.splice(0)) p.resolve();
     },
     /** The next write fails with this error. */
-    failNext(code: string, message = 'refused') {
-      failWith = Object.assign(new Error(message), { code });
+    failNext(code: StorageErrorCode, message = 'refused') {
+      failWith = new StorageError(code, message);
     },
     setRoom(r: boolean) {
       room = r;

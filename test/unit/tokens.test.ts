@@ -1,4 +1,4 @@
-// identity/tokens.ts: HS256 compact JWS, signed by the first key, verified by any listed
+// identity/tokens.ts: HS256 JWTs through jose, signed by the first key, verified by any listed
 // key (by kid); expiry against an injected clock; tampering and "alg":"none" refused.
 import { describe, expect, it } from 'vitest';
 import { createHmac } from 'node:crypto';
@@ -21,47 +21,47 @@ function split(token: string): [string, string, string] {
 }
 
 describe('sign / verify', () => {
-  it('round-trips role, subject, jti and expiry; the header names HS256 and the signing kid', () => {
+  it('round-trips role, subject, jti and expiry; the header names HS256 and the signing kid', async () => {
     const svc = createTokenService([KEY_OLD], () => T0);
-    const t = svc.sign({ role: 'workshop', subject: 'garage-7', ttlSeconds: 600 });
+    const t = (await svc.sign({ role: 'workshop', subject: 'garage-7', ttlSeconds: 600 }));
     expect(t.expiresAt).toBe(T0 + 600_000);
     expect(typeof t.jti).toBe('string');
     const [h, b] = split(t.token);
     expect(dec(h)).toMatchObject({ alg: 'HS256', typ: 'JWT', kid: 'old' });
     expect(dec(b)).toMatchObject({ sub: 'garage-7', role: 'workshop', iat: T0 / 1000, exp: T0 / 1000 + 600, jti: t.jti });
-    expect(svc.verify(t.token)).toEqual({ ok: true, principal: { role: 'workshop', subject: 'garage-7', jti: t.jti, expiresAt: T0 + 600_000 } });
+    expect((await svc.verify(t.token))).toEqual({ ok: true, principal: { role: 'workshop', subject: 'garage-7', jti: t.jti, expiresAt: T0 + 600_000, issuer: 'cardata-gateway' } });
   });
 
-  it('gives every token a different jti', () => {
+  it('gives every token a different jti', async () => {
     const svc = createTokenService([KEY_OLD], () => T0);
-    const a = svc.sign({ role: 'customer', subject: 's', ttlSeconds: 60 });
-    const b = svc.sign({ role: 'customer', subject: 's', ttlSeconds: 60 });
+    const a = (await svc.sign({ role: 'customer', subject: 's', ttlSeconds: 60 }));
+    const b = (await svc.sign({ role: 'customer', subject: 's', ttlSeconds: 60 }));
     expect(a.jti).not.toBe(b.jti);
     expect(a.token).not.toBe(b.token);
   });
 
-  it('signs each role', () => {
+  it('signs each role', async () => {
     const svc = createTokenService([KEY_OLD], () => T0);
-    for (const role of ['customer', 'workshop', 'authority'] as const) {
-      const v = svc.verify(svc.sign({ role, subject: 'x', ttlSeconds: 60 }).token);
+    for (const role of ['customer', 'workshop', 'third_party', 'authority'] as const) {
+      const v = (await svc.verify((await svc.sign({ role, subject: 'x', ttlSeconds: 60 })).token));
       expect(v.ok && v.principal.role).toBe(role);
     }
   });
 
-  it('needs at least one key', () => {
+  it('needs at least one key', async () => {
     expect(() => createTokenService([])).toThrow();
   });
 
-  it('randomKey gives distinct valid keys of at least 32 bytes', () => {
+  it('randomKey gives distinct valid keys of at least 32 bytes', async () => {
     const a = randomKey();
     const b = randomKey();
     expect(a.kid).not.toBe(b.kid);
     expect(a.secret.length).toBeGreaterThanOrEqual(32);
     expect(a.kid).toMatch(/^[A-Za-z0-9._-]{1,64}$/);
     const svc = createTokenService([a]);
-    expect(svc.verify(svc.sign({ role: 'customer', subject: 'x', ttlSeconds: 60 }).token).ok).toBe(true);
+    expect((await svc.verify((await svc.sign({ role: 'customer', subject: 'x', ttlSeconds: 60 })).token)).ok).toBe(true);
     // another random key does not verify it
-    expect(createTokenService([b]).verify(svc.sign({ role: 'customer', subject: 'x', ttlSeconds: 60 }).token)).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
+    expect((await createTokenService([b]).verify((await svc.sign({ role: 'customer', subject: 'x', ttlSeconds: 60 })).token))).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
   });
 });
 
@@ -69,100 +69,104 @@ describe('expiry (injected clock)', () => {
   let now = T0;
   const svc = createTokenService([KEY_OLD], () => now);
 
-  it('valid until the last millisecond before exp, expired from exp on', () => {
+  it('valid until the last millisecond before exp, expired from exp on', async () => {
     now = T0;
-    const t = svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 });
+    const t = (await svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 }));
     now = T0 + 59_999;
-    expect(svc.verify(t.token).ok).toBe(true);
+    expect((await svc.verify(t.token)).ok).toBe(true);
     now = T0 + 60_000;
-    expect(svc.verify(t.token)).toEqual({ ok: false, error: 'TOKEN_EXPIRED' });
+    expect((await svc.verify(t.token))).toEqual({ ok: false, error: 'TOKEN_EXPIRED' });
     now = T0 + 10 * 86_400_000;
-    expect(svc.verify(t.token)).toEqual({ ok: false, error: 'TOKEN_EXPIRED' });
+    expect((await svc.verify(t.token))).toEqual({ ok: false, error: 'TOKEN_EXPIRED' });
   });
 
-  it('refuses a token issued more than a minute in the future; tolerates small skew', () => {
+  it('refuses a token issued more than a minute in the future; tolerates small skew', async () => {
     now = T0 + 120_000;
-    const future = svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 });
+    const future = (await svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }));
     now = T0 + 30_000;
-    const skewed = svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 });
+    const skewed = (await svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }));
     now = T0;
-    expect(svc.verify(future.token)).toEqual({ ok: false, error: 'TOKEN_NOT_YET_VALID' });
-    expect(svc.verify(skewed.token).ok).toBe(true);
+    expect((await svc.verify(future.token))).toEqual({ ok: false, error: 'TOKEN_NOT_YET_VALID' });
+    expect((await svc.verify(skewed.token)).ok).toBe(true);
   });
 
-  it('an expired token with a valid signature is expired, not unauthorized (the API maps it to API_ERR_TOKEN_EXPIRED)', () => {
+  it('an expired token with a valid signature is expired, not unauthorized (the API maps it to API_ERR_TOKEN_EXPIRED)', async () => {
     now = T0 - 7200_000;
-    const t = svc.sign({ role: 'authority', subject: 'kba', ttlSeconds: 3600 });
+    const t = (await svc.sign({ role: 'authority', subject: 'kba', ttlSeconds: 3600 }));
     now = T0;
-    const v = svc.verify(t.token);
+    const v = (await svc.verify(t.token));
     expect(v).toEqual({ ok: false, error: 'TOKEN_EXPIRED' });
   });
 });
 
 describe('key rotation', () => {
-  it('a token signed by the old key verifies while the old key is still listed second; new tokens use the new key', () => {
+  it('a token signed by the old key verifies while the old key is still listed second; new tokens use the new key', async () => {
     const before = createTokenService([KEY_OLD], () => T0);
-    const oldToken = before.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }).token;
+    const oldToken = (await before.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 })).token;
     const rotated = createTokenService([KEY_NEW, KEY_OLD], () => T0 + 1000);
-    expect(rotated.verify(oldToken).ok).toBe(true);
-    const newToken = rotated.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }).token;
+    expect((await rotated.verify(oldToken)).ok).toBe(true);
+    const newToken = (await rotated.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 })).token;
     expect(dec(split(newToken)[0]).kid).toBe('new');
-    expect(rotated.verify(newToken).ok).toBe(true);
+    expect((await rotated.verify(newToken)).ok).toBe(true);
     // the not-yet-rotated instance does not know the new key
-    expect(before.verify(newToken)).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
+    expect((await before.verify(newToken))).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
   });
 
-  it('fails with TOKEN_UNKNOWN_KEY once the old key is removed', () => {
+  it('fails with TOKEN_UNKNOWN_KEY once the old key is removed', async () => {
     const before = createTokenService([KEY_OLD], () => T0);
-    const oldToken = before.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }).token;
+    const oldToken = (await before.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 })).token;
     const after = createTokenService([KEY_NEW], () => T0 + 1000);
-    expect(after.verify(oldToken)).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
+    expect((await after.verify(oldToken))).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
   });
 
-  it('works with keys from parseKeys in the rotation order of JWT_KEYS', () => {
+  it('works with keys from parseKeys in the rotation order of JWT_KEYS', async () => {
     const old = createTokenService(parseKeys(`k1:${SECRET_A}`), () => T0);
-    const t = old.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 }).token;
-    expect(createTokenService(parseKeys(`k2:${SECRET_B},k1:${SECRET_A}`), () => T0).verify(t).ok).toBe(true);
-    expect(createTokenService(parseKeys(`k2:${SECRET_B}`), () => T0).verify(t)).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
+    const t = (await old.sign({ role: 'customer', subject: 'c', ttlSeconds: 3600 })).token;
+    expect((await createTokenService(parseKeys(`k2:${SECRET_B},k1:${SECRET_A}`), () => T0).verify(t)).ok).toBe(true);
+    expect((await createTokenService(parseKeys(`k2:${SECRET_B}`), () => T0).verify(t))).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
   });
 
-  it('the same kid with another secret does not verify (signature check, not only kid lookup)', () => {
+  it('the same kid with another secret does not verify (signature check, not only kid lookup)', async () => {
     const a = createTokenService([{ kid: 'k', secret: Buffer.from(SECRET_A) }], () => T0);
     const b = createTokenService([{ kid: 'k', secret: Buffer.from(SECRET_B) }], () => T0);
-    expect(b.verify(a.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 }).token)).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
+    expect((await b.verify((await a.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 })).token))).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
   });
 });
 
+// Signed once, before the suite is collected (signing is asynchronous).
+const tamperSvc = createTokenService([KEY_OLD], () => T0);
+const tamperGood = await tamperSvc.sign({ role: 'customer', subject: 'alice', ttlSeconds: 3600 });
+
 describe('tampering', () => {
-  const svc = createTokenService([KEY_OLD], () => T0);
-  const good = svc.sign({ role: 'customer', subject: 'alice', ttlSeconds: 3600 });
+  const svc = tamperSvc;
+  const good = tamperGood;
   const [h, b, s] = split(good.token);
 
-  it('payload changed (subject, role, exp), old signature kept → TOKEN_BAD_SIGNATURE', () => {
+  it('payload changed (subject, role, exp), old signature kept → TOKEN_BAD_SIGNATURE', async () => {
     const body = dec(b);
     for (const change of [{ sub: 'mallory' }, { role: 'authority' }, { exp: (body.exp as number) + 86_400 }]) {
       const forged = `${h}.${enc({ ...body, ...change })}.${s}`;
-      expect(svc.verify(forged), JSON.stringify(change)).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
+      expect((await svc.verify(forged)), JSON.stringify(change)).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
     }
   });
 
-  it('header changed (kid to another listed key) → refused', () => {
+  it('header changed (kid to another listed key) → refused', async () => {
     const two = createTokenService([KEY_OLD, KEY_NEW], () => T0);
     const forged = `${enc({ ...dec(h), kid: 'new' })}.${b}.${s}`;
-    expect(two.verify(forged)).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
+    expect((await two.verify(forged))).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
   });
 
-  it('signature changed, truncated, extended, emptied or taken from another token → refused', () => {
-    const other = split(svc.sign({ role: 'customer', subject: 'bob', ttlSeconds: 3600 }).token)[2];
+  it('signature changed, truncated, extended, emptied or taken from another token → refused', async () => {
+    const other = split((await svc.sign({ role: 'customer', subject: 'bob', ttlSeconds: 3600 })).token)[2];
     const flipFirst = (s[0] === 'A' ? 'B' : 'A') + s.slice(1);
     for (const sig of [flipFirst, s.slice(0, -1), s + 'AA', '', other, s.split('').reverse().join('')]) {
-      const v = svc.verify(`${h}.${b}.${sig}`);
+      const v = (await svc.verify(`${h}.${b}.${sig}`));
       expect(v.ok, sig).toBe(false);
     }
-    expect(svc.verify(`${h}.${b}.${flipFirst}`)).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
+    expect((await svc.verify(`${h}.${b}.${flipFirst}`))).toEqual({ ok: false, error: 'TOKEN_BAD_SIGNATURE' });
   });
 
-  it('every other spelling of the signature is refused (no non-canonical base64url accepted)', () => {
+  it('every other spelling of the signature is refused (no non-canonical base64url accepted)', async () => {
     // A 32-byte HMAC is 43 base64url characters; the last one carries 2 unused bits.
     // Replacing it by a character differing only in those bits, or adding "=" padding,
     // changes the token but not the decoded bytes: such a token was not issued by us.
@@ -171,63 +175,63 @@ describe('tampering', () => {
     for (const c of alphabet) {
       if (c === s.at(-1)) continue;
       const variant = s.slice(0, -1) + c;
-      if (svc.verify(`${h}.${b}.${variant}`).ok) accepted.push(variant);
+      if ((await svc.verify(`${h}.${b}.${variant}`)).ok) accepted.push(variant);
     }
-    for (const variant of [s + '=', s + '==']) if (svc.verify(`${h}.${b}.${variant}`).ok) accepted.push(variant);
+    for (const variant of [s + '=', s + '==']) if ((await svc.verify(`${h}.${b}.${variant}`)).ok) accepted.push(variant);
     expect(accepted).toEqual([]);
   });
 
-  it('"alg":"none" is refused, with or without a signature, even with a known kid', () => {
+  it('"alg":"none" is refused, with or without a signature, even with a known kid', async () => {
     const noneHead = enc({ alg: 'none', typ: 'JWT', kid: 'old' });
-    expect(svc.verify(`${noneHead}.${b}.`)).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
-    expect(svc.verify(`${noneHead}.${b}.${s}`)).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
+    expect((await svc.verify(`${noneHead}.${b}.`))).toEqual({ ok: false, error: 'TOKEN_ALGORITHM' });
+    expect((await svc.verify(`${noneHead}.${b}.${s}`))).toEqual({ ok: false, error: 'TOKEN_ALGORITHM' });
     const noneHeadNoKid = enc({ alg: 'none', typ: 'JWT' });
-    expect(svc.verify(`${noneHeadNoKid}.${b}.`).ok).toBe(false);
-    expect(svc.verify(`${noneHeadNoKid}.${b}`).ok).toBe(false);
+    expect((await svc.verify(`${noneHeadNoKid}.${b}.`)).ok).toBe(false);
+    expect((await svc.verify(`${noneHeadNoKid}.${b}`)).ok).toBe(false);
   });
 
-  it('other algorithms are refused even when correctly "signed" with the secret', () => {
+  it('other algorithms are refused even when correctly "signed" with the secret', async () => {
     for (const alg of ['HS512', 'RS256', 'hs256', 'NONE', 'None']) {
       const head = enc({ alg, typ: 'JWT', kid: 'old' });
       const sig = hs256(KEY_OLD.secret, `${head}.${b}`);
-      expect(svc.verify(`${head}.${b}.${sig}`), alg).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
+      expect((await svc.verify(`${head}.${b}.${sig}`)), alg).toEqual({ ok: false, error: 'TOKEN_ALGORITHM' });
     }
   });
 
-  it('unknown kid → TOKEN_UNKNOWN_KEY; missing kid → refused', () => {
+  it('unknown kid → TOKEN_UNKNOWN_KEY; missing kid → refused', async () => {
     const stranger = createTokenService([{ kid: 'stranger', secret: Buffer.from(SECRET_B) }], () => T0);
-    expect(svc.verify(stranger.sign({ role: 'customer', subject: 'alice', ttlSeconds: 3600 }).token)).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
+    expect((await svc.verify((await stranger.sign({ role: 'customer', subject: 'alice', ttlSeconds: 3600 })).token))).toEqual({ ok: false, error: 'TOKEN_UNKNOWN_KEY' });
     const head = enc({ alg: 'HS256', typ: 'JWT' });
-    expect(svc.verify(`${head}.${b}.${hs256(KEY_OLD.secret, `${head}.${b}`)}`).ok).toBe(false);
+    expect((await svc.verify(`${head}.${b}.${hs256(KEY_OLD.secret, `${head}.${b}`)}`)).ok).toBe(false);
   });
 
-  it('a correctly signed token with a bad role or missing claims is refused', () => {
+  it('a correctly signed token with a bad role or missing claims is refused', async () => {
     const body = dec(b);
-    const cases: Record<string, unknown>[] = [
-      { ...body, role: 'admin' },
-      { ...body, sub: 42 },
-      { ...body, exp: String(body.exp) },
-      { ...body, jti: undefined },
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...body, role: 'admin' }, 'TOKEN_CLAIMS'],
+      [{ ...body, sub: 42 }, 'TOKEN_CLAIMS'],
+      [{ ...body, exp: String(body.exp) }, 'TOKEN_MALFORMED'],
+      [{ ...body, jti: undefined }, 'TOKEN_CLAIMS'],
     ];
-    for (const c of cases) {
+    for (const [c, error] of cases) {
       const bb = enc(c);
-      const v = svc.verify(`${h}.${bb}.${hs256(KEY_OLD.secret, `${h}.${bb}`)}`);
-      expect(v, JSON.stringify(c)).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
+      const v = (await svc.verify(`${h}.${bb}.${hs256(KEY_OLD.secret, `${h}.${bb}`)}`));
+      expect(v, JSON.stringify(c)).toEqual({ ok: false, error });
     }
   });
 
-  it('garbage is malformed, never a crash', () => {
+  it('garbage is malformed, never a crash', async () => {
     for (const t of ['', '.', '..', 'a.b', 'a.b.c.d', 'not a token', `${h}.${b}`, '%%%.%%%.%%%', `${'x'.repeat(5000)}.${b}.${s}`, `${enc([1])}.${b}.${s}`, `${enc(null)}.${b}.${s}`]) {
-      const v = svc.verify(t);
+      const v = (await svc.verify(t));
       expect(v.ok, t.slice(0, 40)).toBe(false);
     }
-    expect(svc.verify('a.b')).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
-    expect(svc.verify(`${enc(null)}.${b}.${s}`)).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
+    expect((await svc.verify('a.b'))).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
+    expect((await svc.verify(`${enc(null)}.${b}.${s}`))).toEqual({ ok: false, error: 'TOKEN_MALFORMED' });
   });
 });
 
 describe('parseKeys', () => {
-  it('parses "kid:secret[,kid:secret…]" in order, trimming around the parts; a secret may contain ":"', () => {
+  it('parses "kid:secret[,kid:secret…]" in order, trimming around the parts; a secret may contain ":"', async () => {
     const keys = parseKeys(` k1 : ${SECRET_A},k2:${SECRET_B}:x`);
     expect(keys.map((k) => k.kid)).toEqual(['k1', 'k2']);
     expect(keys[0]!.secret.equals(Buffer.from(SECRET_A))).toBe(true);
@@ -249,7 +253,7 @@ describe('parseKeys', () => {
     expect(() => parseKeys(spec)).toThrow();
   });
 
-  it('names the key whose secret is too short, never the secret', () => {
+  it('names the key whose secret is too short, never the secret', async () => {
     let msg = '';
     try {
       parseKeys(`k1:${SECRET_A},weak:tooshort-secret-value`);
@@ -260,7 +264,7 @@ describe('parseKeys', () => {
     expect(msg).not.toContain('tooshort-secret-value');
   });
 
-  it('a key list it accepts can verify its own tokens (a duplicate kid is refused, not silently shadowed)', () => {
+  it('a key list it accepts can verify its own tokens (a duplicate kid is refused, not silently shadowed)', async () => {
     // With two keys of the same kid, signing uses the first and verifying the last:
     // every token would fail. Either parseKeys refuses the list or the service still works.
     const spec = `k1:${SECRET_A},k1:${SECRET_B}`;
@@ -272,7 +276,7 @@ describe('parseKeys', () => {
     }
     if (keys) {
       const svc = createTokenService(keys, () => T0);
-      expect(svc.verify(svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 }).token)).toMatchObject({ ok: true });
+      expect((await svc.verify((await svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 })).token))).toMatchObject({ ok: true });
     }
   });
 });

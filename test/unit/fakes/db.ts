@@ -142,6 +142,8 @@ export function createFakeDb() {
 
   const db: Db = {
     kind: 'postgres',
+    // No COPY: the writer takes its unnest path, which this fake decodes.
+    copy: null,
     query: execute as Queryable['query'],
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       return fn({ query: execute as Queryable['query'] });

@@ -1,0 +1,233 @@
+// The embedded OpenID Provider: used when no external one is configured, so the zero-setup
+// start, the demo and the tests have a real sign-in. Built on `oidc-provider` (an OpenID
+// certified implementation); this file only configures it: storage through the port below,
+// one signing key made once and kept, people's accounts, and access tokens that are JWTs
+// (RFC 9068) for the API's audience, so the API verifies them like any issuer's.
+import type http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC, type InteractionResults } from 'oidc-provider';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { UNUSABLE_PASSWORD_HASH, verifySecret } from './secrets.ts';
+import { isRole, type Role } from './tokens.ts';
+
+/** Storage of the provider's artefacts (sessions, interactions, codes, grants, refresh tokens) and key material. */
+export interface IdpStore {
+  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void>;
+  find(model: string, id: string): Promise<Record<string, unknown> | undefined>;
+  findByUid(model: string, uid: string): Promise<Record<string, unknown> | undefined>;
+  findByUserCode(model: string, userCode: string): Promise<Record<string, unknown> | undefined>;
+  consume(model: string, id: string): Promise<void>;
+  destroy(model: string, id: string): Promise<void>;
+  revokeByGrantId(grantId: string): Promise<void>;
+  keyMaterial<T>(name: string, make: () => Promise<T>): Promise<T>;
+}
+
+export interface IdpAccounts {
+  byUsername(username: string): Promise<{ subject: string; role: string; passwordHash: string } | null>;
+  bySubject(subject: string): Promise<{ subject: string; role: string } | null>;
+}
+
+export interface EmbeddedIdpOptions {
+  /** Issuer identifier: the gateway's public URL + the mount path. */
+  issuer: string;
+  /** Audience (and resource indicator, RFC 8707) of the access tokens: the API's. */
+  audience: string;
+  /** Where the portal (public client `cardata-portal`) may be sent back with a code. */
+  portalRedirectUris: readonly string[];
+  /** Lifetime of access tokens, seconds. */
+  accessTokenTtlS: number;
+}
+
+/** The role claim of the embedded provider's access tokens (its subject claim is `sub`). */
+export const EMBEDDED_ROLE_CLAIM = 'cardata_role';
+/** The scope a client asks for to get an access token for the API. */
+export const API_SCOPE = 'cardata';
+export const PORTAL_CLIENT_ID = 'cardata-portal';
+
+export interface InteractionView {
+  uid: string;
+  prompt: 'login' | 'consent' | string;
+  clientId: string;
+}
+
+export interface EmbeddedIdp {
+  readonly issuer: string;
+  /** The Node handler for every request under the mount path; `req.url` must still include it. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** The pending interaction this browser (its cookie) is in; null when none or another uid. */
+  interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<InteractionView | null>;
+  /** Checks a username and password; on success, the URL to send the browser on to. */
+  login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string): Promise<string | null>;
+  /** Grants what the pending interaction asks for; the URL to send the browser on to. */
+  consent(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
+  /** Ends the pending interaction with access_denied; the URL to send the browser on to. */
+  abort(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** Adapter over the store, one instance per model name (oidc-provider's contract). */
+function adapterFor(store: IdpStore) {
+  return class DbAdapter implements Adapter {
+    constructor(private readonly model: string) {}
+    async upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
+      await store.upsert(this.model, id, payload as Record<string, unknown>, expiresIn);
+    }
+    async find(id: string) {
+      return (await store.find(this.model, id)) as AdapterPayload | undefined;
+    }
+    async findByUserCode(userCode: string) {
+      return (await store.findByUserCode(this.model, userCode)) as AdapterPayload | undefined;
+    }
+    async findByUid(uid: string) {
+      return (await store.findByUid(this.model, uid)) as AdapterPayload | undefined;
+    }
+    async consume(id: string) {
+      await store.consume(this.model, id);
+    }
+    async destroy(id: string) {
+      await store.destroy(this.model, id);
+    }
+    async revokeByGrantId(grantId: string) {
+      await store.revokeByGrantId(grantId);
+    }
+  };
+}
+
+export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store: IdpStore; accounts: IdpAccounts }): Promise<EmbeddedIdp> {
+  const { store, accounts } = deps;
+  // Made once by the first process ever to start, then read by every process: tokens
+  // survive restarts and verify on every instance.
+  const signingJwk = await store.keyMaterial<JWK>('signing-rs256', async () => {
+    const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+    const jwk = await exportJWK(privateKey);
+    return { ...jwk, kid: `rs256-${randomBytes(6).toString('hex')}`, alg: 'RS256', use: 'sig' };
+  });
+  const cookieKeys = await store.keyMaterial<string[]>('cookie-keys', async () => [randomBytes(32).toString('base64url')]);
+
+  const roleOf = async (subject: string): Promise<Role | null> => {
+    const a = await accounts.bySubject(subject);
+    return a && isRole(a.role) ? a.role : null;
+  };
+
+  const configuration: Configuration = {
+    adapter: adapterFor(store),
+    clients: [
+      {
+        client_id: PORTAL_CLIENT_ID,
+        client_name: 'cardata portal',
+        // A browser application cannot keep a secret: a public client, PKCE enforced below.
+        token_endpoint_auth_method: 'none',
+        application_type: 'web',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: [...opts.portalRedirectUris],
+        post_logout_redirect_uris: [...opts.portalRedirectUris],
+      },
+    ],
+    jwks: { keys: [signingJwk as Parameters<typeof JSON.stringify>[0]] },
+    cookies: { keys: cookieKeys },
+    // RFC 9700 §2.1.1: PKCE for every authorization code, S256 only (the library's default method list).
+    pkce: { required: () => true },
+    scopes: ['openid', 'offline_access', API_SCOPE],
+    claims: { openid: ['sub'], [API_SCOPE]: [EMBEDDED_ROLE_CLAIM] },
+    async findAccount(_ctx: KoaContextWithOIDC, sub: string) {
+      const role = await roleOf(sub);
+      if (role === null) return undefined;
+      return { accountId: sub, claims: async () => ({ sub, [EMBEDDED_ROLE_CLAIM]: role }) };
+    },
+    // The role goes into the access token, where the API reads it.
+    async extraTokenClaims(_ctx, token) {
+      const accountId = (token as { accountId?: string }).accountId;
+      if (!accountId) return undefined;
+      const role = await roleOf(accountId);
+      return role ? { [EMBEDDED_ROLE_CLAIM]: role } : undefined;
+    },
+    features: {
+      devInteractions: { enabled: false },
+      revocation: { enabled: true },
+      userinfo: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => opts.audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resource) => {
+          if (resource !== opts.audience) throw new errors.InvalidTarget();
+          return {
+            scope: API_SCOPE,
+            audience: opts.audience,
+            accessTokenTTL: opts.accessTokenTtlS,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    interactions: { url: (_ctx, interaction) => `${new URL(opts.issuer).pathname.replace(/\/$/, '')}/interaction/${interaction.uid}` },
+    ttl: {
+      AccessToken: opts.accessTokenTtlS,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 600,
+      Grant: 14 * 24 * 3600,
+      Session: 14 * 24 * 3600,
+      RefreshToken: 14 * 24 * 3600,
+    },
+    async renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><meta charset="utf-8"><title>Sign-in error</title><h1>Sign-in error</h1><p>${escapeHtml(String(out.error))}: ${escapeHtml(String(out.error_description ?? ''))}</p>`;
+    },
+  };
+
+  const provider = new Provider(opts.issuer, configuration);
+  const callback = provider.callback();
+  const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');
+
+  const finish = (req: http.IncomingMessage, res: http.ServerResponse, result: InteractionResults) =>
+    provider.interactionResult(req, res, result, { mergeWithLastSubmission: false });
+
+  return {
+    issuer: opts.issuer,
+    handle(req, res) {
+      // As under a mounted router: the provider routes on the path below its mount, and
+      // finds the mount again from originalUrl when it builds URLs.
+      const url = req.url ?? '/';
+      (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = url;
+      req.url = url.startsWith(mount) ? url.slice(mount.length) || '/' : url;
+      if (!req.url.startsWith('/')) req.url = `/${req.url}`;
+      void callback(req, res);
+    },
+    async interaction(req, res, uid) {
+      try {
+        const d = await provider.interactionDetails(req, res);
+        if (d.uid !== uid) return null;
+        return { uid: d.uid, prompt: d.prompt.name, clientId: String(d.params.client_id ?? '') };
+      } catch {
+        return null;
+      }
+    },
+    async login(req, res, username, password) {
+      const a = await accounts.byUsername(username);
+      // An unknown username costs the same scrypt run as a wrong password.
+      const ok = await verifySecret(password, a?.passwordHash ?? UNUSABLE_PASSWORD_HASH);
+      if (!a || !ok || !isRole(a.role)) return null;
+      return finish(req, res, { login: { accountId: a.subject } });
+    },
+    async consent(req, res) {
+      const d = await provider.interactionDetails(req, res);
+      const { accountId } = d.session ?? {};
+      if (!accountId) throw new errors.SessionNotFound('no signed-in account');
+      const grant = d.grantId ? await provider.Grant.find(d.grantId) : new provider.Grant({ accountId, clientId: String(d.params.client_id) });
+      if (!grant) throw new errors.SessionNotFound('grant not found');
+      const details = d.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+      if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+      if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+      for (const [resource, scopes] of Object.entries(details.missingResourceScopes ?? {})) grant.addResourceScope(resource, scopes.join(' '));
+      const grantId = await grant.save();
+      return finish(req, res, { consent: d.grantId ? {} : { grantId } });
+    },
+    async abort(req, res) {
+      return finish(req, res, { error: 'access_denied', error_description: 'the person declined' });
+    },
+  };
+}
