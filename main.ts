@@ -27,6 +27,7 @@ import { createReadRepo } from './storage/reads.ts';
 import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
 import type { StreamStats } from './api/routes/stream.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
 import path from 'node:path';
@@ -245,6 +246,9 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
   const signIn = createSignIn(config, db, log);
   const tokens = signIn.authenticator;
   const rights = createRightsRepo(db, changeHooks);
+  const reads = createReadRepo(db);
+  const recipients = createRecipientRepo(db);
+  const grants = createGrantRepo(db);
   const app = await buildApp(
     {
       failures: storeFailures,
@@ -265,9 +269,20 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         mintedTokens: signIn.mintedTokens,
         onRevoked: signIn.onRevoked,
         accounts: signIn.accounts,
+        recipients,
       },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads: createReadRepo(db) },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport },
+      grants: {
+        tokens,
+        recipients,
+        grants,
+        checkins: createCheckinRepo(db),
+        consents: consentRepo,
+        rights,
+        reads,
+        limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
+      },
       metrics: { text: prom.text, contentType: prom.contentType },
       stream: {
         tokens,

@@ -10,6 +10,7 @@ import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
 import { streamRoutes, type StreamDeps } from './routes/stream.ts';
 import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
+import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
@@ -25,9 +26,10 @@ export interface AppDeps {
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
-  cardata: CardataDeps;
+  cardata: Omit<CardataDeps, 'failures'>;
   /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
   stream?: StreamDeps;
+  grants: Omit<GrantRouteDeps, 'failures'>;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
   /** The embedded OpenID Provider under /oidc, when it runs. */
@@ -88,7 +90,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = 400;
       const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
       const path = first?.instancePath ?? '';
-      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : 'API_ERR_VALIDATION';
+      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
       detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       status = 413;
@@ -149,7 +151,8 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
   await app.register(vehicleRoutes, deps.vehicles);
-  await app.register(cardataRoutes, deps.cardata);
+  await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
+  await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
   if (deps.stream) await app.register(streamRoutes, deps.stream);
   if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   const m = deps.metrics;

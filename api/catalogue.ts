@@ -16,7 +16,7 @@ export const PURPOSES: Readonly<Record<Group, Purpose>> = {
     purpose: 'Operation, maintenance and diagnostics of the vehicle; the connected services the owner uses.',
     legalBasis: 'GDPR Art. 6(1)(b): performance of the connected-services contract with the owner.',
     retention: 'While the owner owns the vehicle, then RETENTION_AFTER_CONTRACT_DAYS (default 7 years) after the ownership ends; or until the owner erases it.',
-    recipients: 'The owner. No one else.',
+    recipients: 'The owner; the workshops and third parties the owner grants access to (Data Act Art. 5), each read disclosed to the owner.',
   },
   consumption: {
     purpose:
@@ -25,13 +25,13 @@ export const PURPOSES: Readonly<Record<Group, Purpose>> = {
       'GDPR Art. 6(1)(c): legal obligation under (EU) 2021/392 for the shareable copy, which the owner may refuse (co2Sharing); Art. 6(1)(b) for the owner\'s own record.',
     retention:
       "Owner's record: as technical data. Shareable readings: OBFCM_RETENTION_DAYS (default 7 years) after measurement; an erasure removes them once the owner has refused CO2 sharing.",
-    recipients: 'The owner; authorities (shareable readings only, unless refused or restricted); workshops (on request, every read disclosed to the owner).',
+    recipients: 'The owner; authorities (shareable readings only, unless refused or restricted); workshops and third parties the owner grants access to, e.g. at a workshop visit (every read disclosed to the owner).',
   },
   location: {
     purpose: 'Showing the owner where the vehicle is and where it went (find my vehicle, trip history).',
     legalBasis: 'GDPR Art. 6(1)(a): consent, refused or withdrawn at any time (location opt-out); nothing is stored while refused.',
     retention: 'As technical data, or until the owner opts out with eraseHistory=true or erases it.',
-    recipients: 'The owner. No one else.',
+    recipients: 'The owner; third parties the owner grants location access to (every read disclosed to the owner). None while location is refused: nothing is stored.',
   },
 };
 

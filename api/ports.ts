@@ -85,6 +85,17 @@ export interface Disclosure {
   categories: string[];
   rangeFrom: Date | null;
   rangeTo: Date | null;
+  /** The owner the disclosure is filed with (of the period the data belongs to). */
+  ownerId?: string | null;
+  /** The grant the read went through. */
+  grantId?: string | null;
+}
+
+/** One row of the authority's OBFCM report. */
+export interface ObfcmRow {
+  vin: string;
+  recordedAt: Date;
+  values: StoredValues;
 }
 
 export interface ReadStore {
@@ -93,10 +104,22 @@ export interface ReadStore {
   /** The same records as NDJSON text chunks, oldest first. */
   ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
   latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
-  /** Consumption counters in the range and period, newest last, the disclosure written in the same transaction as the read. */
-  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
-  /** Per VIN, the last shareable OBFCM reading in the range; one disclosure per VIN reported, in the same statement. */
-  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: StoredValues }[]>;
+  /**
+   * Consumption counters in the range and window, newest last, the disclosure written in
+   * the same transaction as the read. With `disclosure.grantId` the disclosure statement
+   * re-checks the grant (active, vehicle not restricted); when it no longer holds, nothing
+   * is read: rejects NOT_FOUND.
+   */
+  consumptionForWorkshop(vin: string, period: { from: Date; to: Date | null }, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
+  /**
+   * Per VIN, the last shareable OBFCM reading in the range, decided per reading by the
+   * state in force for its ownership period (access/grants.ts obfcmShareable); one
+   * disclosure per VIN reported, filed with that period's owner, in the statement that
+   * reads it. Pages of `pageSize` VINs in VIN order, one statement each.
+   */
+  obfcmReportPages(range: Range, who: { role: string; subject: string; endpoint: string }, pageSize?: number): AsyncGenerator<ObfcmRow[]>;
+  /** obfcmReportPages, collected. */
+  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<ObfcmRow[]>;
   disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
 }
 
@@ -173,4 +196,92 @@ export interface AccountStore {
   list(): Promise<{ username: string; subject: string; role: string; createdAt: Date }[]>;
   /** false when there is no such account. */
   remove(username: string): Promise<boolean>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Grants (issue 12): recipients, owner-issued grants, workshop check-in codes.
+
+export type RecipientRole = 'workshop' | 'third_party';
+
+export interface Recipient {
+  id: string;
+  role: RecipientRole;
+  name: string;
+  createdAt: Date;
+}
+
+export interface RecipientStore {
+  /** Registers a recipient. Rejects CONFLICT when the id exists. */
+  create(r: { id: string; role: RecipientRole; name: string }): Promise<Recipient>;
+  get(id: string): Promise<Recipient | null>;
+  /** By name, then id. */
+  list(opts?: { limit?: number }): Promise<Recipient[]>;
+}
+
+export interface GrantRecord {
+  id: string;
+  vin: string;
+  ownerId: string;
+  recipientId: string;
+  recipientRole: RecipientRole;
+  recipientName: string;
+  categories: Group[];
+  access: ('history' | 'stream')[];
+  purpose: string;
+  dataFrom: Date;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  /** End of the ownership period the grant was made in (a transfer); null while it lasts. */
+  periodEndedAt: Date | null;
+  origin: 'owner' | 'checkin';
+}
+
+export interface GrantStore {
+  /**
+   * A grant of the vehicle's current owner `ownerId`, tied to their current ownership
+   * period. `dataFrom` null: the creation; `expiresAt` a time or a lifetime from the
+   * creation. Rejects NOT_FOUND when `ownerId` is not the current owner.
+   */
+  create(g: {
+    vin: string;
+    ownerId: string;
+    recipientId: string;
+    categories: readonly string[];
+    access: readonly string[];
+    purpose: string;
+    dataFrom: Date | null;
+    expiresAt: Date | { afterMs: number };
+    actor: string;
+  }): Promise<GrantRecord>;
+  /** The grant `id` (a UUID), or null. */
+  get(id: string): Promise<GrantRecord | null>;
+  /** Every grant `ownerId` made on `vin`, oldest first. */
+  listByOwner(vin: string, ownerId: string): Promise<GrantRecord[]>;
+  /** Grants to `recipientId` that may still be active, oldest first; optionally of one vehicle. */
+  listForRecipient(recipientId: string, vin?: string): Promise<GrantRecord[]>;
+  /**
+   * Revokes `id` if it is `ownerId`'s active grant on `vin`, announcing it to every
+   * instance; in force everywhere once it resolves. 'not_found': no such grant of this
+   * owner and vehicle; 'not_active': already revoked, expired or ended.
+   */
+  revoke(vin: string, ownerId: string, id: string, actor: string): Promise<'revoked' | 'not_found' | 'not_active'>;
+  /** The grant's events, oldest first (for its receipt). */
+  events(id: string): Promise<{ at: Date; kind: 'given' | 'withdrawn'; actor: string }[]>;
+  /**
+   * Files the disclosure of a read through a grant, in one statement that re-checks that
+   * the grant is active and the vehicle not restricted. false: not filed; the read must
+   * not happen.
+   */
+  disclose(d: { grantId: string; role: string; subject: string; endpoint: string; categories: readonly string[]; rangeFrom: Date | null; rangeTo: Date | null }): Promise<boolean>;
+}
+
+export interface CheckinStore {
+  /** Stores a check-in code by its hash. Rejects NOT_FOUND when `ownerId` is not the current owner. */
+  create(c: { codeHash: Buffer; vin: string; ownerId: string; recipientId: string | null; visitHours: number; dataFrom: Date | null; ttlSeconds: number }): Promise<{ expiresAt: Date; dataFrom: Date }>;
+  /**
+   * Redeems an unused, unexpired code for workshop `recipientId`, creating the visit's
+   * consumption grant in the same transaction; null when no such code is usable by it.
+   */
+  redeem(codeHash: Buffer, recipientId: string, purpose: string): Promise<GrantRecord | null>;
 }

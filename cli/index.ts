@@ -20,6 +20,7 @@ import { ROLES, createTokenService, isRole, parseKeys } from '../identity/tokens
 import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
+import { createRecipientRepo } from '../storage/grants.ts';
 import { GROUPS } from '../proto/fields.ts';
 import { parseCategories } from '../api/categories.ts';
 import { csvStream } from '../api/csv.ts';
@@ -181,11 +182,35 @@ const commands: Record<string, Command> = {
       try {
         await createAccountRepo(d).create({ username, subject, role, passwordHash: await hashPassword(password) });
       } catch (err) {
-        if ((err as { code?: string }).code === 'STO_ERR_CONFLICT') throw new ExitError(3, `an account with username ${username} or subject ${subject} exists`);
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `an account with username ${username} or subject ${subject} exists`);
         throw err;
       }
       console.log(`account ${username} created (role ${role}, subject ${subject})`);
       if (!a['password-stdin']) console.log(`password (shown once): ${password}`);
+    },
+  },
+  recipient: {
+    summary: 'register a workshop or third party that owners may grant access to (as POST /v1/admin/recipients)',
+    usage: 'recipient --id <id> --role workshop|third_party --name <display name> [--json]',
+    options: { id: { type: 'string' }, role: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db }) {
+      const id = need(a, 'id');
+      if (!isValidSubject(id)) throw new UsageError(`--id must be 1-${SUBJECT_MAX_LENGTH} characters, ${SUBJECT_RULE}`);
+      const role = need(a, 'role');
+      if (role !== 'workshop' && role !== 'third_party') throw new UsageError('--role must be workshop or third_party');
+      const name = need(a, 'name').trim();
+      if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1-200 characters');
+      const d = await db();
+      await migrate(d);
+      let r;
+      try {
+        r = await createRecipientRepo(d).create({ id, role, name });
+      } catch (err) {
+        if (isStorageError(err, STO_ERR.CONFLICT)) throw new ExitError(3, `recipient ${id} already exists`);
+        throw err;
+      }
+      if (a.json) console.log(JSON.stringify({ id: r.id, role: r.role, name: r.name, createdAt: r.createdAt.toISOString() }));
+      else console.log(`recipient ${r.id} (${r.role}) registered as ${JSON.stringify(r.name)}`);
     },
   },
   export: {

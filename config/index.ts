@@ -118,6 +118,16 @@ const envSchema = z
     STREAM_POLL_MS: positiveInt.max(60_000).default(1000),
     /** Stream log kept for resumes and ?from=, days. */
     STREAM_LOG_RETENTION_DAYS: positiveInt.max(3650).default(7),
+    /** Longest an owner's grant may run, days; also a grant's expiry when the owner gives none. */
+    GRANT_MAX_DAYS: positiveInt.max(3650).default(365),
+    /** Lifetime of a workshop check-in code, seconds. */
+    CHECKIN_CODE_TTL_S: positiveInt.max(7 * 24 * 3600).default(900),
+    /** Longest workshop visit (the grant a check-in code gives), hours. */
+    WORKSHOP_VISIT_MAX_HOURS: positiveInt.max(24 * 90).default(72),
+    /** The authority's OBFCM report without a range covers this many days up to now. */
+    OBFCM_REPORT_DEFAULT_DAYS: positiveInt.max(36_500).default(90),
+    /** Longest range of one OBFCM report, days; longer: 400 API_ERR_RANGE_TOO_LONG. */
+    OBFCM_REPORT_MAX_RANGE_DAYS: positiveInt.max(36_500).default(366),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
@@ -186,6 +196,8 @@ export interface Config {
     readonly pollMs: number;
     readonly logRetentionDays: number;
   };
+  readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
+  readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
   readonly logLevel: string;
 }
 
@@ -279,6 +291,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollMs: e.STREAM_POLL_MS,
       logRetentionDays: e.STREAM_LOG_RETENTION_DAYS,
     },
+    grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
+    obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },
     logLevel: e.LOG_LEVEL,
   });
 }

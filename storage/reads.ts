@@ -3,9 +3,10 @@
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
 import type { Db } from './db.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../proto/fields.ts';
-import type { OwnershipPeriod } from './rights.ts';
-import { CURRENT_CONSENT } from './consent-sql.ts';
+import { periodCondition, type OwnershipPeriod } from './rights.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
+import { insertGrantDisclosure } from './grants.ts';
+import { STO_ERR, StorageError } from './errors.ts';
 
 export type { StoredValues };
 
@@ -31,6 +32,17 @@ export interface Disclosure {
   categories: string[];
   rangeFrom: Date | null;
   rangeTo: Date | null;
+  /** The owner the disclosure is filed with (of the period the data belongs to). */
+  ownerId?: string | null;
+  /** The grant the read went through. */
+  grantId?: string | null;
+}
+
+/** One row of the authority's OBFCM report. */
+export interface ObfcmRow {
+  vin: string;
+  recordedAt: Date;
+  values: StoredValues;
 }
 
 export interface ReadRepo {
@@ -45,16 +57,23 @@ export interface ReadRepo {
   ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
   latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
   /**
-   * Consumption counters in the range and period, newest last, with the disclosure row
-   * written in the same transaction as the read.
+   * Consumption counters in the range and window, newest last, with the disclosure row
+   * written in the same transaction as the read. With `disclosure.grantId` the disclosure
+   * statement re-checks the grant (active, vehicle not restricted); when it no longer
+   * holds, nothing is read: STO_ERR_NOT_FOUND.
    */
-  consumptionForWorkshop(vin: string, period: OwnershipPeriod, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
+  consumptionForWorkshop(vin: string, period: { from: Date; to: Date | null }, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
   /**
-   * Per VIN, the last shareable OBFCM reading in the range, for vehicles whose owner does
-   * not refuse CO2 sharing and whose processing is not restricted now. One disclosure
-   * row per VIN reported, written by the same statement.
+   * Per VIN, the last shareable OBFCM reading in the range. A reading is shareable when
+   * the privacy state in force for the ownership period it belongs to (that owner's last
+   * choice in it; the defaults when none) neither refuses CO2 sharing nor restricts
+   * processing (access/grants.ts obfcmShareable). One disclosure row per VIN reported,
+   * filed with the owner of the reading's period, written by the statement that reads it.
+   * Pages of `pageSize` VINs (default 1,000), in VIN order, one statement each.
    */
-  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<{ vin: string; recordedAt: Date; values: StoredValues }[]>;
+  obfcmReportPages(range: Range, who: { role: string; subject: string; endpoint: string }, pageSize?: number): AsyncGenerator<ObfcmRow[]>;
+  /** obfcmReportPages, collected. */
+  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<ObfcmRow[]>;
   disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
 }
 
@@ -251,13 +270,18 @@ export function createReadRepo(db: Db): ReadRepo {
       return null;
     },
     async consumptionForWorkshop(vin, period, range, d, limit) {
-      const w = clip(period, range);
+      const w = clip({ ownerId: '', startedAt: period.from, ...period }, range);
       if (!w) return [];
       return db.transaction(async (tx) => {
-        await tx.query(
-          'INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-          [d.vin, d.role, d.subject, d.endpoint, d.categories, w.from, w.to],
-        );
+        if (d.grantId) {
+          const filed = await insertGrantDisclosure(tx, { grantId: d.grantId, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: d.categories, rangeFrom: w.from, rangeTo: w.to });
+          if (!filed) throw new StorageError(STO_ERR.NOT_FOUND, 'the grant is no longer active, or processing is restricted');
+        } else {
+          await tx.query(
+            'INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+            [d.vin, d.role, d.subject, d.endpoint, d.categories, w.from, w.to, d.ownerId ?? null],
+          );
+        }
         const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
         const r = await tx.query<Record<string, unknown>>(
           `SELECT * FROM (SELECT seq, recorded_at, has_consumption, ${cols.join(', ')} FROM telemetry
@@ -268,44 +292,76 @@ export function createReadRepo(db: Db): ReadRepo {
         return r.rows.map((row) => ({ recordedAt: row.recorded_at as Date, seq: row.seq as number, consumption: groupOf(row, 'consumption') ?? {} }));
       });
     },
-    async obfcmReport(range, who) {
+    async *obfcmReportPages(range, who, pageSize = 1000) {
       const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
-      const r = await db.query<Record<string, unknown>>(
-        `WITH state AS (${CURRENT_CONSENT}), latest AS (
-           SELECT DISTINCT ON (o.vin) o.vin, o.recorded_at, ${cols.map((c) => 'o.' + c).join(', ')}
-             FROM obfcm_readings o LEFT JOIN state s ON s.vin = o.vin
-            WHERE ($1::timestamptz IS NULL OR o.recorded_at >= $1) AND ($2::timestamptz IS NULL OR o.recorded_at < $2)
-              AND coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false)
-            ORDER BY o.vin, o.recorded_at DESC, o.seq DESC
-         ), logged AS (
-           INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to)
-           SELECT vin, $3, $4, $5, ARRAY['consumption'], $1, $2 FROM latest
-         )
-         SELECT * FROM latest ORDER BY vin`,
-        [range.from, range.to, who.role, who.subject, who.endpoint],
-      );
-      return r.rows.map((row) => {
-        const values: StoredValues = {};
-        for (const c of CONSUMPTION_COLUMNS) {
-          const v = row[c.column];
-          if (v !== null && v !== undefined) values[c.jsName] = v as number;
-        }
-        return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
-      });
+      let after = '';
+      for (;;) {
+        const r = await db.query<Record<string, unknown>>(
+          `WITH periods AS (
+             SELECT o.vin, o.owner_id, o.ended_at AS p_to,
+                    CASE WHEN row_number() OVER (PARTITION BY o.vin ORDER BY o.started_at, o.id) = 1 THEN timestamptz 'epoch' ELSE o.started_at END AS p_from
+               FROM ownership_periods o WHERE o.vin > $6
+           ), verdict AS (
+             -- The state in force for the period: its last event before the period ended
+             -- (a transfer's reset comes after the end); none: the defaults.
+             SELECT p.*, coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false) AS shareable
+               FROM periods p LEFT JOIN LATERAL (
+                 SELECT c.co2_sharing_allowed, c.restricted FROM consent_events c
+                  WHERE c.vin = p.vin AND (p.p_to IS NULL OR c.effective_at < p.p_to)
+                  ORDER BY c.effective_at DESC, c.id DESC LIMIT 1) s ON true
+           ), latest AS (
+             SELECT DISTINCT ON (o.vin) o.vin, v.owner_id, o.recorded_at, ${cols.map((c) => 'o.' + c).join(', ')}
+               FROM obfcm_readings o JOIN verdict v ON v.vin = o.vin AND o.recorded_at >= v.p_from AND (v.p_to IS NULL OR o.recorded_at < v.p_to)
+              WHERE o.vin > $6 AND o.recorded_at >= $1 AND o.recorded_at < $2 AND v.shareable
+              ORDER BY o.vin, o.recorded_at DESC, o.seq DESC
+           ), page AS (
+             SELECT * FROM latest ORDER BY vin LIMIT $7
+           ), logged AS (
+             INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id)
+             SELECT vin, $3, $4, $5, ARRAY['consumption'], $1, $2, owner_id FROM page
+           )
+           SELECT * FROM page ORDER BY vin`,
+          [range.from ?? new Date(0), range.to ?? new Date(8.64e15), who.role, who.subject, who.endpoint, after, pageSize],
+        );
+        if (r.rows.length === 0) return;
+        yield r.rows.map((row) => {
+          const values: StoredValues = {};
+          for (const c of CONSUMPTION_COLUMNS) {
+            const v = row[c.column];
+            if (v !== null && v !== undefined) values[c.jsName] = v as number;
+          }
+          return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
+        });
+        if (r.rows.length < pageSize) return;
+        after = r.rows[r.rows.length - 1]!.vin as string;
+      }
+    },
+    async obfcmReport(range, who) {
+      const out: ObfcmRow[] = [];
+      for await (const page of this.obfcmReportPages(range, who)) out.push(...page);
+      return out;
     },
     async disclosures(vin, periods) {
-      const out: (Disclosure & { at: Date })[] = [];
-      for (const p of periods) {
-        const r = await db.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null }>(
-          `SELECT at, role, subject, endpoint, categories, range_from, range_to FROM disclosures
-            WHERE vin = $1 AND at >= $2 AND ($3::timestamptz IS NULL OR at < $3) ORDER BY at, id`,
-          [vin, p.from, p.to],
-        );
-        for (const x of r.rows) {
-          out.push({ vin, at: x.at, role: x.role, subject: x.subject, endpoint: x.endpoint, categories: x.categories, rangeFrom: x.range_from, rangeTo: x.range_to });
-        }
-      }
-      return out;
+      if (periods.length === 0) return [];
+      // Filed with this owner, or (rows from before disclosures named their owner) made during their periods.
+      const cond = periodCondition(periods, 3, 'at');
+      const r = await db.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null; owner_id: string | null; grant_id: string | null }>(
+        `SELECT at, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id::text AS grant_id FROM disclosures
+          WHERE vin = $1 AND (owner_id = $2 OR (owner_id IS NULL AND ${cond.sql})) ORDER BY at, id`,
+        [vin, periods[0]!.ownerId, ...cond.params],
+      );
+      return r.rows.map((x) => ({
+        vin,
+        at: x.at,
+        role: x.role,
+        subject: x.subject,
+        endpoint: x.endpoint,
+        categories: x.categories,
+        rangeFrom: x.range_from,
+        rangeTo: x.range_to,
+        ownerId: x.owner_id,
+        grantId: x.grant_id,
+      }));
     },
   };
 }

@@ -10,7 +10,7 @@ import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
 import { ROLES, type Role } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
-import type { AccountStore, MintedTokenStore, RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
+import type { AccountStore, MintedTokenStore, RecipientStore, RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
 export interface AdminDeps {
   adminToken: string;
@@ -28,6 +28,7 @@ export interface AdminDeps {
   rights: Pick<RightsStore, 'transfer'>;
   /** Tells the stores' conflicts and misses apart from other failures. */
   failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
+  recipients: Pick<RecipientStore, 'create'>;
 }
 
 const OwnerId = z.string().min(1).max(SUBJECT_MAX_LENGTH).regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`);
@@ -138,6 +139,26 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
         return reply.status(201).send(accountOut(a));
       } catch (err) {
         if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `an account with username ${req.body.username} or subject ${subject} exists`);
+        throw err;
+      }
+    },
+  );
+  /** Registers a workshop or third party an owner may grant access to (Data Act Art. 5). */
+  app.post(
+    '/v1/admin/recipients',
+    {
+      schema: {
+        body: z.object({ id: OwnerId, role: z.enum(['workshop', 'third_party']), name: z.string().trim().min(1).max(200) }).strict(),
+        response: { 201: z.object({ id: z.string(), role: z.string(), name: z.string(), createdAt: z.string() }) },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const r = await deps.recipients.create(req.body);
+        req.log.info({ event: 'recipient_registered', recipient: r.id, role: r.role }, 'recipient registered');
+        return reply.status(201).send({ id: r.id, role: r.role, name: r.name, createdAt: r.createdAt.toISOString() });
+      } catch (err) {
+        if (deps.failures.isConflict(err)) throw new ApiError(409, 'API_ERR_CONFLICT', `recipient ${req.body.id} already exists`);
         throw err;
       }
     },

@@ -1,18 +1,16 @@
 // What customers, workshops and authorities read: CarData export, latest position,
 // disclosures, the catalogue, workshop consumption, the authority OBFCM report.
-import { Readable, PassThrough } from 'node:stream';
 import { createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import yazl from 'yazl';
 import type { TokenVerifier } from '../auth.ts';
-import type { ConsentStore, OwnershipPeriod, Range, ReadStore, RightsStore } from '../ports.ts';
-import { CONSUMPTION_COLUMNS, GROUPS, type Group } from '../../proto/fields.ts';
+import type { ConsentStore, GrantStore, OwnershipPeriod, Range, ReadStore, RightsStore, StoreFailures } from '../ports.ts';
+import { CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
 import { parseCategories } from '../categories.ts';
-import { stringify } from 'csv-stringify';
-import { csvStream } from '../csv.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
+import { chooseGrant, recipientRead } from '../../access/grants.ts';
+import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { VinParams } from './vehicles.ts';
@@ -25,9 +23,13 @@ export interface CardataDeps {
   reads: ReadStore;
   /** Longest history a workshop gets in one answer, rows. */
   workshopMaxRows?: number;
+  /** The workshop's grants (GET /v1/workshop/vehicles/{vin}/consumption needs one). */
+  grants: Pick<GrantStore, 'listForRecipient'>;
+  /** The authority's OBFCM report: window without a range, and the longest range, days. */
+  obfcmReport: { defaultWindowDays: number; maxRangeDays: number };
+  /** Tells the stores' misses apart from other failures. */
+  failures: Pick<StoreFailures, 'isNotFound'>;
 }
-
-const ALL_GROUPS: Group[] = [...GROUPS];
 
 export const isoTime = z
   .string()
@@ -35,14 +37,14 @@ export const isoTime = z
   .refine((s) => /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time')
   .transform((s) => new Date(s));
 
-const RangeQuery = z.object({ from: isoTime.optional(), to: isoTime.optional() });
+export const RangeQuery = z.object({ from: isoTime.optional(), to: isoTime.optional() });
 
-function range(q: { from?: Date | undefined; to?: Date | undefined }): Range {
+export function range(q: { from?: Date | undefined; to?: Date | undefined }): Range {
   if (q.from && q.to && q.from.getTime() >= q.to.getTime()) throw new ApiError(400, 'API_ERR_VALIDATION', 'querystring: "from" must be before "to"');
   return { from: q.from ?? null, to: q.to ?? null };
 }
 
-const categoriesParam = z
+export const categoriesParam = z
   .string()
   .max(100)
   .transform((s, ctx) => {
@@ -51,17 +53,6 @@ const categoriesParam = z
     ctx.addIssue({ code: 'custom', message: r.message });
     return z.NEVER;
   });
-
-/** The NDJSON lines as the response body; stops reading the database when the consumer goes away. */
-function ndjsonStream(pages: AsyncGenerator<string>): Readable {
-  // With the stream's encoding matching push()'s default, the strings pass through as
-  // strings (storage/reads.ts CHUNK_BYTES says why); the lines are ASCII.
-  return Readable.from(pages, { objectMode: false, encoding: 'utf8' });
-}
-
-function attachment(reply: FastifyReply, name: string, type: string): void {
-  void reply.header('content-type', type).header('content-disposition', `attachment; filename="${name}"`).header('cache-control', 'no-store');
-}
 
 export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
@@ -89,31 +80,24 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       const groups = req.query.categories ?? ALL_GROUPS;
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       req.log.info({ event: 'cardata_export', vin, format: req.query.format, categories: groups }, 'CarData export');
-      if (req.query.format === 'ndjson') {
-        attachment(reply, `cardata-${vin}-${stamp}.ndjson`, 'application/x-ndjson');
-        return reply.send(ndjsonStream(deps.reads.ndjson(vin, periods, r, groups)));
-      }
-      if (req.query.format === 'csv') {
-        attachment(reply, `cardata-${vin}-${stamp}.csv`, 'text/csv; charset=utf-8');
-        return reply.send(csvStream(deps.reads.records(vin, periods, r, groups), groups));
-      }
-      // zip: the full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
-      const zip = new yazl.ZipFile();
-      zip.addReadStream(Readable.from(deps.reads.ndjson(vin, periods, r, groups), { objectMode: false }), 'records.ndjson');
-      zip.addReadStream(csvStream(deps.reads.records(vin, periods, r, groups), groups), 'records.csv');
-      const fields = CATALOGUE.filter((f) => f.name.indexOf('.') < 0 || groups.includes(f.name.split('.')[0] as Group));
-      zip.addBuffer(Buffer.from(JSON.stringify({ fields }, null, 2)), 'catalogue.json');
-      const history = (await deps.consents.history(vin)).filter((e) => e.ownerId === subject);
-      zip.addBuffer(Buffer.from(JSON.stringify({ vin, events: history.map((e) => ({ ...e, id: undefined, ownerId: undefined })) }, null, 2)), 'consent-history.json');
-      const disc = await deps.reads.disclosures(vin, periods);
-      zip.addBuffer(Buffer.from(JSON.stringify({ vin, disclosures: disc }, null, 2)), 'disclosures.json');
-      zip.addBuffer(Buffer.from(archiveReadme(vin, subject, periods, r, groups)), 'README.md');
-      zip.end();
-      attachment(reply, `cardata-${vin}-${stamp}.zip`, 'application/zip');
-      const out = new PassThrough();
-      zip.outputStream.pipe(out);
-      out.on('close', () => (zip.outputStream as Readable).destroy());
-      return reply.send(out);
+      return sendExport(reply, {
+        vin,
+        format: req.query.format,
+        groups,
+        baseName: `cardata-${vin}-${stamp}`,
+        ndjson: () => deps.reads.ndjson(vin, periods, r, groups),
+        records: () => deps.reads.records(vin, periods, r, groups),
+        // The full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
+        zipExtras: async () => {
+          const history = (await deps.consents.history(vin)).filter((e) => e.ownerId === subject);
+          const disc = await deps.reads.disclosures(vin, periods);
+          return [
+            ['consent-history.json', JSON.stringify({ vin, events: history.map((e) => ({ ...e, id: undefined, ownerId: undefined })) }, null, 2)],
+            ['disclosures.json', JSON.stringify({ vin, disclosures: disc }, null, 2)],
+            ['README.md', archiveReadme(vin, subject, periods, r, groups)],
+          ];
+        },
+      });
     },
   );
 
@@ -161,6 +145,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
                 categories: z.array(z.string()),
                 from: z.string().nullable(),
                 to: z.string().nullable(),
+                /** The grant the read went through; null for the authority's report. */
+                grantId: z.string().nullable(),
               }),
             ),
           }),
@@ -181,6 +167,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
           categories: d.categories,
           from: d.rangeFrom?.toISOString() ?? null,
           to: d.rangeTo?.toISOString() ?? null,
+          grantId: d.grantId ?? null,
         })),
       };
     },
@@ -216,19 +203,35 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       const p = caller(req);
       const { vin } = req.params;
       const r = range(req.query);
-      const owner = await deps.rights.currentOwner(vin);
-      if (owner === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
-      const tl = await deps.consents.timeline(vin, Date.now());
-      if (tl[tl.length - 1]!.restricted) throw new ApiError(403, 'API_ERR_RESTRICTED', 'the owner has restricted the processing of this vehicle\'s data (GDPR Art. 18)');
-      // Need-to-know: the current owner's period only, consumption counters only.
-      const period = (await deps.rights.periodsOf(vin, owner)).pop()!;
-      const rows = await deps.reads.consumptionForWorkshop(
-        vin,
-        period,
-        r,
-        { vin, role: p.role, subject: p.subject, endpoint: 'GET /v1/workshop/vehicles/{vin}/consumption', categories: ['consumption'], rangeFrom: r.from, rangeTo: r.to },
-        workshopMax + 1,
-      );
+      // Need-to-know (Data Act Art. 5): only through an active grant of the owner to this
+      // workshop covering consumption (made by the owner, or by redeeming the owner's
+      // check-in code at a visit). No grant: 404, whether or not the vehicle exists.
+      const now = new Date();
+      const g = chooseGrant(p, await deps.grants.listForRecipient(p.subject, vin), now, 'consumption', 'history');
+      const owner = g ? await deps.rights.currentOwner(vin) : null;
+      const periods = g ? await deps.rights.periodsOf(vin, g.ownerId) : [];
+      const restricted = g ? (await deps.consents.timeline(vin, now.getTime())).at(-1)!.restricted : false;
+      const d = recipientRead(p, g && owner === g.ownerId ? g : null, { ownerPeriods: periods, restricted, now, mode: 'history', need: 'consumption', requested: r });
+      if (!d.ok) {
+        if (d.refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18)");
+        throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+      }
+      // The most recent window: a workshop wants the latest counters.
+      const w = d.scope.windows.at(-1) ?? { from: r.from ?? now, to: r.from ?? now };
+      let rows;
+      try {
+        rows = await deps.reads.consumptionForWorkshop(
+          vin,
+          w,
+          { from: null, to: null },
+          { vin, role: p.role, subject: p.subject, endpoint: 'GET /v1/workshop/vehicles/{vin}/consumption', categories: ['consumption'], rangeFrom: r.from, rangeTo: r.to, ownerId: d.scope.ownerId, grantId: d.scope.grantId },
+          workshopMax + 1,
+        );
+      } catch (err) {
+        // Revoked, ended or restricted between the decision and the read.
+        if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+        throw err;
+      }
       const truncated = rows.length > workshopMax;
       const hist = (truncated ? rows.slice(rows.length - workshopMax) : rows).map((x) => ({ recordedAt: x.recordedAt.toISOString(), consumption: x.consumption }));
       void reply.header('cache-control', 'no-store');
@@ -238,17 +241,39 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
 
   app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
     const p = caller(req);
-    const r = range(req.query);
-    const rows = await deps.reads.obfcmReport(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' });
-    req.log.info({ event: 'obfcm_report', vehicles: rows.length }, 'OBFCM report');
-    const out = stringify({ header: true, columns: ['vin', 'recordedAt', ...CONSUMPTION_COLUMNS.map((c) => c.column)] });
+    const r = reportRange(req.query, deps.obfcmReport, new Date());
+    req.log.info({ event: 'obfcm_report', from: r.from.toISOString(), to: r.to.toISOString() }, 'OBFCM report');
     attachment(reply, `obfcm-report-${new Date().toISOString().slice(0, 10)}.csv`, 'text/csv; charset=utf-8');
-    void reply.send(out);
-    for (const row of rows) out.write([row.vin, row.recordedAt.toISOString(), ...CONSUMPTION_COLUMNS.map((c) => row.values[c.jsName] ?? '')]);
-    out.end();
-    return reply;
+    // Streamed a page of VINs at a time; each page's disclosures are written by the statement that reads it.
+    const rows = (async function* () {
+      for await (const page of deps.reads.obfcmReportPages(r, { role: p.role, subject: p.subject, endpoint: 'GET /v1/reports/obfcm' })) yield* page;
+    })();
+    return reply.send(
+      rowsCsvStream(rows, ['vin', 'recordedAt', ...CONSUMPTION_COLUMNS.map((c) => c.column)], (row) => [
+        row.vin,
+        row.recordedAt.toISOString(),
+        ...CONSUMPTION_COLUMNS.map((c) => row.values[c.jsName] ?? ''),
+      ]),
+    );
   });
 };
+
+/**
+ * The OBFCM report's range (README "Authority OBFCM report"): without `from`/`to`, the last
+ * `defaultWindowDays` up to now; with only one of them, that many days from or up to it.
+ * Longer than `maxRangeDays`: 400 API_ERR_RANGE_TOO_LONG.
+ */
+export function reportRange(q: { from?: Date | undefined; to?: Date | undefined }, o: { defaultWindowDays: number; maxRangeDays: number }, now: Date): { from: Date; to: Date } {
+  const day = 86_400_000;
+  const given = range(q);
+  const to = given.to ?? (given.from ? new Date(Math.min(now.getTime(), given.from.getTime() + o.defaultWindowDays * day)) : now);
+  const from = given.from ?? new Date(to.getTime() - o.defaultWindowDays * day);
+  if (from.getTime() >= to.getTime()) throw new ApiError(400, 'API_ERR_VALIDATION', 'querystring: "from" must be before "to"');
+  if (to.getTime() - from.getTime() > o.maxRangeDays * day) {
+    throw new ApiError(400, 'API_ERR_RANGE_TOO_LONG', `querystring: the range may span at most ${o.maxRangeDays} days (OBFCM_REPORT_MAX_RANGE_DAYS); ask for several reports`);
+  }
+  return { from, to };
+}
 
 function archiveReadme(vin: string, subject: string, periods: readonly OwnershipPeriod[], r: Range, groups: readonly Group[]): string {
   const lines = [

@@ -13,6 +13,7 @@ import { gatewayTest } from '../helpers/fixtures.ts';
 import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
+import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 
 const JWT_KEYS = 'matrix1:access-matrix-signing-secret-0123456789abcdef';
 const OWNER_A = 'matrix-owner-a';
@@ -60,7 +61,9 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
     'vehicle B': B.secret,
     'owner of A': await mint('customer', OWNER_A),
     'other customer': stranger,
-    workshop: await mint('workshop', 'matrix-workshop'),
+    // A workshop reads a vehicle's consumption only through the owner's grant (issue 12):
+    // this one is registered and was given a visit grant on A below.
+    workshop: await registerRecipient(gw, 'matrix-workshop', 'workshop'),
     authority: await mint('authority', 'matrix-authority'),
     admin: ADMIN_TOKEN,
     none: null,
@@ -68,6 +71,7 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
     'tampered token': tampered,
   } satisfies Record<Identity, string | null>);
 
+  await workshopVisit(gw, A.vin, cred['owner of A']!, cred.workshop!);
   const n = async (sql: string, p: unknown[] = []) => (await db.query<{ n: number }>(sql, p))[0]!.n;
   baseline = {
     vehicles: await n('SELECT count(*)::int AS n FROM vehicles'),

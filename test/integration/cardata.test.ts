@@ -8,6 +8,7 @@ import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
+import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -172,7 +173,10 @@ describe('catalogue', () => {
 describe('workshop and authority', () => {
   it('gives a workshop the OBFCM counters and nothing else, records the read, refuses a restricted vehicle', async () => {
     const { vin } = await vehicleWithData('ivan', 10);
-    const ws = await token('workshop', 'garage-42');
+    const ws = await registerRecipient(gw, 'garage-42', 'workshop');
+    // Without a grant the workshop reads nothing (issue 12): 404 as for an unknown vehicle.
+    expect((await api(gw, 'GET', `/v1/workshop/vehicles/${vin}/consumption`, undefined, ws)).status).toBe(404);
+    await workshopVisit(gw, vin, await token('customer', 'ivan'), ws);
     const r = await api(gw, 'GET', `/v1/workshop/vehicles/${vin}/consumption`, undefined, ws);
     expect(r.status).toBe(200);
     expect(r.body.history).toHaveLength(10);

@@ -207,6 +207,27 @@ describe('on a database', () => {
     expect(bad.code, show(bad)).toBe(2);
   });
 
+  it('recipient: registers a workshop or third party (exit 0), listed by GET /v1/recipients; a taken id exit 3; a bad role exit 2', { timeout: 120_000 }, async () => {
+    const id = `cli-garage-${Date.now()}`;
+    const r = await cli('recipient', '--id', id, '--role', 'workshop', '--name', 'CLI Garage', '--json');
+    expect(r.code, show(r)).toBe(0);
+    expect(jsonOut(r)).toMatchObject({ id, role: 'workshop', name: 'CLI Garage' });
+    expect((await cli('recipient', '--id', id, '--role', 'third_party', '--name', 'Again')).code).toBe(3);
+    expect((await cli('recipient', '--id', `${id}-2`, '--role', 'customer', '--name', 'x')).code).toBe(2);
+    const keys = 'cli2:' + 'r'.repeat(40);
+    const g = await startTestGateway(db.url, { JWT_KEYS: keys });
+    try {
+      const { createTokenService, parseKeys } = await import('../../identity/tokens.ts');
+      const tok = (await createTokenService(parseKeys(keys)).sign({ role: 'customer', subject: 'cli-someone', ttlSeconds: 60 })).token;
+      const res = await fetch(`http://127.0.0.1:${g.httpPort}/v1/recipients`, { headers: { authorization: `Bearer ${tok}` } });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { recipients: unknown[] }).recipients).toEqual([{ id, role: 'workshop', name: 'CLI Garage' }]);
+    } finally {
+      await g.close();
+    }
+    expect(await db.query('SELECT id FROM recipients ORDER BY id')).toEqual([{ id }]);
+  });
+
   it('export: writes the current owner\'s records to a file as NDJSON or CSV; refuses to overwrite; unknown VIN exit 4', async () => {
     const r = await cli('provision', '--vin', testVin(), '--owner', 'exp-owner', '--json');
     const { vin: v3, secret } = jsonOut(r) as { vin: string; secret: string };

@@ -18,6 +18,7 @@ import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
 import { createPgDb, type CopyDb, type Db } from '../../storage/db.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo } from '../../storage/grants.ts';
 import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/reads.ts';
 import { createRightsRepo } from '../../storage/rights.ts';
 import { createConsentRepo } from '../../storage/consent.ts';
@@ -589,9 +590,20 @@ describe('streaming a large export', () => {
           mintedTokens: createMintedTokenRepo(appDb),
           onRevoked: () => {},
           accounts: createAccountRepo(appDb),
+          recipients: createRecipientRepo(appDb),
         },
         vehicles: { tokens, consents, rights },
-        cardata: { tokens, consents, rights, reads },
+        cardata: { tokens, consents, rights, reads, grants: createGrantRepo(appDb), obfcmReport: { defaultWindowDays: 90, maxRangeDays: 366 } },
+        grants: {
+          tokens,
+          recipients: createRecipientRepo(appDb),
+          grants: createGrantRepo(appDb),
+          checkins: createCheckinRepo(appDb),
+          consents,
+          rights,
+          reads,
+          limits: { grantMaxDays: 365, checkinCodeTtlS: 900, visitMaxHours: 72 },
+        },
       });
       await app.listen({ host: '127.0.0.1', port: 0 });
       port = (app.server.address() as net.AddressInfo).port;

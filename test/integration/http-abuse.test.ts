@@ -231,7 +231,7 @@ const WRONG: Record<'string' | 'boolean' | 'number', string[]> = {
 // ---------------------------------------------------------------------------
 // The routes (README "HTTP" table), checked against the app's own OpenAPI document.
 
-type Auth = 'admin' | 'owner' | 'workshop' | 'authority' | 'anyone';
+type Auth = 'admin' | 'owner' | 'workshop' | 'authority' | 'third_party' | 'anyone';
 interface RouteDef {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** As in the OpenAPI document; {vin} is the parameter. */
@@ -243,12 +243,16 @@ interface RouteDef {
   query?: Record<string, string>;
   /** The route mutates: no request that might be valid is sent (junk queries on schema-less routes). */
   mutates?: boolean;
-  /** Body fields any string fits (a password): only wrong JSON types are tried on them. */
-  freeText?: string[];
+  /** Free-text body fields, where SQL-looking and unusual Unicode strings are valid values (tested verbatim in grants.test.ts). */
+  free?: string[];
+  /** The owner (token subject) and vehicle of an owner route, when not abuse-owner's VIN_A: the rate limit counts per subject. */
+  owner?: string;
 }
 
 let VIN_A = ''; // owned by 'abuse-owner', with telemetry
 let VIN_T = ''; // for the transfer route
+/** Per owner of the grant routes: their vehicle, a grant to abuse-third_party, and a revoked grant (its DELETE is always refused, 409: nothing changes). */
+const GRANTS: Record<string, { vin: string; a: string; r: string }> = {};
 const ROUTES: RouteDef[] = [
   { method: 'GET', path: '/healthz', auth: 'anyone' },
   { method: 'GET', path: '/readyz', auth: 'anyone' },
@@ -276,7 +280,7 @@ const ROUTES: RouteDef[] = [
     auth: 'admin',
     mutates: true,
     body: { username: ['string', () => '"abuse-person"'], password: ['string', () => '"abuse-password-0123"'], role: ['string', () => '"customer"'] },
-    freeText: ['password'],
+    free: ['password'],
   },
   { method: 'GET', path: '/v1/admin/accounts', auth: 'admin' },
   { method: 'DELETE', path: '/v1/admin/accounts/{username}', auth: 'admin', mutates: true },
@@ -297,6 +301,31 @@ const ROUTES: RouteDef[] = [
   { method: 'GET', path: '/v1/vehicles/{vin}/disclosures', auth: 'owner' },
   { method: 'GET', path: '/v1/workshop/vehicles/{vin}/consumption', auth: 'workshop', query: { from: '2024-01-01', to: '2099-01-01' } },
   { method: 'GET', path: '/v1/reports/obfcm', auth: 'authority', query: { from: '2024-01-01', to: '2099-01-01' } },
+  {
+    method: 'POST',
+    path: '/v1/admin/recipients',
+    auth: 'admin',
+    mutates: true,
+    body: { id: ['string', () => '"abuse-new-recipient"'], role: ['string', () => '"workshop"'], name: ['string', () => '"Abuse Garage"'] },
+    free: ['name'],
+  },
+  { method: 'GET', path: '/v1/recipients', auth: 'authority' },
+  {
+    method: 'POST',
+    path: '/v1/vehicles/{vin}/grants',
+    auth: 'owner',
+    mutates: true,
+    body: { recipientId: ['string', () => '"abuse-third_party"'], categories: ['string', () => '["technical"]'], purpose: ['string', () => '"abuse"'] },
+    free: ['purpose'],
+    owner: 'abuse-owner-g1',
+  },
+  { method: 'GET', path: '/v1/vehicles/{vin}/grants', auth: 'owner', owner: 'abuse-owner-g2' },
+  { method: 'DELETE', path: '/v1/vehicles/{vin}/grants/{id}', auth: 'owner', mutates: true, owner: 'abuse-owner-g3' },
+  { method: 'GET', path: '/v1/vehicles/{vin}/grants/{id}/receipt', auth: 'owner', owner: 'abuse-owner-g4' },
+  { method: 'POST', path: '/v1/vehicles/{vin}/checkin-codes', auth: 'owner', mutates: true, body: { visitHours: ['number', () => '2'] }, owner: 'abuse-owner-g5' },
+  { method: 'POST', path: '/v1/workshop/checkins', auth: 'workshop', mutates: true, body: { code: ['string', () => '"AAAAA-AAAAA"'] } },
+  { method: 'GET', path: '/v1/grants', auth: 'third_party' },
+  { method: 'GET', path: '/v1/grants/{id}/cardata', auth: 'third_party', query: { format: 'ndjson', from: '2024-01-01', to: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g4' },
 ];
 const routeName = (r: RouteDef) => `${r.method} ${r.path}`;
 
@@ -312,13 +341,15 @@ async function tokenFor(r: RouteDef): Promise<string | null> {
   if (r.auth === 'anyone') return null;
   if (r.auth === 'admin') return ADMIN_TOKEN;
   const key = routeName(r);
-  if (!tokens.has(key)) tokens.set(key, await mint(r.auth === 'owner' ? 'customer' : r.auth, r.auth === 'owner' ? 'abuse-owner' : `abuse-${r.auth}`));
+  if (!tokens.has(key)) tokens.set(key, await mint(r.auth === 'owner' ? 'customer' : r.auth, r.auth === 'owner' ? (r.owner ?? 'abuse-owner') : `abuse-${r.auth}`));
+  // (abuse-workshop and abuse-third_party are registered recipients; the latter holds GRANT_A)
   return tokens.get(key)!;
 }
-const vinOf = (r: RouteDef) => (r.path.includes('transfer') ? VIN_T : VIN_A);
+const vinOf = (r: RouteDef) => (r.path.includes('transfer') ? VIN_T : r.owner ? GRANTS[r.owner]!.vin : VIN_A);
+const grantOf = (r: RouteDef) => (r.owner ? (r.method === 'DELETE' ? GRANTS[r.owner]!.r : GRANTS[r.owner]!.a) : '');
 // A token id and a username nobody has: the routes answer 404 to them, never change anything.
-const pathWith = (r: RouteDef, vinSegment: string, query = '') =>
-  r.path.replace('{vin}', vinSegment).replace('{jti}', '0f0e0d0c-0b0a-4090-8070-605040302010').replace('{username}', 'abuse-nobody') + query;
+const pathWith = (r: RouteDef, vinSegment: string, query = '', idSegment = grantOf(r)) =>
+  r.path.replace('{vin}', vinSegment).replace('{id}', idSegment).replace('{jti}', '0f0e0d0c-0b0a-4090-8070-605040302010').replace('{username}', 'abuse-nobody') + query;
 const qs = (q: Record<string, string>) => Object.entries(q).map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
 const validQuery = (r: RouteDef) => (r.query ? '?' + qs(r.query) : '');
 function bodyWith(r: RouteDef, field?: string, rawValue?: string): string {
@@ -337,7 +368,7 @@ interface Case {
 }
 
 // (not `disclosures`: the workshop's and authority's reads that are meant to succeed add rows there)
-const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log', 'accounts'];
+const TABLES = ['vehicles', 'telemetry', 'obfcm_readings', 'quarantine', 'consent_events', 'ownership_periods', 'erasure_log', 'accounts', 'recipients', 'grants', 'grant_events', 'checkin_codes'];
 async function counts(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const t of TABLES) out[t] = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`))[0]!.n;
@@ -400,6 +431,24 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
     add('unencoded ../../etc/passwd', { path: pathWith(r, '../../etc/passwd', validQuery(r)), ...(r.body ? { body: bodyWith(r) } : {}) });
   }
 
+  // grant id path segment: malformed, unknown, someone else's
+  if (r.path.includes('{id}')) {
+    const id = grantOf(r);
+    const ids: [string, string][] = [
+      ['not a UUID', 'not-a-uuid'],
+      ['UUID + junk', `${id}x`],
+      ['UUID without dashes', id.replace(/-/g, '')],
+      ['unknown UUID', '00000000-0000-4000-8000-000000000000'],
+      ['%00', '%00'],
+      ['UUID%00', `${id}%00`],
+      ['..', '..'],
+      ['4000 characters', '9'.repeat(4000)],
+      ...SQL.map((s): [string, string] => [`SQL ${s}`, enc(s)]),
+      ...UNICODE.filter((s) => !/[\ud800-\udfff]/.test(s)).map((s, i): [string, string] => [`unicode #${i}`, enc(s)]),
+    ];
+    for (const [label, seg] of ids) add(`id=${label}`, { path: pathWith(r, vinOf(r), validQuery(r), seg) });
+  }
+
   // query fields of the schema
   if (r.query) {
     for (const field of Object.keys(r.query)) {
@@ -431,7 +480,7 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
     for (const [label, body] of MALFORMED_JSON) add(`malformed JSON: ${label}`, { body });
     for (const [field, [kind]] of Object.entries(r.body)) {
       for (const w of WRONG[kind]) add(`${field}=${w.slice(0, 30)}`, { body: bodyWith(r, field, w) });
-      if (kind === 'string' && !r.freeText?.includes(field)) {
+      if (kind === 'string' && !r.free?.includes(field)) {
         for (const s of SQL) add(`${field}=${s}`, { body: bodyWith(r, field, JSON.stringify(s)) });
         for (const [i, s] of UNICODE.entries()) add(`${field}=unicode #${i}`, { body: bodyWith(r, field, JSON.stringify(s)) });
       }
@@ -492,6 +541,17 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
   const t = Date.now() - 60_000;
   await publish(c, `v1/vehicles/${a.vin}/telemetry`, encodeBatch(a.vin, [1, 2, 3].map((s) => record(s, t + s * 1000, { technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION }))));
   await c.endAsync();
+  // Grants: a recipient of each kind; per owner of a grant route a vehicle, a grant to the third party, a revoked grant.
+  for (const [id, role] of [['abuse-workshop', 'workshop'], ['abuse-third_party', 'third_party']]) {
+    expect((await api(gw, 'POST', '/v1/admin/recipients', { id, role, name: id })).status).toBe(201);
+  }
+  for (const owner of new Set(ROUTES.map((r) => r.owner).filter((o): o is string => o !== undefined))) {
+    const v = (await provision(gw, undefined, owner)).vin;
+    const ownerTok = await mint('customer', owner);
+    const grant = async () => (await api(gw, 'POST', `/v1/vehicles/${v}/grants`, { recipientId: 'abuse-third_party', categories: ['technical'], purpose: 'abuse', dataFrom: '2024-01-01T00:00:00Z' }, ownerTok)).body.id as string;
+    GRANTS[owner] = { vin: v, a: await grant(), r: await grant() };
+    expect((await api(gw, 'DELETE', `/v1/vehicles/${v}/grants/${GRANTS[owner]!.r}`, undefined, ownerTok)).status).toBe(204);
+  }
   before = await counts();
 });
 afterAll(async () => {

@@ -37,6 +37,16 @@ describe('OpenAPI', () => {
       ['/v1/reports/obfcm', 'get'],
       ['/healthz', 'get'],
       ['/readyz', 'get'],
+      ['/v1/admin/recipients', 'post'],
+      ['/v1/recipients', 'get'],
+      ['/v1/vehicles/{vin}/grants', 'post'],
+      ['/v1/vehicles/{vin}/grants', 'get'],
+      ['/v1/vehicles/{vin}/grants/{id}', 'delete'],
+      ['/v1/vehicles/{vin}/grants/{id}/receipt', 'get'],
+      ['/v1/vehicles/{vin}/checkin-codes', 'post'],
+      ['/v1/workshop/checkins', 'post'],
+      ['/v1/grants', 'get'],
+      ['/v1/grants/{id}/cardata', 'get'],
     ];
     for (const [p, m] of expected) expect(doc.paths[p]?.[m], `${m.toUpperCase()} ${p}`).toBeDefined();
     const put = doc.paths['/v1/vehicles/{vin}/consent']!.put;

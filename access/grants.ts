@@ -1,0 +1,215 @@
+// Access policy: who may read which of a vehicle's data, decided in one place per kind of
+// caller (the owner, a grant's recipient, the authority's OBFCM report). Pure: facts in,
+// a decision out; the callers look the facts up and act on the answer. No I/O, no clock
+// of its own (`now` is passed in), proto types only.
+import type { Group } from '../proto/fields.ts';
+
+export type Category = Group;
+export const CATEGORIES: readonly Category[] = ['technical', 'consumption', 'location'];
+export type AccessMode = 'history' | 'stream';
+export const ACCESS_MODES: readonly AccessMode[] = ['history', 'stream'];
+export type RecipientRole = 'workshop' | 'third_party';
+export const RECIPIENT_ROLES: readonly RecipientRole[] = ['workshop', 'third_party'];
+
+/** Who is calling, as authentication established it. */
+export interface Caller {
+  role: string;
+  subject: string;
+}
+
+/** [from, to) of one ownership period; `to` null while it lasts. */
+export interface Period {
+  ownerId: string;
+  from: Date;
+  to: Date | null;
+}
+
+/** A time window of data (by measurement time): [from, to), `to` null = open. */
+export interface Window {
+  from: Date;
+  to: Date | null;
+}
+
+export interface GrantFacts {
+  id: string;
+  vin: string;
+  /** The owner who made it. */
+  ownerId: string;
+  recipientId: string;
+  recipientRole: RecipientRole;
+  categories: readonly Category[];
+  access: readonly AccessMode[];
+  /** Data measured from then on. */
+  dataFrom: Date;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  /** End of the ownership period the grant was made in (a transfer); null while it lasts. */
+  periodEndedAt: Date | null;
+}
+
+export type GrantStatus = 'active' | 'revoked' | 'expired' | 'ended';
+
+/**
+ * A grant's status at `now`: whichever of revocation, end of the ownership period
+ * (transfer) and expiry came first, else active.
+ */
+export function grantStatus(g: GrantFacts, now: Date): GrantStatus {
+  const ends: [GrantStatus, Date | null][] = [
+    ['revoked', g.revokedAt],
+    ['ended', g.periodEndedAt],
+    ['expired', g.expiresAt],
+  ];
+  let first: [GrantStatus, Date] | null = null;
+  for (const [s, at] of ends) {
+    if (at !== null && at.getTime() <= now.getTime() && (first === null || at.getTime() < first[1].getTime())) first = [s, at];
+  }
+  return first ? first[0] : 'active';
+}
+
+/** When the grant stops (or stopped) covering reads: the earliest of revocation, transfer, expiry. */
+export function grantEnd(g: GrantFacts): Date {
+  let end = g.expiresAt;
+  for (const at of [g.revokedAt, g.periodEndedAt]) if (at !== null && at < end) end = at;
+  return end;
+}
+
+export type Refusal =
+  /** No such grant for this caller, or no longer active: the same answer, nothing to learn. */
+  | 'NOT_FOUND'
+  /** The owner restricted processing (GDPR Art. 18): every grant's reads are suspended. */
+  | 'RESTRICTED'
+  /** The grant exists and is the caller's, but does not allow this way of reading. */
+  | 'MODE_NOT_GRANTED';
+
+export interface ReadScope {
+  grantId: string;
+  /** The owner the read is disclosed to. */
+  ownerId: string;
+  categories: Category[];
+  /** Where the data may come from, oldest first; empty: nothing in range (still a read). */
+  windows: Window[];
+}
+
+export type Decision = { ok: true; scope: ReadScope } | { ok: false; refusal: Refusal };
+
+/** [a.from, a.to) ∩ [b.from, b.to), or null when empty. */
+export function intersect(a: Window, b: Window): Window | null {
+  const from = a.from > b.from ? a.from : b.from;
+  let to = a.to;
+  if (b.to !== null && (to === null || b.to < to)) to = b.to;
+  if (to !== null && to <= from) return null;
+  return { from, to };
+}
+
+/**
+ * A grant recipient (workshop or third party) reading through grant `g`. The grant must be
+ * the caller's (subject and role), active, cover `need` when given, and allow `mode`; the
+ * owner must not have restricted processing. What may be read: the grant's categories
+ * (∩ `want`), from the granting owner's periods ∩ [dataFrom, end of the grant) ∩ `requested`.
+ */
+export function recipientRead(
+  caller: Caller,
+  g: GrantFacts | null,
+  ctx: {
+    ownerPeriods: readonly Period[];
+    restricted: boolean;
+    now: Date;
+    mode: AccessMode;
+    requested?: { from: Date | null; to: Date | null };
+    /** A category the read needs (the workshop's consumption route). */
+    need?: Category;
+    /** Categories asked for; default all the grant covers. */
+    want?: readonly Category[];
+  },
+): Decision {
+  if (g === null || g.recipientId !== caller.subject || g.recipientRole !== caller.role) return { ok: false, refusal: 'NOT_FOUND' };
+  if (grantStatus(g, ctx.now) !== 'active') return { ok: false, refusal: 'NOT_FOUND' };
+  if (ctx.need !== undefined && !g.categories.includes(ctx.need)) return { ok: false, refusal: 'NOT_FOUND' };
+  if (!g.access.includes(ctx.mode)) return { ok: false, refusal: 'MODE_NOT_GRANTED' };
+  if (ctx.restricted) return { ok: false, refusal: 'RESTRICTED' };
+  const want = ctx.want ?? CATEGORIES;
+  const categories = CATEGORIES.filter((c) => g.categories.includes(c) && want.includes(c) && (ctx.need === undefined || c === ctx.need));
+  const grantWindow: Window = { from: g.dataFrom, to: grantEnd(g) };
+  const req: Window = { from: ctx.requested?.from ?? new Date(0), to: ctx.requested?.to ?? null };
+  const windows: Window[] = [];
+  for (const p of ctx.ownerPeriods) {
+    if (p.ownerId !== g.ownerId) continue;
+    const w1 = intersect({ from: p.from, to: p.to }, grantWindow);
+    const w = w1 && intersect(w1, req);
+    if (w) windows.push(w);
+  }
+  windows.sort((a, b) => a.from.getTime() - b.from.getTime());
+  return { ok: true, scope: { grantId: g.id, ownerId: g.ownerId, categories, windows } };
+}
+
+/**
+ * Of the caller's grants on one vehicle, the one a read needing `need` by `mode` goes
+ * through: an active one covering it; of several, the one reaching furthest back.
+ */
+export function chooseGrant(caller: Caller, grants: readonly GrantFacts[], now: Date, need: Category, mode: AccessMode): GrantFacts | null {
+  let best: GrantFacts | null = null;
+  for (const g of grants) {
+    if (g.recipientId !== caller.subject || g.recipientRole !== caller.role) continue;
+    if (grantStatus(g, now) !== 'active' || !g.categories.includes(need) || !g.access.includes(mode)) continue;
+    if (best === null || g.dataFrom < best.dataFrom) best = g;
+  }
+  return best;
+}
+
+/** The vehicle's owner reading their own data: every category, their own periods. */
+export function ownerRead(caller: Caller, currentOwner: string | null, periods: readonly Period[]): { ok: true; windows: Window[] } | { ok: false; refusal: 'NOT_FOUND' } {
+  if (caller.role !== 'customer' || currentOwner === null || currentOwner !== caller.subject) return { ok: false, refusal: 'NOT_FOUND' };
+  return { ok: true, windows: periods.filter((p) => p.ownerId === caller.subject).map((p) => ({ from: p.from, to: p.to })) };
+}
+
+/**
+ * The authority's OBFCM report, per reading: shared when the privacy state in force for
+ * the ownership period the reading belongs to (that period's owner's last choice; the
+ * defaults when they made none) neither refuses CO2 sharing nor restricts processing.
+ * The disclosure is filed with that period's owner. storage/reads.ts obfcmReport runs
+ * this rule in SQL; test/unit/access.test.ts and the property test hold both to it.
+ */
+export function obfcmShareable(periodState: { co2Sharing: boolean; restricted: boolean } | null): boolean {
+  return periodState === null || (periodState.co2Sharing && !periodState.restricted);
+}
+
+export interface NewGrant {
+  categories: readonly string[];
+  expiresAt?: Date | undefined;
+  dataFrom?: Date | undefined;
+  access?: readonly string[] | undefined;
+}
+
+/**
+ * Checks a grant the owner asks for; fills the defaults (dataFrom: the creation; access: both;
+ * expiresAt: now + maxDays). Returns the problem as text when refused.
+ */
+export function checkNewGrant(
+  req: NewGrant,
+  recipient: { role: string } | null,
+  now: Date,
+  maxDays: number,
+): { ok: true; categories: Category[]; access: AccessMode[]; dataFrom: Date | null; expiresAt: Date } | { ok: false; problem: string } {
+  if (recipient === null || !RECIPIENT_ROLES.includes(recipient.role as RecipientRole)) return { ok: false, problem: 'recipientId: not a registered workshop or third party (GET /v1/recipients lists them)' };
+  const unknown = req.categories.filter((c) => !CATEGORIES.includes(c as Category));
+  if (unknown.length) return { ok: false, problem: `categories: unknown category ${JSON.stringify(unknown[0])}: use technical, consumption, location` };
+  if (req.categories.length === 0) return { ok: false, problem: 'categories: at least one category' };
+  const access = req.access ?? ACCESS_MODES;
+  const badMode = access.filter((a) => !ACCESS_MODES.includes(a as AccessMode));
+  if (badMode.length) return { ok: false, problem: `access: unknown access ${JSON.stringify(badMode[0])}: use history, stream` };
+  if (access.length === 0) return { ok: false, problem: 'access: at least one of history, stream' };
+  const max = new Date(now.getTime() + maxDays * 86_400_000);
+  const expiresAt = req.expiresAt ?? max;
+  if (expiresAt.getTime() <= now.getTime()) return { ok: false, problem: 'expiresAt: must be in the future' };
+  if (expiresAt.getTime() > max.getTime()) return { ok: false, problem: `expiresAt: at most ${maxDays} days ahead (GRANT_MAX_DAYS)` };
+  // null: the grant's creation, an instant the store decides.
+  const dataFrom = req.dataFrom ?? null;
+  return {
+    ok: true,
+    categories: CATEGORIES.filter((c) => req.categories.includes(c)),
+    access: ACCESS_MODES.filter((a) => access.includes(a)),
+    dataFrom,
+    expiresAt,
+  };
+}

@@ -1,0 +1,349 @@
+// Recipients, owner-issued grants, their events (for receipts), workshop check-in codes,
+// and the disclosure every read through a grant writes. Whether a grant allows a read is
+// decided by access/grants.ts; the one rule repeated here, in SQL, is "still active and
+// not restricted", re-checked by the very statement that files the read's disclosure, so
+// a revocation or restriction committed before it can never be read past.
+import type { Db, Queryable } from './db.ts';
+import { STO_ERR, StorageError, isStorageError, isUniqueViolation } from './errors.ts';
+
+/** NOTIFY channel announcing that a grant was revoked or ended; payload = the grant id. */
+export const GRANT_CHANNEL = 'grant_changed';
+
+export interface Recipient {
+  id: string;
+  role: 'workshop' | 'third_party';
+  name: string;
+  createdAt: Date;
+}
+
+export interface GrantRecord {
+  id: string;
+  vin: string;
+  ownerId: string;
+  recipientId: string;
+  recipientRole: 'workshop' | 'third_party';
+  recipientName: string;
+  categories: ('technical' | 'consumption' | 'location')[];
+  access: ('history' | 'stream')[];
+  purpose: string;
+  dataFrom: Date;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  /** End of the ownership period the grant was made in; null while it lasts. */
+  periodEndedAt: Date | null;
+  origin: 'owner' | 'checkin';
+}
+
+export interface GrantEvent {
+  at: Date;
+  kind: 'given' | 'withdrawn';
+  actor: string;
+}
+
+export interface NewGrantRow {
+  vin: string;
+  ownerId: string;
+  recipientId: string;
+  categories: readonly string[];
+  access: readonly string[];
+  purpose: string;
+  /** null: the grant's creation. */
+  dataFrom: Date | null;
+  /** A time, or a lifetime from the grant's creation, ms. */
+  expiresAt: Date | { afterMs: number };
+  actor: string;
+}
+
+export interface GrantDisclosure {
+  grantId: string;
+  role: string;
+  subject: string;
+  endpoint: string;
+  categories: readonly string[];
+  rangeFrom: Date | null;
+  rangeTo: Date | null;
+}
+
+export interface RecipientRepo {
+  /** STO_ERR_CONFLICT when the id exists. */
+  create(r: { id: string; role: 'workshop' | 'third_party'; name: string }): Promise<Recipient>;
+  get(id: string): Promise<Recipient | null>;
+  /** By name, then id. */
+  list(opts?: { limit?: number }): Promise<Recipient[]>;
+}
+
+export interface GrantRepo {
+  /**
+   * A grant of the vehicle's current owner `ownerId`, tied to their current ownership
+   * period; STO_ERR_NOT_FOUND when `ownerId` is not the current owner.
+   */
+  create(g: NewGrantRow): Promise<GrantRecord>;
+  get(id: string): Promise<GrantRecord | null>;
+  /** Every grant `ownerId` made on `vin`, oldest first. */
+  listByOwner(vin: string, ownerId: string): Promise<GrantRecord[]>;
+  /** Grants to `recipientId` that may still be active (not revoked, period open, not expired), oldest first; optionally of one vehicle. */
+  listForRecipient(recipientId: string, vin?: string): Promise<GrantRecord[]>;
+  /**
+   * Revokes `id` if it is `ownerId`'s grant on `vin` and still active, and announces it
+   * (GRANT_CHANNEL) in the same transaction. 'not_found': no such grant of this owner and
+   * vehicle; 'not_active': already revoked, expired or ended.
+   */
+  revoke(vin: string, ownerId: string, id: string, actor: string): Promise<'revoked' | 'not_found' | 'not_active'>;
+  events(id: string): Promise<GrantEvent[]>;
+  /**
+   * Files the disclosure of a read through a grant, in one statement that also re-checks
+   * that the grant is still active and the vehicle not restricted. false: not filed (the
+   * grant stopped, or processing is restricted), the read must not happen.
+   */
+  disclose(d: GrantDisclosure): Promise<boolean>;
+}
+
+export interface CheckinRepo {
+  /** Stores a code (by its hash) of the vehicle's current owner; STO_ERR_NOT_FOUND when `ownerId` is not. */
+  create(c: { codeHash: Buffer; vin: string; ownerId: string; recipientId: string | null; visitHours: number; dataFrom: Date | null; ttlSeconds: number }): Promise<{ expiresAt: Date; dataFrom: Date }>;
+  /**
+   * Redeems an unexpired, unused code for workshop `recipientId` (the code's workshop when
+   * it names one): marks it used and creates the visit's consumption grant, in one
+   * transaction. null: no such code usable by this workshop (unknown, used, expired, for
+   * another workshop, or the vehicle changed hands since).
+   */
+  redeem(codeHash: Buffer, recipientId: string, purpose: string): Promise<GrantRecord | null>;
+}
+
+type GrantRow = {
+  id: string;
+  vin: string;
+  owner_id: string;
+  recipient_id: string;
+  recipient_role: 'workshop' | 'third_party';
+  recipient_name: string;
+  categories: GrantRecord['categories'];
+  access: GrantRecord['access'];
+  purpose: string;
+  data_from: Date;
+  created_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  period_ended_at: Date | null;
+  origin: 'owner' | 'checkin';
+};
+
+const SELECT_GRANT = `SELECT g.id::text AS id, g.vin, g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name,
+       g.categories, g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin
+  FROM grants g JOIN recipients r ON r.id = g.recipient_id JOIN ownership_periods p ON p.id = g.period_id`;
+
+function toGrant(x: GrantRow): GrantRecord {
+  return {
+    id: x.id,
+    vin: x.vin,
+    ownerId: x.owner_id,
+    recipientId: x.recipient_id,
+    recipientRole: x.recipient_role,
+    recipientName: x.recipient_name,
+    categories: x.categories,
+    access: x.access,
+    purpose: x.purpose,
+    dataFrom: x.data_from,
+    createdAt: x.created_at,
+    expiresAt: x.expires_at,
+    revokedAt: x.revoked_at,
+    periodEndedAt: x.period_ended_at,
+    origin: x.origin,
+  };
+}
+
+/** Still active at the statement's clock: not revoked, not expired, its ownership period open. */
+const ACTIVE = 'g.revoked_at IS NULL AND g.expires_at > clock_timestamp() AND p.ended_at IS NULL';
+/** The vehicle's processing is not restricted now (GDPR Art. 18). */
+const NOT_RESTRICTED = `NOT coalesce((SELECT c.restricted FROM consent_events c WHERE c.vin = g.vin ORDER BY c.effective_at DESC, c.id DESC LIMIT 1), false)`;
+
+/**
+ * The disclosure of a read through a grant, filed with the granting owner, inserted only
+ * while the grant is active and the vehicle not restricted. Returns whether it was filed.
+ */
+export async function insertGrantDisclosure(q: Queryable, d: GrantDisclosure): Promise<boolean> {
+  const r = await q.query(
+    `INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id)
+     SELECT g.vin, $2, $3, $4, $5, $6, $7, g.owner_id, g.id
+       FROM grants g JOIN ownership_periods p ON p.id = g.period_id
+      WHERE g.id = $1::uuid AND ${ACTIVE} AND ${NOT_RESTRICTED}`,
+    [d.grantId, d.role, d.subject, d.endpoint, [...d.categories], d.rangeFrom, d.rangeTo],
+  );
+  return r.rowCount === 1;
+}
+
+/** The caller's current ownership period of `vin`, locked against a concurrent transfer. */
+async function currentPeriod(q: Queryable, vin: string, ownerId: string): Promise<{ id: number; from: Date }> {
+  // transfer() locks the vehicle row FOR UPDATE: FOR SHARE waits for it, so a grant is
+  // never tied to a period that a transfer is ending.
+  const lock = await q.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR SHARE', [vin]);
+  if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
+  const r = await q.query<{ id: number; from: Date }>(
+    `SELECT o.id, CASE WHEN EXISTS (SELECT 1 FROM ownership_periods e WHERE e.vin = o.vin AND e.ended_at IS NOT NULL)
+                       THEN o.started_at ELSE timestamptz 'epoch' END AS from
+       FROM ownership_periods o WHERE o.vin = $1 AND o.ended_at IS NULL AND o.owner_id = $2`,
+    [vin, ownerId],
+  );
+  const row = r.rows[0];
+  if (!row) throw new StorageError(STO_ERR.NOT_FOUND, `${ownerId} is not the current owner of ${vin}`);
+  return row;
+}
+
+async function insertGrant(q: Queryable, periodId: number, g: NewGrantRow, origin: 'owner' | 'checkin'): Promise<string> {
+  // One instant for created_at, the default dataFrom and a relative expiry.
+  const r = await q.query<{ id: string }>(
+    `WITH now AS (SELECT clock_timestamp() AS t)
+     INSERT INTO grants (id, vin, owner_id, period_id, recipient_id, categories, access, purpose, created_at, data_from, expires_at, origin)
+     SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, now.t, coalesce($8, now.t), coalesce($9, now.t + $10 * interval '1 millisecond'), $11 FROM now
+     RETURNING id::text AS id`,
+    [
+      g.vin, g.ownerId, periodId, g.recipientId, [...g.categories], [...g.access], g.purpose, g.dataFrom,
+      g.expiresAt instanceof Date ? g.expiresAt : null, g.expiresAt instanceof Date ? null : g.expiresAt.afterMs, origin,
+    ],
+  );
+  const id = r.rows[0]!.id;
+  await q.query(`INSERT INTO grant_events (grant_id, kind, actor) VALUES ($1, 'given', $2)`, [id, g.actor]);
+  return id;
+}
+
+async function getGrant(q: Queryable, id: string): Promise<GrantRecord | null> {
+  const r = await q.query<GrantRow>(`${SELECT_GRANT} WHERE g.id = $1::uuid`, [id]);
+  return r.rows[0] ? toGrant(r.rows[0]) : null;
+}
+
+export function createRecipientRepo(db: Db): RecipientRepo {
+  const out = (x: { id: string; role: Recipient['role']; name: string; created_at: Date }): Recipient => ({ id: x.id, role: x.role, name: x.name, createdAt: x.created_at });
+  return {
+    async create(rec) {
+      try {
+        const r = await db.query<{ id: string; role: Recipient['role']; name: string; created_at: Date }>(
+          'INSERT INTO recipients (id, role, name) VALUES ($1, $2, $3) RETURNING id, role, name, created_at',
+          [rec.id, rec.role, rec.name],
+        );
+        return out(r.rows[0]!);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StorageError(STO_ERR.CONFLICT, `recipient ${rec.id} already exists`);
+        throw err;
+      }
+    },
+    async get(id) {
+      const r = await db.query<{ id: string; role: Recipient['role']; name: string; created_at: Date }>('SELECT id, role, name, created_at FROM recipients WHERE id = $1', [id]);
+      return r.rows[0] ? out(r.rows[0]) : null;
+    },
+    async list(opts = {}) {
+      const r = await db.query<{ id: string; role: Recipient['role']; name: string; created_at: Date }>(
+        'SELECT id, role, name, created_at FROM recipients ORDER BY name, id LIMIT $1',
+        [opts.limit ?? 1000],
+      );
+      return r.rows.map(out);
+    },
+  };
+}
+
+export interface GrantHooks {
+  /** Called with the grant id once a revocation is committed, before the caller hears of it. */
+  onRevoked?: (grantId: string) => void;
+}
+
+export function createGrantRepo(db: Db, hooks: GrantHooks = {}): GrantRepo {
+  return {
+    async create(g) {
+      return db.transaction(async (tx) => {
+        const period = await currentPeriod(tx, g.vin, g.ownerId);
+        const id = await insertGrant(tx, period.id, g, 'owner');
+        return (await getGrant(tx, id))!;
+      });
+    },
+    get: (id) => getGrant(db, id),
+    async listByOwner(vin, ownerId) {
+      const r = await db.query<GrantRow>(`${SELECT_GRANT} WHERE g.vin = $1 AND g.owner_id = $2 ORDER BY g.created_at, g.id`, [vin, ownerId]);
+      return r.rows.map(toGrant);
+    },
+    async listForRecipient(recipientId, vin) {
+      const r = await db.query<GrantRow>(
+        `${SELECT_GRANT} WHERE g.recipient_id = $1 AND ($2::text IS NULL OR g.vin = $2) AND ${ACTIVE} ORDER BY g.created_at, g.id`,
+        [recipientId, vin ?? null],
+      );
+      return r.rows.map(toGrant);
+    },
+    async revoke(vin, ownerId, id, actor) {
+      const res = await db.transaction(async (tx) => {
+        const r = await tx.query<{ active: boolean }>(
+          `SELECT (${ACTIVE}) AS active FROM grants g JOIN ownership_periods p ON p.id = g.period_id
+            WHERE g.id = $1::uuid AND g.vin = $2 AND g.owner_id = $3 FOR UPDATE OF g`,
+          [id, vin, ownerId],
+        );
+        const row = r.rows[0];
+        if (!row) return 'not_found' as const;
+        if (!row.active) return 'not_active' as const;
+        await tx.query('UPDATE grants SET revoked_at = clock_timestamp() WHERE id = $1::uuid', [id]);
+        await tx.query(`INSERT INTO grant_events (grant_id, kind, actor) VALUES ($1, 'withdrawn', $2)`, [id, actor]);
+        // Delivered on COMMIT only; other processes cut their live readers off on it.
+        await tx.query('SELECT pg_notify($1, $2)', [GRANT_CHANNEL, id]);
+        return 'revoked' as const;
+      });
+      if (res === 'revoked') hooks.onRevoked?.(id);
+      return res;
+    },
+    async events(id) {
+      const r = await db.query<{ at: Date; kind: GrantEvent['kind']; actor: string }>('SELECT at, kind, actor FROM grant_events WHERE grant_id = $1::uuid ORDER BY at, id', [id]);
+      return r.rows.map((x) => ({ at: x.at, kind: x.kind, actor: x.actor }));
+    },
+    disclose: (d) => insertGrantDisclosure(db, d),
+  };
+}
+
+export function createCheckinRepo(db: Db): CheckinRepo {
+  return {
+    async create(c) {
+      return db.transaction(async (tx) => {
+        const period = await currentPeriod(tx, c.vin, c.ownerId);
+        const dataFrom = c.dataFrom ?? period.from;
+        const r = await tx.query<{ expires_at: Date }>(
+          `INSERT INTO checkin_codes (code_hash, vin, owner_id, period_id, recipient_id, visit_hours, data_from, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second') RETURNING expires_at`,
+          [c.codeHash, c.vin, c.ownerId, period.id, c.recipientId, c.visitHours, dataFrom, c.ttlSeconds],
+        );
+        return { expiresAt: r.rows[0]!.expires_at, dataFrom };
+      });
+    },
+    async redeem(codeHash, recipientId, purpose) {
+      return db.transaction(async (tx) => {
+        const r = await tx.query<{ vin: string; owner_id: string; period_id: number; visit_hours: number; data_from: Date; open: boolean }>(
+          `UPDATE checkin_codes c SET redeemed_at = clock_timestamp()
+             FROM ownership_periods p
+            WHERE c.code_hash = $1 AND p.id = c.period_id AND c.redeemed_at IS NULL AND c.expires_at > clock_timestamp()
+              AND (c.recipient_id IS NULL OR c.recipient_id = $2)
+           RETURNING c.vin, c.owner_id, c.period_id, c.visit_hours, c.data_from, p.ended_at IS NULL AS open`,
+          [codeHash, recipientId],
+        );
+        const code = r.rows[0];
+        if (!code) return null;
+        if (!code.open) throw new StorageError(STO_ERR.NOT_FOUND, 'the vehicle changed hands since the code was made');
+        const id = await insertGrant(
+          tx,
+          code.period_id,
+          {
+            vin: code.vin,
+            ownerId: code.owner_id,
+            recipientId,
+            categories: ['consumption'],
+            access: ['history'],
+            purpose,
+            dataFrom: code.data_from,
+            expiresAt: { afterMs: code.visit_hours * 3_600_000 },
+            actor: `customer:${code.owner_id} (check-in code redeemed by workshop:${recipientId})`,
+          },
+          'checkin',
+        );
+        await tx.query('UPDATE checkin_codes SET grant_id = $2 WHERE code_hash = $1', [codeHash, id]);
+        return getGrant(tx, id);
+      }).catch((err: unknown) => {
+        // The transaction rolled back: the code stays unused, like any code that fits no vehicle.
+        if (isStorageError(err, STO_ERR.NOT_FOUND)) return null;
+        throw err;
+      });
+    },
+  };
+}
