@@ -223,6 +223,8 @@ describe('slow consumer', () => {
       await publish(c, topic(vin), encodeBatch(vin, recs));
       acks.push(Date.now() - t);
       maxBuffered = Math.max(maxBuffered, b.streams().maxBufferedBytes);
+      // Once it has been ended, the consumer reads again (within the server's grace for the end event).
+      if ((b.streams().ended.slow_consumer ?? 0) >= 1) slow.resume();
     }
     await c.endAsync();
     const total = n * per;
