@@ -27,7 +27,7 @@ import { createReadRepo } from './storage/reads.ts';
 import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
 import type { StreamStats } from './api/routes/stream.ts';
-import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo, GRANT_CHANNEL } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
 import path from 'node:path';
@@ -290,6 +290,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         consents: consentRepo,
         feed: hub,
         positions: streamLog,
+        grants,
         keepAliveMs: config.stream.keepAliveMs,
         bufferBytes: config.stream.bufferBytes,
         maxPerCaller: config.stream.maxPerCaller,
@@ -348,9 +349,12 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     );
     // Commits of other instances wake this one's stream tail.
     const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, () => live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    // A revoked or ended grant (payload: its id) ends the streams through it.
+    const stopGrantFeed = await db.listen(GRANT_CHANNEL, (id) => live.hub.invalidateGrant(id), { onUp: () => live.hub.invalidateAll(), role: 'stream-grants' });
     const stopListening = async (): Promise<void> => {
       if (streamRecheck) clearInterval(streamRecheck);
       await live.hub.stop();
+      await stopGrantFeed();
       await stopStreamWake();
       await stopConsentFeed();
     };

@@ -160,6 +160,8 @@ export interface FeedRecord {
 
 export interface FeedSubscriber {
   readonly vin: string;
+  /** The grant a recipient's stream reads through. */
+  readonly grantId?: string;
   deliver(records: readonly FeedRecord[], live: boolean): void;
   busy(): boolean;
   ready(): Promise<void>;

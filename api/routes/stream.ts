@@ -8,10 +8,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
 import type { Group } from '../../proto/fields.ts';
-import { ownerCaller, rolesHook } from '../auth.ts';
+import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
 import { ApiError } from '../errors.ts';
 import { cursorEncoder, decodeCursor, type CursorPos } from '../stream-cursor.ts';
-import type { ConsentStore, FeedRecord, FeedSubscriber, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
+import type { ConsentStore, FeedRecord, FeedSubscriber, GrantStore, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';
 
@@ -21,6 +22,8 @@ export interface StreamDeps {
   consents: Pick<ConsentStore, 'timeline'>;
   feed: StreamFeed;
   positions: StreamPositions;
+  /** Grants, for GET /v1/grants/{id}/stream; absent: no grant streams. */
+  grants?: Pick<GrantStore, 'get' | 'disclose'>;
   /** Keep-alive comment interval, ms. */
   keepAliveMs: number;
   /** Bytes a consumer may leave unread before its stream is ended with a resume cursor. */
@@ -58,6 +61,8 @@ export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expir
 
 export interface SessionOptions {
   vin: string;
+  /** The grant a recipient's stream reads through. */
+  grantId?: string;
   res: ServerResponse;
   /** The request's cursor, when resuming. */
   start: CursorPos | null;
@@ -76,6 +81,9 @@ const END_GRACE_MS = 30_000;
 
 export class SseSession implements FeedSubscriber {
   readonly vin: string;
+  readonly grantId?: string;
+  /** When the grant it reads through ends by itself (expiry), ms; Infinity for the owner's. */
+  expiresAtMs = Infinity;
   closed = false;
   private readonly res: ServerResponse;
   private readonly encode: (p: CursorPos) => string;
@@ -91,6 +99,7 @@ export class SseSession implements FeedSubscriber {
   constructor(o: SessionOptions) {
     this.o = o;
     this.vin = o.vin;
+    if (o.grantId !== undefined) this.grantId = o.grantId;
     this.res = o.res;
     this.access = o.access;
     this.encode = cursorEncoder(o.vin);
@@ -325,7 +334,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     access: Exclude<Access, { end: string }>,
     check: () => Promise<Access>,
     release: () => void,
-    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose'>> = {},
+    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose' | 'grantId'>> & { expiresAtMs?: number } = {},
   ): void {
     void reply.hijack();
     const res = reply.raw;
@@ -347,6 +356,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       keepAliveMs: deps.keepAliveMs,
       bufferBytes: deps.bufferBytes,
       ...(extra.onSent ? { onSent: extra.onSent } : {}),
+      ...(extra.grantId !== undefined ? { grantId: extra.grantId } : {}),
       onEnd: (reason) => {
         ended[reason] = (ended[reason] ?? 0) + 1;
       },
@@ -357,6 +367,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
         extra.onClose?.(s);
       },
     });
+    if (extra.expiresAtMs !== undefined) session.expiresAtMs = extra.expiresAtMs;
     open.add(session);
     session.begin();
     deps.feed.open(session, start).then(
@@ -370,6 +381,15 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       },
     );
   }
+
+  // A grant that expires ends its streams within a second: a sweep, not a timer per stream
+  // (grants run for up to a year, beyond what one timer can wait).
+  const expirySweep = setInterval(() => {
+    const now = Date.now();
+    for (const s of open) if (s.expiresAtMs <= now) s.recheck();
+  }, 500);
+  expirySweep.unref();
+  app.addHook('onClose', async () => clearInterval(expirySweep));
 
   const ownerAccess = async (vin: string, subject: string): Promise<Access> => {
     if ((await deps.rights.currentOwner(vin)) !== subject) return { end: 'ownership_ended' };
@@ -396,6 +416,82 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       const release = admit(`${p.role}:${p.subject}`);
       req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
       serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release);
+      return reply;
+    },
+  );
+
+  const grants = deps.grants;
+  if (!grants) return;
+  const GrantIdParams = z.object({ id: z.string().uuid('must be a grant id (a UUID)') }).strict();
+
+  /**
+   * What the recipient may see through grant `id` now (access/grants.ts decides), or why not:
+   * the grant's categories, from the granting owner's periods within [dataFrom, end of the
+   * grant); positions written as null while the owner refuses location.
+   */
+  const grantAccess = async (p: { role: string; subject: string }, id: string): Promise<{ vin: string; endMs: number; access: Access; refusal?: 'NOT_FOUND' | 'MODE_NOT_GRANTED' | 'RESTRICTED' }> => {
+    const now = new Date();
+    const g = await grants.get(id);
+    if (!g) return { vin: '', endMs: 0, access: { end: 'revoked' }, refusal: 'NOT_FOUND' };
+    const periods = await deps.rights.periodsOf(g.vin, g.ownerId);
+    const state = (await deps.consents.timeline(g.vin, now.getTime())).at(-1)!;
+    const d = recipientRead({ role: p.role, subject: p.subject }, g, { ownerPeriods: periods, restricted: state.restricted, now, mode: 'stream' });
+    const endMs = grantEnd(g).getTime();
+    if (!d.ok) {
+      const status = grantStatus(g, now);
+      const end = d.refusal === 'RESTRICTED' ? 'restricted' : status === 'active' ? 'revoked' : status;
+      return { vin: g.vin, endMs, access: { end }, refusal: d.refusal };
+    }
+    const cats = d.scope.categories;
+    return {
+      vin: g.vin,
+      endMs,
+      access: {
+        periods: d.scope.windows.map((w) => ({ fromMs: w.from.getTime(), toMs: w.to ? w.to.getTime() : null })),
+        projection: { categories: cats, nulled: !state.location && cats.includes('location') ? ['location'] : [] },
+      },
+    };
+  };
+
+  app.get(
+    '/v1/grants/:id/stream',
+    { config: { roles: ['workshop', 'third_party'] as const }, schema: { params: GrantIdParams, querystring: StreamQuery } },
+    async (req, reply) => {
+      const p = caller(req);
+      const { id } = req.params;
+      const first = await grantAccess(p, id);
+      const refuse = (refusal: string | undefined): never => {
+        if (refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18): reads through grants are suspended");
+        if (refusal === 'MODE_NOT_GRANTED') throw new ApiError(403, 'API_ERR_FORBIDDEN', 'this grant does not allow streaming (access: history only)');
+        throw new ApiError(404, 'API_ERR_NOT_FOUND', `grant ${id} not found`);
+      };
+      if ('end' in first.access) return refuse(first.refusal);
+      const { vin } = first;
+      const access = first.access;
+      const start = await startOf(req, vin, req.query.after, req.query.from);
+      const release = admit(`${p.role}:${p.subject}`);
+      // One disclosure per stream session, filed before the first byte by the statement
+      // that re-checks the grant and the restriction (as for the grant's export): who,
+      // which grant, which categories, and the data the session may send (the grant's
+      // windows, up to its end). A revocation committed before it cannot be streamed past.
+      let filed = false;
+      try {
+        filed = await grants.disclose({
+          grantId: id,
+          role: p.role,
+          subject: p.subject,
+          endpoint: 'GET /v1/grants/{id}/stream',
+          categories: access.projection.categories,
+          rangeFrom: access.periods[0] ? new Date(access.periods[0].fromMs) : null,
+          rangeTo: access.periods.length && access.periods.at(-1)!.toMs !== null ? new Date(access.periods.at(-1)!.toMs!) : null,
+        });
+      } finally {
+        if (!filed) release();
+      }
+      if (!filed) return refuse((await grantAccess(p, id)).refusal ?? 'NOT_FOUND');
+      req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
+      const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
+      serve(req, reply, vin, start, access, check, release, { grantId: id, expiresAtMs: first.endMs });
       return reply;
     },
   );
