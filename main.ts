@@ -1,6 +1,7 @@
 // The composition root: reads the configuration, builds each part, wires them, starts
 // them, and stops them in order. Nothing else in the code base creates a connection.
 import net from 'node:net';
+import http from 'node:http';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -11,13 +12,15 @@ import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
 import { storeFailures } from './storage/errors.ts';
 import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
-import { createVehicleRepo } from './storage/vehicles.ts';
+import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
 import { createIngest, type Ingest } from './gateway/ingest.ts';
 import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
 import { certVinOf } from './identity/cert.ts';
-import { guardSocket } from './gateway/packet-guard.ts';
+import { createAdmission } from './gateway/admission.ts';
+import { watchCrl } from './gateway/crl.ts';
+import { proxiedTlsEntry, proxyProtocolListener, type ProxyHeaderError } from './gateway/proxy-protocol.ts';
 import { createMetrics } from './metrics/index.ts';
 import { buildApp } from './api/app.ts';
 import { newSecret } from './identity/secrets.ts';
@@ -30,6 +33,8 @@ import type { StreamStats } from './api/routes/stream.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo, GRANT_CHANNEL } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
+import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import os from 'node:os';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -57,11 +62,14 @@ function redactUrl(u: string): string {
 }
 
 export interface RunningGateway {
-  readonly mqttPort: number;
+  /** Plain MQTT port; null when client certificates are required (only MQTTS is open). */
+  readonly mqttPort: number | null;
   /** MQTT over TLS port, when TLS is configured. */
   readonly mqttsPort: number | null;
   readonly https: boolean;
   readonly httpPort: number;
+  /** The separate /metrics listener's port (METRICS_PORT), or null. */
+  readonly metricsPort: number | null;
   readonly adminToken: string;
   /** Issuer of the embedded OpenID Provider, when it runs. */
   readonly oidcIssuer: string | null;
@@ -69,6 +77,8 @@ export interface RunningGateway {
   readonly db: Db;
   /** Open live streams and what they hold (README "Live CarData"). */
   streams(): StreamStats;
+  /** INSTANCE_ID, or "<hostname>-<pid>": in every log line, metric and /readyz answer. */
+  readonly instance: string;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
   close(): Promise<void>;
 }
@@ -107,15 +117,24 @@ export class OpenedStack {
 export interface BuiltGateway {
   readonly config: Config;
   readonly log: Logger;
+  readonly instance: string;
   readonly db: Db;
+  /** The API's own pool (the same Db as `db` on the embedded database). */
+  readonly apiDb: Db;
+  /** /metrics on its own listener (METRICS_PORT), or null: served on the HTTP port. */
+  readonly metricsServer: http.Server | null;
   readonly opened: OpenedStack;
   readonly prom: ReturnType<typeof createMetrics>;
   readonly writer: BatchWriter;
   readonly consents: ConsentCache;
   readonly ingest: Ingest;
   readonly broker: Broker;
-  readonly mqttServer: net.Server;
-  readonly mqttsServer: tls.Server | null;
+  /** null when client certificates are required: the plain port stays closed. */
+  readonly mqttServer: net.Server | null;
+  /** The TLS server, or behind a balancer (MQTT_PROXY_PROTOCOL) the TCP listener in front of it. */
+  readonly mqttsServer: net.Server | null;
+  /** The TLS server itself (its secure context is replaced when the CRL changes). */
+  readonly tlsServer: tls.Server | null;
   readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
   readonly app: FastifyInstance;
   readonly adminToken: string;
@@ -124,11 +143,18 @@ export interface BuiltGateway {
   readonly signIn: SignIn;
 }
 
+/** The MQTTS server's secure context: certificate, key, client CA and revocation list. */
+function tlsContext(files: { cert: Buffer; key: Buffer; ca: Buffer | undefined }, crl?: Buffer): tls.SecureContextOptions {
+  return { cert: files.cert, key: files.key, minVersion: 'TLSv1.2', ...(files.ca ? { ca: files.ca } : {}), ...(crl ? { crl } : {}) };
+}
+
 /**
  * Builds every part and wires them; opens only the database (the pool connects lazily;
  * PGlite opens its files). Nothing listens yet. What it opens is on `opened`.
  */
-export async function buildGateway(config: Config, log: Logger, opened: OpenedStack = new OpenedStack(log)): Promise<BuiltGateway> {
+export async function buildGateway(config: Config, baseLog: Logger, opened: OpenedStack = new OpenedStack(baseLog)): Promise<BuiltGateway> {
+  const instance = config.instanceId ?? `${os.hostname()}-${process.pid}`;
+  const log = baseLog.child({ instance });
   // No DATABASE_URL: the embedded PostgreSQL (PGlite) keeps its files in DATA_DIR.
   const db = config.databaseUrl
     ? createPgDb(config.databaseUrl, {
@@ -137,12 +163,23 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       })
     : await createPgliteDb(path.resolve(config.dataDir));
   opened.push('database', () => db.close());
+  // API reads (exports, reports, readiness) get a pool of their own: however many run, the
+  // writer's connections, and with them the PUBACKs, are never theirs to take.
+  const apiDb = config.databaseUrl
+    ? createPgDb(config.databaseUrl, {
+        max: config.dbApiPoolMax,
+        onError: (err) => log.warn({ event: 'db_connection_error', pool: 'api', err: err.message }, 'database connection error'),
+      })
+    : db;
+  if (apiDb !== db) opened.push('API database', () => apiDb.close());
 
-  const prom = createMetrics();
+  // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
+  const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
   // Live streams: one tailer of the stream log; commits here wake it at once, commits on
   // other instances by NOTIFY (README "Live CarData").
-  const streamLog = createStreamLogRepo(db);
+  // On the API pool: the stream reads never take the writer's connections.
+  const streamLog = createStreamLogRepo(apiDb);
   const hub = createStreamHub({
     store: streamLog,
     pollMs: config.stream.pollMs,
@@ -191,7 +228,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       hub.invalidate(vin);
     },
   };
-  const consentRepo = createConsentRepo(db, changeHooks);
+  const consentRepo = createConsentRepo(apiDb, changeHooks);
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -201,68 +238,107 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
     onConsentUnavailable: (vin, err) => log.warn({ event: 'consent_unavailable', vin, err: err.message }, 'consent could not be read; the message waits'),
   });
   const broker = await createBroker(
-    { connectTimeoutMs: config.mqtt.connectTimeoutMs, authFailuresMax: config.mqtt.authFailuresMax, authFailureWindowMs: config.mqtt.authFailureWindowMs },
+    {
+      connectTimeoutMs: config.mqtt.connectTimeoutMs,
+      authFailuresMax: config.mqtt.authFailuresMax,
+      authFailuresPerVinMax: config.admission.authFailuresPerVinMax,
+      authFailureWindowMs: config.mqtt.authFailureWindowMs,
+      authConcurrency: config.admission.authConcurrency,
+      secretScryptCost: config.secretScryptCost,
+      requireClientCert: config.mqtt.requireClientCert,
+    },
     { ingest, credentials: vehicles, consents, metrics, log },
   );
   opened.push('MQTT broker', () => broker.close());
 
-  const accept = (socket: net.Socket, certVin?: string | null) => {
-    const info: ConnectionInfo = { remoteAddress: socket.remoteAddress ?? 'unknown' };
-    if (certVin !== undefined) info.certVin = certVin;
-    broker.handle(
-      guardSocket(socket, config.mqtt.maxPacketBytes, (err) => {
-        metrics.refused(err.code);
-        log.warn({ event: 'mqtt_packet_too_large', size: err.size, limit: err.limit, remote: socket.remoteAddress }, 'connection closed: packet too large');
-      }),
-      info,
-    );
+  // What a socket may cost before it authenticates (first packet, per address, in total).
+  const admission = createAdmission(
+    { maxPacketBytes: config.mqtt.maxPacketBytes, maxConnectBytes: config.admission.maxConnectBytes, maxConnectionsPerAddress: config.admission.maxConnectionsPerAddress, maxPreauthBytes: config.admission.preauthMaxBytes },
+    { broker, metrics, log },
+  );
+  // remote: the client's address from a PROXY header (behind a load balancer), else the peer's.
+  const accept = (socket: net.Socket, certVin?: string | null, remote?: string) => admission.accept(socket, certVin, remote);
+  const proxyOpts = {
+    timeoutMs: config.mqtt.connectTimeoutMs,
+    onError: (err: ProxyHeaderError, socket: net.Socket) => {
+      metrics.refused(err.code);
+      log.info({ event: 'mqtt_proxy_header_refused', err: err.message, remote: socket.remoteAddress }, 'connection closed: no valid PROXY header');
+    },
   };
-  // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
-  const mqttServer = net.createServer({ noDelay: true }, (socket) => accept(socket));
-  mqttServer.maxConnections = config.mqtt.maxConnections;
+  // With client certificates required the plain port stays closed: a secret alone must
+  // not be a way in.
+  let mqttServer: net.Server | null = null;
+  if (!config.mqtt.requireClientCert) {
+    // noDelay: with acks held for the commit, Nagle would add up to 40 ms per PUBACK.
+    mqttServer = net.createServer(
+      { noDelay: true },
+      config.mqtt.proxyProtocol ? proxyProtocolListener((socket, src) => accept(socket, undefined, src?.address), proxyOpts) : (socket) => accept(socket),
+    );
+    mqttServer.maxConnections = config.mqtt.maxConnections;
+  }
 
   const tlsFiles = config.tls
     ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined }
     : undefined;
-  let mqttsServer: tls.Server | null = null;
+  let mqttsServer: net.Server | null = null;
+  let tlsServer: tls.Server | null = null;
   if (tlsFiles) {
-    mqttsServer = tls.createServer(
+    let sourceOf: (s: net.Socket) => { address: string } | null = () => null;
+    tlsServer = tls.createServer(
       {
-        cert: tlsFiles.cert,
-        key: tlsFiles.key,
-        minVersion: 'TLSv1.2',
-        ...(tlsFiles.ca ? { ca: tlsFiles.ca, requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
+        ...tlsContext(tlsFiles, config.crl ? readFileSync(config.crl.file) : undefined),
+        ...(tlsFiles.ca ? { requestCert: true, rejectUnauthorized: config.mqtt.requireClientCert } : {}),
       },
       (socket) => {
         socket.setNoDelay(true);
-        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined);
+        accept(socket, tlsFiles.ca ? certVinOf(socket) : undefined, sourceOf(socket)?.address);
       },
     );
+    // Behind a balancer passing TLS through: the PROXY header comes before the handshake.
+    if (config.mqtt.proxyProtocol) {
+      const entry = proxiedTlsEntry(tlsServer, proxyOpts);
+      sourceOf = entry.sourceOf;
+      mqttsServer = net.createServer({ noDelay: true }, entry.listener);
+    } else {
+      mqttsServer = tlsServer;
+    }
     mqttsServer.maxConnections = config.mqtt.maxConnections;
-    mqttsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
+    tlsServer.on('tlsClientError', (err) => log.info({ event: 'mqtt_tls_refused', err: err.message }, 'TLS handshake refused'));
   }
 
   const adminToken = config.adminToken ?? newSecret();
-  const signIn = createSignIn(config, db, log);
+  const signIn = createSignIn(config, apiDb, log);
   const tokens = signIn.authenticator;
-  const rights = createRightsRepo(db, changeHooks);
-  const reads = createReadRepo(db);
-  const recipients = createRecipientRepo(db);
-  const grants = createGrantRepo(db);
+  const rights = createRightsRepo(apiDb, changeHooks);
+  const reads = createReadRepo(apiDb);
+  const recipients = createRecipientRepo(apiDb);
+  const grants = createGrantRepo(apiDb);
+  // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
+  let probe: { at: number; result: Promise<{ ok: boolean; at: string }> } | null = null;
+  const probeDatabase = () => {
+    const now = Date.now();
+    if (!probe || now - probe.at >= config.api.readyzCacheMs) {
+      probe = {
+        at: now,
+        result: Promise.race([
+          apiDb.query('SELECT 1').then(() => true, () => false),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+        ]).then((ok) => ({ ok, at: new Date(now).toISOString() })),
+      };
+    }
+    return probe.result;
+  };
   const app = await buildApp(
     {
       failures: storeFailures,
       readiness: async () => {
-        const database = await Promise.race([
-          db.query('SELECT 1').then(() => true, () => false),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
-        ]);
-        return { broker: mqttServer.listening, database: database && !writer.degraded };
+        const p = await probeDatabase();
+        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
       },
       admin: {
         adminToken,
         secretCost: config.secretScryptCost,
-        vehicles,
+        vehicles: createVehicleRepo(apiDb),
         tokens: signIn.tokens,
         tokenTtlS: config.tokenTtlS,
         rights,
@@ -270,20 +346,23 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
         onRevoked: signIn.onRevoked,
         accounts: signIn.accounts,
         recipients,
+        onSecretRotated: (vin) => broker.closeSecretSessions(vin),
       },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport, exportsPerCaller: config.api.exportsPerCaller },
       grants: {
         tokens,
         recipients,
         grants,
-        checkins: createCheckinRepo(db),
+        checkins: createCheckinRepo(apiDb),
         consents: consentRepo,
         rights,
         reads,
+        exportsPerCaller: config.api.exportsPerCaller,
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
-      metrics: { text: prom.text, contentType: prom.contentType },
+      // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
+      ...(config.metricsListener ? {} : { metrics: { text: prom.text, contentType: prom.contentType } }),
       stream: {
         tokens,
         rights,
@@ -300,10 +379,28 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
       },
       oidc: { provider: signIn.provider },
     },
-    { loggerInstance: log, ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}) },
+    {
+      loggerInstance: log,
+      ...(config.http.trustProxy.length ? { trustProxy: [...config.http.trustProxy] } : {}),
+      requestTimeoutMs: config.api.requestTimeoutMs,
+      headersTimeoutMs: config.api.headersTimeoutMs,
+      ...(tlsFiles ? { https: { cert: tlsFiles.cert, key: tlsFiles.key } } : {}),
+    },
   );
+  const metricsServer = config.metricsListener
+    ? http.createServer((req, res) => {
+        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+          return;
+        }
+        prom.text().then(
+          (text) => res.writeHead(200, { 'content-type': prom.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+      })
+    : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, db, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
 }
 
 /**
@@ -312,7 +409,7 @@ export async function buildGateway(config: Config, log: Logger, opened: OpenedSt
  * reverse order (the database last) and the error is rethrown.
  */
 export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
-  const { config, log, db, opened, consents, mqttServer, mqttsServer, app, live } = gw;
+  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app, live } = gw;
   try {
     const mig = await migrate(db);
     log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
@@ -361,40 +458,68 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     opened.push('consent feed', stopListening);
     await gw.signIn.open();
     opened.push('sign-in', () => gw.signIn.close());
+    // A secret rotated anywhere (another instance, the CLI) closes the old secret's sessions here.
+    const stopSecretFeed = await db.listen(SECRET_CHANNEL, (vin) => gw.broker.closeSecretSessions(vin));
+    opened.push('secret rotation feed', stopSecretFeed);
 
-    await listen(mqttServer, config.mqtt.port, config.mqtt.host);
-    opened.push('MQTT listener', () => closeServer(mqttServer));
+    if (mqttServer) {
+      await listen(mqttServer, config.mqtt.port, config.mqtt.host);
+      opened.push('MQTT listener', () => closeServer(mqttServer));
+    }
+    let stopCrl = () => {};
     if (mqttsServer) {
       await listen(mqttsServer, config.mqtt.tlsPort, config.mqtt.host);
       opened.push('MQTTS listener', () => closeServer(mqttsServer));
+      const files = gw.tlsFiles;
+      const tlsServer = gw.tlsServer;
+      if (config.crl && files && tlsServer) {
+        // A revoked certificate stops working without a restart: new handshakes use the new
+        // list; sessions already open keep running until they reconnect.
+        stopCrl = watchCrl(config.crl.file, config.crl.checkIntervalMs, { apply: (crl) => tlsServer.setSecureContext(tlsContext(files, crl)), log });
+        opened.push('CRL watch', stopCrl);
+      }
     }
-    const mqttPort = (mqttServer.address() as net.AddressInfo).port;
+    const mqttPort = mqttServer ? (mqttServer.address() as net.AddressInfo).port : null;
     const mqttsPort = mqttsServer ? (mqttsServer.address() as net.AddressInfo).port : null;
 
     await app.listen({ port: config.http.port, host: config.http.host });
     const httpPort = (app.server.address() as net.AddressInfo).port;
     await gw.signIn.start({ scheme: gw.tlsFiles ? 'https' : 'http', host: config.http.host, port: httpPort });
+    let metricsPort: number | null = null;
+    const ms = gw.metricsServer;
+    if (ms && config.metricsListener) {
+      await listen(ms, config.metricsListener.port, config.metricsListener.host);
+      opened.push('metrics listener', () => closeServer(ms));
+      metricsPort = (ms.address() as net.AddressInfo).port;
+    }
 
+    // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
+    // + an advisory lock); each process asks four times a period, so a period is taken up
+    // soon after it begins even when the process that would have run it is gone.
     const retention = async () => {
       try {
-        const r = { ...(await applyRetention(db, config.retention)), streamLogEntriesDeleted: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) };
-        log.info({ event: 'retention_applied', ...r }, 'retention applied');
+        // On the API's pool (never the ingest pool), once per period across every instance.
+        const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
+        if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) }, 'stream log trimmed');
       } catch (err) {
         log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
       }
     };
-    await enableCompression(db).then(
+    // Under a lock: several processes starting at once set the policies up one at a time.
+    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
       (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
       (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
     );
-    const retentionTimer = setInterval(() => void retention(), config.retention.intervalMs);
+    const retentionTimer = setInterval(() => void retention(), Math.max(100, Math.floor(config.retention.intervalMs / 4)));
     retentionTimer.unref();
     void retention();
 
     let closing: Promise<void> | null = null;
-    const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening }));
+    const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
     const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, adminToken: gw.adminToken, oidcIssuer, storage, db, streams: live.stats, close };
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, instance, streams: live.stats, close };
   } catch (err) {
     await opened.unwind();
     throw err;
@@ -402,12 +527,16 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
 }
 
 /** Orderly stop: MQTT intake → drain → flush → HTTP (open streams end first) → stream tail and consent feed → database. */
-export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void> }): Promise<void> {
+export async function stopGateway(
+  gw: BuiltGateway,
+  started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void>; stopSecretFeed?: () => Promise<void>; stopCrl?: () => void },
+): Promise<void> {
   const { config, log } = gw;
   const t0 = Date.now();
   log.info({ event: 'shutdown_started' }, 'stopping');
   clearInterval(started.retentionTimer);
-  gw.mqttServer.close();
+  started.stopCrl?.();
+  gw.mqttServer?.close();
   gw.mqttsServer?.close();
   const d = await gw.broker.drain(config.shutdownGraceMs);
   gw.ingest.close();
@@ -415,7 +544,10 @@ export async function stopGateway(gw: BuiltGateway, started: { retentionTimer: N
   await gw.broker.close();
   await gw.app.close();
   await gw.signIn.close();
+  if (gw.metricsServer?.listening) await closeServer(gw.metricsServer);
   await started.stopListening();
+  await started.stopSecretFeed?.();
+  if (gw.apiDb !== gw.db) await gw.apiDb.close();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');
 }
@@ -453,8 +585,9 @@ async function run(): Promise<void> {
   const lines = [
     '',
     'cardata-gateway is running',
+    `  instance: ${gw.instance}`,
     `  storage:  ${gw.storage}`,
-    `  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`,
+    ...(gw.mqttPort !== null ? [`  MQTT:     mqtt://${host(config.mqtt.host)}:${gw.mqttPort}`] : ['  MQTT:     plain port closed (client certificates required)']),
     ...(gw.mqttsPort !== null ? [`  MQTTS:    mqtts://${host(config.mqtt.host)}:${gw.mqttsPort}${config.tls?.clientCaFile ? ' (client certificates: CN = VIN)' : ''}`] : []),
     `  HTTP:     ${gw.https ? 'https' : 'http'}://${host(config.http.host)}:${gw.httpPort}  (GET /readyz, docs at /docs)`,
     ...(gw.oidcIssuer ? [`  sign-in:  ${gw.oidcIssuer}  (embedded OpenID Provider; accounts: POST /v1/admin/accounts)`] : []),

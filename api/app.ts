@@ -45,15 +45,28 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
+  /** Time to receive a whole request, headers and body, ms. Default 30000. */
+  requestTimeoutMs?: number;
+  /** Time to receive a request's headers, ms (at most requestTimeoutMs). Default 10000. */
+  headersTimeoutMs?: number;
 }
 
 export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const requestTimeout = opts.requestTimeoutMs ?? 30_000;
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeout);
+  // node checks both timeouts on this period (default 30 s, longer than the timeouts themselves).
+  const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2)));
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: false }),
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(opts.https
+      ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const, connectionsCheckingInterval } }
+      : { http: { connectionsCheckingInterval } }),
     bodyLimit: opts.bodyLimitBytes ?? 65_536,
-    // Request ids in logs; taken from the caller when it sends one.
-    requestIdHeader: 'x-request-id',
+    // A slow client (slow-loris headers, a trickled body) is answered 408 and closed.
+    requestTimeout,
+    // Request ids are ours, always: a client's x-request-id is logged as the client's
+    // (client_request_id), never as the id of our log lines.
+    requestIdHeader: false,
     genReqId: () => crypto.randomUUID(),
     // Errors fastify raises before routing (an undecodable URL, an over-long parameter)
     // get the same problem+json answer as everything else, without echoing the URL.
@@ -65,13 +78,27 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     // Requests node's HTTP parser refuses never reach fastify: answer them in kind.
     clientErrorHandler: (err: NodeJS.ErrnoException & { code?: string }, socket) => {
       if (!socket.writable) return socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify(problem(status, 'API_ERR_VALIDATION', status === 431 ? 'request headers too large' : 'malformed HTTP request'));
+      // ERR_HTTP_REQUEST_TIMEOUT: headers or body not received within the timeouts (slow client).
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+      const detail = status === 431 ? 'request headers too large' : status === 408 ? 'request not received in time' : 'malformed HTTP request';
+      const body = JSON.stringify(problem(status, status === 408 ? 'API_ERR_REQUEST_TIMEOUT' : 'API_ERR_VALIDATION', detail));
       socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
   }).withTypeProvider<ZodTypeProvider>();
+
+  app.server.headersTimeout = headersTimeout;
+  // Every log line of a request (from 'incoming request' on) carries the client's id beside ours.
+  app.setChildLoggerFactory((logger, bindings, childOpts, rawReq) => {
+    const theirs = rawReq.headers['x-request-id'];
+    const id = typeof theirs === 'string' && theirs.length > 0 ? { client_request_id: theirs.slice(0, 128) } : {};
+    return logger.child({ ...bindings, ...id }, childOpts);
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
 
   app.decorateRequest('principal', null);
   app.decorateRequest('tokenCheck', null);

@@ -59,6 +59,8 @@ export interface RightsStore {
 export interface VehicleStore {
   /** Provisions a vehicle. Rejects CONFLICT when the VIN exists. */
   create(v: { vin: string; ownerId: string; secretHash: string }): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
+  /** Replaces the secret hash and announces it (NOTIFY) in the same transaction; false for an unknown VIN. */
+  rotateSecret(vin: string, secretHash: string): Promise<boolean>;
 }
 
 export type { StoredValues };

@@ -13,3 +13,13 @@ export async function provisionVehicle(vehicles: VehicleStore, secretCost: numbe
   await vehicles.create({ vin: v.vin, ownerId: v.ownerId, secretHash });
   return { vin: v.vin, secret };
 }
+
+/**
+ * Replaces a vehicle's secret with a fresh one and returns it (shown once), or null for an
+ * unknown VIN. The store announces the rotation so that gateways close the old secret's sessions.
+ */
+export async function rotateVehicleSecret(vehicles: VehicleStore, secretCost: number, vin: string): Promise<{ vin: string; secret: string } | null> {
+  const secret = newSecret();
+  const secretHash = await hashSecret(secret, secretCost);
+  return (await vehicles.rotateSecret(vin, secretHash)) ? { vin, secret } : null;
+}

@@ -309,14 +309,14 @@ export async function dropDatabase(server: string, name: string): Promise<void> 
   const c = new pg.Client({ connectionString: server });
   await c.connect();
   try {
-    let lastErr: unknown = null;
+    let lastErr: Error | null = null;
     for (let attempt = 0; attempt < 10; attempt++) {
       try {
         await c.query(attempt % 2 === 0 ? `DROP DATABASE IF EXISTS ${name} WITH (FORCE)` : `DROP DATABASE IF EXISTS ${name}`);
         lastErr = null;
         break;
       } catch (err) {
-        lastErr = err;
+        lastErr = err instanceof Error ? err : new Error(String(err));
         await new Promise((r) => setTimeout(r, 500));
       }
     }

@@ -12,6 +12,10 @@
 //   consent      consent change through gateway A → applied by gateway B's filter
 //   stream       live streams: ingest with/without 1,000 SSE consumers, PUBACK → event
 //                latency at half that rate, catch-up of a consumer 100,000 records behind
+//   scale        1, 2, 3 gateway processes behind HAProxy (deploy/haproxy/haproxy.cfg) on
+//                one database: records/s and CPU per process per 1,000 records; and the
+//                strong peer (Mosquitto → one subscriber batching rows into COPY, acks
+//                before the write)
 // Prints a table and writes bench/results/latest.json. Each part uses a fresh database
 // (bench_<part>), dropped afterwards; every child process is killed on exit.
 import { spawn, spawnSync } from 'node:child_process';
@@ -72,6 +76,7 @@ const P = QUICK
       exportRows: 200_000, exportTimeoutMs: 60_000,
       toggles: 20, toggleSpacingMs: 350,
       streamWarmupMs: 2000, streamMeasureMs: 6000, streamLatencyMs: 5000, streamResumeRecords: 100_000,
+      scaleWarmupMs: 2000, scaleMeasureMs: 6000, strongPeerMsgsPerSec: 12_000, strongPeerTotalMs: 8000, strongPeerFromMs: 2500, strongPeerToMs: 7500,
     }
   : {
       filterRecords: 200_000, filterRounds: 9,
@@ -83,6 +88,7 @@ const P = QUICK
       exportRows: 1_000_000, exportTimeoutMs: 180_000,
       toggles: 50, toggleSpacingMs: 500,
       streamWarmupMs: 3000, streamMeasureMs: 10_000, streamLatencyMs: 10_000, streamResumeRecords: 100_000,
+      scaleWarmupMs: 3000, scaleMeasureMs: 10_000, strongPeerMsgsPerSec: 15_000, strongPeerTotalMs: 14_000, strongPeerFromMs: 4000, strongPeerToMs: 13_000,
     };
 
 /** Writer settings the gateway children inherit; the ceiling uses the same concurrency. */
@@ -106,6 +112,7 @@ const results: Record<string, any> = {
   export: {},
   consent: {},
   stream: {},
+  scale: {},
   targets: {},
   params: { quick: QUICK, ...P, writerConcurrency: gwConfig.writer.concurrency, batchMaxRows: gwConfig.writer.batchMaxRows, secretScryptCost: SECRET_COST },
   errors: [] as string[],
@@ -131,7 +138,7 @@ interface Gateway {
   adminToken: string;
 }
 
-async function startGateway(name: string, url: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<Gateway> {
+async function startGateway(name: string, url: string, nodeArgs: string[] = [], extraEnv: Record<string, string> = {}): Promise<Gateway> {
   const child = spawnNode(name, 'gateway-proc.ts', {
     nodeArgs: ['--expose-gc', ...(process.env.BENCH_GATEWAY_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...nodeArgs],
     env: {
@@ -143,7 +150,7 @@ async function startGateway(name: string, url: string, nodeArgs: string[] = [], 
       HTTP_PORT: '0',
       LOG_LEVEL: 'warn',
       ADMIN_TOKEN,
-      ...env,
+      ...extraEnv,
     },
   });
   const r = await child.waitFor<{ mqttPort: number; httpPort: number; adminToken: string; pid: number }>('ready', 90_000);
@@ -976,6 +983,232 @@ async function partConsent(server: string, secretHash: string): Promise<void> {
   }
 }
 
+/** haproxy binary; installed with apt-get when missing (root), like mosquitto. */
+function ensureHaproxy(): string {
+  const find = () => (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null);
+  let bin = find();
+  if (bin) return bin;
+  if (process.getuid?.() !== 0) throw new Error('haproxy is not installed and this is not root: apt-get install -y haproxy');
+  log('installing haproxy (apt-get)');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 300_000 });
+  const i = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'haproxy'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 300_000 });
+  if (i.status !== 0) throw new Error('apt-get install haproxy failed');
+  bin = find();
+  if (!bin) throw new Error('haproxy still not found after installing');
+  return bin;
+}
+
+/**
+ * The shipped deploy/haproxy/haproxy.cfg in front of `gws`: its server lines for gateways
+ * beyond gws.length left out (the file names three), everything else as shipped.
+ */
+async function startHaproxy(gws: Gateway[]): Promise<{ pid: number; mqttPort: number; stop(): void; output(): string }> {
+  const bin = ensureHaproxy();
+  const shipped = readFileSync(path.join(BENCH_DIR, '..', 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
+  const cfg = shipped
+    .split('\n')
+    .filter((l) => {
+      const m = /^\s*server gw(\d)\b/.exec(l);
+      return !m || Number(m[1]) <= gws.length;
+    })
+    .join('\n');
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${MARKER}-lb-`));
+  const file = path.join(dir, 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  const [mqttPort, mqttsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const env: Record<string, string> = { LB_BIND: '127.0.0.1', LB_MQTT_PORT: String(mqttPort), LB_MQTTS_PORT: String(mqttsPort), LB_HTTP_PORT: String(httpPort), LB_CHECK_INTERVAL: '500ms', LB_MQTT_CONNECT_RATE: '100000', LB_MAXCONN: '8000', GW_MAXCONN: '5000' };
+  gws.forEach((g, k) => {
+    env[`GW${k + 1}_HOST`] = '127.0.0.1';
+    env[`GW${k + 1}_MQTT_PORT`] = String(g.mqttPort);
+    env[`GW${k + 1}_HTTP_PORT`] = String(g.httpPort);
+  });
+  const proc = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$@"', MARKER, bin, '-db', '-f', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  proc.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  track(proc.pid!);
+  await waitForPort(httpPort, 10_000).catch((e: Error) => {
+    throw new Error(`${e.message}: haproxy said ${out}`);
+  });
+  // Every gateway marked up (/readyz through the balancer answers from each in turn).
+  const t0 = Date.now();
+  while (Date.now() - t0 < 15_000) {
+    const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).then((x) => x.status, () => 0);
+    if (r === 200) break;
+    await sleep(100);
+  }
+  await sleep(1500); // the checks' rise (2 × 500 ms) for the last servers
+  return {
+    pid: proc.pid!,
+    mqttPort,
+    output: () => out,
+    stop() {
+      try {
+        proc.kill('SIGKILL');
+      } catch {
+        // gone
+      }
+      untrack(proc.pid!);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function partScale(server: string, secretHash: string): Promise<void> {
+  const name = 'bench_scale';
+  const url = await freshSchema(server, name);
+  const counts = [1, 2, 3];
+  const runs: Record<string, unknown>[] = [];
+  results.scale.runs = runs;
+  try {
+    for (const n of counts) {
+      const vins = Array.from({ length: P.vehicles }, (_, i) => benchVin("KLM"[n - 1]!, i));
+      await provision(url, vins, secretHash);
+      const gws: Gateway[] = [];
+      let lb: Awaited<ReturnType<typeof startHaproxy>> | null = null;
+      let lg: Child | null = null;
+      try {
+        for (let k = 0; k < n; k++) gws.push(await startGateway(`gateway-scale-${n}-${k + 1}`, url, [], { INSTANCE_ID: `gw${k + 1}`, MQTT_PROXY_PROTOCOL: 'true' }));
+        lb = await startHaproxy(gws);
+        lg = await startLoadgen(`scale-loadgen-${n}`);
+        log(`scale: ${n} gateway${n > 1 ? 's' : ''} behind HAProxy, connecting ${vins.length} vehicles`);
+        const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: lb.mqttPort, vins, password: SECRET, recordsPerMsg: 10, parallel: 100, timeoutMs: 120_000 }, 150_000);
+        if (c.connected !== vins.length) throw new Error(`scale ${n}: only ${c.connected}/${vins.length} vehicles connected: ${c.errors.slice(0, 3).join('; ')}; haproxy: ${lb.output()}`);
+        const spread = await Promise.all(gws.map((g) => scrape(g).then((m) => Object.entries(m).find(([k]) => k.startsWith('cardata_mqtt_connected_vehicles'))?.[1] ?? NaN)));
+        flushDisk(`scale-${n}`);
+        const runP = lg.call<any>('closedLoop', { window: P.window, warmupMs: P.scaleWarmupMs, measureMs: P.scaleMeasureMs, drainMs: 60_000 }, P.scaleWarmupMs + P.scaleMeasureMs + 90_000);
+        await sleep(P.scaleWarmupMs);
+        const groups: Record<string, number[]> = { haproxy: [lb.pid], loadgen: [lg.pid] };
+        gws.forEach((g, k) => (groups[`gw${k + 1}`] = [g.pid]));
+        const meter = cpuMeter(groups, [name]);
+        await sleep(P.scaleMeasureMs);
+        const cpu = meter.stop();
+        const r = await runP;
+        const recordsPerSec = r.measuredRecordsPerSec as number;
+        // CPU-seconds per second ÷ records per second = CPU per record; × 1e6 = ms per 1,000 records.
+        const per1000 = (cores: number) => round((cores / recordsPerSec) * 1e6, 2);
+        const perProcess: Record<string, number> = {};
+        for (const k of [...Object.keys(groups), 'postgres']) perProcess[k] = per1000(Number(cpu[k] ?? 0));
+        const gatewayCores = gws.reduce((a, _g, k) => a + Number(cpu[`gw${k + 1}`] ?? 0), 0);
+        runs.push({
+          gateways: n,
+          recordsPerSec: round(recordsPerSec),
+          vehiclesPerGateway: spread,
+          ackedRecords: r.ackedRecords,
+          drained: r.drained,
+          unexpectedCloses: r.unexpectedCloses,
+          cpuCores: cpu,
+          gatewayCpuMsPer1000Records: per1000(gatewayCores),
+          perProcessCpuMsPer1000Records: perProcess,
+        });
+        if (!r.drained || r.unexpectedCloses) results.errors.push(`scale ${n}: drained=${r.drained}, unexpected closes=${r.unexpectedCloses}`);
+      } catch (err) {
+        // One configuration failing (e.g. a machine too busy for the health checks) does
+        // not cost the others their figures.
+        failed = true;
+        results.errors.push(`scale ${n}: ${((err as Error).stack ?? String(err)).slice(0, 1500)}`);
+        log(`scale ${n} FAILED: ${(err as Error).message.slice(0, 300)}`);
+      } finally {
+        await stopChild(lg);
+        lb?.stop();
+        for (const g of gws) await stopGateway(g);
+      }
+    }
+    // Every acknowledged record of the three runs stored, once.
+    const stored = await queryOne<{ n: number }>(url, 'SELECT count(*)::int AS n FROM telemetry');
+    const acked = runs.reduce((a, r) => a + Number(r.ackedRecords), 0);
+    results.scale.storedRows = stored.n;
+    results.scale.ackedRecords = acked;
+    // A failed configuration may have stored acknowledged records it could not count.
+    if (runs.length === counts.length && stored.n !== acked) {
+      failed = true;
+      results.errors.push(`scale: STORED ROWS MISMATCH: ${stored.n} rows, ${acked} records acknowledged`);
+    }
+  } finally {
+    await dropQuietly(server, name);
+  }
+  results.scale.recordsPerSec = Object.fromEntries(runs.map((r) => [String(r.gateways), r.recordsPerSec]));
+  results.scale.note = `shared ${os.cpus().length}-core machine: the gateways, HAProxy, the load generator and PostgreSQL share the same cores (and other work on the machine), so more processes show the overhead of running them, not a speed-up`;
+  await partStrongPeer(server);
+}
+
+async function partStrongPeer(server: string): Promise<void> {
+  const bin = ensureMosquitto();
+  const name = 'bench_strongpeer';
+  const url = await freshSchema(server, name);
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${MARKER}-mosq-`));
+  const conf = path.join(dir, 'mosquitto.conf');
+  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'max_queued_messages 0', 'persistence false', 'log_dest stderr', 'log_type error', ''].join('\n'));
+  const mosq = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  track(mosq.pid!);
+  let sub: Child | null = null;
+  let lg: Child | null = null;
+  try {
+    await waitForPort(port, 10_000);
+    sub = spawnNode('strong-peer-subscriber', 'strong-peer-subscriber.ts', { env: { PEER_MQTT_URL: `mqtt://127.0.0.1:${port}`, PEER_DATABASE_URL: url } });
+    await sub.waitFor('ready', 60_000);
+    lg = await startLoadgen('strong-peer-loadgen');
+    const vins = Array.from({ length: P.peerVehicles }, (_, i) => benchVin('R', i));
+    const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port, vins, password: 'anonymous', recordsPerMsg: 10, parallel: 50 }, 60_000);
+    if (c.connected !== vins.length) throw new Error(`strong peer: only ${c.connected}/${vins.length} publishers connected: ${c.errors.join('; ')}`);
+    flushDisk('strong-peer');
+    log(`strong peer: offering ${P.strongPeerMsgsPerSec * 10} records/s to Mosquitto for ${P.strongPeerTotalMs / 1000} s`);
+    const runP = lg.call<any>('rate', { msgsPerSec: P.strongPeerMsgsPerSec, window: 64, warmupMs: 0, measureMs: P.strongPeerTotalMs, drainMs: 10_000 }, P.strongPeerTotalMs + 60_000);
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    const count = async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM telemetry')).rows[0]!.n;
+    const t0 = performance.now();
+    await sleep(P.strongPeerFromMs);
+    const meter = cpuMeter({ subscriber: [sub.pid], mosquitto: [mosq.pid!], loadgen: [lg.pid] }, [name]);
+    const c1 = await count();
+    const a = performance.now();
+    await sleep(Math.max(0, P.strongPeerToMs - (performance.now() - t0)));
+    const c2 = await count();
+    const b = performance.now();
+    const cpu = meter.stop();
+    const r = await runP;
+    const st = await sub.call<{ messages: number; rows: number; errors: number; lastError: string; buffered: number }>('stats');
+    await db.end();
+    const rate = (c2 - c1) / ((b - a) / 1000);
+    results.ingest.strongPeerRecordsPerSec = round(rate);
+    results.scale.strongPeer = {
+      pipeline: 'Mosquitto → 1 MQTT.js subscriber (QoS 1, acked on receipt) → protobuf decode → CSV COPY batches of ≤ 5,000 rows (1 connection, one row per record, no OBFCM copy, no dedupe)',
+      recordsPerSec: round(rate),
+      offeredRecordsPerSec: P.strongPeerMsgsPerSec * 10,
+      achievedOfferedRecordsPerSec: round(r.achievedRecordsPerSec ?? NaN),
+      publishedMessagesAcked: r.ackedMsgs,
+      consumedMessages: st.messages,
+      storedRows: st.rows,
+      bufferedRowsAtEnd: st.buffered,
+      copyErrors: st.errors,
+      cpuCores: cpu,
+      subscriberCpuMsPer1000Records: round((Number(cpu.subscriber) / rate) * 1e6, 2),
+    };
+    if (st.errors) results.errors.push(`strong peer: ${st.errors} errors, last: ${st.lastError}`);
+  } finally {
+    await stopChild(lg);
+    await stopChild(sub);
+    try {
+      mosq.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+    untrack(mosq.pid!);
+    rmSync(dir, { recursive: true, force: true });
+    await dropQuietly(server, name);
+  }
+  // Without an ingest part in this run, the ratio is taken from the one-gateway scale run
+  // (through HAProxy: a little slower than the ingest part's direct connection).
+  const i = results.ingest;
+  const ours = i.recordsPerSec ?? (results.scale.runs as { recordsPerSec: number }[] | undefined)?.[0]?.recordsPerSec;
+  if (ours && i.strongPeerRecordsPerSec) {
+    i.ratioToStrongPeer = round(ours / i.strongPeerRecordsPerSec, 3);
+    i.ratioToStrongPeerFrom = i.recordsPerSec ? 'ingest.recordsPerSec' : 'scale.recordsPerSec[1] (1 gateway behind HAProxy)';
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Live streams
 
@@ -1151,6 +1384,7 @@ function evaluateTargets(): void {
   };
   if (i.recordsPerSec && i.ceilingRecordsPerSec) i.ratioToCeiling = round(i.recordsPerSec / i.ceilingRecordsPerSec, 3);
   if (i.recordsPerSec && i.peerRecordsPerSec) i.ratioToPeer = round(i.recordsPerSec / i.peerRecordsPerSec, 2);
+  if (i.recordsPerSec && i.strongPeerRecordsPerSec) i.ratioToStrongPeer = round(i.recordsPerSec / i.strongPeerRecordsPerSec, 3);
   add('ingest.ratioToCeiling', i.ratioToCeiling, '>= 0.6', (v) => v >= 0.6);
   add('ingest.ratioToPeer', i.ratioToPeer, '>= 20', (v) => v >= 20);
   add('ingest.ackLatencyMs.p99', i.ackLatencyMs?.p99, '< 50 ms', (v) => v < 50);
@@ -1163,7 +1397,7 @@ function evaluateTargets(): void {
   results.targets = t;
 }
 
-function fmt(v: unknown, unit = ''): string {
+function fmt(v: number | string | boolean | null | undefined, unit = ''): string {
   if (v === undefined || v === null || (typeof v === 'number' && !Number.isFinite(v))) return 'n/a';
   if (typeof v === 'number') return (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v)) + unit;
   return String(v) + unit;
@@ -1189,6 +1423,11 @@ function printTable(): void {
     [`export.rowsPerSec (${fmt(results.export.rows)} rows NDJSON)`, fmt(results.export.rowsPerSec), verdict('export.rowsPerSec')],
     ['export.idleRssMB → peakRssMB', `${fmt(results.export.idleRssMB)} → ${fmt(results.export.peakRssMB)} MiB`, ''],
     ['export RSS growth', fmt(results.export.rssGrowthMB, ' MiB'), verdict('export.rssGrowthMB')],
+    ['ingest.strongPeerRecordsPerSec (Mosquitto → COPY batches, ack before write)', fmt(i.strongPeerRecordsPerSec), ''],
+    ['ingest.ratioToStrongPeer', fmt(i.ratioToStrongPeer), ''],
+    ...((results.scale.runs ?? []) as { gateways: number; recordsPerSec: number; gatewayCpuMsPer1000Records: number }[]).map(
+      (r): [string, string, string] => [`scale.recordsPerSec, ${r.gateways} gateway${r.gateways > 1 ? 's' : ''} behind HAProxy (gateway CPU ms / 1,000 records)`, `${fmt(r.recordsPerSec)} (${fmt(r.gatewayCpuMsPer1000Records)})`, ''],
+    ),
     ['consent.propagationMsP50', fmt(results.consent.propagationMsP50, ' ms'), ''],
     ['consent.propagationMsP99', fmt(results.consent.propagationMsP99, ' ms'), verdict('consent.propagationMsP99')],
     [`stream.deliveryLatencyMs.p50 (PUBACK → event, ${fmt(results.stream.latencyRun?.recordsPerSec)} rec/s, ${fmt(results.stream.consumers)} consumers)`, fmt(results.stream.deliveryLatencyMs?.p50, ' ms'), ''],
@@ -1213,6 +1452,10 @@ function printTable(): void {
   if (i.peer) out.push(`peer: offered ${fmt(i.peer.offeredRecordsPerSec)} rec/s, backlog at end ${fmt(i.peer.backlogMessagesAtEnd)} msgs, Mosquitto dropped ${fmt(i.peer.mosquittoDroppedMessages)}; CPU ${JSON.stringify(i.peer.cpuCores)}`);
   if (results.export.cpuCores) out.push(`export CPU (cores): ${JSON.stringify(results.export.cpuCores)}, ${fmt(results.export.MBPerSec)} MiB/s, ${fmt(results.export.bytesPerRow)} B/row`);
   if (results.connections.heapBytesPerConnection !== undefined) out.push(`connections: JS heap ${fmt(results.connections.heapBytesPerConnection)} B/conn, external+arrayBuffers ${fmt(results.connections.externalBytesPerConnection)} B/conn, RSS ${results.connections.rssMBBefore} → ${results.connections.rssMBAfter} MiB`);
+  for (const r of (results.scale.runs ?? []) as { gateways: number; cpuCores: Record<string, unknown>; perProcessCpuMsPer1000Records: Record<string, number> }[]) {
+    out.push(`scale ${r.gateways}: CPU (cores) ${JSON.stringify(r.cpuCores)}; per process, ms per 1,000 records ${JSON.stringify(r.perProcessCpuMsPer1000Records)}`);
+  }
+  if (results.scale.strongPeer) out.push(`strong peer: ${JSON.stringify(results.scale.strongPeer)}`);
   const bg = Object.entries(results.background as Record<string, { busyCores: number }>).filter(([, v]) => v.busyCores > 0.25);
   if (bg.length) out.push(`WARNING: other processes were busy when parts began (cores): ${bg.map(([k, v]) => `${k} ${v.busyCores}`).join(', ')}: those figures are low`);
   for (const e of results.errors as string[]) out.push(`ERROR: ${e}`);
@@ -1253,6 +1496,7 @@ async function main(): Promise<void> {
     ['export', () => partExport(server, secretHash)],
     ['consent', () => partConsent(server, secretHash)],
     ['stream', () => partStream(server, secretHash)],
+    ['scale', () => partScale(server, secretHash)],
   ];
   try {
     for (const [name, fn] of parts) {
@@ -1263,7 +1507,7 @@ async function main(): Promise<void> {
         await fn();
       } catch (err) {
         failed = true;
-        const msg = `${name}: ${(err as Error).stack ?? err}`;
+        const msg = `${name}: ${err instanceof Error && err.stack !== undefined ? err.stack : String(err)}`;
         results.errors.push(msg.slice(0, 3000));
         log(`FAILED ${msg.slice(0, 3000)}`);
       }

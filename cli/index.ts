@@ -14,9 +14,9 @@ import { createVehicleRepo } from '../storage/vehicles.ts';
 import { createConsentRepo } from '../storage/consent.ts';
 import { VIN_RULE, isValidVin } from '../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
-import { provisionVehicle } from '../api/provision.ts';
+import { provisionVehicle, rotateVehicleSecret } from '../api/provision.ts';
 import { hashPassword, newSecret } from '../identity/secrets.ts';
-import { ROLES, createTokenService, isRole, parseKeys } from '../identity/tokens.ts';
+import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isRole, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
 import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
@@ -88,6 +88,22 @@ const commands: Record<string, Command> = {
       }
       if (a.json) console.log(JSON.stringify({ vin, secret }));
       else console.log(`vehicle ${vin} provisioned for owner ${ownerId}\nsecret (shown once, store it in the vehicle): ${secret}`);
+    },
+  },
+  'rotate-secret': {
+    summary: "replace a vehicle's MQTT secret and print the new one (shown once); the old one stops working",
+    usage: 'rotate-secret --vin <VIN> [--json]',
+    options: { vin: { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      const vin = vinArg(a);
+      const d = await db();
+      await migrate(d);
+      // The running gateways learn of it by NOTIFY and close the sessions of the old secret.
+      const rotated = await rotateVehicleSecret(createVehicleRepo(d), config.secretScryptCost, vin);
+      if (!rotated) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
+      const { secret } = rotated;
+      if (a.json) console.log(JSON.stringify({ vin, secret }));
+      else console.log(`vehicle ${vin}: secret rotated\nnew secret (shown once, store it in the vehicle): ${secret}`);
     },
   },
   vehicles: {
@@ -266,7 +282,7 @@ function isParseArgsError(err: unknown): boolean {
 
 function help(): string {
   const lines = ['usage: cardata-gateway <command> [options]', '', 'commands:'];
-  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(13)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(14)} ${c.summary}`);
   lines.push('', 'Database: DATABASE_URL, or the embedded one in DATA_DIR (default ./data) when unset.', "Run 'cardata-gateway <command> --help' for a command's options.");
   return lines.join('\n');
 }

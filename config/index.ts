@@ -25,14 +25,14 @@ const envSchema = z
     MAX_PAYLOAD_BYTES: positiveInt.default(256 * 1024),
     /** Most records in one message; a message with more is quarantined whole (bounds the work one message can cause). */
     MAX_RECORDS_PER_MESSAGE: positiveInt.max(1_000_000).default(5000),
-    /** Largest MQTT packet read at all, bytes; a larger one closes the connection. */
-    MAX_PACKET_BYTES: positiveInt.default(1024 * 1024),
+    /** Largest MQTT packet read at all, bytes; a larger one closes the connection. Default: MAX_PAYLOAD_BYTES + MQTT_HEADER_ROOM_BYTES. */
+    MAX_PACKET_BYTES: positiveInt.optional(),
     /** Most simultaneous MQTT connections. */
     MAX_CONNECTIONS: positiveInt.default(100_000),
     /** A connection must send CONNECT within this time, ms. */
     MQTT_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
-    /** Failed MQTT authentications per source address before its further attempts are refused unchecked. */
-    AUTH_FAILURES_MAX: positiveInt.default(10),
+    /** Failed MQTT authentications per source address (IPv6: per /64) before its further attempts are refused unchecked. */
+    AUTH_FAILURES_MAX: positiveInt.default(100),
     /** Window of AUTH_FAILURES_MAX, and the cool-down after it is reached, ms. */
     AUTH_FAILURE_WINDOW_MS: positiveInt.default(60_000),
     /** PEM certificate chain: enables MQTT over TLS on MQTTS_PORT and HTTPS on HTTP_PORT. */
@@ -129,6 +129,42 @@ const envSchema = z
     /** Longest range of one OBFCM report, days; longer: 400 API_ERR_RANGE_TOO_LONG. */
     OBFCM_REPORT_MAX_RANGE_DAYS: positiveInt.max(36_500).default(366),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    // Limits on what one credential or one anonymous socket can cost everyone else.
+    /** Largest first packet (CONNECT) of a connection, bytes: what a CONNECT needs, not MAX_PACKET_BYTES. */
+    MQTT_MAX_CONNECT_BYTES: positiveInt.min(64).max(1 << 20).default(4096),
+    /** Simultaneous MQTT connections from one source address (IPv6: one /64); generous for carrier NAT. */
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: positiveInt.default(5000),
+    /** Bytes all not-yet-authenticated MQTT connections may hold together. */
+    MQTT_PREAUTH_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
+    /** Failed MQTT authentications per (source address, VIN) before that pair is refused unchecked. */
+    AUTH_FAILURES_PER_VIN_MAX: positiveInt.default(5),
+    /** scrypt checks of vehicle secrets running at once (libuv's pool, shared with zlib and fs, has 4 threads). */
+    MQTT_AUTH_CONCURRENCY: positiveInt.max(64).default(2),
+    /** PEM certificate revocation list(s) of vehicle client certificates; re-read when the file changes. */
+    TLS_CLIENT_CRL_FILE: z.string().min(1).optional(),
+    /** How often TLS_CLIENT_CRL_FILE is checked for changes, ms. */
+    TLS_CRL_CHECK_INTERVAL_MS: positiveInt.default(10_000),
+    /** Connections of the API's read pool (exports, reports, readiness); DB_POOL_MAX is then ingest's alone. */
+    DB_API_POOL_MAX: positiveInt.max(1000).default(5),
+    /** CarData exports one caller may run at once; past it, 429. */
+    EXPORTS_PER_CALLER_MAX: positiveInt.max(100).default(2),
+    /** How long /readyz reuses its database probe, ms. */
+    READYZ_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+    /** Time to receive a whole HTTP request (headers and body), ms. */
+    HTTP_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+    /** Time to receive an HTTP request's headers, ms. */
+    HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+    /** Serve /metrics on this port only (a separate, internal listener); unset: on HTTP_PORT. */
+    METRICS_PORT: port.optional(),
+    /** Listen address of METRICS_PORT. */
+    METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+    /** Name of this process in logs (`instance`), metrics (`instance` label) and /readyz. Unset: "<hostname>-<pid>". */
+    INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ : -').optional(),
+    /** MQTT and MQTTS listeners expect a PROXY protocol header (v1 or v2) first: set only behind a load balancer that sends it. */
+    MQTT_PROXY_PROTOCOL: z.enum(['true', 'false']).default('false'),
+    /** HTTP behind a proxy: fastify's trustProxy (comma-separated addresses/CIDRs of the proxies whose X-Forwarded-For is believed). */
+    HTTP_TRUST_PROXY: z.string().regex(/^[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*$/, 'must be comma-separated IP addresses or CIDRs').optional(),
   })
   .strict();
 
@@ -148,9 +184,11 @@ export interface Config {
     readonly authFailuresMax: number;
     readonly authFailureWindowMs: number;
     readonly requireClientCert: boolean;
+    /** Listeners expect a PROXY protocol header (from the load balancer) before MQTT or TLS. */
+    readonly proxyProtocol: boolean;
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: { readonly host: string; readonly port: number; readonly trustProxy: readonly string[] };
   readonly adminToken: string | undefined;
   readonly ingest: {
     readonly maxPayloadBytes: number;
@@ -199,7 +237,31 @@ export interface Config {
   readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
   readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
   readonly logLevel: string;
+  readonly admission: {
+    readonly maxConnectBytes: number;
+    readonly maxConnectionsPerAddress: number;
+    readonly preauthMaxBytes: number;
+    readonly authFailuresPerVinMax: number;
+    readonly authConcurrency: number;
+  };
+  readonly crl: { readonly file: string; readonly checkIntervalMs: number } | undefined;
+  readonly dbApiPoolMax: number;
+  readonly api: {
+    readonly exportsPerCaller: number;
+    readonly readyzCacheMs: number;
+    readonly requestTimeoutMs: number;
+    readonly headersTimeoutMs: number;
+  };
+  readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
+  /** Set: this process's name; undefined: main.ts names it "<hostname>-<pid>". */
+  readonly instanceId: string | undefined;
 }
+
+/**
+ * What an MQTT PUBLISH adds around its payload: fixed header (≤ 5 bytes, MQTT-2.2.3),
+ * topic v1/vehicles/{VIN}/telemetry with its length (34), packet id (2), rounded up.
+ */
+export const MQTT_HEADER_ROOM_BYTES = 1024;
 
 export class ConfigError extends Error {
   readonly code = 'CFG_ERR_INVALID';
@@ -232,6 +294,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!!e.TLS_CERT_FILE !== !!e.TLS_KEY_FILE) tlsProblems.push('  TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
   if (e.TLS_CLIENT_CA_FILE && !e.TLS_CERT_FILE) tlsProblems.push('  TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS runs on MQTTS_PORT)');
   if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
+  if (e.TLS_CLIENT_CRL_FILE && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  TLS_CLIENT_CRL_FILE: needs TLS_CLIENT_CA_FILE (it revokes client certificates)');
   if (tlsProblems.length) throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${tlsProblems.join('\n')}`);
 
   return deepFreeze({
@@ -242,15 +305,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: e.MQTT_HOST,
       port: e.MQTT_PORT,
       tlsPort: e.MQTTS_PORT,
-      maxPacketBytes: e.MAX_PACKET_BYTES,
+      maxPacketBytes: e.MAX_PACKET_BYTES ?? e.MAX_PAYLOAD_BYTES + MQTT_HEADER_ROOM_BYTES,
       maxConnections: e.MAX_CONNECTIONS,
       connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
       authFailuresMax: e.AUTH_FAILURES_MAX,
       authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
       requireClientCert: e.MQTT_REQUIRE_CLIENT_CERT === 'true',
+      proxyProtocol: e.MQTT_PROXY_PROTOCOL === 'true',
     },
     tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE } : undefined,
-    http: { host: e.HTTP_HOST, port: e.HTTP_PORT },
+    http: { host: e.HTTP_HOST, port: e.HTTP_PORT, trustProxy: e.HTTP_TRUST_PROXY ? e.HTTP_TRUST_PROXY.split(',') : [] },
     adminToken: e.ADMIN_TOKEN,
     ingest: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxRecordsPerMessage: e.MAX_RECORDS_PER_MESSAGE, maxClockSkewMs: e.MAX_CLOCK_SKEW_MS, maxRecordAgeMs: e.MAX_RECORD_AGE_MS },
     writer: {
@@ -294,6 +358,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
     obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },
     logLevel: e.LOG_LEVEL,
+    admission: {
+      maxConnectBytes: e.MQTT_MAX_CONNECT_BYTES,
+      maxConnectionsPerAddress: e.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      preauthMaxBytes: e.MQTT_PREAUTH_MAX_BYTES,
+      authFailuresPerVinMax: e.AUTH_FAILURES_PER_VIN_MAX,
+      authConcurrency: e.MQTT_AUTH_CONCURRENCY,
+    },
+    crl: e.TLS_CLIENT_CRL_FILE ? { file: e.TLS_CLIENT_CRL_FILE, checkIntervalMs: e.TLS_CRL_CHECK_INTERVAL_MS } : undefined,
+    dbApiPoolMax: e.DB_API_POOL_MAX,
+    api: {
+      exportsPerCaller: e.EXPORTS_PER_CALLER_MAX,
+      readyzCacheMs: e.READYZ_CACHE_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+    },
+    metricsListener: e.METRICS_PORT !== undefined ? { host: e.METRICS_HOST, port: e.METRICS_PORT } : undefined,
+    instanceId: e.INSTANCE_ID,
   });
 }
 

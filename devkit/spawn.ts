@@ -262,7 +262,7 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: SpawnOp
 /** Child side of the IPC protocol: handlers by command name; exits when the parent goes away. */
 export function serveRpc(handlers: Record<string, (args: any) => unknown>): void {
   process.on('disconnect', () => process.exit(0));
-  process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {
+  const answer = async (m: { id: number; cmd: string; args: unknown }): Promise<void> => {
     const h = handlers[m.cmd];
     try {
       if (!h) throw new Error(`unknown command ${m.cmd}`);
@@ -271,7 +271,9 @@ export function serveRpc(handlers: Record<string, (args: any) => unknown>): void
     } catch (err) {
       process.send?.({ id: m.id, error: (err as Error).stack ?? String(err) });
     }
-  });
+  };
+  // EventEmitter drops a listener's promise, so answer() settles every command itself.
+  process.on('message', (m: { id: number; cmd: string; args: unknown }) => void answer(m));
 }
 
 /** A port free on 127.0.0.1 right now (listen on 0, read it, close). */

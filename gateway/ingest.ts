@@ -7,7 +7,7 @@ import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../proto
 import { filterFor } from '../filters/privacy.ts';
 import type { ConsentCache, ConsentTimeline } from './consent-cache.ts';
 import { GW_ERR, GatewayError, type GatewayErrorCode } from './errors.ts';
-import { validateRecord } from './validate.ts';
+import { longToNumber, validateRecord } from './validate.ts';
 import type { GatewayMetrics, QuarantineRowOut, TelemetryRowOut, TelemetrySink } from './ports.ts';
 
 export interface IngestLimits {
@@ -39,6 +39,29 @@ export interface IngestDeps {
 
 function dedupeKey(vin: string, reason: string, bytes: Uint8Array): Buffer {
   return createHash('sha256').update(vin).update('\0').update(reason).update('\0').update(bytes).digest();
+}
+
+/**
+ * Whether raw bytes (which may hold a position) may be kept: the stricter of the consent
+ * when measured and when processed, as the filter applies it. For bytes whose measurement
+ * times are unknown (undecodable, or not all safe integers) every period still in the
+ * horizon must have allowed location.
+ */
+export function rawBytesAllowed(tl: ConsentTimeline, recordedAtMs: readonly number[] | null): boolean {
+  if (!tl.current().location) return false;
+  if (recordedAtMs === null) return tl.periods.every((p) => p.location);
+  return recordedAtMs.every((t) => tl.stateFor(t).location);
+}
+
+/** The measurement times of a decoded batch, or null when one is missing or not exact. */
+function batchTimes(records: readonly ITelemetryRecord[]): number[] | null {
+  const out: number[] = [];
+  for (const r of records) {
+    const t = longToNumber(r.recordedAtMs as Parameters<typeof longToNumber>[0]);
+    if (t === null || r.recordedAtMs == null) return null;
+    out.push(t);
+  }
+  return out;
 }
 
 export function createIngest(deps: IngestDeps): Ingest {
@@ -102,17 +125,18 @@ export function createIngest(deps: IngestDeps): Ingest {
       return { telemetry, quarantine };
     }
     const tl = await timeline(vin);
-    // Raw bytes may contain a position: keep them only if location processing is allowed now.
-    const keepRaw = tl.current().location;
+    // Raw bytes may contain a position: kept only if location processing was allowed both
+    // when they were measured and now (when unknown: throughout the horizon).
     let batch: { vin: string; records: ITelemetryRecord[] };
     try {
       batch = TelemetryBatch.decode(payload);
     } catch (err) {
-      quarantine.push(messageQuarantine(vin, GW_ERR.DECODE, (err as Error).message.slice(0, 200), payload, keepRaw));
+      quarantine.push(messageQuarantine(vin, GW_ERR.DECODE, (err as Error).message.slice(0, 200), payload, rawBytesAllowed(tl, null)));
       return { telemetry, quarantine };
     }
     if (batch.vin !== vin) {
       // The authenticated identity wins; a payload naming another vehicle is not trusted.
+      const keepRaw = rawBytesAllowed(tl, batchTimes(batch.records));
       quarantine.push(messageQuarantine(vin, GW_ERR.VIN_MISMATCH, `payload vin ${JSON.stringify(batch.vin.slice(0, 32))} is not the authenticated vin`, payload, keepRaw));
       return { telemetry, quarantine };
     }
@@ -124,13 +148,16 @@ export function createIngest(deps: IngestDeps): Ingest {
       return { telemetry, quarantine };
     }
     const t = now();
-    for (const rec of batch.records) {
+    for (const rec0 of batch.records) {
+      const recMs = Number(rec0.recordedAtMs ?? 0);
+      const state = Number.isSafeInteger(recMs) ? tl.stateFor(recMs) : tl.current();
+      // A refused position is dropped before anything looks at it: its value must not
+      // reach a quarantine detail, a log line or any table, not even as "out of range".
+      const rec: ITelemetryRecord = state.location || rec0.location == null ? rec0 : { seq: rec0.seq ?? null, recordedAtMs: rec0.recordedAtMs ?? null, technical: rec0.technical ?? null, consumption: rec0.consumption ?? null, location: null };
       const v = validateRecord(rec, t, limits);
       if (!v.ok) {
         // The record is kept in quarantine as re-encoded bytes, without its location
         // when that was refused when measured or now.
-        const recMs = Number(rec.recordedAtMs ?? 0);
-        const state = Number.isSafeInteger(recMs) ? tl.stateFor(recMs) : tl.current();
         const copy: ITelemetryRecord = { seq: rec.seq ?? null, recordedAtMs: rec.recordedAtMs ?? null };
         if (rec.technical) copy.technical = rec.technical;
         if (rec.consumption) copy.consumption = rec.consumption;
@@ -173,7 +200,7 @@ export function createIngest(deps: IngestDeps): Ingest {
         // The database refused these rows (not an outage): resending would not help, so
         // the message goes to quarantine and is acknowledged.
         const tl = consents.peek(vin);
-        const keep = tl ? tl.current().location : false;
+        const keep = tl ? rawBytesAllowed(tl, null) : false;
         await sink.write({ telemetry: [], quarantine: [messageQuarantine(vin, GW_ERR.STORAGE_REJECTED, (err as Error).message.slice(0, 200), payload, keep)] });
         return;
       }

@@ -6,14 +6,20 @@
 import { Duplex } from 'node:stream';
 
 export class PacketTooLargeError extends Error {
-  readonly code = 'GW_ERR_PACKET_TOO_LARGE';
-  constructor(readonly size: number, readonly limit: number) {
-    super(`MQTT packet of ${size} bytes exceeds the limit of ${limit}`);
+  readonly code: 'GW_ERR_PACKET_TOO_LARGE' | 'GW_ERR_CONNECT_TOO_LARGE';
+  constructor(readonly size: number, readonly limit: number, first = false) {
+    super(`MQTT ${first ? 'first packet (CONNECT)' : 'packet'} of ${size} bytes exceeds the limit of ${limit}`);
+    this.code = first ? 'GW_ERR_CONNECT_TOO_LARGE' : 'GW_ERR_PACKET_TOO_LARGE';
   }
 }
 
-/** Incremental scanner of MQTT packet boundaries. */
-export function createPacketScanner(maxBytes: number): (chunk: Buffer) => PacketTooLargeError | null {
+/**
+ * Incremental scanner of MQTT packet boundaries. The first packet (the CONNECT,
+ * MQTT-3.1.0-1) has its own, smaller limit when firstMaxBytes is given: before
+ * authentication nobody may make the gateway hold more than a CONNECT needs.
+ */
+export function createPacketScanner(maxBytes: number, firstMaxBytes = maxBytes): (chunk: Buffer) => PacketTooLargeError | null {
+  let first = true;
   let state: 0 | 1 | 2 = 0; // 0: expecting the fixed header's first byte, 1: in Remaining Length, 2: in the body
   let length = 0;
   let multiplier = 1;
@@ -42,11 +48,13 @@ export function createPacketScanner(maxBytes: number): (chunk: Buffer) => Packet
       lengthBytes++;
       if (b & 0x80) {
         // More than 4 length bytes is malformed (MQTT-2.2.3): let aedes refuse it, but stop counting.
-        if (lengthBytes >= 4) return new PacketTooLargeError(Number.MAX_SAFE_INTEGER, maxBytes);
+        if (lengthBytes >= 4) return new PacketTooLargeError(Number.MAX_SAFE_INTEGER, first ? firstMaxBytes : maxBytes, first);
         continue;
       }
       const total = 1 + lengthBytes + length;
-      if (total > maxBytes) return new PacketTooLargeError(total, maxBytes);
+      const limit = first ? firstMaxBytes : maxBytes;
+      if (total > limit) return new PacketTooLargeError(total, limit, first);
+      first = false;
       skip = length;
       state = skip === 0 ? 0 : 2;
     }
@@ -58,8 +66,13 @@ export function createPacketScanner(maxBytes: number): (chunk: Buffer) => Packet
  * Wraps a socket so that aedes reads through the size guard. Any Duplex will do (a
  * net.Socket, a TLS socket, or an in-memory stream in unit tests).
  */
-export function guardSocket(socket: Duplex, maxBytes: number, onRefused: (err: PacketTooLargeError) => void): Duplex {
-  const scan = createPacketScanner(maxBytes);
+export function guardSocket(
+  socket: Duplex,
+  maxBytes: number,
+  onRefused: (err: PacketTooLargeError) => void,
+  opts: { firstMaxBytes?: number; onData?: (bytes: number) => boolean } = {},
+): Duplex {
+  const scan = createPacketScanner(maxBytes, opts.firstMaxBytes);
   const guarded = new Duplex({
     read() {
       socket.resume();
@@ -79,6 +92,12 @@ export function guardSocket(socket: Duplex, maxBytes: number, onRefused: (err: P
     const err = scan(chunk);
     if (err) {
       onRefused(err);
+      socket.destroy();
+      guarded.destroy();
+      return;
+    }
+    // The admission's budget of unauthenticated memory may refuse these bytes.
+    if (opts.onData && !opts.onData(chunk.length)) {
       socket.destroy();
       guarded.destroy();
       return;

@@ -95,7 +95,9 @@ function checkGroup(group: keyof typeof RANGES, values: object | null | undefine
 
 export function validateRecord(r: ITelemetryRecord, nowMs: number, limits: TimeLimits): Validation {
   const seq = longToNumber(r.seq);
-  if (seq === null || seq <= 0) return { ok: false, reason: GW_ERR.BAD_SEQ, detail: `seq must be in [1, 2^53), got ${String(r.seq)}` };
+  // 0 is a sequence number like any other (proto3's default, where most counters start):
+  // the key (vin, recorded_at_ms, seq) stays exact. Beyond 2^53 it could not be stored exactly.
+  if (seq === null || seq < 0) return { ok: false, reason: GW_ERR.BAD_SEQ, detail: `seq must be in [0, 2^53), got ${String(r.seq)}` };
   const t = longToNumber(r.recordedAtMs);
   if (t === null) {
     const negative = typeof r.recordedAtMs === 'object' && r.recordedAtMs !== null && (r.recordedAtMs as { high: number }).high < 0;

@@ -56,3 +56,47 @@ export function tokensEqual(a: string, b: string): boolean {
   const hb = createHash('sha256').update(b).digest();
   return timingSafeEqual(ha, hb);
 }
+
+export interface SecretVerifier {
+  /**
+   * Checks a secret against a stored hash, or against nothing (null: unknown VIN) with
+   * the same scrypt work, so that the answer's timing does not tell which VINs exist.
+   */
+  verify(secret: string, stored: string | null): Promise<boolean>;
+  /** scrypt calls running now. */
+  running(): number;
+  /** Calls waiting for a slot. */
+  waiting(): number;
+}
+
+/**
+ * A verifier that runs at most `concurrency` scrypt calls at once. scrypt runs on libuv's
+ * thread pool (4 threads by default), which zlib (HTTP compression), fs and dns share:
+ * a login flood must leave some of it to them.
+ */
+export function createSecretVerifier(opts: { concurrency: number; cost: number }): SecretVerifier {
+  // A hash no secret matches (its key is all zeros), with the configured cost.
+  const dummy = `scrypt$${opts.cost}$8$1$${randomBytes(16).toString('base64')}$${Buffer.alloc(KEY_LEN).toString('base64')}`;
+  let running = 0;
+  const queue: (() => void)[] = [];
+  async function slot<T>(f: () => Promise<T>): Promise<T> {
+    // A finished call hands its slot to the next waiter directly: no newcomer slips in between.
+    if (running >= opts.concurrency) await new Promise<void>((r) => queue.push(r));
+    else running++;
+    try {
+      return await f();
+    } finally {
+      const next = queue.shift();
+      if (next) next();
+      else running--;
+    }
+  }
+  return {
+    async verify(secret, stored) {
+      const ok = await slot(() => verifySecret(secret, stored ?? dummy));
+      return stored !== null && ok;
+    },
+    running: () => running,
+    waiting: () => queue.length,
+  };
+}

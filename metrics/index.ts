@@ -9,8 +9,19 @@ export interface MetricsSources {
   streams?(): { open: number; bufferedBytes: number; ended: Record<string, number> };
 }
 
-export function createMetrics() {
+export interface MetricsOptions {
+  /**
+   * Name of this process, set as an `instance` label on every series: with several
+   * processes behind a load balancer, a sum across them stays possible and each one is
+   * told apart. (Prometheus sets its own `instance` target label: scrape with
+   * `honor_labels: true` to keep this one, or it is kept as `exported_instance`.)
+   */
+  instance?: string;
+}
+
+export function createMetrics(opts: MetricsOptions = {}) {
   const registry = new Registry();
+  if (opts.instance !== undefined) registry.setDefaultLabels({ instance: opts.instance });
   collectDefaultMetrics({ register: registry });
 
   const connected = new Gauge({ name: 'cardata_mqtt_connected_vehicles', help: 'Vehicles connected over MQTT', registers: [registry] });

@@ -13,9 +13,12 @@ apt_install() {
 
 command -v protoc >/dev/null || apt_install protobuf-compiler
 command -v openssl >/dev/null || apt_install openssl
+# HAProxy (Debian 12: 2.6) for the cluster test: three gateways behind deploy/haproxy/haproxy.cfg.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   bash scripts/timescaledb.sh up >/dev/null
 fi
 
 npx tsc --noEmit -p .
+bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js), on the whole tree
 exec npx vitest run "$@"

@@ -7,7 +7,10 @@
 // - quarantine: by age of reception.
 // Age caps drop whole chunks on TimescaleDB (drop_chunks), or DELETE elsewhere; with the
 // community licence TimescaleDB's own retention policy does it.
-import type { Db } from './db.ts';
+import type { Queryable } from './db.ts';
+
+/** A connection or transaction that knows its server kind (Db, or the transaction runOncePerPeriod hands out). */
+export type RetentionDb = Queryable & { readonly kind: string };
 
 export interface RetentionPolicy {
   /** Telemetry of an ownership period is deleted this long after the period ended, days. */
@@ -31,7 +34,7 @@ export interface RetentionResult {
 const days = (n: number) => `${Math.floor(n)} days`;
 
 /** Drops (or deletes) rows of a time-partitioned table older than `n` days; returns what went. */
-async function capByAge(db: Db, table: 'telemetry' | 'obfcm_readings', n: number, license: string | undefined): Promise<{ method: RetentionResult['method']; count: number }> {
+async function capByAge(db: RetentionDb, table: 'telemetry' | 'obfcm_readings', n: number, license: string | undefined): Promise<{ method: RetentionResult['method']; count: number }> {
   if (db.kind === 'timescaledb') {
     if (license === 'timescale') {
       await db.query(`SELECT remove_retention_policy('${table}', if_exists => true)`);
@@ -45,7 +48,7 @@ async function capByAge(db: Db, table: 'telemetry' | 'obfcm_readings', n: number
   return { method: 'delete', count: r.rowCount };
 }
 
-export async function applyRetention(db: Db, p: RetentionPolicy): Promise<RetentionResult> {
+export async function applyRetention(db: RetentionDb, p: RetentionPolicy): Promise<RetentionResult> {
   const license =
     db.kind === 'timescaledb' ? (await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l")).rows[0]?.l : undefined;
   // Contracts that ended long enough ago: everything measured before their end goes.
@@ -71,12 +74,16 @@ const HYPERTABLES = ['telemetry', 'obfcm_readings'] as const;
  * of chunks older than `compressAfterDays` (segmented by VIN, so one vehicle's export
  * reads few segments). Not available on the Apache build: returns false there.
  */
-export async function enableCompression(db: Db, compressAfterDays = 7): Promise<boolean> {
+export async function enableCompression(db: RetentionDb, compressAfterDays = 7): Promise<boolean> {
   if (db.kind !== 'timescaledb') return false;
   const lic = await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l");
   if (lic.rows[0]?.l !== 'timescale') return false;
+  const on = new Set(
+    (await db.query<{ t: string }>("SELECT hypertable_name AS t FROM timescaledb_information.hypertables WHERE compression_enabled")).rows.map((r) => r.t),
+  );
   for (const t of HYPERTABLES) {
-    await db.query(`ALTER TABLE ${t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'vin', timescaledb.compress_orderby = 'recorded_at, seq')`);
+    // Once per table: ALTER … SET (timescaledb.compress) on a table with compressed chunks fails.
+    if (!on.has(t)) await db.query(`ALTER TABLE ${t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'vin', timescaledb.compress_orderby = 'recorded_at, seq')`);
     await db.query(`SELECT add_compression_policy('${t}', compress_after => $1::interval, if_not_exists => true)`, [days(compressAfterDays)]);
   }
   return true;

@@ -90,7 +90,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
   async function viaCopy(sql: string): Promise<LogRecord[]> {
     const b = await copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
     const offs = rowOffsets(b, copyDataStart(b));
-    const out: LogRecord[] = new Array(offs.length);
+    const out = new Array<LogRecord>(offs.length);
     for (let i = 0; i < offs.length; i++) {
       const off = offs[i]!;
       const t = trailing(b, off);

@@ -8,7 +8,16 @@ export interface VehicleCredentials {
   secretHash: string;
 }
 
+/** NOTIFY channel announcing a rotated vehicle secret; payload = the VIN. */
+export const SECRET_CHANNEL = 'vehicle_secret_rotated';
+
 export interface VehicleRepo {
+  /**
+   * Replaces a vehicle's secret hash; false when the VIN is unknown. Announces the change
+   * (NOTIFY SECRET_CHANNEL) in the same transaction, so every gateway closes the sessions
+   * opened with the old secret.
+   */
+  rotateSecret(vin: string, secretHash: string): Promise<boolean>;
   /** Inserts a vehicle; STO_ERR_CONFLICT when the VIN exists. */
   create(v: VehicleCredentials): Promise<{ vin: string; ownerId: string; createdAt: Date }>;
   getCredentials(vin: string): Promise<VehicleCredentials | null>;
@@ -32,6 +41,14 @@ export function createVehicleRepo(db: Db): VehicleRepo {
         if (isUniqueViolation(err)) throw new StorageError(STO_ERR.CONFLICT, `vehicle ${v.vin} is already provisioned`);
         throw err;
       }
+    },
+    async rotateSecret(vin, secretHash) {
+      return db.transaction(async (tx) => {
+        const r = await tx.query<{ vin: string }>('UPDATE vehicles SET secret_hash = $2 WHERE vin = $1 RETURNING vin', [vin, secretHash]);
+        if (r.rows.length === 0) return false;
+        await tx.query('SELECT pg_notify($1, $2)', [SECRET_CHANNEL, vin]);
+        return true;
+      });
     },
     async getCredentials(vin) {
       const r = await db.query<{ vin: string; owner_id: string; secret_hash: string }>(

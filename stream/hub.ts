@@ -181,7 +181,7 @@ export function createStreamHub(opts: HubOptions): StreamHub {
   }
   function attach(s: Subscriber, pos: StreamPos): void {
     let m = live.get(s.vin);
-    if (!m) live.set(s.vin, (m = new Map()));
+    if (!m) live.set(s.vin, (m = new Map<Subscriber, StreamPos>()));
     m.set(s, { tx: pos.tx, ord: pos.ord });
   }
   function detach(s: Subscriber): void {

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
 import { hashPassword, tokensEqual } from '../../identity/secrets.ts';
-import { provisionVehicle } from '../provision.ts';
+import { provisionVehicle, rotateVehicleSecret } from '../provision.ts';
 import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
 import { ROLES, type Role } from '../../identity/tokens.ts';
@@ -17,6 +17,8 @@ export interface AdminDeps {
   /** scrypt N for new secrets. */
   secretCost: number;
   vehicles: VehicleStore;
+  /** After a rotation: close this process's sessions opened with the old secret (others learn by NOTIFY). */
+  onSecretRotated?: (vin: string) => void;
   /** Mints the gateway's own tokens. */
   tokens: { sign(p: { role: Role; subject: string; ttlSeconds: number }): Promise<{ token: string; expiresAt: number; jti: string; issuedAt: number }> };
   /** Default and maximum token lifetime, seconds. */
@@ -69,6 +71,24 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       }
       req.log.info({ event: 'vehicle_provisioned', vin: req.body.vin }, 'vehicle provisioned');
       return reply.status(201).header('cache-control', 'no-store').send({ vin: req.body.vin, secret });
+    },
+  );
+
+  /**
+   * Rotates a vehicle's MQTT secret: the new one is returned once; the old one is refused
+   * from now on and the sessions opened with it are closed.
+   */
+  app.post(
+    '/v1/admin/vehicles/:vin/secret',
+    // No query and no body: anything sent along is refused rather than ignored.
+    { schema: { params: VinParams, querystring: z.object({}).strict(), response: { 200: Provisioned } } },
+    async (req, reply) => {
+      const rotated = await rotateVehicleSecret(deps.vehicles, deps.secretCost, req.params.vin);
+      if (!rotated) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${req.params.vin} not found`);
+      const { secret } = rotated;
+      deps.onSecretRotated?.(req.params.vin);
+      req.log.info({ event: 'vehicle_secret_rotated', vin: req.params.vin }, 'vehicle secret rotated');
+      return reply.status(200).header('cache-control', 'no-store').send({ vin: req.params.vin, secret });
     },
   );
 

@@ -13,6 +13,7 @@ import { chooseGrant, recipientRead } from '../../access/grants.ts';
 import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { createExportSlots } from '../export-slots.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface CardataDeps {
@@ -29,6 +30,8 @@ export interface CardataDeps {
   obfcmReport: { defaultWindowDays: number; maxRangeDays: number };
   /** Tells the stores' misses apart from other failures. */
   failures: Pick<StoreFailures, 'isNotFound'>;
+  /** Exports (CarData, OBFCM report) one caller may run at once; past it 429. Default 2. */
+  exportsPerCaller?: number;
 }
 
 export const isoTime = z
@@ -58,6 +61,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
   const workshopMax = deps.workshopMaxRows ?? 10_000;
+  const exportSlots = createExportSlots(deps.exportsPerCaller ?? 2);
 
   async function ownerPeriods(req: FastifyRequest, vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
     const p = await ownerCaller(req, vin, deps.rights.currentOwner);
@@ -75,6 +79,9 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
     },
     async (req, reply) => {
       const { vin } = req.params;
+      // Before any database work: the slot is held until the answer is closed.
+      const c = caller(req);
+      exportSlots.take(`${c.role}:${c.subject}`, reply);
       const { subject, periods } = await ownerPeriods(req, vin);
       const r = range(req.query);
       const groups = req.query.categories ?? ALL_GROUPS;
@@ -241,6 +248,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
 
   app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
     const p = caller(req);
+    exportSlots.take(`${p.role}:${p.subject}`, reply);
     const r = reportRange(req.query, deps.obfcmReport, new Date());
     req.log.info({ event: 'obfcm_report', from: r.from.toISOString(), to: r.to.toISOString() }, 'OBFCM report');
     attachment(reply, `obfcm-report-${new Date().toISOString().slice(0, 10)}.csv`, 'text/csv; charset=utf-8');

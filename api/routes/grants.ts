@@ -15,6 +15,7 @@ import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipie
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { sendExport } from '../export.ts';
+import { createExportSlots } from '../export-slots.ts';
 import { PURPOSES } from '../catalogue.ts';
 import { VinParams } from './vehicles.ts';
 import { isoTime, range } from './cardata.ts';
@@ -29,6 +30,8 @@ export interface GrantRouteDeps {
   reads: Pick<ReadStore, 'ndjson' | 'records'>;
   /** Tells the stores' misses apart from other failures. */
   failures: Pick<StoreFailures, 'isNotFound'>;
+  /** Exports through grants one caller may run at once; past it 429. Default 2. */
+  exportsPerCaller?: number;
   limits: {
     /** Longest a grant may run, days (GRANT_MAX_DAYS); also the default expiry. */
     grantMaxDays: number;
@@ -99,6 +102,7 @@ function grantOut(g: GrantRecord, now: Date) {
 export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
+  const exportSlots = createExportSlots(deps.exportsPerCaller ?? 2);
   const owner = (req: FastifyRequest, vin: string) => ownerCaller(req, vin, deps.rights.currentOwner);
   const restrictedNow = async (vin: string, now: Date) => (await deps.consents.timeline(vin, now.getTime())).at(-1)!.restricted;
 
@@ -304,6 +308,8 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
     },
     async (req, reply) => {
       const p = caller(req);
+      // Before any database work: the slot is held until the answer is closed.
+      exportSlots.take(`${p.role}:${p.subject}`, reply);
       const { id } = req.params;
       const r = range(req.query);
       const now = new Date();

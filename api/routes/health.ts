@@ -2,9 +2,10 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
-export type Readiness = () => Promise<{ broker: boolean; database: boolean }>;
+/** databaseCheckedAt: when the database answer was obtained (probes are reused briefly); instance: which process answered (several run behind one load balancer). */
+export type Readiness = () => Promise<{ broker: boolean; database: boolean; databaseCheckedAt?: string; instance?: string }>;
 
-const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.boolean(), database: z.boolean() });
+const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.boolean(), database: z.boolean(), databaseCheckedAt: z.string().optional(), instance: z.string().optional() });
 
 export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async (app0, opts) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();

@@ -23,6 +23,7 @@ export interface GatewayFixtures {
 export function gatewayTest(env: Record<string, string> = {}) {
   return base.extend<{ $file: GatewayFixtures }>({
     db: [
+      // eslint-disable-next-line no-empty-pattern -- vitest reads a fixture's dependencies from its first parameter, which must be an object pattern; `db` depends on none
       async ({}, use) => {
         const db = await createTestDatabase();
         try {

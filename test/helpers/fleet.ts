@@ -34,6 +34,11 @@ export interface FleetOptions {
   intervalMs: number;
   /** recorded_at of seq s is baseMs + s. */
   baseMs: number;
+  /**
+   * Connect, but publish nothing until resume(); the pacing (intervalMs) then counts from
+   * the resume, so a slow connect phase does not turn into a burst of overdue messages.
+   */
+  startPaused?: boolean;
 }
 
 export interface MessageState {
@@ -98,7 +103,7 @@ export interface FleetStats {
 }
 
 export function startFleet(opts: FleetOptions): Fleet {
-  const t0 = Date.now();
+  let t0 = Date.now();
   const ackTimes: number[] = [];
   let totalAcked = 0;
   let doneWaiters: (() => void)[] = [];
@@ -204,7 +209,7 @@ export function startFleet(opts: FleetOptions): Fleet {
   }
 
   let closed = false;
-  let paused = false;
+  let paused = opts.startPaused === true;
   for (const v of vehicles) pump(v);
 
   const fleet: Fleet = {
@@ -268,6 +273,7 @@ export function startFleet(opts: FleetOptions): Fleet {
       paused = true;
     },
     resume() {
+      if (paused && vehicles.every((v) => v.next === 0)) t0 = Date.now();
       paused = false;
       for (const v of vehicles) pump(v);
     },

@@ -52,7 +52,9 @@ export async function api(gw: RunningGateway, method: string, path: string, body
   let parsed: unknown = text;
   try {
     parsed = JSON.parse(text);
-  } catch {}
+  } catch {
+    // not JSON: the body is returned as text
+  }
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
@@ -140,10 +142,10 @@ export function waitFor<T>(fn: () => Promise<T | undefined | null | false>, time
         const v = await fn();
         if (v) return resolve(v);
       } catch (err) {
-        if (Date.now() - t0 > timeoutMs) return reject(err);
+        if (Date.now() - t0 > timeoutMs) return reject(err instanceof Error ? err : new Error(String(err)));
       }
       if (Date.now() - t0 > timeoutMs) return reject(new Error('waitFor timed out'));
-      setTimeout(tick, stepMs);
+      setTimeout(() => void tick(), stepMs);
     };
     void tick();
   });

@@ -165,7 +165,7 @@ export function sampler<T>(fn: () => T | Promise<T>, intervalMs: number): { samp
       // a failed probe is simply not a sample
     }
     if (stopped) return resolveDone();
-    setTimeout(tick, Math.max(0, intervalMs - (Date.now() - at)));
+    setTimeout(() => void tick(), Math.max(0, intervalMs - (Date.now() - at)));
   };
   void tick();
   return {

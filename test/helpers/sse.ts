@@ -78,9 +78,16 @@ export function openSse(port: number, path: string, token: string | null, header
           let any = false;
           for (const line of block.split('\n')) {
             if (line.startsWith(':')) comments.push({ text: line.slice(1).trim(), at });
-            else if (line.startsWith('id: ')) (id = line.slice(4)), (any = true);
-            else if (line.startsWith('event: ')) (event = line.slice(7)), (any = true);
-            else if (line.startsWith('data: ')) data.push(line.slice(6)), (any = true);
+            else if (line.startsWith('id: ')) {
+              id = line.slice(4);
+              any = true;
+            } else if (line.startsWith('event: ')) {
+              event = line.slice(7);
+              any = true;
+            } else if (line.startsWith('data: ')) {
+              data.push(line.slice(6));
+              any = true;
+            }
           }
           if (any) {
             const e = { id, event, data: data.join('\n'), at };

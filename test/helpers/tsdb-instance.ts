@@ -41,7 +41,7 @@ async function run(argv: [string, string[]], timeoutMs = 60_000): Promise<string
     return r.stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`${argv[0]} ${argv[1].join(' ')} failed: ${e.message}\n${e.stderr ?? ''}`);
+    throw new Error(`${argv[0]} ${argv[1].join(' ')} failed: ${e.message}\n${e.stderr ?? ''}`, { cause: err });
   }
 }
 

@@ -208,7 +208,8 @@ function mqttExpected(id: Identity, action: Action): string {
   const own = id === 'vehicle A' ? 'A' : 'B';
   const target = action.includes(' A') || action.includes('/A/') ? 'A' : 'B';
   if (action.startsWith('publish')) return target === own ? 'acked' : 'connection closed';
-  return target === own ? 'SUBACK 1' : 'SUBACK 128';
+  // Vehicles have no downlink (issue 17): every subscription is refused, their own included.
+  return 'SUBACK 128';
 }
 
 let seq = 100;

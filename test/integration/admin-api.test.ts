@@ -75,7 +75,7 @@ describe('POST /v1/admin/vehicles', () => {
     ['SQL-looking', "1' OR '1'='1"],
     ['17 chars with a quote', "WTEST0000000000'1"],
     ['trailing newline', V + '\n'],
-    ['number', 12345678901234567],
+    ['number', 12345678901234568], // a JSON number, beyond 2^53 (the exact double)
   ];
   it.each(invalidVins)('400 API_ERR_INVALID_VIN for a VIN that is %s', async (_name, vin) => {
     const before = await totalVehicles();

@@ -4,18 +4,15 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 
-let db: TestDatabase;
 let gw: RunningGateway;
 
 const test = gatewayTest();
-test.beforeAll(async ({ db: testDb, gw: testGw }) => {
-  db = testDb;
+test.beforeAll(async ({ gw: testGw }) => {
   gw = testGw;
 });
 

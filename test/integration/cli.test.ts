@@ -31,7 +31,9 @@ function jsonOut(r: Result): any {
   for (const l of lines) {
     try {
       return JSON.parse(l);
-    } catch {}
+    } catch {
+      // not JSON: try the line before
+    }
   }
   throw new Error(`no JSON in stdout\n${show(r)}`);
 }

@@ -89,8 +89,9 @@ describe('gateway faults (real processes)', () => {
     dbs.push(db);
     const p = await ports();
     const env = baseEnv(db.url, p);
-    let { g, readyMs } = await boot(env);
-    const startups = [readyMs];
+    const first = await boot(env);
+    let g = first.g;
+    const startups = [first.readyMs];
     const MESSAGES = 150;
     const RPM = 5;
     const vehicles = await provisionVehicles(p.httpPort, ADMIN_TOKEN, vins(20));

@@ -120,7 +120,9 @@ function expected(route: Route, id: Identity): [number, string | null] {
   if (route.who === 'admin') return id === 'admin' ? [route.ok, null] : [401, 'API_ERR_UNAUTHORIZED'];
   if (id === 'expired token') return [401, 'API_ERR_TOKEN_EXPIRED'];
   const role = ROLE[id];
-  if (role === null) return [401, 'API_ERR_UNAUTHORIZED'];
+  if (id === 'none') return [401, 'API_ERR_UNAUTHORIZED'];
+  // The admin token as a bearer on a non-admin route: a bearer token that is no valid API token.
+  if (role === null) return [401, 'API_ERR_TOKEN_INVALID'];
   const ok: [number, null] = [route.ok, null];
   const forbidden: [number, string] = [403, 'API_ERR_FORBIDDEN'];
   const notFound: [number, string] = [404, 'API_ERR_NOT_FOUND'];

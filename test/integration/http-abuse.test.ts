@@ -76,7 +76,9 @@ function rawRequest(bytes: Buffer, timeoutMs = 10_000): Promise<Res> {
       let json: unknown = undefined;
       try {
         json = JSON.parse(text);
-      } catch {}
+      } catch {
+        // not JSON: json stays undefined
+      }
       resolve({ status: Number(statusLine!.split(' ')[1]), headers, text, json, ms: performance.now() - t0 });
     });
     // not end(): a half-closed client makes node's HTTP server drop a response still being prepared
@@ -229,7 +231,7 @@ const MALFORMED_JSON: [string, string | Buffer, boolean][] = [
 
 /** Wrong-typed values per kind of field, as raw JSON text. */
 const WRONG: Record<'string' | 'boolean' | 'number', string[]> = {
-  string: ['123', 'true', 'null', '[]', '{}', '[\"a\"]', '""', JSON.stringify('x'.repeat(20_000))],
+  string: ['123', 'true', 'null', '[]', '{}', '["a"]', '""', JSON.stringify('x'.repeat(20_000))],
   boolean: ['"true"', '1', '0', 'null', '[]', '{}', '"yes"'],
   number: ['"60"', '1.5', '-1', '0', '1e309', '9007199254740993', 'null', 'true', '[60]', '-0.0'],
 };
@@ -292,6 +294,7 @@ const ROUTES: RouteDef[] = [
   },
   { method: 'GET', path: '/v1/admin/accounts', auth: 'admin' },
   { method: 'DELETE', path: '/v1/admin/accounts/{username}', auth: 'admin', mutates: true },
+  { method: 'POST', path: '/v1/admin/vehicles/{vin}/secret', auth: 'admin', mutates: true },
   { method: 'GET', path: '/v1/vehicles/{vin}/consent', auth: 'owner' },
   {
     method: 'PUT',

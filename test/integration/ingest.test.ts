@@ -52,9 +52,10 @@ async function setConsent(vin: string, location: boolean, co2Sharing: boolean): 
  */
 async function withListenerStopped(fn: () => Promise<void>): Promise<void> {
   const backends = await db.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '%-listen' AND query LIKE 'LISTEN%'",
+    // The consent feed's connection (the secret-rotation feed has one of its own).
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '%-listen' AND query = 'LISTEN consent_changed'",
   );
-  expect(backends, 'the gateway listens on one connection').toHaveLength(1);
+  expect(backends, 'the gateway listens for consent changes on one connection').toHaveLength(1);
   const pid = backends[0]!.pid;
   process.kill(pid, 'SIGSTOP');
   // Resumed however fn ends, and after 20 s even if it never does (a stopped backend would

@@ -19,6 +19,7 @@ import {
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 import { GW_ERR } from '../../gateway/errors.ts';
+import Long from 'long';
 import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';
 
 const MAX_PAYLOAD = 4096;
@@ -85,7 +86,7 @@ interface Case {
   /** Message-level refusals: whether the raw bytes are kept (true) or withheld (false). */
   message?: { keepsBytes: boolean };
   /** Record-level refusals: the quarantined record's seq and recorded_at (undefined: not checked). */
-  bad?: { seq: number | null; recordedAtMs?: number | null };
+  bad?: { seq: number | null; recordedAtMs?: number | null; recSeq?: string };
 }
 
 const MIN = 60_000;
@@ -168,10 +169,10 @@ const cases: Case[] = [
     bad: { seq: 9004, recordedAtMs: 8e15 },
   },
   {
-    name: 'a record with seq 0',
+    name: 'a record with seq 2^53 (cannot be stored exactly)',
     reason: GW_ERR.BAD_SEQ,
-    build: mixed(record(0, NOW0, { technical: { speedKmh: 10 } })),
-    bad: { seq: 0, recordedAtMs: NOW0 },
+    build: mixed({ seq: Long.fromString('9007199254740992', true), recordedAtMs: Long.fromNumber(NOW0), technical: { speedKmh: 10 } }),
+    bad: { seq: null, recordedAtMs: NOW0, recSeq: '9007199254740992' },
   },
   {
     name: 'a NaN value',
@@ -258,7 +259,7 @@ describe('one vehicle sending bad input', () => {
       expect(row.payload).not.toBeNull();
       expect(row.payload_bytes).toBe(row.payload!.length);
       const rec = TelemetryRecord.decode(row.payload!);
-      expect(Number(rec.seq)).toBe(c.bad.seq);
+      expect(String(rec.seq)).toBe(c.bad.recSeq ?? String(c.bad.seq));
     }
 
     // The valid records of the message are stored, the refused ones are not.
@@ -281,6 +282,19 @@ describe('one vehicle sending bad input', () => {
       [v.vin],
     );
     expect(Number(others[0]!.n)).toBe(0);
+  });
+});
+
+describe('seq 0 (proto3\'s default, where most counters start)', () => {
+  it('is a valid sequence number: stored, not quarantined, and deduplicated like any other', async () => {
+    const v = await vehicle();
+    const fromId = await maxQuarantineId();
+    const t = Date.now() - 5000;
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(0, t, { technical: { speedKmh: 10 } }), record(1, t + 1, { technical: { speedKmh: 11 } })]));
+    // Resent: stored once.
+    await publish(v.client, v.topic, encodeBatch(v.vin, [record(0, t, { technical: { speedKmh: 10 } })]));
+    expect(await storedSeqs(v.vin)).toEqual([0, 1]);
+    expect(await quarantineSince(fromId)).toEqual([]);
   });
 });
 

@@ -2,18 +2,15 @@
 // parsed line by line, and each counter moved by at least what the test sent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_TECHNICAL, connectVehicle, encodeBatch, provision, publish, record, testVin, tryConnect, waitFor } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
-let db: TestDatabase;
 let gw: RunningGateway;
 const clients: MqttClient[] = [];
 
 const test = gatewayTest();
-test.beforeAll(async ({ db: testDb, gw: testGw }) => {
-  db = testDb;
+test.beforeAll(async ({ gw: testGw }) => {
   gw = testGw;
 });
 afterAll(async () => {

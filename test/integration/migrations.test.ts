@@ -90,7 +90,7 @@ describe('migrate()', () => {
       `SELECT c.relname AS table, pg_get_indexdef(i.indexrelid) AS def
          FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relname IN ('telemetry', 'obfcm_readings')
-           OR (n.nspname = '_timescaledb_internal' AND c.relname LIKE '\_hyper\_%\_chunk')`,
+           OR (n.nspname = '_timescaledb_internal' AND c.relname LIKE '_hyper_%_chunk')`,
     );
     expect(idx.length).toBeGreaterThanOrEqual(2);
     for (const x of idx) expect(x.def, x.table).toMatch(/\(vin, recorded_at, seq\)$/);

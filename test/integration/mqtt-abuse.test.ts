@@ -108,7 +108,7 @@ class Raw {
   }
   static open(localAddress = '127.0.0.1'): Promise<Raw> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port: gw.mqttPort, localAddress, noDelay: true });
+      const s = net.connect({ host: '127.0.0.1', port: gw.mqttPort!, localAddress, noDelay: true });
       const r = new Raw(s);
       raws.push(r);
       s.once('connect', () => resolve(r));
@@ -501,7 +501,7 @@ describe('connection floods and slow connections', () => {
     const db2 = await createTestDatabase();
     const gw2 = await startTestGateway(db2.url);
     try {
-      const s = net.connect({ host: '127.0.0.1', port: gw2.mqttPort, localAddress: '127.0.0.10' });
+      const s = net.connect({ host: '127.0.0.1', port: gw2.mqttPort!, localAddress: '127.0.0.10' });
       const r = new Raw(s);
       raws.push(r);
       await new Promise((res) => s.once('connect', res));
@@ -564,7 +564,7 @@ describe(`repeated failed authentications (AUTH_FAILURES_MAX ${AUTH_FAILURES_MAX
     const gw2 = await startTestGateway(db2.url, { AUTH_FAILURES_MAX: '3', AUTH_FAILURE_WINDOW_MS: '1000' });
     try {
       const p = async (vin: string, secret: string) => {
-        const s = net.connect({ host: '127.0.0.1', port: gw2.mqttPort, localAddress: '127.0.0.11' });
+        const s = net.connect({ host: '127.0.0.1', port: gw2.mqttPort!, localAddress: '127.0.0.11' });
         const r = new Raw(s);
         raws.push(r);
         await new Promise((res) => s.once('connect', res));

@@ -1,16 +1,12 @@
 // The OpenAPI document is generated from the routes' zod schemas: every route is in it,
 // with its request and response schemas.
 import { describe, expect, it } from 'vitest';
-import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
-import { startTestGateway } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
-let db: TestDatabase;
 let gw: RunningGateway;
 const test = gatewayTest();
-test.beforeAll(async ({ db: testDb, gw: testGw }) => {
-  db = testDb;
+test.beforeAll(async ({ gw: testGw }) => {
   gw = testGw;
 });
 

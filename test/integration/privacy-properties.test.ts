@@ -219,7 +219,7 @@ class SetConsent implements Cmd {
       erase(v, (r) => inPeriod(period, r.at), (r, certain) => (r.location = erased(r.location, certain)));
     }
     v.changes.push({ lo: since, hi: since + 1, after: { ...current(v), location: this.location, co2Sharing: this.co2Sharing } });
-    w.log.push(`${rel(w, since)} ${this} by ${owner} → ${showState(current(v))}`);
+    w.log.push(`${rel(w, since)} ${this.toString()} by ${owner} → ${showState(current(v))}`);
     await untilInForce(w, v, this.toString());
   }
   toString(): string {
@@ -240,7 +240,7 @@ class SetRestriction implements Cmd {
     const since = Date.parse(body.since);
     expect(body).toMatchObject({ restricted: this.restricted, location: current(v).location, co2Sharing: current(v).co2Sharing });
     v.changes.push({ lo: since, hi: since + 1, after: { ...current(v), restricted: this.restricted } });
-    w.log.push(`${rel(w, since)} ${this} by ${owner} → ${showState(current(v))}`);
+    w.log.push(`${rel(w, since)} ${this.toString()} by ${owner} → ${showState(current(v))}`);
     await untilInForce(w, v, this.toString());
   }
   toString(): string {
@@ -265,7 +265,7 @@ class Transfer implements Cmd {
     v.ownership.push({ owner: newOwner, from: boundary, to: null });
     // The consent reset is committed in the same transaction, a moment after the period starts.
     v.changes.push({ lo: since, hi: after, after: { ...DEFAULTS } });
-    w.log.push(`${rel(w, since)} ${this}: ${newOwner} owns from here, consent reset`);
+    w.log.push(`${rel(w, since)} ${this.toString()}: ${newOwner} owns from here, consent reset`);
     await untilInForce(w, v, this.toString());
   }
   toString(): string {
@@ -298,7 +298,7 @@ class Erase implements Cmd {
         if (cat === 'consumption' && sharingRefused) r.obfcm = erased(r.obfcm, c);
       });
     }
-    w.log.push(`${rel(w, Date.now())} ${this} by ${owner} (CO2 sharing ${sharingRefused ? 'refused' : 'not refused'})`);
+    w.log.push(`${rel(w, Date.now())} ${this.toString()} by ${owner} (CO2 sharing ${sharingRefused ? 'refused' : 'not refused'})`);
   }
   toString(): string {
     return `erase(v${this.v}${this.category ? `, ${this.category}` : ''})`;

@@ -27,8 +27,8 @@ describe('generated code (proto/gen) is up to date', () => {
     cpSync(join(REPO, 'proto/vehicle'), join(dir, 'proto/vehicle'), { recursive: true });
     cpSync(join(REPO, 'package.json'), join(dir, 'package.json'));
     symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir');
-    run = spawnSync('bash', [join(dir, 'scripts/gen-proto.sh')], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  }, 90_000);
+    run = spawnSync('bash', [join(dir, 'scripts/gen-proto.sh')], { cwd: dir, encoding: 'utf8', timeout: 180_000 });
+  }, 200_000);
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

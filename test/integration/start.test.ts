@@ -59,7 +59,9 @@ async function http(g: Started, method: string, p: string, token: string, body?:
   let json: unknown = null;
   try {
     json = JSON.parse(text);
-  } catch {}
+  } catch {
+    // not JSON: json stays null
+  }
   return { status: res.status, text, json };
 }
 

@@ -14,7 +14,7 @@ import { migrate, type MigrationResult } from '../../storage/migrate.ts';
 import { createVehicleRepo, type VehicleRepo } from '../../storage/vehicles.ts';
 import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/consent.ts';
 import { createRightsRepo, type RightsRepo } from '../../storage/rights.ts';
-import { createReadRepo, type StoredRecord } from '../../storage/reads.ts';
+import { createReadRepo } from '../../storage/reads.ts';
 import { createBatchWriter, type BatchStats, type QuarantineRow, type TelemetryRow, type WriteItem } from '../../storage/writer.ts';
 import { StorageError } from '../../storage/errors.ts';
 

@@ -168,3 +168,91 @@ describe('mutual TLS: the certificate CN is the VIN', () => {
     rmSync(other, { recursive: true, force: true });
   });
 });
+
+async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Resolves true when an MQTT session is established, false when refused at any stage. */
+async function connects(gw: RunningGateway, opts: mqtt.IClientOptions): Promise<boolean> {
+  const c = mqtt.connect(`mqtts://127.0.0.1:${gw.mqttsPort}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ca: ca(), ...opts });
+  c.on('error', () => {});
+  const ok = await new Promise<boolean>((resolve) => {
+    c.once('connect', () => resolve(true));
+    c.once('close', () => resolve(false));
+    setTimeout(() => resolve(false), 6000);
+  });
+  c.end(true);
+  return ok;
+}
+
+describe('mutual TLS required: no way in by secret (issue 17)', () => {
+  let gw: RunningGateway;
+  let plainPort: number;
+  beforeAll(async () => {
+    plainPort = await freePort();
+    gw = await startTestGateway(db.url, tlsEnv({ TLS_CLIENT_CA_FILE: path.join(dir, 'ca.crt'), MQTT_REQUIRE_CLIENT_CERT: 'true', MQTT_PORT: String(plainPort) }));
+  });
+  afterAll(async () => gw?.close());
+
+  it('the plain MQTT port is not opened: a vehicle with its right secret cannot connect there', async () => {
+    const { vin, secret } = await provision(await plainGateway());
+    expect(gw.mqttPort).toBeNull();
+    const err = await mqtt
+      .connectAsync(`mqtt://127.0.0.1:${plainPort}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 3000, clientId: vin, username: vin, password: secret })
+      .then((c) => (c.end(true), null), (e: NodeJS.ErrnoException) => e);
+    expect(err?.code).toBe('ECONNREFUSED');
+  });
+});
+
+describe('a certificate revocation list, reloaded without restart (TLS_CLIENT_CRL_FILE)', () => {
+  let gw: RunningGateway;
+  const crl = () => path.join(dir, 'ca.crl');
+  const caConf = () => path.join(dir, 'ca.cnf');
+  beforeAll(async () => {
+    writeFileSync(caConf(), `[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndatabase = ${path.join(dir, 'index.txt')}\ncrlnumber = ${path.join(dir, 'crlnumber')}\ndefault_md = sha256\ndefault_crl_days = 2\ncertificate = ${path.join(dir, 'ca.crt')}\nprivate_key = ${path.join(dir, 'ca.key')}\n`);
+    writeFileSync(path.join(dir, 'index.txt'), '');
+    writeFileSync(path.join(dir, 'crlnumber'), '01\n');
+    openssl('ca', '-config', caConf(), '-gencrl', '-out', crl());
+    gw = await startTestGateway(db.url, tlsEnv({ TLS_CLIENT_CA_FILE: path.join(dir, 'ca.crt'), MQTT_REQUIRE_CLIENT_CERT: 'true', TLS_CLIENT_CRL_FILE: crl(), TLS_CRL_CHECK_INTERVAL_MS: '200' }));
+  });
+  afterAll(async () => gw?.close());
+
+  it('a certificate revoked while the gateway runs is refused from the next handshake on; another keeps working', async () => {
+    const a = (await provision(await plainGateway())).vin;
+    const b = (await provision(await plainGateway())).vin;
+    const ca1 = issue(`crlA${a}`, `/CN=${a}`);
+    const cb = issue(`crlB${b}`, `/CN=${b}`);
+    const opts = (vin: string, c: { key: string; cert: string }) => ({ clientId: vin, username: vin, key: readFileSync(c.key), cert: readFileSync(c.cert) });
+    expect(await connects(gw, opts(a, ca1))).toBe(true);
+    openssl('ca', '-config', caConf(), '-revoke', ca1.cert);
+    openssl('ca', '-config', caConf(), '-gencrl', '-out', crl());
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await connects(gw, opts(a, ca1))).toBe(false);
+    expect(await connects(gw, opts(b, cb))).toBe(true);
+  });
+});
+
+describe('a vehicle authenticated by its certificate is not subject to the failed-login limits', () => {
+  let gw: RunningGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(db.url, tlsEnv({ TLS_CLIENT_CA_FILE: path.join(dir, 'ca.crt'), AUTH_FAILURES_MAX: '3', AUTH_FAILURES_PER_VIN_MAX: '2' }));
+  });
+  afterAll(async () => gw?.close());
+
+  it('after wrong secrets for its VIN from the same address locked secret logins, its certificate still connects', async () => {
+    const { vin, secret } = await provision(await plainGateway());
+    const cert = issue(`lim${vin}`, `/CN=${vin}`);
+    for (let i = 0; i < 3; i++) expect(await connects(gw, { clientId: vin, username: vin, password: `wrong-${i}` })).toBe(false);
+    // Locked for secrets: even the right one is refused unchecked …
+    expect(await connects(gw, { clientId: vin, username: vin, password: secret })).toBe(false);
+    // … but the certificate authenticates by itself.
+    expect(await connects(gw, { clientId: vin, username: vin, key: readFileSync(cert.key), cert: readFileSync(cert.cert) })).toBe(true);
+  });
+});

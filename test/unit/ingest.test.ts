@@ -209,15 +209,18 @@ describe('ingest: bad input is quarantined and acknowledged, valid data around i
     const t = setup();
     const future = rec(2, -LIMITS.maxClockSkewMs - 10_000);
     const old = rec(3, LIMITS.maxRecordAgeMs + 10_000);
-    const noSeq = { ...rec(4), seq: Long.UZERO };
+    // seq 0 is valid (proto3's default); beyond 2^53 a seq cannot be stored exactly.
+    const zeroSeq = { ...rec(4), seq: Long.UZERO };
+    const hugeSeq = { ...rec(6), seq: Long.fromNumber(2 ** 53, true) };
     const fast = rec(5, 1000, { technical: { speedKmh: 9999 } });
-    await t.ingest.handle(VIN, encode(VIN, [rec(1), future, old, noSeq, fast]), 1);
-    expect(t.telemetry().map((r) => r.seq)).toEqual([1]);
+    await t.ingest.handle(VIN, encode(VIN, [rec(1), future, old, zeroSeq, fast]), 1);
+    await t.ingest.handle(VIN, encode(VIN, [hugeSeq]), 1);
+    expect(t.telemetry().map((r) => r.seq)).toEqual([1, 0]);
     expect(t.quarantine().map((q) => [q.seq, q.reason])).toEqual([
       [2, 'GW_ERR_RECORDED_IN_FUTURE'],
       [3, 'GW_ERR_RECORDED_TOO_OLD'],
-      [0, 'GW_ERR_BAD_SEQ'],
       [5, 'GW_ERR_OUT_OF_RANGE'],
+      [null, 'GW_ERR_BAD_SEQ'], // not storable exactly, so not stored as a number
     ]);
     expect(t.counts.quarantined).toEqual({ GW_ERR_RECORDED_IN_FUTURE: 1, GW_ERR_RECORDED_TOO_OLD: 1, GW_ERR_BAD_SEQ: 1, GW_ERR_OUT_OF_RANGE: 1 });
   });

@@ -268,7 +268,7 @@ describe('parseKeys', () => {
     // With two keys of the same kid, signing uses the first and verifying the last:
     // every token would fail. Either parseKeys refuses the list or the service still works.
     const spec = `k1:${SECRET_A},k1:${SECRET_B}`;
-    let keys: SigningKey[] | null = null;
+    let keys: SigningKey[] | null;
     try {
       keys = parseKeys(spec);
     } catch {

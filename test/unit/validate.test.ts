@@ -28,6 +28,9 @@ describe('validateRecord', () => {
       consumption: { totalFuelConsumedL: 0, totalGridEnergyIntoBatteryKwh: 100_000_000 },
       location: { latitude: -90, longitude: 180, headingDeg: 360, altitudeM: -1000 },
     }), 3, NOW],
+    ['seq 0 (proto3 default, the first of most counters)', rec(0, NOW), 0, NOW],
+    ['seq missing (null): 0 on the wire', rec(null, NOW), 0, NOW],
+    ['seq 2^53 - 1', rec(Long.fromString('9007199254740991', true), NOW), 9007199254740991, NOW],
     ['empty groups', rec(4, NOW, { technical: {}, consumption: {}, location: {} }), 4, NOW],
     ['null fields are absent, not zero', rec(5, NOW, { technical: { speedKmh: null }, location: { latitude: null } }), 5, NOW],
   ];
@@ -36,8 +39,6 @@ describe('validateRecord', () => {
   });
 
   const bad: [string, ITelemetryRecord, string][] = [
-    ['seq 0', rec(0, NOW), GW_ERR.BAD_SEQ],
-    ['seq missing (null)', rec(null, NOW), GW_ERR.BAD_SEQ],
     ['seq negative', rec(-3, NOW), GW_ERR.BAD_SEQ],
     ['seq 2^53', rec(Long.fromString('9007199254740992', true), NOW), GW_ERR.BAD_SEQ],
     ['seq 2^64-1', rec(Long.MAX_UNSIGNED_VALUE, NOW), GW_ERR.BAD_SEQ],
@@ -63,7 +64,7 @@ describe('validateRecord', () => {
     ['fuel level 101 %', rec(1, NOW, { technical: { fuelLevelPct: 101 } }), GW_ERR.OUT_OF_RANGE],
     ['negative OBFCM counter', rec(1, NOW, { consumption: { totalFuelConsumedL: -1 } }), GW_ERR.OUT_OF_RANGE],
     // first reason found wins: seq before time before values
-    ['seq 0 and in the future and NaN', rec(0, NOW + 3_600_000, { technical: { speedKmh: NaN } }), GW_ERR.BAD_SEQ],
+    ['seq 2^53 and in the future and NaN', rec(Long.fromString('9007199254740992', true), NOW + 3_600_000, { technical: { speedKmh: NaN } }), GW_ERR.BAD_SEQ],
     ['too old and out of range', rec(1, NOW - 40 * 86_400_000, { technical: { speedKmh: 9999 } }), GW_ERR.RECORDED_TOO_OLD],
   ];
   it.each(bad)('refuses %s', (_name, r, reason) => {
