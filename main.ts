@@ -16,7 +16,7 @@ import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
 import { createIngest, type Ingest } from './gateway/ingest.ts';
-import { createBroker, type Broker, type ConnectionInfo } from './gateway/broker.ts';
+import { createBroker, type Broker } from './gateway/broker.ts';
 import { certVinOf } from './identity/cert.ts';
 import { createAdmission } from './gateway/admission.ts';
 import { watchCrl } from './gateway/crl.ts';
@@ -362,7 +362,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
-      ...(config.metricsListener ? {} : { metrics: { text: prom.text, contentType: prom.contentType } }),
+      ...(config.metricsListener ? {} : { metrics: { text: () => prom.text(), contentType: prom.contentType } }),
       stream: {
         tokens,
         rights,

@@ -19,9 +19,9 @@ export interface SignIn {
   readonly mintedTokens: MintedTokenRepo;
   readonly accounts: AccountRepo;
   /** A revocation made by this process: in force here at once. */
-  onRevoked(jti: string): void;
+  readonly onRevoked: (jti: string) => void;
   /** The embedded provider, once started. */
-  provider(): EmbeddedIdp | null;
+  readonly provider: () => EmbeddedIdp | null;
   /** Loads the deny list and follows revocations (NOTIFY); needs the migrated schema. */
   open(): Promise<void>;
   /** Starts the embedded provider, which needs the address the HTTP server listens on. */
@@ -102,7 +102,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           portalRedirectUris: config.oidc.portalRedirectUris ?? [`${base}/portal/callback`],
           accessTokenTtlS: config.tokenTtlS,
         },
-        { store, accounts },
+        { store, accounts, onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request') },
       );
       // Its tokens go the same way as an external provider's: discovery, JWKS, jose. The
       // discovery document is fetched from this process's own listener.

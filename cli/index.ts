@@ -16,7 +16,7 @@ import { VIN_RULE, isValidVin } from '../identity/vin.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/subject.ts';
 import { provisionVehicle, rotateVehicleSecret } from '../api/provision.ts';
 import { hashPassword, newSecret } from '../identity/secrets.ts';
-import { MAX_TOKEN_TTL_S, ROLES, createTokenService, isRole, isValidTtl, parseKeys, type Role } from '../identity/tokens.ts';
+import { ROLES, createTokenService, isRole, parseKeys } from '../identity/tokens.ts';
 import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts';
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';

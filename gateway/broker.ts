@@ -85,12 +85,11 @@ export function subscriptionAllowed(vin: string, filter: string): boolean {
 }
 
 /** Waits (up to maxMs) until every client connection has written out what it buffered. */
-async function flushSockets(aedes: Aedes, maxMs: number): Promise<void> {
-  const clients = Object.values((aedes as unknown as { clients: Record<string, Client> }).clients ?? {});
-  const pendingWrites = clients
-    .map((c) => c.conn as unknown as { writableLength?: number; once?: (e: string, f: () => void) => void; destroyed?: boolean })
-    .filter((conn) => !conn.destroyed && (conn.writableLength ?? 0) > 0 && typeof conn.once === 'function')
-    .map((conn) => new Promise<void>((r) => conn.once!('drain', r)));
+async function flushSockets(clients: Iterable<Client>, maxMs: number): Promise<void> {
+  const pendingWrites = [...clients]
+    .map((c) => c.conn)
+    .filter((conn) => !conn.destroyed && conn.writableLength > 0)
+    .map((conn) => new Promise<void>((r) => conn.once('drain', r)));
   if (pendingWrites.length === 0) return;
   await Promise.race([Promise.all(pendingWrites), new Promise((r) => setTimeout(r, maxMs).unref())]);
 }
@@ -229,8 +228,15 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     },
   });
 
-  aedes.on('client', () => metrics.connected(1));
+  // The connected clients by id, kept from aedes' public events (its own map is private).
+  // A takeover (same id again) replaces the entry before the old client's disconnect comes.
+  const live = new Map<string, Client>();
+  aedes.on('client', (client: Client) => {
+    live.set(client.id, client);
+    metrics.connected(1);
+  });
   aedes.on('clientDisconnect', (client: Client) => {
+    if (live.get(client.id) === client) live.delete(client.id);
     metrics.connected(-1);
     consents.forget(client.id);
   });
@@ -248,7 +254,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     },
     connectedCount: () => aedes.connectedClients,
     closeSecretSessions(vin) {
-      const client = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[vin];
+      const client = live.get(vin);
       if (!client || authMethod.get(client) !== 'secret') return 0;
       metrics.refused(GW_ERR.SECRET_ROTATED);
       log.info({ event: 'mqtt_session_closed', vin, reason: GW_ERR.SECRET_ROTATED }, 'session of a rotated secret closed');
@@ -271,7 +277,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
       // The last PUBACKs are written by aedes after our callbacks returned (mqtt-packet
       // defers the write to the next tick): let them reach the sockets before anyone closes them.
       await new Promise((r) => setImmediate(r));
-      await flushSockets(aedes, 500);
+      await flushSockets(live.values(), 500);
       return { drained, left: inFlight };
     },
     close() {

@@ -57,7 +57,7 @@ export function rawBytesAllowed(tl: ConsentTimeline, recordedAtMs: readonly numb
 function batchTimes(records: readonly ITelemetryRecord[]): number[] | null {
   const out: number[] = [];
   for (const r of records) {
-    const t = longToNumber(r.recordedAtMs as Parameters<typeof longToNumber>[0]);
+    const t = longToNumber(r.recordedAtMs);
     if (t === null || r.recordedAtMs == null) return null;
     out.push(t);
   }

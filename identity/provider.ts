@@ -46,7 +46,8 @@ export const PORTAL_CLIENT_ID = 'cardata-portal';
 
 export interface InteractionView {
   uid: string;
-  prompt: 'login' | 'consent' | string;
+  /** The prompt oidc-provider asks for: `login` or `consent`. */
+  prompt: string;
   clientId: string;
 }
 
@@ -71,7 +72,7 @@ function adapterFor(store: IdpStore) {
   return class DbAdapter implements Adapter {
     constructor(private readonly model: string) {}
     async upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
-      await store.upsert(this.model, id, payload as Record<string, unknown>, expiresIn);
+      await store.upsert(this.model, id, payload, expiresIn);
     }
     async find(id: string) {
       return (await store.find(this.model, id)) as AdapterPayload | undefined;
@@ -94,7 +95,10 @@ function adapterFor(store: IdpStore) {
   };
 }
 
-export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store: IdpStore; accounts: IdpAccounts }): Promise<EmbeddedIdp> {
+export async function createEmbeddedIdp(
+  opts: EmbeddedIdpOptions,
+  deps: { store: IdpStore; accounts: IdpAccounts; onServerError?: (err: Error) => void },
+): Promise<EmbeddedIdp> {
   const { store, accounts } = deps;
   // Made once by the first process ever to start, then read by every process: tokens
   // survive restarts and verify on every instance.
@@ -125,7 +129,7 @@ export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store:
         post_logout_redirect_uris: [...opts.portalRedirectUris],
       },
     ],
-    jwks: { keys: [signingJwk as Parameters<typeof JSON.stringify>[0]] },
+    jwks: { keys: [signingJwk] },
     cookies: { keys: cookieKeys },
     // RFC 9700 §2.1.1: PKCE for every authorization code, S256 only (the library's default method list).
     pkce: { required: () => true },
@@ -180,6 +184,8 @@ export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store:
   };
 
   const provider = new Provider(opts.issuer, configuration);
+  // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
+  provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
   const callback = provider.callback();
   const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');
 
@@ -201,7 +207,7 @@ export async function createEmbeddedIdp(opts: EmbeddedIdpOptions, deps: { store:
       try {
         const d = await provider.interactionDetails(req, res);
         if (d.uid !== uid) return null;
-        return { uid: d.uid, prompt: d.prompt.name, clientId: String(d.params.client_id ?? '') };
+        return { uid: d.uid, prompt: d.prompt.name, clientId: typeof d.params.client_id === 'string' ? d.params.client_id : '' };
       } catch {
         return null;
       }

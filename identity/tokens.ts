@@ -4,7 +4,7 @@
 // new one first and dropping the old one after the longest TTL. These tokens are for
 // machines and tests; people sign in with OpenID Connect (identity/oidc.ts).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { SignJWT, decodeProtectedHeader, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import { classifyJoseError, hasCanonicalSignature, type VerifyResult } from './verify.ts';
 
 export type Role = 'customer' | 'workshop' | 'third_party' | 'authority';
@@ -79,9 +79,20 @@ class UnknownKey extends Error {}
 
 export function createTokenService(keys: readonly SigningKey[], now: () => number = Date.now, opts: TokenServiceOptions = {}): TokenService {
   if (keys.length === 0) throw new Error('at least one signing key is needed');
-  const byKid = new Map(keys.map((k) => [k.kid, new Uint8Array(k.secret)]));
+  // Imported as WebCrypto keys once, on first use (about half the cost of each check).
+  const imported = new Map<string, Promise<CryptoKey>>();
+  const secrets = new Map(keys.map((k) => [k.kid, k.secret]));
+  const keyOf = (kid: string): Promise<CryptoKey> | undefined => {
+    const secret = secrets.get(kid);
+    if (!secret) return undefined;
+    let k = imported.get(kid);
+    if (!k) {
+      k = crypto.subtle.importKey('raw', new Uint8Array(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+      imported.set(kid, k);
+    }
+    return k;
+  };
   const signer = keys[0]!;
-  const signKey = byKid.get(signer.kid)!;
   const skew = opts.clockSkewS ?? 60;
 
   return {
@@ -97,7 +108,7 @@ export function createTokenService(keys: readonly SigningKey[], now: () => numbe
         .setIssuedAt(iat)
         .setExpirationTime(exp)
         .setJti(jti)
-        .sign(signKey);
+        .sign(await keyOf(signer.kid)!);
       return { token, expiresAt: exp * 1000, jti, issuedAt: iat * 1000 };
     },
     async verify(token) {
@@ -109,7 +120,7 @@ export function createTokenService(keys: readonly SigningKey[], now: () => numbe
         ({ payload } = await jwtVerify(
           token,
           (header) => {
-            const k = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
+            const k = typeof header.kid === 'string' ? keyOf(header.kid) : undefined;
             if (!k) throw new UnknownKey();
             return k;
           },

@@ -1,7 +1,7 @@
 // What customers, workshops and authorities read: CarData export, latest position,
 // disclosures, the catalogue, workshop consumption, the authority OBFCM report.
 import { createHash } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';

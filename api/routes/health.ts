@@ -5,7 +5,9 @@ import { z } from 'zod';
 /** databaseCheckedAt: when the database answer was obtained (probes are reused briefly); instance: which process answered (several run behind one load balancer). */
 export type Readiness = () => Promise<{ broker: boolean; database: boolean; databaseCheckedAt?: string; instance?: string }>;
 
-const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.boolean(), database: z.boolean(), databaseCheckedAt: z.string().optional(), instance: z.string().optional() });
+// The body is the pinned contract; when the shared database probe ran and which instance
+// answered go in headers (x-database-checked-at, x-instance).
+const ReadyBody = z.object({ status: z.enum(['ready', 'not_ready']), broker: z.boolean(), database: z.boolean() });
 
 export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async (app0, opts) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
@@ -15,6 +17,8 @@ export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async 
   app.get('/readyz', { logLevel: 'warn', schema: { response: { 200: ReadyBody, 503: ReadyBody } } }, async (_req, reply) => {
     const r = await opts.readiness().catch(() => ({ broker: false, database: false }));
     const ok = r.broker && r.database;
-    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', ...r });
+    if ('databaseCheckedAt' in r && r.databaseCheckedAt) void reply.header('x-database-checked-at', r.databaseCheckedAt);
+    if ('instance' in r && r.instance) void reply.header('x-instance', r.instance);
+    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', broker: r.broker, database: r.database });
   });
 };

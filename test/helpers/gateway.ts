@@ -19,6 +19,7 @@ export async function startTestGateway(databaseUrl: string, env: Record<string, 
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     // Tests fail authentications on purpose, all from 127.0.0.1; the limiter has its own test.
     AUTH_FAILURES_MAX: '100000',
+    AUTH_FAILURES_PER_VIN_MAX: '100000',
     ...env,
   });
   return startGateway(config);

@@ -73,7 +73,7 @@ export async function signInWithCode(base: string, o: CodeFlowOptions): Promise<
     return res;
   };
 
-  let res = await go(`/oidc/auth?${params}`);
+  let res = await go(`/oidc/auth?${params.toString()}`);
   let code: string | null = null;
   // Bounded: login, consent and their redirects take about six hops.
   for (let hop = 0; hop < 12 && code === null; hop++) {

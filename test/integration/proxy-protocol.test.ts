@@ -44,7 +44,7 @@ function attempt(transport: Transport, header: Buffer | null, vin: string, passw
     () => {
       const raw = net.connect({ host: '127.0.0.1', port });
       if (header) raw.write(header);
-      return (transport === 'mqtt' ? raw : tls.connect({ socket: raw, ca, servername: 'localhost' })) as never;
+      return (transport === 'mqtt' ? raw : tls.connect({ socket: raw, ca, servername: 'localhost' }));
     },
     { clientId: vin, username: vin, password, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 },
   );

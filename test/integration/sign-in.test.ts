@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, api, provision, startTestGateway, testVin, waitFor } from '../helpers/gateway.ts';
 import { SignInFailed, TEST_REDIRECT_URI, signInWithCode, startExternalIdp, type ExternalIdp } from '../helpers/oidc.ts';
-import { killAllChildren } from '../helpers/proc.ts';
+import { killAllChildren, runChild } from '../helpers/proc.ts';
 import type { RunningGateway } from '../../main.ts';
 
 const JWT_KEYS = 'signin1:sign-in-test-signing-secret-0123456789abcdef';
@@ -322,4 +322,30 @@ describe("the gateway's own minted tokens", () => {
   it('no admin token in the logs or answers: the admin token is no bearer token for the API', async () => {
     expectProblem(await api(gw, 'GET', await ownedVehicle('admin-try'), undefined, ADMIN_TOKEN), 401, 'API_ERR_TOKEN_INVALID');
   });
+});
+
+describe('the CLI', () => {
+  const cli = (env: Record<string, string>, ...args: string[]) => runChild(process.execPath, ['--import', 'tsx', 'cli/index.ts', ...args], { DATABASE_URL: db.url, JWT_KEYS, ...env }, 60_000);
+
+  it('account creates a person who signs in with the password shown once; revoke-token revokes a minted token on the running gateways', async () => {
+    const made = await cli({}, 'account', '--username', 'cli-person', '--role', 'customer', '--subject', 'cli-owner');
+    expect(made.code, made.stderr).toBe(0);
+    const password = /password \(shown once\): (\S+)/.exec(made.stdout)?.[1];
+    expect(password).toBeTypeOf('string');
+    const route = await ownedVehicle('cli-owner');
+    const t = await signInWithCode(base(gw), { username: 'cli-person', password: password! });
+    expect((await api(gw, 'GET', route, undefined, t.accessToken)).status).toBe(200);
+    const again = await cli({}, 'account', '--username', 'cli-person', '--role', 'customer');
+    expect(again.code).toBe(3);
+    expect((await cli({}, 'account', '--username', 'cli-x', '--role', 'root')).code).toBe(2);
+
+    const m = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: 'cli-owner' });
+    expect((await api(gwB, 'GET', route, undefined, m.body.token)).status).toBe(200);
+    const rv = await cli({}, 'revoke-token', '--jti', m.body.jti);
+    expect(rv.code, rv.stderr).toBe(0);
+    // The CLI's NOTIFY reaches both running instances.
+    for (const g of [gw, gwB]) await waitFor(async () => (await api(g, 'GET', route, undefined, m.body.token)).body.code === 'API_ERR_TOKEN_REVOKED', 2000, 20);
+    expect((await cli({}, 'revoke-token', '--jti', '00000000-0000-4000-8000-000000000000')).code).toBe(4);
+    expect((await cli({}, 'revoke-token', '--jti', 'nope')).code).toBe(2);
+  }, 240_000);
 });

@@ -32,26 +32,6 @@ export default tseslint.config(
     },
   },
   {
-    // TEMPORARY, gateway/broker.ts only: flushSockets reads aedes' private `clients` map
-    // (`aedes as unknown as { clients }`) and casts each `client.conn` the same way. The
-    // broker is being reworked; the fix is to keep its own Set<Client> from aedes' public
-    // 'client' / 'clientDisconnect' events and use `client.conn` as the Duplex aedes
-    // already types it as. Only those two casts are exempt (the receiver is `aedes` or a
-    // `.conn`); any other `as unknown as` in the file is still an error. Delete this block
-    // with that fix.
-    files: ['gateway/broker.ts'],
-    rules: {
-      'no-restricted-syntax': [
-        'error',
-        {
-          selector:
-            "TSAsExpression > TSAsExpression.expression[typeAnnotation.type='TSUnknownKeyword']:not([expression.name='aedes']):not([expression.property.name='conn'])",
-          message: '`as unknown as` hides a type error; find a typed way or wrap it in one named, commented function.',
-        },
-      ],
-    },
-  },
-  {
     // Tests and benchmarks read JSON bodies, CSV lines and child-process messages whose
     // shape is what they assert on: typing each as `any` is the honest type there, so the
     // no-unsafe-* family (which flags every use of an `any`) is off for them, and only there.
