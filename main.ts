@@ -28,7 +28,10 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { createSeriesRepo } from './storage/series.ts';
-import { createCheckinRepo, createGrantRepo, createRecipientRepo } from './storage/grants.ts';
+import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
+import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
+import type { StreamStats } from './api/routes/stream.ts';
+import { createCheckinRepo, createGrantRepo, createRecipientRepo, GRANT_CHANNEL } from './storage/grants.ts';
 import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
 import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
@@ -73,6 +76,8 @@ export interface RunningGateway {
   readonly oidcIssuer: string | null;
   readonly storage: string;
   readonly db: Db;
+  /** Open live streams and what they hold (README "Live CarData"). */
+  streams(): StreamStats;
   /** INSTANCE_ID, or "<hostname>-<pid>": in every log line, metric and /readyz answer. */
   readonly instance: string;
   /** Orderly stop: MQTT intake → drain → flush → HTTP → database. */
@@ -134,6 +139,8 @@ export interface BuiltGateway {
   readonly tlsFiles: { cert: Buffer; key: Buffer; ca: Buffer | undefined } | undefined;
   readonly app: FastifyInstance;
   readonly adminToken: string;
+  /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
+  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; stats: () => StreamStats };
   readonly signIn: SignIn;
 }
 
@@ -170,6 +177,22 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
   const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
+  // Live streams: one tailer of the stream log; commits here wake it at once, commits on
+  // other instances by NOTIFY (README "Live CarData").
+  // On the API pool: the stream reads never take the writer's connections.
+  const streamLog = createStreamLogRepo(apiDb);
+  const hub = createStreamHub({
+    store: streamLog,
+    pollMs: config.stream.pollMs,
+    onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
+  });
+  const announce =
+    config.databaseUrl && config.stream.fanout === 'notify'
+      ? coalesced(
+          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, '']),
+          (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
+        )
+      : null;
   const writer = createBatchWriter(db, {
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
@@ -178,13 +201,21 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     lingerMs: config.writer.lingerMs,
     lingerRows: config.writer.lingerRows,
     retryMaxMs: config.writer.retryMaxMs,
-    onBatch: prom.writer.onBatch,
+    onBatch: (stats) => {
+      prom.writer.onBatch(stats);
+      if (stats.telemetryInserted > 0) {
+        hub.wake();
+        announce?.();
+      }
+    },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
       log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
     },
   });
-  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats() });
+  const streamStats: { get?: () => StreamStats } = {};
+  const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
+  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
   opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
   // The cache reads through a repository of its own; the one the API writes through tells
@@ -192,7 +223,12 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const consents = createConsentCache({ source: createConsentRepo(db), horizonMs: config.ingest.maxRecordAgeMs, metrics });
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
-  const changeHooks = { onCommitted: (vin: string) => consents.invalidate(vin) };
+  const changeHooks = {
+    onCommitted: (vin: string) => {
+      consents.invalidate(vin);
+      hub.invalidate(vin);
+    },
+  };
   const consentRepo = createConsentRepo(apiDb, changeHooks);
   const ingest = createIngest({
     sink: writer,
@@ -331,6 +367,20 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
       ...(config.metricsListener ? {} : { metrics: { text: () => prom.text(), contentType: prom.contentType } }),
+      stream: {
+        tokens,
+        rights,
+        consents: consentRepo,
+        feed: hub,
+        positions: streamLog,
+        grants,
+        keepAliveMs: config.stream.keepAliveMs,
+        bufferBytes: config.stream.bufferBytes,
+        maxPerCaller: config.stream.maxPerCaller,
+        fromWindowMs: config.stream.logRetentionDays * 86_400_000,
+        fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
+        stats: streamStats,
+      },
       oidc: { provider: signIn.provider },
     },
     {
@@ -354,7 +404,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn };
+  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
 }
 
 /**
@@ -363,7 +413,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
  * reverse order (the database last) and the error is rethrown.
  */
 export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
-  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app } = gw;
+  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app, live } = gw;
   try {
     const mig = await migrate(db);
     log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
@@ -371,22 +421,44 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       ? `${db.kind} at ${redactUrl(config.databaseUrl)}`
       : `embedded PostgreSQL (PGlite) in ${path.resolve(config.dataDir)}`;
 
-    const stopListening = await db.listen(
+    await live.hub.start();
+    opened.push('stream tail', () => live.hub.stop());
+    // While the change feed is down, open streams check their terms every second.
+    let streamRecheck: NodeJS.Timeout | null = null;
+    const stopConsentFeed = await db.listen(
       CONSENT_CHANNEL,
-      (vin) => consents.invalidate(vin),
+      (vin) => {
+        consents.invalidate(vin);
+        live.hub.invalidate(vin);
+      },
       {
         // Changes may be missed while the feed is down: trust nothing cached until it is back.
         onDown: () => {
           consents.setTrusted(false);
+          streamRecheck ??= setInterval(() => live.hub.invalidateAll(), 1000);
           log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
         },
         onUp: () => {
           consents.invalidateAll();
           consents.setTrusted(true);
+          if (streamRecheck) clearInterval(streamRecheck);
+          streamRecheck = null;
+          live.hub.invalidateAll();
           log.info({ event: 'consent_feed_up' }, 'consent change feed restored; cache reloaded');
         },
       },
     );
+    // Commits of other instances wake this one's stream tail.
+    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, () => live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    // A revoked or ended grant (payload: its id) ends the streams through it.
+    const stopGrantFeed = await db.listen(GRANT_CHANNEL, (id) => live.hub.invalidateGrant(id), { onUp: () => live.hub.invalidateAll(), role: 'stream-grants' });
+    const stopListening = async (): Promise<void> => {
+      if (streamRecheck) clearInterval(streamRecheck);
+      await live.hub.stop();
+      await stopGrantFeed();
+      await stopStreamWake();
+      await stopConsentFeed();
+    };
     opened.push('consent feed', stopListening);
     await gw.signIn.open();
     opened.push('sign-in', () => gw.signIn.close());
@@ -434,6 +506,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
         const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
         if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
         else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
+        if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) }, 'stream log trimmed');
       } catch (err) {
         log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
       }
@@ -450,14 +523,14 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     let closing: Promise<void> | null = null;
     const close = (): Promise<void> => (closing ??= stopGateway(gw, { retentionTimer, stopListening, stopSecretFeed, stopCrl }));
     const oidcIssuer = gw.signIn.provider()?.issuer ?? null;
-    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, instance, close };
+    return { mqttPort, mqttsPort, https: !!gw.tlsFiles, httpPort, metricsPort, adminToken: gw.adminToken, oidcIssuer, storage, db, instance, streams: live.stats, close };
   } catch (err) {
     await opened.unwind();
     throw err;
   }
 }
 
-/** Orderly stop: MQTT intake → drain → flush → HTTP → consent feed → database. */
+/** Orderly stop: MQTT intake → drain → flush → HTTP (open streams end first) → stream tail and consent feed → database. */
 export async function stopGateway(
   gw: BuiltGateway,
   started: { retentionTimer: NodeJS.Timeout; stopListening: () => Promise<void>; stopSecretFeed?: () => Promise<void>; stopCrl?: () => void },

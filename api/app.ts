@@ -10,6 +10,7 @@ import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
 import { portalRoutes, type PortalRouteDeps } from './routes/portal.ts';
 import { webRoutes, type WebOptions } from './routes/web.ts';
+import { streamRoutes, type StreamDeps } from './routes/stream.ts';
 import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
 import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
 import swagger from '@fastify/swagger';
@@ -28,6 +29,8 @@ export interface AppDeps {
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;
   cardata: Omit<CardataDeps, 'failures'>;
+  /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
+  stream?: StreamDeps;
   grants: Omit<GrantRouteDeps, 'failures'>;
   /** The portal's read routes (vehicles, latest, series); absent: not served. */
   portal?: PortalRouteDeps;
@@ -183,6 +186,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(vehicleRoutes, deps.vehicles);
   await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
   await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
+  if (deps.stream) await app.register(streamRoutes, deps.stream);
   if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   if (deps.portal) await app.register(portalRoutes, deps.portal);
   if (deps.web) await app.register(webRoutes, deps.web);

@@ -21,6 +21,9 @@ export type ApiErrorCode =
   | 'API_ERR_TOO_MANY_EXPORTS'
   | 'API_ERR_REQUEST_TIMEOUT'
   | 'API_ERR_NOT_FOUND'
+  | 'API_ERR_INVALID_CURSOR'
+  | 'API_ERR_CURSOR_EXPIRED'
+  | 'API_ERR_TOO_MANY_STREAMS'
   | 'API_ERR_CONFLICT'
   | 'API_ERR_BODY_TOO_LARGE'
   | 'API_ERR_UNSUPPORTED_MEDIA_TYPE'
@@ -54,6 +57,7 @@ const TITLES: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
+  410: 'Gone',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   414: 'URI Too Long',

@@ -138,6 +138,54 @@ export interface StoreFailures {
   isUnavailable(err: unknown): boolean;
 }
 
+// ---------------------------------------------------------------------------
+// Live streams (api/routes/stream.ts): the fan-out (stream/hub.ts) and the stream log's
+// resume positions (storage/stream-log.ts).
+
+/** Place of a record in its vehicle's stream: (writing transaction id, place in its entry). */
+export interface CursorPos {
+  tx: number;
+  ord: number;
+}
+
+export interface LineProjection {
+  categories: readonly Group[];
+  nulled: readonly Group[];
+}
+
+export interface FeedRecord {
+  tx: number;
+  ord: number;
+  recordedAtMs: number;
+  json(p: LineProjection): string;
+}
+
+export interface FeedSubscriber {
+  readonly vin: string;
+  /** The grant a recipient's stream reads through. */
+  readonly grantId?: string;
+  deliver(records: readonly FeedRecord[], live: boolean): void;
+  busy(): boolean;
+  ready(): Promise<void>;
+  recheck(): void;
+  startedAt?(pos: CursorPos): void;
+  readonly closed: boolean;
+}
+
+/** The live fan-out (stream/hub.ts). */
+export interface StreamFeed {
+  open(sub: FeedSubscriber, opts: { after: CursorPos | null; fromMs: number | null }): Promise<void>;
+  close(sub: FeedSubscriber): void;
+}
+
+/** Where resumes can start (storage/stream-log.ts). */
+export interface StreamPositions {
+  /** Cursors at or below this transaction id can no longer resume (retention). */
+  trimmedBelow(): Promise<number>;
+  /** The first position that can hold records measured at or after fromMs. */
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
+}
+
 /** The record of tokens the gateway minted (sign-in), so that they can be revoked. */
 export interface MintedTokenStore {
   record(t: { jti: string; role: string; subject: string; issuedAt: Date; expiresAt: Date }): Promise<void>;

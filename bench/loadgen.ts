@@ -23,6 +23,8 @@ interface Conn {
   nextId: number;
   /** send time (performance.now()) per packet id; 0 = free */
   sentAt: Float64Array;
+  /** first seq of the message in flight under each packet id (for the stream bench's ack log) */
+  seqAt: Float64Array;
   open: boolean;
 }
 
@@ -40,6 +42,8 @@ let measureFrom = Infinity;
 let measureTo = -Infinity;
 let measuredAckedMsgs = 0;
 let latencies: number[] = [];
+/** With RateArgs.ackLog: [vehicle index, first seq, PUBACK wall-clock ms] of each measured message. */
+let ackLog: number[] | null = null;
 let latencyBySecond: number[][] = [];
 /** Wall-clock 100 ms slot → the largest latency of a message acknowledged in it, and this process's largest timer lag. */
 const slotLatency = new Map<number, number>();
@@ -71,6 +75,7 @@ function sendOne(c: Conn): boolean {
   c.seq += c.tpl.records;
   c.inflight++;
   c.sentAt[id] = performance.now();
+  c.seqAt[id] = c.seq - c.tpl.records;
   sentMsgs++;
   c.sock.write(buf);
   return true;
@@ -88,6 +93,7 @@ function onAck(c: Conn, id: number): void {
   if (now >= measureFrom && now < measureTo) measuredAckedMsgs++;
   if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) {
     latencies.push(now - t);
+    ackLog?.push(c.i, c.seqAt[id]!, performance.timeOrigin + now);
     const slot = Math.floor(Date.now() / 100);
     slotLatency.set(slot, Math.max(slotLatency.get(slot) ?? 0, now - t));
     const s = Math.floor((t - measureFrom) / 1000);
@@ -162,6 +168,7 @@ function connectAll(a: ConnectArgs): Promise<{ connected: number; failed: number
           inflight: 0,
           nextId: 0,
           sentAt: new Float64Array(ID_SPACE + 1),
+          seqAt: new Float64Array(ID_SPACE + 1),
           open: false,
         };
         let settled = false;
@@ -285,11 +292,14 @@ async function closedLoop(a: RunArgs) {
 
 interface RateArgs extends RunArgs {
   msgsPerSec: number;
+  /** Return the ack log (vehicle index, first seq, PUBACK wall-clock ms) of the measured messages. */
+  ackLog?: boolean;
 }
 
 async function rateRun(a: RateArgs) {
   resetCounters();
   mode = 'rate';
+  ackLog = a.ackLog ? [] : null;
   windowSize = a.window;
   running = true;
   runStart = performance.now();
@@ -350,6 +360,7 @@ async function rateRun(a: RateArgs) {
       .slice(0, 10)
       .map(([slot, ms]) => [slot, Math.round(ms), Math.round(Math.max(slotLag.get(slot) ?? 0, slotLag.get(slot - 1) ?? 0))]),
     drained,
+    ...(ackLog ? { ackLog } : {}),
     inflightLeft: totalInflight(),
     unexpectedCloses,
   };

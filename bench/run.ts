@@ -10,6 +10,8 @@
 //   connections  gateway RSS per idle authenticated connection (10,000)
 //   export       CarData NDJSON export of 1,000,000 stored rows over HTTP, gateway RSS
 //   consent      consent change through gateway A → applied by gateway B's filter
+//   stream       live streams: ingest with/without 1,000 SSE consumers, PUBACK → event
+//                latency at half that rate, catch-up of a consumer 100,000 records behind
 //   scale        1, 2, 3 gateway processes behind HAProxy (deploy/haproxy/haproxy.cfg) on
 //                one database: records/s and CPU per process per 1,000 records; and the
 //                strong peer (Mosquitto → one subscriber batching rows into COPY, acks
@@ -74,6 +76,7 @@ const P = QUICK
       idleConnections: 10_000,
       exportRows: 200_000, exportTimeoutMs: 60_000,
       toggles: 20, toggleSpacingMs: 350,
+      streamWarmupMs: 2000, streamMeasureMs: 6000, streamLatencyMs: 5000, streamResumeRecords: 100_000,
       scaleWarmupMs: 2000, scaleMeasureMs: 6000, strongPeerMsgsPerSec: 12_000, strongPeerTotalMs: 8000, strongPeerFromMs: 2500, strongPeerToMs: 7500,
     }
   : {
@@ -85,6 +88,7 @@ const P = QUICK
       idleConnections: 10_000,
       exportRows: 1_000_000, exportTimeoutMs: 180_000,
       toggles: 50, toggleSpacingMs: 500,
+      streamWarmupMs: 3000, streamMeasureMs: 10_000, streamLatencyMs: 10_000, streamResumeRecords: 100_000,
       scaleWarmupMs: 3000, scaleMeasureMs: 10_000, strongPeerMsgsPerSec: 15_000, strongPeerTotalMs: 14_000, strongPeerFromMs: 4000, strongPeerToMs: 13_000,
     };
 
@@ -109,6 +113,7 @@ const results: Record<string, any> = {
   export: {},
   consent: {},
   portal: {},
+  stream: {},
   scale: {},
   targets: {},
   params: { quick: QUICK, ...P, writerConcurrency: gwConfig.writer.concurrency, batchMaxRows: gwConfig.writer.batchMaxRows, secretScryptCost: SECRET_COST },
@@ -1207,6 +1212,169 @@ async function partStrongPeer(server: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
+// Live streams
+
+async function partStream(server: string, secretHash: string): Promise<void> {
+  const name = 'bench_stream';
+  const url = await freshSchema(server, name);
+  const vins = Array.from({ length: P.vehicles }, (_, i) => benchVin('S', i));
+  const owners = vins.map((_, i) => `bench-stream-${i}`);
+  // One owner per vehicle: a consumer per vehicle, each its own caller (per-caller limits).
+  {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('INSERT INTO vehicles (vin, owner_id, secret_hash) SELECT v, o, $3 FROM unnest($1::text[], $2::text[]) AS x(v, o)', [vins, owners, secretHash]);
+      await c.query('INSERT INTO ownership_periods (vin, owner_id, started_at) SELECT vin, owner_id, created_at FROM vehicles', []);
+      await c.query('COMMIT');
+    } finally {
+      await c.end();
+    }
+  }
+  let gw: Gateway | null = null;
+  let lg: Child | null = null;
+  let cons: Child | null = null;
+  const closedLoop = async (label: string): Promise<number> => {
+    log(`stream: closed loop ${label} consumers, ${P.streamWarmupMs / 1000} s warm-up + ${P.streamMeasureMs / 1000} s measured`);
+    const r = await lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
+    if (!r.drained || r.unexpectedCloses) throw new Error(`stream: closed loop ${label} consumers did not drain (closes ${r.unexpectedCloses})`);
+    return r.measuredRecordsPerSec as number;
+  };
+  try {
+    gw = await startGateway('gateway', url);
+    lg = await startLoadgen('loadgen');
+    const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: gw.mqttPort, vins, password: SECRET, recordsPerMsg: 10, parallel: 100, timeoutMs: 120_000 }, 150_000);
+    if (c.connected !== vins.length) throw new Error(`stream: only ${c.connected}/${vins.length} vehicles connected: ${c.errors.join('; ')}`);
+    flushDisk('stream-without');
+    const without = await closedLoop('without');
+    // The consumers: their own process, one SSE connection and one token per vehicle.
+    const tokens: string[] = [];
+    for (let i = 0; i < owners.length; i += 50) {
+      tokens.push(
+        ...(await Promise.all(
+          owners.slice(i, i + 50).map(async (o) => {
+            const res = await fetch(`http://127.0.0.1:${gw!.httpPort}/v1/admin/tokens`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${gw!.adminToken}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ role: 'customer', subject: o, ttlSeconds: 3600 }),
+            });
+            if (res.status !== 201) throw new Error(`token mint answered ${res.status}`);
+            return ((await res.json()) as { token: string }).token;
+          }),
+        )),
+      );
+    }
+    cons = spawnNode('consumers', 'stream-consumers.ts');
+    await cons.waitFor('ready', 60_000);
+    const o = await cons.call<{ opened: number; failed: number; errors: string[]; ms: number }>('open', { port: gw.httpPort, vins, tokens }, 120_000);
+    if (o.opened !== vins.length) throw new Error(`stream: only ${o.opened}/${vins.length} streams opened: ${o.errors.join('; ')}`);
+    results.stream.consumers = o.opened;
+    results.stream.openMs = o.ms;
+    flushDisk('stream-with');
+    const e0 = await cons.call<{ events: number }>('counts');
+    const meter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], consumers: [cons.pid], bench: [process.pid] }, [name]);
+    const withC = await closedLoop('with');
+    const cpu = meter.stop();
+    await sleep(1000);
+    const e1 = await cons.call<{ events: number; open: number }>('counts');
+    results.stream.ingestRecordsPerSecWithout = round(without);
+    results.stream.ingestRecordsPerSecWith = round(withC);
+    results.stream.ingestRatio = round(withC / without, 3);
+    results.stream.eventsDuringClosedLoop = e1.events - e0.events;
+    results.stream.streamsOpenAfter = e1.open;
+    results.stream.cpuCoresWith = cpu;
+
+    // PUBACK → event at half the sustained rate (without consumers), open loop.
+    await gc(gw);
+    flushDisk('stream-latency');
+    const msgsPerSec = Math.max(1, Math.round(without / 2 / 10));
+    log(`stream: PUBACK → event latency at ${msgsPerSec * 10} records/s with ${o.opened} consumers`);
+    await cons.call('record', { on: true });
+    const lat = await lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
+    await sleep(2000);
+    const d = await cons.call<any>('latencies', { ackLog: lat.ackLog, recordsPerMsg: 10 }, 60_000);
+    await cons.call('record', { on: false });
+    results.stream.deliveryLatencyMs = { p50: round(d.p50, 2), p90: round(d.p90, 2), p99: round(d.p99, 2), max: round(d.max, 2) };
+    results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) } };
+    if (d.missing > 0) results.errors.push(`stream: ${d.missing} acknowledged messages never reached their stream`);
+    if (d.samples === 0) {
+      results.stream.deliveryLatencyMs = null;
+      results.errors.push('stream: no message acknowledged in the latency window');
+    }
+    await cons.call('close');
+    await lg.call('close');
+
+    // Catch-up: a consumer 100,000 records behind (one vehicle, as the ingest logs them:
+    // one stream-log entry per transaction, here of 100 records each).
+    const vin = vins[0]!;
+    const n = P.streamResumeRecords;
+    const pc = new pg.Client({ connectionString: url });
+    await pc.connect();
+    let cursorTx: number;
+    try {
+      cursorTx = Number((await pc.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0]!.h);
+      const per = 100;
+      const t0 = Date.now() - 3_600_000;
+      for (let k = 0; k < n / per; k++) {
+        await pc.query(
+          `WITH t AS (INSERT INTO telemetry (vin, recorded_at, seq, has_technical, speed_kmh, odometer_km, has_location, latitude, longitude)
+             SELECT $1, to_timestamp(($2::int8 + g) / 1000.0), 900000000 + $3::int8 * ${per} + g, true, g % 200, 1000 + g, true, 48 + g / 1e6, 11 + g / 1e6
+               FROM generate_series(0, ${per - 1}) g RETURNING vin, recorded_at, seq)
+           INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at), array_agg(seq) FROM t GROUP BY vin`,
+          [vin, t0 + k * per, k],
+        );
+      }
+    } finally {
+      await pc.end();
+    }
+    const { encodeCursor } = await import('../api/stream-cursor.ts');
+    const tok = tokens[0]!;
+    log(`stream: catch-up of ${n.toLocaleString('en-US')} records`);
+    const t = performance.now();
+    const got = await new Promise<number>((resolve, reject) => {
+      const req = http.get(
+        { host: '127.0.0.1', port: gw!.httpPort, path: `/v1/vehicles/${vin}/stream`, agent: false, headers: { authorization: `Bearer ${tok}`, 'last-event-id': encodeCursor(vin, { tx: cursorTx, ord: 0 }) } },
+        (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`stream: resume answered ${res.statusCode}`));
+          res.setEncoding('latin1');
+          let count = 0;
+          let tail = '';
+          res.on('data', (chunk: string) => {
+            const text = tail + chunk;
+            let p = 0;
+            for (;;) {
+              const k = text.indexOf('event: record\n', p);
+              if (k < 0) break;
+              count++;
+              p = k + 14;
+            }
+            tail = text.slice(Math.max(p, text.length - 16));
+            if (count >= n) {
+              req.destroy();
+              resolve(count);
+            }
+          });
+          res.on('close', () => resolve(count));
+        },
+      );
+      req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+      setTimeout(() => req.destroy(), 120_000).unref();
+    });
+    const ms = performance.now() - t;
+    results.stream.resumeRecords = got;
+    results.stream.resumeMs = round(ms, 0);
+    results.stream.resumeRowsPerSec = round((got / ms) * 1000);
+    if (got !== n) results.errors.push(`stream: catch-up delivered ${got} of ${n} records`);
+  } finally {
+    await stopChild(cons);
+    await stopChild(lg);
+    await stopGateway(gw);
+    await dropQuietly(server, name);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Report
 
 /**
@@ -1256,6 +1424,8 @@ function evaluateTargets(): void {
   add('export.rssGrowthMB', results.export.rssGrowthMB, '< 64 MiB', (v) => v < 64);
   add('consent.propagationMsP99', results.consent.propagationMsP99, '< 1000 ms', (v) => v < 1000);
   add('portal.vehicleFirstRenderMs.median', results.portal.vehicleFirstRenderMs?.median, '< 1000 ms', (v) => v < 1000);
+  add('stream.deliveryLatencyMs.p99', results.stream.deliveryLatencyMs?.p99, '< 250 ms', (v) => v < 250);
+  add('stream.ingestRatio', results.stream.ingestRatio, '>= 0.85', (v) => v >= 0.85);
   results.targets = t;
 }
 
@@ -1294,6 +1464,10 @@ function printTable(): void {
     ['consent.propagationMsP99', fmt(results.consent.propagationMsP99, ' ms'), verdict('consent.propagationMsP99')],
     ['portal.vehicleFirstRenderMs.median', fmt(results.portal.vehicleFirstRenderMs?.median, ' ms'), verdict('portal.vehicleFirstRenderMs.median')],
     ['portal.vehicleWarmRenderMs.median', fmt(results.portal.vehicleWarmRenderMs?.median, ' ms'), ''],
+    [`stream.deliveryLatencyMs.p50 (PUBACK → event, ${fmt(results.stream.latencyRun?.recordsPerSec)} rec/s, ${fmt(results.stream.consumers)} consumers)`, fmt(results.stream.deliveryLatencyMs?.p50, ' ms'), ''],
+    ['stream.deliveryLatencyMs.p99', fmt(results.stream.deliveryLatencyMs?.p99, ' ms'), verdict('stream.deliveryLatencyMs.p99')],
+    [`stream.ingestRatio (${fmt(results.stream.ingestRecordsPerSecWith)} / ${fmt(results.stream.ingestRecordsPerSecWithout)} rec/s)`, fmt(results.stream.ingestRatio), verdict('stream.ingestRatio')],
+    [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind)`, fmt(results.stream.resumeRowsPerSec), ''],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
@@ -1356,6 +1530,7 @@ async function main(): Promise<void> {
     ['export', () => partExport(server, secretHash)],
     ['consent', () => partConsent(server, secretHash)],
     ['portal', () => partPortal(server, secretHash)],
+    ['stream', () => partStream(server, secretHash)],
     ['scale', () => partScale(server, secretHash)],
   ];
   try {

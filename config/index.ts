@@ -106,6 +106,18 @@ const envSchema = z
     QUARANTINE_RETENTION_DAYS: positiveInt.max(36_500).default(30),
     /** How often retention runs, ms. */
     RETENTION_INTERVAL_MS: positiveInt.default(3_600_000),
+    /** Live streams: a keep-alive comment at least this often, ms. */
+    STREAM_KEEPALIVE_MS: positiveInt.max(15_000).default(10_000),
+    /** Live streams: bytes a consumer may leave unread before its stream ends with a resume cursor. */
+    STREAM_BUFFER_BYTES: positiveInt.min(4096).default(1024 * 1024),
+    /** Live streams: open streams per caller on one instance; more get 429. */
+    STREAM_MAX_PER_CALLER: positiveInt.default(10),
+    /** Live streams across instances: "notify" (PostgreSQL NOTIFY wakes every instance) or "local" (one instance). */
+    STREAM_FANOUT: z.enum(['notify', 'local']).default('notify'),
+    /** Live streams: safety poll of the stream log while anyone listens, ms. */
+    STREAM_POLL_MS: positiveInt.max(60_000).default(1000),
+    /** Stream log kept for resumes and ?from=, days. */
+    STREAM_LOG_RETENTION_DAYS: positiveInt.max(3650).default(7),
     /** Longest an owner's grant may run, days; also a grant's expiry when the owner gives none. */
     GRANT_MAX_DAYS: positiveInt.max(3650).default(365),
     /** Lifetime of a workshop check-in code, seconds. */
@@ -213,6 +225,14 @@ export interface Config {
     readonly obfcmDays: number;
     readonly quarantineDays: number;
     readonly intervalMs: number;
+  };
+  readonly stream: {
+    readonly keepAliveMs: number;
+    readonly bufferBytes: number;
+    readonly maxPerCaller: number;
+    readonly fanout: 'notify' | 'local';
+    readonly pollMs: number;
+    readonly logRetentionDays: number;
   };
   readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
   readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
@@ -326,6 +346,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       obfcmDays: e.OBFCM_RETENTION_DAYS,
       quarantineDays: e.QUARANTINE_RETENTION_DAYS,
       intervalMs: e.RETENTION_INTERVAL_MS,
+    },
+    stream: {
+      keepAliveMs: e.STREAM_KEEPALIVE_MS,
+      bufferBytes: e.STREAM_BUFFER_BYTES,
+      maxPerCaller: e.STREAM_MAX_PER_CALLER,
+      fanout: e.STREAM_FANOUT,
+      pollMs: e.STREAM_POLL_MS,
+      logRetentionDays: e.STREAM_LOG_RETENTION_DAYS,
     },
     grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
     obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },

@@ -5,6 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricsSources {
   writerPending(): { rows: number };
   pool(): { total: number; idle: number; waiting: number };
+  /** Live streams (optional): open, unread bytes, ended by reason since start. */
+  streams?(): { open: number; bufferedBytes: number; ended: Record<string, number> };
 }
 
 export interface MetricsOptions {
@@ -72,6 +74,35 @@ export function createMetrics(opts: MetricsOptions = {}) {
       this.set({ state: 'total' }, p.total);
       this.set({ state: 'idle' }, p.idle);
       this.set({ state: 'waiting' }, p.waiting);
+    },
+  });
+
+  new Gauge({
+    name: 'cardata_stream_open',
+    help: 'Open live streams (SSE) on this instance',
+    registers: [registry],
+    collect() {
+      const st = sources?.streams?.();
+      if (st) this.set(st.open);
+    },
+  });
+  new Gauge({
+    name: 'cardata_stream_buffered_bytes',
+    help: 'Bytes written to live streams and not yet taken by the network, all streams',
+    registers: [registry],
+    collect() {
+      const st = sources?.streams?.();
+      if (st) this.set(st.bufferedBytes);
+    },
+  });
+  new Gauge({
+    name: 'cardata_stream_ended',
+    help: 'Live streams the server ended since start, by reason (slow_consumer, ownership_ended, shutdown, error, ...)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const st = sources?.streams?.();
+      if (st) for (const [reason, n] of Object.entries(st.ended)) this.set({ reason }, n);
     },
   });
 

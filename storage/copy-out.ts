@@ -75,16 +75,32 @@ export interface NdjsonPlan {
   fill(b: Buffer, rows: readonly number[], from: number, out: Buffer): { next: number; bytes: number };
 }
 
+export interface PlanOptions {
+  /**
+   * The groups the rows carry (flag and columns, in this order), when not `categories`:
+   * a group of the layout that is not in `categories` is read past and left out of the line.
+   */
+  layout?: readonly Group[];
+  /** Groups written as null whatever the row carries (e.g. positions under a location opt-out). */
+  nulled?: readonly Group[];
+}
+
+/** How fill() writes a group of the layout. */
+const EMIT = 0;
+const AS_NULL = 1;
+const LEAVE_OUT = 2;
+
 /**
  * The plan for one set of categories: SELECT seq, recorded_at, then per category its flag
  * and its columns. Lines match the proto3 JSON mapping: absent fields left out, a category
  * the record did not carry is null.
  */
-export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPlan {
+export function ndjsonPlan(vin: string, categories: readonly Group[], opts: PlanOptions = {}): NdjsonPlan {
   const ascii = (t: string): Uint8Array => Buffer.from(t, 'latin1');
-  const groups = categories.map((g) => {
+  const groups = (opts.layout ?? categories).map((g) => {
     const cols = FIELD_COLUMNS.filter((c) => c.group === g);
     return {
+      mode: !categories.includes(g) ? LEAVE_OUT : opts.nulled?.includes(g) ? AS_NULL : EMIT,
       flag: GROUP_FLAG[g],
       columns: cols.map((c) => c.column),
       // Keys with their separator: the first present field uses the variant without the comma.
@@ -154,12 +170,12 @@ export function ndjsonPlan(vin: string, categories: readonly Group[]): NdjsonPla
           // flag: length 1, one byte
           const carried = b[o + 4] === 1;
           o += 5;
-          if (!carried) {
+          if (!carried || g.mode !== EMIT) {
             for (let i = 0; i < g.columns.length; i++) {
               const len = dv.getInt32(o);
               o += 4 + (len > 0 ? len : 0);
             }
-            p = putBytes(out, p, g.none);
+            if (g.mode !== LEAVE_OUT) p = putBytes(out, p, g.none);
             continue;
           }
           p = putBytes(out, p, g.open);

@@ -46,7 +46,7 @@ export interface Db extends Queryable {
    * listening connection is lost (notifications may be missed from then on), `onUp` when
    * it is back: the caller must then reload whatever the notifications keep fresh.
    */
-  listen(channel: string, onMessage: (payload: string) => void, hooks?: { onDown?: () => void; onUp?: () => void }): Promise<() => Promise<void>>;
+  listen(channel: string, onMessage: (payload: string) => void, hooks?: { onDown?: () => void; onUp?: () => void; /** suffix of the connection's application_name (default "listen") */ role?: string }): Promise<() => Promise<void>>;
   /** Pool usage, for metrics. */
   stats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
@@ -174,7 +174,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
       let client: pg.Client | null = null;
       let retryTimer: NodeJS.Timeout | null = null;
       const connect = async (isReconnect: boolean): Promise<void> => {
-        const c = new pg.Client({ connectionString, types, application_name: `${opts.applicationName ?? 'cardata-gateway'}-listen` });
+        const c = new pg.Client({ connectionString, types, application_name: `${opts.applicationName ?? 'cardata-gateway'}-${hooks?.role ?? 'listen'}` });
         c.on('notification', (n) => {
           if (n.channel === channel) onMessage(n.payload ?? '');
         });

@@ -85,7 +85,7 @@ function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | n
   return { from, to };
 }
 
-function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
+export function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
   const out: StoredValues = {};
   for (const c of FIELD_COLUMNS) {

@@ -339,14 +339,22 @@ export function createBatchWriter(db: Db, opts: WriterOptions = {}): BatchWriter
 const EPOCH_MS = "timestamptz 'epoch' + u.ms * interval '1 millisecond'";
 
 /** `alias AS (INSERT INTO target …)` from the arrays of unnestParams(table, …), idempotent. */
-function unnestInsert(alias: string, target: string, table: RowTable, param: (type: string) => string): string {
+function unnestInsert(alias: string, target: string, table: RowTable, param: (type: string) => string, returning = '1'): string {
   const arrays = [param('text'), param('int8'), param('int8'), ...table.values.map(() => param('float8')), ...table.flags.map(() => param('bool'))];
   const names = ['vin', 'ms', 'seq', ...table.values.map((_, i) => `c${i}`), ...table.flags.map((_, i) => `f${i}`)];
   return `${alias} AS (INSERT INTO ${target} (${table.columns.join(', ')})
       SELECT u.vin, ${EPOCH_MS}, u.seq, ${names.slice(3).map((n) => `u.${n}`).join(', ')}
       FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
-      ON CONFLICT DO NOTHING RETURNING 1)`;
+      ON CONFLICT DO NOTHING RETURNING ${returning})`;
 }
+
+/**
+ * The stream log entries of the rows a CTE `t` inserted (RETURNING vin, recorded_at, seq):
+ * one per vehicle, in the same transaction, so the streams learn of exactly the rows that
+ * were stored (a resent duplicate inserts nothing and is not streamed twice). The two
+ * array_agg of one group see its rows in the same order.
+ */
+const STREAM_LOG_INSERT = `INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at), array_agg(seq) FROM t GROUP BY vin`;
 
 /** The statements of one writer, built once per combination of tables present (the mask). */
 class Statements {
@@ -368,7 +376,8 @@ function buildStatement(mask: number): string {
   let p = 0;
   const param = (type: string) => `$${++p}::${type}[]`;
   if (mask & 1) {
-    ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param));
+    ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param, 'vin, recorded_at, seq'));
+    ctes.push(`l AS (${STREAM_LOG_INSERT})`);
     selects.push('(SELECT count(*) FROM t)::int AS t');
   } else selects.push('0 AS t');
   if (mask & 2) {
@@ -423,7 +432,11 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
     await tx.query(STAGING_DDL);
     const cols = TELEMETRY_TABLE.columns.join(', ');
     await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
-    const t = await tx.query(`INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING`);
+    const t = await tx.query<{ n: number }>(
+      `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
+            l AS (${STREAM_LOG_INSERT})
+       SELECT count(*)::int AS n FROM t`,
+    );
     let o = 0;
     if (obfBuf) {
       const oc = OBFCM_TABLE.columns.join(', ');
@@ -435,7 +448,7 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
       const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
       q = r.rows[0]?.q ?? 0;
     }
-    return { telemetryRows: tel.length, telemetryInserted: t.rowCount, obfcmInserted: o, quarantineInserted: q };
+    return { telemetryRows: tel.length, telemetryInserted: t.rows[0]?.n ?? 0, obfcmInserted: o, quarantineInserted: q };
   });
   // Committed, so PostgreSQL has read every byte: the buffers may be written again.
   buffers.give(telBuf);

@@ -94,6 +94,8 @@ interface Route {
   /** The status of the allowed cells. */
   ok: number;
   request(): { method: string; path: string; body?: unknown };
+  /** An endless response (SSE): only its status and headers are read. */
+  stream?: boolean;
 }
 
 let transfers = 0;
@@ -118,6 +120,7 @@ const ROUTES: Route[] = [
   { name: 'GET /v1/vehicles/{A}/cardata', who: 'owner', ok: 200, request: () => ({ method: 'GET', path: `/v1/vehicles/${A.vin}/cardata?format=ndjson` }) },
   { name: 'GET /v1/vehicles/{A}/location/latest', who: 'owner', ok: 200, request: () => ({ method: 'GET', path: `/v1/vehicles/${A.vin}/location/latest` }) },
   { name: 'GET /v1/vehicles/{A}/disclosures', who: 'owner', ok: 200, request: () => ({ method: 'GET', path: `/v1/vehicles/${A.vin}/disclosures` }) },
+  { name: 'GET /v1/vehicles/{A}/stream', who: 'owner', ok: 200, stream: true, request: () => ({ method: 'GET', path: `/v1/vehicles/${A.vin}/stream` }) },
   { name: 'GET /v1/workshop/vehicles/{A}/consumption', who: 'workshop', ok: 200, request: () => ({ method: 'GET', path: `/v1/workshop/vehicles/${A.vin}/consumption` }) },
   { name: 'GET /v1/reports/obfcm', who: 'authority', ok: 200, request: () => ({ method: 'GET', path: '/v1/reports/obfcm' }) },
 ];
@@ -158,13 +161,24 @@ function expected(route: Route, id: Identity): [number, string | null] {
   }
 }
 
+/** Status and headers of an SSE route; the body only when it is a refusal (which ends). */
+async function openStream(path: string, token: string | null): Promise<{ status: number; body: any; headers: Headers }> {
+  const ac = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${gw.httpPort}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: ac.signal });
+  if (res.status === 200) {
+    ac.abort();
+    return { status: 200, body: null, headers: res.headers };
+  }
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
 const httpCells = ROUTES.flatMap((route) => IDENTITIES.map((id) => [route.name, id, expected(route, id)[0], route] as const));
 
 describe('HTTP: route × identity', () => {
   it.each(httpCells)('%s as %s → %i', async (_name, id, status, route) => {
     const [, code] = expected(route, id);
     const { method, path, body } = route.request();
-    const r = await api(gw, method, path, body, cred[id]);
+    const r = route.stream ? await openStream(path, cred[id]) : await api(gw, method, path, body, cred[id]);
     expect(r.status, JSON.stringify(r.body)).toBe(status);
     if (code) {
       expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);

@@ -51,7 +51,13 @@ function rawRequest(bytes: Buffer, timeoutMs = 10_000): Promise<Res> {
       s.destroy();
       reject(new Error(`no answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('data', (d: Buffer) => {
+      chunks.push(d);
+      // A live stream (SSE) answered 200 never ends by itself: its head is the answer.
+      const all = Buffer.concat(chunks);
+      const sep = all.indexOf('\r\n\r\n');
+      if (sep >= 0 && /\r\ncontent-type: text\/event-stream/i.test(all.subarray(0, sep).toString('latin1'))) s.destroy();
+    });
     s.on('error', () => {}); // an early answer (413) may reset our writing side; what was read still counts
     s.on('close', () => {
       clearTimeout(timer);
@@ -249,6 +255,8 @@ interface RouteDef {
   free?: string[];
   /** The owner (token subject) and vehicle of an owner route, when not abuse-owner's VIN_A: the rate limit counts per subject. */
   owner?: string;
+  /** The recipient (token subject) of a recipient route, when not abuse-<role>: the rate limit counts per subject. */
+  recipient?: string;
 }
 
 let VIN_A = ''; // owned by 'abuse-owner', with telemetry
@@ -328,6 +336,9 @@ const ROUTES: RouteDef[] = [
   { method: 'POST', path: '/v1/vehicles/{vin}/checkin-codes', auth: 'owner', mutates: true, body: { visitHours: ['number', () => '2'] }, owner: 'abuse-owner-g5' },
   { method: 'POST', path: '/v1/workshop/checkins', auth: 'workshop', mutates: true, body: { code: ['string', () => '"AAAAA-AAAAA"'] } },
   { method: 'GET', path: '/v1/grants', auth: 'third_party' },
+  { method: 'GET', path: '/v1/vehicles/{vin}/stream', auth: 'owner', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-s1' },
+  // Another recipient than the holder of the grants: its own rate-limit budget; the grant is not its own (404 past validation).
+  { method: 'GET', path: '/v1/grants/{id}/stream', auth: 'third_party', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g5', recipient: 'abuse-third_party-s' },
   { method: 'GET', path: '/v1/grants/{id}/cardata', auth: 'third_party', query: { format: 'ndjson', from: '2024-01-01', to: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g4' },
 ];
 const routeName = (r: RouteDef) => `${r.method} ${r.path}`;
@@ -344,7 +355,7 @@ async function tokenFor(r: RouteDef): Promise<string | null> {
   if (r.auth === 'anyone') return null;
   if (r.auth === 'admin') return ADMIN_TOKEN;
   const key = routeName(r);
-  if (!tokens.has(key)) tokens.set(key, await mint(r.auth === 'owner' ? 'customer' : r.auth, r.auth === 'owner' ? (r.owner ?? 'abuse-owner') : `abuse-${r.auth}`));
+  if (!tokens.has(key)) tokens.set(key, await mint(r.auth === 'owner' ? 'customer' : r.auth, r.auth === 'owner' ? (r.owner ?? 'abuse-owner') : (r.recipient ?? `abuse-${r.auth}`)));
   // (abuse-workshop and abuse-third_party are registered recipients; the latter holds GRANT_A)
   return tokens.get(key)!;
 }
@@ -547,7 +558,7 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
   await publish(c, `v1/vehicles/${a.vin}/telemetry`, encodeBatch(a.vin, [1, 2, 3].map((s) => record(s, t + s * 1000, { technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION }))));
   await c.endAsync();
   // Grants: a recipient of each kind; per owner of a grant route a vehicle, a grant to the third party, a revoked grant.
-  for (const [id, role] of [['abuse-workshop', 'workshop'], ['abuse-third_party', 'third_party']]) {
+  for (const [id, role] of [['abuse-workshop', 'workshop'], ['abuse-third_party', 'third_party'], ['abuse-third_party-s', 'third_party']]) {
     expect((await api(gw, 'POST', '/v1/admin/recipients', { id, role, name: id })).status).toBe(201);
   }
   for (const owner of new Set(ROUTES.map((r) => r.owner).filter((o): o is string => o !== undefined))) {

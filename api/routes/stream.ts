@@ -1,0 +1,498 @@
+// Live CarData (EU Data Act Art. 4(1), 5(1): "continuously and in real time where
+// relevant"): Server-Sent Events, one event per stored record after its commit, each with
+// an opaque resume cursor; a reconnect with Last-Event-ID (or ?after=) resumes with no gap
+// and no duplicate. README "Live CarData" is the contract.
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { TokenVerifier } from '../auth.ts';
+import type { Group } from '../../proto/fields.ts';
+import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
+import { ApiError } from '../errors.ts';
+import { cursorEncoder, decodeCursor, type CursorPos } from '../stream-cursor.ts';
+import type { ConsentStore, FeedRecord, FeedSubscriber, GrantStore, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
+import { isoTime } from './cardata.ts';
+import { VinParams } from './vehicles.ts';
+
+export interface StreamDeps {
+  tokens: TokenVerifier;
+  rights: Pick<RightsStore, 'currentOwner' | 'periodsOf'>;
+  consents: Pick<ConsentStore, 'timeline'>;
+  feed: StreamFeed;
+  positions: StreamPositions;
+  /** Grants, for GET /v1/grants/{id}/stream; absent: no grant streams. */
+  grants?: Pick<GrantStore, 'get' | 'disclose'>;
+  /** Keep-alive comment interval, ms. */
+  keepAliveMs: number;
+  /** Bytes a consumer may leave unread before its stream is ended with a resume cursor. */
+  bufferBytes: number;
+  /** Open streams per caller on this instance; more: 429. */
+  maxPerCaller: number;
+  /** How far back ?from= may reach, ms (the stream log's retention). */
+  fromWindowMs: number;
+  /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
+  fromMarginMs: number;
+  /** Filled in by the plugin: what its open streams hold, for metrics and tests. */
+  stats?: { get?: () => StreamStats };
+}
+
+export interface StreamStats {
+  open: number;
+  /** Bytes written to streams and not yet taken by the kernel, all streams. */
+  bufferedBytes: number;
+  /** The largest of those per stream. */
+  maxBufferedBytes: number;
+  /** Streams ended, by reason, since start. */
+  ended: Record<string, number>;
+}
+
+const ALL_GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
+
+// ---------------------------------------------------------------------------
+// One consumer.
+
+/** What a consumer may see now: its periods and line shape, or why its stream ends. */
+export type Access = { end: string } | { periods: readonly { fromMs: number; toMs: number | null }[]; projection: LineProjection };
+
+/** Why a stream ended, as its last event says. */
+export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expired' | 'restricted' | 'shutdown' | 'error' | (string & {});
+
+export interface SessionOptions {
+  vin: string;
+  /** The grant a recipient's stream reads through. */
+  grantId?: string;
+  res: ServerResponse;
+  /** The request's cursor, when resuming. */
+  start: CursorPos | null;
+  access: Exclude<Access, { end: string }>;
+  check: () => Promise<Access>;
+  keepAliveMs: number;
+  bufferBytes: number;
+  onClose: (s: SseSession) => void;
+  onEnd?: (reason: EndReason) => void;
+  /** Called with the records actually sent (for disclosures); optional. */
+  onSent?: (n: number, firstMs: number, lastMs: number) => void;
+}
+
+/** How long an ended stream's unread bytes are kept for its consumer, ms. */
+const END_GRACE_MS = 30_000;
+
+export class SseSession implements FeedSubscriber {
+  readonly vin: string;
+  readonly grantId?: string;
+  /** When the grant it reads through ends by itself (expiry), ms; Infinity for the owner's. */
+  expiresAtMs = Infinity;
+  closed = false;
+  private readonly res: ServerResponse;
+  private readonly encode: (p: CursorPos) => string;
+  private access: Exclude<Access, { end: string }>;
+  private cursor: string | null;
+  private paused = false;
+  private recheckAgain = false;
+  private held: FeedRecord[] = [];
+  private readonly keepAlive: NodeJS.Timeout;
+  private killTimer: NodeJS.Timeout | null = null;
+  private readonly o: SessionOptions;
+
+  constructor(o: SessionOptions) {
+    this.o = o;
+    this.vin = o.vin;
+    if (o.grantId !== undefined) this.grantId = o.grantId;
+    this.res = o.res;
+    this.access = o.access;
+    this.encode = cursorEncoder(o.vin);
+    this.cursor = o.start ? this.encode(o.start) : null;
+    this.keepAlive = setInterval(() => this.comment('keep-alive'), o.keepAliveMs);
+    this.res.on('close', () => this.closeNow());
+  }
+
+  private comment(text: string): void {
+    if (!this.closed) this.res.write(`: ${text}\n\n`);
+  }
+
+  /** The first bytes: a comment, so clients and proxies see the stream has begun. */
+  begin(): void {
+    this.comment('keep-alive');
+  }
+
+  deliver(records: readonly FeedRecord[], live: boolean): void {
+    if (this.closed) return;
+    if (this.paused) {
+      // A consent, ownership or grant change is being checked: nothing goes out under the old terms.
+      for (const r of records) this.held.push(r);
+      if (this.held.length * 512 > this.o.bufferBytes) this.end('slow_consumer');
+      return;
+    }
+    // Live records wait for no one: a consumer that has not taken what it was given before
+    // (more than the bound still unread) is ended rather than buffered for. What is held
+    // for it is therefore at most the bound plus one delivery.
+    if (live && this.res.writableLength > this.o.bufferBytes) {
+      this.end('slow_consumer');
+      return;
+    }
+    this.write(records);
+  }
+
+  private write(records: readonly FeedRecord[]): void {
+    const { periods, projection } = this.access;
+    let chunk = '';
+    let n = 0;
+    let firstMs = 0;
+    let lastMs = 0;
+    for (const r of records) {
+      const t = r.recordedAtMs;
+      let inside = false;
+      for (const p of periods) {
+        if (t >= p.fromMs && (p.toMs === null || t < p.toMs)) {
+          inside = true;
+          break;
+        }
+      }
+      if (!inside) continue;
+      this.cursor = this.encode(r);
+      chunk += `id: ${this.cursor}\nevent: record\ndata: ${r.json(projection)}\n\n`;
+      if (n === 0) firstMs = t;
+      lastMs = t;
+      n++;
+    }
+    if (n > 0) {
+      this.res.write(chunk);
+      this.o.onSent?.(n, firstMs, lastMs);
+    }
+  }
+
+  startedAt(pos: CursorPos): void {
+    this.cursor ??= this.encode(pos);
+  }
+
+  buffered(): number {
+    return this.res.writableLength;
+  }
+
+  busy(): boolean {
+    return this.paused || this.res.writableLength > this.o.bufferBytes / 2;
+  }
+
+  ready(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      // Also wakes up now and then: a pause for a recheck ends without a drain.
+      const t = setTimeout(done, 50);
+      this.res.once('drain', done);
+      this.res.once('close', done);
+    });
+  }
+
+  recheck(): void {
+    if (this.closed) return;
+    if (this.paused) {
+      this.recheckAgain = true;
+      return;
+    }
+    this.paused = true;
+    void (async () => {
+      try {
+        do {
+          this.recheckAgain = false;
+          const a = await this.o.check();
+          if (this.closed) return;
+          if ('end' in a) {
+            this.held = [];
+            this.end(a.end);
+            return;
+          }
+          this.access = a;
+        } while (this.recheckAgain);
+      } catch {
+        // Cannot tell what is allowed now: send nothing until a check succeeds.
+        if (!this.closed) setTimeout(() => ((this.paused = false), this.recheck()), 200).unref();
+        return;
+      }
+      this.paused = false;
+      const held = this.held;
+      this.held = [];
+      if (held.length) this.deliver(held, true);
+    })();
+  }
+
+  /** Ends the stream with a last event that says why and where to resume. */
+  end(reason: EndReason, graceMs = END_GRACE_MS): void {
+    if (this.closed) return;
+    this.o.onEnd?.(reason);
+    const data = JSON.stringify({ reason, resumeFrom: this.cursor });
+    this.res.write(`${this.cursor ? `id: ${this.cursor}\n` : ''}event: end\ndata: ${data}\n\n`);
+    this.res.end();
+    this.release();
+    // A consumer that reads nothing never lets end() finish: after a while its buffer is
+    // freed anyway (a slow one has that long to read the end event; a stuck one resumes
+    // from the last event it did read).
+    this.killTimer = setTimeout(() => this.res.destroy(), graceMs);
+    this.killTimer.unref();
+    this.res.once('close', () => this.killTimer && clearTimeout(this.killTimer));
+  }
+
+  private closeNow(): void {
+    this.release();
+  }
+
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.held = [];
+    clearInterval(this.keepAlive);
+    this.o.onClose(this);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Routes.
+
+const StreamQuery = z
+  .object({
+    after: z.string().max(100).optional(),
+    from: isoTime.optional(),
+  })
+  .strict();
+
+export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) => {
+  const app = app0.withTypeProvider<ZodTypeProvider>();
+  app.addHook('onRequest', rolesHook(deps.tokens));
+  const open = new Set<SseSession>();
+  const perCaller = new Map<string, number>();
+  const ended: Record<string, number> = {};
+  if (deps.stats) {
+    deps.stats.get = () => {
+      let total = 0;
+      let max = 0;
+      for (const s of open) {
+        const b = s.buffered();
+        total += b;
+        if (b > max) max = b;
+      }
+      return { open: open.size, bufferedBytes: total, maxBufferedBytes: max, ended: { ...ended } };
+    };
+  }
+
+  // SSE responses never end by themselves: end them before the server waits for them.
+  app.addHook('preClose', async () => {
+    // A consumer gets a second to read its end event; shutdown does not wait longer.
+    for (const s of [...open]) s.end('shutdown', 1000);
+  });
+
+  /** The start position from Last-Event-ID (wins: EventSource sends it on reconnect) or ?after. */
+  async function startOf(req: FastifyRequest, vin: string, after: string | undefined, from: Date | undefined): Promise<{ after: CursorPos | null; fromMs: number | null }> {
+    const header = req.headers['last-event-id'];
+    const text = typeof header === 'string' && header !== '' ? header : after;
+    if (text !== undefined) {
+      const pos = decodeCursor(vin, text);
+      if (!pos) throw new ApiError(400, 'API_ERR_INVALID_CURSOR', 'the cursor (Last-Event-ID or ?after=) is not a cursor of this stream');
+      if (pos.tx <= (await deps.positions.trimmedBelow())) {
+        throw new ApiError(410, 'API_ERR_CURSOR_EXPIRED', 'the cursor is older than the stream log keeps; start again with ?from= or the CarData export');
+      }
+      return { after: pos, fromMs: null };
+    }
+    if (from) {
+      const fromMs = from.getTime();
+      if (fromMs < Date.now() - deps.fromWindowMs) {
+        throw new ApiError(400, 'API_ERR_VALIDATION', `querystring.from: the stream reaches back ${Math.round(deps.fromWindowMs / 86_400_000)} days at most; use the CarData export for older data`);
+      }
+      const pos = await deps.positions.startFor(vin, fromMs, deps.fromMarginMs);
+      // Nothing logged since then: the stream starts live (records measured since `from` can only come from now on).
+      return { after: pos ? { tx: pos.tx, ord: 0 } : null, fromMs: pos ? fromMs : null };
+    }
+    return { after: null, fromMs: null };
+  }
+
+  function admit(key: string): () => void {
+    const n = perCaller.get(key) ?? 0;
+    if (n >= deps.maxPerCaller) throw new ApiError(429, 'API_ERR_TOO_MANY_STREAMS', `at most ${deps.maxPerCaller} open streams per caller; close one first`);
+    perCaller.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const m = (perCaller.get(key) ?? 1) - 1;
+      if (m <= 0) perCaller.delete(key);
+      else perCaller.set(key, m);
+    };
+  }
+
+  /** Answers 200 text/event-stream and runs the session until the consumer leaves or it ends. */
+  function serve(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    vin: string,
+    start: { after: CursorPos | null; fromMs: number | null },
+    access: Exclude<Access, { end: string }>,
+    check: () => Promise<Access>,
+    release: () => void,
+    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose' | 'grantId'>> & { expiresAtMs?: number } = {},
+  ): void {
+    void reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      // nginx and similar proxies: do not buffer the stream.
+      'x-accel-buffering': 'no',
+    });
+    // Events are small and must leave at once.
+    res.socket?.setNoDelay(true);
+    const session = new SseSession({
+      vin,
+      res,
+      start: start.after,
+      access,
+      check,
+      keepAliveMs: deps.keepAliveMs,
+      bufferBytes: deps.bufferBytes,
+      ...(extra.onSent ? { onSent: extra.onSent } : {}),
+      ...(extra.grantId !== undefined ? { grantId: extra.grantId } : {}),
+      onEnd: (reason) => {
+        ended[reason] = (ended[reason] ?? 0) + 1;
+      },
+      onClose: (s) => {
+        open.delete(s);
+        deps.feed.close(s);
+        release();
+        extra.onClose?.(s);
+      },
+    });
+    if (extra.expiresAtMs !== undefined) session.expiresAtMs = extra.expiresAtMs;
+    open.add(session);
+    session.begin();
+    deps.feed.open(session, start).then(
+      () => {
+        // A change may have landed while the backlog was read: check once it is attached.
+        session.recheck();
+      },
+      (err: Error) => {
+        req.log.warn({ event: 'stream_failed', vin, err: err.message }, 'stream ended by an error');
+        session.end('error');
+      },
+    );
+  }
+
+  // A grant that expires ends its streams within a second: a sweep, not a timer per stream
+  // (grants run for up to a year, beyond what one timer can wait).
+  const expirySweep = setInterval(() => {
+    const now = Date.now();
+    for (const s of open) if (s.expiresAtMs <= now) s.recheck();
+  }, 500);
+  expirySweep.unref();
+  app.addHook('onClose', async () => clearInterval(expirySweep));
+
+  const ownerAccess = async (vin: string, subject: string): Promise<Access> => {
+    if ((await deps.rights.currentOwner(vin)) !== subject) return { end: 'ownership_ended' };
+    const periods = await deps.rights.periodsOf(vin, subject);
+    const tl = await deps.consents.timeline(vin, Date.now());
+    const cur = tl[tl.length - 1]!;
+    return {
+      periods: periods.map((p) => ({ fromMs: p.from.getTime(), toMs: p.to ? p.to.getTime() : null })),
+      // Stored records are filtered already; this keeps positions committed before an
+      // opt-out (and not yet sent) from going out after it.
+      projection: { categories: ALL_GROUPS, nulled: cur.location ? [] : ['location'] },
+    };
+  };
+
+  app.get(
+    '/v1/vehicles/:vin/stream',
+    { config: { roles: ['customer'] as const }, schema: { params: VinParams, querystring: StreamQuery } },
+    async (req, reply) => {
+      const { vin } = req.params;
+      const p = await ownerCaller(req, vin, deps.rights.currentOwner);
+      const start = await startOf(req, vin, req.query.after, req.query.from);
+      const access = await ownerAccess(vin, p.subject);
+      if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+      const release = admit(`${p.role}:${p.subject}`);
+      req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
+      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release);
+      return reply;
+    },
+  );
+
+  const grants = deps.grants;
+  if (!grants) return;
+  const GrantIdParams = z.object({ id: z.string().uuid('must be a grant id (a UUID)') }).strict();
+
+  /**
+   * What the recipient may see through grant `id` now (access/grants.ts decides), or why not:
+   * the grant's categories, from the granting owner's periods within [dataFrom, end of the
+   * grant); positions written as null while the owner refuses location.
+   */
+  const grantAccess = async (p: { role: string; subject: string }, id: string): Promise<{ vin: string; endMs: number; access: Access; refusal?: 'NOT_FOUND' | 'MODE_NOT_GRANTED' | 'RESTRICTED' }> => {
+    const now = new Date();
+    const g = await grants.get(id);
+    if (!g) return { vin: '', endMs: 0, access: { end: 'revoked' }, refusal: 'NOT_FOUND' };
+    const periods = await deps.rights.periodsOf(g.vin, g.ownerId);
+    const state = (await deps.consents.timeline(g.vin, now.getTime())).at(-1)!;
+    const d = recipientRead({ role: p.role, subject: p.subject }, g, { ownerPeriods: periods, restricted: state.restricted, now, mode: 'stream' });
+    const endMs = grantEnd(g).getTime();
+    if (!d.ok) {
+      const status = grantStatus(g, now);
+      const end = d.refusal === 'RESTRICTED' ? 'restricted' : status === 'active' ? 'revoked' : status;
+      return { vin: g.vin, endMs, access: { end }, refusal: d.refusal };
+    }
+    const cats = d.scope.categories;
+    return {
+      vin: g.vin,
+      endMs,
+      access: {
+        periods: d.scope.windows.map((w) => ({ fromMs: w.from.getTime(), toMs: w.to ? w.to.getTime() : null })),
+        projection: { categories: cats, nulled: !state.location && cats.includes('location') ? ['location'] : [] },
+      },
+    };
+  };
+
+  app.get(
+    '/v1/grants/:id/stream',
+    { config: { roles: ['workshop', 'third_party'] as const }, schema: { params: GrantIdParams, querystring: StreamQuery } },
+    async (req, reply) => {
+      const p = caller(req);
+      const { id } = req.params;
+      const first = await grantAccess(p, id);
+      const refuse = (refusal: string | undefined): never => {
+        if (refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18): reads through grants are suspended");
+        if (refusal === 'MODE_NOT_GRANTED') throw new ApiError(403, 'API_ERR_FORBIDDEN', 'this grant does not allow streaming (access: history only)');
+        throw new ApiError(404, 'API_ERR_NOT_FOUND', `grant ${id} not found`);
+      };
+      if ('end' in first.access) return refuse(first.refusal);
+      const { vin } = first;
+      const access = first.access;
+      const start = await startOf(req, vin, req.query.after, req.query.from);
+      const release = admit(`${p.role}:${p.subject}`);
+      // One disclosure per stream session, filed before the first byte by the statement
+      // that re-checks the grant and the restriction (as for the grant's export): who,
+      // which grant, which categories, and the data the session may send (the grant's
+      // windows, up to its end). A revocation committed before it cannot be streamed past.
+      let filed = false;
+      try {
+        filed = await grants.disclose({
+          grantId: id,
+          role: p.role,
+          subject: p.subject,
+          endpoint: 'GET /v1/grants/{id}/stream',
+          categories: access.projection.categories,
+          rangeFrom: access.periods[0] ? new Date(access.periods[0].fromMs) : null,
+          rangeTo: access.periods.length && access.periods.at(-1)!.toMs !== null ? new Date(access.periods.at(-1)!.toMs!) : null,
+        });
+      } finally {
+        if (!filed) release();
+      }
+      if (!filed) return refuse((await grantAccess(p, id)).refusal ?? 'NOT_FOUND');
+      req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
+      const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
+      serve(req, reply, vin, start, access, check, release, { grantId: id, expiresAtMs: first.endMs });
+      return reply;
+    },
+  );
+};

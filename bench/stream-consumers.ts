@@ -1,0 +1,125 @@
+// Live-stream consumers for the benchmark (its own process): one SSE connection per
+// vehicle to GET /v1/vehicles/{vin}/stream, each event's arrival time kept by (vehicle,
+// seq). Driven by the benchmark over IPC:
+//   open        open the streams (one token per vehicle) and wait for their 200
+//   latencies   given the load generator's ack log, PUBACK → event per message
+//   counts      events received so far, streams still open
+//   close       end every stream
+import http from 'node:http';
+import { serveRpc } from './lib.ts';
+
+interface Stream {
+  req: http.ClientRequest;
+  events: number;
+  ended: boolean;
+}
+
+let streams: Stream[] = [];
+/** `${vehicle index}:${seq}` → arrival wall-clock ms (performance.timeOrigin based, as the load generator's). */
+let arrivals = new Map<string, number>();
+let keep = false;
+
+function open(a: { port: number; vins: string[]; tokens: string[]; parallel?: number }): Promise<{ opened: number; failed: number; errors: string[]; ms: number }> {
+  const t0 = performance.now();
+  const errors: string[] = [];
+  let opened = 0;
+  let failed = 0;
+  let next = 0;
+  return new Promise((resolve) => {
+    const one = (): void => {
+      if (next >= a.vins.length) {
+        if (opened + failed === a.vins.length) resolve({ opened, failed, errors: errors.slice(0, 5), ms: Math.round(performance.now() - t0) });
+        return;
+      }
+      const i = next++;
+      const req = http.get({ host: '127.0.0.1', port: a.port, path: `/v1/vehicles/${a.vins[i]}/stream`, headers: { authorization: `Bearer ${a.tokens[i]}`, accept: 'text/event-stream' }, agent: false });
+      const s: Stream = { req, events: 0, ended: false };
+      req.on('error', (e) => {
+        if (!s.ended) {
+          s.ended = true;
+          if (streams[i] !== s) {
+            failed++;
+            errors.push(e.message);
+            one();
+          }
+        }
+      });
+      req.on('response', (res) => {
+        if (res.statusCode !== 200) {
+          failed++;
+          errors.push(`HTTP ${res.statusCode}`);
+          res.resume();
+          one();
+          return;
+        }
+        streams[i] = s;
+        opened++;
+        res.setEncoding('latin1');
+        let tail = '';
+        res.on('data', (chunk: string) => {
+          const at = performance.timeOrigin + performance.now();
+          const text = tail + chunk;
+          // Each record event's data starts {"vin":"…","seq":N — only the seq is needed.
+          let p = 0;
+          for (;;) {
+            const k = text.indexOf('"seq":', p);
+            if (k < 0) break;
+            const e = text.indexOf(',', k + 6);
+            if (e < 0) break;
+            s.events++;
+            if (keep) {
+              const key = `${i}:${text.slice(k + 6, e)}`;
+              if (!arrivals.has(key)) arrivals.set(key, at);
+            }
+            p = e;
+          }
+          tail = text.slice(Math.max(p, text.length - 40));
+        });
+        res.on('close', () => (s.ended = true));
+        one();
+      });
+    };
+    for (let k = 0; k < (a.parallel ?? 50); k++) one();
+  });
+}
+
+serveRpc({
+  open: (a) => open(a),
+  record: (a: { on: boolean }) => {
+    keep = a.on;
+    arrivals = new Map();
+    return { on: keep };
+  },
+  latencies(a: { ackLog: number[]; recordsPerMsg: number; waitMs?: number }) {
+    const lat: number[] = [];
+    let missing = 0;
+    for (let j = 0; j + 2 < a.ackLog.length; j += 3) {
+      const i = a.ackLog[j]!;
+      const seq0 = a.ackLog[j + 1]!;
+      const ack = a.ackLog[j + 2]!;
+      // The message's last record: the event that completes it.
+      const at = arrivals.get(`${i}:${seq0 + a.recordsPerMsg - 1}`);
+      if (at === undefined) missing++;
+      else lat.push(at - ack);
+    }
+    lat.sort((x, y) => x - y);
+    const pct = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.max(0, Math.ceil((p / 100) * lat.length) - 1))]! : NaN);
+    return { samples: lat.length, missing, p50: pct(50), p90: pct(90), p99: pct(99), max: lat.length ? lat[lat.length - 1]! : NaN, min: lat.length ? lat[0]! : NaN };
+  },
+  counts() {
+    let events = 0;
+    let open = 0;
+    for (const s of streams) {
+      if (!s) continue;
+      events += s.events;
+      if (!s.ended) open++;
+    }
+    return { events, open };
+  },
+  close() {
+    for (const s of streams) s?.req.destroy();
+    streams = [];
+    return { closed: true };
+  },
+});
+process.send?.({ type: 'ready' });

@@ -1,0 +1,266 @@
+// Read side of the stream log (migration 006): what the live streams deliver, in commit
+// order, with the cursor of each record.
+//
+// Position of a record: (tx, ord) = the writing transaction's id (xid8) and the record's
+// place in that transaction's entry for its vehicle. Readers take only entries of
+// transactions older than the horizon = pg_snapshot_xmin(pg_current_snapshot()): every
+// such transaction has ended, so no entry can appear below the horizon later. Entries
+// below it, in (tx, ord) order, are therefore a list that only grows at its end, and
+// "every record after cursor c" is the same set whenever it is asked for: no gap and no
+// duplicate across a reconnect, whatever the commit order of concurrent writers or the
+// measurement time of late records. (Precisely: the horizon is the oldest transaction of
+// this database still running, see horizon().)
+//
+// Records are read joined to `telemetry` (so erased or rewritten rows are read as they are
+// now) and turned into NDJSON lines by the export's own code: binary COPY and ndjsonPlan on
+// pg, the export's row mapping (groupOf) elsewhere (PGlite).
+import type { Db } from './db.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
+import { groupOf } from './reads.ts';
+
+/** NOTIFY channel that wakes the streams of every instance after a commit (payload empty). */
+export const STREAM_CHANNEL = 'stream_committed';
+
+const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
+const PG_EPOCH_MS = 946_684_800_000;
+
+export interface StreamPos {
+  /** Transaction id (xid8) of the write. */
+  tx: number;
+  /** 1-based place of the record in that transaction's entry for the vehicle. */
+  ord: number;
+}
+
+/** Which categories a line carries, and which of them are written as null. */
+export interface LineProjection {
+  categories: readonly Group[];
+  nulled: readonly Group[];
+}
+
+export interface LogRecord {
+  vin: string;
+  tx: number;
+  ord: number;
+  recordedAtMs: number;
+  /** The record as one NDJSON export line (without the newline), projected. */
+  json(p: LineProjection): string;
+}
+
+export interface StreamLogRepo {
+  /** The current horizon, and whether committed entries wait at or above it. */
+  horizon(): Promise<{ h: number; waiting: boolean }>;
+  /** Records of entries with lo <= tx < hi of these vehicles, by vin, then (tx, ord). */
+  range(lo: number, hi: number, vins: readonly string[]): Promise<LogRecord[]>;
+  /**
+   * One page of a vehicle's records after `after` (null: from the start) below `bound`, at
+   * most `maxEntries` log entries, measured at or after `fromMs` when given. `last` is the
+   * position the next page starts after (null: nothing left below bound).
+   */
+  page(vin: string, after: StreamPos | null, bound: number, maxEntries: number, fromMs: number | null): Promise<{ records: LogRecord[]; last: StreamPos | null }>;
+  /** Where a stream from `fromMs` (measurement time) begins: just before the first entry that can hold such records. */
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null>;
+  /** Entries with tx <= this were dropped by retention. */
+  trimmedBelow(): Promise<number>;
+  /** Drops entries of transactions started before `beforeMs`. */
+  trim(beforeMs: number): Promise<number>;
+}
+
+/** Lines are built one at a time into this buffer (no line is longer than a plan's maxLineBytes, ~1.5 kB). */
+const LINE_BYTES = 16 * 1024;
+
+export function createStreamLogRepo(db: Db): StreamLogRepo {
+  const copyOut = db.copy ? db.copy.copyOut.bind(db.copy) : undefined;
+  const line = Buffer.allocUnsafe(LINE_BYTES);
+  // Plans per (vehicle, projection): built once, reused for every record of that stream.
+  const plans = new Map<string, NdjsonPlan>();
+  const planFor = (vin: string, p: LineProjection): NdjsonPlan => {
+    const key = `${vin}|${p.categories.join(',')}|${p.nulled.join(',')}`;
+    let plan = plans.get(key);
+    if (!plan) {
+      if (plans.size >= 20_000) plans.clear();
+      plan = ndjsonPlan(vin, p.categories, { layout: ALL, nulled: p.nulled });
+      plans.set(key, plan);
+    }
+    return plan;
+  };
+  const select = ndjsonPlan('', ALL).select;
+
+  /** Binary COPY of `sql` (which selects `select`, then vin, tx, ord) into records. */
+  async function viaCopy(sql: string): Promise<LogRecord[]> {
+    const b = await copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
+    const offs = rowOffsets(b, copyDataStart(b));
+    const out = new Array<LogRecord>(offs.length);
+    for (let i = 0; i < offs.length; i++) {
+      const off = offs[i]!;
+      const t = trailing(b, off);
+      const us = rowKey(b, off).pgMicros;
+      out[i] = {
+        vin: t.vin,
+        tx: t.tx,
+        ord: t.ord,
+        recordedAtMs: Math.floor(us / 1000) + PG_EPOCH_MS,
+        json(p) {
+          const { bytes } = planFor(t.vin, p).fill(b, [off], 0, line);
+          return line.toString('latin1', 0, bytes - 1);
+        },
+      };
+    }
+    return out;
+  }
+
+  /** The same through parameters and rows (PGlite): the export's row mapping. */
+  async function viaRows(sql: string, params: unknown[]): Promise<LogRecord[]> {
+    const r = await db.query<Record<string, unknown>>(sql, params);
+    return r.rows.map((row) => {
+      const vin = row.l_vin as string;
+      const at = row.recorded_at as Date;
+      return {
+        vin,
+        tx: Number(row.l_tx),
+        ord: Number(row.ord),
+        recordedAtMs: at.getTime(),
+        json(p) {
+          const o: Record<string, unknown> = { vin, seq: Number(row.seq), recordedAt: at.toISOString() };
+          for (const g of ALL) if (p.categories.includes(g)) o[g] = p.nulled.includes(g) ? null : groupOf(row, g);
+          return JSON.stringify(o);
+        },
+      };
+    });
+  }
+
+  const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
+  // Each key of an entry is looked up by the primary key, one probe per record. Written as
+  // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
+  // it around: with the statistics of a young table (one row per vehicle, it believes) it
+  // chose to scan all of the vehicle's rows and rescan the keys for each, 20 s for 400
+  // records here.
+  const JOIN = `CROSS JOIN LATERAL unnest(l.ats, l.seqs) WITH ORDINALITY AS k(k_at, k_seq, ord)
+    CROSS JOIN LATERAL (SELECT * FROM telemetry t WHERE t.vin = l.vin AND t.recorded_at = k.k_at AND t.seq = k.k_seq LIMIT 1) t`;
+
+  return {
+    async horizon() {
+      // pg_snapshot_xmin alone would do, but it counts every database of the server: one
+      // long transaction anywhere (a bulk load, a forgotten BEGIN in psql) would hold up
+      // every stream. Only transactions of this database can write this log, so of the
+      // transactions running at the snapshot, only those a backend of this database still
+      // runs (asked after the snapshot was taken) hold the horizon back; every other one
+      // has ended by then, and a later read sees its entries if it committed any.
+      const r = await db.query<{ xmin: string; xmax: string; xip: string[] }>(
+        `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax, ARRAY(SELECT pg_snapshot_xip(s)::text) AS xip
+           FROM (SELECT pg_current_snapshot() AS s) x`,
+      );
+      const snap = r.rows[0]!;
+      let h = Number(snap.xmax);
+      if (snap.xip.length > 0) {
+        const ours = await db.query<{ x: string }>(
+          `SELECT backend_xid::text AS x FROM pg_stat_activity
+            WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND backend_xid IS NOT NULL`,
+        );
+        const running = new Set(ours.rows.map((o) => Number(o.x)));
+        for (const x of snap.xip) {
+          const full = Number(x);
+          // backend_xid is the 32-bit xid; xip holds xid8 (epoch << 32 | xid).
+          if (running.has(full % 4_294_967_296) && full < h) h = full;
+        }
+      }
+      const w = await db.query<{ waiting: boolean }>(`SELECT EXISTS (SELECT 1 FROM stream_log WHERE tx >= $1::text::xid8) AS waiting`, [String(h)]);
+      return { h, waiting: w.rows[0]!.waiting };
+    },
+
+    async range(lo, hi, vins) {
+      if (vins.length === 0 || hi <= lo) return [];
+      if (copyOut) {
+        // COPY takes no parameters: VINs are validated ([A-HJ-NPR-Z0-9]{17}) and quoted anyway.
+        return viaCopy(
+          `SELECT ${select}, l.vin, l.tx::text::int8, k.ord FROM stream_log l ${JOIN}
+            WHERE l.tx >= '${lo}'::xid8 AND l.tx < '${hi}'::xid8 AND l.vin IN (${vins.map(sqlLiteral).join(', ')})
+            ORDER BY l.vin, l.tx, k.ord`,
+        );
+      }
+      return viaRows(
+        `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
+          WHERE l.tx >= $1::text::xid8 AND l.tx < $2::text::xid8 AND l.vin = ANY($3::text[])
+          ORDER BY l.vin, l.tx, k.ord`,
+        [String(lo), String(hi), vins],
+      );
+    },
+
+    async page(vin, after, bound, maxEntries, fromMs) {
+      const a = after ?? { tx: 0, ord: 0 };
+      // The page ends with a whole entry: the last tx of the next maxEntries entries.
+      const end = await db.query<{ u: string | null }>(
+        `SELECT max(tx)::text AS u FROM (SELECT tx FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
+           AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) x`,
+        [vin, String(a.tx), String(bound), a.ord, maxEntries],
+      );
+      const u = end.rows[0]?.u;
+      if (u === null || u === undefined) return { records: [], last: null };
+      const last: StreamPos = { tx: Number(u), ord: Number.MAX_SAFE_INTEGER };
+      const since = fromMs === null ? '' : copyOut ? ` AND t.recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz` : ' AND t.recorded_at >= $5';
+      let records: LogRecord[];
+      if (copyOut) {
+        records = await viaCopy(
+          `SELECT ${select}, l.vin, l.tx::text::int8, k.ord FROM stream_log l ${JOIN}
+            WHERE l.vin = ${sqlLiteral(vin)} AND l.tx >= '${a.tx}'::xid8 AND l.tx <= '${u}'::xid8
+              AND (l.tx > '${a.tx}'::xid8 OR k.ord > ${a.ord})${since}
+            ORDER BY l.tx, k.ord`,
+        );
+      } else {
+        const params: unknown[] = [vin, String(a.tx), u, a.ord];
+        if (fromMs !== null) params.push(new Date(fromMs));
+        records = await viaRows(
+          `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
+            WHERE l.vin = $1 AND l.tx >= $2::text::xid8 AND l.tx <= $3::text::xid8 AND (l.tx > $2::text::xid8 OR k.ord > $4::int8)${since}
+            ORDER BY l.tx, k.ord`,
+          params,
+        );
+      }
+      return { records, last };
+    },
+
+    async startFor(vin, fromMs, marginMs) {
+      const r = await db.query<{ tx: string | null }>(
+        `SELECT min(tx)::text AS tx FROM stream_log WHERE vin = $1 AND at >= $2`,
+        [vin, new Date(fromMs - marginMs)],
+      );
+      const tx = r.rows[0]?.tx;
+      return tx ? { tx: Number(tx), ord: 0 } : null;
+    },
+
+    async trimmedBelow() {
+      const r = await db.query<{ below: string }>('SELECT below::text AS below FROM stream_log_trim');
+      return Number(r.rows[0]?.below ?? 0);
+    },
+
+    async trim(beforeMs) {
+      // By transaction id, so the log stays a suffix in cursor order: everything up to the
+      // newest entry started before the cut goes.
+      return db.transaction(async (tx) => {
+        const cut = await tx.query<{ tx: string | null }>('SELECT max(tx)::text AS tx FROM stream_log WHERE at < $1', [new Date(beforeMs)]);
+        const c = cut.rows[0]?.tx;
+        if (!c) return 0;
+        const d = await tx.query('DELETE FROM stream_log WHERE tx <= $1::text::xid8', [c]);
+        await tx.query('UPDATE stream_log_trim SET below = greatest(below, $1::text::xid8)', [c]);
+        return d.rowCount;
+      });
+    },
+  };
+}
+
+/** vin, tx, ord: the last three fields of a row of `select`, vin, tx, ord. */
+function trailing(b: Buffer, row: number): { vin: string; tx: number; ord: number } {
+  const n = b.readInt16BE(row);
+  let o = row + 2;
+  for (let i = 0; i < n - 3; i++) {
+    const len = b.readInt32BE(o);
+    o += 4 + (len > 0 ? len : 0);
+  }
+  const vl = b.readInt32BE(o);
+  const vin = b.toString('latin1', o + 4, o + 4 + vl);
+  o += 4 + vl;
+  const tx = b.readInt32BE(o + 4) * 4_294_967_296 + b.readUInt32BE(o + 8);
+  o += 12;
+  const ord = b.readInt32BE(o + 4) * 4_294_967_296 + b.readUInt32BE(o + 8);
+  return { vin, tx, ord };
+}

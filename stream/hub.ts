@@ -1,0 +1,305 @@
+// The live fan-out of committed records: one tailer per process reads the commit-ordered
+// stream log past its horizon and hands each vehicle's new records to that vehicle's open
+// streams. Consumers resuming from a cursor first read their own backlog from the log, up
+// to the tailer's horizon, then join it: both read the same total order, so the hand-over
+// has no gap and no duplicate.
+//
+// Wake-ups: this process's writer reports each commit (wake()); other processes' commits
+// arrive as a NOTIFY (wake() again); a poll every `pollMs` covers a lost notification;
+// while committed entries wait above the horizon (a transaction older than them still
+// running), the tailer looks again every `waitPollMs`.
+import type { StreamPos, StreamRecord, StreamStore } from './ports.ts';
+
+export interface Subscriber {
+  readonly vin: string;
+  /** The grant a recipient's stream reads through (its changes recheck this subscriber). */
+  readonly grantId?: string;
+  /** Records in cursor order, all after the subscriber's position. */
+  deliver(records: readonly StreamRecord[], live: boolean): void;
+  /** True while the consumer should not be given more backlog (its buffer is full). */
+  busy(): boolean;
+  /** Resolves when busy() may have turned false (or the subscriber closed). */
+  ready(): Promise<void>;
+  /** The consent, ownership or grant of this vehicle may have changed: check again. */
+  recheck(): void;
+  /** A stream without cursor: the position it starts at (a valid resume point before any record). */
+  startedAt?(pos: StreamPos): void;
+  readonly closed: boolean;
+}
+
+export interface OpenOptions {
+  /** Resume after this position; null: start live (or from `fromPos`). */
+  after: StreamPos | null;
+  /** Only records measured at or after this time (for ?from=). */
+  fromMs: number | null;
+}
+
+export interface StreamHub {
+  /**
+   * Runs the subscriber's backlog (after `after`), then attaches it to the live tail.
+   * Resolves once attached (or when the subscriber closed meanwhile).
+   */
+  open(sub: Subscriber, opts: OpenOptions): Promise<void>;
+  /** Detaches a subscriber (idempotent). */
+  close(sub: Subscriber): void;
+  /** Something was committed (here or, by NOTIFY, elsewhere): read the log. */
+  wake(): void;
+  /** The consent, ownership or grants of `vin` changed. */
+  invalidate(vin: string): void;
+  /** Grant `id` was revoked or ended. */
+  invalidateGrant(id: string): void;
+  /** Every vehicle: after a lost change feed came back. */
+  invalidateAll(): void;
+  /** The horizon the tailer has delivered up to. */
+  readonly horizon: number;
+  stats(): { subscribers: number; vehicles: number; horizon: number; cycles: number };
+  /** Reads the horizon and starts the safety poll (after the schema is migrated). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface HubOptions {
+  store: StreamStore;
+  /** Safety poll while anyone listens, ms. Default 1000. */
+  pollMs?: number;
+  /** Re-read interval while committed entries wait above the horizon, ms. Default 5. */
+  waitPollMs?: number;
+  /** Log entries per backlog page. Default 500. */
+  pageEntries?: number;
+  onError?: (err: Error) => void;
+}
+
+/** a comes after b in cursor order. */
+function after(a: StreamPos, b: StreamPos): boolean {
+  return a.tx > b.tx || (a.tx === b.tx && a.ord > b.ord);
+}
+
+interface Cycle {
+  vins: Set<string>;
+  done: Promise<void>;
+}
+
+export function createStreamHub(opts: HubOptions): StreamHub {
+  const store = opts.store;
+  const pollMs = opts.pollMs ?? 1000;
+  const waitPollMs = opts.waitPollMs ?? 5;
+  const pageEntries = opts.pageEntries ?? 500;
+  /** Every subscriber of a vehicle, in backlog or attached. */
+  const interest = new Map<string, Set<Subscriber>>();
+  /** Subscribers reading through a grant, by grant id. */
+  const byGrant = new Map<string, Set<Subscriber>>();
+  /** Attached subscribers by vehicle, with the position of the last record each was given. */
+  const live = new Map<string, Map<Subscriber, StreamPos>>();
+  let lo = 0;
+  let started = false;
+  let inflight: Cycle | null = null;
+  let again = false;
+  let stopped = false;
+  let cycles = 0;
+  let timer: NodeJS.Timeout | null = null;
+
+  function schedule(ms: number): void {
+    if (stopped || !started) return;
+    if (timer) {
+      // An earlier wake-up is kept: only a sooner one replaces a later one.
+      if (ms > 0) return;
+      clearTimeout(timer);
+    }
+    timer = setTimeout(() => {
+      timer = null;
+      void cycle();
+    }, ms);
+  }
+
+  async function cycle(): Promise<void> {
+    if (inflight) {
+      again = true;
+      return;
+    }
+    if (stopped) return;
+    let resolveDone!: () => void;
+    const c: Cycle = { vins: new Set(interest.keys()), done: new Promise<void>((r) => (resolveDone = r)) };
+    inflight = c;
+    let next = interest.size > 0 ? pollMs : -1;
+    try {
+      const { h, waiting } = await store.horizon();
+      if (h > lo && c.vins.size > 0) {
+        const recs = await store.range(lo, h, [...c.vins]);
+        dispatch(recs);
+      }
+      if (h > lo) lo = h;
+      cycles++;
+      if (waiting && interest.size > 0) next = waitPollMs;
+    } catch (err) {
+      opts.onError?.(err as Error);
+      next = Math.max(100, Math.min(pollMs, 1000));
+    } finally {
+      inflight = null;
+      resolveDone();
+    }
+    if (again) {
+      again = false;
+      next = 0;
+    }
+    if (next >= 0) schedule(next);
+  }
+
+  function dispatch(recs: readonly StreamRecord[]): void {
+    let i = 0;
+    while (i < recs.length) {
+      const vin = recs[i]!.vin;
+      let j = i + 1;
+      while (j < recs.length && recs[j]!.vin === vin) j++;
+      const subs = live.get(vin);
+      if (subs) {
+        const slice = recs.slice(i, j);
+        for (const [s, pos] of subs) {
+          if (s.closed) continue;
+          // Only what lies after the subscriber's position (a stream that started live
+          // began at a fresher horizon than the tailer's).
+          let k = 0;
+          while (k < slice.length && !after(slice[k]!, pos)) k++;
+          if (k === slice.length) continue;
+          const last = slice[slice.length - 1]!;
+          pos.tx = last.tx;
+          pos.ord = last.ord;
+          s.deliver(k === 0 ? slice : slice.slice(k), true);
+        }
+      }
+      i = j;
+    }
+  }
+
+  function add(map: Map<string, Set<Subscriber>>, s: Subscriber): void {
+    let set = map.get(s.vin);
+    if (!set) map.set(s.vin, (set = new Set()));
+    set.add(s);
+  }
+  function remove(map: Map<string, Set<Subscriber>>, s: Subscriber): void {
+    const set = map.get(s.vin);
+    if (set?.delete(s) && set.size === 0) map.delete(s.vin);
+  }
+  function attach(s: Subscriber, pos: StreamPos): void {
+    let m = live.get(s.vin);
+    if (!m) live.set(s.vin, (m = new Map<Subscriber, StreamPos>()));
+    m.set(s, { tx: pos.tx, ord: pos.ord });
+  }
+  function detach(s: Subscriber): void {
+    const m = live.get(s.vin);
+    if (m?.delete(s) && m.size === 0) live.delete(s.vin);
+  }
+
+  const hub: StreamHub = {
+    async open(sub, o) {
+      add(interest, sub);
+      if (sub.grantId !== undefined) {
+        let g = byGrant.get(sub.grantId);
+        if (!g) byGrant.set(sub.grantId, (g = new Set()));
+        g.add(sub);
+      }
+      // Without a cursor the stream starts live: at the current horizon (the tailer's may be
+      // older while nobody listened; what lies between is not this stream's).
+      let pos: StreamPos | null = o.after ?? (o.fromMs === null ? { tx: Math.max(lo, (await store.horizon()).h), ord: 0 } : null);
+      if (!o.after && pos) sub.startedAt?.(pos);
+      let caughtUpTo = -1;
+      while (!sub.closed && !stopped) {
+        const bound = lo;
+        if (caughtUpTo !== bound) {
+          if (pos && pos.tx >= bound) {
+            caughtUpTo = bound;
+          } else {
+            const pg = await store.page(sub.vin, pos, bound, pageEntries, o.fromMs);
+            if (sub.closed) break;
+            if (pg.last === null) caughtUpTo = bound;
+            else {
+              if (pg.records.length) sub.deliver(pg.records, false);
+              pos = pg.last;
+              while (sub.busy() && !sub.closed) await sub.ready();
+              continue;
+            }
+          }
+        }
+        if (lo !== bound) continue;
+        // Caught up to the horizon: join the tail, unless a read of the tail is under way
+        // that was asked for before this vehicle had any subscriber (it would miss it).
+        if (!inflight || inflight.vins.has(sub.vin)) {
+          attach(sub, pos ?? { tx: 0, ord: 0 });
+          return;
+        }
+        await inflight.done;
+      }
+      hub.close(sub);
+    },
+    close(sub) {
+      remove(interest, sub);
+      detach(sub);
+      if (sub.grantId !== undefined) {
+        const g = byGrant.get(sub.grantId);
+        if (g?.delete(sub) && g.size === 0) byGrant.delete(sub.grantId);
+      }
+    },
+    wake() {
+      if (interest.size > 0) schedule(0);
+      else if (!timer) schedule(pollMs); // keep the horizon fresh, cheaply
+    },
+    invalidate(vin) {
+      const set = interest.get(vin);
+      if (set) for (const s of set) s.recheck();
+    },
+    invalidateGrant(id) {
+      const set = byGrant.get(id);
+      if (set) for (const s of set) s.recheck();
+    },
+    invalidateAll() {
+      for (const set of interest.values()) for (const s of set) s.recheck();
+    },
+    get horizon() {
+      return lo;
+    },
+    stats() {
+      let n = 0;
+      for (const s of interest.values()) n += s.size;
+      return { subscribers: n, vehicles: interest.size, horizon: lo, cycles };
+    },
+    async start() {
+      if (started) return;
+      lo = (await store.horizon()).h;
+      started = true;
+      schedule(pollMs);
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      // The read under way ends with the pool at the latest; waiting for it is a courtesy.
+      if (inflight) await Promise.race([inflight.done, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+    },
+  };
+  return hub;
+}
+
+/**
+ * Runs `fn` now, or once more after the run in flight when called during one: a burst of
+ * calls costs at most two runs. For the NOTIFY that wakes the other instances.
+ */
+export function coalesced(fn: () => Promise<unknown>, onError: (err: Error) => void = () => {}): () => void {
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    running = true;
+    fn().then(
+      () => {},
+      (err: Error) => onError(err),
+    ).finally(() => {
+      running = false;
+      if (again) {
+        again = false;
+        run();
+      }
+    });
+  };
+  return () => {
+    if (running) again = true;
+    else run();
+  };
+}

@@ -1,0 +1,32 @@
+// What the stream fan-out needs from storage, as interfaces. main.ts hands in the storage
+// implementation (storage/stream-log.ts); nothing here imports storage/.
+import type { Group } from '../proto/fields.ts';
+
+/** Place of a record in a vehicle's stream: (writing transaction id, place in its entry). */
+export interface StreamPos {
+  tx: number;
+  ord: number;
+}
+
+export interface LineProjection {
+  /** Categories the line carries, in the export's order. */
+  categories: readonly Group[];
+  /** Of those, the ones written as null whatever the record carried. */
+  nulled: readonly Group[];
+}
+
+export interface StreamRecord {
+  vin: string;
+  tx: number;
+  ord: number;
+  recordedAtMs: number;
+  /** The record as one line of the NDJSON CarData export (no newline), projected. */
+  json(p: LineProjection): string;
+}
+
+/** The commit-ordered log of stored records (see storage/stream-log.ts for the guarantees). */
+export interface StreamStore {
+  horizon(): Promise<{ h: number; waiting: boolean }>;
+  range(lo: number, hi: number, vins: readonly string[]): Promise<StreamRecord[]>;
+  page(vin: string, after: StreamPos | null, bound: number, maxEntries: number, fromMs: number | null): Promise<{ records: StreamRecord[]; last: StreamPos | null }>;
+}
