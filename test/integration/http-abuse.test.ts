@@ -336,6 +336,10 @@ const ROUTES: RouteDef[] = [
   { method: 'POST', path: '/v1/vehicles/{vin}/checkin-codes', auth: 'owner', mutates: true, body: { visitHours: ['number', () => '2'] }, owner: 'abuse-owner-g5' },
   { method: 'POST', path: '/v1/workshop/checkins', auth: 'workshop', mutates: true, body: { code: ['string', () => '"AAAAA-AAAAA"'] } },
   { method: 'GET', path: '/v1/grants', auth: 'third_party' },
+  // The portal's reads (each with its own owner: the rate limit counts per subject).
+  { method: 'GET', path: '/v1/vehicles', auth: 'owner', owner: 'abuse-owner-p1' },
+  { method: 'GET', path: '/v1/vehicles/{vin}/latest', auth: 'owner', query: { categories: 'technical' }, owner: 'abuse-owner-p2' },
+  { method: 'GET', path: '/v1/vehicles/{vin}/series', auth: 'owner', query: { from: '2024-01-01T00:00:00Z', to: '2024-01-02T00:00:00Z', bucket: '1h', categories: 'technical' }, owner: 'abuse-owner-p3' },
   { method: 'GET', path: '/v1/vehicles/{vin}/stream', auth: 'owner', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-s1' },
   // Another recipient than the holder of the grants: its own rate-limit budget; the grant is not its own (404 past validation).
   { method: 'GET', path: '/v1/grants/{id}/stream', auth: 'third_party', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g5', recipient: 'abuse-third_party-s' },
