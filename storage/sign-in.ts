@@ -1,7 +1,7 @@
 // Sign-in storage: minted API tokens (and their revocation), accounts of the embedded
 // OpenID Provider, that provider's artefacts (its adapter) and its kept key material.
 import type { Db } from './db.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import { STO_ERR, StorageError, isUniqueViolation } from './errors.ts';
 
 /** NOTIFY channel announcing a revoked token; payload = its jti. */
 export const TOKEN_REVOKED_CHANNEL = 'api_token_revoked';
@@ -72,7 +72,7 @@ export function createAccountRepo(db: Db): AccountRepo {
         );
         return toAccount(r.rows[0]!);
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') throw new StorageError(STO_ERR.CONFLICT, `an account with username ${a.username} or subject ${a.subject} exists`);
+        if (isUniqueViolation(err)) throw new StorageError(STO_ERR.CONFLICT, `an account with username ${a.username} or subject ${a.subject} exists`);
         throw err;
       }
     },
