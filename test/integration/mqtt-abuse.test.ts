@@ -11,6 +11,7 @@ import net from 'node:net';
 import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
+import { connectBody, connectPacket, packet, publishPacket, Raw, remainingLength, sleep, str, subscribePacket, u16, type ConnectOpts } from '../helpers/raw-mqtt.ts';
 import { connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
 
@@ -38,133 +39,11 @@ afterAll(async () => {
   for (const c of clients) c.end(true);
 });
 
-// ---------------------------------------------------------------------------
-// A minimal MQTT 3.1.1 encoder (MQTT-2.2, 3.1, 3.3, 3.8) and a raw connection.
-
-function remainingLength(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-const u16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
-const str = (s: string | Buffer) => {
-  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
-  return Buffer.concat([u16(b.length), b]);
-};
-const packet = (type: number, flags: number, body: Buffer) => Buffer.concat([Buffer.from([(type << 4) | flags]), remainingLength(body.length), body]);
-
-interface ConnectOpts {
-  clientId: string | Buffer;
-  username?: string | Buffer;
-  password?: string | Buffer;
-  keepalive?: number;
-  protocolName?: string;
-  level?: number;
-  /** Extra bits OR-ed into the connect flags. */
-  flags?: number;
-  /** Connect flags replacing the computed ones. */
-  rawFlags?: number;
-}
-function connectBody(o: ConnectOpts): Buffer {
-  let flags = 0x02; // clean session
-  if (o.username !== undefined) flags |= 0x80;
-  if (o.password !== undefined) flags |= 0x40;
-  flags |= o.flags ?? 0;
-  const parts = [str(o.protocolName ?? 'MQTT'), Buffer.from([o.level ?? 4, o.rawFlags ?? flags]), u16(o.keepalive ?? 0), str(o.clientId)];
-  if (o.username !== undefined) parts.push(str(o.username));
-  if (o.password !== undefined) parts.push(str(o.password));
-  return Buffer.concat(parts);
-}
-const connectPacket = (o: ConnectOpts) => packet(1, 0, connectBody(o));
-const publishPacket = (topic: string, payload: Buffer, qos: 0 | 1, id = 1) =>
-  packet(3, qos << 1, Buffer.concat([str(topic), qos ? u16(id) : Buffer.alloc(0), payload]));
-const subscribePacket = (filter: string, id = 1) => packet(8, 2, Buffer.concat([u16(id), str(filter), Buffer.from([1])]));
-
-interface Packet {
-  type: number;
-  flags: number;
-  body: Buffer;
-}
-
-class Raw {
-  readonly openedAt = performance.now();
-  data = Buffer.alloc(0);
-  closedAfterMs: number | null = null;
-  readonly closed: Promise<number>;
-  constructor(readonly socket: net.Socket) {
-    socket.on('data', (d: Buffer) => (this.data = Buffer.concat([this.data, d])));
-    socket.on('error', () => {});
-    this.closed = new Promise((resolve) =>
-      socket.once('close', () => {
-        this.closedAfterMs = performance.now() - this.openedAt;
-        resolve(this.closedAfterMs);
-      }),
-    );
-  }
-  static open(localAddress = '127.0.0.1'): Promise<Raw> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port: gw.mqttPort!, localAddress, noDelay: true });
-      const r = new Raw(s);
-      raws.push(r);
-      s.once('connect', () => resolve(r));
-      s.once('error', reject);
-    });
-  }
-  send(b: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(b);
-  }
-  get isClosed(): boolean {
-    return this.closedAfterMs !== null;
-  }
-  /** True if the server closed the connection within ms. */
-  async closedWithin(ms: number): Promise<boolean> {
-    if (this.isClosed) return true;
-    return Promise.race([this.closed.then(() => true), sleep(ms).then(() => false)]);
-  }
-  packets(): Packet[] {
-    const out: Packet[] = [];
-    let p = 0;
-    const b = this.data;
-    while (p + 2 <= b.length) {
-      let len = 0;
-      let mul = 1;
-      let q = p + 1;
-      for (;;) {
-        if (q >= b.length) return out;
-        const x = b[q++]!;
-        len += (x & 0x7f) * mul;
-        mul *= 128;
-        if (!(x & 0x80)) break;
-      }
-      if (q + len > b.length) return out;
-      out.push({ type: b[p]! >> 4, flags: b[p]! & 15, body: b.subarray(q, q + len) });
-      p = q + len;
-    }
-    return out;
-  }
-  /** CONNACK return codes received. */
-  connacks(): number[] {
-    return this.packets().filter((x) => x.type === 2).map((x) => x.body[1]!);
-  }
-  async waitPacket(type: number, ms = 2000): Promise<Packet | null> {
-    const t0 = performance.now();
-    while (performance.now() - t0 < ms) {
-      const p = this.packets().find((x) => x.type === type);
-      if (p) return p;
-      if (this.isClosed) return null;
-      await sleep(10);
-    }
-    return null;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** A raw connection to the gateway under test from `localAddress`, closed after the file. */
+async function openRaw(localAddress = '127.0.0.1'): Promise<Raw> {
+  const r = await Raw.open(gw.mqttPort!, localAddress);
+  raws.push(r);
+  return r;
 }
 
 const topicOf = (vin: string) => `v1/vehicles/${vin}/telemetry`;
@@ -204,8 +83,8 @@ async function honest(): Promise<{ vin: string; secret: string; client: MqttClie
 
 /** A raw CONNECT; resolves with the CONNACK return code, or null when closed without one. */
 async function rawConnect(localAddress: string, o: ConnectOpts): Promise<{ code: number | null; raw: Raw }> {
-  const r = await Raw.open(localAddress);
-  r.send(connectPacket(o));
+  const r = await openRaw(localAddress);
+  r.write(connectPacket(o));
   const p = await r.waitPacket(2, 5000);
   return { code: p ? p.body[1]! : null, raw: r };
 }
@@ -230,8 +109,8 @@ describe('garbage on the MQTT port', () => {
   it('each is closed (at the latest after the connect timeout) without a CONNACK, while honest vehicles connect and publish', async () => {
     const h = await honest();
     const conns = await Promise.all(garbage.map(async ([name, bytes], i) => {
-      const r = await Raw.open(`127.0.0.${20 + i}`);
-      r.send(bytes);
+      const r = await openRaw(`127.0.0.${20 + i}`);
+      r.write(bytes);
       return { name, r };
     }));
     // Honest traffic goes on meanwhile: a new vehicle connects, both publish.
@@ -301,8 +180,8 @@ describe('malformed CONNECT', () => {
   ];
 
   it.each(cases)('%s: never accepted, and the connection is closed', async (name, build) => {
-    const r = await Raw.open('127.0.0.4');
-    r.send(build());
+    const r = await openRaw('127.0.0.4');
+    r.write(build());
     expect(await r.closedWithin(CONNECT_TIMEOUT_MS + 4000)).toBe(true);
     console.log(`malformed CONNECT, ${name}: CONNACK ${JSON.stringify(r.connacks())}, closed after ${Math.round(r.closedAfterMs!)} ms`);
     // a refusal CONNACK (return code ≠ 0) is allowed before the close; an acceptance is not
@@ -310,12 +189,12 @@ describe('malformed CONNECT', () => {
   });
 
   it('a second CONNECT on an accepted connection closes it (MQTT-3.1.0-2); nothing published through it', async () => {
-    const r = await Raw.open('127.0.0.1');
-    r.send(connectPacket({ clientId: vin, username: vin, password: secret }));
+    const r = await openRaw('127.0.0.1');
+    r.write(connectPacket({ clientId: vin, username: vin, password: secret }));
     const ack = await r.waitPacket(2);
     expect(ack?.body[1]).toBe(0);
-    r.send(connectPacket({ clientId: vin, username: vin, password: secret }));
-    r.send(publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1));
+    r.write(connectPacket({ clientId: vin, username: vin, password: secret }));
+    r.write(publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1));
     expect(await r.closedWithin(2000)).toBe(true);
     expect(r.packets().filter((p) => p.type === 4)).toEqual([]);
     expect(await storedCount(vin)).toBe(0);
@@ -325,8 +204,8 @@ describe('malformed CONNECT', () => {
 describe('packets before CONNECT', () => {
   it('a PUBLISH as first packet closes the connection at once; no PUBACK, nothing stored', async () => {
     const { vin } = await provision(gw);
-    const r = await Raw.open('127.0.0.5');
-    r.send(publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1));
+    const r = await openRaw('127.0.0.5');
+    r.write(publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1));
     expect(await r.closedWithin(1000)).toBe(true);
     expect(r.packets()).toEqual([]);
     await sleep(100);
@@ -334,16 +213,16 @@ describe('packets before CONNECT', () => {
   });
 
   it('a SUBSCRIBE as first packet closes the connection at once; no SUBACK', async () => {
-    const r = await Raw.open('127.0.0.5');
-    r.send(subscribePacket('#'));
+    const r = await openRaw('127.0.0.5');
+    r.write(subscribePacket('#'));
     expect(await r.closedWithin(1000)).toBe(true);
     expect(r.packets()).toEqual([]);
   });
 
   it('a refused CONNECT followed at once by a PUBLISH in the same segment: CONNACK 5, closed, nothing stored', async () => {
     const { vin } = await provision(gw);
-    const r = await Raw.open('127.0.0.5');
-    r.send(Buffer.concat([connectPacket({ clientId: vin, username: vin, password: 'wrong-secret' }), publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1)]));
+    const r = await openRaw('127.0.0.5');
+    r.write(Buffer.concat([connectPacket({ clientId: vin, username: vin, password: 'wrong-secret' }), publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1)]));
     expect(await r.closedWithin(2000)).toBe(true);
     expect(r.connacks()).toEqual([5]);
     expect(r.packets().filter((p) => p.type === 4)).toEqual([]);
@@ -353,8 +232,8 @@ describe('packets before CONNECT', () => {
 
   it('(control) an accepted CONNECT followed at once by a PUBLISH in the same segment is legal: CONNACK 0, PUBACK, stored', async () => {
     const { vin, secret } = await provision(gw);
-    const r = await Raw.open('127.0.0.1');
-    r.send(Buffer.concat([connectPacket({ clientId: vin, username: vin, password: secret }), publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1, 7)]));
+    const r = await openRaw('127.0.0.1');
+    r.write(Buffer.concat([connectPacket({ clientId: vin, username: vin, password: secret }), publishPacket(topicOf(vin), encodeBatch(vin, [record(1, Date.now())]), 1, 7)]));
     const puback = await r.waitPacket(4, 3000);
     expect(r.connacks()).toEqual([0]);
     expect(puback?.body.readUInt16BE(0)).toBe(7);
@@ -384,9 +263,9 @@ describe('a header announcing a 200 MB packet', () => {
   it('before CONNECT: closed immediately, not buffered (RSS does not grow), honest vehicles unaffected', async () => {
     const h = await honest();
     const rss0 = process.memoryUsage().rss;
-    const r = await Raw.open('127.0.0.6');
+    const r = await openRaw('127.0.0.6');
     const t0 = performance.now();
-    r.send(Buffer.concat([Buffer.from([0x10]), remainingLength(ANNOUNCED)]));
+    r.write(Buffer.concat([Buffer.from([0x10]), remainingLength(ANNOUNCED)]));
     const sent = await stream(r, 128 * 1024 * 1024);
     expect(await r.closedWithin(1000)).toBe(true);
     const ms = performance.now() - t0;
@@ -403,11 +282,11 @@ describe('a header announcing a 200 MB packet', () => {
   it('after CONNECT (a PUBLISH header): closed immediately, counted as GW_ERR_PACKET_TOO_LARGE, nothing stored', async () => {
     const { vin, secret } = await provision(gw);
     const before = await refusedMetric('GW_ERR_PACKET_TOO_LARGE');
-    const r = await Raw.open('127.0.0.1');
-    r.send(connectPacket({ clientId: vin, username: vin, password: secret }));
+    const r = await openRaw('127.0.0.1');
+    r.write(connectPacket({ clientId: vin, username: vin, password: secret }));
     expect((await r.waitPacket(2))?.body[1]).toBe(0);
     const rss0 = process.memoryUsage().rss;
-    r.send(Buffer.concat([Buffer.from([0x32]), remainingLength(ANNOUNCED), str(topicOf(vin)), u16(1)]));
+    r.write(Buffer.concat([Buffer.from([0x32]), remainingLength(ANNOUNCED), str(topicOf(vin)), u16(1)]));
     const sent = await stream(r, 128 * 1024 * 1024);
     expect(await r.closedWithin(1000)).toBe(true);
     expect(sent).toBeLessThan(64 * 1024 * 1024);
@@ -425,19 +304,19 @@ describe('connection floods and slow connections', () => {
     const half = connectPacket({ clientId: slowVin, username: slowVin, password: slowSecret });
 
     const t0 = performance.now();
-    const flood = await Promise.all(Array.from({ length: 500 }, () => Raw.open('127.0.0.7')));
+    const flood = await Promise.all(Array.from({ length: 500 }, () => openRaw('127.0.0.7')));
     const openMs = performance.now() - t0;
     const halfOpen = await Promise.all(Array.from({ length: 20 }, async () => {
-      const r = await Raw.open('127.0.0.8');
-      r.send(half.subarray(0, Math.floor(half.length / 2)));
+      const r = await openRaw('127.0.0.8');
+      r.write(half.subarray(0, Math.floor(half.length / 2)));
       return r;
     }));
-    const drip = await Promise.all(Array.from({ length: 5 }, () => Raw.open('127.0.0.9')));
+    const drip = await Promise.all(Array.from({ length: 5 }, () => openRaw('127.0.0.9')));
     let dripping = true;
     const dripper = (async () => {
       // one byte every 100 ms: the whole CONNECT would take longer than the timeout
       for (let i = 0; dripping && i < half.length; i++) {
-        for (const r of drip) r.send(half.subarray(i, i + 1));
+        for (const r of drip) r.write(half.subarray(i, i + 1));
         await sleep(100);
       }
     })();
@@ -490,8 +369,8 @@ describe('connection floods and slow connections', () => {
 
   it('an authenticated vehicle that goes silent is closed after 1.5 × its keep-alive (MQTT-3.1.2-24)', async () => {
     const { vin, secret } = await provision(gw);
-    const r = await Raw.open('127.0.0.1');
-    r.send(connectPacket({ clientId: vin, username: vin, password: secret, keepalive: 1 }));
+    const r = await openRaw('127.0.0.1');
+    r.write(connectPacket({ clientId: vin, username: vin, password: secret, keepalive: 1 }));
     expect((await r.waitPacket(2))?.body[1]).toBe(0);
     expect(await r.closedWithin(4000)).toBe(true);
     expect(r.closedAfterMs!).toBeGreaterThanOrEqual(1400);
@@ -568,7 +447,7 @@ describe(`repeated failed authentications (AUTH_FAILURES_MAX ${AUTH_FAILURES_MAX
         const r = new Raw(s);
         raws.push(r);
         await new Promise((res) => s.once('connect', res));
-        r.send(connectPacket({ clientId: vin, username: vin, password: secret }));
+        r.write(connectPacket({ clientId: vin, username: vin, password: secret }));
         const ack = await r.waitPacket(2, 3000);
         s.destroy();
         return ack ? ack.body[1]! : null;
