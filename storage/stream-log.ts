@@ -24,6 +24,11 @@ export const STREAM_CHANNEL = 'stream_committed';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
 const PG_EPOCH_MS = 946_684_800_000;
+const PG_EPOCH_US = PG_EPOCH_MS * 1000;
+/** Backlog reads: keys further apart than this (measurement time) are read as separate ranges, µs. */
+const RANGE_GAP_US = 60_000_000;
+/** At most this many ranges per page (the closest ones are merged). */
+const MAX_RANGES = 32;
 
 export interface StreamPos {
   /** Transaction id (xid8) of the write. */
@@ -53,11 +58,12 @@ export interface StreamLogRepo {
   /** Records of entries with lo <= tx < hi of these vehicles, by vin, then (tx, ord). */
   range(lo: number, hi: number, vins: readonly string[]): Promise<LogRecord[]>;
   /**
-   * One page of a vehicle's records after `after` (null: from the start) below `bound`, at
-   * most `maxEntries` log entries, measured at or after `fromMs` when given. `last` is the
-   * position the next page starts after (null: nothing left below bound).
+   * One page of a vehicle's records after `after` (null: from the start) below `bound`:
+   * whole log entries, about `maxRecords` records (at least one entry, however large),
+   * measured at or after `fromMs` when given. `last` is the position the next page starts
+   * after (null: nothing left below bound).
    */
-  page(vin: string, after: StreamPos | null, bound: number, maxEntries: number, fromMs: number | null): Promise<{ records: LogRecord[]; last: StreamPos | null }>;
+  page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: LogRecord[]; last: StreamPos | null }>;
   /** Where a stream from `fromMs` (measurement time) begins: just before the first entry that can hold such records. */
   startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null>;
   /** Entries with tx <= this were dropped by retention. */
@@ -129,6 +135,64 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     });
   }
 
+  /**
+   * A backlog page on pg. Its keys come from the log; the rows are read by time ranges of
+   * the vehicle's primary key (a few index range scans) and put in cursor order here.
+   * Probing the key of each record instead costs an index descent through the hypertable's
+   * chunk append per record: measured 50,000 records in ~1 s against ~0.12 s by ranges.
+   */
+  async function pageViaRanges(vin: string, a: StreamPos, fromMs: number | null, entriesSql: string, params: unknown[]): Promise<{ records: LogRecord[]; last: StreamPos | null }> {
+    const r = await db.query<{ tx: string; us: string; seqs: string }>(
+      `SELECT tx::text AS tx, ARRAY(SELECT (extract(epoch FROM k) * 1000000)::int8 FROM unnest(p.ats) k)::text AS us, seqs::text AS seqs
+         FROM (${entriesSql}) p ORDER BY tx`,
+      params,
+    );
+    if (r.rows.length === 0) return { records: [], last: null };
+    const entries = r.rows.map((e) => ({ tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
+    const last: StreamPos = { tx: entries[entries.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER };
+    const all: number[] = [];
+    for (const e of entries) for (const u of e.us) all.push(u);
+    const ranges = timeRanges(all, RANGE_GAP_US, MAX_RANGES);
+    const since = fromMs === null ? '' : ` AND recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz`;
+    const where = ranges.map(([lo, hi]) => `recorded_at BETWEEN ${sqlLiteral(isoMicros(lo))}::timestamptz AND ${sqlLiteral(isoMicros(hi))}::timestamptz`).join(' OR ');
+    const b = await copyOut!(`COPY (SELECT ${select} FROM telemetry WHERE vin = ${sqlLiteral(vin)} AND (${where})${since}) TO STDOUT (FORMAT binary)`);
+    // Rows by measurement time; the rare rows that share a time with another go by time and seq.
+    const byTime = new Map<number, number>();
+    const shared = new Map<string, number>();
+    for (const off of rowOffsets(b, copyDataStart(b))) {
+      const k = rowKey(b, off);
+      const other = byTime.get(k.pgMicros);
+      if (other === undefined) byTime.set(k.pgMicros, off);
+      else shared.set(`${k.pgMicros}:${k.seq}`, off);
+    }
+    const find = (pgMicros: number, seq: number): number | undefined => {
+      const off = byTime.get(pgMicros);
+      return off !== undefined && rowKey(b, off).seq === seq ? off : shared.get(`${pgMicros}:${seq}`);
+    };
+    const records: LogRecord[] = [];
+    for (const e of entries) {
+      for (let i = 0; i < e.us.length; i++) {
+        const ord = i + 1;
+        if (e.tx === a.tx && ord <= a.ord) continue;
+        const pgMicros = e.us[i]! - PG_EPOCH_US;
+        // Absent: erased since, or measured before ?from=.
+        const off = find(pgMicros, e.seqs[i]!);
+        if (off === undefined) continue;
+        records.push({
+          vin,
+          tx: e.tx,
+          ord,
+          recordedAtMs: Math.floor(pgMicros / 1000) + PG_EPOCH_MS,
+          json(p) {
+            const { bytes } = planFor(vin, p).fill(b, [off], 0, line);
+            return line.toString('latin1', 0, bytes - 1);
+          },
+        });
+      }
+    }
+    return { records, last };
+  }
+
   const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
   // Each key of an entry is looked up by the primary key, one probe per record. Written as
   // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
@@ -186,36 +250,29 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
       );
     },
 
-    async page(vin, after, bound, maxEntries, fromMs) {
+    async page(vin, after, bound, maxRecords, fromMs) {
       const a = after ?? { tx: 0, ord: 0 };
-      // The page ends with a whole entry: the last tx of the next maxEntries entries.
-      const end = await db.query<{ u: string | null }>(
-        `SELECT max(tx)::text AS u FROM (SELECT tx FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
-           AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) x`,
-        [vin, String(a.tx), String(bound), a.ord, maxEntries],
-      );
+      // The page's entries: whole entries in tx order while fewer than maxRecords records
+      // came before (each entry holds at least one record, so maxRecords entries suffice).
+      const entries = `SELECT tx, ats, seqs FROM (
+           SELECT tx, ats, seqs, sum(cardinality(seqs)) OVER (ORDER BY tx) - cardinality(seqs) AS before
+             FROM (SELECT tx, ats, seqs FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
+                     AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) e) x
+         WHERE before < $5`;
+      const params = [vin, String(a.tx), String(bound), a.ord, maxRecords];
+      if (copyOut) return pageViaRanges(vin, a, fromMs, entries, params);
+      const end = await db.query<{ u: string | null }>(`SELECT max(tx)::text AS u FROM (${entries}) p`, params);
       const u = end.rows[0]?.u;
       if (u === null || u === undefined) return { records: [], last: null };
       const last: StreamPos = { tx: Number(u), ord: Number.MAX_SAFE_INTEGER };
-      const since = fromMs === null ? '' : copyOut ? ` AND t.recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz` : ' AND t.recorded_at >= $5';
-      let records: LogRecord[];
-      if (copyOut) {
-        records = await viaCopy(
-          `SELECT ${select}, l.vin, l.tx::text::int8, k.ord FROM stream_log l ${JOIN}
-            WHERE l.vin = ${sqlLiteral(vin)} AND l.tx >= '${a.tx}'::xid8 AND l.tx <= '${u}'::xid8
-              AND (l.tx > '${a.tx}'::xid8 OR k.ord > ${a.ord})${since}
-            ORDER BY l.tx, k.ord`,
-        );
-      } else {
-        const params: unknown[] = [vin, String(a.tx), u, a.ord];
-        if (fromMs !== null) params.push(new Date(fromMs));
-        records = await viaRows(
-          `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
-            WHERE l.vin = $1 AND l.tx >= $2::text::xid8 AND l.tx <= $3::text::xid8 AND (l.tx > $2::text::xid8 OR k.ord > $4::int8)${since}
-            ORDER BY l.tx, k.ord`,
-          params,
-        );
-      }
+      const p: unknown[] = [vin, String(a.tx), u, a.ord];
+      if (fromMs !== null) p.push(new Date(fromMs));
+      const records = await viaRows(
+        `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
+          WHERE l.vin = $1 AND l.tx >= $2::text::xid8 AND l.tx <= $3::text::xid8 AND (l.tx > $2::text::xid8 OR k.ord > $4::int8)${fromMs === null ? '' : ' AND t.recorded_at >= $5'}
+          ORDER BY l.tx, k.ord`,
+        p,
+      );
       return { records, last };
     },
 
@@ -263,4 +320,40 @@ function trailing(b: Buffer, row: number): { vin: string; tx: number; ord: numbe
   o += 12;
   const ord = b.readInt32BE(o + 4) * 4_294_967_296 + b.readUInt32BE(o + 8);
   return { vin, tx, ord };
+}
+
+/** A PostgreSQL int8[] in text form ("{1,2,3}") as numbers. */
+function intArray(text: string): number[] {
+  return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
+}
+
+/** A time in µs since 1970 as an ISO text with all six fractional digits. */
+export function isoMicros(us: number): string {
+  const ms = Math.floor(us / 1000);
+  return `${new Date(ms).toISOString().slice(0, -1)}${String(us - ms * 1000).padStart(3, '0')}Z`;
+}
+
+/**
+ * Covers the sorted-or-not times `us` with at most `max` closed ranges: a new range where
+ * two neighbours lie more than `gap` apart, keeping only the `max - 1` widest such gaps.
+ */
+export function timeRanges(us: readonly number[], gap: number, max: number): [number, number][] {
+  if (us.length === 0) return [];
+  const t = Float64Array.from(us).sort();
+  let gaps: number[] = [];
+  for (let i = 1; i < t.length; i++) if (t[i]! - t[i - 1]! > gap) gaps.push(i);
+  if (gaps.length > max - 1) {
+    gaps = gaps
+      .sort((x, y) => t[y]! - t[y - 1]! - (t[x]! - t[x - 1]!))
+      .slice(0, max - 1)
+      .sort((x, y) => x - y);
+  }
+  const out: [number, number][] = [];
+  let start = 0;
+  for (const g of gaps) {
+    out.push([t[start]!, t[g - 1]!]);
+    start = g;
+  }
+  out.push([t[start]!, t[t.length - 1]!]);
+  return out;
 }
