@@ -19,7 +19,7 @@ import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
 import { groupOf } from './reads.ts';
 
-/** NOTIFY channel that wakes the streams of every instance after a commit (payload empty). */
+/** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
 export const STREAM_CHANNEL = 'stream_committed';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];

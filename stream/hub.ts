@@ -62,7 +62,11 @@ export interface HubOptions {
   store: StreamStore;
   /** Safety poll while anyone listens, ms. Default 1000. */
   pollMs?: number;
-  /** Re-read interval while committed entries wait above the horizon, ms. Default 5. */
+  /**
+   * Re-read interval while committed entries wait above the horizon, ms. Default 25: the
+   * commit of the transaction they wait for wakes the tail by itself (a writer's here, a
+   * NOTIFY from elsewhere); this covers the ones that end without a wake-up (a rollback).
+   */
   waitPollMs?: number;
   /** Records per backlog page (whole log entries: a larger entry makes a larger page). Default 4000. */
   pageRecords?: number;
@@ -82,7 +86,7 @@ interface Cycle {
 export function createStreamHub(opts: HubOptions): StreamHub {
   const store = opts.store;
   const pollMs = opts.pollMs ?? 1000;
-  const waitPollMs = opts.waitPollMs ?? 5;
+  const waitPollMs = opts.waitPollMs ?? 25;
   const pageRecords = opts.pageRecords ?? 4000;
   /** Every subscriber of a vehicle, in backlog or attached. */
   const interest = new Map<string, Set<Subscriber>>();
