@@ -72,6 +72,14 @@ export interface StreamLogRepo {
   trim(beforeMs: number): Promise<number>;
 }
 
+/** A log entry with its keys: measurement times (µs since 1970) and seqs, in entry order. */
+interface Entry {
+  vin: string;
+  tx: number;
+  us: number[];
+  seqs: number[];
+}
+
 /** Lines are built one at a time into this buffer (no line is longer than a plan's maxLineBytes, ~1.5 kB). */
 const LINE_BYTES = 16 * 1024;
 
@@ -91,29 +99,6 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     return plan;
   };
   const select = ndjsonPlan('', ALL).select;
-
-  /** Binary COPY of `sql` (which selects `select`, then vin, tx, ord) into records. */
-  async function viaCopy(sql: string): Promise<LogRecord[]> {
-    const b = await copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
-    const offs = rowOffsets(b, copyDataStart(b));
-    const out = new Array<LogRecord>(offs.length);
-    for (let i = 0; i < offs.length; i++) {
-      const off = offs[i]!;
-      const t = trailing(b, off);
-      const us = rowKey(b, off).pgMicros;
-      out[i] = {
-        vin: t.vin,
-        tx: t.tx,
-        ord: t.ord,
-        recordedAtMs: Math.floor(us / 1000) + PG_EPOCH_MS,
-        json(p) {
-          const { bytes } = planFor(t.vin, p).fill(b, [off], 0, line);
-          return line.toString('latin1', 0, bytes - 1);
-        },
-      };
-    }
-    return out;
-  }
 
   /** The same through parameters and rows (PGlite): the export's row mapping. */
   async function viaRows(sql: string, params: unknown[]): Promise<LogRecord[]> {
@@ -136,47 +121,51 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
   }
 
   /**
-   * A backlog page on pg. Its keys come from the log; the rows are read by time ranges of
-   * the vehicle's primary key (a few index range scans) and put in cursor order here.
-   * Probing the key of each record instead costs an index descent through the hypertable's
-   * chunk append per record: measured 50,000 records in ~1 s against ~0.12 s by ranges.
+   * Records of log entries on pg. The keys come from the entries; the rows are read by
+   * time ranges of each vehicle's primary key (one index range scan per vehicle and
+   * cluster of times) and put in cursor order here. Probing the key of each record
+   * instead costs an index descent through the hypertable's chunk append per record:
+   * measured 50,000 records of one vehicle in ~1 s against ~0.12 s by ranges.
    */
-  async function pageViaRanges(vin: string, a: StreamPos, fromMs: number | null, entriesSql: string, params: unknown[]): Promise<{ records: LogRecord[]; last: StreamPos | null }> {
-    const r = await db.query<{ tx: string; us: string; seqs: string }>(
-      `SELECT tx::text AS tx, ARRAY(SELECT (extract(epoch FROM k) * 1000000)::int8 FROM unnest(p.ats) k)::text AS us, seqs::text AS seqs
-         FROM (${entriesSql}) p ORDER BY tx`,
-      params,
+  async function recordsOf(entries: readonly Entry[], after: StreamPos | null, fromMs: number | null): Promise<LogRecord[]> {
+    const ranges: string[] = [];
+    const byVin = new Map<string, number[]>();
+    for (const e of entries) {
+      let us = byVin.get(e.vin);
+      if (!us) byVin.set(e.vin, (us = []));
+      for (const u of e.us) us.push(u);
+    }
+    for (const [vin, us] of byVin) {
+      for (const [lo, hi] of timeRanges(us, RANGE_GAP_US, MAX_RANGES)) ranges.push(`(${sqlLiteral(vin)}, ${sqlLiteral(isoMicros(lo))}::timestamptz, ${sqlLiteral(isoMicros(hi))}::timestamptz)`);
+    }
+    if (ranges.length === 0) return [];
+    const since = fromMs === null ? '' : ` AND t.recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz`;
+    // COPY takes no parameters: VINs are validated ([A-HJ-NPR-Z0-9]{17}) and quoted anyway.
+    const b = await copyOut!(
+      `COPY (SELECT ${select}, t.vin FROM (VALUES ${ranges.join(', ')}) r(r_vin, r_lo, r_hi)
+         JOIN telemetry t ON t.vin = r.r_vin AND t.recorded_at >= r.r_lo AND t.recorded_at <= r.r_hi${since}) TO STDOUT (FORMAT binary)`,
     );
-    if (r.rows.length === 0) return { records: [], last: null };
-    const entries = r.rows.map((e) => ({ tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
-    const last: StreamPos = { tx: entries[entries.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER };
-    const all: number[] = [];
-    for (const e of entries) for (const u of e.us) all.push(u);
-    const ranges = timeRanges(all, RANGE_GAP_US, MAX_RANGES);
-    const since = fromMs === null ? '' : ` AND recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz`;
-    const where = ranges.map(([lo, hi]) => `recorded_at BETWEEN ${sqlLiteral(isoMicros(lo))}::timestamptz AND ${sqlLiteral(isoMicros(hi))}::timestamptz`).join(' OR ');
-    const b = await copyOut!(`COPY (SELECT ${select} FROM telemetry WHERE vin = ${sqlLiteral(vin)} AND (${where})${since}) TO STDOUT (FORMAT binary)`);
-    // Rows by measurement time; the rare rows that share a time with another go by time and seq.
-    const byTime = new Map<number, number>();
+    // Rows by vehicle and measurement time; the rare rows sharing both with another go by seq too.
+    const byTime = new Map<string, number>();
     const shared = new Map<string, number>();
     for (const off of rowOffsets(b, copyDataStart(b))) {
       const k = rowKey(b, off);
-      const other = byTime.get(k.pgMicros);
-      if (other === undefined) byTime.set(k.pgMicros, off);
-      else shared.set(`${k.pgMicros}:${k.seq}`, off);
+      const key = `${lastText(b, off)}:${k.pgMicros}`;
+      if (!byTime.has(key)) byTime.set(key, off);
+      else shared.set(`${key}:${k.seq}`, off);
     }
-    const find = (pgMicros: number, seq: number): number | undefined => {
-      const off = byTime.get(pgMicros);
-      return off !== undefined && rowKey(b, off).seq === seq ? off : shared.get(`${pgMicros}:${seq}`);
-    };
     const records: LogRecord[] = [];
     for (const e of entries) {
+      const vin = e.vin;
       for (let i = 0; i < e.us.length; i++) {
         const ord = i + 1;
-        if (e.tx === a.tx && ord <= a.ord) continue;
+        if (after && e.tx === after.tx && ord <= after.ord) continue;
         const pgMicros = e.us[i]! - PG_EPOCH_US;
+        const seq = e.seqs[i]!;
+        const key = `${vin}:${pgMicros}`;
+        const first = byTime.get(key);
         // Absent: erased since, or measured before ?from=.
-        const off = find(pgMicros, e.seqs[i]!);
+        const off = first !== undefined && rowKey(b, first).seq === seq ? first : shared.get(`${key}:${seq}`);
         if (off === undefined) continue;
         records.push({
           vin,
@@ -190,11 +179,21 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
         });
       }
     }
-    return { records, last };
+    return records;
+  }
+
+  /** Entries of `sql` (selecting vin, tx, ats, seqs), in its order, with the keys as numbers. */
+  async function entriesOf(sql: string, params: unknown[]): Promise<Entry[]> {
+    const r = await db.query<{ vin: string; tx: string; us: string; seqs: string }>(
+      `SELECT vin, tx::text AS tx, ARRAY(SELECT (extract(epoch FROM k) * 1000000)::int8 FROM unnest(e.ats) k)::text AS us, seqs::text AS seqs
+         FROM (${sql}) e`,
+      params,
+    );
+    return r.rows.map((e) => ({ vin: e.vin, tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
   }
 
   const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
-  // Each key of an entry is looked up by the primary key, one probe per record. Written as
+  // PGlite (no COPY): each key of an entry is looked up by the primary key, one probe per record. Written as
   // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
   // it around: with the statistics of a young table (one row per vehicle, it believes) it
   // chose to scan all of the vehicle's rows and rescan the keys for each, 20 s for 400
@@ -235,12 +234,11 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     async range(lo, hi, vins) {
       if (vins.length === 0 || hi <= lo) return [];
       if (copyOut) {
-        // COPY takes no parameters: VINs are validated ([A-HJ-NPR-Z0-9]{17}) and quoted anyway.
-        return viaCopy(
-          `SELECT ${select}, l.vin, l.tx::text::int8, k.ord FROM stream_log l ${JOIN}
-            WHERE l.tx >= '${lo}'::xid8 AND l.tx < '${hi}'::xid8 AND l.vin IN (${vins.map(sqlLiteral).join(', ')})
-            ORDER BY l.vin, l.tx, k.ord`,
+        const entries = await entriesOf(
+          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND vin = ANY($3::text[]) ORDER BY vin, tx`,
+          [String(lo), String(hi), vins],
         );
+        return recordsOf(entries, null, null);
       }
       return viaRows(
         `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
@@ -260,7 +258,11 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
                      AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) e) x
          WHERE before < $5`;
       const params = [vin, String(a.tx), String(bound), a.ord, maxRecords];
-      if (copyOut) return pageViaRanges(vin, a, fromMs, entries, params);
+      if (copyOut) {
+        const es = await entriesOf(`SELECT $1::text AS vin, tx, ats, seqs FROM (${entries}) p ORDER BY tx`, params);
+        if (es.length === 0) return { records: [], last: null };
+        return { records: await recordsOf(es, a, fromMs), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } };
+      }
       const end = await db.query<{ u: string | null }>(`SELECT max(tx)::text AS u FROM (${entries}) p`, params);
       const u = end.rows[0]?.u;
       if (u === null || u === undefined) return { records: [], last: null };
@@ -305,23 +307,6 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
   };
 }
 
-/** vin, tx, ord: the last three fields of a row of `select`, vin, tx, ord. */
-function trailing(b: Buffer, row: number): { vin: string; tx: number; ord: number } {
-  const n = b.readInt16BE(row);
-  let o = row + 2;
-  for (let i = 0; i < n - 3; i++) {
-    const len = b.readInt32BE(o);
-    o += 4 + (len > 0 ? len : 0);
-  }
-  const vl = b.readInt32BE(o);
-  const vin = b.toString('latin1', o + 4, o + 4 + vl);
-  o += 4 + vl;
-  const tx = b.readInt32BE(o + 4) * 4_294_967_296 + b.readUInt32BE(o + 8);
-  o += 12;
-  const ord = b.readInt32BE(o + 4) * 4_294_967_296 + b.readUInt32BE(o + 8);
-  return { vin, tx, ord };
-}
-
 /** A PostgreSQL int8[] in text form ("{1,2,3}") as numbers. */
 function intArray(text: string): number[] {
   return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
@@ -356,4 +341,16 @@ export function timeRanges(us: readonly number[], gap: number, max: number): [nu
   }
   out.push([t[start]!, t[t.length - 1]!]);
   return out;
+}
+
+/** The last field of a binary COPY row, as text (the row's vin). */
+function lastText(b: Buffer, row: number): string {
+  const n = b.readInt16BE(row);
+  let o = row + 2;
+  for (let i = 0; i < n - 1; i++) {
+    const len = b.readInt32BE(o);
+    o += 4 + (len > 0 ? len : 0);
+  }
+  const len = b.readInt32BE(o);
+  return b.toString('latin1', o + 4, o + 4 + len);
 }
