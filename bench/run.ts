@@ -1233,6 +1233,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     }
   }
   let gw: Gateway | null = null;
+  let gwB: Gateway | null = null;
   let lg: Child | null = null;
   let cons: Child | null = null;
   const closedLoop = async (label: string): Promise<number> => {
@@ -1248,7 +1249,9 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     if (c.connected !== vins.length) throw new Error(`stream: only ${c.connected}/${vins.length} vehicles connected: ${c.errors.join('; ')}`);
     results.stream.loadAvgAtStart = os.loadavg().map((x) => round(x, 2));
     flushDisk('stream-without');
+    const meter0 = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const without = await closedLoop('without');
+    results.stream.cpuCoresWithout = meter0.stop();
     if (!(without > 0)) throw new Error('stream: the closed loop without consumers acknowledged nothing in its measured window: no sustained rate to compare with');
     // The consumers: their own process, one SSE connection and one token per vehicle.
     const tokens: string[] = [];
@@ -1407,13 +1410,89 @@ async function partStream(server: string, secretHash: string): Promise<void> {
       results.stream.resumePartialRowsPerSec = round((got / ms) * 1000);
       results.errors.push(`stream: catch-up delivered ${got} of ${n} records${stalled ? ' and then stalled (15 s without a record)' : ' within 120 s'}: no resume figure`);
     }
+
+    // Fan-out across processes: a second gateway on the same database. One vehicle sends
+    // to gateway A, 20 messages/s; its owner streams from A (woken by A's own commit) and
+    // from B (woken by A's NOTIFY). PUBACK → event on each.
+    gwB = await startGateway('gateway-B', url);
+    const fv = vins[1]!;
+    const mint = async (g: Gateway) => {
+      const res = await fetch(`http://127.0.0.1:${g.httpPort}/v1/admin/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${g.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ role: 'customer', subject: owners[1]!, ttlSeconds: 3600 }),
+      });
+      if (res.status !== 201) throw new Error(`token mint answered ${res.status}`);
+      return ((await res.json()) as { token: string }).token;
+    };
+    const onA = sseArrivals(gw.httpPort, `/v1/vehicles/${fv}/stream`, await mint(gw));
+    const onB = sseArrivals(gwB.httpPort, `/v1/vehicles/${fv}/stream`, await mint(gwB));
+    try {
+      await Promise.all([onA.open, onB.open]);
+      const c1 = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: gw.mqttPort, vins: [fv], password: SECRET, recordsPerMsg: 10 }, 30_000);
+      if (c1.connected !== 1) throw new Error(`stream: fan-out vehicle did not connect: ${c1.errors.join('; ')}`);
+      log('stream: fan-out across two gateway processes, 20 messages/s for 15 s');
+      const fr = await lg.call<any>('rate', { msgsPerSec: 20, window: 4, warmupMs: 0, measureMs: 15_000, drainMs: 10_000, ackLog: true }, 60_000);
+      await sleep(2000);
+      const per = (arr: Map<number, number>) => {
+        const xs: number[] = [];
+        let missing = 0;
+        const log3: number[] = fr.ackLog;
+        for (let j = 0; j + 2 < log3.length; j += 3) {
+          const at = arr.get(log3[j + 1]! + 9);
+          if (at === undefined) missing++;
+          else xs.push(at - log3[j + 2]!);
+        }
+        return { messages: xs.length, missing, p50: round(percentile(xs, 50), 1), p99: round(percentile(xs, 99), 1), max: xs.length ? round(Math.max(...xs), 1) : null };
+      };
+      results.stream.fanoutLatencyMs = { sameProcess: per(onA.arrivals), otherProcessByNotify: per(onB.arrivals) };
+      if (results.stream.fanoutLatencyMs.otherProcessByNotify.missing > 0) results.errors.push('stream: records sent to gateway A missing on gateway B\'s stream');
+    } finally {
+      onA.close();
+      onB.close();
+      await lg.call('close').catch(() => {});
+    }
     results.stream.loadAvgAtEnd = os.loadavg().map((x) => round(x, 2));
   } finally {
     await stopChild(cons);
     await stopChild(lg);
+    await stopGateway(gwB);
     await stopGateway(gw);
     await dropQuietly(server, name);
   }
+}
+
+/** An SSE stream read by this process: arrival time (wall clock, as the load generator's) of each record by seq. */
+function sseArrivals(port: number, path: string, token: string): { open: Promise<void>; arrivals: Map<number, number>; close: () => void } {
+  const arrivals = new Map<number, number>();
+  let req: http.ClientRequest | null = null;
+  const open = new Promise<void>((resolve, reject) => {
+    req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`stream: ${path} answered ${res.statusCode}`));
+      res.setEncoding('latin1');
+      let tail = '';
+      res.on('data', (chunk: string) => {
+        const at = performance.timeOrigin + performance.now();
+        const text = tail + chunk;
+        let p = 0;
+        for (;;) {
+          const k = text.indexOf('"seq":', p);
+          if (k < 0) break;
+          const e = text.indexOf(',', k + 6);
+          if (e < 0) break;
+          const seq = Number(text.slice(k + 6, e));
+          if (!arrivals.has(seq)) arrivals.set(seq, at);
+          p = e;
+        }
+        tail = text.slice(Math.max(p, text.length - 40));
+      });
+      resolve();
+    });
+    req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+    setTimeout(() => reject(new Error(`stream: ${path} did not answer within 30 s`)), 30_000).unref();
+  });
+  open.catch(() => {});
+  return { open, arrivals, close: () => req?.destroy() };
 }
 
 // ---------------------------------------------------------------------------
@@ -1510,6 +1589,8 @@ function printTable(): void {
     ['stream.deliveryLatencyMs.p99', fmt(results.stream.deliveryLatencyMs?.p99, ' ms'), verdict('stream.deliveryLatencyMs.p99')],
     [`stream.ingestRatio (${fmt(results.stream.ingestRecordsPerSecWith)} / ${fmt(results.stream.ingestRecordsPerSecWithout)} rec/s)`, fmt(results.stream.ingestRatio), verdict('stream.ingestRatio')],
     [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind, first after ${fmt(results.stream.resumeFirstEventMs, ' ms')})`, fmt(results.stream.resumeRowsPerSec), ''],
+    ['stream.fanoutLatencyMs p50/p99, same process', `${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p99, ' ms')}`, ''],
+    ['stream.fanoutLatencyMs p50/p99, other process (NOTIFY)', `${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p99, ' ms')}`, ''],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
