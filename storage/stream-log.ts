@@ -209,26 +209,25 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
       // transactions running at the snapshot, only those a backend of this database still
       // runs (asked after the snapshot was taken) hold the horizon back; every other one
       // has ended by then, and a later read sees its entries if it committed any.
-      const r = await db.query<{ xmin: string; xmax: string; xip: string[] }>(
-        `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax, ARRAY(SELECT pg_snapshot_xip(s)::text) AS xip
-           FROM (SELECT pg_current_snapshot() AS s) x`,
+      const r = await db.query<{ xmax: string; xip: string[] }>(
+        `SELECT pg_snapshot_xmax(s)::text AS xmax, ARRAY(SELECT pg_snapshot_xip(s)::text) AS xip FROM (SELECT pg_current_snapshot() AS s) x`,
       );
       const snap = r.rows[0]!;
-      let h = Number(snap.xmax);
-      if (snap.xip.length > 0) {
-        const ours = await db.query<{ x: string }>(
-          `SELECT backend_xid::text AS x FROM pg_stat_activity
-            WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND backend_xid IS NOT NULL`,
-        );
-        const running = new Set(ours.rows.map((o) => Number(o.x)));
-        for (const x of snap.xip) {
-          const full = Number(x);
-          // backend_xid is the 32-bit xid; xip holds xid8 (epoch << 32 | xid).
-          if (running.has(full % 4_294_967_296) && full < h) h = full;
-        }
-      }
-      const w = await db.query<{ waiting: boolean }>(`SELECT EXISTS (SELECT 1 FROM stream_log WHERE tx >= $1::text::xid8) AS waiting`, [String(h)]);
-      return { h, waiting: w.rows[0]!.waiting };
+      // Nothing running: every entry lies below xmax. One at or above it is of a transaction
+      // younger than this read, whose commit wakes the tail by itself.
+      if (snap.xip.length === 0) return { h: Number(snap.xmax), waiting: false };
+      // In a second statement (so pg_stat_activity is read after the snapshot was taken): the
+      // oldest transaction of the snapshot a backend of this database still runs (xip holds
+      // xid8, epoch << 32 | xid; backend_xid the 32-bit xid), and whether committed entries
+      // wait at or above it.
+      const q = await db.query<{ h: string; waiting: boolean }>(
+        `SELECT h::text AS h, EXISTS (SELECT 1 FROM stream_log WHERE tx >= h::text::xid8) AS waiting FROM (
+           SELECT coalesce(min(x::int8), $1::int8) AS h FROM unnest($2::text[]) AS u(x)
+            WHERE x::int8 % 4294967296 IN (SELECT backend_xid::text::int8 FROM pg_stat_activity
+                                            WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND backend_xid IS NOT NULL)) s`,
+        [snap.xmax, snap.xip],
+      );
+      return { h: Number(q.rows[0]!.h), waiting: q.rows[0]!.waiting };
     },
 
     async range(lo, hi, vins) {
