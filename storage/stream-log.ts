@@ -182,11 +182,12 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     return records;
   }
 
-  /** Entries of `sql` (selecting vin, tx, ats, seqs), in its order, with the keys as numbers. */
+  /** Entries of `sql` (selecting vin, tx, ats, seqs) by vin, then tx, with the keys as numbers. */
   async function entriesOf(sql: string, params: unknown[]): Promise<Entry[]> {
     const r = await db.query<{ vin: string; tx: string; us: string; seqs: string }>(
-      `SELECT vin, tx::text AS tx, ARRAY(SELECT (extract(epoch FROM k) * 1000000)::int8 FROM unnest(e.ats) k)::text AS us, seqs::text AS seqs
-         FROM (${sql}) e`,
+      `SELECT vin, tx::text AS tx, seqs::text AS seqs,
+              ARRAY(SELECT (extract(epoch FROM k.at) * 1000000)::int8 FROM unnest(e.ats) WITH ORDINALITY AS k(at, i) ORDER BY k.i)::text AS us
+         FROM (${sql}) e ORDER BY vin, tx`,
       params,
     );
     return r.rows.map((e) => ({ vin: e.vin, tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
@@ -234,7 +235,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
       if (vins.length === 0 || hi <= lo) return [];
       if (copyOut) {
         const entries = await entriesOf(
-          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND vin = ANY($3::text[]) ORDER BY vin, tx`,
+          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND vin = ANY($3::text[])`,
           [String(lo), String(hi), vins],
         );
         return recordsOf(entries, null, null);
@@ -258,7 +259,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
          WHERE before < $5`;
       const params = [vin, String(a.tx), String(bound), a.ord, maxRecords];
       if (copyOut) {
-        const es = await entriesOf(`SELECT $1::text AS vin, tx, ats, seqs FROM (${entries}) p ORDER BY tx`, params);
+        const es = await entriesOf(`SELECT $1::text AS vin, tx, ats, seqs FROM (${entries}) p`, params);
         if (es.length === 0) return { records: [], last: null };
         return { records: await recordsOf(es, a, fromMs), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } };
       }
