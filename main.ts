@@ -36,6 +36,7 @@ import { applyRetention, enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
 import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
 import os from 'node:os';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -140,7 +141,7 @@ export interface BuiltGateway {
   readonly app: FastifyInstance;
   readonly adminToken: string;
   /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
-  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; stats: () => StreamStats };
+  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; /** NOTIFY payload of this process's own commits. */ wakeTag: string; stats: () => StreamStats };
   readonly signIn: SignIn;
 }
 
@@ -186,10 +187,12 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     pollMs: config.stream.pollMs,
     onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
   });
+  // The payload names this process, whose own tailer was woken already (below).
+  const wakeTag = randomUUID();
   const announce =
     config.databaseUrl && config.stream.fanout === 'notify'
       ? coalesced(
-          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, '']),
+          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, wakeTag]),
           (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
         )
       : null;
@@ -203,10 +206,9 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     retryMaxMs: config.writer.retryMaxMs,
     onBatch: (stats) => {
       prom.writer.onBatch(stats);
-      if (stats.telemetryInserted > 0) {
-        hub.wake();
-        announce?.();
-      }
+      // Any commit may move the horizon (entries of younger transactions wait for it).
+      hub.wake();
+      if (stats.telemetryInserted > 0) announce?.();
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
@@ -404,7 +406,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, wakeTag, stats: streams } };
 }
 
 /**
@@ -449,7 +451,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       },
     );
     // Commits of other instances wake this one's stream tail.
-    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, () => live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, (from) => from !== live.wakeTag && live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
     // A revoked or ended grant (payload: its id) ends the streams through it.
     const stopGrantFeed = await db.listen(GRANT_CHANNEL, (id) => live.hub.invalidateGrant(id), { onUp: () => live.hub.invalidateAll(), role: 'stream-grants' });
     const stopListening = async (): Promise<void> => {

@@ -278,6 +278,10 @@ export interface GrantStore {
    * not happen.
    */
   disclose(d: { grantId: string; role: string; subject: string; endpoint: string; categories: readonly string[]; rangeFrom: Date | null; rangeTo: Date | null }): Promise<boolean>;
+  /** The same for a stream session: the disclosure's id, or null (not filed; nothing may be sent). */
+  discloseSession(d: { grantId: string; role: string; subject: string; endpoint: string; categories: readonly string[]; rangeFrom: Date | null; rangeTo: Date | null }): Promise<string | null>;
+  /** A stream session ended: its disclosure names the measurement times it did send (null: it sent nothing). */
+  settleSession(id: string, sent: { from: Date; to: Date } | null): Promise<void>;
 }
 
 export interface CheckinStore {

@@ -1233,6 +1233,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     }
   }
   let gw: Gateway | null = null;
+  let gwB: Gateway | null = null;
   let lg: Child | null = null;
   let cons: Child | null = null;
   const closedLoop = async (label: string): Promise<number> => {
@@ -1246,8 +1247,12 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     lg = await startLoadgen('loadgen');
     const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: gw.mqttPort, vins, password: SECRET, recordsPerMsg: 10, parallel: 100, timeoutMs: 120_000 }, 150_000);
     if (c.connected !== vins.length) throw new Error(`stream: only ${c.connected}/${vins.length} vehicles connected: ${c.errors.join('; ')}`);
+    results.stream.loadAvgAtStart = os.loadavg().map((x) => round(x, 2));
     flushDisk('stream-without');
+    const meter0 = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [name]);
     const without = await closedLoop('without');
+    results.stream.cpuCoresWithout = meter0.stop();
+    if (!(without > 0)) throw new Error('stream: the closed loop without consumers acknowledged nothing in its measured window: no sustained rate to compare with');
     // The consumers: their own process, one SSE connection and one token per vehicle.
     const tokens: string[] = [];
     for (let i = 0; i < owners.length; i += 50) {
@@ -1278,9 +1283,8 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const cpu = meter.stop();
     await sleep(1000);
     const e1 = await cons.call<{ events: number; open: number }>('counts');
-    results.stream.ingestRecordsPerSecWithout = round(without);
+    if (e1.open !== vins.length) results.errors.push(`stream: ${vins.length - e1.open} of ${vins.length} streams ended during the closed loop with consumers`);
     results.stream.ingestRecordsPerSecWith = round(withC);
-    results.stream.ingestRatio = round(withC / without, 3);
     results.stream.eventsDuringClosedLoop = e1.events - e0.events;
     results.stream.streamsOpenAfter = e1.open;
     results.stream.cpuCoresWith = cpu;
@@ -1291,18 +1295,35 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const msgsPerSec = Math.max(1, Math.round(without / 2 / 10));
     log(`stream: PUBACK → event latency at ${msgsPerSec * 10} records/s with ${o.opened} consumers`);
     await cons.call('record', { on: true });
+    // Statements the database ran meanwhile (each of the tail's reads is one): what the
+    // live streams cost it beyond the writes.
+    const xacts = async () => Number((await queryOne<{ n: string }>(url, 'SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).n);
+    const x0 = await xacts();
+    const tx0 = performance.now();
     const lat = await lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
+    await sleep(1500); // the statistics reach pg_stat_database within a second
+    const dbXactsPerSec = round((await xacts() - x0) / ((performance.now() - tx0 - 1500) / 1000));
     await sleep(2000);
     const d = await cons.call<any>('latencies', { ackLog: lat.ackLog, recordsPerMsg: 10 }, 60_000);
     await cons.call('record', { on: false });
     results.stream.deliveryLatencyMs = { p50: round(d.p50, 2), p90: round(d.p90, 2), p99: round(d.p99, 2), max: round(d.max, 2) };
-    results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) } };
+    results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) }, dbXactsPerSec };
     if (d.missing > 0) results.errors.push(`stream: ${d.missing} acknowledged messages never reached their stream`);
+    if (lat.achievedRecordsPerSec < 0.9 * msgsPerSec * 10) results.errors.push(`stream: the latency run achieved ${round(lat.achievedRecordsPerSec)} of ${msgsPerSec * 10} records/s: latencies are not at half the sustained rate`);
     if (d.samples === 0) {
       results.stream.deliveryLatencyMs = null;
       results.errors.push('stream: no message acknowledged in the latency window');
     }
     await cons.call('close');
+    // The rate without consumers once more, after the runs with them: the ratio is taken
+    // against the mean of the two, so a drift of the machine (or of the growing tables)
+    // over the part counts on both sides.
+    await sleep(1000);
+    flushDisk('stream-without-2');
+    const without2 = await closedLoop('without (again)');
+    results.stream.ingestRecordsPerSecWithoutRuns = [round(without), round(without2)];
+    results.stream.ingestRecordsPerSecWithout = round((without + without2) / 2);
+    results.stream.ingestRatio = round(withC / ((without + without2) / 2), 3);
     await lg.call('close');
 
     // Catch-up: a consumer 100,000 records behind (one vehicle, as the ingest logs them:
@@ -1332,22 +1353,30 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const tok = tokens[0]!;
     log(`stream: catch-up of ${n.toLocaleString('en-US')} records`);
     const t = performance.now();
+    let firstMs = NaN;
+    let stalled = false;
     const got = await new Promise<number>((resolve, reject) => {
+      let count = 0;
+      let lastProgress = performance.now();
       const req = http.get(
         { host: '127.0.0.1', port: gw!.httpPort, path: `/v1/vehicles/${vin}/stream`, agent: false, headers: { authorization: `Bearer ${tok}`, 'last-event-id': encodeCursor(vin, { tx: cursorTx, ord: 0 }) } },
         (res) => {
           if (res.statusCode !== 200) return reject(new Error(`stream: resume answered ${res.statusCode}`));
           res.setEncoding('latin1');
-          let count = 0;
           let tail = '';
           res.on('data', (chunk: string) => {
             const text = tail + chunk;
             let p = 0;
+            const before = count;
             for (;;) {
               const k = text.indexOf('event: record\n', p);
               if (k < 0) break;
               count++;
               p = k + 14;
+            }
+            if (count > before) {
+              lastProgress = performance.now();
+              if (Number.isNaN(firstMs)) firstMs = lastProgress - t;
             }
             tail = text.slice(Math.max(p, text.length - 16));
             if (count >= n) {
@@ -1359,19 +1388,111 @@ async function partStream(server: string, secretHash: string): Promise<void> {
         },
       );
       req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
-      setTimeout(() => req.destroy(), 120_000).unref();
+      // Bounded: 120 s in all, and 15 s without a new record counts as stalled.
+      const watch = setInterval(() => {
+        if (performance.now() - lastProgress > 15_000 || performance.now() - t > 120_000) {
+          stalled = performance.now() - lastProgress > 15_000;
+          clearInterval(watch);
+          req.destroy();
+          resolve(count);
+        }
+      }, 500);
+      watch.unref();
+      req.on('close', () => clearInterval(watch));
     });
     const ms = performance.now() - t;
     results.stream.resumeRecords = got;
     results.stream.resumeMs = round(ms, 0);
-    results.stream.resumeRowsPerSec = round((got / ms) * 1000);
-    if (got !== n) results.errors.push(`stream: catch-up delivered ${got} of ${n} records`);
+    results.stream.resumeFirstEventMs = round(firstMs, 1);
+    if (got === n) results.stream.resumeRowsPerSec = round((got / ms) * 1000);
+    else {
+      results.stream.resumeRowsPerSec = null;
+      results.stream.resumePartialRowsPerSec = round((got / ms) * 1000);
+      results.errors.push(`stream: catch-up delivered ${got} of ${n} records${stalled ? ' and then stalled (15 s without a record)' : ' within 120 s'}: no resume figure`);
+    }
+
+    // Fan-out across processes: a second gateway on the same database. One vehicle sends
+    // to gateway A, 20 messages/s; its owner streams from A (woken by A's own commit) and
+    // from B (woken by A's NOTIFY). PUBACK → event on each.
+    gwB = await startGateway('gateway-B', url);
+    const fv = vins[1]!;
+    const mint = async (g: Gateway) => {
+      const res = await fetch(`http://127.0.0.1:${g.httpPort}/v1/admin/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${g.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ role: 'customer', subject: owners[1]!, ttlSeconds: 3600 }),
+      });
+      if (res.status !== 201) throw new Error(`token mint answered ${res.status}`);
+      return ((await res.json()) as { token: string }).token;
+    };
+    const onA = sseArrivals(gw.httpPort, `/v1/vehicles/${fv}/stream`, await mint(gw));
+    const onB = sseArrivals(gwB.httpPort, `/v1/vehicles/${fv}/stream`, await mint(gwB));
+    try {
+      await Promise.all([onA.open, onB.open]);
+      const c1 = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: gw.mqttPort, vins: [fv], password: SECRET, recordsPerMsg: 10 }, 30_000);
+      if (c1.connected !== 1) throw new Error(`stream: fan-out vehicle did not connect: ${c1.errors.join('; ')}`);
+      log('stream: fan-out across two gateway processes, 20 messages/s for 15 s');
+      const fr = await lg.call<any>('rate', { msgsPerSec: 20, window: 4, warmupMs: 0, measureMs: 15_000, drainMs: 10_000, ackLog: true }, 60_000);
+      await sleep(2000);
+      const per = (arr: Map<number, number>) => {
+        const xs: number[] = [];
+        let missing = 0;
+        const log3: number[] = fr.ackLog;
+        for (let j = 0; j + 2 < log3.length; j += 3) {
+          const at = arr.get(log3[j + 1]! + 9);
+          if (at === undefined) missing++;
+          else xs.push(at - log3[j + 2]!);
+        }
+        return { messages: xs.length, missing, p50: round(percentile(xs, 50), 1), p99: round(percentile(xs, 99), 1), max: xs.length ? round(Math.max(...xs), 1) : null };
+      };
+      results.stream.fanoutLatencyMs = { sameProcess: per(onA.arrivals), otherProcessByNotify: per(onB.arrivals) };
+      if (results.stream.fanoutLatencyMs.otherProcessByNotify.missing > 0) results.errors.push('stream: records sent to gateway A missing on gateway B\'s stream');
+    } finally {
+      onA.close();
+      onB.close();
+      await lg.call('close').catch(() => {});
+    }
+    results.stream.loadAvgAtEnd = os.loadavg().map((x) => round(x, 2));
   } finally {
     await stopChild(cons);
     await stopChild(lg);
+    await stopGateway(gwB);
     await stopGateway(gw);
     await dropQuietly(server, name);
   }
+}
+
+/** An SSE stream read by this process: arrival time (wall clock, as the load generator's) of each record by seq. */
+function sseArrivals(port: number, path: string, token: string): { open: Promise<void>; arrivals: Map<number, number>; close: () => void } {
+  const arrivals = new Map<number, number>();
+  let req: http.ClientRequest | null = null;
+  const open = new Promise<void>((resolve, reject) => {
+    req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`stream: ${path} answered ${res.statusCode}`));
+      res.setEncoding('latin1');
+      let tail = '';
+      res.on('data', (chunk: string) => {
+        const at = performance.timeOrigin + performance.now();
+        const text = tail + chunk;
+        let p = 0;
+        for (;;) {
+          const k = text.indexOf('"seq":', p);
+          if (k < 0) break;
+          const e = text.indexOf(',', k + 6);
+          if (e < 0) break;
+          const seq = Number(text.slice(k + 6, e));
+          if (!arrivals.has(seq)) arrivals.set(seq, at);
+          p = e;
+        }
+        tail = text.slice(Math.max(p, text.length - 40));
+      });
+      resolve();
+    });
+    req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+    setTimeout(() => reject(new Error(`stream: ${path} did not answer within 30 s`)), 30_000).unref();
+  });
+  open.catch(() => {});
+  return { open, arrivals, close: () => req?.destroy() };
 }
 
 // ---------------------------------------------------------------------------
@@ -1467,7 +1588,9 @@ function printTable(): void {
     [`stream.deliveryLatencyMs.p50 (PUBACK → event, ${fmt(results.stream.latencyRun?.recordsPerSec)} rec/s, ${fmt(results.stream.consumers)} consumers)`, fmt(results.stream.deliveryLatencyMs?.p50, ' ms'), ''],
     ['stream.deliveryLatencyMs.p99', fmt(results.stream.deliveryLatencyMs?.p99, ' ms'), verdict('stream.deliveryLatencyMs.p99')],
     [`stream.ingestRatio (${fmt(results.stream.ingestRecordsPerSecWith)} / ${fmt(results.stream.ingestRecordsPerSecWithout)} rec/s)`, fmt(results.stream.ingestRatio), verdict('stream.ingestRatio')],
-    [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind)`, fmt(results.stream.resumeRowsPerSec), ''],
+    [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind, first after ${fmt(results.stream.resumeFirstEventMs, ' ms')})`, fmt(results.stream.resumeRowsPerSec), ''],
+    ['stream.fanoutLatencyMs p50/p99, same process', `${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p99, ' ms')}`, ''],
+    ['stream.fanoutLatencyMs p50/p99, other process (NOTIFY)', `${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p99, ' ms')}`, ''],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));

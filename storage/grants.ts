@@ -97,6 +97,14 @@ export interface GrantRepo {
    * grant stopped, or processing is restricted), the read must not happen.
    */
   disclose(d: GrantDisclosure): Promise<boolean>;
+  /** The same for a stream session, whose range is known only when it ends: the disclosure's id, or null (not filed). */
+  discloseSession(d: GrantDisclosure): Promise<string | null>;
+  /**
+   * A stream session ended: its disclosure (filed before the first byte with the range the
+   * session could send) now names the range of measurement times it did send, or no range
+   * (null) when it sent nothing.
+   */
+  settleSession(id: string, sent: { from: Date; to: Date } | null): Promise<void>;
 }
 
 export interface CheckinRepo {
@@ -163,14 +171,20 @@ const NOT_RESTRICTED = `NOT coalesce((SELECT c.restricted FROM consent_events c 
  * while the grant is active and the vehicle not restricted. Returns whether it was filed.
  */
 export async function insertGrantDisclosure(q: Queryable, d: GrantDisclosure): Promise<boolean> {
-  const r = await q.query(
+  return (await fileGrantDisclosure(q, d)) !== null;
+}
+
+/** insertGrantDisclosure, answering the id of the disclosure filed (null: not filed). */
+async function fileGrantDisclosure(q: Queryable, d: GrantDisclosure): Promise<string | null> {
+  const r = await q.query<{ id: string }>(
     `INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id)
      SELECT g.vin, $2, $3, $4, $5, $6, $7, g.owner_id, g.id
        FROM grants g JOIN ownership_periods p ON p.id = g.period_id
-      WHERE g.id = $1::uuid AND ${ACTIVE} AND ${NOT_RESTRICTED}`,
+      WHERE g.id = $1::uuid AND ${ACTIVE} AND ${NOT_RESTRICTED}
+     RETURNING id::text AS id`,
     [d.grantId, d.role, d.subject, d.endpoint, [...d.categories], d.rangeFrom, d.rangeTo],
   );
-  return r.rowCount === 1;
+  return r.rows[0]?.id ?? null;
 }
 
 /** The caller's current ownership period of `vin`, locked against a concurrent transfer. */
@@ -291,6 +305,14 @@ export function createGrantRepo(db: Db, hooks: GrantHooks = {}): GrantRepo {
       return r.rows.map((x) => ({ at: x.at, kind: x.kind, actor: x.actor }));
     },
     disclose: (d) => insertGrantDisclosure(db, d),
+    discloseSession: (d) => fileGrantDisclosure(db, d),
+    async settleSession(id, sent) {
+      // What was sent lies inside the range filed at the start (the grant's windows).
+      await db.query(
+        `UPDATE disclosures SET range_from = $2, range_to = $3 WHERE id = $1::int8 AND grant_id IS NOT NULL`,
+        [id, sent?.from ?? null, sent?.to ?? null],
+      );
+    },
   };
 }
 

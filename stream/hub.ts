@@ -62,10 +62,14 @@ export interface HubOptions {
   store: StreamStore;
   /** Safety poll while anyone listens, ms. Default 1000. */
   pollMs?: number;
-  /** Re-read interval while committed entries wait above the horizon, ms. Default 5. */
+  /**
+   * Re-read interval while committed entries wait above the horizon, ms. Default 25: the
+   * commit of the transaction they wait for wakes the tail by itself (a writer's here, a
+   * NOTIFY from elsewhere); this covers the ones that end without a wake-up (a rollback).
+   */
   waitPollMs?: number;
-  /** Log entries per backlog page. Default 500. */
-  pageEntries?: number;
+  /** Records per backlog page (whole log entries: a larger entry makes a larger page). Default 4000. */
+  pageRecords?: number;
   onError?: (err: Error) => void;
 }
 
@@ -82,8 +86,8 @@ interface Cycle {
 export function createStreamHub(opts: HubOptions): StreamHub {
   const store = opts.store;
   const pollMs = opts.pollMs ?? 1000;
-  const waitPollMs = opts.waitPollMs ?? 5;
-  const pageEntries = opts.pageEntries ?? 500;
+  const waitPollMs = opts.waitPollMs ?? 25;
+  const pageRecords = opts.pageRecords ?? 4000;
   /** Every subscriber of a vehicle, in backlog or attached. */
   const interest = new Map<string, Set<Subscriber>>();
   /** Subscribers reading through a grant, by grant id. */
@@ -197,29 +201,51 @@ export function createStreamHub(opts: HubOptions): StreamHub {
         if (!g) byGrant.set(sub.grantId, (g = new Set()));
         g.add(sub);
       }
+      // The safety poll runs while anyone listens, whether or not a commit woke the tail.
+      schedule(pollMs);
+      // While nobody was attached, nothing moved the tail's horizon but wake-ups: it may be
+      // far behind (writes that announced nothing, a lost notification). A consumer that
+      // attached at that old horizon would get everything since as one unpaged live read;
+      // read it as backlog instead. Moving the horizon skips nobody's records: nobody is
+      // attached, and no read of the tail is under way.
+      const stale = live.size === 0 && !inflight;
+      const fresh = stale || (!o.after && o.fromMs === null) ? (await store.horizon()).h : lo;
+      if (stale && live.size === 0 && !inflight && fresh > lo) lo = fresh;
       // Without a cursor the stream starts live: at the current horizon (the tailer's may be
       // older while nobody listened; what lies between is not this stream's).
-      let pos: StreamPos | null = o.after ?? (o.fromMs === null ? { tx: Math.max(lo, (await store.horizon()).h), ord: 0 } : null);
+      let pos: StreamPos | null = o.after ?? (o.fromMs === null ? { tx: Math.max(lo, fresh), ord: 0 } : null);
       if (!o.after && pos) sub.startedAt?.(pos);
       let caughtUpTo = -1;
+      // The next backlog page, read while the consumer takes the one before (the database
+      // and the socket work at the same time). Any bound at or below the tail's horizon
+      // gives the same records, so a page read under an older bound is still good.
+      let ahead: { bound: number; page: ReturnType<StreamStore['page']> } | null = null;
+      const read = (from: StreamPos | null, bound: number) => {
+        const page = store.page(sub.vin, from, bound, pageRecords, o.fromMs);
+        page.catch(() => {}); // awaited below, or dropped with a closed subscriber
+        return { bound, page };
+      };
       while (!sub.closed && !stopped) {
         const bound = lo;
         if (caughtUpTo !== bound) {
-          if (pos && pos.tx >= bound) {
+          if (!ahead && pos && pos.tx >= bound) {
             caughtUpTo = bound;
           } else {
-            const pg = await store.page(sub.vin, pos, bound, pageEntries, o.fromMs);
+            const cur = ahead ?? read(pos, bound);
+            ahead = null;
+            const pg = await cur.page;
             if (sub.closed) break;
-            if (pg.last === null) caughtUpTo = bound;
+            if (pg.last === null) caughtUpTo = cur.bound;
             else {
-              if (pg.records.length) sub.deliver(pg.records, false);
               pos = pg.last;
+              if (pos.tx < lo) ahead = read(pos, lo);
+              if (pg.records.length) sub.deliver(pg.records, false);
               while (sub.busy() && !sub.closed) await sub.ready();
               continue;
             }
           }
         }
-        if (lo !== bound) continue;
+        if (lo !== bound || caughtUpTo !== bound) continue;
         // Caught up to the horizon: join the tail, unless a read of the tail is under way
         // that was asked for before this vehicle had any subscriber (it would miss it).
         if (!inflight || inflight.vins.has(sub.vin)) {

@@ -28,5 +28,5 @@ export interface StreamRecord {
 export interface StreamStore {
   horizon(): Promise<{ h: number; waiting: boolean }>;
   range(lo: number, hi: number, vins: readonly string[]): Promise<StreamRecord[]>;
-  page(vin: string, after: StreamPos | null, bound: number, maxEntries: number, fromMs: number | null): Promise<{ records: StreamRecord[]; last: StreamPos | null }>;
+  page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: StreamRecord[]; last: StreamPos | null }>;
 }

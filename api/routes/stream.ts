@@ -23,7 +23,7 @@ export interface StreamDeps {
   feed: StreamFeed;
   positions: StreamPositions;
   /** Grants, for GET /v1/grants/{id}/stream; absent: no grant streams. */
-  grants?: Pick<GrantStore, 'get' | 'disclose'>;
+  grants?: Pick<GrantStore, 'get' | 'discloseSession' | 'settleSession'>;
   /** Keep-alive comment interval, ms. */
   keepAliveMs: number;
   /** Bytes a consumer may leave unread before its stream is ended with a resume cursor. */
@@ -72,8 +72,8 @@ export interface SessionOptions {
   bufferBytes: number;
   onClose: (s: SseSession) => void;
   onEnd?: (reason: EndReason) => void;
-  /** Called with the records actually sent (for disclosures); optional. */
-  onSent?: (n: number, firstMs: number, lastMs: number) => void;
+  /** Called with the records actually sent, and the earliest and latest of their measurement times (for disclosures). */
+  onSent?: (n: number, minMs: number, maxMs: number) => void;
 }
 
 /** How long an ended stream's unread bytes are kept for its consumer, ms. */
@@ -139,8 +139,8 @@ export class SseSession implements FeedSubscriber {
     const { periods, projection } = this.access;
     let chunk = '';
     let n = 0;
-    let firstMs = 0;
-    let lastMs = 0;
+    let minMs = Infinity;
+    let maxMs = -Infinity;
     for (const r of records) {
       const t = r.recordedAtMs;
       let inside = false;
@@ -153,13 +153,14 @@ export class SseSession implements FeedSubscriber {
       if (!inside) continue;
       this.cursor = this.encode(r);
       chunk += `id: ${this.cursor}\nevent: record\ndata: ${r.json(projection)}\n\n`;
-      if (n === 0) firstMs = t;
-      lastMs = t;
+      // Commit order is not measurement order (late records).
+      if (t < minMs) minMs = t;
+      if (t > maxMs) maxMs = t;
       n++;
     }
     if (n > 0) {
       this.res.write(chunk);
-      this.o.onSent?.(n, firstMs, lastMs);
+      this.o.onSent?.(n, minMs, maxMs);
     }
   }
 
@@ -280,6 +281,12 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       return { open: open.size, bufferedBytes: total, maxBufferedBytes: max, ended: { ...ended } };
     };
   }
+
+  /** Disclosure updates of ended grant streams still being written (awaited at close). */
+  const settling = new Set<Promise<void>>();
+  app.addHook('onClose', async () => {
+    await Promise.all([...settling]);
+  });
 
   // SSE responses never end by themselves: end them before the server waits for them.
   app.addHook('preClose', async () => {
@@ -474,9 +481,11 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       // that re-checks the grant and the restriction (as for the grant's export): who,
       // which grant, which categories, and the data the session may send (the grant's
       // windows, up to its end). A revocation committed before it cannot be streamed past.
-      let filed = false;
+      // When the session ends, the disclosure is narrowed to the measurement times it did
+      // send (settleSession); should this process die first, the wider range stands.
+      let disclosure: string | null = null;
       try {
-        filed = await grants.disclose({
+        disclosure = await grants.discloseSession({
           grantId: id,
           role: p.role,
           subject: p.subject,
@@ -486,12 +495,28 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
           rangeTo: access.periods.length && access.periods.at(-1)!.toMs !== null ? new Date(access.periods.at(-1)!.toMs!) : null,
         });
       } finally {
-        if (!filed) release();
+        if (disclosure === null) release();
       }
-      if (!filed) return refuse((await grantAccess(p, id)).refusal ?? 'NOT_FOUND');
+      if (disclosure === null) return refuse((await grantAccess(p, id)).refusal ?? 'NOT_FOUND');
+      const filed = disclosure;
+      let sentMin = Infinity;
+      let sentMax = -Infinity;
+      const onSent = (_n: number, minMs: number, maxMs: number): void => {
+        if (minMs < sentMin) sentMin = minMs;
+        if (maxMs > sentMax) sentMax = maxMs;
+      };
+      const onClose = (): void => {
+        const sent = sentMin <= sentMax ? { from: new Date(sentMin), to: new Date(sentMax) } : null;
+        const settled = grants.settleSession(filed, sent).then(
+          () => {},
+          (err: Error) => req.log.warn({ event: 'stream_disclosure_not_settled', grant_id: id, err: err.message }, 'the stream disclosure keeps the range filed at its start'),
+        );
+        settling.add(settled);
+        void settled.finally(() => settling.delete(settled));
+      };
       req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
       const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
-      serve(req, reply, vin, start, access, check, release, { grantId: id, expiresAtMs: first.endMs });
+      serve(req, reply, vin, start, access, check, release, { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
       return reply;
     },
   );

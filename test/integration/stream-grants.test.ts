@@ -42,28 +42,79 @@ async function setup(body: Record<string, unknown> = {}) {
 }
 
 describe('grant stream', () => {
-  it('streams the grant\'s categories only, as export lines of those categories; one disclosure per session', async () => {
+  it('streams the grant\'s categories only, as export lines of those categories; one disclosure per session, narrowed at its end to what it sent', async () => {
     const s0 = await setup();
     // Served by gateway B; the vehicle sends to gateway A.
     const s = await openSse(b.httpPort, `/v1/grants/${s0.grant.id}/stream`, s0.tpTok);
     expect(s.status).toBe(200);
     expect(s.headers['content-type']).toBe('text/event-stream');
+    // Filed before any data flows, with the range the session may send: the grant's window.
+    const before = (await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok)).body.disclosures.filter((x: any) => x.endpoint === 'GET /v1/grants/{id}/stream');
+    expect(before).toHaveLength(1);
+    expect(before[0]).toMatchObject({ from: s0.grant.dataFrom, to: s0.grant.expiresAt, grantId: s0.grant.id });
     const c = await connectVehicle(a, s0.vin, s0.secret);
-    await publish(c, topic(s0.vin), encodeBatch(s0.vin, [full(1, Date.now()), full(2, Date.now() + 1)]));
+    // The first record sent is measured after the second (commit order is not measurement order).
+    const t0 = Date.now();
+    await publish(c, topic(s0.vin), encodeBatch(s0.vin, [full(1, t0 + 40), full(2, t0 + 10), full(3, t0 + 25)]));
     await c.endAsync();
-    await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 2);
+    await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 3);
     const recs = s.records();
-    expect(recs.map((r) => r.data.seq)).toEqual([1, 2]);
+    expect(recs.map((r) => r.data.seq)).toEqual([1, 2, 3]);
     for (const r of recs) expect(Object.keys(r.data)).toEqual(['vin', 'seq', 'recordedAt', 'technical', 'location']);
     // The same line the grant's own NDJSON export gives.
     const res = await fetch(`http://127.0.0.1:${a.httpPort}/v1/grants/${s0.grant.id}/cardata?format=ndjson`, { headers: { authorization: `Bearer ${s0.tpTok}` } });
     const lines = (await res.text()).trim().split('\n');
-    expect(s.events.filter((e) => e.event === 'record').map((e) => e.data)).toEqual(lines);
+    // (The export is in measurement order, the stream in commit order: the same lines.)
+    expect(lines).toHaveLength(3);
+    expect(s.events.filter((e) => e.event === 'record').map((e) => e.data).sort()).toEqual([...lines].sort());
     s.close();
-    const d = await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok);
-    const streams = d.body.disclosures.filter((x: any) => x.endpoint === 'GET /v1/grants/{id}/stream');
+    // Once the session has ended: the same one disclosure, now with the measurement times it did send.
+    const sent = { from: new Date(t0 + 10).toISOString(), to: new Date(t0 + 40).toISOString() };
+    let streams: any[] = [];
+    for (let k = 0; k < 50; k++) {
+      const d = await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok);
+      streams = d.body.disclosures.filter((x: any) => x.endpoint === 'GET /v1/grants/{id}/stream');
+      if (streams[0]?.from === sent.from) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     expect(streams).toHaveLength(1);
-    expect(streams[0]).toMatchObject({ subject: s0.rid, categories: ['technical', 'location'] });
+    expect(streams[0]).toMatchObject({ subject: s0.rid, categories: ['technical', 'location'], grantId: s0.grant.id, ...sent });
+  });
+
+  it('a session that sent nothing leaves its disclosure without a range; a session ended by the server is narrowed too', async () => {
+    const s0 = await setup();
+    const list = async () =>
+      ((await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok)).body.disclosures as any[]).filter((x) => x.endpoint === 'GET /v1/grants/{id}/stream');
+    const until = async (ok: (ds: any[]) => boolean): Promise<any[]> => {
+      let ds: any[] = [];
+      for (let k = 0; k < 50; k++) {
+        ds = await list();
+        if (ok(ds)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return ds;
+    };
+    const quiet = await openSse(b.httpPort, `/v1/grants/${s0.grant.id}/stream`, s0.tpTok);
+    expect(quiet.status).toBe(200);
+    expect((await list())[0]).toMatchObject({ from: s0.grant.dataFrom, to: s0.grant.expiresAt });
+    quiet.close();
+    const one = await until((ds) => ds[0]?.from === null);
+    expect(one).toHaveLength(1);
+    expect(one[0]).toMatchObject({ from: null, to: null, grantId: s0.grant.id });
+    // A second session sends one record, then the owner revokes the grant: the server ends it.
+    const s = await openSse(b.httpPort, `/v1/grants/${s0.grant.id}/stream`, s0.tpTok);
+    const c = await connectVehicle(a, s0.vin, s0.secret);
+    const t = Date.now();
+    await publish(c, topic(s0.vin), encodeBatch(s0.vin, [full(1, t)]));
+    await c.endAsync();
+    await s.until((ev) => ev.some((e) => e.event === 'record'));
+    expect((await api(a, 'DELETE', `/v1/vehicles/${s0.vin}/grants/${s0.grant.id}`, undefined, s0.ownerTok)).status).toBeLessThan(300);
+    await s.until((ev) => ev.some((e) => e.event === 'end'), 2000);
+    const at = new Date(t).toISOString();
+    const two = await until((ds) => ds.length === 2 && ds.some((d) => d.from === at));
+    expect(two).toHaveLength(2);
+    expect(two.find((d) => d.from !== null)).toMatchObject({ from: at, to: at });
+    s.close();
   });
 
   it('refuses: another recipient or unknown grant 404, history-only grant 403, restricted 403, the owner 403 (role), bad cursor 400', async () => {
