@@ -58,8 +58,8 @@ export function takeReturnTo() {
   return r && r.startsWith('#/') ? r : null;
 }
 
-/** Sends the browser to the provider's authorization endpoint. */
-export async function startSignIn(config) {
+/** Sends the browser to the provider's authorization endpoint; its pages speak `lang` (ui_locales). */
+export async function startSignIn(config, lang) {
   const d = await discover(config);
   const verifier = random(48);
   const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
@@ -78,6 +78,8 @@ export async function startSignIn(config) {
     code_challenge: challenge,
     code_challenge_method: 'S256',
   };
+  // OpenID Connect Core 1.0 §3.1.2.1: the sign-in page in the portal's language.
+  if (lang) params.ui_locales = lang;
   if (config.oidc.resource) params.resource = config.oidc.resource;
   for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
   location.assign(u.toString());
@@ -122,8 +124,8 @@ export async function completeSignIn(config) {
   return pending.returnTo;
 }
 
-/** Signs out here and, when the provider offers it, there too. */
-export async function signOut(config) {
+/** Signs out here and, when the provider offers it, there too (its page in `lang`). */
+export async function signOut(config, lang) {
   const s = currentSession();
   sessionStorage.removeItem(SESSION);
   sessionStorage.removeItem(RETURN_TO);
@@ -134,6 +136,8 @@ export async function signOut(config) {
       u.searchParams.set('id_token_hint', s.idToken);
       u.searchParams.set('post_logout_redirect_uri', redirectUri());
       u.searchParams.set('client_id', config.oidc.clientId);
+      // RP-Initiated Logout 1.0 §2.
+      if (lang) u.searchParams.set('ui_locales', lang);
       location.assign(u.toString());
       return;
     }

@@ -18,7 +18,21 @@ const TRACK_BUCKETS = ['10s', '30s', '1m', '5m', '15m', '1h', '3h', '1d'];
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY };
 const bucketMs = (b) => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)];
 
+/** How often the latest record is asked for while no stream is open, ms. */
+export const POLL_MS = 5000;
+
 const dateInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+
+/** Which way the latest values are kept current, said in words (and to screen readers when it changes). */
+export function LiveBadge({ m, mode, id = 'live-state' }) {
+  const text = mode === 'live' ? m.t('live') : mode === 'polling' ? m.t('polling', { s: POLL_MS / 1000 }) : m.t('connecting');
+  return html`<span class=${`badge ${mode}`} id=${id} data-mode=${mode}>${text}</span>`;
+}
+
+export function LiveStatus({ m, mode }) {
+  const said = mode === 'live' ? m.t('liveOn') : mode === 'polling' ? m.t('liveOff', { s: POLL_MS / 1000 }) : '';
+  return html`<p class="sr-only" role="status">${said}</p>`;
+}
 
 export function LatestTable({ m, record, id = 'latest-values' }) {
   const rows = [];
@@ -34,23 +48,47 @@ export function LatestTable({ m, record, id = 'latest-values' }) {
   </table>`;
 }
 
-function useLive(path, onRecord) {
-  const [live, setLive] = useState(false);
+/**
+ * The latest values kept current: through the vehicle's stream (SSE) while it is open,
+ * by asking for the latest record every POLL_MS only while it is not. Returns the mode
+ * shown to the person: 'live', 'polling' (stream down or refused) or 'connecting'.
+ */
+function useLiveLatest(vin, setRecord) {
+  const [mode, setMode] = useState('connecting');
+  const add = (rec) => setRecord((p) => merge(p, rec));
+  const reread = () => get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && add(r.record), () => {});
   useEffect(() => {
-    if (!path) return;
-    return openStream(path, {
+    setMode('connecting');
+    return openStream(`/v1/vehicles/${vin}/stream`, {
       onEvent: (ev) => {
         if (ev.event !== 'record') return;
         try {
-          onRecord(JSON.parse(ev.data));
+          add(JSON.parse(ev.data));
         } catch {
           // an event that is not a record line: ignored
         }
       },
-      onState: (on) => setLive(on),
+      onState: (state, _status, resumed) => {
+        setMode(state === 'live' ? 'live' : 'polling');
+        // A stream opened without a cursor starts live: what was committed between the
+        // page's read of the latest record and now is read once more. A resumed one
+        // sends what was missed itself.
+        if (state === 'live' && !resumed) reread();
+      },
     });
-  }, [path]);
-  return live;
+  }, [vin]);
+  // A stream that does not answer within a polling interval: poll meanwhile.
+  useEffect(() => {
+    if (mode !== 'connecting') return;
+    const t = setTimeout(() => setMode((x) => (x === 'connecting' ? 'polling' : x)), POLL_MS);
+    return () => clearTimeout(t);
+  }, [vin, mode]);
+  useEffect(() => {
+    if (mode !== 'polling') return;
+    const t = setInterval(reread, POLL_MS);
+    return () => clearInterval(t);
+  }, [vin, mode]);
+  return mode;
 }
 
 /** Newest record wins, group by group (a record may carry only some groups). */
@@ -66,16 +104,13 @@ export function VehiclePage({ m, vin }) {
   const latest = useLoad(() => get(`/v1/vehicles/${vin}/latest`), [vin]);
   const consent = useLoad(() => get(`/v1/vehicles/${vin}/consent`), [vin]);
   const [record, setRecord] = useState(null);
-  useEffect(() => setRecord(latest.data?.record ?? null), [latest.data]);
-  const live = useLive(`/v1/vehicles/${vin}/stream`, (rec) => setRecord((p) => merge(p, rec)));
-  // Without a stream (a gateway that offers none, or while it reconnects): ask for the latest record every few seconds.
+  useEffect(() => setRecord(null), [vin]);
+  // The stored latest record and the stream's records meet: the newest wins, whichever came first.
   useEffect(() => {
-    if (live) return;
-    const t = setInterval(() => {
-      get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && setRecord((p) => merge(p, r.record)), () => {});
-    }, 5000);
-    return () => clearInterval(t);
-  }, [vin, live]);
+    const r = latest.data?.record;
+    if (r) setRecord((p) => merge(p, r));
+  }, [latest.data]);
+  const mode = useLiveLatest(vin, setRecord);
 
   // The range ends now, asked for at once (beside the latest record, not after it); for a
   // car parked since before the range began it moves to the newest stored record.
@@ -88,8 +123,8 @@ export function VehiclePage({ m, vin }) {
 
   return html`
     <section aria-labelledby="latest-h">
-      <h2 id="latest-h">${m.t('latest')} <span class=${live ? 'badge live' : 'badge'} id="live-state">${live ? m.t('live') : ''}</span></h2>
-      <p class="sr-only" role="status">${live ? m.t('liveOn') : m.t('liveOff')}</p>
+      <h2 id="latest-h">${m.t('latest')} <${LiveBadge} m=${m} mode=${mode} /></h2>
+      <${LiveStatus} m=${m} mode=${mode} />
       ${latest.loading && !record && html`<p>${m.t('loading')}</p>`}
       <${Problem} m=${m} error=${latest.error} />
       ${!latest.loading && !record && html`<p>${m.t('noData')}</p>`}
