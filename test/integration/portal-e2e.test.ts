@@ -212,6 +212,57 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await ctx.close();
   });
 
+  it('the sign-in and sign-out pages speak the portal\'s language (ui_locales), and switch', async () => {
+    if (!(await hasOidc())) return;
+    await account('customer', OWNER);
+    // A browser that prefers English, a portal switched to Dutch: the portal's choice wins.
+    const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 }, locale: 'en-GB' });
+    const page = await ctx.newPage();
+    await page.addInitScript(() => {
+      if (location.protocol === 'http:' && !localStorage.getItem('cardata.lang')) localStorage.setItem('cardata.lang', 'nl');
+    });
+    await page.goto(`${base}/`);
+    await page.click('#signin');
+    await page.locator('#username').waitFor({ timeout: 20_000 });
+    expect(new URL(page.url()).pathname).toMatch(/^\/oidc\/interaction\//);
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    expect(await page.locator('h1').textContent()).toBe('Inloggen bij CarData');
+    expect(await page.locator('label[for=username]').textContent()).toBe('Gebruikersnaam');
+    expect(await page.locator('label[for=password]').textContent()).toBe('Wachtwoord');
+    await shot(page, 'signin-nl');
+    await accessible(page, 'signin-nl');
+    // A wrong password: told so in Dutch, the form again.
+    await page.fill('#username', OWNER);
+    await page.fill('#password', 'not-the-password-000');
+    await page.getByRole('button', { name: 'Inloggen', exact: true }).click();
+    await poll(() => page.locator('[role=alert]').textContent()).toBe('Onbekende gebruikersnaam of verkeerd wachtwoord.');
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    // The page's own switch: English, the same sign-in.
+    await page.getByRole('link', { name: 'English' }).click();
+    await poll(() => page.locator('h1').textContent()).toBe('Sign in to CarData');
+    expect(await page.locator('html').getAttribute('lang')).toBe('en');
+    expect(await page.locator('label[for=username]').textContent()).toBe('Username');
+    await shot(page, 'signin-en');
+    await accessible(page, 'signin-en');
+    await page.fill('#username', OWNER);
+    await page.fill('#password', PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.locator('#signout').waitFor({ timeout: 20_000 });
+    // Back in the portal, which stays in the language chosen there.
+    expect(await page.evaluate(() => document.documentElement.lang)).toBe('nl');
+    // Signing out asks in Dutch.
+    await page.click('#signout');
+    const yes = page.getByRole('button', { name: 'Ja, log mij uit' });
+    await yes.waitFor({ timeout: 20_000 });
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    expect(await page.getByRole('button', { name: 'Nee, blijf ingelogd' }).count()).toBe(1);
+    await shot(page, 'signout-nl');
+    await accessible(page, 'signout-nl');
+    await yes.click();
+    await page.locator('#signin').waitFor({ timeout: 20_000 });
+    await ctx.close();
+  });
+
   it('an expired session returns to sign-in, and after signing in again to the same page', async () => {
     const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 } });
     const page = await ctx.newPage();
