@@ -1,5 +1,7 @@
 // The public HTTP API, as any client calls it: bearer token, JSON, problem+json errors.
 import { currentSession, expireSession } from './auth.js';
+import { takeEarly } from './prefetch.js';
+import { parseEvents } from './sse.js';
 
 export class ApiProblem extends Error {
   constructor(status, body) {
@@ -28,12 +30,16 @@ export async function request(method, path, body, opts = {}) {
     onExpired();
     throw new ApiProblem(401, { code: 'API_ERR_UNAUTHORIZED', detail: 'signed out' });
   }
-  const res = await fetch(path, {
-    method,
-    headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: opts.signal,
-  });
+  const send = () =>
+    fetch(path, {
+      method,
+      headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: opts.signal,
+    });
+  // The same read, started while the page's modules loaded (prefetch.js); asked again if it failed.
+  const early = method === 'GET' && !opts.signal ? takeEarly(path, currentSession().accessToken) : null;
+  const res = await (early ? early.catch(send) : send());
   if (res.status === 401) {
     expireSession();
     onExpired();
@@ -52,31 +58,6 @@ export const get = (path, opts) => request('GET', path, undefined, opts);
 export const put = (path, body) => request('PUT', path, body);
 export const post = (path, body) => request('POST', path, body);
 export const del = (path) => request('DELETE', path);
-
-/** Parses SSE text (WHATWG HTML §9.2.6) into events; returns the unparsed rest. */
-export function parseEvents(buf, onEvent) {
-  let i;
-  while ((i = buf.search(/\r?\n\r?\n|\r\r/)) >= 0) {
-    const block = buf.slice(0, i);
-    const sep = /^\r?\n\r?\n|^\r\r/.exec(buf.slice(i))[0];
-    buf = buf.slice(i + sep.length);
-    const ev = { id: null, event: 'message', data: '' };
-    const data = [];
-    for (const line of block.split(/\r?\n|\r/)) {
-      if (line === '' || line.startsWith(':')) continue;
-      const c = line.indexOf(':');
-      const k = c < 0 ? line : line.slice(0, c);
-      const v = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-      if (k === 'id') ev.id = v;
-      else if (k === 'event') ev.event = v;
-      else if (k === 'data') data.push(v);
-    }
-    if (data.length === 0 && ev.id === null) continue;
-    ev.data = data.join('\n');
-    onEvent(ev);
-  }
-  return buf;
-}
 
 /** Waits between reconnects, ms: growing, then steady (never giving up while the page is open). */
 const BACKOFF_MS = [500, 1000, 2000, 5000, 10_000, 15_000];

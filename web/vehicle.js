@@ -6,17 +6,15 @@ import { get, openStream } from './api.js';
 import { Chart } from './charts.js';
 import { Track } from './track.js';
 import { useLoad, Problem } from './util.js';
+import { DAY, DEFAULT_SPAN_MS, chartsPath, consentPath, latestPath, trackPath } from './vehicle-queries.js';
+import { takeBootTime } from './prefetch.js';
 
-const DAY = 86_400_000;
 const PRESETS = [
   ['last24h', DAY],
   ['last7d', 7 * DAY],
   ['last30d', 30 * DAY],
   ['last365d', 365 * DAY],
 ];
-const TRACK_BUCKETS = ['10s', '30s', '1m', '5m', '15m', '1h', '3h', '1d'];
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY };
-const bucketMs = (b) => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)];
 
 /** How often the latest record is asked for while no stream is open, ms. */
 export const POLL_MS = 5000;
@@ -56,7 +54,7 @@ export function LatestTable({ m, record, id = 'latest-values' }) {
 function useLiveLatest(vin, setRecord) {
   const [mode, setMode] = useState('connecting');
   const add = (rec) => setRecord((p) => merge(p, rec));
-  const reread = () => get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && add(r.record), () => {});
+  const reread = () => get(latestPath(vin)).then((r) => r.record && add(r.record), () => {});
   useEffect(() => {
     setMode('connecting');
     return openStream(`/v1/vehicles/${vin}/stream`, {
@@ -101,8 +99,8 @@ function merge(prev, rec) {
 }
 
 export function VehiclePage({ m, vin }) {
-  const latest = useLoad(() => get(`/v1/vehicles/${vin}/latest`), [vin]);
-  const consent = useLoad(() => get(`/v1/vehicles/${vin}/consent`), [vin]);
+  const latest = useLoad(() => get(latestPath(vin)), [vin]);
+  const consent = useLoad(() => get(consentPath(vin)), [vin]);
   const [record, setRecord] = useState(null);
   useEffect(() => setRecord(null), [vin]);
   // The stored latest record and the stream's records meet: the newest wins, whichever came first.
@@ -114,8 +112,9 @@ export function VehiclePage({ m, vin }) {
 
   // The range ends now, asked for at once (beside the latest record, not after it); for a
   // car parked since before the range began it moves to the newest stored record.
-  const [now] = useState(() => Date.now());
-  const [span, setSpan] = useState(7 * DAY);
+  // The moment the early reads were started for (prefetch.js), so the page's reads are the same.
+  const [now] = useState(() => takeBootTime(vin) ?? Date.now());
+  const [span, setSpan] = useState(DEFAULT_SPAN_MS);
   const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
   const anchor = newest !== null && newest < now - span ? newest : now;
   const [custom, setCustom] = useState(null);
@@ -172,8 +171,8 @@ function firstLast(vals) {
 }
 
 function Charts({ m, vin, range }) {
-  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`;
-  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const path = chartsPath(vin, range);
+  const s = useLoad(() => get(path), [path]);
   const charts = useMemo(() => {
     if (!s.data) return [];
     const f = s.data.fields;
@@ -235,10 +234,8 @@ function Charts({ m, vin, range }) {
 }
 
 function TrackSection({ m, vin, range, locationAllowed }) {
-  const span = range.to - range.from;
-  const bucket = TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
-  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}&bucket=${bucket}&categories=location`;
-  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const path = trackPath(vin, range);
+  const s = useLoad(() => get(path), [path]);
   const points = useMemo(() => {
     if (!s.data) return [];
     const lat = s.data.fields['location.latitude']?.avg ?? [];

@@ -301,6 +301,20 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
         if (name === 'vehicle') {
           expect(await page.locator('.chart canvas').count()).toBe(6);
           apiTimes[lang] = await apiTimings(page);
+          // The reads were started early, while the modules loaded, and each used once: two
+          // series reads (charts, track), not four.
+          const early = await page.evaluate(() => ({
+            mark: performance.getEntriesByName('cardata:prefetch')[0]?.startTime ?? null,
+            series: performance
+              .getEntriesByType('resource')
+              .filter((e) => new URL(e.name).pathname.endsWith('/series'))
+              .map((e) => e.startTime),
+            app: (performance.getEntriesByType('resource').find((e) => e.name.endsWith('/web/app.js')) as PerformanceResourceTiming | undefined)?.responseEnd ?? null,
+          }));
+          expect(early.mark).not.toBeNull();
+          expect(early.series).toHaveLength(2);
+          for (const t of early.series) expect(t).toBeGreaterThanOrEqual(early.mark!);
+          apiTimes[`${lang}-early`] = { prefetchMark: Math.round(early.mark!), appJsLoaded: Math.round(early.app ?? -1), seriesStarted: Math.round(Math.max(...early.series)) };
         }
         await poll(() => page.evaluate(() => document.documentElement.lang)).toBe(lang);
         await shot(page, `${name}-${lang}`);

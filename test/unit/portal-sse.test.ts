@@ -1,4 +1,4 @@
-// The portal's Server-Sent Events parser (web/api.js parseEvents, a browser module
+// The portal's Server-Sent Events parser (web/sse.js parseEvents, a browser module
 // without I/O): the stream's own framing, split anywhere across network chunks.
 import { describe, expect, it } from 'vitest';
 
@@ -6,7 +6,7 @@ type Ev = { id: string | null; event: string; data: string };
 interface Sse {
   parseEvents(buf: string, onEvent: (ev: Ev) => void): string;
 }
-const load = async (): Promise<Sse> => (await import(new URL('../../web/api.js', import.meta.url).href)) as Sse;
+const load = async (): Promise<Sse> => (await import(new URL('../../web/sse.js', import.meta.url).href)) as Sse;
 
 const STREAM =
   ': keep-alive\n\n' +
