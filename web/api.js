@@ -1,6 +1,6 @@
 // The public HTTP API, as any client calls it: bearer token, JSON, problem+json errors.
 import { currentSession, expireSession } from './auth.js';
-import { takeEarly } from './prefetch.js';
+import { takeEarly } from './boot.js';
 import { parseEvents } from './sse.js';
 
 export class ApiProblem extends Error {
@@ -37,7 +37,7 @@ export async function request(method, path, body, opts = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: opts.signal,
     });
-  // The same read, started while the page's modules loaded (prefetch.js); asked again if it failed.
+  // The same read, started while the page's modules loaded (boot.js); asked again if it failed.
   const early = method === 'GET' && !opts.signal ? takeEarly(path, currentSession().accessToken) : null;
   const res = await (early ? early.catch(send) : send());
   if (res.status === 401) {

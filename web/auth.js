@@ -2,7 +2,9 @@
 // (RFC 8252 §8.1: no client secret in a browser). The access token is kept in
 // sessionStorage only: it ends with the tab, and no cookie carries it to the API.
 
-const SESSION = 'cardata.session';
+import { SESSION, currentSession } from './boot.js';
+
+export { currentSession };
 const PENDING = 'cardata.pkce';
 const RETURN_TO = 'cardata.returnTo';
 
@@ -27,18 +29,6 @@ export async function discover(config) {
   } catch (e) {
     discoveryCache = null;
     throw e;
-  }
-}
-
-/** The signed-in session, or null (none, or expired). */
-export function currentSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
-    if (!s || typeof s.accessToken !== 'string') return null;
-    if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now()) return null;
-    return s;
-  } catch {
-    return null;
   }
 }
 

@@ -6,8 +6,7 @@ import { get, openStream } from './api.js';
 import { Chart } from './charts.js';
 import { Track } from './track.js';
 import { useLoad, Problem } from './util.js';
-import { DAY, DEFAULT_SPAN_MS, chartsPath, consentPath, latestPath, trackPath } from './vehicle-queries.js';
-import { takeBootTime } from './prefetch.js';
+import { DAY, DEFAULT_SPAN_MS, chartsPath, consentPath, latestPath, takeBootTime, trackPath } from './boot.js';
 
 const PRESETS = [
   ['last24h', DAY],
@@ -112,7 +111,7 @@ export function VehiclePage({ m, vin }) {
 
   // The range ends now, asked for at once (beside the latest record, not after it); for a
   // car parked since before the range began it moves to the newest stored record.
-  // The moment the early reads were started for (prefetch.js), so the page's reads are the same.
+  // The moment the early reads were started for (boot.js), so the page's reads are the same.
   const [now] = useState(() => takeBootTime(vin) ?? Date.now());
   const [span, setSpan] = useState(DEFAULT_SPAN_MS);
   const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
