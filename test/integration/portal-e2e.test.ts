@@ -407,6 +407,8 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     });
     const car = await connectVehicle(gw, liveVin, liveSecret);
     try {
+      // Reading the latest record is refused throughout: values reach this page only through its stream.
+      await page.route(`**/v1/vehicles/${liveVin}/latest`, (r) => r.abort());
       await page.goto(`http://127.0.0.1:${relay.port}/#/v/${liveVin}`);
       // (The embedded provider knows the gateway's own address only: a token signs in here.)
       await page.locator('.token-signin summary').click();
@@ -419,9 +421,8 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
       expect(streams).toHaveLength(1);
       expect(streams[0]!.headers()['last-event-id']).toBeUndefined();
 
-      // Reading the latest record is refused from now on, and reconnecting too for a while:
-      // the record committed meanwhile can reach the page only through the resumed stream.
-      await page.route(`**/v1/vehicles/${liveVin}/latest`, (r) => r.abort());
+      // Reconnecting is refused for a while: the records committed meanwhile can reach the
+      // page only through the resumed stream.
       await page.route(`**/v1/vehicles/${liveVin}/stream`, (r) => r.fulfill({ status: 503, contentType: 'application/problem+json', body: '{"status":503,"code":"API_ERR_UNAVAILABLE"}' }));
       relay.cut();
       await poll(() => page.locator('#live-state').getAttribute('data-mode')).toBe('polling');
