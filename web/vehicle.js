@@ -132,7 +132,7 @@ export function VehiclePage({ m, vin }) {
       <h2 id="charts-h">${m.t('charts')}</h2>
       <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
       <${Charts} m=${m} vin=${vin} range=${range} />
-      <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : true} />
+      <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : consent.loading ? null : true} />
     </section>`;
 }
 
@@ -232,6 +232,7 @@ function Charts({ m, vin, range }) {
   </div>`;
 }
 
+/** `locationAllowed`: the owner's location choice; null while it is being read (an empty track is explained only once it is known). */
 function TrackSection({ m, vin, range, locationAllowed }) {
   const path = trackPath(vin, range);
   const s = useLoad(() => get(path), [path]);
@@ -248,7 +249,7 @@ function TrackSection({ m, vin, range, locationAllowed }) {
     <p class="muted">${m.t('trackIntro')}</p>
     ${s.loading && html`<p>${m.t('loading')}</p>`}
     <${Problem} m=${m} error=${s.error} />
-    ${!s.loading && points.length === 0 && html`<p id="track-empty">${locationAllowed ? m.t('trackEmpty') : m.t('trackOptedOut')}</p>`}
+    ${!s.loading && points.length === 0 && locationAllowed !== null && html`<p id="track-empty">${locationAllowed ? m.t('trackEmpty') : m.t('trackOptedOut')}</p>`}
     ${points.length > 0 && html`<${Track} m=${m} points=${points} from=${points[0].t} to=${points[points.length - 1].t} />`}
   </section>`;
 }
