@@ -41,11 +41,12 @@ function loginPage(lang: SignInLang, uid: string, error?: string): string {
   const base = interactionPath(uid);
   const body =
     (error ? `<p class="err" role="alert">${esc(error)}</p>` : `<p>${esc(t.signInIntro)}</p>`) +
-    `<form method="post" action="${base}/login?lang=${lang}">` +
+    // The language chosen travels with the form (a hidden field), so an error answer keeps it.
+    `<form method="post" action="${base}/login"><input type="hidden" name="lang" value="${lang}">` +
     `<label for="username">${esc(t.username)}</label><input id="username" name="username" autocomplete="username" required autofocus>` +
     `<label for="password">${esc(t.password)}</label><input id="password" name="password" type="password" autocomplete="current-password" required>` +
     `<button type="submit" id="signin-submit">${esc(t.signIn)}</button></form>` +
-    `<form method="post" action="${base}/abort?lang=${lang}"><button type="submit" id="signin-cancel">${esc(t.cancel)}</button></form>`;
+    `<form method="post" action="${base}/abort"><input type="hidden" name="lang" value="${lang}"><button type="submit" id="signin-cancel">${esc(t.cancel)}</button></form>`;
   return signInPageHtml(lang, t.signInTitle, body, (l) => `${base}?lang=${l}`);
 }
 
@@ -81,13 +82,13 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
     const expired = (reply: FastifyReply, lang: SignInLang) => page(reply, 400, signInPageHtml(lang, SIGN_IN_TEXTS[lang].expiredTitle, `<p>${esc(SIGN_IN_TEXTS[lang].expiredText)}</p>`));
-    const langOf = (req: { query: { lang?: SignInLang | undefined }; headers: http.IncomingHttpHeaders }, view: { uiLocales?: string | null } | null) =>
-      signInLang({ choice: req.query.lang, uiLocales: view?.uiLocales, acceptLanguage: req.headers['accept-language'] });
+    const langOf = (choice: unknown, req: { headers: http.IncomingHttpHeaders }, view: { uiLocales?: string | null } | null) =>
+      signInLang({ choice, uiLocales: view?.uiLocales, acceptLanguage: req.headers['accept-language'] });
 
     pages.get('/oidc/interaction/:uid', { schema: { hide: true, params: Uid, querystring: LangQuery } }, async (req, reply) => {
       const p = provider();
       const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-      const lang = langOf(req, view);
+      const lang = langOf(req.query.lang, req, view);
       if (!view) return expired(reply, lang);
       if (view.prompt === 'login') return page(reply, 200, loginPage(lang, view.uid));
       // The only client is the gateway's own portal (first party): what it asks for is
@@ -101,14 +102,13 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
         schema: {
           hide: true,
           params: Uid,
-          querystring: LangQuery,
-          body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024) }).strict(),
+          body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024), lang: z.enum(SIGN_IN_LANGS).optional() }).strict(),
         },
       },
       async (req, reply) => {
         const p = provider();
         const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-        const lang = langOf(req, view);
+        const lang = langOf(req.body.lang, req, view);
         if (!view || view.prompt !== 'login') return expired(reply, lang);
         const next = await p.login(req.raw, reply.raw, req.body.username, req.body.password);
         if (next === null) {
@@ -120,10 +120,10 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
       },
     );
 
-    pages.post('/oidc/interaction/:uid/abort', { schema: { hide: true, params: Uid, querystring: LangQuery } }, async (req, reply) => {
+    pages.post('/oidc/interaction/:uid/abort', { schema: { hide: true, params: Uid } }, async (req, reply) => {
       const p = provider();
       const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-      if (!view) return expired(reply, langOf(req, view));
+      if (!view) return expired(reply, langOf((req.body as { lang?: unknown } | undefined)?.lang, req, view));
       return reply.redirect(await p.abort(req.raw, reply.raw), 303);
     });
   });
