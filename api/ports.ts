@@ -310,7 +310,7 @@ export interface SeriesStore {
   /**
    * Buckets of `bucketMs` over periods ∩ range for the categories given: bucket starts (ms,
    * oldest first, empty buckets left out), records per bucket, and per field (`group.jsName`)
-   * its average, minimum and maximum.
+   * its average, minimum and maximum. With `fields`, only those fields (of those categories).
    */
   series(
     vin: string,
@@ -318,5 +318,6 @@ export interface SeriesStore {
     range: { from: Date; to: Date },
     bucketMs: number,
     categories: readonly Group[],
+    fields?: readonly string[],
   ): Promise<{ t: number[]; count: number[]; fields: Record<string, FieldSeries> }>;
 }

@@ -1,9 +1,10 @@
 // Bench part `portal`: how long a vehicle's page takes to render in Debian's Chromium
 // with a year of that vehicle's data stored (one record every 5 minutes, 105,120 rows):
 // from the start of a full page load to its latest values, all six charts and the trip
-// track drawn. Cold: a new browser profile (nothing cached); warm: the same profile
-// again (modules cached, as for a returning visitor). The portal's readiness marks are
-// the same the end-to-end test waits for.
+// track drawn, in English and in Dutch. Cold: a new browser profile (nothing cached);
+// warm: the same profile again (modules cached, as for a returning visitor). The
+// portal's readiness marks are the same the end-to-end test waits for.
+import os from 'node:os';
 import pg from 'pg';
 import { chromium } from 'playwright-core';
 
@@ -33,34 +34,78 @@ export async function seedYear(url: string, vin: string): Promise<void> {
 const READY = ['#latest-values', '.chart:nth-of-type(6) canvas', '#track svg.track'];
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
+export type Lang = 'en' | 'nl';
+
 export interface RenderTimes {
-  coldMs: number[];
-  warmMs: number[];
+  /** Per language: cold loads (a new browser profile, nothing cached) and warm ones (the same profile again), ms in run order. */
+  byLang: Record<Lang, { coldMs: number[]; warmMs: number[] }>;
+  /** The 1-minute load average just before each cold load. */
+  loadAvg1: number[];
+  /** Where a cold load's time goes (Resource Timing, median over all cold loads), ms from navigation start to each response's end. */
+  coldBreakdownMs: Record<string, number>;
 }
 
-/** `runs` cold and `runs` warm loads of the vehicle page; times in ms, in run order. */
-export async function measureVehiclePage(o: { httpPort: number; token: string; vin: string; runs: number; executablePath?: string }): Promise<RenderTimes> {
+/** What a load fetched: path kind → time from navigation start to its response's end, ms. */
+async function breakdown(page: import('playwright-core').Page): Promise<Record<string, number>> {
+  return page.evaluate(() => {
+    const out: Record<string, number> = {};
+    const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming | undefined;
+    if (nav) out['document'] = Math.round(nav.responseEnd);
+    for (const e of performance.getEntriesByType('resource') as PerformanceResourceTiming[]) {
+      const u = new URL(e.name);
+      let k = u.pathname.replace(/\/v1\/vehicles\/[^/]+\//, '/v1/vehicles/{vin}/');
+      if (k.endsWith('/series')) k += u.searchParams.has('bucket') ? ' (track)' : ' (charts)';
+      if (k.endsWith('/stream')) continue; // open for as long as the page is
+      out[k] = Math.max(out[k] ?? 0, Math.round(e.responseEnd));
+    }
+    const paint = performance.getEntriesByName('first-contentful-paint')[0];
+    if (paint) out['first-contentful-paint'] = Math.round(paint.startTime);
+    return out;
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** `runs` cold and `runs` warm loads of the vehicle page per language; times in ms, in run order. */
+export async function measureVehiclePage(o: { httpPort: number; token: string; vin: string; runs: number; langs?: Lang[]; executablePath?: string }): Promise<RenderTimes> {
   const base = `http://127.0.0.1:${o.httpPort}`;
-  const out: RenderTimes = { coldMs: [], warmMs: [] };
+  const langs = o.langs ?? ['en', 'nl'];
+  const out: RenderTimes = { byLang: { en: { coldMs: [], warmMs: [] }, nl: { coldMs: [], warmMs: [] } }, loadAvg1: [], coldBreakdownMs: {} };
+  const parts: Record<string, number[]> = {};
   for (let i = 0; i < o.runs; i++) {
     const browser = await chromium.launch({ executablePath: o.executablePath ?? '/usr/bin/chromium', args: FLAGS, timeout: 30_000 });
     try {
-      const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
-      // Signed in already: the session the portal keeps after the code exchange.
-      await ctx.addInitScript((t) => {
-        if (location.protocol === 'http:') sessionStorage.setItem('cardata.session', JSON.stringify({ accessToken: t, idToken: null, expiresAt: Date.now() + 3_600_000, subject: 'bench' }));
-      }, o.token);
-      const page = await ctx.newPage();
-      for (const kind of ['cold', 'warm'] as const) {
-        await page.goto('about:blank');
-        const t0 = performance.now();
-        await page.goto(`${base}/#/v/${o.vin}`);
-        await Promise.all(READY.map((r) => page.locator(r).first().waitFor({ timeout: 30_000 })));
-        (kind === 'cold' ? out.coldMs : out.warmMs).push(Math.round(performance.now() - t0));
+      for (const lang of langs) {
+        // A new context is a new profile: no cache, no module map, no storage.
+        const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 }, locale: lang === 'en' ? 'en-GB' : 'nl-NL' });
+        // Signed in already: the session the portal keeps after the code exchange.
+        await ctx.addInitScript(
+          ([t, l]) => {
+            if (location.protocol !== 'http:') return;
+            sessionStorage.setItem('cardata.session', JSON.stringify({ accessToken: t, idToken: null, expiresAt: Date.now() + 3_600_000, subject: 'bench', role: 'customer' }));
+            localStorage.setItem('cardata.lang', l);
+          },
+          [o.token, lang] as const,
+        );
+        const page = await ctx.newPage();
+        for (const kind of ['cold', 'warm'] as const) {
+          await page.goto('about:blank');
+          if (kind === 'cold') out.loadAvg1.push(Math.round(os.loadavg()[0]! * 100) / 100);
+          const t0 = performance.now();
+          await page.goto(`${base}/#/v/${o.vin}`);
+          await Promise.all(READY.map((r) => page.locator(r).first().waitFor({ timeout: 30_000 })));
+          const ms = Math.round(performance.now() - t0);
+          const shown = await page.evaluate(() => document.documentElement.lang);
+          if (shown !== lang) throw new Error(`the page rendered in ${shown}, not ${lang}`);
+          out.byLang[lang][kind === 'cold' ? 'coldMs' : 'warmMs'].push(ms);
+          if (kind === 'cold') for (const [k, v] of Object.entries(await breakdown(page))) (parts[k] ??= []).push(v);
+        }
+        await ctx.close();
       }
     } finally {
       await browser.close();
     }
   }
+  for (const [k, v] of Object.entries(parts)) out.coldBreakdownMs[k] = median(v);
   return out;
 }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC, type InteractionResults } from 'oidc-provider';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { UNUSABLE_PASSWORD_HASH, verifySecret } from './secrets.ts';
+import { escapeHtml, signInLang, signInPageHtml, signInText, type SignInLang } from './sign-in-pages.ts';
 import { isRole, type Role } from './tokens.ts';
 
 /** Storage of the provider's artefacts (sessions, interactions, codes, grants, refresh tokens) and key material. */
@@ -49,6 +50,8 @@ export interface InteractionView {
   /** The prompt oidc-provider asks for: `login` or `consent`. */
   prompt: string;
   clientId: string;
+  /** The client's `ui_locales` from the authorization request, when it sent one. */
+  uiLocales: string | null;
 }
 
 export interface EmbeddedIdp {
@@ -65,7 +68,11 @@ export interface EmbeddedIdp {
   abort(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
 }
 
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** The language of one of the provider's own pages: the client's ui_locales, else the browser's. */
+function pageLang(ctx: KoaContextWithOIDC): SignInLang {
+  const params = (ctx.oidc as { params?: Record<string, unknown> } | undefined)?.params;
+  return signInLang({ uiLocales: params?.ui_locales, acceptLanguage: ctx.get('accept-language') || undefined });
+}
 
 /** Adapter over the store, one instance per model name (oidc-provider's contract). */
 function adapterFor(store: IdpStore) {
@@ -149,6 +156,26 @@ export async function createEmbeddedIdp(
     },
     features: {
       devInteractions: { enabled: false },
+      // The sign-out pages in the person's language, nothing fetched (the defaults load web fonts).
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          const lang = pageLang(ctx);
+          const body =
+            `<p>${escapeHtml(signInText(lang, 'logoutQuestion', { host: ctx.host }))}</p>${form}` +
+            `<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">${escapeHtml(signInText(lang, 'logoutYes'))}</button> ` +
+            `<button type="submit" form="op.logoutForm">${escapeHtml(signInText(lang, 'logoutNo'))}</button>`;
+          ctx.type = 'html';
+          ctx.set('content-language', lang);
+          ctx.body = signInPageHtml(lang, signInText(lang, 'logoutTitle'), body);
+        },
+        async postLogoutSuccessSource(ctx) {
+          const lang = pageLang(ctx);
+          ctx.type = 'html';
+          ctx.set('content-language', lang);
+          ctx.body = signInPageHtml(lang, signInText(lang, 'loggedOutTitle'), `<p>${escapeHtml(signInText(lang, 'loggedOutText'))}</p>`);
+        },
+      },
       revocation: { enabled: true },
       userinfo: { enabled: false },
       resourceIndicators: {
@@ -178,8 +205,11 @@ export async function createEmbeddedIdp(
       RefreshToken: 14 * 24 * 3600,
     },
     async renderError(ctx, out) {
+      const lang = pageLang(ctx);
       ctx.type = 'html';
-      ctx.body = `<!doctype html><meta charset="utf-8"><title>Sign-in error</title><h1>Sign-in error</h1><p>${escapeHtml(String(out.error))}: ${escapeHtml(String(out.error_description ?? ''))}</p>`;
+      ctx.set('content-language', lang);
+      // The protocol's error code and description stay as the library states them (English): they name what went wrong to whoever debugs it.
+      ctx.body = signInPageHtml(lang, signInText(lang, 'errorTitle'), `<p lang="en">${escapeHtml(String(out.error))}: ${escapeHtml(String(out.error_description ?? ''))}</p>`);
     },
   };
 
@@ -207,7 +237,12 @@ export async function createEmbeddedIdp(
       try {
         const d = await provider.interactionDetails(req, res);
         if (d.uid !== uid) return null;
-        return { uid: d.uid, prompt: d.prompt.name, clientId: typeof d.params.client_id === 'string' ? d.params.client_id : '' };
+        return {
+          uid: d.uid,
+          prompt: d.prompt.name,
+          clientId: typeof d.params.client_id === 'string' ? d.params.client_id : '',
+          uiLocales: typeof d.params.ui_locales === 'string' ? d.params.ui_locales : null,
+        };
       } catch {
         return null;
       }

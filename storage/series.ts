@@ -36,7 +36,7 @@ export interface SeriesRepo {
   /** The newest stored record inside the periods, the categories given, or null. */
   latest(vin: string, periods: readonly OwnershipPeriod[], categories: readonly Group[]): Promise<StoredRecord | null>;
   /** Buckets of `bucketMs` over periods ∩ range (range bounds required), for the categories given. */
-  series(vin: string, periods: readonly OwnershipPeriod[], range: { from: Date; to: Date }, bucketMs: number, categories: readonly Group[]): Promise<Series>;
+  series(vin: string, periods: readonly OwnershipPeriod[], range: { from: Date; to: Date }, bucketMs: number, categories: readonly Group[], fields?: readonly string[]): Promise<Series>;
 }
 
 /** Bucket origin shared by both functions (time_bucket's own default is a Monday in 2000). */
@@ -90,8 +90,9 @@ export function createSeriesRepo(db: Db): SeriesRepo {
       return rec;
     },
 
-    async series(vin, periods, range, bucketMs, categories) {
-      const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group));
+    async series(vin, periods, range, bucketMs, categories, fields) {
+      // Only the columns asked for are aggregated and sent: a chart of three fields costs three.
+      const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group) && (!fields || fields.includes(`${c.group}.${c.jsName}`)));
       const per = periodCondition(periods, 5);
       const bucket =
         db.kind === 'timescaledb'

@@ -1,5 +1,7 @@
 // The public HTTP API, as any client calls it: bearer token, JSON, problem+json errors.
 import { currentSession, expireSession } from './auth.js';
+import { takeEarly } from './boot.js';
+import { parseEvents } from './sse.js';
 
 export class ApiProblem extends Error {
   constructor(status, body) {
@@ -28,12 +30,16 @@ export async function request(method, path, body, opts = {}) {
     onExpired();
     throw new ApiProblem(401, { code: 'API_ERR_UNAUTHORIZED', detail: 'signed out' });
   }
-  const res = await fetch(path, {
-    method,
-    headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: opts.signal,
-  });
+  const send = () =>
+    fetch(path, {
+      method,
+      headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: opts.signal,
+    });
+  // The same read, started while the page's modules loaded (boot.js); asked again if it failed.
+  const early = method === 'GET' && !opts.signal ? takeEarly(path, currentSession().accessToken) : null;
+  const res = await (early ? early.catch(send) : send());
   if (res.status === 401) {
     expireSession();
     onExpired();
@@ -53,65 +59,86 @@ export const put = (path, body) => request('PUT', path, body);
 export const post = (path, body) => request('POST', path, body);
 export const del = (path) => request('DELETE', path);
 
+/** Waits between reconnects, ms: growing, then steady (never giving up while the page is open). */
+const BACKOFF_MS = [500, 1000, 2000, 5000, 10_000, 15_000];
+/** No byte for this long (the server sends a keep-alive at least every 15 s): the connection is dead. */
+const STALL_MS = 45_000;
+
 /**
- * A Server-Sent Events stream read with fetch (EventSource cannot send a bearer token).
- * Calls onEvent({ id, event, data }) per event; resumes with Last-Event-ID after a drop,
- * at most `maxRetries` times in a row. Returns a function that closes it.
+ * A Server-Sent Events stream read with fetch and a stream reader: EventSource cannot send
+ * the bearer token, and a token in the URL would end up in logs. Calls onEvent({ id, event,
+ * data }) per event. After a drop (network, server restart, the server ending a stream
+ * with an `end` event) it reconnects with Last-Event-ID, so nothing committed meanwhile is
+ * missed or sent twice (the stream's resume contract). onState(mode, status, resumed)
+ * reports: 'live' (connected; resumed when from a cursor), 'retrying' (down, will
+ * reconnect), 'off' (refused for good: no stream here, no access). Returns a function
+ * that closes it.
  */
 export function openStream(path, { onEvent, onState }) {
   const ctl = new AbortController();
   let lastId = null;
-  let retries = 0;
-  const maxRetries = 5;
+  let failures = 0;
+  const state = (mode, status, resumed = false) => {
+    if (!ctl.signal.aborted) onState?.(mode, status, resumed);
+  };
   (async () => {
-    while (!ctl.signal.aborted && retries <= maxRetries) {
+    while (!ctl.signal.aborted) {
+      const conn = new AbortController();
+      const abort = () => conn.abort();
+      ctl.signal.addEventListener('abort', abort);
+      let stall = null;
+      const arm = () => {
+        clearTimeout(stall);
+        stall = setTimeout(abort, STALL_MS);
+      };
       try {
+        if (!currentSession()) {
+          expireSession();
+          onExpired();
+          return state('off', 401);
+        }
         const h = headers({ accept: 'text/event-stream' });
         if (lastId) h['last-event-id'] = lastId;
-        const res = await fetch(path, { headers: h, signal: ctl.signal });
-        if (!res.ok || !res.body) {
-          if (res.status === 401) {
-            expireSession();
-            onExpired();
-          }
-          onState?.(false, res.status);
-          return;
+        arm();
+        const res = await fetch(path, { headers: h, signal: conn.signal, cache: 'no-store' });
+        if (res.status === 401) {
+          expireSession();
+          onExpired();
+          return state('off', 401);
         }
-        onState?.(true);
-        retries = 0;
+        // A cursor the server no longer keeps (or cannot read): start live again; the
+        // page re-reads what is stored when the stream comes back.
+        if ((res.status === 400 || res.status === 410) && lastId) {
+          lastId = null;
+          continue;
+        }
+        // 429 (too many streams), 5xx and proxies' errors pass; any other refusal is final.
+        if (!res.ok && res.status !== 429 && res.status < 500) return state('off', res.status);
+        if (!res.ok || !res.body || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) throw new Error(`stream answered ${res.status}`);
+        // Resumed (with a cursor): the server sends what was missed, nothing need be re-read.
+        state('live', res.status, lastId !== null && h['last-event-id'] === lastId);
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
         for (;;) {
+          arm();
           const { value, done } = await reader.read();
           if (done) break;
-          buf += value;
-          let i;
-          while ((i = buf.search(/\r?\n\r?\n/)) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + (buf[i] === '\r' ? 4 : 2));
-            const ev = { id: null, event: 'message', data: '' };
-            const data = [];
-            for (const line of block.split(/\r?\n/)) {
-              if (line.startsWith(':')) continue;
-              const c = line.indexOf(':');
-              const k = c < 0 ? line : line.slice(0, c);
-              const v = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-              if (k === 'id') ev.id = v;
-              else if (k === 'event') ev.event = v;
-              else if (k === 'data') data.push(v);
-            }
-            if (data.length === 0) continue;
-            ev.data = data.join('\n');
+          // Data flows: the stream is healthy again.
+          failures = 0;
+          buf = parseEvents(buf + value, (ev) => {
             if (ev.id) lastId = ev.id;
-            onEvent(ev);
-          }
+            if (ev.data !== '' || ev.event !== 'message') onEvent(ev);
+          });
         }
-      } catch (e) {
+      } catch {
         if (ctl.signal.aborted) return;
+      } finally {
+        clearTimeout(stall);
+        ctl.signal.removeEventListener('abort', abort);
       }
-      onState?.(false);
-      retries++;
-      await new Promise((r) => setTimeout(r, 1000 * retries));
+      state('retrying');
+      const wait = BACKOFF_MS[Math.min(failures++, BACKOFF_MS.length - 1)];
+      await new Promise((r) => setTimeout(r, wait));
     }
   })();
   return () => ctl.abort();

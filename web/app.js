@@ -28,7 +28,7 @@ function SignIn({ m, config, expired, onToken }) {
     setBusy(true);
     setErr(null);
     try {
-      await startSignIn(config);
+      await startSignIn(config, m.lang);
     } catch (e) {
       setErr(e);
       setBusy(false);
@@ -187,7 +187,7 @@ function App() {
       </nav>
       <${LangSwitch} m=${m} setLang=${setLang} />
       <span class="who">${m.t('signedInAs', { who })}</span>
-      <button id="signout" onClick=${async () => { await signOut(config); setSession(null); setRole(null); }}>${m.t('signOut')}</button>
+      <button id="signout" onClick=${async () => { await signOut(config, m.lang); setSession(null); setRole(null); }}>${m.t('signOut')}</button>
     </header>
     <main id="main" ref=${mainRef} tabindex="-1">${page}</main>
   </div>`;

@@ -2,7 +2,9 @@
 // (RFC 8252 §8.1: no client secret in a browser). The access token is kept in
 // sessionStorage only: it ends with the tab, and no cookie carries it to the API.
 
-const SESSION = 'cardata.session';
+import { SESSION, currentSession } from './boot.js';
+
+export { currentSession };
 const PENDING = 'cardata.pkce';
 const RETURN_TO = 'cardata.returnTo';
 
@@ -30,18 +32,6 @@ export async function discover(config) {
   }
 }
 
-/** The signed-in session, or null (none, or expired). */
-export function currentSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
-    if (!s || typeof s.accessToken !== 'string') return null;
-    if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now()) return null;
-    return s;
-  } catch {
-    return null;
-  }
-}
-
 export function saveSession(s) {
   sessionStorage.setItem(SESSION, JSON.stringify(s));
 }
@@ -58,8 +48,8 @@ export function takeReturnTo() {
   return r && r.startsWith('#/') ? r : null;
 }
 
-/** Sends the browser to the provider's authorization endpoint. */
-export async function startSignIn(config) {
+/** Sends the browser to the provider's authorization endpoint; its pages speak `lang` (ui_locales). */
+export async function startSignIn(config, lang) {
   const d = await discover(config);
   const verifier = random(48);
   const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
@@ -78,6 +68,8 @@ export async function startSignIn(config) {
     code_challenge: challenge,
     code_challenge_method: 'S256',
   };
+  // OpenID Connect Core 1.0 §3.1.2.1: the sign-in page in the portal's language.
+  if (lang) params.ui_locales = lang;
   if (config.oidc.resource) params.resource = config.oidc.resource;
   for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
   location.assign(u.toString());
@@ -122,8 +114,8 @@ export async function completeSignIn(config) {
   return pending.returnTo;
 }
 
-/** Signs out here and, when the provider offers it, there too. */
-export async function signOut(config) {
+/** Signs out here and, when the provider offers it, there too (its page in `lang`). */
+export async function signOut(config, lang) {
   const s = currentSession();
   sessionStorage.removeItem(SESSION);
   sessionStorage.removeItem(RETURN_TO);
@@ -134,6 +126,8 @@ export async function signOut(config) {
       u.searchParams.set('id_token_hint', s.idToken);
       u.searchParams.set('post_logout_redirect_uri', redirectUri());
       u.searchParams.set('client_id', config.oidc.clientId);
+      // RP-Initiated Logout 1.0 §2.
+      if (lang) u.searchParams.set('ui_locales', lang);
       location.assign(u.toString());
       return;
     }

@@ -63,7 +63,7 @@ export function GrantPage({ m, id }) {
       onEvent: (ev) => {
         if (ev.event === 'record') setRecord(JSON.parse(ev.data));
       },
-      onState: setLive,
+      onState: (state) => setLive(state === 'live'),
     });
   }, [id, !!g]);
   if (grants.loading) return html`<h1 tabindex="-1">${m.t('grantedData')}</h1><p>${m.t('loading')}</p>`;

@@ -6,19 +6,30 @@ import { get, openStream } from './api.js';
 import { Chart } from './charts.js';
 import { Track } from './track.js';
 import { useLoad, Problem } from './util.js';
+import { DAY, DEFAULT_SPAN_MS, chartsPath, consentPath, latestPath, takeBootTime, trackPath } from './boot.js';
 
-const DAY = 86_400_000;
 const PRESETS = [
   ['last24h', DAY],
   ['last7d', 7 * DAY],
   ['last30d', 30 * DAY],
   ['last365d', 365 * DAY],
 ];
-const TRACK_BUCKETS = ['10s', '30s', '1m', '5m', '15m', '1h', '3h', '1d'];
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY };
-const bucketMs = (b) => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)];
+
+/** How often the latest record is asked for while no stream is open, ms. */
+export const POLL_MS = 5000;
 
 const dateInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+
+/** Which way the latest values are kept current, said in words (and to screen readers when it changes). */
+export function LiveBadge({ m, mode, id = 'live-state' }) {
+  const text = mode === 'live' ? m.t('live') : mode === 'polling' ? m.t('polling', { s: POLL_MS / 1000 }) : m.t('connecting');
+  return html`<span class=${`badge ${mode}`} id=${id} data-mode=${mode}>${text}</span>`;
+}
+
+export function LiveStatus({ m, mode }) {
+  const said = mode === 'live' ? m.t('liveOn') : mode === 'polling' ? m.t('liveOff', { s: POLL_MS / 1000 }) : '';
+  return html`<p class="sr-only" role="status">${said}</p>`;
+}
 
 export function LatestTable({ m, record, id = 'latest-values' }) {
   const rows = [];
@@ -34,23 +45,47 @@ export function LatestTable({ m, record, id = 'latest-values' }) {
   </table>`;
 }
 
-function useLive(path, onRecord) {
-  const [live, setLive] = useState(false);
+/**
+ * The latest values kept current: through the vehicle's stream (SSE) while it is open,
+ * by asking for the latest record every POLL_MS only while it is not. Returns the mode
+ * shown to the person: 'live', 'polling' (stream down or refused) or 'connecting'.
+ */
+function useLiveLatest(vin, setRecord) {
+  const [mode, setMode] = useState('connecting');
+  const add = (rec) => setRecord((p) => merge(p, rec));
+  const reread = () => get(latestPath(vin)).then((r) => r.record && add(r.record), () => {});
   useEffect(() => {
-    if (!path) return;
-    return openStream(path, {
+    setMode('connecting');
+    return openStream(`/v1/vehicles/${vin}/stream`, {
       onEvent: (ev) => {
         if (ev.event !== 'record') return;
         try {
-          onRecord(JSON.parse(ev.data));
+          add(JSON.parse(ev.data));
         } catch {
           // an event that is not a record line: ignored
         }
       },
-      onState: (on) => setLive(on),
+      onState: (state, _status, resumed) => {
+        setMode(state === 'live' ? 'live' : 'polling');
+        // A stream opened without a cursor starts live: what was committed between the
+        // page's read of the latest record and now is read once more. A resumed one
+        // sends what was missed itself.
+        if (state === 'live' && !resumed) reread();
+      },
     });
-  }, [path]);
-  return live;
+  }, [vin]);
+  // A stream that does not answer within a polling interval: poll meanwhile.
+  useEffect(() => {
+    if (mode !== 'connecting') return;
+    const t = setTimeout(() => setMode((x) => (x === 'connecting' ? 'polling' : x)), POLL_MS);
+    return () => clearTimeout(t);
+  }, [vin, mode]);
+  useEffect(() => {
+    if (mode !== 'polling') return;
+    const t = setInterval(reread, POLL_MS);
+    return () => clearInterval(t);
+  }, [vin, mode]);
+  return mode;
 }
 
 /** Newest record wins, group by group (a record may carry only some groups). */
@@ -63,24 +98,22 @@ function merge(prev, rec) {
 }
 
 export function VehiclePage({ m, vin }) {
-  const latest = useLoad(() => get(`/v1/vehicles/${vin}/latest`), [vin]);
-  const consent = useLoad(() => get(`/v1/vehicles/${vin}/consent`), [vin]);
+  const latest = useLoad(() => get(latestPath(vin)), [vin]);
+  const consent = useLoad(() => get(consentPath(vin)), [vin]);
   const [record, setRecord] = useState(null);
-  useEffect(() => setRecord(latest.data?.record ?? null), [latest.data]);
-  const live = useLive(`/v1/vehicles/${vin}/stream`, (rec) => setRecord((p) => merge(p, rec)));
-  // Without a stream (a gateway that offers none, or while it reconnects): ask for the latest record every few seconds.
+  useEffect(() => setRecord(null), [vin]);
+  // The stored latest record and the stream's records meet: the newest wins, whichever came first.
   useEffect(() => {
-    if (live) return;
-    const t = setInterval(() => {
-      get(`/v1/vehicles/${vin}/latest`).then((r) => r.record && setRecord((p) => merge(p, r.record)), () => {});
-    }, 5000);
-    return () => clearInterval(t);
-  }, [vin, live]);
+    const r = latest.data?.record;
+    if (r) setRecord((p) => merge(p, r));
+  }, [latest.data]);
+  const mode = useLiveLatest(vin, setRecord);
 
   // The range ends now, asked for at once (beside the latest record, not after it); for a
   // car parked since before the range began it moves to the newest stored record.
-  const [now] = useState(() => Date.now());
-  const [span, setSpan] = useState(7 * DAY);
+  // The moment the early reads were started for (boot.js), so the page's reads are the same.
+  const [now] = useState(() => takeBootTime(vin) ?? Date.now());
+  const [span, setSpan] = useState(DEFAULT_SPAN_MS);
   const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
   const anchor = newest !== null && newest < now - span ? newest : now;
   const [custom, setCustom] = useState(null);
@@ -88,8 +121,8 @@ export function VehiclePage({ m, vin }) {
 
   return html`
     <section aria-labelledby="latest-h">
-      <h2 id="latest-h">${m.t('latest')} <span class=${live ? 'badge live' : 'badge'} id="live-state">${live ? m.t('live') : ''}</span></h2>
-      <p class="sr-only" role="status">${live ? m.t('liveOn') : m.t('liveOff')}</p>
+      <h2 id="latest-h">${m.t('latest')} <${LiveBadge} m=${m} mode=${mode} /></h2>
+      <${LiveStatus} m=${m} mode=${mode} />
       ${latest.loading && !record && html`<p>${m.t('loading')}</p>`}
       <${Problem} m=${m} error=${latest.error} />
       ${!latest.loading && !record && html`<p>${m.t('noData')}</p>`}
@@ -99,7 +132,7 @@ export function VehiclePage({ m, vin }) {
       <h2 id="charts-h">${m.t('charts')}</h2>
       <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
       <${Charts} m=${m} vin=${vin} range=${range} />
-      <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : true} />
+      <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : consent.loading ? null : true} />
     </section>`;
 }
 
@@ -137,8 +170,8 @@ function firstLast(vals) {
 }
 
 function Charts({ m, vin, range }) {
-  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`;
-  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const path = chartsPath(vin, range);
+  const s = useLoad(() => get(path), [path]);
   const charts = useMemo(() => {
     if (!s.data) return [];
     const f = s.data.fields;
@@ -199,11 +232,10 @@ function Charts({ m, vin, range }) {
   </div>`;
 }
 
+/** `locationAllowed`: the owner's location choice; null while it is being read (an empty track is explained only once it is known). */
 function TrackSection({ m, vin, range, locationAllowed }) {
-  const span = range.to - range.from;
-  const bucket = TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
-  const q = `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}&bucket=${bucket}&categories=location`;
-  const s = useLoad(() => get(`/v1/vehicles/${vin}/series?${q}`), [vin, q]);
+  const path = trackPath(vin, range);
+  const s = useLoad(() => get(path), [path]);
   const points = useMemo(() => {
     if (!s.data) return [];
     const lat = s.data.fields['location.latitude']?.avg ?? [];
@@ -217,7 +249,7 @@ function TrackSection({ m, vin, range, locationAllowed }) {
     <p class="muted">${m.t('trackIntro')}</p>
     ${s.loading && html`<p>${m.t('loading')}</p>`}
     <${Problem} m=${m} error=${s.error} />
-    ${!s.loading && points.length === 0 && html`<p id="track-empty">${locationAllowed ? m.t('trackEmpty') : m.t('trackOptedOut')}</p>`}
+    ${!s.loading && points.length === 0 && locationAllowed !== null && html`<p id="track-empty">${locationAllowed ? m.t('trackEmpty') : m.t('trackOptedOut')}</p>`}
     ${points.length > 0 && html`<${Track} m=${m} points=${points} from=${points[0].t} to=${points[points.length - 1].t} />`}
   </section>`;
 }

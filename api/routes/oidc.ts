@@ -6,11 +6,12 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../errors.ts';
+import { escapeHtml as esc, signInLang, signInPageHtml, SIGN_IN_LANGS, SIGN_IN_TEXTS, type SignInLang } from '../../identity/sign-in-pages.ts';
 
 /** What this plugin needs of the embedded provider (identity/provider.ts). */
 export interface SignInProvider {
   handle(req: http.IncomingMessage, res: http.ServerResponse): void;
-  interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<{ uid: string; prompt: string } | null>;
+  interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<{ uid: string; prompt: string; uiLocales?: string | null } | null>;
   login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string): Promise<string | null>;
   consent(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
   abort(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
@@ -21,35 +22,37 @@ export interface OidcRouteDeps {
   provider(): SignInProvider | null;
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-function page(reply: FastifyReply, status: number, title: string, body: string): FastifyReply {
+function page(reply: FastifyReply, status: number, html: string): FastifyReply {
   return reply
     .status(status)
     .type('text/html; charset=utf-8')
     .header('cache-control', 'no-store')
-    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+    .header('content-language', /<html lang="(\w+)"/.exec(html)?.[1] ?? 'en')
+    .header('vary', 'accept-language')
+    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     .header('x-frame-options', 'DENY')
-    .send(
-      `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title>` +
-        `<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}label{display:block;margin:.75rem 0 .25rem}input{width:100%;padding:.5rem;box-sizing:border-box}button{margin-top:1rem;padding:.5rem 1rem}.err{color:#a00}</style>` +
-        `<main><h1>${esc(title)}</h1>${body}</main></html>`,
-    );
+    .send(html);
 }
 
-function loginForm(uid: string, error?: string): string {
-  const u = encodeURIComponent(uid);
-  return (
-    (error ? `<p class="err" role="alert">${esc(error)}</p>` : '') +
-    `<form method="post" action="/oidc/interaction/${u}/login">` +
-    `<label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>` +
-    `<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>` +
-    `<button type="submit">Sign in</button></form>` +
-    `<form method="post" action="/oidc/interaction/${u}/abort"><button type="submit">Cancel</button></form>`
-  );
+const interactionPath = (uid: string) => `/oidc/interaction/${encodeURIComponent(uid)}`;
+
+function loginPage(lang: SignInLang, uid: string, error?: string): string {
+  const t = SIGN_IN_TEXTS[lang];
+  const base = interactionPath(uid);
+  const body =
+    (error ? `<p class="err" role="alert">${esc(error)}</p>` : `<p>${esc(t.signInIntro)}</p>`) +
+    // The language chosen travels with the form (a hidden field), so an error answer keeps it.
+    `<form method="post" action="${base}/login"><input type="hidden" name="lang" value="${lang}">` +
+    `<label for="username">${esc(t.username)}</label><input id="username" name="username" autocomplete="username" required autofocus>` +
+    `<label for="password">${esc(t.password)}</label><input id="password" name="password" type="password" autocomplete="current-password" required>` +
+    `<button type="submit" id="signin-submit">${esc(t.signIn)}</button></form>` +
+    `<form method="post" action="${base}/abort"><input type="hidden" name="lang" value="${lang}"><button type="submit" id="signin-cancel">${esc(t.cancel)}</button></form>`;
+  return signInPageHtml(lang, t.signInTitle, body, (l) => `${base}?lang=${l}`);
 }
 
 const Uid = z.object({ uid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a sign-in session id') }).strict();
+/** The page's own language switch; anything else in the query is refused. */
+const LangQuery = z.object({ lang: z.enum(SIGN_IN_LANGS).optional() }).strict();
 
 export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
@@ -78,13 +81,16 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
     pages.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
-    const expired = (reply: FastifyReply) => page(reply, 400, 'Sign-in expired', '<p>This sign-in has expired or belongs to another browser. Go back to the application and start again.</p>');
+    const expired = (reply: FastifyReply, lang: SignInLang) => page(reply, 400, signInPageHtml(lang, SIGN_IN_TEXTS[lang].expiredTitle, `<p>${esc(SIGN_IN_TEXTS[lang].expiredText)}</p>`));
+    const langOf = (choice: unknown, req: { headers: http.IncomingHttpHeaders }, view: { uiLocales?: string | null } | null) =>
+      signInLang({ choice, uiLocales: view?.uiLocales, acceptLanguage: req.headers['accept-language'] });
 
-    pages.get('/oidc/interaction/:uid', { schema: { hide: true, params: Uid } }, async (req, reply) => {
+    pages.get('/oidc/interaction/:uid', { schema: { hide: true, params: Uid, querystring: LangQuery } }, async (req, reply) => {
       const p = provider();
       const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-      if (!view) return expired(reply);
-      if (view.prompt === 'login') return page(reply, 200, 'Sign in to cardata', loginForm(view.uid));
+      const lang = langOf(req.query.lang, req, view);
+      if (!view) return expired(reply, lang);
+      if (view.prompt === 'login') return page(reply, 200, loginPage(lang, view.uid));
       // The only client is the gateway's own portal (first party): what it asks for is
       // what the person signed in for, so consent is recorded without a second page.
       return reply.redirect(await p.consent(req.raw, reply.raw), 303);
@@ -92,15 +98,22 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
 
     pages.post(
       '/oidc/interaction/:uid/login',
-      { schema: { hide: true, params: Uid, body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024) }).strict() } },
+      {
+        schema: {
+          hide: true,
+          params: Uid,
+          body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024), lang: z.enum(SIGN_IN_LANGS).optional() }).strict(),
+        },
+      },
       async (req, reply) => {
         const p = provider();
         const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-        if (!view || view.prompt !== 'login') return expired(reply);
+        const lang = langOf(req.body.lang, req, view);
+        if (!view || view.prompt !== 'login') return expired(reply, lang);
         const next = await p.login(req.raw, reply.raw, req.body.username, req.body.password);
         if (next === null) {
           req.log.info({ event: 'sign_in_failed' }, 'sign-in refused: unknown username or wrong password');
-          return page(reply, 401, 'Sign in to cardata', loginForm(view.uid, 'Unknown username or wrong password.'));
+          return page(reply, 401, loginPage(lang, view.uid, SIGN_IN_TEXTS[lang].wrongPassword));
         }
         req.log.info({ event: 'sign_in' }, 'signed in');
         return reply.redirect(next, 303);
@@ -110,7 +123,7 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
     pages.post('/oidc/interaction/:uid/abort', { schema: { hide: true, params: Uid } }, async (req, reply) => {
       const p = provider();
       const view = await p.interaction(req.raw, reply.raw, req.params.uid);
-      if (!view) return expired(reply);
+      if (!view) return expired(reply, langOf((req.body as { lang?: unknown } | undefined)?.lang, req, view));
       return reply.redirect(await p.abort(req.raw, reply.raw), 303);
     });
   });

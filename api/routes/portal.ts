@@ -4,7 +4,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Group } from '../../proto/fields.ts';
+import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
 import type { RightsStore, SeriesStore } from '../ports.ts';
 import { caller, ownerCaller, rolesHook, type TokenVerifier } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -31,6 +31,21 @@ const bucketParam = z
   .string()
   .max(8)
   .regex(/^[1-9]\d{0,4}[smhd]$/, 'must be a whole number and a unit: s, m, h or d (e.g. 30s, 5m, 1h, 1d)');
+
+const FIELD_NAMES = new Set(FIELD_COLUMNS.map((c) => `${c.group}.${c.jsName}`));
+/** `fields=technical.speedKmh,location.latitude`: only these (the catalogue's names). */
+const fieldsParam = z
+  .string()
+  .max(2000)
+  .transform((s, ctx) => {
+    const list = [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
+    const unknown = list.filter((f) => !FIELD_NAMES.has(f));
+    if (list.length === 0 || unknown.length > 0) {
+      ctx.addIssue({ code: 'custom', message: list.length === 0 ? 'name at least one field' : `unknown field: ${unknown.slice(0, 3).join(', ')} (the catalogue's names, e.g. technical.speedKmh)` });
+      return z.NEVER;
+    }
+    return list;
+  });
 
 const bucketMs = (b: string): number => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1) as keyof typeof UNIT_MS];
 
@@ -90,7 +105,7 @@ export const portalRoutes: FastifyPluginAsync<PortalRouteDeps> = async (app0, de
       schema: {
         params: VinParams,
         querystring: z
-          .object({ from: isoTime.optional(), to: isoTime.optional(), bucket: bucketParam.optional(), categories: categoriesParam.optional() })
+          .object({ from: isoTime.optional(), to: isoTime.optional(), bucket: bucketParam.optional(), categories: categoriesParam.optional(), fields: fieldsParam.optional() })
           .strict(),
         response: {
           200: z.object({
@@ -121,7 +136,9 @@ export const portalRoutes: FastifyPluginAsync<PortalRouteDeps> = async (app0, de
       // Ownership after validation: a bad query gets its 400 before any look-up.
       const p = await ownerCaller(req, vin, deps.rights.currentOwner);
       const periods = await deps.rights.periodsOf(vin, p.subject);
-      const s = await deps.series.series(vin, periods, { from, to }, ms, q.categories ?? ['technical', 'consumption']);
+      // Named fields bring their categories; otherwise technical and consumption (location only when asked for).
+      const categories = q.categories ?? (q.fields ? ALL_GROUPS : ['technical', 'consumption']);
+      const s = await deps.series.series(vin, periods, { from, to }, ms, categories, q.fields);
       void reply.header('cache-control', 'private, no-cache');
       return { vin, from: from.toISOString(), to: to.toISOString(), bucket, bucketSeconds: ms / 1000, ...s };
     },

@@ -81,6 +81,15 @@ describe('portal API', () => {
     expect(loc.body.count).toEqual([30, 30, 30, 30]);
     expect(Object.keys(loc.body.fields).every((k: string) => k.startsWith('location.'))).toBe(true);
     expect(loc.body.fields['location.latitude'].min[0]).toBeCloseTo(48, 9);
+    // Named fields: only those, whatever their category, with the same figures.
+    const few = await api(gw, 'GET', `/v1/vehicles/${vin}/series?from=${from}&to=${to}&bucket=1h&fields=technical.speedKmh,location.latitude`, undefined, tok);
+    expect(few.status).toBe(200);
+    expect(Object.keys(few.body.fields).sort()).toEqual(['location.latitude', 'technical.speedKmh']);
+    expect(few.body.fields['technical.speedKmh']).toEqual(speed);
+    expect(few.body.count).toEqual([60, 60]);
+    // … within the categories when both are named.
+    const within = await api(gw, 'GET', `/v1/vehicles/${vin}/series?from=${from}&to=${to}&bucket=1h&fields=technical.speedKmh,location.latitude&categories=technical`, undefined, tok);
+    expect(Object.keys(within.body.fields)).toEqual(['technical.speedKmh']);
     // Without a bucket: the smallest of the usual widths giving at most 500 buckets.
     const auto = await api(gw, 'GET', `/v1/vehicles/${vin}/series?from=${from}&to=${to}`, undefined, tok);
     expect(auto.body.bucket).toBe('1m');
@@ -118,6 +127,9 @@ describe('portal API', () => {
       [`/v1/vehicles/${vin}/series?categories=location,secrets`, owner, 400, 'API_ERR_VALIDATION'],
       [`/v1/vehicles/${vin}/series?bucket=1h%27%3B%20DROP%20TABLE%20telemetry`, owner, 400, 'API_ERR_VALIDATION'],
       [`/v1/vehicles/${vin}/series?extra=1`, owner, 400, 'API_ERR_VALIDATION'],
+      [`/v1/vehicles/${vin}/series?fields=technical.speedKmh,technical.secrets`, owner, 400, 'API_ERR_VALIDATION'],
+      [`/v1/vehicles/${vin}/series?fields=speed_kmh`, owner, 400, 'API_ERR_VALIDATION'],
+      [`/v1/vehicles/${vin}/series?fields=,`, owner, 400, 'API_ERR_VALIDATION'],
       [`/v1/vehicles/NOTAVIN/series`, owner, 400, 'API_ERR_INVALID_VIN'],
     ];
     for (const [path, tok, status, code] of cases) {

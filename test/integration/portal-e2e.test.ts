@@ -4,8 +4,9 @@
 // page in both languages and the measured render times go to test-output/portal/.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page, Request as PwRequest } from 'playwright-core';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
@@ -29,6 +30,8 @@ let liveSecret: string;
 const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 15_000, interval: 100 });
 const renderTimes: Record<string, number> = {};
 const apiTimes: Record<string, Record<string, number>> = {};
+/** Live values: from PUBACK to the value shown on the page, ms. */
+const liveTimes: Record<string, number> = {};
 const axeFindings: Record<string, { id: string; impact: string | null; help: string }[]> = {};
 
 const test = gatewayTest();
@@ -59,7 +62,7 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
 }, 120_000);
 
 afterAll(async () => {
-  writeFileSync(path.join(OUT, 'render-times.json'), JSON.stringify({ rowsOfYearVehicle: YEAR_ROWS, ms: renderTimes, apiMs: apiTimes }, null, 2));
+  writeFileSync(path.join(OUT, 'render-times.json'), JSON.stringify({ rowsOfYearVehicle: YEAR_ROWS, ms: renderTimes, apiMs: apiTimes, liveMs: liveTimes }, null, 2));
   writeFileSync(path.join(OUT, 'axe.json'), JSON.stringify(axeFindings, null, 2));
   await tb?.close();
 });
@@ -106,9 +109,11 @@ async function signedIn(role: string, subject: string, lang: 'en' | 'nl' = 'en')
     await page.click('#signin');
     await page.locator('#username').waitFor({ timeout: 20_000 });
     expect(new URL(page.url()).pathname).toMatch(/^\/oidc\//);
+    // The provider's page speaks the portal's language (ui_locales).
+    expect(await page.locator('html').getAttribute('lang')).toBe(lang);
     await page.fill('#username', subject);
     await page.fill('#password', PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: lang === 'nl' ? 'Inloggen' : 'Sign in', exact: true }).click();
   } else {
     // Before the sign-in branch: a token the operator minted, pasted into the portal.
     await page.locator('.token-signin summary').click();
@@ -117,6 +122,32 @@ async function signedIn(role: string, subject: string, lang: 'en' | 'nl' = 'en')
   }
   await page.locator('#signout').waitFor({ timeout: 20_000 });
   return { ctx, page };
+}
+
+/** A TCP relay to the gateway's HTTP port whose connections the test can cut. */
+async function tcpRelay(target: number): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
+  const open = new Set<net.Socket>();
+  const server = net.createServer((a) => {
+    const b = net.connect(target, '127.0.0.1');
+    for (const s of [a, b]) {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => {});
+    }
+    a.pipe(b).pipe(a);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const cut = () => {
+    for (const s of open) s.destroy();
+  };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut,
+    close: () => {
+      cut();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
 }
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -181,6 +212,57 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await ctx.close();
   });
 
+  it('the sign-in and sign-out pages speak the portal\'s language (ui_locales), and switch', async () => {
+    if (!(await hasOidc())) return;
+    await account('customer', OWNER);
+    // A browser that prefers English, a portal switched to Dutch: the portal's choice wins.
+    const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 }, locale: 'en-GB' });
+    const page = await ctx.newPage();
+    await page.addInitScript(() => {
+      if (location.protocol === 'http:' && !localStorage.getItem('cardata.lang')) localStorage.setItem('cardata.lang', 'nl');
+    });
+    await page.goto(`${base}/`);
+    await page.click('#signin');
+    await page.locator('#username').waitFor({ timeout: 20_000 });
+    expect(new URL(page.url()).pathname).toMatch(/^\/oidc\/interaction\//);
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    expect(await page.locator('h1').textContent()).toBe('Inloggen bij CarData');
+    expect(await page.locator('label[for=username]').textContent()).toBe('Gebruikersnaam');
+    expect(await page.locator('label[for=password]').textContent()).toBe('Wachtwoord');
+    await shot(page, 'signin-nl');
+    await accessible(page, 'signin-nl');
+    // A wrong password: told so in Dutch, the form again.
+    await page.fill('#username', OWNER);
+    await page.fill('#password', 'not-the-password-000');
+    await page.getByRole('button', { name: 'Inloggen', exact: true }).click();
+    await poll(() => page.locator('[role=alert]').textContent()).toBe('Onbekende gebruikersnaam of verkeerd wachtwoord.');
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    // The page's own switch: English, the same sign-in.
+    await page.getByRole('link', { name: 'English' }).click();
+    await poll(() => page.locator('h1').textContent()).toBe('Sign in to CarData');
+    expect(await page.locator('html').getAttribute('lang')).toBe('en');
+    expect(await page.locator('label[for=username]').textContent()).toBe('Username');
+    await shot(page, 'signin-en');
+    await accessible(page, 'signin-en');
+    await page.fill('#username', OWNER);
+    await page.fill('#password', PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.locator('#signout').waitFor({ timeout: 20_000 });
+    // Back in the portal, which stays in the language chosen there.
+    expect(await page.evaluate(() => document.documentElement.lang)).toBe('nl');
+    // Signing out asks in Dutch.
+    await page.click('#signout');
+    const yes = page.getByRole('button', { name: 'Ja, log mij uit' });
+    await yes.waitFor({ timeout: 20_000 });
+    expect(await page.locator('html').getAttribute('lang')).toBe('nl');
+    expect(await page.getByRole('button', { name: 'Nee, blijf ingelogd' }).count()).toBe(1);
+    await shot(page, 'signout-nl');
+    await accessible(page, 'signout-nl');
+    await yes.click();
+    await page.locator('#signin').waitFor({ timeout: 20_000 });
+    await ctx.close();
+  });
+
   it('an expired session returns to sign-in, and after signing in again to the same page', async () => {
     const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 } });
     const page = await ctx.newPage();
@@ -219,6 +301,20 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
         if (name === 'vehicle') {
           expect(await page.locator('.chart canvas').count()).toBe(6);
           apiTimes[lang] = await apiTimings(page);
+          // The reads were started early, while the modules loaded, and each used once: two
+          // series reads (charts, track), not four.
+          const early = await page.evaluate(() => ({
+            mark: performance.getEntriesByName('cardata:prefetch')[0]?.startTime ?? null,
+            series: performance
+              .getEntriesByType('resource')
+              .filter((e) => new URL(e.name).pathname.endsWith('/series'))
+              .map((e) => e.startTime),
+            app: (performance.getEntriesByType('resource').find((e) => e.name.endsWith('/web/app.js')) as PerformanceResourceTiming | undefined)?.responseEnd ?? null,
+          }));
+          expect(early.mark).not.toBeNull();
+          expect(early.series).toHaveLength(2);
+          for (const t of early.series) expect(t).toBeGreaterThanOrEqual(early.mark!);
+          apiTimes[`${lang}-early`] = { prefetchMark: Math.round(early.mark!), appJsLoaded: Math.round(early.app ?? -1), seriesStarted: Math.round(Math.max(...early.series)) };
         }
         await poll(() => page.evaluate(() => document.documentElement.lang)).toBe(lang);
         await shot(page, `${name}-${lang}`);
@@ -255,20 +351,130 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await ctx.close();
   });
 
-  it('shows values a simulated vehicle just sent, without a reload', async () => {
+  it('shows values a simulated vehicle just sent, live through the stream, with no polling', async () => {
     const { ctx, page } = await signedIn('customer', OWNER);
-    await open(page, `#/v/${liveVin}`, '#latest-h');
+    const streams: PwRequest[] = [];
+    let latestReads = 0;
+    page.on('request', (r) => {
+      const p = new URL(r.url()).pathname;
+      if (p === `/v1/vehicles/${liveVin}/stream`) streams.push(r);
+      if (p === `/v1/vehicles/${liveVin}/latest`) latestReads++;
+    });
+    await open(page, `#/v/${liveVin}`, '#live-state[data-mode="live"]');
+    // The stream was asked for with the bearer token in its header (EventSource could not), never in the URL.
+    expect(streams).toHaveLength(1);
+    expect(streams[0]!.headers()['authorization']).toMatch(/^Bearer ey/);
+    expect(streams[0]!.headers()['accept']).toBe('text/event-stream');
+    expect(streams[0]!.url()).toBe(`${base}/v1/vehicles/${liveVin}/stream`);
+    expect((await streams[0]!.response())!.headers()['content-type']).toMatch(/^text\/event-stream/);
+    expect(await page.locator('#live-state').textContent()).toBe('Live');
+    const reads = latestReads;
     const car = await connectVehicle(gw, liveVin, liveSecret);
     try {
+      const seen = async (kmh: string, what: string) => {
+        const t0 = Date.now();
+        await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe(kmh);
+        liveTimes[what] = Date.now() - t0;
+      };
       await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(1, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 123.4 }, consumption: FULL_CONSUMPTION, location: FULL_LOCATION })]));
-      await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe('123 km/h');
+      await seen('123 km/h', 'pubackToShownMs-1');
       await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(2, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 57 } })]));
-      await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe('57 km/h');
+      await seen('57 km/h', 'pubackToShownMs-2');
+      // Both came through the stream: the page never asked for the latest record meanwhile
+      // (a page that polled would have), and it is still on its one stream.
+      expect(latestReads).toBe(reads);
+      expect(streams).toHaveLength(1);
+      expect(await page.locator('#live-state').getAttribute('data-mode')).toBe('live');
+
     } finally {
       await car.endAsync();
     }
     await ctx.close();
   });
+
+  it('resumes the stream with Last-Event-ID after the connection drops: what the car sent meanwhile arrives', async () => {
+    // The page is served through a TCP relay the test can cut, as a network or a proxy
+    // restart would (a browser going offline keeps its open streams).
+    const relay = await tcpRelay(gw.httpPort);
+    const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 } });
+    const page = await ctx.newPage();
+    await page.addInitScript(() => {
+      if (location.protocol === 'http:' && !localStorage.getItem('cardata.lang')) localStorage.setItem('cardata.lang', 'en');
+    });
+    const streams: PwRequest[] = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === `/v1/vehicles/${liveVin}/stream`) streams.push(r);
+    });
+    const car = await connectVehicle(gw, liveVin, liveSecret);
+    try {
+      // Reading the latest record is refused throughout: values reach this page only through its stream.
+      await page.route(`**/v1/vehicles/${liveVin}/latest`, (r) => r.abort());
+      await page.goto(`http://127.0.0.1:${relay.port}/#/v/${liveVin}`);
+      // (The embedded provider knows the gateway's own address only: a token signs in here.)
+      await page.locator('.token-signin summary').click();
+      await page.fill('#token', await mint('customer', OWNER));
+      await page.locator('.token-signin button[type=submit]').click();
+      await page.locator('#live-state[data-mode="live"]').waitFor({ timeout: 20_000 });
+      const speed = page.locator('#latest-values tr[data-field="technical.speedKmh"] td');
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(10, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 61 } })]));
+      await poll(() => speed.textContent()).toBe('61 km/h');
+      expect(streams).toHaveLength(1);
+      expect(streams[0]!.headers()['last-event-id']).toBeUndefined();
+
+      // Reconnecting is refused for a while: the records committed meanwhile can reach the
+      // page only through the resumed stream.
+      await page.route(`**/v1/vehicles/${liveVin}/stream`, (r) => r.fulfill({ status: 503, contentType: 'application/problem+json', body: '{"status":503,"code":"API_ERR_UNAVAILABLE"}' }));
+      relay.cut();
+      await poll(() => page.locator('#live-state').getAttribute('data-mode')).toBe('polling');
+      expect(await page.locator('#live-state').textContent()).toBe('Updated every 5 s');
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(11, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 88 } })]));
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(12, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 91 } })]));
+      expect(await speed.textContent()).toBe('61 km/h');
+      await page.unroute(`**/v1/vehicles/${liveVin}/stream`);
+      await expect.poll(() => speed.textContent(), { timeout: 30_000, interval: 100 }).toBe('91 km/h');
+      await poll(() => page.locator('#live-state').getAttribute('data-mode')).toBe('live');
+      // The reconnect carried the cursor of the last event the page had.
+      const resumed = streams.filter((r) => r.headers()['last-event-id'] !== undefined);
+      expect(resumed.length).toBeGreaterThan(0);
+      expect(new Set(resumed.map((r) => r.headers()['last-event-id'])).size).toBe(1);
+      expect((await resumed.at(-1)!.response())?.status()).toBe(200);
+    } finally {
+      await car.endAsync();
+      await ctx.close();
+      await relay.close();
+    }
+  });
+
+  it('falls back to polling when the stream is unavailable, says so, and goes live when it returns', async () => {
+    const { ctx, page } = await signedIn('customer', OWNER, 'nl');
+    let refused = 0;
+    await page.route(`**/v1/vehicles/${liveVin}/stream`, (r) => {
+      refused++;
+      return r.fulfill({ status: 503, contentType: 'application/problem+json', body: JSON.stringify({ status: 503, code: 'API_ERR_UNAVAILABLE' }) });
+    });
+    await open(page, `#/v/${liveVin}`, '#live-state[data-mode="polling"]');
+    expect(await page.locator('#live-state').textContent()).toBe('Elke 5 s bijgewerkt');
+    await shot(page, 'vehicle-polling-nl');
+    await accessible(page, 'vehicle-polling-nl');
+    let latestReads = 0;
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === `/v1/vehicles/${liveVin}/latest`) latestReads++;
+    });
+    const car = await connectVehicle(gw, liveVin, liveSecret);
+    try {
+      await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(4, Date.now(), { technical: { ...FULL_TECHNICAL, speedKmh: 42 } })]));
+      await poll(() => page.locator('#latest-values tr[data-field="technical.speedKmh"] td').textContent()).toBe('42 km/u');
+      expect(latestReads).toBeGreaterThan(0);
+    } finally {
+      await car.endAsync();
+    }
+    expect(refused).toBeGreaterThan(0);
+    // The stream is asked for again (backing off), and once it answers the page is live.
+    await page.unroute(`**/v1/vehicles/${liveVin}/stream`);
+    await expect.poll(() => page.locator('#live-state').getAttribute('data-mode'), { timeout: 40_000, interval: 200 }).toBe('live');
+    expect(await page.locator('#live-state').textContent()).toBe('Live');
+    await ctx.close();
+  }, 120_000);
 
   it('downloads NDJSON, CSV and ZIP with exactly the stored rows of the range and categories', async () => {
     const { ctx, page } = await signedIn('customer', OWNER);

@@ -60,3 +60,42 @@ describe('portal texts and formats', () => {
     expect(nl.label('technical.speedKmh')).toBe('Snelheid');
   });
 });
+
+describe('the embedded sign-in pages in Dutch and English (identity/sign-in-pages.ts)', () => {
+  it('has every text in both languages, with the same placeholders', async () => {
+    const { SIGN_IN_TEXTS } = await import('../../identity/sign-in-pages.ts');
+    expect(Object.keys(SIGN_IN_TEXTS.nl).sort()).toEqual(Object.keys(SIGN_IN_TEXTS.en).sort());
+    const vars = (s: string) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+    for (const k of Object.keys(SIGN_IN_TEXTS.en) as (keyof typeof SIGN_IN_TEXTS.en)[]) {
+      expect([k, vars(SIGN_IN_TEXTS.nl[k])]).toEqual([k, vars(SIGN_IN_TEXTS.en[k])]);
+      expect([k, SIGN_IN_TEXTS.nl[k] === SIGN_IN_TEXTS.en[k]]).toEqual([k, false]);
+    }
+  });
+
+  it('picks the language: the page switch, then ui_locales, then Accept-Language, then English', async () => {
+    const { signInLang } = await import('../../identity/sign-in-pages.ts');
+    expect(signInLang({ choice: 'en', uiLocales: 'nl', acceptLanguage: 'nl-NL' })).toBe('en');
+    expect(signInLang({ choice: 'fr', uiLocales: 'nl', acceptLanguage: 'en' })).toBe('nl');
+    expect(signInLang({ uiLocales: 'nl', acceptLanguage: 'en-GB,en;q=0.9' })).toBe('nl');
+    expect(signInLang({ uiLocales: 'de-DE nl-BE en', acceptLanguage: 'en' })).toBe('nl');
+    expect(signInLang({ uiLocales: 'de fr', acceptLanguage: 'de-DE,nl;q=0.8,en;q=0.5' })).toBe('nl');
+    // Weights, not order, rank Accept-Language; q=0 means "not this one".
+    expect(signInLang({ acceptLanguage: 'nl;q=0.4, en-US;q=0.9' })).toBe('en');
+    expect(signInLang({ acceptLanguage: 'en;q=0, NL-nl' })).toBe('nl');
+    expect(signInLang({ acceptLanguage: '*' })).toBe('en');
+    expect(signInLang({ uiLocales: 42, acceptLanguage: undefined })).toBe('en');
+    expect(signInLang({})).toBe('en');
+  });
+
+  it('renders a page in its language, escaped, with a switch to the other', async () => {
+    const { signInPageHtml, signInText } = await import('../../identity/sign-in-pages.ts');
+    const html = signInPageHtml('nl', 'Uitloggen <b>', '<p>x</p>', (l) => `/p?lang=${l}&a="1"`);
+    expect(html).toMatch(/^<!doctype html><html lang="nl">/);
+    expect(html).toContain('<title>Uitloggen &#60;b&#62;</title>');
+    expect(html).toContain('<nav aria-label="Taal">');
+    expect(html).toContain('href="/p?lang=en&#38;a=&#34;1&#34;" lang="en" hreflang="en">English</a>');
+    expect(html).toContain('lang="nl" hreflang="nl" aria-current="true">Nederlands</a>');
+    expect(html).not.toMatch(/https?:\/\//);
+    expect(signInText('nl', 'logoutQuestion', { host: 'gw.example' })).toBe('Wilt u uitloggen bij CarData op gw.example?');
+  });
+});
