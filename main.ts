@@ -184,7 +184,12 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   // control database and every shard and fills the map on first start, before any row
   // can go anywhere; the API's pools open after it. Unset: one shard, the database itself.
   const shardError = (pool: string) => (err: Error, shard: string) => log.warn({ event: 'db_connection_error', pool, shard, err: err.message }, 'shard connection error');
-  const shards = await openShards(db, config.shardUrls, { role: 'ingest', max: config.dbPoolMax, onError: shardError('ingest') });
+  const shards = await openShards(db, config.shardUrls, {
+    role: 'ingest',
+    max: config.dbPoolMax,
+    onError: shardError('ingest'),
+    onMigrated: (shard) => log.info({ event: 'shard_migrated', shard }, 'shard migrated on its first use (it did not answer at start)'),
+  });
   opened.push('shards', () => shards.close());
   const apiShards = await openShards(apiDb, config.shardUrls, { role: 'api', max: config.dbApiPoolMax, prepare: false, onError: shardError('api') });
   opened.push('API shards', () => apiShards.close());

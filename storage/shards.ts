@@ -6,9 +6,9 @@
 //
 // Without SHARD_URLS there is one shard and it IS the control database (the same Db), so
 // single-database mode runs exactly the code and queries it always did.
-import { createPgDb, type Db } from './db.ts';
+import { createPgDb, type CopyCapability, type Db } from './db.ts';
 import { migrate } from './migrate.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import { STO_ERR, StorageError, isTransient } from './errors.ts';
 
 export const BUCKETS = 4096;
 /** NOTIFY channel on the control database: the shard map changed (payload: the bucket, or ''). */
@@ -73,6 +73,8 @@ export interface ShardsOptions {
    */
   prepare?: boolean;
   onError?: (err: Error, shard: string) => void;
+  /** A shard that did not answer at start was migrated on its first use ('shard1'). */
+  onMigrated?: (shard: string) => void;
 }
 
 /** host:port/database of a postgres URL, never its credentials. */
@@ -83,6 +85,44 @@ export function urlLabel(url: string): string {
   } catch {
     return '(unparsable url)';
   }
+}
+
+/**
+ * A shard that did not answer at start: every use first migrates it (once it answers), so no
+ * row reaches it before its schema is up to date. Until then each use fails with
+ * STO_ERR_UNAVAILABLE, which the writer retries like any outage: only that shard's vehicles
+ * wait, and the process starts without it. Once migrated, the calls go straight through.
+ */
+function migratedOnUse(db: Db & { setKind(kind: string): void }, onMigrated: () => void): Db {
+  let done = false;
+  let running: Promise<void> | null = null;
+  const ready = (): Promise<void> =>
+    (running ??= migrate(db).then(
+      () => {
+        done = true;
+        onMigrated();
+      },
+      (err: unknown) => {
+        running = null;
+        throw isTransient(err) ? new StorageError(STO_ERR.UNAVAILABLE, `shard not migrated yet: ${(err as Error).message}`, { cause: err }) : err;
+      },
+    ));
+  const inner = db.copy;
+  const copy: CopyCapability | null = inner && {
+    copyOut: (sql, into) => (done ? inner.copyOut(sql, into) : ready().then(() => inner.copyOut(sql, into))),
+    transaction: (fn) => (done ? inner.transaction(fn) : ready().then(() => inner.transaction(fn))),
+  };
+  return {
+    get kind() {
+      return db.kind;
+    },
+    copy,
+    query: (text, params, name) => (done ? db.query(text, params, name) : ready().then(() => db.query(text, params, name))),
+    transaction: (fn) => (done ? db.transaction(fn) : ready().then(() => db.transaction(fn))),
+    listen: (channel, onMessage, hooks) => db.listen(channel, onMessage, hooks),
+    stats: () => db.stats(),
+    close: () => db.close(),
+  };
 }
 
 /** The one-shard view of single-database mode: the control database itself. */
@@ -166,7 +206,7 @@ async function loadMap(control: Db, count: number): Promise<MapCopy> {
 export async function openShards(control: Db, urls: readonly string[] | null, opts: ShardsOptions): Promise<Shards> {
   if (!urls || urls.length === 0) return singleShard(control);
   const labels = urls.map(urlLabel);
-  const dbs = urls.map((u, i) =>
+  const raw = urls.map((u, i) =>
     createPgDb(u, {
       max: opts.max ?? 10,
       connectionTimeoutMs: opts.connectionTimeoutMs ?? 5000,
@@ -175,16 +215,30 @@ export async function openShards(control: Db, urls: readonly string[] | null, op
     }),
   );
   const closeAll = async () => {
-    for (const d of dbs) await d.close().catch(() => {});
+    for (const d of raw) await d.close().catch(() => {});
   };
+  const dbs: Db[] = [...raw];
   let map: MapCopy;
   let stopListening: () => Promise<void> = async () => {};
   const listeners = new Set<() => void>();
   try {
     if (opts.prepare !== false) {
       await migrate(control);
-      for (const d of dbs) await migrate(d);
+      // A shard that does not answer now is migrated when it does, before its first row.
+      for (let i = 0; i < raw.length; i++) {
+        try {
+          await migrate(raw[i]!);
+        } catch (err) {
+          if (!isTransient(err)) throw err;
+          opts.onError?.(new Error(`not migrated at start, will be before its first use: ${(err as Error).message}`), `shard${i}`);
+          dbs[i] = migratedOnUse(raw[i]!, () => opts.onMigrated?.(`shard${i}`));
+        }
+      }
       await syncShardMap(control, labels);
+    } else {
+      // Opened after a process that prepared them: each shard is checked (migrate is a
+      // no-op then) on its first use, so this side never reads a shard before its schema.
+      for (let i = 0; i < raw.length; i++) dbs[i] = migratedOnUse(raw[i]!, () => opts.onMigrated?.(`shard${i}`));
     }
     map = await loadMap(control, dbs.length);
   } catch (err) {

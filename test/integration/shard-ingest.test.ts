@@ -229,5 +229,47 @@ describe('ingest over two shards', () => {
       expect(st0.rows + st1.rows).toBe(20 * MESSAGES * RPM);
       expect(cross).toEqual([]);
     }, 150_000);
+
+    it('a gateway started while shard 1\'s server is down: starts, shard 0\'s vehicles flow, shard 1 is migrated when it comes back and before its first row, every record once', async () => {
+      tsdb ??= await startTsdbInstance();
+      if (!(await tsdb.running())) await tsdb.start();
+      // A fresh, never migrated database on the second server.
+      const u = new URL(tsdb.url);
+      const admin = new pg.Client({ connectionString: tsdb.url });
+      await admin.connect();
+      await admin.query('CREATE DATABASE late');
+      await admin.end();
+      u.pathname = '/late';
+      const lateUrl = u.toString();
+      await tsdb.stop();
+      const control = await db();
+      const s0 = await db();
+      const gw = await startTestGateway(control.url, { SHARD_URLS: `${s0.url},${lateUrl}`, SECRET_SCRYPT_COST: '1024', READYZ_CACHE_MS: '200', WRITER_RETRY_MAX_MS: '500' });
+      gateways.push(gw);
+      await until(async () => (await readyz(gw.httpPort)).shardsDown === '1', 5000, 'x-shards-down: 1');
+      expect((await readyz(gw.httpPort)).status).toBe(200);
+      const [vin0, vin1] = vinsPerShard(5);
+      const vehicles = await provisionVehicles(gw.httpPort, ADMIN_TOKEN, [...vin0, ...vin1]);
+      const MESSAGES = 40;
+      const RPM = 5;
+      const fleet = startFleet({ mqttPort: gw.mqttPort!, vehicles, messages: MESSAGES, recordsPerMessage: RPM, window: 10, intervalMs: 20, baseMs: Date.now() - 3_600_000 });
+      fleets.push(fleet);
+      const acked = (vs: string[]) => fleet.vehicles.filter((v) => vs.includes(v.vin)).reduce((n, v) => n + v.acked, 0);
+      await until(() => acked(vin0) === 5 * MESSAGES, 30_000, "shard 0's vehicles all acknowledged");
+      expect(acked(vin1)).toBe(0);
+      await tsdb.start();
+      await fleet.done(60_000);
+      const q1 = queryOf(lateUrl);
+      const applied = await q1<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
+      expect(applied.map((r) => r.name)).toContain('008_shards.sql');
+      const st0 = await summarizeStored(queryOf(s0.url), { vehicles: fleet.vehicles.filter((v) => vin0.includes(v.vin)) } as Fleet, MESSAGES * RPM);
+      const st1 = await summarizeStored(q1, { vehicles: fleet.vehicles.filter((v) => vin1.includes(v.vin)) } as Fleet, MESSAGES * RPM);
+      for (const st of [st0, st1]) {
+        expect(st.perVinProblems).toEqual([]);
+        expect(st.rows).toBe(5 * MESSAGES * RPM);
+        expect(st.duplicates).toBe(0);
+      }
+      await until(async () => (await readyz(gw.httpPort)).shardsDown === 'none', 10_000, 'x-shards-down: none');
+    }, 120_000);
   });
 });
