@@ -75,6 +75,11 @@ export interface ShardsOptions {
   onError?: (err: Error, shard: string) => void;
   /** A shard that did not answer at start was migrated on its first use ('shard1'). */
   onMigrated?: (shard: string) => void;
+  /**
+   * Reload the map this often as well, ms (default 15000; 0: only on NOTIFY): bounds how
+   * long a process whose LISTEN connection died silently (no error yet) routes by an old map.
+   */
+  refreshMs?: number;
 }
 
 /** host:port/database of a postgres URL, never its credentials. */
@@ -277,6 +282,10 @@ export async function openShards(control: Db, urls: readonly string[] | null, op
     throw err;
   }
 
+  const refreshMs = opts.refreshMs ?? 15_000;
+  const refresh = refreshMs > 0 ? setInterval(reloadQuietly, refreshMs) : null;
+  refresh?.unref();
+
   const shardOf = (vin: string) => map.owner[bucketOf(vin)]!;
   return {
     sharded: true,
@@ -297,6 +306,7 @@ export async function openShards(control: Db, urls: readonly string[] | null, op
     },
     reload,
     async close() {
+      if (refresh) clearInterval(refresh);
       listeners.clear();
       await stopListening();
       await closeAll();
