@@ -80,24 +80,6 @@ export function createMetrics(opts: MetricsOptions = {}) {
   });
 
   new Gauge({
-    name: 'cardata_shard_up',
-    help: 'Telemetry shard answers and its writer is not retrying failed writes (1) or not (0); SHARD_URLS only',
-    labelNames: ['shard'],
-    registers: [registry],
-    async collect() {
-      for (const s of (await sources?.shards?.()) ?? []) this.set({ shard: s.shard }, s.up ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'cardata_shard_writer_pending_rows',
-    help: 'Rows held by the batch writer of each telemetry shard; SHARD_URLS only',
-    labelNames: ['shard'],
-    registers: [registry],
-    async collect() {
-      for (const s of (await sources?.shards?.()) ?? []) this.set({ shard: s.shard }, s.pendingRows);
-    },
-  });
-  new Gauge({
     name: 'cardata_stream_open',
     help: 'Open live streams (SSE) on this instance',
     registers: [registry],
@@ -130,6 +112,27 @@ export function createMetrics(opts: MetricsOptions = {}) {
     registry,
     setSources(s: MetricsSources) {
       sources = s;
+      // Only with shards: without SHARD_URLS /metrics lists exactly what it always did.
+      if (s.shards && !registry.getSingleMetric('cardata_shard_up')) {
+        new Gauge({
+          name: 'cardata_shard_up',
+          help: 'Telemetry shard answers and its writer is not retrying failed writes (1) or not (0); SHARD_URLS only',
+          labelNames: ['shard'],
+          registers: [registry],
+          async collect() {
+            for (const x of (await sources?.shards?.()) ?? []) this.set({ shard: x.shard }, x.up ? 1 : 0);
+          },
+        });
+        new Gauge({
+          name: 'cardata_shard_writer_pending_rows',
+          help: 'Rows held by the batch writer of each telemetry shard; SHARD_URLS only',
+          labelNames: ['shard'],
+          registers: [registry],
+          async collect() {
+            for (const x of (await sources?.shards?.()) ?? []) this.set({ shard: x.shard }, x.pendingRows);
+          },
+        });
+      }
     },
     /** For the gateway (GatewayMetrics). */
     gateway: {
