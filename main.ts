@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
+import { openShards, type Shards } from './storage/shards.ts';
 import { storeFailures } from './storage/errors.ts';
 import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
 import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
@@ -122,6 +123,10 @@ export interface BuiltGateway {
   readonly db: Db;
   /** The API's own pool (the same Db as `db` on the embedded database). */
   readonly apiDb: Db;
+  /** Telemetry shards of ingest (writer pools); without SHARD_URLS one shard: `db` itself. */
+  readonly shards: Shards;
+  /** Telemetry shards of the API (read pools); without SHARD_URLS one shard: `apiDb` itself. */
+  readonly apiShards: Shards;
   /** /metrics on its own listener (METRICS_PORT), or null: served on the HTTP port. */
   readonly metricsServer: http.Server | null;
   readonly opened: OpenedStack;
@@ -173,6 +178,14 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : db;
   if (apiDb !== db) opened.push('API database', () => apiDb.close());
+  // SHARD_URLS: telemetry on the shards (README "Sharding"). The ingest side migrates the
+  // control database and every shard and fills the map on first start, before any row
+  // can go anywhere; the API's pools open after it. Unset: one shard, the database itself.
+  const shardError = (pool: string) => (err: Error, shard: string) => log.warn({ event: 'db_connection_error', pool, shard, err: err.message }, 'shard connection error');
+  const shards = await openShards(db, config.shardUrls, { role: 'ingest', max: config.dbPoolMax, onError: shardError('ingest') });
+  opened.push('shards', () => shards.close());
+  const apiShards = await openShards(apiDb, config.shardUrls, { role: 'api', max: config.dbApiPoolMax, prepare: false, onError: shardError('api') });
+  opened.push('API shards', () => apiShards.close());
 
   // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
   const prom = createMetrics(config.instanceId ? { instance } : {});
@@ -404,7 +417,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
 }
 
 /**
@@ -551,6 +564,8 @@ export async function stopGateway(
   if (gw.metricsServer?.listening) await closeServer(gw.metricsServer);
   await started.stopListening();
   await started.stopSecretFeed?.();
+  await gw.apiShards.close();
+  await gw.shards.close();
   if (gw.apiDb !== gw.db) await gw.apiDb.close();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');

@@ -16,6 +16,8 @@ export const STO_ERR = {
   MIGRATION: 'STO_ERR_MIGRATION',
   /** The database is not answering right now: retry later. */
   UNAVAILABLE: 'STO_ERR_UNAVAILABLE',
+  /** SHARD_URLS does not match the shard map in the control database (a shard removed or reordered). */
+  SHARD_MAP: 'STO_ERR_SHARD_MAP',
 } as const;
 
 export type StorageErrorCode = (typeof STO_ERR)[keyof typeof STO_ERR];
