@@ -12,7 +12,7 @@ import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './stora
 import { applyRetention, endedContracts, type RetentionDb } from './storage/retention.ts';
 import { runOncePerPeriod } from './storage/schedule.ts';
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
-import { createShardedHub, shardedPositions, type ShardPositions } from './stream/shards.ts';
+import { createShardedHub, shardedPositions } from './stream/shards.ts';
 import type { StreamPos } from './stream/ports.ts';
 
 export interface Live {
@@ -68,7 +68,7 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
   const hub = createShardedHub(hubs, (vin) => apiShards.shardOf(vin));
   return {
     hub,
-    positions: shardedPositions(logs as readonly ShardPositions[], (vin) => apiShards.shardOf(vin)),
+    positions: shardedPositions(logs, (vin) => apiShards.shardOf(vin)),
     logs,
     committed(index) {
       if (index === undefined) {
