@@ -12,7 +12,8 @@ import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
 import { openShards, type Shards } from './storage/shards.ts';
 import { storeFailures } from './storage/errors.ts';
-import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
+import { createBatchWriter, type BatchWriter, type WriterOptions } from './storage/writer.ts';
+import { createShardedWriter, type ShardedWriter } from './storage/sharded-writer.ts';
 import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
@@ -130,7 +131,8 @@ export interface BuiltGateway {
   readonly metricsServer: http.Server | null;
   readonly opened: OpenedStack;
   readonly prom: ReturnType<typeof createMetrics>;
-  readonly writer: BatchWriter;
+  /** The batch writer; with SHARD_URLS one per shard behind one interface (README "Sharding"). */
+  readonly writer: BatchWriter | ShardedWriter;
   readonly consents: ConsentCache;
   readonly ingest: Ingest;
   readonly broker: Broker;
@@ -194,7 +196,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   // stream reads never take the writer's connections.
   const live = buildLive(config, apiShards, shards, log);
   const hub = live.hub;
-  const writer = createBatchWriter(db, {
+  const writerOptions = (shard?: string, index?: number): WriterOptions => ({
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
@@ -204,16 +206,30 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     retryMaxMs: config.writer.retryMaxMs,
     onBatch: (stats) => {
       prom.writer.onBatch(stats);
-      if (stats.telemetryInserted > 0) live.committed();
+      // Sharded: only that shard's tailer reads its log, and the NOTIFY goes out on that shard.
+      if (stats.telemetryInserted > 0) live.committed(index);
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
-      log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
+      log.warn({ event: 'write_failed', ...(shard ? { shard } : {}), err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
     },
   });
+  // With shards, one writer each (own queue, bound, retries): a shard that is down holds
+  // back only its own vehicles. WRITER_MAX_PENDING_ROWS and WRITER_CONCURRENCY are per shard.
+  const writer = shards.sharded
+    ? createShardedWriter(
+        shards,
+        shards.all().map((d, i) => createBatchWriter(d, writerOptions(shards.label(i), i))),
+      )
+    : createBatchWriter(db, writerOptions());
   const streamStats: { get?: () => StreamStats } = {};
   const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
-  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
+  prom.setSources({
+    writerPending: () => writer.pending(),
+    pool: () => db.stats(),
+    streams,
+    ...(shards.sharded ? { shards: () => shardHealth() } : {}),
+  });
   opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
   // The cache reads through a repository of its own; the one the API writes through tells
@@ -314,25 +330,44 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const grants = createGrantRepo(apiDb);
   // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
   let probe: { at: number; result: Promise<{ ok: boolean; at: string }> } | null = null;
+  const answers = (d: Db) =>
+    Promise.race([d.query('SELECT 1').then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref())]);
+  // With shards the same probe asks every shard too (on the API's pools), in parallel.
+  let shardProbe: { at: number; result: Promise<boolean[]> } | null = null;
   const probeDatabase = () => {
     const now = Date.now();
     if (!probe || now - probe.at >= config.api.readyzCacheMs) {
       probe = {
         at: now,
-        result: Promise.race([
-          apiDb.query('SELECT 1').then(() => true, () => false),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
-        ]).then((ok) => ({ ok, at: new Date(now).toISOString() })),
+        result: answers(apiDb).then((ok) => ({ ok, at: new Date(now).toISOString() })),
       };
+      if (apiShards.sharded) shardProbe = { at: now, result: Promise.all(apiShards.all().map(answers)) };
     }
     return probe.result;
+  };
+  /** Each shard: up when it answers the probe and its writer is not retrying failed writes. */
+  const shardHealth = async (): Promise<{ shard: string; up: boolean; pendingRows: number }[]> => {
+    await probeDatabase();
+    const answered = (await shardProbe?.result) ?? [];
+    return shards.all().map((_, i) => {
+      const w = 'shard' in writer ? writer.shard(i) : writer;
+      return { shard: String(i), up: (answered[i] ?? false) && !w.degraded, pendingRows: w.pending().rows };
+    });
   };
   const app = await buildApp(
     {
       failures: storeFailures,
       readiness: async () => {
         const p = await probeDatabase();
-        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
+        const broker = (mqttServer ?? mqttsServer)?.listening ?? false;
+        if (!shards.sharded) return { broker, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
+        // Sharded: ready while the control database and at least one shard answer (README
+        // "Sharding": every instance shares the shards, so taking instances out of rotation
+        // for one shard would stop every vehicle instead of that shard's); the shards that
+        // are down are named in x-shards-down.
+        const h = await shardHealth();
+        const down = h.filter((s) => !s.up).map((s) => s.shard);
+        return { broker, database: p.ok && down.length < h.length, databaseCheckedAt: p.at, instance, shardsDown: down.length ? down.join(',') : 'none' };
       },
       admin: {
         adminToken,
