@@ -30,13 +30,12 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { createSeriesRepo } from './storage/series.ts';
-import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
-import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
+import { buildLive, runRetention, type Live } from './shard-reads.ts';
 import type { StreamStats } from './api/routes/stream.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo, GRANT_CHANNEL } from './storage/grants.ts';
-import { applyRetention, enableCompression } from './storage/retention.ts';
+import { enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
-import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import { runExclusive } from './storage/schedule.ts';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -147,7 +146,7 @@ export interface BuiltGateway {
   readonly app: FastifyInstance;
   readonly adminToken: string;
   /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
-  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; stats: () => StreamStats };
+  readonly live: Live & { stats: () => StreamStats };
   readonly signIn: SignIn;
 }
 
@@ -197,23 +196,12 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
   const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
-  // Live streams: one tailer of the stream log; commits here wake it at once, commits on
-  // other instances by NOTIFY (README "Live CarData").
-  // On the API pool: the stream reads never take the writer's connections.
-  const streamLog = createStreamLogRepo(apiDb);
-  const hub = createStreamHub({
-    store: streamLog,
-    pollMs: config.stream.pollMs,
-    onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
-  });
-  const announce =
-    config.databaseUrl && config.stream.fanout === 'notify'
-      ? coalesced(
-          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, '']),
-          (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
-        )
-      : null;
-  const writerOptions = (shard?: string): WriterOptions => ({
+  // Live streams: one tailer of the stream log (per shard); commits here wake it at once,
+  // commits on other instances by NOTIFY (README "Live CarData"). On the API pools: the
+  // stream reads never take the writer's connections.
+  const live = buildLive(config, apiShards, shards, log);
+  const hub = live.hub;
+  const writerOptions = (shard?: string, index?: number): WriterOptions => ({
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
@@ -223,10 +211,8 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     retryMaxMs: config.writer.retryMaxMs,
     onBatch: (stats) => {
       prom.writer.onBatch(stats);
-      if (stats.telemetryInserted > 0) {
-        hub.wake();
-        announce?.();
-      }
+      // Sharded: only that shard's tailer reads its log, and the NOTIFY goes out on that shard.
+      if (stats.telemetryInserted > 0) live.committed(index);
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
@@ -238,7 +224,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const writer = shards.sharded
     ? createShardedWriter(
         shards,
-        shards.all().map((d, i) => createBatchWriter(d, writerOptions(shards.label(i)))),
+        shards.all().map((d, i) => createBatchWriter(d, writerOptions(shards.label(i), i))),
       )
     : createBatchWriter(db, writerOptions());
   const streamStats: { get?: () => StreamStats } = {};
@@ -262,7 +248,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       hub.invalidate(vin);
     },
   };
-  const consentRepo = createConsentRepo(apiDb, changeHooks);
+  const consentRepo = createConsentRepo(apiDb, changeHooks, apiShards);
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -343,8 +329,8 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const adminToken = config.adminToken ?? newSecret();
   const signIn = createSignIn(config, apiDb, log);
   const tokens = signIn.authenticator;
-  const rights = createRightsRepo(apiDb, changeHooks);
-  const reads = createReadRepo(apiDb);
+  const rights = createRightsRepo(apiDb, changeHooks, apiShards);
+  const reads = createReadRepo(apiDb, apiShards);
   const recipients = createRecipientRepo(apiDb);
   const grants = createGrantRepo(apiDb);
   // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
@@ -414,7 +400,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         exportsPerCaller: config.api.exportsPerCaller,
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
-      portal: { tokens, rights, series: createSeriesRepo(db) },
+      portal: { tokens, rights, series: createSeriesRepo(db, shards) },
       // The portal signs in against the configured issuer, else the embedded provider on its own origin.
       web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
@@ -424,7 +410,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         rights,
         consents: consentRepo,
         feed: hub,
-        positions: streamLog,
+        positions: live.positions,
         grants,
         keepAliveMs: config.stream.keepAliveMs,
         bufferBytes: config.stream.bufferBytes,
@@ -456,7 +442,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, stats: streams } };
+  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { ...live, stats: streams } };
 }
 
 /**
@@ -501,7 +487,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       },
     );
     // Commits of other instances wake this one's stream tail.
-    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, () => live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    const stopStreamWake = await live.listen();
     // A revoked or ended grant (payload: its id) ends the streams through it.
     const stopGrantFeed = await db.listen(GRANT_CHANNEL, (id) => live.hub.invalidateGrant(id), { onUp: () => live.hub.invalidateAll(), role: 'stream-grants' });
     const stopListening = async (): Promise<void> => {
@@ -552,19 +538,10 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
     // + an advisory lock); each process asks four times a period, so a period is taken up
     // soon after it begins even when the process that would have run it is gone.
-    const retention = async () => {
-      try {
-        // On the API's pool (never the ingest pool), once per period across every instance.
-        const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
-        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
-        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
-        if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) }, 'stream log trimmed');
-      } catch (err) {
-        log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
-      }
-    };
+    const retention = () => runRetention(config, gw.apiDb, gw.apiShards, gw.shards, live, instance, log);
     // Under a lock: several processes starting at once set the policies up one at a time.
-    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
+    // Sharded: on every shard (where the hypertables hold rows).
+    for (const d of gw.shards.sharded ? gw.shards.all() : [db]) await runExclusive(d, 'compression_setup', (tx) => enableCompression(tx)).then(
       (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
       (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
     );

@@ -284,7 +284,7 @@ const commands: Record<string, Command> = {
     summary: "export a vehicle's CarData (its current owner's periods) to a file",
     usage: 'export --vin <VIN> --out <file> [--format ndjson|csv] [--categories technical,consumption,location]',
     options: { vin: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' }, categories: { type: 'string' } },
-    async run(a, { db }) {
+    async run(a, { db, config }) {
       const vin = vinArg(a);
       const out = need(a, 'out');
       const format = (a.format as string | undefined) ?? 'ndjson';
@@ -298,7 +298,9 @@ const commands: Record<string, Command> = {
       const owner = await rights.currentOwner(vin);
       if (owner === null) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
       const periods = await rights.periodsOf(vin, owner);
-      const reads = createReadRepo(d);
+      // With SHARD_URLS the records are read on the vehicle's shard (README "Sharding").
+      const shards = await openShards(d, config.shardUrls, { role: 'cli', max: 2 });
+      const reads = createReadRepo(d, shards);
       const file = createWriteStream(out, { flags: 'wx' });
       let n = 0;
       const body =
@@ -320,7 +322,11 @@ const commands: Record<string, Command> = {
               })(),
               groups,
             );
-      await pipeline(body, file);
+      try {
+        await pipeline(body, file);
+      } finally {
+        await shards.close();
+      }
       console.log(`${n} records of ${vin} (owner ${owner}) written to ${out}`);
     },
   },
