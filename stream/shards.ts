@@ -26,6 +26,8 @@ export function createShardedHub(hubs: readonly StreamHub[], shardOf: (vin: stri
   /** The tailer each open subscriber went to (the map may change while it is open). */
   const placed = new Map<Subscriber, StreamHub>();
   const hubOf = (vin: string): StreamHub => hubs[shardOf(vin)]!;
+  let stopped = false;
+  const retries = new Set<NodeJS.Timeout>();
   return {
     async open(sub: Subscriber, opts: OpenOptions) {
       const h = hubOf(sub.vin);
@@ -75,9 +77,28 @@ export function createShardedHub(hubs: readonly StreamHub[], shardOf: (vin: stri
       return out;
     },
     async start() {
-      await Promise.all(hubs.map((h) => h.start()));
+      // A shard that does not answer now (the gateway starts without it, README "Sharding")
+      // gets its tailer started once it does: retried every second in the background.
+      await Promise.all(
+        hubs.map((h) =>
+          h.start().catch(() => {
+            const retry = (): void => {
+              if (stopped) return;
+              const t = setTimeout(() => {
+                retries.delete(t);
+                void h.start().catch(retry);
+              }, 1000);
+              t.unref();
+              retries.add(t);
+            };
+            retry();
+          }),
+        ),
+      );
     },
     async stop() {
+      stopped = true;
+      for (const t of retries) clearTimeout(t);
       await Promise.all(hubs.map((h) => h.stop()));
     },
   };
