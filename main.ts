@@ -10,8 +10,10 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config/index.ts';
 import { createPgDb, type Db } from './storage/db.ts';
 import { migrate } from './storage/migrate.ts';
+import { openShards, type Shards } from './storage/shards.ts';
 import { storeFailures } from './storage/errors.ts';
-import { createBatchWriter, type BatchWriter } from './storage/writer.ts';
+import { createBatchWriter, type BatchWriter, type WriterOptions } from './storage/writer.ts';
+import { createShardedWriter, type ShardedWriter } from './storage/sharded-writer.ts';
 import { createVehicleRepo, SECRET_CHANNEL } from './storage/vehicles.ts';
 import { createConsentRepo, CONSENT_CHANNEL } from './storage/consent.ts';
 import { createConsentCache, type ConsentCache } from './gateway/consent-cache.ts';
@@ -28,15 +30,13 @@ import { createPgliteDb } from './storage/pglite.ts';
 import { createRightsRepo } from './storage/rights.ts';
 import { createReadRepo } from './storage/reads.ts';
 import { createSeriesRepo } from './storage/series.ts';
-import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
-import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
+import { buildLive, runRetention, type Live } from './shard-reads.ts';
 import type { StreamStats } from './api/routes/stream.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo, GRANT_CHANNEL } from './storage/grants.ts';
-import { applyRetention, enableCompression } from './storage/retention.ts';
+import { enableCompression } from './storage/retention.ts';
 import { createSignIn, type SignIn } from './sign-in.ts';
-import { runExclusive, runOncePerPeriod } from './storage/schedule.ts';
+import { runExclusive } from './storage/schedule.ts';
 import os from 'node:os';
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 
 function closeServer(server: net.Server): Promise<void> {
@@ -123,11 +123,16 @@ export interface BuiltGateway {
   readonly db: Db;
   /** The API's own pool (the same Db as `db` on the embedded database). */
   readonly apiDb: Db;
+  /** Telemetry shards of ingest (writer pools); without SHARD_URLS one shard: `db` itself. */
+  readonly shards: Shards;
+  /** Telemetry shards of the API (read pools); without SHARD_URLS one shard: `apiDb` itself. */
+  readonly apiShards: Shards;
   /** /metrics on its own listener (METRICS_PORT), or null: served on the HTTP port. */
   readonly metricsServer: http.Server | null;
   readonly opened: OpenedStack;
   readonly prom: ReturnType<typeof createMetrics>;
-  readonly writer: BatchWriter;
+  /** The batch writer; with SHARD_URLS one per shard behind one interface (README "Sharding"). */
+  readonly writer: BatchWriter | ShardedWriter;
   readonly consents: ConsentCache;
   readonly ingest: Ingest;
   readonly broker: Broker;
@@ -141,7 +146,7 @@ export interface BuiltGateway {
   readonly app: FastifyInstance;
   readonly adminToken: string;
   /** Live streams: the tailer, the stream log, whether commits are announced by NOTIFY. */
-  readonly live: { hub: StreamHub; log: StreamLogRepo; announce: boolean; /** NOTIFY payload of this process's own commits. */ wakeTag: string; stats: () => StreamStats };
+  readonly live: Live & { stats: () => StreamStats };
   readonly signIn: SignIn;
 }
 
@@ -174,29 +179,29 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : db;
   if (apiDb !== db) opened.push('API database', () => apiDb.close());
+  // SHARD_URLS: telemetry on the shards (README "Sharding"). The ingest side migrates the
+  // control database and every shard and fills the map on first start, before any row
+  // can go anywhere; the API's pools open after it. Unset: one shard, the database itself.
+  const shardError = (pool: string) => (err: Error, shard: string) => log.warn({ event: 'db_connection_error', pool, shard, err: err.message }, 'shard connection error');
+  const shards = await openShards(db, config.shardUrls, {
+    role: 'ingest',
+    max: config.dbPoolMax,
+    onError: shardError('ingest'),
+    onMigrated: (shard) => log.info({ event: 'shard_migrated', shard }, 'shard migrated on its first use (it did not answer at start)'),
+  });
+  opened.push('shards', () => shards.close());
+  const apiShards = await openShards(apiDb, config.shardUrls, { role: 'api', max: config.dbApiPoolMax, prepare: false, onError: shardError('api') });
+  opened.push('API shards', () => apiShards.close());
 
   // The `instance` label only when named (INSTANCE_ID): a lone process keeps plain series.
   const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
-  // Live streams: one tailer of the stream log; commits here wake it at once, commits on
-  // other instances by NOTIFY (README "Live CarData").
-  // On the API pool: the stream reads never take the writer's connections.
-  const streamLog = createStreamLogRepo(apiDb);
-  const hub = createStreamHub({
-    store: streamLog,
-    pollMs: config.stream.pollMs,
-    onError: (err) => log.warn({ event: 'stream_tail_failed', err: err.message }, 'reading the stream log failed; retrying'),
-  });
-  // The payload names this process, whose own tailer was woken already (below).
-  const wakeTag = randomUUID();
-  const announce =
-    config.databaseUrl && config.stream.fanout === 'notify'
-      ? coalesced(
-          () => db.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, wakeTag]),
-          (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
-        )
-      : null;
-  const writer = createBatchWriter(db, {
+  // Live streams: one tailer of the stream log (per shard); commits here wake it at once,
+  // commits on other instances by NOTIFY (README "Live CarData"). On the API pools: the
+  // stream reads never take the writer's connections.
+  const live = buildLive(config, apiShards, shards, log);
+  const hub = live.hub;
+  const writerOptions = (shard?: string, index?: number): WriterOptions => ({
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
     maxPendingRows: config.writer.maxPendingRows,
@@ -206,18 +211,30 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     retryMaxMs: config.writer.retryMaxMs,
     onBatch: (stats) => {
       prom.writer.onBatch(stats);
-      // Any commit may move the horizon (entries of younger transactions wait for it).
-      hub.wake();
-      if (stats.telemetryInserted > 0) announce?.();
+      // Sharded: only that shard's tailer reads its log, and the NOTIFY goes out on that shard.
+      live.committed(index, stats.telemetryInserted > 0);
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
-      log.warn({ event: 'write_failed', err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
+      log.warn({ event: 'write_failed', ...(shard ? { shard } : {}), err: (err as Error).message, will_retry: willRetry }, willRetry ? 'write failed, retrying' : 'write refused');
     },
   });
+  // With shards, one writer each (own queue, bound, retries): a shard that is down holds
+  // back only its own vehicles. WRITER_MAX_PENDING_ROWS and WRITER_CONCURRENCY are per shard.
+  const writer = shards.sharded
+    ? createShardedWriter(
+        shards,
+        shards.all().map((d, i) => createBatchWriter(d, writerOptions(shards.label(i), i))),
+      )
+    : createBatchWriter(db, writerOptions());
   const streamStats: { get?: () => StreamStats } = {};
   const streams = (): StreamStats => streamStats.get?.() ?? { open: 0, bufferedBytes: 0, maxBufferedBytes: 0, ended: {} };
-  prom.setSources({ writerPending: () => writer.pending(), pool: () => db.stats(), streams });
+  prom.setSources({
+    writerPending: () => writer.pending(),
+    pool: () => db.stats(),
+    streams,
+    ...(shards.sharded ? { shards: () => shardHealth() } : {}),
+  });
   opened.push('batch writer', () => writer.close(0));
   const vehicles = createVehicleRepo(db);
   // The cache reads through a repository of its own; the one the API writes through tells
@@ -231,7 +248,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       hub.invalidate(vin);
     },
   };
-  const consentRepo = createConsentRepo(apiDb, changeHooks);
+  const consentRepo = createConsentRepo(apiDb, changeHooks, apiShards);
   const ingest = createIngest({
     sink: writer,
     consents,
@@ -312,31 +329,50 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const adminToken = config.adminToken ?? newSecret();
   const signIn = createSignIn(config, apiDb, log);
   const tokens = signIn.authenticator;
-  const rights = createRightsRepo(apiDb, changeHooks);
-  const reads = createReadRepo(apiDb);
+  const rights = createRightsRepo(apiDb, changeHooks, apiShards);
+  const reads = createReadRepo(apiDb, apiShards);
   const recipients = createRecipientRepo(apiDb);
   const grants = createGrantRepo(apiDb);
   // The readiness probe is shared for READYZ_CACHE_MS: a storm of probes costs one query.
   let probe: { at: number; result: Promise<{ ok: boolean; at: string }> } | null = null;
+  const answers = (d: Db) =>
+    Promise.race([d.query('SELECT 1').then(() => true, () => false), new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref())]);
+  // With shards the same probe asks every shard too (on the API's pools), in parallel.
+  let shardProbe: { at: number; result: Promise<boolean[]> } | null = null;
   const probeDatabase = () => {
     const now = Date.now();
     if (!probe || now - probe.at >= config.api.readyzCacheMs) {
       probe = {
         at: now,
-        result: Promise.race([
-          apiDb.query('SELECT 1').then(() => true, () => false),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
-        ]).then((ok) => ({ ok, at: new Date(now).toISOString() })),
+        result: answers(apiDb).then((ok) => ({ ok, at: new Date(now).toISOString() })),
       };
+      if (apiShards.sharded) shardProbe = { at: now, result: Promise.all(apiShards.all().map(answers)) };
     }
     return probe.result;
+  };
+  /** Each shard: up when it answers the probe and its writer is not retrying failed writes. */
+  const shardHealth = async (): Promise<{ shard: string; up: boolean; pendingRows: number }[]> => {
+    await probeDatabase();
+    const answered = (await shardProbe?.result) ?? [];
+    return shards.all().map((_, i) => {
+      const w = 'shard' in writer ? writer.shard(i) : writer;
+      return { shard: String(i), up: (answered[i] ?? false) && !w.degraded, pendingRows: w.pending().rows };
+    });
   };
   const app = await buildApp(
     {
       failures: storeFailures,
       readiness: async () => {
         const p = await probeDatabase();
-        return { broker: (mqttServer ?? mqttsServer)?.listening ?? false, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
+        const broker = (mqttServer ?? mqttsServer)?.listening ?? false;
+        if (!shards.sharded) return { broker, database: p.ok && !writer.degraded, databaseCheckedAt: p.at, instance };
+        // Sharded: ready while the control database and at least one shard answer (README
+        // "Sharding": every instance shares the shards, so taking instances out of rotation
+        // for one shard would stop every vehicle instead of that shard's); the shards that
+        // are down are named in x-shards-down.
+        const h = await shardHealth();
+        const down = h.filter((s) => !s.up).map((s) => s.shard);
+        return { broker, database: p.ok && down.length < h.length, databaseCheckedAt: p.at, instance, shardsDown: down.length ? down.join(',') : 'none' };
       },
       admin: {
         adminToken,
@@ -364,7 +400,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         exportsPerCaller: config.api.exportsPerCaller,
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
-      portal: { tokens, rights, series: createSeriesRepo(db) },
+      portal: { tokens, rights, series: createSeriesRepo(db, shards) },
       // The portal signs in against the configured issuer, else the embedded provider on its own origin.
       web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
@@ -374,7 +410,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
         rights,
         consents: consentRepo,
         feed: hub,
-        positions: streamLog,
+        positions: live.positions,
         grants,
         keepAliveMs: config.stream.keepAliveMs,
         bufferBytes: config.stream.bufferBytes,
@@ -406,7 +442,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { hub, log: streamLog, announce: announce !== null, wakeTag, stats: streams } };
+  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { ...live, stats: streams } };
 }
 
 /**
@@ -451,7 +487,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       },
     );
     // Commits of other instances wake this one's stream tail.
-    const stopStreamWake = live.announce ? await db.listen(STREAM_CHANNEL, (from) => from !== live.wakeTag && live.hub.wake(), { onUp: () => live.hub.wake(), role: 'stream-wake' }) : async () => {};
+    const stopStreamWake = await live.listen();
     // A revoked or ended grant (payload: its id) ends the streams through it.
     const stopGrantFeed = await db.listen(GRANT_CHANNEL, (id) => live.hub.invalidateGrant(id), { onUp: () => live.hub.invalidateAll(), role: 'stream-grants' });
     const stopListening = async (): Promise<void> => {
@@ -502,19 +538,10 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     // Once per RETENTION_INTERVAL_MS across all processes on this database (scheduled_runs
     // + an advisory lock); each process asks four times a period, so a period is taken up
     // soon after it begins even when the process that would have run it is gone.
-    const retention = async () => {
-      try {
-        // On the API's pool (never the ingest pool), once per period across every instance.
-        const r = await runOncePerPeriod(gw.apiDb, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
-        if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
-        else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
-        if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.log.trim(Date.now() - config.stream.logRetentionDays * 86_400_000) }, 'stream log trimmed');
-      } catch (err) {
-        log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
-      }
-    };
+    const retention = () => runRetention(config, gw.apiDb, gw.apiShards, gw.shards, live, instance, log);
     // Under a lock: several processes starting at once set the policies up one at a time.
-    await runExclusive(db, 'compression_setup', (tx) => enableCompression(tx)).then(
+    // Sharded: on every shard (where the hypertables hold rows).
+    for (const d of gw.shards.sharded ? gw.shards.all() : [db]) await runExclusive(d, 'compression_setup', (tx) => enableCompression(tx)).then(
       (on) => on && log.info({ event: 'compression_enabled' }, 'TimescaleDB compression policies enabled'),
       (err: Error) => log.warn({ event: 'compression_failed', err: err.message }, 'could not enable TimescaleDB compression'),
     );
@@ -553,6 +580,8 @@ export async function stopGateway(
   if (gw.metricsServer?.listening) await closeServer(gw.metricsServer);
   await started.stopListening();
   await started.stopSecretFeed?.();
+  await gw.apiShards.close();
+  await gw.shards.close();
   if (gw.apiDb !== gw.db) await gw.apiDb.close();
   await gw.db.close();
   log.info({ event: 'shutdown_complete', drained: d.drained, left_unacknowledged: d.left, ms: Date.now() - t0 }, 'stopped');

@@ -180,8 +180,8 @@ export interface StreamFeed {
 
 /** Where resumes can start (storage/stream-log.ts). */
 export interface StreamPositions {
-  /** Cursors at or below this transaction id can no longer resume (retention). */
-  trimmedBelow(): Promise<number>;
+  /** Cursors of `vin` at or below this transaction id can no longer resume (retention; sharded: of the VIN's shard's log). */
+  trimmedBelow(vin: string): Promise<number>;
   /** The first position that can hold records measured at or after fromMs. */
   startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
 }

@@ -16,6 +16,8 @@
 //                one database: records/s and CPU per process per 1,000 records; and the
 //                strong peer (Mosquitto → one subscriber batching rows into COPY, acks
 //                before the write)
+//   shards       SHARD_URLS with 1 and 2 shards (databases on this server): the database
+//                ceiling (writer on every shard at once) and end-to-end ingest, CPU per record
 // Prints a table and writes bench/results/latest.json. Each part uses a fresh database
 // (bench_<part>), dropped afterwards; every child process is killed on exit.
 import { spawn, spawnSync } from 'node:child_process';
@@ -28,6 +30,7 @@ import pg from 'pg';
 import { loadConfig } from '../config/index.ts';
 import { createPgDb, typeParsers } from '../storage/db.ts';
 import { migrate } from '../storage/migrate.ts';
+import { openShards } from '../storage/shards.ts';
 import { createVehicleRepo } from '../storage/vehicles.ts';
 import { FIELD_COLUMNS } from '../proto/fields.ts';
 import { hashSecret, newSecret } from '../identity/secrets.ts';
@@ -115,6 +118,7 @@ const results: Record<string, any> = {
   portal: {},
   stream: {},
   scale: {},
+  shards: {} as Record<string, any>,
   targets: {},
   params: { quick: QUICK, ...P, writerConcurrency: gwConfig.writer.concurrency, batchMaxRows: gwConfig.writer.batchMaxRows, secretScryptCost: SECRET_COST },
   errors: [] as string[],
@@ -1135,6 +1139,98 @@ async function partScale(server: string, secretHash: string): Promise<void> {
   await partStrongPeer(server);
 }
 
+/**
+ * Sharding (issue 16): with 1 and 2 shards (SHARD_URLS, databases on this server; the
+ * control database separate), the database ceiling (the production writer on each shard at
+ * once, no MQTT) and end-to-end ingest (the closed loop of `ingest`, 1,000 vehicles), each
+ * with the CPU of every process per 1,000 records. On one machine the shards share its
+ * cores and its disk: the figures show the overhead of sharding, not its speed-up.
+ */
+async function partShards(server: string, secretHash: string): Promise<void> {
+  const runs: Record<string, unknown>[] = [];
+  results.shards = { runs };
+  for (const n of [1, 2]) {
+    const ctl = `bench_shards${n}`;
+    const names = Array.from({ length: n }, (_, i) => `bench_shards${n}_s${i}`);
+    try {
+      const controlUrl = await createDatabase(server, ctl);
+      const urls: string[] = [];
+      for (const nm of names) urls.push(await createDatabase(server, nm));
+      // Migrates the control database and every shard and fills the map, as the gateway would.
+      const control = createPgDb(controlUrl, { max: 2 });
+      await (await openShards(control, urls, { role: 'bench', max: 1 })).close();
+      await control.close();
+      const run: Record<string, any> = { shards: n };
+      runs.push(run);
+
+      // Ceiling: the writer on every shard at once, WRITER_CONCURRENCY connections each.
+      const conc = gwConfig.writer.concurrency;
+      const dbs = urls.map((u) => createPgDb(u, { max: conc + 1, applicationName: 'bench-shards-ceiling' }));
+      try {
+        log(`shards ${n}: ceiling, writer copy ×5000 on ${n} shard${n > 1 ? 's' : ''} at once`);
+        flushDisk(`shards-${n}-ceiling`);
+        const meter = cpuMeter({ bench: [process.pid] }, [ctl, ...names]);
+        const per = await Promise.all(dbs.map((d) => ceilingWriter(d, { batchRows: 5000, method: 'copy', concurrency: conc, warmupMs: P.ceilingWarmupMs, measureMs: P.ceilingMeasureMs })));
+        const cpu = meter.stop();
+        const rps = per.reduce((a, m) => a + m.recordsPerSec, 0);
+        run.ceilingRecordsPerSec = round(rps);
+        run.ceilingPerShard = per.map((m) => m.recordsPerSec);
+        run.ceilingCpuCores = cpu;
+        run.ceilingCpuMsPer1000Records = { bench: round((Number(cpu.bench) / rps) * 1e6, 2), postgres: round((Number(cpu.postgres) / rps) * 1e6, 2) };
+        for (const d of dbs) await d.query('TRUNCATE telemetry, obfcm_readings, stream_log');
+      } finally {
+        for (const d of dbs) await d.close();
+      }
+
+      // End to end: the gateway with SHARD_URLS, the load generator's closed loop.
+      const vins = Array.from({ length: P.vehicles }, (_, i) => benchVin('S', i));
+      await provision(controlUrl, vins, secretHash);
+      let gw: Gateway | null = null;
+      let lg: Child | null = null;
+      try {
+        gw = await startGateway(`gateway-shards-${n}`, controlUrl, [], { SHARD_URLS: urls.join(',') });
+        lg = await startLoadgen(`shards-loadgen-${n}`);
+        const c = await lg.call<{ connected: number; errors: string[] }>('connect', { host: '127.0.0.1', port: gw.mqttPort, vins, password: SECRET, recordsPerMsg: 10, parallel: 100, timeoutMs: 120_000 }, 150_000);
+        if (c.connected !== vins.length) throw new Error(`shards ${n}: only ${c.connected}/${vins.length} vehicles connected: ${c.errors.slice(0, 3).join('; ')}`);
+        flushDisk(`shards-${n}-ingest`);
+        log(`shards ${n}: ingest closed loop, ${P.ingestWarmupMs / 1000} s warm-up + ${P.ingestMeasureMs / 1000} s measured`);
+        const runP = lg.call<any>('closedLoop', { window: P.window, warmupMs: P.ingestWarmupMs, measureMs: P.ingestMeasureMs, drainMs: 60_000 }, P.ingestWarmupMs + P.ingestMeasureMs + 90_000);
+        await sleep(P.ingestWarmupMs);
+        const meter = cpuMeter({ gateway: [gw.pid], loadgen: [lg.pid], bench: [process.pid] }, [ctl, ...names]);
+        await sleep(P.ingestMeasureMs);
+        const cpu = meter.stop();
+        const r = await runP;
+        const rps = r.measuredRecordsPerSec as number;
+        const per1000 = (cores: unknown) => round((Number(cores ?? 0) / rps) * 1e6, 2);
+        run.ingestRecordsPerSec = round(rps);
+        run.ingestCpuCores = cpu;
+        run.ingestCpuMsPer1000Records = { gateway: per1000(cpu.gateway), loadgen: per1000(cpu.loadgen), postgres: per1000(cpu.postgres) };
+        run.ratioToCeiling = round(rps / Number(run.ceilingRecordsPerSec), 2);
+        // Every acknowledged record stored once, each on its VIN's shard.
+        const stored = await Promise.all(urls.map((u) => queryOne<{ n: number }>(u, 'SELECT count(*)::int AS n FROM telemetry')));
+        run.storedPerShard = stored.map((x) => x.n);
+        run.ackedRecords = r.ackedRecords;
+        run.storedRowsChecked = r.drained && r.unexpectedCloses === 0 && stored.reduce((a, x) => a + x.n, 0) === r.ackedRecords;
+        if (!run.storedRowsChecked) {
+          failed = true;
+          results.errors.push(`shards ${n}: STORED ROWS MISMATCH: ${JSON.stringify(run.storedPerShard)} stored, ${r.ackedRecords} acknowledged (drained=${r.drained})`);
+        }
+      } finally {
+        await stopChild(lg);
+        await stopGateway(gw);
+      }
+    } catch (err) {
+      failed = true;
+      results.errors.push(`shards ${n}: ${((err as Error).stack ?? String(err)).slice(0, 1500)}`);
+      log(`shards ${n} FAILED: ${(err as Error).message.slice(0, 300)}`);
+    } finally {
+      for (const nm of [ctl, ...names]) await dropQuietly(server, nm);
+    }
+  }
+  results.shards.loadAverage = os.loadavg().map((x) => round(x, 2));
+  results.shards.note = `shared ${os.cpus().length}-core machine: the shards are databases of one PostgreSQL server on the same cores and disk as the gateway and the load generator, so 2 shards measure the cost of routing and of a second writer, not the capacity of a second node`;
+}
+
 async function partStrongPeer(server: string): Promise<void> {
   const bin = ensureMosquitto();
   const name = 'bench_strongpeer';
@@ -1587,6 +1683,9 @@ function printTable(): void {
     ...((results.scale.runs ?? []) as { gateways: number; recordsPerSec: number; gatewayCpuMsPer1000Records: number }[]).map(
       (r): [string, string, string] => [`scale.recordsPerSec, ${r.gateways} gateway${r.gateways > 1 ? 's' : ''} behind HAProxy (gateway CPU ms / 1,000 records)`, `${fmt(r.recordsPerSec)} (${fmt(r.gatewayCpuMsPer1000Records)})`, ''],
     ),
+    ...((results.shards.runs ?? []) as { shards: number; ingestRecordsPerSec?: number; ceilingRecordsPerSec?: number; ingestCpuMsPer1000Records?: { gateway: number } }[]).map(
+      (r): [string, string, string] => [`shards ${r.shards}: ingest.recordsPerSec / ceiling (gateway CPU ms / 1,000 records)`, `${fmt(r.ingestRecordsPerSec)} / ${fmt(r.ceilingRecordsPerSec)} (${fmt(r.ingestCpuMsPer1000Records?.gateway)})`, ''],
+    ),
     ['consent.propagationMsP50', fmt(results.consent.propagationMsP50, ' ms'), ''],
     ['consent.propagationMsP99', fmt(results.consent.propagationMsP99, ' ms'), verdict('consent.propagationMsP99')],
     ['portal.vehicleFirstRenderMs.median', fmt(results.portal.vehicleFirstRenderMs?.median, ' ms'), verdict('portal.vehicleFirstRenderMs.median')],
@@ -1619,6 +1718,9 @@ function printTable(): void {
   if (results.connections.heapBytesPerConnection !== undefined) out.push(`connections: JS heap ${fmt(results.connections.heapBytesPerConnection)} B/conn, external+arrayBuffers ${fmt(results.connections.externalBytesPerConnection)} B/conn, RSS ${results.connections.rssMBBefore} → ${results.connections.rssMBAfter} MiB`);
   for (const r of (results.scale.runs ?? []) as { gateways: number; cpuCores: Record<string, unknown>; perProcessCpuMsPer1000Records: Record<string, number> }[]) {
     out.push(`scale ${r.gateways}: CPU (cores) ${JSON.stringify(r.cpuCores)}; per process, ms per 1,000 records ${JSON.stringify(r.perProcessCpuMsPer1000Records)}`);
+  }
+  for (const r of (results.shards.runs ?? []) as Record<string, unknown>[]) {
+    out.push(`shards ${String(r.shards)}: ceiling per shard ${JSON.stringify(r.ceilingPerShard)}, CPU ms/1,000 records ${JSON.stringify(r.ceilingCpuMsPer1000Records)}; ingest CPU (cores) ${JSON.stringify(r.ingestCpuCores)}, ms/1,000 records ${JSON.stringify(r.ingestCpuMsPer1000Records)}; stored per shard ${JSON.stringify(r.storedPerShard)}`);
   }
   if (results.scale.strongPeer) out.push(`strong peer: ${JSON.stringify(results.scale.strongPeer)}`);
   const bg = Object.entries(results.background as Record<string, { busyCores: number }>).filter(([, v]) => v.busyCores > 0.25);
@@ -1663,6 +1765,7 @@ async function main(): Promise<void> {
     ['portal', () => partPortal(server, secretHash)],
     ['stream', () => partStream(server, secretHash)],
     ['scale', () => partScale(server, secretHash)],
+    ['shards', () => partShards(server, secretHash)],
   ];
   try {
     for (const [name, fn] of parts) {

@@ -21,6 +21,8 @@ import { createAccountRepo, createMintedTokenRepo } from '../storage/sign-in.ts'
 import { createRightsRepo } from '../storage/rights.ts';
 import { createReadRepo } from '../storage/reads.ts';
 import { createRecipientRepo } from '../storage/grants.ts';
+import { BUCKETS, bucketOf, openShards } from '../storage/shards.ts';
+import { moveBucket } from '../storage/shard-move.ts';
 import { GROUPS } from '../proto/fields.ts';
 import { parseCategories } from '../api/categories.ts';
 import { csvStream } from '../api/csv.ts';
@@ -229,11 +231,60 @@ const commands: Record<string, Command> = {
       else console.log(`recipient ${r.id} (${r.role}) registered as ${JSON.stringify(r.name)}`);
     },
   },
+  shards: {
+    summary: 'list the telemetry shards (SHARD_URLS) and how many buckets each owns',
+    usage: 'shards [--json]',
+    options: { json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      if (!config.shardUrls) throw new ExitError(1, 'SHARD_URLS is not set: telemetry is in DATABASE_URL (README "Sharding")');
+      const d = await db();
+      const shards = await openShards(d, config.shardUrls, { role: 'cli', max: 2 });
+      try {
+        const rows = (
+          await d.query<{ index: number; label: string; buckets: number; moving: number }>(
+            `SELECT s.index, s.label, count(m.bucket)::int AS buckets, count(m.bucket) FILTER (WHERE m.state = 'moving')::int AS moving
+             FROM shards s LEFT JOIN shard_map m ON m.shard = s.index GROUP BY s.index, s.label ORDER BY s.index`,
+          )
+        ).rows;
+        if (a.json) console.log(JSON.stringify(rows));
+        else for (const r of rows) console.log(`shard ${r.index}\t${r.label}\t${r.buckets} buckets${r.moving ? `, ${r.moving} moving` : ''}`);
+      } finally {
+        await shards.close();
+      }
+    },
+  },
+  'shard-move': {
+    summary: 'move one bucket (or the bucket of --vin) to another shard: its vehicles wait while it moves (README "Sharding")',
+    usage: 'shard-move (--bucket <0-4095> | --vin <VIN>) --to <shard index> [--drain-ms <ms, default 3000>] [--json]',
+    options: { bucket: { type: 'string' }, vin: { type: 'string' }, to: { type: 'string' }, 'drain-ms': { type: 'string' }, json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      if ((a.bucket === undefined) === (a.vin === undefined)) throw new UsageError('give exactly one of --bucket and --vin');
+      const bucket = a.vin !== undefined ? bucketOf(vinArg(a)) : Number(a.bucket);
+      if (!Number.isInteger(bucket) || bucket < 0 || bucket >= BUCKETS) throw new UsageError(`--bucket must be an integer from 0 to ${BUCKETS - 1}`);
+      const to = Number(need(a, 'to'));
+      const drainMs = a['drain-ms'] === undefined ? 3000 : Number(a['drain-ms']);
+      if (!Number.isInteger(drainMs) || drainMs < 0 || drainMs > 600_000) throw new UsageError('--drain-ms must be an integer from 0 to 600000');
+      if (!config.shardUrls) throw new ExitError(1, 'SHARD_URLS is not set: telemetry is in DATABASE_URL, there is nothing to move');
+      if (!Number.isInteger(to) || to < 0 || to >= config.shardUrls.length) throw new UsageError(`--to must be a shard index from 0 to ${config.shardUrls.length - 1} (SHARD_URLS order)`);
+      const d = await db();
+      const shards = await openShards(d, config.shardUrls, { role: 'cli', max: 2 });
+      try {
+        const r = await moveBucket(d, shards, bucket, to, {
+          drainMs,
+          ...(a.json ? {} : { log: (event: string, fields: Record<string, unknown>) => console.log(`${event} ${JSON.stringify(fields)}`) }),
+        });
+        if (a.json) console.log(JSON.stringify(r));
+        else console.log(r.from === null ? `bucket ${bucket} was already on shard ${to}; other shards checked (${r.deleted.telemetry} stray telemetry rows moved)` : `bucket ${bucket} moved from shard ${r.from} to shard ${to}: ${r.vins} vehicles, ${r.copied.telemetry} telemetry rows`);
+      } finally {
+        await shards.close();
+      }
+    },
+  },
   export: {
     summary: "export a vehicle's CarData (its current owner's periods) to a file",
     usage: 'export --vin <VIN> --out <file> [--format ndjson|csv] [--categories technical,consumption,location]',
     options: { vin: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' }, categories: { type: 'string' } },
-    async run(a, { db }) {
+    async run(a, { db, config }) {
       const vin = vinArg(a);
       const out = need(a, 'out');
       const format = (a.format as string | undefined) ?? 'ndjson';
@@ -247,7 +298,9 @@ const commands: Record<string, Command> = {
       const owner = await rights.currentOwner(vin);
       if (owner === null) throw new ExitError(4, `vehicle ${vin} is not provisioned`);
       const periods = await rights.periodsOf(vin, owner);
-      const reads = createReadRepo(d);
+      // With SHARD_URLS the records are read on the vehicle's shard (README "Sharding").
+      const shards = await openShards(d, config.shardUrls, { role: 'cli', max: 2 });
+      const reads = createReadRepo(d, shards);
       const file = createWriteStream(out, { flags: 'wx' });
       let n = 0;
       const body =
@@ -269,7 +322,11 @@ const commands: Record<string, Command> = {
               })(),
               groups,
             );
-      await pipeline(body, file);
+      try {
+        await pipeline(body, file);
+      } finally {
+        await shards.close();
+      }
       console.log(`${n} records of ${vin} (owner ${owner}) written to ${out}`);
     },
   },

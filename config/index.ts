@@ -11,6 +11,12 @@ const envSchema = z
   .object({
     /** PostgreSQL/TimescaleDB connection string. Unset: the embedded database (see README). */
     DATABASE_URL: z.string().url().optional(),
+    /** Telemetry shards: comma-separated PostgreSQL/TimescaleDB URLs (README "Sharding"). Unset: everything in DATABASE_URL. Needs DATABASE_URL. */
+    SHARD_URLS: z
+      .string()
+      .refine((v) => v.split(',').every((u) => URL.canParse(u.trim()) && /^postgres(ql)?:$/.test(new URL(u.trim()).protocol)), 'must be comma-separated postgres:// URLs')
+      .refine((v) => new Set(v.split(',').map((u) => u.trim())).size === v.split(',').length, 'names the same URL twice')
+      .optional(),
     /** Folder of the embedded database when DATABASE_URL is unset. */
     DATA_DIR: z.string().min(1).default('./data'),
     /** Connections in the pg pool (writers + API reads). */
@@ -172,6 +178,8 @@ export type Env = z.input<typeof envSchema>;
 
 export interface Config {
   readonly databaseUrl: string | undefined;
+  /** SHARD_URLS in order, or null: telemetry in DATABASE_URL (single-database mode). */
+  readonly shardUrls: readonly string[] | null;
   readonly dataDir: string;
   readonly dbPoolMax: number;
   readonly mqtt: {
@@ -284,7 +292,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
-      const shown = /TOKEN|KEYS|PASSWORD|DATABASE_URL/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
+      const shown = /TOKEN|KEYS|PASSWORD|DATABASE_URL|SHARD_URLS/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
       return `  ${key}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
@@ -295,10 +303,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.TLS_CLIENT_CA_FILE && !e.TLS_CERT_FILE) tlsProblems.push('  TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS runs on MQTTS_PORT)');
   if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
   if (e.TLS_CLIENT_CRL_FILE && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  TLS_CLIENT_CRL_FILE: needs TLS_CLIENT_CA_FILE (it revokes client certificates)');
+  if (e.SHARD_URLS && !e.DATABASE_URL) tlsProblems.push('  SHARD_URLS: needs DATABASE_URL (the control database); the embedded database cannot be sharded');
   if (tlsProblems.length) throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${tlsProblems.join('\n')}`);
 
   return deepFreeze({
     databaseUrl: e.DATABASE_URL,
+    shardUrls: e.SHARD_URLS ? e.SHARD_URLS.split(',').map((u) => u.trim()) : null,
     dataDir: e.DATA_DIR,
     dbPoolMax: e.DB_POOL_MAX,
     mqtt: {

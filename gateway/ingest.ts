@@ -216,7 +216,7 @@ export function createIngest(deps: IngestDeps): Ingest {
       if (qos === 0) {
         // No acknowledgement to hold, but still backpressure: wait while the writer is full.
         done.catch(() => {});
-        if (!sink.hasRoom()) await sink.whenRoom();
+        if (!sink.hasRoom(vin)) await sink.whenRoom(vin);
         return;
       }
       await done;

@@ -34,8 +34,9 @@ export interface TelemetrySink {
   write(item: { telemetry: readonly TelemetryRowOut[]; quarantine: readonly QuarantineRowOut[] }): Promise<void>;
   /** Tells a refusal of the data apart from any other rejection of write(). */
   isRejected(err: unknown): boolean;
-  hasRoom(): boolean;
-  whenRoom(): Promise<void>;
+  /** Room for more rows of this VIN (with shards: in its shard's writer; without: the one writer's). */
+  hasRoom(vin?: string): boolean;
+  whenRoom(vin?: string): Promise<void>;
 }
 
 /** A consent state and when it came into force (the contract's shape). */

@@ -7,6 +7,8 @@ export interface MetricsSources {
   pool(): { total: number; idle: number; waiting: number };
   /** Live streams (optional): open, unread bytes, ended by reason since start. */
   streams?(): { open: number; bufferedBytes: number; ended: Record<string, number> };
+  /** Telemetry shards (SHARD_URLS only): each answering and writing, and the rows its writer holds. */
+  shards?(): Promise<{ shard: string; up: boolean; pendingRows: number }[]>;
 }
 
 export interface MetricsOptions {
@@ -110,6 +112,27 @@ export function createMetrics(opts: MetricsOptions = {}) {
     registry,
     setSources(s: MetricsSources) {
       sources = s;
+      // Only with shards: without SHARD_URLS /metrics lists exactly what it always did.
+      if (s.shards && !registry.getSingleMetric('cardata_shard_up')) {
+        new Gauge({
+          name: 'cardata_shard_up',
+          help: 'Telemetry shard answers and its writer is not retrying failed writes (1) or not (0); SHARD_URLS only',
+          labelNames: ['shard'],
+          registers: [registry],
+          async collect() {
+            for (const x of (await sources?.shards?.()) ?? []) this.set({ shard: x.shard }, x.up ? 1 : 0);
+          },
+        });
+        new Gauge({
+          name: 'cardata_shard_writer_pending_rows',
+          help: 'Rows held by the batch writer of each telemetry shard; SHARD_URLS only',
+          labelNames: ['shard'],
+          registers: [registry],
+          async collect() {
+            for (const x of (await sources?.shards?.()) ?? []) this.set({ shard: x.shard }, x.pendingRows);
+          },
+        });
+      }
     },
     /** For the gateway (GatewayMetrics). */
     gateway: {

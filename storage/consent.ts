@@ -6,6 +6,7 @@ import type { ConsentFlags, ConsentPeriod } from '../proto/consent.ts';
 import { STO_ERR, StorageError } from './errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
+import type { Shards } from './shards.ts';
 
 /** NOTIFY channel announcing a committed change; payload = the VIN. */
 export const CONSENT_CHANNEL = 'consent_changed';
@@ -67,7 +68,14 @@ export async function appendConsentEvent(
   q: Queryable,
   vin: string,
   change: ConsentChange,
-  opts: { reset?: boolean } = {},
+  opts: {
+    reset?: boolean;
+    /**
+     * Where the telemetry-side tables are (sharded: every shard, each in its own
+     * transaction committed before this one); default: `q` itself.
+     */
+    telemetryOn?: readonly Db[];
+  } = {},
 ): Promise<ConsentPeriod & { erasedLocationRows: number }> {
   // Serialises concurrent changes of one vehicle: the previous state read below is exact.
   // started_at of the current period; the first owner's period reaches back to the epoch.
@@ -93,13 +101,15 @@ export async function appendConsentEvent(
   const erase = change.eraseLocationHistory === true && !next.location;
   if (erase) {
     // Only the current owner's period: earlier owners' data is theirs to decide on.
-    const r = await q.query(
-      `UPDATE telemetry SET ${clearGroupSet('location')} WHERE vin = $1 AND recorded_at >= $2 AND has_location`,
-      [vin, own.started_at ?? new Date(0)],
-    );
-    erasedLocationRows = r.rowCount;
-    // Quarantined bytes may hold positions too: keep the reasons, drop the bytes.
-    await q.query('UPDATE quarantine SET payload = NULL WHERE vin = $1 AND received_at >= $2 AND payload IS NOT NULL', [vin, own.started_at ?? new Date(0)]);
+    const since = own.started_at ?? new Date(0);
+    const eraseOn = async (t: Queryable): Promise<number> => {
+      const r = await t.query(`UPDATE telemetry SET ${clearGroupSet('location')} WHERE vin = $1 AND recorded_at >= $2 AND has_location`, [vin, since]);
+      // Quarantined bytes may hold positions too: keep the reasons, drop the bytes.
+      await t.query('UPDATE quarantine SET payload = NULL WHERE vin = $1 AND received_at >= $2 AND payload IS NOT NULL', [vin, since]);
+      return r.rowCount;
+    };
+    if (!opts.telemetryOn) erasedLocationRows = await eraseOn(q);
+    else for (const s of opts.telemetryOn) erasedLocationRows += await s.transaction(eraseOn);
   }
   const ins = await q.query<{ ms: number }>(
     `INSERT INTO consent_events (vin, location_allowed, co2_sharing_allowed, restricted, actor, channel, owner_id,
@@ -123,7 +133,9 @@ export interface ChangeHooks {
   onCommitted?: (vin: string) => void;
 }
 
-export function createConsentRepo(db: Db, hooks: ChangeHooks = {}): ConsentRepo {
+/** `db`: the control database; `shards` (when sharded): where a location-history erasure runs. */
+export function createConsentRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<Shards, 'sharded' | 'all'>): ConsentRepo {
+  const telemetryOn = shards?.sharded ? shards.all() : undefined;
   return {
     async timeline(vin, sinceMs) {
       const r = await db.query<{ ms: number; location_allowed: boolean; co2_sharing_allowed: boolean; restricted: boolean }>(
@@ -144,7 +156,7 @@ export function createConsentRepo(db: Db, hooks: ChangeHooks = {}): ConsentRepo 
       return periods;
     },
     async set(vin, change) {
-      const r = await db.transaction((tx) => appendConsentEvent(tx, vin, change));
+      const r = await db.transaction((tx) => appendConsentEvent(tx, vin, change, telemetryOn ? { telemetryOn } : {}));
       hooks.onCommitted?.(vin);
       return r;
     },

@@ -16,6 +16,8 @@ export const STO_ERR = {
   MIGRATION: 'STO_ERR_MIGRATION',
   /** The database is not answering right now: retry later. */
   UNAVAILABLE: 'STO_ERR_UNAVAILABLE',
+  /** SHARD_URLS does not match the shard map in the control database (a shard removed or reordered). */
+  SHARD_MAP: 'STO_ERR_SHARD_MAP',
 } as const;
 
 export type StorageErrorCode = (typeof STO_ERR)[keyof typeof STO_ERR];
@@ -72,7 +74,9 @@ export function isTransient(err: unknown): boolean {
   const code = driverCode(err);
   if (RETRYABLE_CODES.has(code)) return true;
   if (code.startsWith('08') || code.startsWith('53')) return true; // connection exception, insufficient resources
-  return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect|not queryable/i.test(driverMessage(err));
+  // A database that refuses new sessions for now (ALLOW_CONNECTIONS false, e.g. during
+  // maintenance of one shard) says so with the generic SQLSTATE 55000: by its message.
+  return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect|not queryable|is not currently accepting connections/i.test(driverMessage(err));
 }
 
 /** The guards the API's StoreFailures port asks for, over this layer's errors. */

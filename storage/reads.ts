@@ -1,7 +1,15 @@
 // Read paths: CarData export (keyset-paged, so memory stays flat and each page is a
 // short query that never holds a connection or a snapshot for the whole export), the
 // latest position, workshop consumption, the authority's OBFCM report, disclosures.
-import type { Db } from './db.ts';
+//
+// Sharded (SHARD_URLS): every per-vehicle read goes to the vehicle's shard, the report
+// reads every shard, disclosures stay in the control database (README "Sharding",
+// "Disclosures with shards"): a read whose answer is bounded (workshop consumption, a page
+// of the report) is read into memory, its disclosure committed in the control database,
+// and only then handed on; a streamed read (an export through a grant, a stream) has its
+// disclosure committed before the first row is read.
+import type { Db, Queryable } from './db.ts';
+import type { Shards } from './shards.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
@@ -229,9 +237,111 @@ async function* copyNdjson(
   }
 }
 
-export function createReadRepo(db: Db): ReadRepo {
+/**
+ * The OBFCM report over every shard, one page of `pageSize` VINs (in VIN order) at a time:
+ * 1. control database: the page's VINs, their ownership periods and, per period, whether
+ *    its readings are shareable (the same verdict as the single-database statement);
+ * 2. each shard holding some of those VINs, in parallel: per shareable period clipped to
+ *    the range, its latest reading (one index probe each), then the latest per VIN;
+ * 3. control database: one disclosure per VIN reported, filed with the period's owner,
+ *    committed before the page is handed on. A shard that fails fails the page before
+ *    anything of it is disclosed or returned.
+ * Pages with no reading are skipped; the report ends after the last VIN.
+ */
+async function* shardedReportPages(
+  control: Db,
+  shards: ShardRouting,
+  range: Range,
+  who: { role: string; subject: string; endpoint: string },
+  pageSize: number,
+): AsyncGenerator<ObfcmRow[]> {
+  const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+  const from = range.from ?? new Date(0);
+  const to = range.to ?? new Date(8.64e15);
+  let after = '';
+  for (;;) {
+    const page = (await control.query<{ vin: string }>('SELECT vin FROM vehicles WHERE vin > $1 ORDER BY vin LIMIT $2', [after, pageSize])).rows.map((v) => v.vin);
+    if (page.length === 0) return;
+    after = page[page.length - 1]!;
+    const r = await control.query<{ vin: string; owner_id: string; p_from: Date; p_to: Date | null; shareable: boolean }>(
+      `WITH periods AS (
+         SELECT o.vin, o.owner_id, o.ended_at AS p_to,
+                CASE WHEN row_number() OVER (PARTITION BY o.vin ORDER BY o.started_at, o.id) = 1 THEN timestamptz 'epoch' ELSE o.started_at END AS p_from
+           FROM ownership_periods o WHERE o.vin = ANY($1::text[])
+       )
+       SELECT p.vin, p.owner_id, p.p_from, p.p_to, coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false) AS shareable
+         FROM periods p LEFT JOIN LATERAL (
+           SELECT c.co2_sharing_allowed, c.restricted FROM consent_events c
+            WHERE c.vin = p.vin AND (p.p_to IS NULL OR c.effective_at < p.p_to)
+            ORDER BY c.effective_at DESC, c.id DESC LIMIT 1) s ON true`,
+      [page],
+    );
+    // Shareable periods, clipped to the range, grouped by the shard of their VIN.
+    const perShard = new Map<number, { vin: string[]; owner: string[]; from: Date[]; to: Date[] }>();
+    for (const p of r.rows) {
+      if (!p.shareable) continue;
+      const f = p.p_from > from ? p.p_from : from;
+      const t = p.p_to !== null && p.p_to < to ? p.p_to : to;
+      if (t <= f) continue;
+      const i = shards.shardOf(p.vin);
+      let g = perShard.get(i);
+      if (!g) perShard.set(i, (g = { vin: [], owner: [], from: [], to: [] }));
+      g.vin.push(p.vin);
+      g.owner.push(p.owner_id);
+      g.from.push(f);
+      g.to.push(t);
+    }
+    const found = await Promise.all(
+      [...perShard].map(async ([i, g]) =>
+        (
+          await shards.db(i).query<Record<string, unknown>>(
+            `SELECT DISTINCT ON (v.vin) v.vin, v.owner_id, x.recorded_at, ${cols.map((c) => 'x.' + c).join(', ')}
+               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS v(vin, owner_id, p_from, p_to)
+               CROSS JOIN LATERAL (
+                 SELECT o.recorded_at, o.seq, ${cols.map((c) => 'o.' + c).join(', ')} FROM obfcm_readings o
+                  WHERE o.vin = v.vin AND o.recorded_at >= v.p_from AND o.recorded_at < v.p_to
+                  ORDER BY o.recorded_at DESC, o.seq DESC LIMIT 1) x
+              ORDER BY v.vin, x.recorded_at DESC, x.seq DESC`,
+            [g.vin, g.owner, g.from, g.to],
+          )
+        ).rows,
+      ),
+    );
+    const rows = found.flat().sort((a, b) => ((a.vin as string) < (b.vin as string) ? -1 : 1));
+    if (rows.length > 0) {
+      await control.query(
+        `INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id)
+         SELECT v.vin, $2, $3, $4, ARRAY['consumption'], $5, $6, v.owner_id FROM unnest($1::text[], $7::text[]) AS v(vin, owner_id)`,
+        [rows.map((x) => x.vin), who.role, who.subject, who.endpoint, from, to, rows.map((x) => x.owner_id)],
+      );
+      yield rows.map((row) => {
+        const values: StoredValues = {};
+        for (const c of CONSUMPTION_COLUMNS) {
+          const v = row[c.column];
+          if (v !== null && v !== undefined) values[c.jsName] = v as number;
+        }
+        return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
+      });
+    }
+    if (page.length < pageSize) return;
+  }
+}
+
+/** What the read paths need of the shards: where a VIN lives, and every shard. */
+export type ShardRouting = Pick<Shards, 'sharded' | 'count' | 'db' | 'dbOf' | 'shardOf'>;
+
+/**
+ * `control` is the control database (disclosures, ownership, consent); `shards`, when sharded,
+ * holds the telemetry-side tables. Without `shards` (or with one that is not sharded) every
+ * read runs on `control`, as before sharding.
+ */
+export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
+  const sharded = shards?.sharded === true ? shards : null;
+  /** The database holding `vin`'s telemetry. */
+  const dbOf = (vin: string): Db => (sharded ? sharded.dbOf(vin) : control);
   return {
     async *ndjson(vin, periods, range, categories, pageSize) {
+      const db = dbOf(vin);
       if (db.copy) {
         const copy = db.copy;
         yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000);
@@ -247,7 +357,7 @@ export function createReadRepo(db: Db): ReadRepo {
     async *records(vin, periods, range, categories, pageSize = 1000) {
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
       const select = ['recorded_at', ...categories.map((g) => GROUP_FLAG[g]), ...cols].join(', ');
-      const pages = keysetPages<KeyedRow & Record<string, unknown>>(db, vin, periods, range, select, pageSize, `cardata_records_${categories.join('_')}`);
+      const pages = keysetPages<KeyedRow & Record<string, unknown>>(dbOf(vin), vin, periods, range, select, pageSize, `cardata_records_${categories.join('_')}`);
       for await (const rows of pages) {
         for (const row of rows) {
           const rec: StoredRecord = { vin, seq: row.seq, recordedAt: row.recorded_at as Date };
@@ -257,6 +367,7 @@ export function createReadRepo(db: Db): ReadRepo {
       }
     },
     async latestLocation(vin, periods) {
+      const db = dbOf(vin);
       for (const p of [...periods].reverse()) {
         const r = await db.query<Record<string, unknown>>(
           `SELECT seq, recorded_at, has_location, latitude, longitude, heading_deg, altitude_m, accuracy_m FROM telemetry
@@ -272,7 +383,17 @@ export function createReadRepo(db: Db): ReadRepo {
     async consumptionForWorkshop(vin, period, range, d, limit) {
       const w = clip({ ownerId: '', startedAt: period.from, ...period }, range);
       if (!w) return [];
-      return db.transaction(async (tx) => {
+      const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+      const read = async (q: Queryable) => {
+        const r = await q.query<Record<string, unknown>>(
+          `SELECT * FROM (SELECT seq, recorded_at, has_consumption, ${cols.join(', ')} FROM telemetry
+             WHERE vin = $1 AND has_consumption AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
+             ORDER BY recorded_at DESC, seq DESC LIMIT $4) x ORDER BY recorded_at, seq`,
+          [vin, w.from, w.to, limit],
+        );
+        return r.rows.map((row) => ({ recordedAt: row.recorded_at as Date, seq: row.seq as number, consumption: groupOf(row, 'consumption') ?? {} }));
+      };
+      const disclose = async (tx: Queryable) => {
         if (d.grantId) {
           const filed = await insertGrantDisclosure(tx, { grantId: d.grantId, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: d.categories, rangeFrom: w.from, rangeTo: w.to });
           if (!filed) throw new StorageError(STO_ERR.NOT_FOUND, 'the grant is no longer active, or processing is restricted');
@@ -282,17 +403,28 @@ export function createReadRepo(db: Db): ReadRepo {
             [d.vin, d.role, d.subject, d.endpoint, d.categories, w.from, w.to, d.ownerId ?? null],
           );
         }
-        const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
-        const r = await tx.query<Record<string, unknown>>(
-          `SELECT * FROM (SELECT seq, recorded_at, has_consumption, ${cols.join(', ')} FROM telemetry
-             WHERE vin = $1 AND has_consumption AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
-             ORDER BY recorded_at DESC, seq DESC LIMIT $4) x ORDER BY recorded_at, seq`,
-          [vin, w.from, w.to, limit],
-        );
-        return r.rows.map((row) => ({ recordedAt: row.recorded_at as Date, seq: row.seq as number, consumption: groupOf(row, 'consumption') ?? {} }));
-      });
+      };
+      if (!sharded) {
+        // One database: the disclosure and the read in one transaction.
+        return control.transaction(async (tx) => {
+          await disclose(tx);
+          return read(tx);
+        });
+      }
+      // Sharded: read on the vehicle's shard into memory (at most `limit` rows), then commit
+      // the disclosure (and the grant re-check) in the control database, and only then
+      // return the rows. A read that fails discloses nothing, as nothing left the gateway;
+      // a disclosure that fails (grant ended, control database down) returns nothing.
+      const rows = await read(dbOf(vin));
+      await control.transaction(disclose);
+      return rows;
     },
     async *obfcmReportPages(range, who, pageSize = 1000) {
+      if (sharded) {
+        yield* shardedReportPages(control, sharded, range, who, pageSize);
+        return;
+      }
+      const db = control;
       const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
       let after = '';
       for (;;) {
@@ -345,7 +477,7 @@ export function createReadRepo(db: Db): ReadRepo {
       if (periods.length === 0) return [];
       // Filed with this owner, or (rows from before disclosures named their owner) made during their periods.
       const cond = periodCondition(periods, 3, 'at');
-      const r = await db.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null; owner_id: string | null; grant_id: string | null }>(
+      const r = await control.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null; owner_id: string | null; grant_id: string | null }>(
         `SELECT at, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id::text AS grant_id FROM disclosures
           WHERE vin = $1 AND (owner_id = $2 OR (owner_id IS NULL AND ${cond.sql})) ORDER BY at, id`,
         [vin, periods[0]!.ownerId, ...cond.params],

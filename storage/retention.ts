@@ -48,23 +48,64 @@ async function capByAge(db: RetentionDb, table: 'telemetry' | 'obfcm_readings', 
   return { method: 'delete', count: r.rowCount };
 }
 
-export async function applyRetention(db: RetentionDb, p: RetentionPolicy): Promise<RetentionResult> {
+export async function applyRetention(db: RetentionDb, p: RetentionPolicy, ended?: EndedContracts): Promise<RetentionResult> {
   const license =
     db.kind === 'timescaledb' ? (await db.query<{ l: string }>("SELECT current_setting('timescaledb.license', true) AS l")).rows[0]?.l : undefined;
   // Contracts that ended long enough ago: everything measured before their end goes.
-  const afterContract = (
-    await db.query(
-      `DELETE FROM telemetry t
-        USING (SELECT vin, max(ended_at) AS until FROM ownership_periods
-                WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin) e
-        WHERE t.vin = e.vin AND t.recorded_at < e.until`,
-      [days(p.afterContractDays)],
-    )
-  ).rowCount;
+  let afterContract = 0;
+  if (!ended) {
+    afterContract = (
+      await db.query(
+        `DELETE FROM telemetry t
+          USING (SELECT vin, max(ended_at) AS until FROM ownership_periods
+                  WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin) e
+          WHERE t.vin = e.vin AND t.recorded_at < e.until`,
+        [days(p.afterContractDays)],
+      )
+    ).rowCount;
+  } else {
+    // Sharded: the contracts come from the control database, this shard's vehicles only.
+    for (let i = 0; i < ended.vins.length; i += CONTRACTS_PER_STATEMENT) {
+      afterContract += (
+        await db.query(
+          `DELETE FROM telemetry t USING unnest($1::text[], $2::timestamptz[]) AS e(vin, until)
+            WHERE t.vin = e.vin AND t.recorded_at < e.until`,
+          [ended.vins.slice(i, i + CONTRACTS_PER_STATEMENT), ended.until.slice(i, i + CONTRACTS_PER_STATEMENT)],
+        )
+      ).rowCount;
+    }
+  }
   const quarantine = (await db.query('DELETE FROM quarantine WHERE received_at < now() - $1::interval', [days(p.quarantineDays)])).rowCount;
   const obfcm = await capByAge(db, 'obfcm_readings', p.obfcmDays, license);
   const telemetry = p.telemetryDays > 0 ? await capByAge(db, 'telemetry', p.telemetryDays, license) : { method: obfcm.method, count: 0 };
   return { method: obfcm.method, afterContract, telemetry: telemetry.count, obfcm: obfcm.count, quarantine };
+}
+
+/** Vehicles whose last contract ended long enough ago, with that end (parallel arrays). */
+export interface EndedContracts {
+  vins: string[];
+  until: Date[];
+}
+
+const CONTRACTS_PER_STATEMENT = 10_000;
+
+/**
+ * From the control database: every vehicle whose last ended ownership period ended more
+ * than `afterContractDays` ago, and when; `keep` picks those of one shard.
+ */
+export async function endedContracts(control: Queryable, afterContractDays: number, keep: (vin: string) => boolean): Promise<EndedContracts> {
+  const r = await control.query<{ vin: string; until: Date }>(
+    `SELECT vin, max(ended_at) AS until FROM ownership_periods
+      WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin`,
+    [days(afterContractDays)],
+  );
+  const out: EndedContracts = { vins: [], until: [] };
+  for (const row of r.rows) {
+    if (!keep(row.vin)) continue;
+    out.vins.push(row.vin);
+    out.until.push(row.until);
+  }
+  return out;
 }
 
 const HYPERTABLES = ['telemetry', 'obfcm_readings'] as const;

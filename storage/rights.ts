@@ -5,6 +5,7 @@ import { appendConsentEvent, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
+import type { Shards } from './shards.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;
@@ -67,7 +68,42 @@ async function periods(q: Queryable, vin: string, ownerId: string | null): Promi
     .map((x) => ({ ownerId: x.owner_id, from: x.first ? BEGINNING : x.started_at, startedAt: x.started_at, to: x.ended_at }));
 }
 
-export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
+/** Deletes (or, for one category, clears) the telemetry-side rows of `vin` in the periods. */
+async function eraseRows(q: Queryable, vin: string, pers: readonly OwnershipPeriod[], category: ErasureCategory | null, sharingRefused: boolean): Promise<ErasureResult> {
+  const res: ErasureResult = { telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
+  const cond = periodCondition(pers, 2);
+  if (category === null) {
+    res.telemetryDeleted = (await q.query(`DELETE FROM telemetry WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
+    res.quarantineDeleted = (await q.query(`DELETE FROM quarantine WHERE vin = $1 AND ${periodCondition(pers, 2, 'received_at').sql}`, [vin, ...cond.params])).rowCount;
+  } else {
+    res.telemetryUpdated = (
+      await q.query(`UPDATE telemetry SET ${clearGroupSet(category)} WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
+    ).rowCount;
+  }
+  if (category === null || category === 'consumption') {
+    if (sharingRefused) {
+      res.obfcmDeleted = (await q.query(`DELETE FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
+    } else {
+      const k = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params]);
+      res.obfcmKept = k.rows[0]?.n ?? 0;
+    }
+  }
+  return res;
+}
+
+function addErased(into: ErasureResult, r: ErasureResult): void {
+  into.telemetryDeleted += r.telemetryDeleted;
+  into.telemetryUpdated += r.telemetryUpdated;
+  into.obfcmDeleted += r.obfcmDeleted;
+  into.obfcmKept += r.obfcmKept;
+  into.quarantineDeleted += r.quarantineDeleted;
+}
+
+/**
+ * `db`: the control database. With `shards` sharded, an erasure also runs on every shard
+ * (the telemetry-side tables live there).
+ */
+export function createRightsRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<Shards, 'sharded' | 'all'>): RightsRepo {
   return {
     async currentOwner(vin) {
       const r = await db.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
@@ -95,12 +131,13 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
     },
     erase(vin, ownerId, category) {
       return db.transaction(async (tx) => {
+        // The vehicle's row stays locked until the erasure is logged: erasures, transfers
+        // and consent changes of one vehicle run one at a time.
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
         if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
         const pers = await periods(tx, vin, ownerId);
         const res: ErasureResult = { telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
         if (pers.length === 0) return res;
-        const cond = periodCondition(pers, 2);
         const state = await tx.query<{ co2_sharing_allowed: boolean }>(
           `SELECT co2_sharing_allowed FROM (${CURRENT_CONSENT}) c WHERE c.vin = $1`,
           [vin],
@@ -109,21 +146,14 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}): RightsRepo {
         // kept, as (EU) 2021/392 obliges their transmission (GDPR Art. 17(3)(b)); once
         // the owner refuses CO2 sharing, an erasure deletes them too.
         const sharingRefused = state.rows[0] ? !state.rows[0].co2_sharing_allowed : false;
-        if (category === null) {
-          res.telemetryDeleted = (await tx.query(`DELETE FROM telemetry WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
-          res.quarantineDeleted = (await tx.query(`DELETE FROM quarantine WHERE vin = $1 AND ${periodCondition(pers, 2, 'received_at').sql}`, [vin, ...cond.params])).rowCount;
+        if (!shards?.sharded) {
+          addErased(res, await eraseRows(tx, vin, pers, category, sharingRefused));
         } else {
-          res.telemetryUpdated = (
-            await tx.query(`UPDATE telemetry SET ${clearGroupSet(category)} WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
-          ).rowCount;
-        }
-        if (category === null || category === 'consumption') {
-          if (sharingRefused) {
-            res.obfcmDeleted = (await tx.query(`DELETE FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
-          } else {
-            const k = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM obfcm_readings WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params]);
-            res.obfcmKept = k.rows[0]?.n ?? 0;
-          }
+          // On every shard, each in its own transaction, committed before the erasure is
+          // logged here: the vehicle's rows are on its own shard, and on two only while its
+          // bucket moves; a shard that fails fails the erasure (503), which is retried whole
+          // (the deletes already committed elsewhere find nothing the second time).
+          for (const s of shards.all()) addErased(res, await s.transaction((stx) => eraseRows(stx, vin, pers, category, sharingRefused)));
         }
         const first = pers[0]!;
         const last = pers[pers.length - 1]!;

@@ -6,7 +6,7 @@ import type { Db } from './db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
 import type { StoredValues } from '../proto/fields.ts';
-import type { Range, StoredRecord } from './reads.ts';
+import type { Range, ShardRouting, StoredRecord } from './reads.ts';
 
 export interface OwnedVehicle {
   vin: string;
@@ -55,10 +55,12 @@ function groupOf(row: Record<string, unknown>, group: Group): StoredValues | nul
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-export function createSeriesRepo(db: Db): SeriesRepo {
+/** `control`: ownership; the records are read on the vehicle's shard when `shards` is sharded. */
+export function createSeriesRepo(control: Db, shards?: ShardRouting): SeriesRepo {
+  const dbOf = (vin: string): Db => (shards?.sharded ? shards.dbOf(vin) : control);
   return {
     async ownedBy(ownerId) {
-      const r = await db.query<{ vin: string; started_at: Date }>(
+      const r = await control.query<{ vin: string; started_at: Date }>(
         'SELECT vin, started_at FROM ownership_periods WHERE owner_id = $1 AND ended_at IS NULL ORDER BY vin',
         [ownerId],
       );
@@ -66,6 +68,7 @@ export function createSeriesRepo(db: Db): SeriesRepo {
     },
 
     async latest(vin, periods, categories) {
+      const db = dbOf(vin);
       const per = periodCondition(periods, 2);
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
       const flags = categories.map((g) => GROUP_FLAG[g]);
@@ -91,6 +94,7 @@ export function createSeriesRepo(db: Db): SeriesRepo {
     },
 
     async series(vin, periods, range, bucketMs, categories, fields) {
+      const db = dbOf(vin);
       // Only the columns asked for are aggregated and sent: a chart of three fields costs three.
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group) && (!fields || fields.includes(`${c.group}.${c.jsName}`)));
       const per = periodCondition(periods, 5);

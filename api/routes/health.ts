@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
 /** databaseCheckedAt: when the database answer was obtained (probes are reused briefly); instance: which process answered (several run behind one load balancer). */
-export type Readiness = () => Promise<{ broker: boolean; database: boolean; databaseCheckedAt?: string; instance?: string }>;
+export type Readiness = () => Promise<{ broker: boolean; database: boolean; databaseCheckedAt?: string; instance?: string; /** With shards: the indexes of those down, comma-separated, or "none". */ shardsDown?: string }>;
 
 // The body is the pinned contract; when the shared database probe ran and which instance
 // answered go in headers (x-database-checked-at, x-instance).
@@ -19,6 +19,7 @@ export const healthRoutes: FastifyPluginAsync<{ readiness: Readiness }> = async 
     const ok = r.broker && r.database;
     if ('databaseCheckedAt' in r && r.databaseCheckedAt) void reply.header('x-database-checked-at', r.databaseCheckedAt);
     if ('instance' in r && r.instance) void reply.header('x-instance', r.instance);
+    if ('shardsDown' in r && r.shardsDown) void reply.header('x-shards-down', r.shardsDown);
     return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', broker: r.broker, database: r.database });
   });
 };

@@ -301,7 +301,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     if (text !== undefined) {
       const pos = decodeCursor(vin, text);
       if (!pos) throw new ApiError(400, 'API_ERR_INVALID_CURSOR', 'the cursor (Last-Event-ID or ?after=) is not a cursor of this stream');
-      if (pos.tx <= (await deps.positions.trimmedBelow())) {
+      if (pos.tx <= (await deps.positions.trimmedBelow(vin))) {
         throw new ApiError(410, 'API_ERR_CURSOR_EXPIRED', 'the cursor is older than the stream log keeps; start again with ?from= or the CarData export');
       }
       return { after: pos, fromMs: null };

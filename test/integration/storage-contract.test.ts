@@ -16,6 +16,7 @@ import { createVehicleRepo, type VehicleRepo } from '../../storage/vehicles.ts';
 import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/consent.ts';
 import { createRightsRepo, type RightsRepo } from '../../storage/rights.ts';
 import { createReadRepo } from '../../storage/reads.ts';
+import { openShards, type Shards } from '../../storage/shards.ts';
 import { createBatchWriter, type BatchStats, type QuarantineRow, type TelemetryRow, type WriteItem } from '../../storage/writer.ts';
 import { StorageError } from '../../storage/errors.ts';
 
@@ -26,7 +27,10 @@ const MIGRATION_FILES = readdirSync(fileURLToPath(new URL('../../storage/migrati
 type TestDb = Db & { setKind(kind: string): void };
 
 interface Backend {
+  /** The control database (everything when not sharded). */
   db: TestDb;
+  /** SHARD_URLS mode: opens the shards holding the telemetry-side tables (after the control database is migrated). */
+  shards?: () => Promise<Shards>;
   /** The kinds this backend may report after migrate(). */
   kinds: string[];
   cleanup(): Promise<void>;
@@ -80,10 +84,13 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
     let vehicles: VehicleRepo;
     let consents: ConsentRepo;
     let rights: RightsRepo;
+    /** Where the telemetry-side tables are: the shard when sharded (one shard), else the database. */
+    let sdb: TestDb;
+    let shards: Shards | undefined;
     const stats: BatchStats[] = [];
 
     const write = async (item: Partial<WriteItem>): Promise<void> => {
-      const w = createBatchWriter(db, { onBatch: (s) => stats.push(s) });
+      const w = createBatchWriter(sdb, { onBatch: (s) => stats.push(s) });
       try {
         await w.write({ telemetry: item.telemetry ?? [], quarantine: item.quarantine ?? [] });
       } finally {
@@ -91,8 +98,10 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       }
     };
     const rows = async <R = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<R[]> => (await db.query<R>(sql, params)).rows;
+    /** rows() of the telemetry-side tables (telemetry, obfcm_readings, quarantine). */
+    const trows = async <R = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<R[]> => (await sdb.query<R>(sql, params)).rows;
     const count = async (table: string, vin: string): Promise<number> =>
-      (await rows<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE vin = $1`, [vin]))[0]!.n;
+      (await trows<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE vin = $1`, [vin]))[0]!.n;
     const newVehicle = async (owner: string): Promise<string> => {
       const vin = testVin();
       await vehicles.create({ vin, ownerId: owner, secretHash: `hash-of-${vin}` });
@@ -103,9 +112,11 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       be = await makeBackend();
       db = be.db;
       firstMigration = await migrate(db);
+      shards = be.shards ? await be.shards() : undefined;
+      sdb = (shards?.sharded ? shards.db(0) : db) as TestDb;
       vehicles = createVehicleRepo(db);
-      consents = createConsentRepo(db);
-      rights = createRightsRepo(db);
+      consents = createConsentRepo(db, {}, shards);
+      rights = createRightsRepo(db, {}, shards);
     });
     afterAll(async () => {
       await be?.cleanup();
@@ -283,14 +294,14 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await write({ telemetry: [fullRow(vin, 1, t), fullRow(vin, 2, t + 1)], quarantine: [quarantineRow(vin, 'loc', Buffer.from([1, 2, 3]))] });
         const r = await consents.set(vin, { location: false, eraseLocationHistory: true, actor: 'test', channel: 'test' });
         expect(r.erasedLocationRows).toBe(2);
-        const left = await rows<Record<string, unknown>>('SELECT latitude, longitude, has_location, speed_kmh FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+        const left = await trows<Record<string, unknown>>('SELECT latitude, longitude, has_location, speed_kmh FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
         expect(left).toEqual([
           { latitude: null, longitude: null, has_location: false, speed_kmh: 1 },
           { latitude: null, longitude: null, has_location: false, speed_kmh: 2 },
         ]);
         expect((await consents.history(vin))[0]!.erasedLocationHistory).toBe(true);
         // quarantined bytes may hold positions: the reason stays, the bytes go
-        const q = await rows<Record<string, unknown>>('SELECT reason, payload, payload_bytes FROM quarantine WHERE vin = $1', [vin]);
+        const q = await trows<Record<string, unknown>>('SELECT reason, payload, payload_bytes FROM quarantine WHERE vin = $1', [vin]);
         expect(q).toEqual([{ reason: 'GW_ERR_DECODE', payload: null, payload_bytes: 3 }]);
       });
     });
@@ -315,7 +326,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect(stats.slice(before)).toHaveLength(1);
         expect(stats[before]).toMatchObject({ items: 1, telemetryRows: 3, telemetryInserted: 3, obfcmInserted: 1, quarantineInserted: 2 });
 
-        const tel = await rows<Record<string, unknown>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+        const tel = await trows<Record<string, unknown>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
         expect(tel.map((r) => r.seq)).toEqual([1, 2, 3]);
         expect((tel[0]!.recorded_at as Date).getTime()).toBe(t);
         expect(tel[0]!.recorded_at).toBeInstanceOf(Date);
@@ -324,12 +335,12 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect(tel[1]).toMatchObject({ speed_kmh: 0, odometer_km: null, has_technical: true, has_consumption: false, has_location: false });
         expect(tel[2]!.total_fuel_consumed_l).toBe(FULL_CONSUMPTION.totalFuelConsumedL);
 
-        const obf = await rows<Record<string, unknown>>('SELECT * FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin]);
+        const obf = await trows<Record<string, unknown>>('SELECT * FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin]);
         expect(obf.map((r) => r.seq)).toEqual([1]);
         expect(obf[0]).toMatchObject({ total_distance_km: 1001, total_grid_energy_into_battery_kwh: FULL_CONSUMPTION.totalGridEnergyIntoBatteryKwh });
         expect((obf[0]!.recorded_at as Date).getTime()).toBe(t);
 
-        const q = await rows<Record<string, unknown>>('SELECT * FROM quarantine WHERE vin = $1 OR detail = $2 ORDER BY id', [vin, 'test b']);
+        const q = await trows<Record<string, unknown>>('SELECT * FROM quarantine WHERE vin = $1 OR detail = $2 ORDER BY id', [vin, 'test b']);
         expect(q).toHaveLength(2);
         expect(q[0]).toMatchObject({ vin, reason: 'GW_ERR_OUT_OF_RANGE', detail: 'test a', seq: 7, payload_bytes: payload.length });
         expect((q[0]!.recorded_at as Date).getTime()).toBe(t);
@@ -351,7 +362,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         const before = stats.length;
         await write({ telemetry: big, quarantine: [quarantineRow(vin, 'big', Buffer.from('x'))] });
         expect(stats[before]).toMatchObject({ telemetryRows: 2500, telemetryInserted: 2500, obfcmInserted: 1250, quarantineInserted: 1 });
-        const tel = await rows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+        const tel = await trows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
         expect(tel).toHaveLength(2500);
         for (const [i, r] of tel.entries()) {
           const src = big[i]!;
@@ -379,7 +390,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
           shareObfcm: i % 3 === 0,
         }));
         await write({ telemetry: other, quarantine: [] });
-        const tel2 = await rows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin2]);
+        const tel2 = await trows<Record<string, any>>('SELECT * FROM telemetry WHERE vin = $1 ORDER BY seq', [vin2]);
         expect(tel2).toHaveLength(2100);
         for (const [i, r] of tel2.entries()) {
           const src = other[i]!;
@@ -412,7 +423,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect(await count('telemetry', vin)).toBe(2);
         expect(await count('obfcm_readings', vin)).toBe(2);
         expect(await count('quarantine', vin)).toBe(1);
-        expect((await rows<{ speed_kmh: number }>('SELECT speed_kmh FROM telemetry WHERE vin = $1 AND seq = 1', [vin]))[0]!.speed_kmh).toBe(1);
+        expect((await trows<{ speed_kmh: number }>('SELECT speed_kmh FROM telemetry WHERE vin = $1 AND seq = 1', [vin]))[0]!.speed_kmh).toBe(1);
         // same seq at another time, or another seq at the same time: distinct records
         await write({ telemetry: [fullRow(vin, 1, t + 5), fullRow(vin, 3, t)] });
         expect(await count('telemetry', vin)).toBe(4);
@@ -422,7 +433,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         const vin = testVin();
         const t = Date.UTC(2024, 4, 3);
         const batches: BatchStats[] = [];
-        const w = createBatchWriter(db, { maxPendingRows: 5, onBatch: (s) => batches.push(s) });
+        const w = createBatchWriter(sdb, { maxPendingRows: 5, onBatch: (s) => batches.push(s) });
         try {
           expect(w.hasRoom()).toBe(true);
           const p1 = w.write({ telemetry: [1, 2, 3].map((s) => fullRow(vin, s, t + s)), quarantine: [] });
@@ -453,13 +464,13 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
           let release!: () => void;
           const gate = new Promise<void>((r) => (release = r));
           let first = true;
-          const gdb = Object.assign(Object.create(db) as TestDb, {
+          const gdb = Object.assign(Object.create(sdb) as TestDb, {
             query: async (text: string, params?: readonly unknown[], name?: string) => {
               if (first && /INSERT INTO telemetry/.test(text)) {
                 first = false;
                 await gate;
               }
-              return db.query(text, params, name);
+              return sdb.query(text, params, name);
             },
           });
           return { gdb, release };
@@ -520,7 +531,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
 
         // idle: nothing in flight, so no linger at all
         {
-          const w = createBatchWriter(db, { lingerMs: 10_000, lingerRows: 1000 });
+          const w = createBatchWriter(sdb, { lingerMs: 10_000, lingerRows: 1000 });
           try {
             const t0 = performance.now();
             await w.write({ telemetry: rows(30, 1), quarantine: [] });
@@ -535,7 +546,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       it('a refused row fails only its own message (STO_ERR_REJECTED); the rest of the batch is stored', async () => {
         const good = testVin();
         const errors: boolean[] = [];
-        const w = createBatchWriter(db, { onError: (_e, retry) => errors.push(retry) });
+        const w = createBatchWriter(sdb, { onError: (_e, retry) => errors.push(retry) });
         const t = Date.UTC(2024, 4, 4);
         try {
           const ok = w.write({ telemetry: [fullRow(good, 1, t)], quarantine: [] });
@@ -608,7 +619,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
 
         const loc = await rights.erase(vin, 'e-one', 'location');
         expect(loc).toEqual({ telemetryDeleted: 0, telemetryUpdated: 4, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 });
-        const locRows = await rows<Record<string, unknown>>('SELECT seq, latitude, has_location, speed_kmh FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+        const locRows = await trows<Record<string, unknown>>('SELECT seq, latitude, has_location, speed_kmh FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
         expect(locRows.map((r) => [r.seq, r.latitude, r.has_location, r.speed_kmh])).toEqual([
           [1, null, false, 1],
           [2, null, false, 2],
@@ -622,7 +633,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         const cons = await rights.erase(vin, 'e-one', 'consumption');
         expect(cons).toEqual({ telemetryDeleted: 0, telemetryUpdated: 4, obfcmDeleted: 0, obfcmKept: 4, quarantineDeleted: 0 });
         expect(await count('obfcm_readings', vin)).toBe(6);
-        const c = await rows<Record<string, unknown>>('SELECT seq, total_distance_km, has_consumption FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
+        const c = await trows<Record<string, unknown>>('SELECT seq, total_distance_km, has_consumption FROM telemetry WHERE vin = $1 ORDER BY seq', [vin]);
         expect(c.map((r) => [r.total_distance_km, r.has_consumption])).toEqual([
           [null, false],
           [null, false],
@@ -636,8 +647,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await consents.set(vin, { co2Sharing: false, actor: 'customer:e-two', channel: 'test' });
         const all = await rights.erase(vin, 'e-one', null);
         expect(all).toEqual({ telemetryDeleted: 4, telemetryUpdated: 0, obfcmDeleted: 4, obfcmKept: 0, quarantineDeleted: 1 });
-        expect((await rows<{ seq: number }>('SELECT seq FROM telemetry WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
-        expect((await rows<{ seq: number }>('SELECT seq FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
+        expect((await trows<{ seq: number }>('SELECT seq FROM telemetry WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
+        expect((await trows<{ seq: number }>('SELECT seq FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
         expect(await count('quarantine', vin)).toBe(0);
 
         const log = await rows<{ owner_id: string; category: string | null; rows_affected: unknown; period_from: Date; period_to: Date | null }>(
@@ -667,13 +678,13 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
 
       it('buckets counts, averages and extremes; the latest record; the vehicles owned', async () => {
         const vin = await newVehicle('series-owner');
-        await rows(
+        await trows(
           `INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh, odometer_km, latitude, has_technical, has_location)
            SELECT $1, to_timestamp($2::float8 / 1000) + i * interval '1 minute', i + 1, i % 60, 1000 + i, CASE WHEN i < 60 THEN 48 + i / 1000.0 END, true, i < 60
              FROM generate_series(0, 119) i`,
           [vin, T0],
         );
-        const repo = createSeriesRepo(db);
+        const repo = createSeriesRepo(db, shards);
         const s = await repo.series(vin, whole('series-owner'), { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['technical']);
         expect(s.t).toEqual([T0, T0 + 3_600_000]);
         expect(s.count).toEqual([60, 60]);
@@ -714,23 +725,23 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await write({ telemetry: shuffled.slice(10) });
       });
 
-      /** The Db, counting its queries. */
+      /** The telemetry-side Db, counting its queries. */
       function counting(): { db: Db; queries: () => number } {
         let n = 0;
         const wrapped: Db = {
           get kind() {
-            return db.kind;
+            return sdb.kind;
           },
           query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
             n++;
-            return db.query<R>(text, params);
+            return sdb.query<R>(text, params);
           },
           // No COPY: every read goes through query(), where it is counted.
           copy: null,
-          transaction: (fn) => db.transaction(fn),
-          listen: (c, m, h) => db.listen(c, m, h),
-          stats: () => db.stats(),
-          close: () => db.close(),
+          transaction: (fn) => sdb.transaction(fn),
+          listen: (c, m, h) => sdb.listen(c, m, h),
+          stats: () => sdb.stats(),
+          close: () => sdb.close(),
         };
         return { db: wrapped, queries: () => n };
       }
@@ -743,7 +754,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
 
       it('records(): keyset paging with a small page returns every row once, in (recorded_at, seq) order', async () => {
         const c = counting();
-        const reads = createReadRepo(c.db);
+        // Sharded: the control database as ever, the counted Db as the (one) shard.
+        const reads = shards?.sharded ? createReadRepo(db, { sharded: true, count: 1, db: () => c.db, dbOf: () => c.db, shardOf: () => 0 }) : createReadRepo(c.db);
         const periods = await rights.periodsOf(vin, 'r-owner');
         const recs = await collect(reads.records(vin, periods, { from: null, to: null }, ['technical', 'consumption', 'location'], 7));
         expect(recs.map((r) => [r.seq, r.recordedAt.getTime()])).toEqual(expected.map((e) => [e.seq, e.t]));
@@ -761,7 +773,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       });
 
       it('ndjson(): the same records as JSON lines (binary COPY on pg, built by the database on PGlite), across segment and page boundaries', async () => {
-        const reads = createReadRepo(db);
+        const reads = createReadRepo(db, shards);
         const periods = await rights.periodsOf(vin, 'r-owner');
         const all = ['technical', 'consumption', 'location'] as const;
         const recs = await collect(reads.records(vin, periods, { from: null, to: null }, all, 7));
@@ -779,7 +791,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       });
 
       it('records(): range [from, to) and categories', async () => {
-        const reads = createReadRepo(db);
+        const reads = createReadRepo(db, shards);
         const periods = await rights.periodsOf(vin, 'r-owner');
         const from = new Date(base + 2000);
         const to = new Date(base + 5000);
@@ -792,7 +804,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       });
 
       it('latestLocation(): the newest record that has a position', async () => {
-        const reads = createReadRepo(db);
+        const reads = createReadRepo(db, shards);
         const l = await reads.latestLocation(vin, await rights.periodsOf(vin, 'r-owner'));
         expect(l).not.toBeNull();
         expect(l!.seq).toBe(20);
@@ -802,7 +814,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       });
 
       it('consumptionForWorkshop(): the newest rows, oldest first, and a disclosure row', async () => {
-        const reads = createReadRepo(db);
+        const reads = createReadRepo(db, shards);
         const period = (await rights.periodsOf(vin, 'r-owner')).pop()!;
         const got = await reads.consumptionForWorkshop(
           vin,
@@ -830,7 +842,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         await consents.set(refused, { co2Sharing: false, actor: 'test', channel: 'test' });
         await consents.set(restricted, { restricted: true, actor: 'test', channel: 'test' });
 
-        const reads = createReadRepo(db);
+        const reads = createReadRepo(db, shards);
         const range = { from: new Date(base), to: new Date(base + 200_000) };
         const report = await reads.obfcmReport(range, { role: 'authority', subject: 'eu-commission', endpoint: 'GET /v1/reports/obfcm' });
         const vins = report.map((r) => r.vin);
@@ -851,6 +863,18 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         expect(await reads.disclosures(refused, await rights.periodsOf(refused, 'o-refused'))).toEqual([]);
       });
     });
+    describe('sharded: nothing telemetry-side in the control database', () => {
+      it('telemetry, obfcm_readings and quarantine of the control database stay empty (after the tests above too): the rows are on the shard', async (ctx) => {
+        if (!shards?.sharded) ctx.skip();
+        const vin = await newVehicle('s-owner');
+        await write({ telemetry: [fullRow(vin, 1, Date.now() - 1000)], quarantine: [quarantineRow(vin, 's', null)] });
+        for (const t of ['telemetry', 'obfcm_readings', 'quarantine']) {
+          expect((await rows<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`))[0]!.n, t).toBe(0);
+          expect(await count(t, vin), t).toBe(1);
+        }
+      });
+    });
+
   });
 }
 
@@ -863,6 +887,29 @@ contract('pg', async () => {
     async cleanup() {
       await db.close();
       await t.drop();
+    },
+  };
+});
+
+// SHARD_URLS with one shard: the control database and one shard database; every
+// telemetry-side assertion reads the shard (README "Sharding").
+contract('pg, SHARD_URLS with one shard', async () => {
+  const control = await createTestDatabase();
+  const shard = await createTestDatabase();
+  const db = createPgDb(control.url, { max: 4, applicationName: 'storage-contract' });
+  let opened: Shards | null = null;
+  return {
+    db,
+    kinds: ['timescaledb', 'postgres'],
+    async shards() {
+      opened = await openShards(db, [shard.url], { role: 'test', max: 4 });
+      return opened;
+    },
+    async cleanup() {
+      await opened?.close();
+      await db.close();
+      await control.drop();
+      await shard.drop();
     },
   };
 });

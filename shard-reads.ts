@@ -1,0 +1,152 @@
+// Composition of the read side over the shards, part of main.ts's composition root (kept
+// apart so main.ts stays short): the live streams (one stream-log tailer per shard, woken
+// by that shard's commits and NOTIFYs) and scheduled retention (per shard). Without
+// SHARD_URLS there is one shard, the database itself, and this builds exactly what
+// main.ts built before sharding: one tailer on the API pool, NOTIFY on the database,
+// one retention job named 'retention'.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from './config/index.ts';
+import type { Db } from './storage/db.ts';
+import type { Shards } from './storage/shards.ts';
+import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
+import { applyRetention, endedContracts, type RetentionDb } from './storage/retention.ts';
+import { runOncePerPeriod } from './storage/schedule.ts';
+import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
+import { createShardedHub, shardedPositions } from './stream/shards.ts';
+import type { StreamPos } from './stream/ports.ts';
+
+export interface Live {
+  hub: StreamHub;
+  /** Resume positions, read in the VIN's shard's log. */
+  positions: { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null> };
+  /** Shard i's stream log (API pool). */
+  logs: readonly StreamLogRepo[];
+  /**
+   * A commit on shard `index` (undefined: unknown shard, every shard): wake the tailer here
+   * (any commit may move the horizon: entries of younger transactions wait for it), and when
+   * it inserted telemetry, NOTIFY the other instances.
+   */
+  committed(index: number | undefined, inserted: boolean): void;
+  /** Whether commits are announced by NOTIFY (STREAM_FANOUT=notify on PostgreSQL). */
+  announce: boolean;
+  /** LISTENs for other instances' commits on every shard; resolves to the function that stops. */
+  listen(): Promise<() => Promise<void>>;
+}
+
+/**
+ * `apiShards`: the API's pools (the tailers read there, never on the writers' pools);
+ * `shards`: the ingest pools (NOTIFY and LISTEN, as before sharding on `db`).
+ */
+export function buildLive(config: Config, apiShards: Shards, shards: Shards, log: Logger): Live {
+  const logs = apiShards.all().map((d) => createStreamLogRepo(d));
+  const hubs = logs.map((store, i) =>
+    createStreamHub({
+      store,
+      pollMs: config.stream.pollMs,
+      onError: (err) => log.warn({ event: 'stream_tail_failed', ...(apiShards.sharded ? { shard: apiShards.label(i) } : {}), err: err.message }, 'reading the stream log failed; retrying'),
+    }),
+  );
+  // The NOTIFY payload names this process, whose own tailer was woken already: its own
+  // notifications are not a second wake-up.
+  const wakeTag = randomUUID();
+  const fromOthers = (wake: () => void) => (from: string) => {
+    if (from !== wakeTag) wake();
+  };
+  const announceOn = (d: Db) =>
+    coalesced(
+      () => d.query('SELECT pg_notify($1, $2)', [STREAM_CHANNEL, wakeTag]),
+      (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
+    );
+  const announcers = config.databaseUrl && config.stream.fanout === 'notify' ? shards.all().map(announceOn) : null;
+  if (!apiShards.sharded) {
+    const hub = hubs[0]!;
+    return {
+      hub,
+      positions: logs[0]!,
+      logs,
+      committed(_index, inserted) {
+        hub.wake();
+        if (inserted) announcers?.[0]!();
+      },
+      announce: announcers !== null,
+      async listen() {
+        if (!announcers) return async () => {};
+        return shards.db(0).listen(STREAM_CHANNEL, fromOthers(() => hub.wake()), { onUp: () => hub.wake(), role: 'stream-wake' });
+      },
+    };
+  }
+  const hub = createShardedHub(hubs, (vin) => apiShards.shardOf(vin));
+  return {
+    hub,
+    positions: shardedPositions(logs, (vin) => apiShards.shardOf(vin)),
+    logs,
+    committed(index, inserted) {
+      if (index === undefined) {
+        hub.wake();
+        if (inserted && announcers) for (const a of announcers) a();
+        return;
+      }
+      hub.wakeShard(index);
+      if (inserted) announcers?.[index]?.();
+    },
+    announce: announcers !== null,
+    async listen() {
+      if (!announcers) return async () => {};
+      // Each shard's commits are announced on that shard: its LISTEN wakes its tailer only.
+      const stops: (() => Promise<void>)[] = [];
+      try {
+        for (let i = 0; i < shards.count; i++) {
+          stops.push(await shards.db(i).listen(STREAM_CHANNEL, fromOthers(() => hub.wakeShard(i)), { onUp: () => hub.wakeShard(i), role: `stream-wake-s${i}` }));
+        }
+      } catch (err) {
+        for (const s of stops) await s();
+        throw err;
+      }
+      return async () => {
+        for (const s of stops) await s();
+      };
+    },
+  };
+}
+
+/**
+ * One run of scheduled retention, on every shard (README "Retention"). Each shard is its
+ * own job in scheduled_runs ('retention', or 'retention:shard<i>' when sharded): once per
+ * period across every process, claimed in the control database; a shard that is down fails
+ * its own job only, which is taken up again at the next quarter period. The deletes run on
+ * the shard (API pool); contracts that ended come from the control database.
+ */
+export async function runRetention(config: Config, control: Db, apiShards: Shards, shards: Shards, live: Live, instance: string, log: Logger): Promise<void> {
+  const trimBefore = () => Date.now() - config.stream.logRetentionDays * 86_400_000;
+  if (!apiShards.sharded) {
+    try {
+      // On the API's pool (never the ingest pool), once per period across every instance.
+      const r = await runOncePerPeriod(control, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+      if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+      else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
+      if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.logs[0]!.trim(trimBefore()) }, 'stream log trimmed');
+    } catch (err) {
+      log.warn({ event: 'retention_failed', err: (err as Error).message }, 'retention failed; retried at the next interval');
+    }
+    return;
+  }
+  await Promise.all(
+    apiShards.all().map(async (d, i) => {
+      const shard = apiShards.label(i);
+      try {
+        // The ingest pools were migrated, so they know the server's kind (drop_chunks on TimescaleDB).
+        const target: RetentionDb = { kind: shards.db(i).kind, query: (text, params, name) => d.query(text, params, name) };
+        const r = await runOncePerPeriod(control, `retention:shard${i}`, config.retention.intervalMs, instance, async (tx) => {
+          const ended = await endedContracts(tx, config.retention.afterContractDays, (vin) => apiShards.shardOf(vin) === i);
+          const res = await applyRetention(target, config.retention, ended);
+          return { ...res, streamLogTrimmed: await live.logs[i]!.trim(trimBefore()) };
+        });
+        if (r.ran) log.info({ event: 'retention_applied', shard, period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
+        else log.debug({ event: 'retention_skipped', shard, reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
+      } catch (err) {
+        log.warn({ event: 'retention_failed', shard, err: (err as Error).message }, 'retention failed; retried at the next interval');
+      }
+    }),
+  );
+}

@@ -1,0 +1,113 @@
+// Live streams over sharded storage (README "Sharding"): each shard has its own stream log
+// (its writes' commit order, its own transaction ids), so each shard gets its own tailer
+// (stream/hub.ts) with its own horizon, woken by that shard's commits and by the NOTIFY on
+// that shard. A stream reads the log of its vehicle's shard only: its cursor (tx, ord) is
+// a position in that shard's log. This file routes subscribers to their shard's tailer.
+import type { StreamHub, Subscriber, OpenOptions } from './hub.ts';
+import type { StreamPos } from './ports.ts';
+
+/** Resume positions of one shard's log (storage/stream-log.ts). */
+export interface ShardPositions {
+  trimmedBelow(): Promise<number>;
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null>;
+}
+
+export interface ShardedHub extends StreamHub {
+  /** Shard `index` committed (here, or elsewhere by NOTIFY on that shard): read its log. */
+  wakeShard(index: number): void;
+}
+
+/**
+ * One StreamHub over per-shard tailers: `hubs[i]` tails shard i's log; `shardOf` names the
+ * shard of a VIN. `wake()` wakes every tailer (a commit whose shard is not known).
+ */
+export function createShardedHub(hubs: readonly StreamHub[], shardOf: (vin: string) => number): ShardedHub {
+  if (hubs.length === 0) throw new Error('createShardedHub: no shards');
+  /** The tailer each open subscriber went to (the map may change while it is open). */
+  const placed = new Map<Subscriber, StreamHub>();
+  const hubOf = (vin: string): StreamHub => hubs[shardOf(vin)]!;
+  let stopped = false;
+  const retries = new Set<NodeJS.Timeout>();
+  return {
+    async open(sub: Subscriber, opts: OpenOptions) {
+      const h = hubOf(sub.vin);
+      placed.set(sub, h);
+      try {
+        await h.open(sub, opts);
+      } finally {
+        if (sub.closed) placed.delete(sub);
+      }
+    },
+    close(sub) {
+      const h = placed.get(sub);
+      placed.delete(sub);
+      if (h) h.close(sub);
+      else for (const x of hubs) x.close(sub);
+    },
+    wake() {
+      for (const h of hubs) h.wake();
+    },
+    wakeShard(index) {
+      hubs[index]?.wake();
+    },
+    // Cheap on the tailers without subscribers of the VIN (a map lookup): every tailer is
+    // told, so a subscriber placed before a bucket move is rechecked too.
+    invalidate(vin) {
+      for (const h of hubs) h.invalidate(vin);
+    },
+    invalidateGrant(id) {
+      for (const h of hubs) h.invalidateGrant(id);
+    },
+    invalidateAll() {
+      for (const h of hubs) h.invalidateAll();
+    },
+    /** The lowest horizon of the tailers (each counts in its own shard's transaction ids). */
+    get horizon() {
+      return Math.min(...hubs.map((h) => h.horizon));
+    },
+    stats() {
+      const out = { subscribers: 0, vehicles: 0, horizon: Infinity, cycles: 0 };
+      for (const h of hubs) {
+        const s = h.stats();
+        out.subscribers += s.subscribers;
+        out.vehicles += s.vehicles;
+        out.cycles += s.cycles;
+        out.horizon = Math.min(out.horizon, s.horizon);
+      }
+      return out;
+    },
+    async start() {
+      // A shard that does not answer now (the gateway starts without it, README "Sharding")
+      // gets its tailer started once it does: retried every second in the background.
+      await Promise.all(
+        hubs.map((h) =>
+          h.start().catch(() => {
+            const retry = (): void => {
+              if (stopped) return;
+              const t = setTimeout(() => {
+                retries.delete(t);
+                void h.start().catch(retry);
+              }, 1000);
+              t.unref();
+              retries.add(t);
+            };
+            retry();
+          }),
+        ),
+      );
+    },
+    async stop() {
+      stopped = true;
+      for (const t of retries) clearTimeout(t);
+      await Promise.all(hubs.map((h) => h.stop()));
+    },
+  };
+}
+
+/** Resume positions of a VIN, read in its shard's log. */
+export function shardedPositions(logs: readonly ShardPositions[], shardOf: (vin: string) => number): { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null> } {
+  return {
+    trimmedBelow: (vin) => logs[shardOf(vin)]!.trimmedBelow(),
+    startFor: (vin, fromMs, marginMs) => logs[shardOf(vin)]!.startFor(vin, fromMs, marginMs),
+  };
+}
