@@ -124,9 +124,47 @@ function migratedOnUse(db: Db & { setKind(kind: string): void }, onMigrated: () 
     copy,
     query: (text, params, name) => (done ? db.query(text, params, name) : ready().then(() => db.query(text, params, name))),
     transaction: (fn) => (done ? db.transaction(fn) : ready().then(() => db.transaction(fn))),
-    listen: (channel, onMessage, hooks) => db.listen(channel, onMessage, hooks),
+    listen: (channel, onMessage, hooks) => listenWhenUp(db, channel, onMessage, hooks),
     stats: () => db.stats(),
     close: () => db.close(),
+  };
+}
+
+/**
+ * LISTEN that does not fail when the shard is down now: it keeps trying every second in the
+ * background, and once connected calls `onUp` (the caller reloads what it may have missed),
+ * from then on like Db.listen. A shard down at start must not stop the process.
+ */
+async function listenWhenUp(db: Db, channel: string, onMessage: (payload: string) => void, hooks?: Parameters<Db['listen']>[2]): Promise<() => Promise<void>> {
+  try {
+    return await db.listen(channel, onMessage, hooks);
+  } catch (err) {
+    if (!isTransient(err)) throw err;
+  }
+  let stopped = false;
+  let stop: (() => Promise<void>) | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const attempt = () => {
+    timer = setTimeout(() => {
+      timer = null;
+      db.listen(channel, onMessage, hooks).then(
+        async (s) => {
+          if (stopped) return s();
+          stop = s;
+          hooks?.onUp?.();
+        },
+        () => {
+          if (!stopped) attempt();
+        },
+      );
+    }, 1000);
+    timer.unref();
+  };
+  attempt();
+  return async () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    await stop?.();
   };
 }
 
