@@ -76,7 +76,9 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
       },
     };
   }
-  const hub = createShardedHub(hubs, (vin) => apiShards.shardOf(vin));
+  const hub = createShardedHub(hubs, (vin) => apiShards.shardOf(vin), {
+    onStartError: (i, err) => log.warn({ event: 'stream_tail_failed', shard: apiShards.label(i), err: err.message }, 'the stream tail of a shard could not start; retrying'),
+  });
   return {
     hub,
     positions: shardedPositions(logs, (vin) => apiShards.shardOf(vin)),
@@ -94,16 +96,30 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
     async listen() {
       if (!announcers) return async () => {};
       // Each shard's commits are announced on that shard: its LISTEN wakes its tailer only.
+      // A shard that is down now is listened to once it answers (its tailer polls meanwhile).
       const stops: (() => Promise<void>)[] = [];
-      try {
-        for (let i = 0; i < shards.count; i++) {
-          stops.push(await shards.db(i).listen(STREAM_CHANNEL, fromOthers(() => hub.wakeShard(i)), { onUp: () => hub.wakeShard(i), role: `stream-wake-s${i}` }));
+      const timers = new Set<NodeJS.Timeout>();
+      let stopped = false;
+      const listenOne = async (i: number): Promise<void> => {
+        try {
+          const stop = await shards.db(i).listen(STREAM_CHANNEL, fromOthers(() => hub.wakeShard(i)), { onUp: () => hub.wakeShard(i), role: `stream-wake-s${i}` });
+          if (stopped) await stop();
+          else stops.push(stop);
+        } catch (err) {
+          if (stopped) return;
+          log.warn({ event: 'stream_wake_failed', shard: shards.label(i), err: (err as Error).message }, 'cannot listen for commits on a shard; retrying');
+          const t = setTimeout(() => {
+            timers.delete(t);
+            void listenOne(i);
+          }, 1000);
+          t.unref();
+          timers.add(t);
         }
-      } catch (err) {
-        for (const s of stops) await s();
-        throw err;
-      }
+      };
+      await Promise.all(shards.all().map((_, i) => listenOne(i)));
       return async () => {
+        stopped = true;
+        for (const t of timers) clearTimeout(t);
         for (const s of stops) await s();
       };
     },

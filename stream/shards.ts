@@ -21,13 +21,18 @@ export interface ShardedHub extends StreamHub {
  * One StreamHub over per-shard tailers: `hubs[i]` tails shard i's log; `shardOf` names the
  * shard of a VIN. `wake()` wakes every tailer (a commit whose shard is not known).
  */
-export function createShardedHub(hubs: readonly StreamHub[], shardOf: (vin: string) => number): ShardedHub {
+export function createShardedHub(
+  hubs: readonly StreamHub[],
+  shardOf: (vin: string) => number,
+  opts: { /** A tailer could not start (its shard is down); retried every `retryMs`. */ onStartError?: (index: number, err: Error) => void; retryMs?: number } = {},
+): ShardedHub {
   if (hubs.length === 0) throw new Error('createShardedHub: no shards');
+  const retryMs = opts.retryMs ?? 1000;
+  let stopped = false;
+  const retries = new Set<NodeJS.Timeout>();
   /** The tailer each open subscriber went to (the map may change while it is open). */
   const placed = new Map<Subscriber, StreamHub>();
   const hubOf = (vin: string): StreamHub => hubs[shardOf(vin)]!;
-  let stopped = false;
-  const retries = new Set<NodeJS.Timeout>();
   return {
     async open(sub: Subscriber, opts: OpenOptions) {
       const h = hubOf(sub.vin);
@@ -76,29 +81,30 @@ export function createShardedHub(hubs: readonly StreamHub[], shardOf: (vin: stri
       }
       return out;
     },
+    // A shard that is down at start does not stop the others (nor the process): its tailer
+    // starts once the shard answers; until then its vehicles' streams cannot open (their
+    // first read fails) and nothing of it is live.
     async start() {
-      // A shard that does not answer now (the gateway starts without it, README "Sharding")
-      // gets its tailer started once it does: retried every second in the background.
-      await Promise.all(
-        hubs.map((h) =>
-          h.start().catch(() => {
-            const retry = (): void => {
-              if (stopped) return;
-              const t = setTimeout(() => {
-                retries.delete(t);
-                void h.start().catch(retry);
-              }, 1000);
-              t.unref();
-              retries.add(t);
-            };
-            retry();
-          }),
-        ),
-      );
+      const startOne = async (i: number): Promise<void> => {
+        try {
+          await hubs[i]!.start();
+        } catch (err) {
+          opts.onStartError?.(i, err as Error);
+          if (stopped) return;
+          const t = setTimeout(() => {
+            retries.delete(t);
+            void startOne(i);
+          }, retryMs);
+          t.unref();
+          retries.add(t);
+        }
+      };
+      await Promise.all(hubs.map((_, i) => startOne(i)));
     },
     async stop() {
       stopped = true;
       for (const t of retries) clearTimeout(t);
+      retries.clear();
       await Promise.all(hubs.map((h) => h.stop()));
     },
   };

@@ -19,21 +19,12 @@ import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 import { obfcmShareable } from '../../access/grants.ts';
 import { createPgDb } from '../../storage/db.ts';
 import { createReadRepo } from '../../storage/reads.ts';
+import { bucketOf, openShards } from '../../storage/shards.ts';
 
 const JWT_KEYS = 'obfcmprop1:obfcm-report-property-signing-secret-0123456789';
 const signer = createTokenService(parseKeys(JWT_KEYS));
 const token = async (role: 'customer' | 'authority', subject: string) => (await signer.sign({ role, subject, ttlSeconds: 3600 })).token;
 
-let db: TestDatabase;
-let gw: RunningGateway;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  gw = await startTestGateway(db.url, { JWT_KEYS });
-});
-afterAll(async () => {
-  await gw?.close();
-  await db?.drop();
-});
 
 type Action = { kind: 'read'; n: number } | { kind: 'co2'; allow: boolean } | { kind: 'restrict'; on: boolean } | { kind: 'transfer' };
 const action: fc.Arbitrary<Action> = fc.oneof(
@@ -46,165 +37,189 @@ const action: fc.Arbitrary<Action> = fc.oneof(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let run = 0;
 
-describe('the OBFCM report across transfers (property)', () => {
-  it('reports, per VIN, the latest stored reading whose ownership period\'s state shares, and files the disclosure with that period\'s owner', { timeout: 240_000 }, async () => {
-    let reportedRuns = 0;
-    let withheldRuns = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(action, { minLength: 2, maxLength: 9 }), async (actions) => {
-        const r = ++run;
-        const owners = [`obfcm-${r}-0`];
-        const v = await provision(gw, undefined, owners[0]);
-        // The model: per ownership period, its owner, its end (ms), and its last state.
-        const periods: { owner: string; endMs: number | null; co2: boolean; restricted: boolean }[] = [{ owner: owners[0]!, endMs: null, co2: true, restricted: false }];
-        const cur = () => periods[periods.length - 1]!;
-        let seq = 0;
-        const trace: string[] = [];
-        for (const a of actions) {
-          if (a.kind === 'read') {
-            const c = await connectVehicle(gw, v.vin, v.secret);
-            const recs = [];
-            for (let i = 0; i < a.n; i++) {
-              seq++;
-              recs.push(record(seq, Date.now() - a.n + i, { consumption: { ...FULL_CONSUMPTION, totalDistanceKm: seq } }));
+// Both storage modes: one database, and SHARD_URLS with two shards (README "Sharding": the
+// report reads the verdict in the control database and the readings on every shard).
+describe.each([{ mode: 'one database', shards: 0 }, { mode: 'SHARD_URLS with 2 shards', shards: 2 }])('$mode', ({ shards: nShards }) => {
+  let db: TestDatabase;
+  const shardDbs: TestDatabase[] = [];
+  let gw: RunningGateway;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    for (let i = 0; i < nShards; i++) shardDbs.push(await createTestDatabase());
+    gw = await startTestGateway(db.url, { JWT_KEYS, ...(nShards ? { SHARD_URLS: shardDbs.map((d) => d.url).join(',') } : {}) });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    for (const d of [db, ...shardDbs]) await d?.drop();
+  });
+  /** A query on the telemetry-side tables: the database, or every shard (rows concatenated). */
+  const tq = async <R,>(sql: string, params: unknown[]): Promise<R[]> => (nShards ? (await Promise.all(shardDbs.map((d) => d.query<R>(sql, params)))).flat() : db.query<R>(sql, params));
+  /** The database holding `vin`'s telemetry (the first start's map: bucket b on shard b mod N). */
+  const tdb = (vin: string): TestDatabase => (nShards ? shardDbs[bucketOf(vin) % nShards]! : db);
+
+  describe('the OBFCM report across transfers (property)', () => {
+    it('reports, per VIN, the latest stored reading whose ownership period\'s state shares, and files the disclosure with that period\'s owner', { timeout: 240_000 }, async () => {
+      let reportedRuns = 0;
+      let withheldRuns = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(action, { minLength: 2, maxLength: 9 }), async (actions) => {
+          const r = ++run;
+          const owners = [`obfcm-${r}-0`];
+          const v = await provision(gw, undefined, owners[0]);
+          // The model: per ownership period, its owner, its end (ms), and its last state.
+          const periods: { owner: string; endMs: number | null; co2: boolean; restricted: boolean }[] = [{ owner: owners[0]!, endMs: null, co2: true, restricted: false }];
+          const cur = () => periods[periods.length - 1]!;
+          let seq = 0;
+          const trace: string[] = [];
+          for (const a of actions) {
+            if (a.kind === 'read') {
+              const c = await connectVehicle(gw, v.vin, v.secret);
+              const recs = [];
+              for (let i = 0; i < a.n; i++) {
+                seq++;
+                recs.push(record(seq, Date.now() - a.n + i, { consumption: { ...FULL_CONSUMPTION, totalDistanceKm: seq } }));
+              }
+              await publish(c, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, recs));
+              await c.endAsync();
+            } else if (a.kind === 'co2') {
+              expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent`, { location: true, co2Sharing: a.allow }, await token('customer', cur().owner))).status).toBe(200);
+              cur().co2 = a.allow;
+            } else if (a.kind === 'restrict') {
+              expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/restriction`, { restricted: a.on }, await token('customer', cur().owner))).status).toBe(200);
+              cur().restricted = a.on;
+            } else {
+              await sleep(3); // readings measured before the transfer are measured before its instant
+              const next = `obfcm-${r}-${owners.length}`;
+              owners.push(next);
+              const t = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: next });
+              expect(t.status).toBe(200);
+              cur().endMs = Date.parse(t.body.since);
+              periods.push({ owner: next, endMs: null, co2: true, restricted: false });
+              await sleep(3);
             }
-            await publish(c, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, recs));
-            await c.endAsync();
-          } else if (a.kind === 'co2') {
-            expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent`, { location: true, co2Sharing: a.allow }, await token('customer', cur().owner))).status).toBe(200);
-            cur().co2 = a.allow;
-          } else if (a.kind === 'restrict') {
-            expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/restriction`, { restricted: a.on }, await token('customer', cur().owner))).status).toBe(200);
-            cur().restricted = a.on;
-          } else {
-            await sleep(3); // readings measured before the transfer are measured before its instant
-            const next = `obfcm-${r}-${owners.length}`;
-            owners.push(next);
-            const t = await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: next });
-            expect(t.status).toBe(200);
-            cur().endMs = Date.parse(t.body.since);
-            periods.push({ owner: next, endMs: null, co2: true, restricted: false });
-            await sleep(3);
+            trace.push(JSON.stringify(a));
           }
-          trace.push(JSON.stringify(a));
-        }
-        const stored = await db.query<{ seq: number; ms: number }>('SELECT seq, (extract(epoch FROM recorded_at) * 1000)::float8 AS ms FROM obfcm_readings WHERE vin = $1 ORDER BY recorded_at, seq', [v.vin]);
-        const periodOf = (ms: number) => periods.find((p) => p.endMs === null || ms < p.endMs)!;
-        const candidates = stored.filter((s) => {
-          const p = periodOf(s.ms);
-          return obfcmShareable({ co2Sharing: p.co2, restricted: p.restricted });
-        });
-        const want = candidates[candidates.length - 1] ?? null;
+          const stored = await tq<{ seq: number; ms: number }>('SELECT seq, (extract(epoch FROM recorded_at) * 1000)::float8 AS ms FROM obfcm_readings WHERE vin = $1 ORDER BY recorded_at, seq', [v.vin]);
+          const periodOf = (ms: number) => periods.find((p) => p.endMs === null || ms < p.endMs)!;
+          const candidates = stored.filter((s) => {
+            const p = periodOf(s.ms);
+            return obfcmShareable({ co2Sharing: p.co2, restricted: p.restricted });
+          });
+          const want = candidates[candidates.length - 1] ?? null;
 
-        const rep = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm`, { headers: { authorization: `Bearer ${await token('authority', `eu-${r}`)}` } });
-        expect(rep.status).toBe(200);
-        const rows = (await rep.text()).trim().split(/\r?\n/);
-        const header = rows[0]!.split(',');
-        const mine = rows.slice(1).filter((x) => x.startsWith(v.vin + ','));
-        const msg = `run ${r}: ${trace.join(' ')}; stored ${JSON.stringify(stored)}; periods ${JSON.stringify(periods)}`;
-        const disc = await db.query<{ owner_id: string }>('SELECT owner_id FROM disclosures WHERE vin = $1 AND subject = $2', [v.vin, `eu-${r}`]);
-        const listed = await api(gw, 'GET', `/v1/vehicles/${v.vin}/disclosures`, undefined, await token('customer', cur().owner));
-        const listedAuthority = (listed.body.disclosures as { subject: string }[]).filter((d) => d.subject === `eu-${r}`);
-        if (want === null) {
-          withheldRuns += stored.length > 0 ? 1 : 0;
-          expect(mine, msg).toEqual([]);
-          expect(disc, msg).toEqual([]);
-          expect(listedAuthority, msg).toEqual([]);
-        } else {
-          reportedRuns++;
-          expect(mine, msg).toHaveLength(1);
-          const cols = mine[0]!.split(',');
-          expect(Number(cols[header.indexOf('total_distance_km')]), msg).toBe(want.seq);
-          const owner = periodOf(want.ms).owner;
-          expect(disc, msg).toEqual([{ owner_id: owner }]);
-          expect(listedAuthority, msg).toHaveLength(owner === cur().owner ? 1 : 0);
-        }
-      }),
-      { numRuns: 15, interruptAfterTimeLimit: 150_000 },
-    );
-    // Both outcomes were exercised (the arbitrary makes each likely in 15 runs).
-    expect(reportedRuns).toBeGreaterThan(0);
-    expect(withheldRuns).toBeGreaterThan(0);
+          const rep = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm`, { headers: { authorization: `Bearer ${await token('authority', `eu-${r}`)}` } });
+          expect(rep.status).toBe(200);
+          const rows = (await rep.text()).trim().split(/\r?\n/);
+          const header = rows[0]!.split(',');
+          const mine = rows.slice(1).filter((x) => x.startsWith(v.vin + ','));
+          const msg = `run ${r}: ${trace.join(' ')}; stored ${JSON.stringify(stored)}; periods ${JSON.stringify(periods)}`;
+          const disc = await db.query<{ owner_id: string }>('SELECT owner_id FROM disclosures WHERE vin = $1 AND subject = $2', [v.vin, `eu-${r}`]);
+          const listed = await api(gw, 'GET', `/v1/vehicles/${v.vin}/disclosures`, undefined, await token('customer', cur().owner));
+          const listedAuthority = (listed.body.disclosures as { subject: string }[]).filter((d) => d.subject === `eu-${r}`);
+          if (want === null) {
+            withheldRuns += stored.length > 0 ? 1 : 0;
+            expect(mine, msg).toEqual([]);
+            expect(disc, msg).toEqual([]);
+            expect(listedAuthority, msg).toEqual([]);
+          } else {
+            reportedRuns++;
+            expect(mine, msg).toHaveLength(1);
+            const cols = mine[0]!.split(',');
+            expect(Number(cols[header.indexOf('total_distance_km')]), msg).toBe(want.seq);
+            const owner = periodOf(want.ms).owner;
+            expect(disc, msg).toEqual([{ owner_id: owner }]);
+            expect(listedAuthority, msg).toHaveLength(owner === cur().owner ? 1 : 0);
+          }
+        }),
+        { numRuns: 15, interruptAfterTimeLimit: 150_000 },
+      );
+      // Both outcomes were exercised (the arbitrary makes each likely in 15 runs).
+      expect(reportedRuns).toBeGreaterThan(0);
+      expect(withheldRuns).toBeGreaterThan(0);
+    });
+
+    it('a previous owner\'s refusal keeps their readings out after a transfer; the new owner\'s readings are reported and disclosed to them', async () => {
+      const first = `obfcm-fixed-a-${Date.now()}`;
+      const second = `obfcm-fixed-b-${Date.now()}`;
+      const v = await provision(gw, undefined, first);
+      const send = async (s: number) => {
+        const c = await connectVehicle(gw, v.vin, v.secret);
+        await publish(c, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, [record(s, Date.now(), { consumption: { ...FULL_CONSUMPTION, totalDistanceKm: s } })]));
+        await c.endAsync();
+      };
+      await send(1);
+      expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent`, { location: true, co2Sharing: false }, await token('customer', first))).status).toBe(200);
+      await sleep(3);
+      expect((await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: second })).status).toBe(200);
+      const report = async () => (await (await fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm`, { headers: { authorization: `Bearer ${await token('authority', 'eu-fixed')}` } })).text()).split(/\r?\n/).filter((x) => x.startsWith(v.vin));
+      // before the fix, the transfer's reset to the defaults made reading 1 reappear
+      expect(await report()).toEqual([]);
+      await sleep(3);
+      await send(2);
+      const rows = await report();
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.split(',')[3]).toBe('2');
+      const d = await api(gw, 'GET', `/v1/vehicles/${v.vin}/disclosures`, undefined, await token('customer', second));
+      expect(d.body.disclosures.map((x: { subject: string }) => x.subject)).toEqual(['eu-fixed']);
+    });
   });
 
-  it('a previous owner\'s refusal keeps their readings out after a transfer; the new owner\'s readings are reported and disclosed to them', async () => {
-    const first = `obfcm-fixed-a-${Date.now()}`;
-    const second = `obfcm-fixed-b-${Date.now()}`;
-    const v = await provision(gw, undefined, first);
-    const send = async (s: number) => {
-      const c = await connectVehicle(gw, v.vin, v.secret);
-      await publish(c, `v1/vehicles/${v.vin}/telemetry`, encodeBatch(v.vin, [record(s, Date.now(), { consumption: { ...FULL_CONSUMPTION, totalDistanceKm: s } })]));
-      await c.endAsync();
-    };
-    await send(1);
-    expect((await api(gw, 'PUT', `/v1/vehicles/${v.vin}/consent`, { location: true, co2Sharing: false }, await token('customer', first))).status).toBe(200);
-    await sleep(3);
-    expect((await api(gw, 'POST', `/v1/admin/vehicles/${v.vin}/transfer`, { newOwnerId: second })).status).toBe(200);
-    const report = async () => (await (await fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm`, { headers: { authorization: `Bearer ${await token('authority', 'eu-fixed')}` } })).text()).split(/\r?\n/).filter((x) => x.startsWith(v.vin));
-    // before the fix, the transfer's reset to the defaults made reading 1 reappear
-    expect(await report()).toEqual([]);
-    await sleep(3);
-    await send(2);
-    const rows = await report();
-    expect(rows).toHaveLength(1);
-    expect(rows[0]!.split(',')[3]).toBe('2');
-    const d = await api(gw, 'GET', `/v1/vehicles/${v.vin}/disclosures`, undefined, await token('customer', second));
-    expect(d.body.disclosures.map((x: { subject: string }) => x.subject)).toEqual(['eu-fixed']);
-  });
-});
-
-describe('the OBFCM report range', () => {
-  it('defaults to the configured window, refuses a range longer than the maximum (400 API_ERR_RANGE_TOO_LONG), streams CSV', async () => {
-    const auth = await token('authority', 'eu-range');
-    const get = (q: string) => fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm${q}`, { headers: { authorization: `Bearer ${auth}` } });
-    const old = await provision(gw, undefined, `obfcm-old-${Date.now()}`);
-    // a reading 100 days old: outside the default 90-day window, inside an explicit range
-    await db.query(`INSERT INTO obfcm_readings (vin, recorded_at, seq, total_distance_km) VALUES ($1, now() - interval '100 days', 1, 42)`, [old.vin]);
-    const def = await get('');
-    expect(def.status).toBe(200);
-    expect(def.headers.get('content-type')).toMatch(/^text\/csv/);
-    expect(await def.text()).not.toContain(old.vin);
-    const from = new Date(Date.now() - 101 * 86_400_000).toISOString();
-    const ranged = await get(`?from=${from}&to=${new Date().toISOString()}`);
-    expect(ranged.status).toBe(200);
-    expect(await ranged.text()).toContain(`${old.vin},`);
-    // only `from`: the default window's length from it
-    const fromOnly = await get(`?from=${from}`);
-    expect(await fromOnly.text()).toContain(`${old.vin},`);
-    for (const q of [`?from=2020-01-01&to=2021-01-03`, `?from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:01Z`]) {
-      const r = await get(q);
-      expect(r.status, q).toBe(400);
-      expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(((await r.json()) as { code: string }).code).toBe('API_ERR_RANGE_TOO_LONG');
-    }
-    // exactly the maximum (366 days) is allowed
-    expect((await get(`?from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00Z`)).status).toBe(200);
-    const rev = await get(`?from=2021-01-01&to=2020-01-01`);
-    expect(rev.status).toBe(400);
-  });
-
-  it('pages by VIN: small pages give the same rows, in VIN order, one disclosure per row', async () => {
-    const pool = createPgDb(db.url, { max: 2 });
-    try {
-      const reads = createReadRepo(pool);
-      const range = { from: new Date(Date.now() - 86_400_000), to: new Date(Date.now() + 60_000) };
-      const who = (s: string) => ({ role: 'authority', subject: s, endpoint: 'test' });
-      const whole = await reads.obfcmReport(range, who('eu-whole'));
-      expect(whole.length).toBeGreaterThan(4);
-      const pages: number[] = [];
-      const paged = [];
-      for await (const page of reads.obfcmReportPages(range, who('eu-paged'), 2)) {
-        pages.push(page.length);
-        paged.push(...page);
+  describe('the OBFCM report range', () => {
+    it('defaults to the configured window, refuses a range longer than the maximum (400 API_ERR_RANGE_TOO_LONG), streams CSV', async () => {
+      const auth = await token('authority', 'eu-range');
+      const get = (q: string) => fetch(`http://127.0.0.1:${gw.httpPort}/v1/reports/obfcm${q}`, { headers: { authorization: `Bearer ${auth}` } });
+      const old = await provision(gw, undefined, `obfcm-old-${Date.now()}`);
+      // a reading 100 days old: outside the default 90-day window, inside an explicit range
+      await tdb(old.vin).query(`INSERT INTO obfcm_readings (vin, recorded_at, seq, total_distance_km) VALUES ($1, now() - interval '100 days', 1, 42)`, [old.vin]);
+      const def = await get('');
+      expect(def.status).toBe(200);
+      expect(def.headers.get('content-type')).toMatch(/^text\/csv/);
+      expect(await def.text()).not.toContain(old.vin);
+      const from = new Date(Date.now() - 101 * 86_400_000).toISOString();
+      const ranged = await get(`?from=${from}&to=${new Date().toISOString()}`);
+      expect(ranged.status).toBe(200);
+      expect(await ranged.text()).toContain(`${old.vin},`);
+      // only `from`: the default window's length from it
+      const fromOnly = await get(`?from=${from}`);
+      expect(await fromOnly.text()).toContain(`${old.vin},`);
+      for (const q of [`?from=2020-01-01&to=2021-01-03`, `?from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:01Z`]) {
+        const r = await get(q);
+        expect(r.status, q).toBe(400);
+        expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        expect(((await r.json()) as { code: string }).code).toBe('API_ERR_RANGE_TOO_LONG');
       }
-      expect(paged).toEqual(whole);
-      expect(pages.slice(0, -1).every((n) => n === 2)).toBe(true);
-      expect(paged.map((x) => x.vin)).toEqual([...paged.map((x) => x.vin)].sort());
-      const n = async (s: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM disclosures WHERE subject = $1', [s]))[0]!.n;
-      expect(await n('eu-paged')).toBe(whole.length);
-      expect(await n('eu-whole')).toBe(whole.length);
-    } finally {
-      await pool.close();
-    }
+      // exactly the maximum (366 days) is allowed
+      expect((await get(`?from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00Z`)).status).toBe(200);
+      const rev = await get(`?from=2021-01-01&to=2020-01-01`);
+      expect(rev.status).toBe(400);
+    });
+
+    it('pages by VIN: small pages give the same rows, in VIN order, one disclosure per row', async () => {
+      const pool = createPgDb(db.url, { max: 2 });
+      const shards = await openShards(pool, nShards ? shardDbs.map((d) => d.url) : null, { role: 'test', max: 2, prepare: false });
+      try {
+        const reads = createReadRepo(pool, shards);
+        const range = { from: new Date(Date.now() - 86_400_000), to: new Date(Date.now() + 60_000) };
+        const who = (s: string) => ({ role: 'authority', subject: s, endpoint: 'test' });
+        const whole = await reads.obfcmReport(range, who('eu-whole'));
+        expect(whole.length).toBeGreaterThan(4);
+        const pages: number[] = [];
+        const paged = [];
+        for await (const page of reads.obfcmReportPages(range, who('eu-paged'), 2)) {
+          pages.push(page.length);
+          paged.push(...page);
+        }
+        expect(paged).toEqual(whole);
+        // One database: pages of 2 reported VINs; sharded: pages of 2 VINs, of which those with a shareable reading are reported (empty pages skipped).
+        expect(pages.slice(0, -1).every((n) => (nShards ? n >= 1 && n <= 2 : n === 2))).toBe(true);
+        expect(paged.map((x) => x.vin)).toEqual([...paged.map((x) => x.vin)].sort());
+        const n = async (s: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM disclosures WHERE subject = $1', [s]))[0]!.n;
+        expect(await n('eu-paged')).toBe(whole.length);
+        expect(await n('eu-whole')).toBe(whole.length);
+      } finally {
+        await shards.close();
+        await pool.close();
+      }
+    });
   });
 });
