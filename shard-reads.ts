@@ -138,7 +138,10 @@ export async function runRetention(config: Config, control: Db, apiShards: Shard
   if (!apiShards.sharded) {
     try {
       // On the API's pool (never the ingest pool), once per period across every instance.
-      const r = await runOncePerPeriod(control, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(tx, config.retention));
+      // The server's kind comes from the ingest pool, which migrate() ran on (the API pool
+      // never learns it): drop_chunks on TimescaleDB rather than DELETE.
+      const kind = shards.db(0).kind;
+      const r = await runOncePerPeriod(control, 'retention', config.retention.intervalMs, instance, (tx) => applyRetention(Object.assign(tx, { kind }), config.retention));
       if (r.ran) log.info({ event: 'retention_applied', period_start: r.periodStart.toISOString(), ...r.result }, 'retention applied');
       else log.debug({ event: 'retention_skipped', reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');
       if (r.ran) log.info({ event: 'stream_log_trimmed', entries: await live.logs[0]!.trim(trimBefore()) }, 'stream log trimmed');

@@ -216,12 +216,14 @@ describe('authentication and access on the owner routes', () => {
     await unchanged();
   });
 
-  it('an expired token → 401 API_ERR_TOKEN_EXPIRED (minted with ttlSeconds 1, and one signed in the past)', async () => {
-    const short = await mint('customer', v.owner, 1);
+  it('an expired token → 401 API_ERR_TOKEN_EXPIRED (minted with ttlSeconds 2, and one signed in the past)', async () => {
+    // exp is in whole seconds: a token of ttlSeconds n is valid for between n-1 and n seconds
+    // (with n = 1 it may already be expired by the first request).
+    const short = await mint('customer', v.owner, 2);
     expect((await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, short)).status).toBe(200);
     const past = await createTokenService(parseKeys(JWT_KEYS), () => Date.now() - 7200_000).sign({ role: 'customer', subject: v.owner, ttlSeconds: 3600 });
     expectProblem(await api(gw, 'GET', `/v1/vehicles/${v.vin}/consent`, undefined, past.token), 401, 'API_ERR_TOKEN_EXPIRED');
-    await sleep(2100);
+    await sleep(3100);
     for (const [m, p, b] of routes(v.vin)) expectProblem(await api(gw, m, p, b, short), 401, 'API_ERR_TOKEN_EXPIRED');
     await unchanged();
   });
