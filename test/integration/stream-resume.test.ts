@@ -110,7 +110,19 @@ describe('resume', () => {
     await Promise.all(noise.map((n) => n.endAsync()));
     const stored = await storedSeqs(vin);
     expect(stored).toHaveLength(total * 3);
-    await s.until((ev) => got.length + ev.filter((e) => e.event === 'record').length >= stored.length, 60_000);
+    await s.until((ev) => got.length + ev.filter((e) => e.event === 'record').length >= stored.length, 60_000).catch(async (err: Error) => {
+      // What is missing, and where the tail stands, so a failure says which records and why.
+      const seen = new Set([...got, ...seqsOf(s)]);
+      const missing = stored.filter((q) => !seen.has(q));
+      const log = await db.query<{ tx: string; seqs: string }>('SELECT tx::text AS tx, seqs::text AS seqs FROM stream_log WHERE vin = $1 ORDER BY tx', [vin]).catch(() => []);
+      const holding = missing.length ? log.filter((e) => e.seqs.slice(1, -1).split(',').map(Number).some((q) => missing.includes(q))) : [];
+      const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
+      console.error(
+        `[stream-resume] ${missing.length} of ${stored.length} records never delivered: seqs ${missing.slice(0, 40).join(',')}; in log entries ${JSON.stringify(holding.slice(0, 10))}; ` +
+          `last cursor ${ids.at(-1)}; stream metrics:\n${metrics.split('\n').filter((l) => l.startsWith('cardata_stream')).join('\n')}`,
+      );
+      throw err;
+    });
     await new Promise((r) => setTimeout(r, 300));
     s.close();
     got.push(...seqsOf(s));
