@@ -26,6 +26,8 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/helpers/global-setup.ts'],
+          // global.gc: memory checks measure what is retained after a full collection.
+          execArgv: ['--expose-gc'],
         },
       },
     ],
