@@ -182,12 +182,17 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     return records;
   }
 
-  /** Entries of `sql` (selecting vin, tx, ats, seqs) by vin, then tx, with the keys as numbers. */
+  /**
+   * Entries of `sql` (selecting vin, tx, ats, seqs) by vin, then tx, with the keys as numbers.
+   * The ORDER BY names the subquery's xid8 column: a bare `tx` would be the text output
+   * column, and "100000" sorts before "99999" (the order broke whenever a read spanned a
+   * power of ten of transaction ids, as it does on a young cluster).
+   */
   async function entriesOf(sql: string, params: unknown[]): Promise<Entry[]> {
     const r = await db.query<{ vin: string; tx: string; us: string; seqs: string }>(
       `SELECT vin, tx::text AS tx, seqs::text AS seqs,
               ARRAY(SELECT (extract(epoch FROM k.at) * 1000000)::int8 FROM unnest(e.ats) WITH ORDINALITY AS k(at, i) ORDER BY k.i)::text AS us
-         FROM (${sql}) e ORDER BY vin, tx`,
+         FROM (${sql}) e ORDER BY e.vin, e.tx`,
       params,
     );
     return r.rows.map((e) => ({ vin: e.vin, tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
