@@ -1,0 +1,51 @@
+// The stream log's reads hand records out in cursor order (transaction id, then place),
+// also when the transaction ids of one read differ in their number of digits: 99,999 and
+// 100,000 must not sort as text. The entries are written with chosen ids (xid8 takes any
+// value), on real TimescaleDB, through the repository the streams use.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createPgDb, type Db } from '../../storage/db.ts';
+import { migrate } from '../../storage/migrate.ts';
+import { createStreamLogRepo, type StreamLogRepo } from '../../storage/stream-log.ts';
+
+const VIN = 'WORDER00000000001';
+const BASE = Date.parse('2026-11-01T00:00:00Z');
+// Across two powers of ten, written out of order.
+const TXS = [100_001, 99_998, 1_000_000, 99_999, 100_000, 999_999];
+
+let tdb: TestDatabase;
+let db: Db;
+let log: StreamLogRepo;
+beforeAll(async () => {
+  tdb = await createTestDatabase();
+  db = createPgDb(tdb.url, { max: 2 });
+  await migrate(db);
+  log = createStreamLogRepo(db);
+  for (const [i, tx] of TXS.entries()) {
+    const seq = i + 1;
+    const at = new Date(BASE + seq * 1000);
+    await db.query('INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh, has_technical) VALUES ($1, $2, $3, 1, true)', [VIN, at, seq]);
+    await db.query('INSERT INTO stream_log (tx, vin, ats, seqs) VALUES ($1::text::xid8, $2, ARRAY[$3::timestamptz], ARRAY[$4::int8])', [String(tx), VIN, at, seq]);
+  }
+});
+afterAll(async () => {
+  await db?.close();
+  await tdb?.drop();
+});
+
+const sorted = [...TXS].sort((a, b) => a - b);
+
+describe('stream log order across powers of ten of transaction ids', () => {
+  it('the live tail (range) returns the records in transaction-id order', async () => {
+    const recs = await log.range(0, 2_000_000, [VIN]);
+    expect(recs.map((r) => r.tx)).toEqual(sorted);
+  });
+
+  it('a backlog page returns them in order, and its last position is the highest', async () => {
+    const pg = await log.page(VIN, null, 2_000_000, 4000, null);
+    expect(pg.records.map((r) => r.tx)).toEqual(sorted);
+    expect(pg.last?.tx).toBe(1_000_000);
+    const rest = await log.page(VIN, { tx: 99_999, ord: 1 }, 2_000_000, 4000, null);
+    expect(rest.records.map((r) => r.tx)).toEqual([100_000, 100_001, 999_999, 1_000_000]);
+  });
+});
