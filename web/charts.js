@@ -8,14 +8,15 @@ const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
 
 /**
  * series: [{ label, values: (number|null)[] }] over xs (ms since epoch).
- * summary: the text alternative.
+ * summary: the text alternative. range: { from, to } (ms), the period asked for: the time
+ * axis spans it whatever the data (one stored value would otherwise make a zero-wide axis).
  */
-export function Chart({ id, title, xs, series, summary, m, height = 200 }) {
+export function Chart({ id, title, xs, series, summary, m, range, height = 200 }) {
   const box = useRef(null);
   useEffect(() => {
     if (!box.current || xs.length === 0) return;
     const width = Math.max(280, Math.min(box.current.clientWidth || 640, 900));
-    const span = xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
+    const span = range ? range.to - range.from : xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
     // Tick labels in the viewer's language and time zone: days for long ranges, hours for short.
     const tick = new Intl.DateTimeFormat(m.locale, span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
     const hover = new Intl.DateTimeFormat(m.locale, { dateStyle: 'medium', timeStyle: 'short' });
@@ -26,7 +27,7 @@ export function Chart({ id, title, xs, series, summary, m, height = 200 }) {
         height,
         legend: { show: series.length > 1, live: false },
         cursor: { show: true, points: { show: false } },
-        scales: { x: { time: true } },
+        scales: { x: range ? { time: true, range: [range.from / 1000, range.to / 1000] } : { time: true } },
         axes: [
           { stroke: '#333', grid: { stroke: '#e4e4e4' }, space: 70, values: (_u, ticks) => ticks.map((v) => tick.format(new Date(v * 1000))) },
           { stroke: '#333', grid: { stroke: '#e4e4e4' }, size: 64, values: (_u, ticks, _a, _s, incr) => ticks.map((v) => m.number(v, digits(incr))) },
@@ -40,7 +41,7 @@ export function Chart({ id, title, xs, series, summary, m, height = 200 }) {
       box.current,
     );
     return () => plot.destroy();
-  }, [xs, series, m.lang]);
+  }, [xs, series, m.lang, range?.from, range?.to]);
   return html`<figure class="chart" id=${id} aria-labelledby=${id + '-t'}>
     <figcaption id=${id + '-t'}>${title}</figcaption>
     <div ref=${box} class="chart-box" role="img" aria-label=${summary}></div>

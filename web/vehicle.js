@@ -228,7 +228,7 @@ function Charts({ m, vin, range }) {
   return html`<div class="charts" data-buckets=${xs.length}>
     ${charts.inRange !== null && html`<p id="avg-consumption">${m.t('avgInRange', { value: m.unit('avgConsumption', charts.inRange), dist: m.unit('consumption.totalDistanceKm', charts.driven) })}</p>`}
     ${charts.lifetime !== null && html`<p>${m.t('avgLifetime', { value: m.unit('avgConsumption', charts.lifetime) })}</p>`}
-    ${charts.list.map((c) => html`<${Chart} key=${c.id} id=${c.id} m=${m} title=${c.title} xs=${xs} series=${c.series} summary=${c.summary} />`)}
+    ${charts.list.map((c) => html`<${Chart} key=${c.id} id=${c.id} m=${m} title=${c.title} xs=${xs} series=${c.series} summary=${c.summary} range=${range} />`)}
   </div>`;
 }
 
