@@ -83,10 +83,11 @@ describe('grant stream', () => {
 
   it('a session that sent nothing leaves its disclosure without a range; a session ended by the server is narrowed too', async () => {
     const s0 = await setup();
+    type Listed = { endpoint: string; from: string | null; to: string | null };
     const list = async () =>
-      ((await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok)).body.disclosures as any[]).filter((x) => x.endpoint === 'GET /v1/grants/{id}/stream');
-    const until = async (ok: (ds: any[]) => boolean): Promise<any[]> => {
-      let ds: any[] = [];
+      ((await api(a, 'GET', `/v1/vehicles/${s0.vin}/disclosures`, undefined, s0.ownerTok)).body.disclosures as Listed[]).filter((x) => x.endpoint === 'GET /v1/grants/{id}/stream');
+    const until = async (ok: (ds: Listed[]) => boolean): Promise<Listed[]> => {
+      let ds: Listed[] = [];
       for (let k = 0; k < 50; k++) {
         ds = await list();
         if (ok(ds)) break;
