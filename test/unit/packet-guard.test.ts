@@ -5,22 +5,12 @@ import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createPacketScanner, guardSocket, type PacketTooLargeError } from '../../gateway/packet-guard.ts';
 import { settle, until } from './fakes/wait.ts';
+import { remainingLength } from '../helpers/raw-mqtt.ts';
 
-/** MQTT-2.2.3 variable byte integer. */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 /** A packet of `total` bytes in all (fixed header included), type PUBLISH QoS 0. */
 function packet(total: number, fill = 0x61): Buffer {
   for (let body = total - 2; body >= 0; body--) {
-    const h = [0x30, ...varint(body)];
+    const h = [0x30, ...remainingLength(body)];
     if (h.length + body === total) return Buffer.concat([Buffer.from(h), Buffer.alloc(body, fill)]);
   }
   throw new Error(`no packet of ${total} bytes`);
@@ -57,7 +47,7 @@ describe('packet scanner', () => {
 
   it('an announced size of hundreds of MB is refused from the header alone (the body never needs to arrive)', () => {
     const scan = createPacketScanner(1 << 20);
-    const err = scan(Buffer.from([0x30, ...varint(256 * 1024 * 1024 - 1)]));
+    const err = scan(Buffer.from([0x30, ...remainingLength(256 * 1024 * 1024 - 1)]));
     expect(err?.size).toBe(256 * 1024 * 1024 - 1 + 5);
   });
 
@@ -124,7 +114,7 @@ describe('guardSocket', () => {
     const ok = packet(100);
     sock.push(ok);
     await until(() => got.bytes().length === ok.length, 'first packet through');
-    sock.push(Buffer.concat([Buffer.from([0x30, ...varint(10_000)]), Buffer.alloc(100, 0x62)]));
+    sock.push(Buffer.concat([Buffer.from([0x30, ...remainingLength(10_000)]), Buffer.alloc(100, 0x62)]));
     await until(() => sock.destroyed && g.destroyed, 'socket and guard destroyed');
     expect(refused.map((e) => [e.code, e.size, e.limit])).toEqual([['GW_ERR_PACKET_TOO_LARGE', 10_003, 500]]);
     expect(got.bytes().equals(ok)).toBe(true);
