@@ -233,6 +233,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     writerPending: () => writer.pending(),
     pool: () => db.stats(),
     streams,
+    streamTail: () => hub.stats(),
     ...(shards.sharded ? { shards: () => shardHealth() } : {}),
   });
   opened.push('batch writer', () => writer.close(0));

@@ -7,6 +7,8 @@ export interface MetricsSources {
   pool(): { total: number; idle: number; waiting: number };
   /** Live streams (optional): open, unread bytes, ended by reason since start. */
   streams?(): { open: number; bufferedBytes: number; ended: Record<string, number> };
+  /** The stream log's tail (optional): subscribers, vehicles they follow, its horizon (a transaction id) and read cycles since start. */
+  streamTail?(): { subscribers: number; vehicles: number; horizon: number; cycles: number };
   /** Telemetry shards (SHARD_URLS only): each answering and writing, and the rows its writer holds. */
   shards?(): Promise<{ shard: string; up: boolean; pendingRows: number }[]>;
 }
@@ -95,6 +97,17 @@ export function createMetrics(opts: MetricsOptions = {}) {
     collect() {
       const st = sources?.streams?.();
       if (st) this.set(st.bufferedBytes);
+    },
+  });
+  new Gauge({
+    name: 'cardata_stream_tail',
+    help: 'The live streams\' tail of the stream log: subscribers, vehicles they follow, horizon (transaction id it has read up to; lowest over shards), read cycles since start',
+    labelNames: ['value'],
+    registers: [registry],
+    collect() {
+      const t = sources?.streamTail?.();
+      if (!t) return;
+      for (const k of ['subscribers', 'vehicles', 'horizon', 'cycles'] as const) this.set({ value: k }, t[k]);
     },
   });
   new Gauge({

@@ -22,8 +22,9 @@ TSDB_FAST="${TSDB_FAST:-0}"
 MIRROR="${TSDB_MIRROR:-}"
 
 ROOT="$TSDB_HOME/root"          # the chroot (Debian 12 hosts); unused on Debian 13
-DATA_IN="/var/lib/cardata-tsdb" # data directory as seen by the server
-LOG_IN="/var/lib/cardata-tsdb.log"
+# Data directory as seen by the server; another one (with another TSDB_PORT) runs a second,
+# independent cluster from the same installation, e.g. a young one for a test run.
+DATA_IN="${TSDB_DATA:-/var/lib/cardata-tsdb}"
 PG_BIN_IN="/usr/lib/postgresql/17/bin"
 
 log() { echo "[timescaledb] $*" >&2; }
@@ -120,10 +121,10 @@ start() {
   # setsid: the postmaster must not belong to the caller's process group.
   if native; then
     setsid runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb-$TSDB_PORT.log" -w -t 60 start >/dev/null
   else
     setsid chroot "$ROOT" runuser -u postgres -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb.log" -w -t 60 start >/dev/null
+      "$PG_BIN_IN/pg_ctl" -D "$DATA_IN" -l "/tmp/cardata-tsdb-$TSDB_PORT.log" -w -t 60 start >/dev/null
   fi
 }
 

@@ -171,10 +171,17 @@ export function SharingPage({ m, vin }) {
 }
 
 export function AccessLogPage({ m, vin }) {
-  const r = useLoad(() => get(`/v1/vehicles/${vin}/disclosures`), [vin]);
-  // A read through a grant names the grant: its recipient and purpose say who and why.
-  const grants = useLoad(() => get(`/v1/vehicles/${vin}/grants`).catch(() => ({ grants: [] })), [vin]);
-  const byId = new Map((grants.data?.grants ?? []).map((g) => [g.id, g]));
+  // A read through a grant names the grant: its recipient and purpose say who and why. Both
+  // lists load together, so the table appears once, already with the names.
+  const r = useLoad(
+    () =>
+      Promise.all([get(`/v1/vehicles/${vin}/disclosures`), get(`/v1/vehicles/${vin}/grants`).catch(() => ({ grants: [] }))]).then(([d, g]) => ({
+        disclosures: d.disclosures,
+        grants: g.grants ?? [],
+      })),
+    [vin],
+  );
+  const byId = new Map((r.data?.grants ?? []).map((g) => [g.id, g]));
   return html`<p>${m.t('accessIntro')}</p>
     ${r.loading && html`<p>${m.t('loading')}</p>`}
     <${Problem} m=${m} error=${r.error} />

@@ -115,13 +115,17 @@ describe('resume', () => {
       const seen = new Set([...got, ...seqsOf(s)]);
       const missing = stored.filter((q) => !seen.has(q));
       const log = await db.query<{ tx: string; seqs: string }>('SELECT tx::text AS tx, seqs::text AS seqs FROM stream_log WHERE vin = $1 ORDER BY tx', [vin]).catch(() => []);
+      const snap = await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s').catch(() => []);
       const holding = missing.length ? log.filter((e) => e.seqs.slice(1, -1).split(',').map(Number).some((q) => missing.includes(q))) : [];
       const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
-      console.error(
-        `[stream-resume] ${missing.length} of ${stored.length} records never delivered: seqs ${missing.slice(0, 40).join(',')}; in log entries ${JSON.stringify(holding.slice(0, 10))}; ` +
-          `last cursor ${ids.at(-1)}; stream metrics:\n${metrics.split('\n').filter((l) => l.startsWith('cardata_stream')).join('\n')}`,
+      // In the error itself: a CI log may keep only the failure summary.
+      throw new Error(
+        `${err.message}; ${missing.length} of ${stored.length} records never delivered: seqs ${missing.slice(0, 40).join(',')}; in log entries ${JSON.stringify(holding.slice(0, 10))}; ` +
+          `${got.length} before the last stream, cursors ${ids.slice(-3).join(' ')}; snapshot ${snap[0]?.s}; stream metrics: ${metrics
+            .split('\n')
+            .filter((l) => l.startsWith('cardata_stream'))
+            .join(' | ')}`,
       );
-      throw err;
     });
     await new Promise((r) => setTimeout(r, 300));
     s.close();
