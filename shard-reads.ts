@@ -19,7 +19,7 @@ import type { StreamPos } from './stream/ports.ts';
 export interface Live {
   hub: StreamHub;
   /** Resume positions, read in the VIN's shard's log. */
-  positions: { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null> };
+  positions: { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos> };
   /** Shard i's stream log (API pool). */
   logs: readonly StreamLogRepo[];
   /**

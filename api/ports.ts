@@ -183,7 +183,7 @@ export interface StreamPositions {
   /** Cursors of `vin` at or below this transaction id can no longer resume (retention; sharded: of the VIN's shard's log). */
   trimmedBelow(vin: string): Promise<number>;
   /** The first position that can hold records measured at or after fromMs. */
-  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos | null>;
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos>;
 }
 
 /** The record of tokens the gateway minted (sign-in), so that they can be revoked. */

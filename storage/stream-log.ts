@@ -64,8 +64,12 @@ export interface StreamLogRepo {
    * after (null: nothing left below bound).
    */
   page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: LogRecord[]; last: StreamPos | null }>;
-  /** Where a stream from `fromMs` (measurement time) begins: just before the first entry that can hold such records. */
-  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null>;
+  /**
+   * Where a stream from `fromMs` (measurement time) begins: just before the first entry that
+   * can hold such records, or just before the current horizon when that is lower (a
+   * transaction below it may still commit such records).
+   */
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos>;
   /** Entries with tx <= this were dropped by retention. */
   trimmedBelow(): Promise<number>;
   /** Drops entries of transactions started before `beforeMs`. */
@@ -207,7 +211,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
   const JOIN = `CROSS JOIN LATERAL unnest(l.ats, l.seqs) WITH ORDINALITY AS k(k_at, k_seq, ord)
     CROSS JOIN LATERAL (SELECT * FROM telemetry t WHERE t.vin = l.vin AND t.recorded_at = k.k_at AND t.seq = k.k_seq LIMIT 1) t`;
 
-  return {
+  const repo: StreamLogRepo = {
     async horizon() {
       // pg_snapshot_xmin alone would do, but it counts every database of the server: one
       // long transaction anywhere (a bulk load, a forgotten BEGIN in psql) would hold up
@@ -284,12 +288,19 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     },
 
     async startFor(vin, fromMs, marginMs) {
+      // The horizon first. Every transaction below it has ended, so the query after it sees
+      // all their entries; one at or above it may commit later, and below entries already
+      // visible (transaction ids are not commit-ordered): starting at the lower of the two
+      // loses neither. (Starting at the first visible entry lost a transaction that was
+      // still running; starting live when none was visible lost the ones that committed
+      // between this query and the live start.)
+      const { h } = await repo.horizon();
       const r = await db.query<{ tx: string | null }>(
         `SELECT min(tx)::text AS tx FROM stream_log WHERE vin = $1 AND at >= $2`,
         [vin, new Date(fromMs - marginMs)],
       );
       const tx = r.rows[0]?.tx;
-      return tx ? { tx: Number(tx), ord: 0 } : null;
+      return { tx: tx ? Math.min(Number(tx), h) : h, ord: 0 };
     },
 
     async trimmedBelow() {
@@ -310,6 +321,7 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
       });
     },
   };
+  return repo;
 }
 
 /** A PostgreSQL int8[] in text form ("{1,2,3}") as numbers. */

@@ -9,7 +9,7 @@ import type { StreamPos } from './ports.ts';
 /** Resume positions of one shard's log (storage/stream-log.ts). */
 export interface ShardPositions {
   trimmedBelow(): Promise<number>;
-  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null>;
+  startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos>;
 }
 
 export interface ShardedHub extends StreamHub {
@@ -111,7 +111,7 @@ export function createShardedHub(
 }
 
 /** Resume positions of a VIN, read in its shard's log. */
-export function shardedPositions(logs: readonly ShardPositions[], shardOf: (vin: string) => number): { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos | null> } {
+export function shardedPositions(logs: readonly ShardPositions[], shardOf: (vin: string) => number): { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos> } {
   return {
     trimmedBelow: (vin) => logs[shardOf(vin)]!.trimmedBelow(),
     startFor: (vin, fromMs, marginMs) => logs[shardOf(vin)]!.startFor(vin, fromMs, marginMs),

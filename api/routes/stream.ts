@@ -64,8 +64,10 @@ export interface SessionOptions {
   /** The grant a recipient's stream reads through. */
   grantId?: string;
   res: ServerResponse;
-  /** The request's cursor, when resuming. */
+  /** The request's cursor, when resuming (or where a ?from= stream starts). */
   start: CursorPos | null;
+  /** ?from=: only records measured at or after this are sent, in the backlog and live alike. */
+  fromMs?: number | null;
   access: Exclude<Access, { end: string }>;
   check: () => Promise<Access>;
   keepAliveMs: number;
@@ -141,8 +143,11 @@ export class SseSession implements FeedSubscriber {
     let n = 0;
     let minMs = Infinity;
     let maxMs = -Infinity;
+    const fromMs = this.o.fromMs ?? -Infinity;
     for (const r of records) {
       const t = r.recordedAtMs;
+      // A record stored late may lie below the stream's start in measurement time, even live.
+      if (t < fromMs) continue;
       let inside = false;
       for (const p of periods) {
         if (t >= p.fromMs && (p.toMs === null || t < p.toMs)) {
@@ -311,9 +316,10 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       if (fromMs < Date.now() - deps.fromWindowMs) {
         throw new ApiError(400, 'API_ERR_VALIDATION', `querystring.from: the stream reaches back ${Math.round(deps.fromWindowMs / 86_400_000)} days at most; use the CarData export for older data`);
       }
+      // Before the first entry that may hold such records (or a transaction still running):
+      // the backlog from there keeps only records measured since `from`, then the stream goes live.
       const pos = await deps.positions.startFor(vin, fromMs, deps.fromMarginMs);
-      // Nothing logged since then: the stream starts live (records measured since `from` can only come from now on).
-      return { after: pos ? { tx: pos.tx, ord: 0 } : null, fromMs: pos ? fromMs : null };
+      return { after: { tx: pos.tx, ord: 0 }, fromMs };
     }
     return { after: null, fromMs: null };
   }
@@ -358,6 +364,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       vin,
       res,
       start: start.after,
+      fromMs: start.fromMs,
       access,
       check,
       keepAliveMs: deps.keepAliveMs,
