@@ -636,8 +636,14 @@ async function run(): Promise<void> {
     '',
   );
   process.stdout.write(lines.join('\n') + '\n');
+  let stopping = false;
   const stop = (signal: string) => {
     log.info({ event: 'signal', signal }, 'signal received');
+    // Repeated while stopping (a wrapper that relays the signal again, e.g. tsx when the
+    // child's acknowledgement is late on a loaded machine): the stop under way goes on.
+    // With `once`, the second one met the default action and killed the process mid-stop.
+    if (stopping) return;
+    stopping = true;
     gw.close().then(
       () => process.exit(0),
       (err: Error) => {
@@ -646,8 +652,8 @@ async function run(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) void run();
