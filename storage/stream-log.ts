@@ -145,9 +145,14 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     if (ranges.length === 0) return [];
     const since = fromMs === null ? '' : ` AND t.recorded_at >= ${sqlLiteral(new Date(fromMs).toISOString())}::timestamptz`;
     // COPY takes no parameters: VINs are validated ([A-HJ-NPR-Z0-9]{17}) and quoted anyway.
+    // One index range scan per (vehicle, range), whatever the size of the chunks: OFFSET 0
+    // keeps the planner from flattening the subquery into a join, which with many ranges
+    // it ran as a hash join over a sequential scan of the whole chunk (measured: 1,000
+    // ranges of 10 records, 200,000 rows in the chunk: 110 ms by hash join, 54 ms by index;
+    // the hash join's cost grows with the chunk, a tail read's should not).
     const b = await copyOut!(
       `COPY (SELECT ${select}, t.vin FROM (VALUES ${ranges.join(', ')}) r(r_vin, r_lo, r_hi)
-         JOIN telemetry t ON t.vin = r.r_vin AND t.recorded_at >= r.r_lo AND t.recorded_at <= r.r_hi${since}) TO STDOUT (FORMAT binary)`,
+         CROSS JOIN LATERAL (SELECT * FROM telemetry t WHERE t.vin = r.r_vin AND t.recorded_at >= r.r_lo AND t.recorded_at <= r.r_hi${since} OFFSET 0) t) TO STDOUT (FORMAT binary)`,
     );
     // Rows by vehicle and measurement time; the rare rows sharing both with another go by seq too.
     const byTime = new Map<string, number>();
