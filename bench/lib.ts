@@ -418,3 +418,27 @@ export function watchTimerLag(): { stop(): Map<number, number> } {
     },
   };
 }
+
+/**
+ * A reader of a Server-Sent Events body (latin1 chunks) that calls `onSeq` with the text of
+ * each record event's `"seq":` value and the chunk's arrival time (wall clock, ms). Only the
+ * seq is looked at: each record's data starts {"vin":"…","seq":N. The last characters of a
+ * chunk are kept for the next one, in case a match is cut between them.
+ */
+export function seqScanner(onSeq: (seq: string, at: number) => void): (chunk: string) => void {
+  let tail = '';
+  return (chunk) => {
+    const at = performance.timeOrigin + performance.now();
+    const text = tail + chunk;
+    let p = 0;
+    for (;;) {
+      const k = text.indexOf('"seq":', p);
+      if (k < 0) break;
+      const e = text.indexOf(',', k + 6);
+      if (e < 0) break;
+      onSeq(text.slice(k + 6, e), at);
+      p = e;
+    }
+    tail = text.slice(Math.max(p, text.length - 40));
+  };
+}

@@ -54,6 +54,7 @@ import {
   reapLeftovers,
   round,
   rssBytes,
+  seqScanner,
   serverUrl,
   sleep,
   spawnNode,
@@ -1566,22 +1567,13 @@ function sseArrivals(port: number, path: string, token: string): { open: Promise
     req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
       if (res.statusCode !== 200) return reject(new Error(`stream: ${path} answered ${res.statusCode}`));
       res.setEncoding('latin1');
-      let tail = '';
-      res.on('data', (chunk: string) => {
-        const at = performance.timeOrigin + performance.now();
-        const text = tail + chunk;
-        let p = 0;
-        for (;;) {
-          const k = text.indexOf('"seq":', p);
-          if (k < 0) break;
-          const e = text.indexOf(',', k + 6);
-          if (e < 0) break;
-          const seq = Number(text.slice(k + 6, e));
+      res.on(
+        'data',
+        seqScanner((text, at) => {
+          const seq = Number(text);
           if (!arrivals.has(seq)) arrivals.set(seq, at);
-          p = e;
-        }
-        tail = text.slice(Math.max(p, text.length - 40));
-      });
+        }),
+      );
       resolve();
     });
     req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));

@@ -6,7 +6,7 @@
 //   counts      events received so far, streams still open
 //   close       end every stream
 import http from 'node:http';
-import { serveRpc } from './lib.ts';
+import { seqScanner, serveRpc } from './lib.ts';
 
 interface Stream {
   req: http.ClientRequest;
@@ -55,26 +55,16 @@ function open(a: { port: number; vins: string[]; tokens: string[]; parallel?: nu
         streams[i] = s;
         opened++;
         res.setEncoding('latin1');
-        let tail = '';
-        res.on('data', (chunk: string) => {
-          const at = performance.timeOrigin + performance.now();
-          const text = tail + chunk;
-          // Each record event's data starts {"vin":"…","seq":N — only the seq is needed.
-          let p = 0;
-          for (;;) {
-            const k = text.indexOf('"seq":', p);
-            if (k < 0) break;
-            const e = text.indexOf(',', k + 6);
-            if (e < 0) break;
+        res.on(
+          'data',
+          seqScanner((seq, at) => {
             s.events++;
             if (keep) {
-              const key = `${i}:${text.slice(k + 6, e)}`;
+              const key = `${i}:${seq}`;
               if (!arrivals.has(key)) arrivals.set(key, at);
             }
-            p = e;
-          }
-          tail = text.slice(Math.max(p, text.length - 40));
-        });
+          }),
+        );
         res.on('close', () => (s.ended = true));
         one();
       });
