@@ -19,7 +19,7 @@ import type { StreamPos } from './stream/ports.ts';
 export interface Live {
   hub: StreamHub;
   /** Resume positions, read in the VIN's shard's log. */
-  positions: { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos> };
+  positions: { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos>; shardOf?(vin: string): number };
   /** Shard i's stream log (API pool). */
   logs: readonly StreamLogRepo[];
   /**
@@ -79,6 +79,8 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
   const hub = createShardedHub(hubs, (vin) => apiShards.shardOf(vin), {
     onStartError: (i, err) => log.warn({ event: 'stream_tail_failed', shard: apiShards.label(i), err: err.message }, 'the stream tail of a shard could not start; retrying'),
   });
+  // A bucket moved: the streams of its vehicles end (`moved`) instead of falling silent.
+  apiShards.onChange(() => hub.remap());
   return {
     hub,
     positions: shardedPositions(logs, (vin) => apiShards.shardOf(vin)),

@@ -169,6 +169,8 @@ export interface FeedSubscriber {
   ready(): Promise<void>;
   recheck(): void;
   startedAt?(pos: CursorPos): void;
+  /** Ends the stream with a last event saying why (the feed can no longer serve it, e.g. the vehicle moved to another shard). */
+  end?(reason: string): void;
   readonly closed: boolean;
 }
 
@@ -184,6 +186,8 @@ export interface StreamPositions {
   trimmedBelow(vin: string): Promise<number>;
   /** The first position that can hold records measured at or after fromMs. */
   startFor(vin: string, fromMs: number, marginMs: number): Promise<CursorPos>;
+  /** Sharded storage only: the shard whose log `vin`'s positions are in now (a cursor names it). */
+  shardOf?(vin: string): number;
 }
 
 /** The record of tokens the gateway minted (sign-in), so that they can be revoked. */

@@ -1,34 +1,40 @@
 // The resume cursor of a stream event, as clients see it: opaque, URL- and header-safe.
-// Inside: the record's position (writing transaction id, place in its entry) and a tag of
-// the vehicle, so a cursor of one vehicle's stream is refused by another's (positions are
-// per vehicle: taken elsewhere, one would skip records silently).
+// Inside: the record's position (writing transaction id, place in its entry), a tag of the
+// vehicle, so a cursor of one vehicle's stream is refused by another's (positions are per
+// vehicle: taken elsewhere, one would skip records silently), and with sharded storage the
+// shard whose log the position is in (after a move, another shard's log cannot continue it).
 import { createHash } from 'node:crypto';
 import type { CursorPos } from './ports.ts';
 
 export type { CursorPos };
 
-const PATTERN = /^1\.([0-9a-z]{1,11})\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{6})$/;
+const PATTERN = /^1\.([0-9a-z]{1,11})\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{6})(?:\.([0-9a-z]{1,4}))?$/;
+
+/** A cursor's content: the position, and the shard it counts in (sharded storage only). */
+export interface DecodedCursor extends CursorPos {
+  shard?: number;
+}
 
 function tag(vin: string): string {
   return createHash('sha256').update(vin).digest('base64url').slice(0, 6);
 }
 
-export function encodeCursor(vin: string, p: CursorPos, vinTag = tag(vin)): string {
-  return `1.${p.tx.toString(36)}.${p.ord.toString(36)}.${vinTag}`;
+export function encodeCursor(vin: string, p: CursorPos, vinTag = tag(vin), shard?: number): string {
+  return `1.${p.tx.toString(36)}.${p.ord.toString(36)}.${vinTag}${shard === undefined ? '' : `.${shard.toString(36)}`}`;
 }
 
-/** Makes encodeCursor cheap for one vehicle's many events. */
-export function cursorEncoder(vin: string): (p: CursorPos) => string {
+/** Makes encodeCursor cheap for one vehicle's many events (`shard`: sharded storage, the VIN's shard). */
+export function cursorEncoder(vin: string, shard?: number): (p: CursorPos) => string {
   const t = tag(vin);
-  return (p) => encodeCursor(vin, p, t);
+  return (p) => encodeCursor(vin, p, t, shard);
 }
 
 /** The position, or null when the text is not a cursor of this vehicle's streams. */
-export function decodeCursor(vin: string, text: string): CursorPos | null {
+export function decodeCursor(vin: string, text: string): DecodedCursor | null {
   const m = PATTERN.exec(text);
   if (!m || m[3] !== tag(vin)) return null;
   const tx = parseInt(m[1]!, 36);
   const ord = parseInt(m[2]!, 36);
   if (!Number.isSafeInteger(tx) || !Number.isSafeInteger(ord)) return null;
-  return { tx, ord };
+  return m[4] === undefined ? { tx, ord } : { tx, ord, shard: parseInt(m[4], 36) };
 }

@@ -14,8 +14,9 @@
 // Nothing is lost: a row leaves a shard only after the same key is committed on the new
 // one. Nothing is duplicated: the new shard's primary keys take each key once, and after
 // step 5 no other shard has a row of those VINs. Stream log entries are not copied (their
-// cursors are transaction ids of the old shard); a live stream of a moved vehicle resumes
-// by time (?from=).
+// positions are transaction ids of the old shard): the rows copied are logged anew on the
+// new shard, as they are inserted there. Open streams of a moved vehicle end (reason
+// `moved`) and resume by time (?from=) on the new shard.
 import type { Db } from './db.ts';
 import { STO_ERR, StorageError } from './errors.ts';
 import { BUCKETS, SHARD_MAP_CHANNEL, bucketOf, type Shards } from './shards.ts';
@@ -100,16 +101,29 @@ async function transferTable(src: Db, dst: Db, table: keyof TableCounts, vins: r
       })();
       if (page.n === 0) break;
       const json = page.json;
-      copied += (
-        await dst.query(
-          q
-            ? `INSERT INTO quarantine (received_at, vin, reason, detail, seq, recorded_at, payload, payload_bytes, dedupe_key)
-               SELECT received_at, vin, reason, detail, seq, recorded_at, payload, payload_bytes, dedupe_key
-               FROM jsonb_populate_recordset(NULL::quarantine, $1::jsonb) ON CONFLICT (dedupe_key) DO NOTHING`
-            : `INSERT INTO ${table} SELECT * FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb) ON CONFLICT DO NOTHING`,
+      if (table === 'telemetry') {
+        // The rows this inserts go into dst's stream log too, in the same transaction (as the
+        // batch writer logs its rows): on dst, ?from= and resumes find them like rows
+        // written there. (Positions in src's log mean nothing on dst.)
+        const r = await dst.query<{ n: number }>(
+          `WITH t AS (INSERT INTO telemetry SELECT * FROM jsonb_populate_recordset(NULL::telemetry, $1::jsonb) ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
+                l AS (INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at ORDER BY recorded_at, seq), array_agg(seq ORDER BY recorded_at, seq) FROM t GROUP BY vin)
+           SELECT count(*)::int AS n FROM t`,
           [json],
-        )
-      ).rowCount;
+        );
+        copied += r.rows[0]?.n ?? 0;
+      } else {
+        copied += (
+          await dst.query(
+            q
+              ? `INSERT INTO quarantine (received_at, vin, reason, detail, seq, recorded_at, payload, payload_bytes, dedupe_key)
+                 SELECT received_at, vin, reason, detail, seq, recorded_at, payload, payload_bytes, dedupe_key
+                 FROM jsonb_populate_recordset(NULL::quarantine, $1::jsonb) ON CONFLICT (dedupe_key) DO NOTHING`
+              : `INSERT INTO ${table} SELECT * FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb) ON CONFLICT DO NOTHING`,
+            [json],
+          )
+        ).rowCount;
+      }
       if (remove) {
         // Only keys now committed on dst (the INSERT above returned): nothing is lost.
         deleted += (

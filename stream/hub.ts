@@ -24,6 +24,8 @@ export interface Subscriber {
   recheck(): void;
   /** A stream without cursor: the position it starts at (a valid resume point before any record). */
   startedAt?(pos: StreamPos): void;
+  /** Ends the stream with a last event saying why (sharded: its vehicle moved to another shard). */
+  end?(reason: string): void;
   readonly closed: boolean;
 }
 

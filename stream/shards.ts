@@ -15,6 +15,12 @@ export interface ShardPositions {
 export interface ShardedHub extends StreamHub {
   /** Shard `index` committed (here, or elsewhere by NOTIFY on that shard): read its log. */
   wakeShard(index: number): void;
+  /**
+   * The shard map changed: a subscriber whose vehicle now lives on another shard is ended
+   * (reason `moved`). Its tailer would hear nothing more of it, and its cursor counts in
+   * the old shard's log, which the new shard's cannot continue.
+   */
+  remap(): void;
 }
 
 /**
@@ -54,6 +60,14 @@ export function createShardedHub(
     },
     wakeShard(index) {
       hubs[index]?.wake();
+    },
+    remap() {
+      for (const [sub, h] of [...placed]) {
+        if (sub.closed || hubOf(sub.vin) === h) continue;
+        placed.delete(sub);
+        h.close(sub);
+        sub.end?.('moved');
+      }
     },
     // Cheap on the tailers without subscribers of the VIN (a map lookup): every tailer is
     // told, so a subscriber placed before a bucket move is rechecked too.
@@ -111,8 +125,12 @@ export function createShardedHub(
 }
 
 /** Resume positions of a VIN, read in its shard's log. */
-export function shardedPositions(logs: readonly ShardPositions[], shardOf: (vin: string) => number): { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos> } {
+export function shardedPositions(
+  logs: readonly ShardPositions[],
+  shardOf: (vin: string) => number,
+): { trimmedBelow(vin: string): Promise<number>; startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos>; shardOf(vin: string): number } {
   return {
+    shardOf,
     trimmedBelow: (vin) => logs[shardOf(vin)]!.trimmedBelow(),
     startFor: (vin, fromMs, marginMs) => logs[shardOf(vin)]!.startFor(vin, fromMs, marginMs),
   };

@@ -68,6 +68,8 @@ export interface SessionOptions {
   start: CursorPos | null;
   /** ?from=: only records measured at or after this are sent, in the backlog and live alike. */
   fromMs?: number | null;
+  /** Sharded storage: the shard whose log the stream reads (its cursors name it). */
+  shard?: number;
   access: Exclude<Access, { end: string }>;
   check: () => Promise<Access>;
   keepAliveMs: number;
@@ -104,7 +106,7 @@ export class SseSession implements FeedSubscriber {
     if (o.grantId !== undefined) this.grantId = o.grantId;
     this.res = o.res;
     this.access = o.access;
-    this.encode = cursorEncoder(o.vin);
+    this.encode = cursorEncoder(o.vin, o.shard);
     this.cursor = o.start ? this.encode(o.start) : null;
     this.keepAlive = setInterval(() => this.comment('keep-alive'), o.keepAliveMs);
     this.res.on('close', () => this.closeNow());
@@ -233,8 +235,10 @@ export class SseSession implements FeedSubscriber {
   end(reason: EndReason, graceMs = END_GRACE_MS): void {
     if (this.closed) return;
     this.o.onEnd?.(reason);
-    const data = JSON.stringify({ reason, resumeFrom: this.cursor });
-    this.res.write(`${this.cursor ? `id: ${this.cursor}\n` : ''}event: end\ndata: ${data}\n\n`);
+    // Moved to another shard: no cursor of the old shard's log can resume (?from= does).
+    const resumeFrom = reason === 'moved' ? null : this.cursor;
+    const data = JSON.stringify({ reason, resumeFrom });
+    this.res.write(`${resumeFrom ? `id: ${resumeFrom}\n` : ''}event: end\ndata: ${data}\n\n`);
     this.res.end();
     this.release();
     // A consumer that reads nothing never lets end() finish: after a while its buffer is
@@ -300,16 +304,22 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
   });
 
   /** The start position from Last-Event-ID (wins: EventSource sends it on reconnect) or ?after. */
-  async function startOf(req: FastifyRequest, vin: string, after: string | undefined, from: Date | undefined): Promise<{ after: CursorPos | null; fromMs: number | null }> {
+  /** Where the stream starts; `shard`: the shard whose log that position is in (sharded storage). */
+  type Start = { after: CursorPos | null; fromMs: number | null; shard?: number | undefined };
+  async function startOf(req: FastifyRequest, vin: string, after: string | undefined, from: Date | undefined): Promise<Start> {
     const header = req.headers['last-event-id'];
     const text = typeof header === 'string' && header !== '' ? header : after;
+    const shard = deps.positions.shardOf?.(vin);
     if (text !== undefined) {
       const pos = decodeCursor(vin, text);
       if (!pos) throw new ApiError(400, 'API_ERR_INVALID_CURSOR', 'the cursor (Last-Event-ID or ?after=) is not a cursor of this stream');
+      if (pos.shard !== shard) {
+        throw new ApiError(410, 'API_ERR_CURSOR_EXPIRED', "the vehicle's data moved to another storage shard since this cursor was given (a cursor counts in one shard's log); start again with ?from=");
+      }
       if (pos.tx <= (await deps.positions.trimmedBelow(vin))) {
         throw new ApiError(410, 'API_ERR_CURSOR_EXPIRED', 'the cursor is older than the stream log keeps; start again with ?from= or the CarData export');
       }
-      return { after: pos, fromMs: null };
+      return { after: { tx: pos.tx, ord: pos.ord }, fromMs: null, shard };
     }
     if (from) {
       const fromMs = from.getTime();
@@ -319,9 +329,9 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       // Before the first entry that may hold such records (or a transaction still running):
       // the backlog from there keeps only records measured since `from`, then the stream goes live.
       const pos = await deps.positions.startFor(vin, fromMs, deps.fromMarginMs);
-      return { after: { tx: pos.tx, ord: 0 }, fromMs };
+      return { after: { tx: pos.tx, ord: 0 }, fromMs, shard };
     }
-    return { after: null, fromMs: null };
+    return { after: null, fromMs: null, shard };
   }
 
   function admit(key: string): () => void {
@@ -343,7 +353,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     req: FastifyRequest,
     reply: FastifyReply,
     vin: string,
-    start: { after: CursorPos | null; fromMs: number | null },
+    start: Start,
     access: Exclude<Access, { end: string }>,
     check: () => Promise<Access>,
     release: () => void,
@@ -365,6 +375,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       res,
       start: start.after,
       fromMs: start.fromMs,
+      ...(start.shard !== undefined ? { shard: start.shard } : {}),
       access,
       check,
       keepAliveMs: deps.keepAliveMs,
@@ -384,7 +395,13 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     if (extra.expiresAtMs !== undefined) session.expiresAtMs = extra.expiresAtMs;
     open.add(session);
     session.begin();
-    deps.feed.open(session, start).then(
+    // The map changed between reading the start and now (the feed places the stream by the
+    // map as it is now): the start counts in the old shard's log.
+    if (deps.positions.shardOf && deps.positions.shardOf(vin) !== start.shard) {
+      session.end('moved');
+      return;
+    }
+    deps.feed.open(session, { after: start.after, fromMs: start.fromMs }).then(
       () => {
         // A change may have landed while the backlog was read: check once it is attached.
         session.recheck();

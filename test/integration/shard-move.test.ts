@@ -11,6 +11,7 @@ import { ADMIN_TOKEN, FULL_CONSUMPTION, encodeBatch, record, startTestGateway, t
 import { mintToken } from '../helpers/grants.ts';
 import { provisionVehicles, startFleet, summarizeStored, type Fleet } from '../helpers/fleet.ts';
 import { killAllChildren, runChild } from '../helpers/proc.ts';
+import { openSse } from '../helpers/sse.ts';
 import { createPgDb, typeParsers } from '../../storage/db.ts';
 import { bucketOf, openShards } from '../../storage/shards.ts';
 import { moveBucket } from '../../storage/shard-move.ts';
@@ -114,6 +115,11 @@ describe('moving a bucket to an added shard', () => {
       if (Date.now() - t0 > 40_000) throw new Error('stream did not start');
       await new Promise((r) => setTimeout(r, 25));
     }
+    // The owner of a moved vehicle follows its live stream through the move.
+    const ownerToken = await mintToken(gw, 'customer', 'owner-faults');
+    const live = await openSse(gw.httpPort, `/v1/vehicles/${moved[0]}/stream`, ownerToken);
+    expect(live.status).toBe(200);
+    await live.until((ev) => ev.some((e) => e.event === 'record'), 20_000);
     // The move runs in this process (what `cli shard-move` runs; the CLI itself is run
     // below), so that it surely happens while the vehicles stream.
     const ackedAtStart = f.acked();
@@ -153,6 +159,8 @@ describe('moving a bucket to an added shard', () => {
     expect(onShard[0]).toEqual({ telemetry: 0, obfcm: 0, quarantine: 0, streamLog: 0 });
     expect(onShard[1]).toEqual({ telemetry: 0, obfcm: 0, quarantine: 0, streamLog: 0 });
     expect(onShard[2]!.telemetry).toBe(3 * MESSAGES * RPM + 1);
+    // Each of them in shard 2's stream log once: written there after the switch, or copied.
+    expect(await q[2]!<{ n: number }>('SELECT sum(cardinality(seqs))::int AS n FROM stream_log WHERE vin = ANY($1)', [moved])).toEqual([{ n: 3 * MESSAGES * RPM + 1 }]);
     expect(onShard[2]!.obfcm).toBe(1);
     expect(onShard[2]!.quarantine).toBe(1);
     for (const st of [sum2, sum0, sum1]) {
@@ -173,8 +181,23 @@ describe('moving a bucket to an added shard', () => {
     expect(moved.map((v) => fresh.shardOf(v))).toEqual([2, 2, 2, 2]);
     await fresh.close();
     await c1.close();
+    // The live stream of the moved vehicle ended (it would hear nothing more on shard 1),
+    // with no cursor: one of shard 1's log cannot continue on shard 2's. Resuming with the
+    // last cursor it gave is refused (410); ?from= streams from shard 2, with its cursors.
+    await live.until((ev) => ev.some((e) => e.event === 'end'), 5000);
+    const endEvent = live.events.find((e) => e.event === 'end')!;
+    expect(JSON.parse(endEvent.data)).toEqual({ reason: 'moved', resumeFrom: null });
+    const lastCursor = live.records().at(-1)!.id;
+    expect(lastCursor).toMatch(/\.1$/);
+    const stale = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/vehicles/${moved[0]}/stream?after=${encodeURIComponent(lastCursor)}`, { headers: { authorization: `Bearer ${ownerToken}` } });
+    expect(stale.status).toBe(410);
+    expect((await stale.json()).code).toBe('API_ERR_CURSOR_EXPIRED');
+    const again2 = await openSse(gw.httpPort, `/v1/vehicles/${moved[0]}/stream?from=${new Date(Date.now() - 3_600_000).toISOString()}`, ownerToken);
+    expect(again2.status).toBe(200);
+    await again2.until((ev) => ev.some((e) => e.event === 'record'), 20_000);
+    expect(again2.records()[0]!.id).toMatch(/\.2$/);
+    again2.close();
     // Reads right after, through the API: each moved vehicle's owner export is complete.
-    const ownerToken = await mintToken(gw, 'customer', 'owner-faults');
     const exportSeqs = async (vin: string): Promise<number[]> => {
       const res = await fetch(`http://127.0.0.1:${gw!.httpPort}/v1/vehicles/${vin}/cardata?format=ndjson`, { headers: { authorization: `Bearer ${ownerToken}` } });
       expect(res.status, vin).toBe(200);
@@ -196,7 +219,9 @@ describe('moving a bucket to an added shard', () => {
     const back = await runChild('npx', ['tsx', 'cli/index.ts', 'shard-move', '--bucket', String(bucket), '--to', '0', '--drain-ms', '200'], { DATABASE_URL: control.url, SHARD_URLS: urls }, 60_000);
     expect(back.code, `${back.stdout}\n${back.stderr}`).toBe(0);
     expect(back.stdout).toContain(`bucket ${bucket} moved from shard 2 to shard 0: 4 vehicles, ${3 * MESSAGES * RPM + 1} telemetry rows`);
-    expect(await rowsOf(q[0]!, moved)).toEqual({ telemetry: 3 * MESSAGES * RPM + 1, obfcm: 1, quarantine: 1, streamLog: 0 });
+    // Shard 0's log holds every copied record once (logged anew as the copy inserted it).
+    expect(await rowsOf(q[0]!, moved)).toEqual({ telemetry: 3 * MESSAGES * RPM + 1, obfcm: 1, quarantine: 1, streamLog: expect.any(Number) });
+    expect(await q[0]!<{ n: number }>('SELECT sum(cardinality(seqs))::int AS n FROM stream_log WHERE vin = ANY($1)', [moved])).toEqual([{ n: 3 * MESSAGES * RPM + 1 }]);
     expect(await rowsOf(q[2]!, moved)).toEqual({ telemetry: 0, obfcm: 0, quarantine: 0, streamLog: 0 });
     expect((await summarizeStored(q[0]!, movedFleet, MESSAGES * RPM)).perVinProblems).toEqual([]);
     for (const vin of moved.slice(0, 3)) expect(await exportSeqs(vin)).toEqual(all);

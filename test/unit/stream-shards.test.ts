@@ -101,6 +101,36 @@ describe('createShardedHub', () => {
     }
   });
 
+  it('a map change ends the streams of the vehicles that moved (reason moved), detached from the old shard; the others stay', async () => {
+    const logs = [shardLog(), shardLog()];
+    const hubs = logs.map((l) => createStreamHub({ store: l.store, pollMs: 50 }));
+    let movedToZero = false;
+    const shardOf = (vin: string) => (vin.startsWith('A') || (movedToZero && vin === 'B2') ? 0 : 1);
+    const hub = createShardedHub(hubs, shardOf);
+    await hub.start();
+    try {
+      const ended: string[] = [];
+      const mk = (vin: string) => Object.assign(subscriber(vin), { end: (reason: string) => ended.push(`${vin}:${reason}`) });
+      const [a, b1, b2] = [mk('A1'), mk('B1'), mk('B2')];
+      for (const x of [a, b1, b2]) await hub.open(x, { after: null, fromMs: null });
+      hub.remap();
+      expect(ended).toEqual([]);
+      movedToZero = true;
+      hub.remap();
+      expect(ended).toEqual(['B2:moved']);
+      expect(hubs[1]!.stats().subscribers).toBe(1);
+      expect(hubs[0]!.stats().subscribers).toBe(1);
+      // The one that stayed still gets its records.
+      logs[1]!.write('B1', [5]);
+      hub.wakeShard(1);
+      await until(() => b1.got.length === 1);
+      hub.remap();
+      expect(ended).toEqual(['B2:moved']);
+    } finally {
+      await hub.stop();
+    }
+  });
+
   it('resume positions come from the vehicle\'s shard\'s log', async () => {
     const logs = [shardLog(), shardLog()];
     logs[1]!.write('B9', [1]);
@@ -109,5 +139,6 @@ describe('createShardedHub', () => {
     expect(await pos.trimmedBelow('A1')).toBe(7);
     expect(await pos.trimmedBelow('B9')).toBe(42);
     expect(await pos.startFor('B9', 0, 0)).toEqual({ tx: 100, ord: 0 });
+    expect([pos.shardOf('A1'), pos.shardOf('B9')]).toEqual([0, 1]);
   });
 });
