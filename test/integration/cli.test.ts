@@ -1,4 +1,4 @@
-// The operator CLI as operators run it: child processes (`npx tsx cli/index.ts …` and the
+// The operator CLI as operators run it: child processes (`node --import tsx cli/index.ts …`, what `npm run cli --` runs, and the
 // package bin `node bin/cardata-gateway.js …`) against a fresh database, exit codes
 // 0 done / 1 failed / 2 usage / 3 conflict / 4 not found; a secret it prints opens an
 // MQTT session on a gateway using the same database.
@@ -18,8 +18,8 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'cardata-cli-'));
 
 type Result = { code: number | null; stdout: string; stderr: string };
 
-/** `npx tsx cli/index.ts …` on the test database. */
-const cli = (...args: string[]): Promise<Result> => runChild('npx', ['tsx', 'cli/index.ts', ...args], { DATABASE_URL: db.url, DATA_DIR: dataDir }, 30_000);
+/** `node --import tsx cli/index.ts …` (what `npm run cli --` runs) on the test database. */
+const cli = (...args: string[]): Promise<Result> => runChild(process.execPath, ['--import', 'tsx', 'cli/index.ts', ...args], { DATABASE_URL: db.url, DATA_DIR: dataDir }, 30_000);
 /** The package bin, `node bin/cardata-gateway.js …`, on the test database. */
 const bin = (...args: string[]): Promise<Result> => runChild('node', ['bin/cardata-gateway.js', ...args], { DATABASE_URL: db.url, DATA_DIR: dataDir }, 30_000);
 
@@ -192,7 +192,7 @@ describe('on a database', () => {
       return jsonOut(r) as { vin: string; secret: string };
     })();
     expect(secret.length).toBeGreaterThan(30);
-    const t = await runChild('npx', ['tsx', 'cli/index.ts', 'token', '--role', 'customer', '--subject', 'cli-owner', '--ttl', '600'], { DATABASE_URL: db.url, DATA_DIR: dataDir, JWT_KEYS: keys }, 30_000);
+    const t = await runChild(process.execPath, ['--import', 'tsx', 'cli/index.ts', 'token', '--role', 'customer', '--subject', 'cli-owner', '--ttl', '600'], { DATABASE_URL: db.url, DATA_DIR: dataDir, JWT_KEYS: keys }, 30_000);
     expect(t.code, show(t)).toBe(0);
     const token = t.stdout.trim().split('\n').pop()!;
     const g = await startTestGateway(db.url, { JWT_KEYS: keys });
@@ -258,12 +258,13 @@ describe('on a database', () => {
       rmSync(out, { force: true });
       rmSync(csv, { force: true });
     }
-  });
+    // Five CLI processes and a gateway start: each CLI start compiles TypeScript (seconds on a loaded machine).
+  }, 90_000);
 
   it('a database that does not answer: exit 1 with the reason', async () => {
     const u = new URL(db.url);
     u.port = '1'; // nothing listens there
-    const r = await runChild('npx', ['tsx', 'cli/index.ts', 'vehicles'], { DATABASE_URL: u.toString(), DATA_DIR: dataDir }, 30_000);
+    const r = await runChild(process.execPath, ['--import', 'tsx', 'cli/index.ts', 'vehicles'], { DATABASE_URL: u.toString(), DATA_DIR: dataDir }, 30_000);
     expect(r.code, show(r)).toBe(1);
     expect(r.stderr).toMatch(/^vehicles failed: /m);
   });
