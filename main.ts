@@ -212,7 +212,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     onBatch: (stats) => {
       prom.writer.onBatch(stats);
       // Sharded: only that shard's tailer reads its log, and the NOTIFY goes out on that shard.
-      live.committed(index, stats.telemetryInserted > 0);
+      live.committed(index, { inserted: stats.telemetryInserted > 0, tx: stats.telemetryTx, rows: stats.telemetry });
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
@@ -233,7 +233,10 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
     writerPending: () => writer.pending(),
     pool: () => db.stats(),
     streams,
-    streamTail: () => hub.stats(),
+    streamTail: () => {
+      const h = live.heldCounts();
+      return { ...hub.stats(), recordsHeld: h.held, recordsRead: h.read };
+    },
     ...(shards.sharded ? { shards: () => shardHealth() } : {}),
   });
   opened.push('batch writer', () => writer.close(0));
@@ -246,6 +249,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const changeHooks = {
     onCommitted: (vin: string) => {
       consents.invalidate(vin);
+      live.forget(vin);
       hub.invalidate(vin);
     },
   };
@@ -468,18 +472,21 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
       CONSENT_CHANNEL,
       (vin) => {
         consents.invalidate(vin);
+        live.forget(vin);
         live.hub.invalidate(vin);
       },
       {
         // Changes may be missed while the feed is down: trust nothing cached until it is back.
         onDown: () => {
           consents.setTrusted(false);
+          live.holdRows(false);
           streamRecheck ??= setInterval(() => live.hub.invalidateAll(), 1000);
           log.warn({ event: 'consent_feed_down' }, 'consent change feed lost; reading consent from the database until it is back');
         },
         onUp: () => {
           consents.invalidateAll();
           consents.setTrusted(true);
+          live.holdRows(true);
           if (streamRecheck) clearInterval(streamRecheck);
           streamRecheck = null;
           live.hub.invalidateAll();

@@ -10,6 +10,8 @@ import type { Config } from './config/index.ts';
 import type { Db } from './storage/db.ts';
 import type { Shards } from './storage/shards.ts';
 import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
+import { createRecentRows, type RecentRows } from './storage/stream-recent.ts';
+import type { CopyRow } from './storage/copy-binary.ts';
 import { applyRetention, endedContracts, type RetentionDb } from './storage/retention.ts';
 import { runOncePerPeriod } from './storage/schedule.ts';
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
@@ -25,13 +27,32 @@ export interface Live {
   /**
    * A commit on shard `index` (undefined: unknown shard, every shard): wake the tailer here
    * (any commit may move the horizon: entries of younger transactions wait for it), and when
-   * it inserted telemetry, NOTIFY the other instances.
+   * it inserted telemetry, NOTIFY the other instances. The batch's rows and transaction
+   * are held for this process's tailer (storage/stream-recent.ts).
    */
-  committed(index: number | undefined, inserted: boolean): void;
+  committed(index: number | undefined, batch: CommittedBatch): void;
+  /** The stored data or the terms of `vin` (undefined: of every vehicle) may have changed: let go of its held rows. */
+  forget(vin?: string): void;
+  /**
+   * Whether rows are held at all: not while the change feed is down (an erasure made
+   * elsewhere would not be heard; the tail then reads everything from the database).
+   */
+  holdRows(on: boolean): void;
+  /** Records the tailers took from held rows, and read from the database, since start. */
+  heldCounts(): { held: number; read: number };
   /** Whether commits are announced by NOTIFY (STREAM_FANOUT=notify on PostgreSQL). */
   announce: boolean;
   /** LISTENs for other instances' commits on every shard; resolves to the function that stops. */
   listen(): Promise<() => Promise<void>>;
+}
+
+/** What a writer's committed batch tells the live streams. */
+export interface CommittedBatch {
+  /** Whether it inserted telemetry (a batch of duplicates only did not). */
+  inserted: boolean;
+  /** The transaction that wrote it (null: none, or not known). */
+  tx: number | null;
+  rows: readonly CopyRow[];
 }
 
 /**
@@ -39,7 +60,10 @@ export interface Live {
  * `shards`: the ingest pools (NOTIFY and LISTEN, as before sharding on `db`).
  */
 export function buildLive(config: Config, apiShards: Shards, shards: Shards, log: Logger): Live {
-  const logs = apiShards.all().map((d) => createStreamLogRepo(d));
+  // Rows held for the tailers, per shard (transaction ids are per database); where the log
+  // is read by COPY (PostgreSQL): the embedded database's reads are in-process anyway.
+  const recents: (RecentRows | null)[] = apiShards.all().map((d) => (d.copy ? createRecentRows() : null));
+  const logs = apiShards.all().map((d, i) => createStreamLogRepo(d, { recent: recents[i] ?? null }));
   const hubs = logs.map((store, i) =>
     createStreamHub({
       store,
@@ -59,16 +83,39 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
       (err) => log.warn({ event: 'stream_notify_failed', err: err.message }, 'could not announce a commit to other instances'),
     );
   const announcers = config.databaseUrl && config.stream.fanout === 'notify' ? shards.all().map(announceOn) : null;
+  let holding = true;
+  const heldCounts = () => {
+    const c = { held: 0, read: 0 };
+    for (const r of recents) {
+      c.held += r?.counts.held ?? 0;
+      c.read += r?.counts.read ?? 0;
+    }
+    return c;
+  };
+  const holdRows = (on: boolean): void => {
+    holding = on;
+    if (!on) forget();
+  };
+  const forget = (vin?: string): void => {
+    for (const r of recents) {
+      if (vin === undefined) r?.clear();
+      else r?.dropVin(vin);
+    }
+  };
   if (!apiShards.sharded) {
     const hub = hubs[0]!;
     return {
       hub,
       positions: logs[0]!,
       logs,
-      committed(_index, inserted) {
+      committed(_index, batch) {
+        if (holding && batch.inserted && batch.tx !== null) recents[0]?.put(batch.tx, batch.rows, (vin) => hub.follows(vin));
         hub.wake();
-        if (inserted) announcers?.[0]!();
+        if (batch.inserted) announcers?.[0]!();
       },
+      forget,
+      holdRows,
+      heldCounts,
       announce: announcers !== null,
       async listen() {
         if (!announcers) return async () => {};
@@ -85,15 +132,19 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
     hub,
     positions: shardedPositions(logs, (vin) => apiShards.shardOf(vin)),
     logs,
-    committed(index, inserted) {
+    committed(index, batch) {
       if (index === undefined) {
         hub.wake();
-        if (inserted && announcers) for (const a of announcers) a();
+        if (batch.inserted && announcers) for (const a of announcers) a();
         return;
       }
+      if (holding && batch.inserted && batch.tx !== null) recents[index]?.put(batch.tx, batch.rows, (vin) => hub.follows(vin));
       hub.wakeShard(index);
-      if (inserted) announcers?.[index]?.();
+      if (batch.inserted) announcers?.[index]?.();
     },
+    forget,
+    holdRows,
+    heldCounts,
     announce: announcers !== null,
     async listen() {
       if (!announcers) return async () => {};

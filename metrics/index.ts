@@ -8,7 +8,7 @@ export interface MetricsSources {
   /** Live streams (optional): open, unread bytes, ended by reason since start. */
   streams?(): { open: number; bufferedBytes: number; ended: Record<string, number> };
   /** The stream log's tail (optional): subscribers, vehicles they follow, its horizon (a transaction id) and read cycles since start. */
-  streamTail?(): { subscribers: number; vehicles: number; horizon: number; cycles: number };
+  streamTail?(): { subscribers: number; vehicles: number; horizon: number; cycles: number; recordsHeld?: number; recordsRead?: number };
   /** Telemetry shards (SHARD_URLS only): each answering and writing, and the rows its writer holds. */
   shards?(): Promise<{ shard: string; up: boolean; pendingRows: number }[]>;
 }
@@ -101,13 +101,16 @@ export function createMetrics(opts: MetricsOptions = {}) {
   });
   new Gauge({
     name: 'cardata_stream_tail',
-    help: 'The live streams\' tail of the stream log: subscribers, vehicles they follow, horizon (transaction id it has read up to; lowest over shards), read cycles since start',
+    help: 'The live streams\' tail of the stream log: subscribers, vehicles they follow, horizon (transaction id it has read up to; lowest over shards), read cycles since start, records taken from the rows this process wrote (records_held) and read from the database (records_read) since start',
     labelNames: ['value'],
     registers: [registry],
     collect() {
       const t = sources?.streamTail?.();
       if (!t) return;
-      for (const k of ['subscribers', 'vehicles', 'horizon', 'cycles'] as const) this.set({ value: k }, t[k]);
+      for (const k of ['subscribers', 'vehicles', 'horizon', 'cycles', 'recordsHeld', 'recordsRead'] as const) {
+        const v = t[k];
+        if (v !== undefined) this.set({ value: k === 'recordsHeld' ? 'records_held' : k === 'recordsRead' ? 'records_read' : k }, v);
+      }
     },
   });
   new Gauge({

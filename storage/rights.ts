@@ -1,7 +1,7 @@
 // Ownership periods and the data subject's rights: transfer, erasure (GDPR Art. 17).
 import type { Db, Queryable } from './db.ts';
 import { STO_ERR, StorageError } from './errors.ts';
-import { appendConsentEvent, type ChangeHooks } from './consent.ts';
+import { appendConsentEvent, CONSENT_CHANNEL, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
@@ -129,8 +129,8 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<
       hooks.onCommitted?.(vin);
       return period;
     },
-    erase(vin, ownerId, category) {
-      return db.transaction(async (tx) => {
+    async erase(vin, ownerId, category) {
+      const erased = await db.transaction(async (tx) => {
         // The vehicle's row stays locked until the erasure is logged: erasures, transfers
         // and consent changes of one vehicle run one at a time.
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
@@ -161,8 +161,13 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<
           `INSERT INTO erasure_log (vin, owner_id, category, period_from, period_to, rows_affected) VALUES ($1, $2, $3, $4, $5, $6)`,
           [vin, ownerId, category, first.from, last.to, JSON.stringify(res)],
         );
+        // Announced like a consent change (on commit): every process lets go of what it
+        // holds of this vehicle's rows for its live streams, and rechecks them.
+        await tx.query('SELECT pg_notify($1, $2)', [CONSENT_CHANNEL, vin]);
         return res;
       });
+      hooks.onCommitted?.(vin);
+      return erased;
     },
   };
 }

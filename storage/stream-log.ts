@@ -18,6 +18,7 @@ import type { Db } from './db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
 import { groupOf } from './reads.ts';
+import { lineOf, type RecentRows } from './stream-recent.ts';
 
 /** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
 export const STREAM_CHANNEL = 'stream_committed';
@@ -87,7 +88,12 @@ interface Entry {
 /** Lines are built one at a time into this buffer (no line is longer than a plan's maxLineBytes, ~1.5 kB). */
 const LINE_BYTES = 16 * 1024;
 
-export function createStreamLogRepo(db: Db): StreamLogRepo {
+/**
+ * `recent`: the rows this process's writer just committed (storage/stream-recent.ts); the
+ * live tail takes the records of those transactions from there instead of the database.
+ */
+export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null } = {}): StreamLogRepo {
+  const recent = opts.recent ?? null;
   const copyOut = db.copy ? db.copy.copyOut.bind(db.copy) : undefined;
   const line = Buffer.allocUnsafe(LINE_BYTES);
   // Plans per (vehicle, projection): built once, reused for every record of that stream.
@@ -207,6 +213,39 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
     return r.rows.map((e) => ({ vin: e.vin, tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
   }
 
+  /**
+   * The records of `entries` (in their order): of an entry whose transaction this process
+   * wrote and whose rows it still holds, from memory; of every other, from the database.
+   */
+  async function recordsHeldOrRead(entries: readonly Entry[], held: RecentRows): Promise<LogRecord[]> {
+    const mem = entries.map((e): LogRecord[] | null => {
+      const out: LogRecord[] = [];
+      for (let i = 0; i < e.us.length; i++) {
+        const row = held.get(e.tx, e.vin, e.us[i]! / 1000, e.seqs[i]!);
+        if (!row) return null;
+        out.push({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: row.recordedAtMs, json: (p) => lineOf(row, p) });
+      }
+      return out;
+    });
+    const missing = entries.filter((_, i) => mem[i] === null);
+    const read = missing.length ? await recordsOf(missing, null, null) : [];
+    held.counts.read += read.length;
+    const out: LogRecord[] = [];
+    let k = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const m = mem[i];
+      if (m) {
+        for (const r of m) out.push(r);
+        held.counts.held += m.length;
+        continue;
+      }
+      // recordsOf keeps its entries' order: this entry's records come next (an erased row is absent).
+      const e = entries[i]!;
+      while (k < read.length && read[k]!.tx === e.tx && read[k]!.vin === e.vin) out.push(read[k++]!);
+    }
+    return out;
+  }
+
   const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
   // PGlite (no COPY): each key of an entry is looked up by the primary key, one probe per record. Written as
   // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
@@ -252,7 +291,13 @@ export function createStreamLogRepo(db: Db): StreamLogRepo {
           `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND vin = ANY($3::text[])`,
           [String(lo), String(hi), vins],
         );
-        return recordsOf(entries, null, null);
+        if (!recent) return recordsOf(entries, null, null);
+        let records: LogRecord[];
+        if (recent.rows > 0) records = await recordsHeldOrRead(entries, recent);
+        else recent.counts.read += (records = await recordsOf(entries, null, null)).length;
+        // The tail reads on from hi: what it held below is not asked for again (a resume's backlog reads the database).
+        recent.trimBelow(hi);
+        return records;
       }
       return viaRows(
         `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}

@@ -43,6 +43,10 @@ export interface BatchStats {
   obfcmInserted: number;
   quarantineInserted: number;
   durationMs: number;
+  /** The transaction that wrote the batch's telemetry (its id, xid8; null: none written or not known) ... */
+  telemetryTx: number | null;
+  /** ... and the telemetry rows it was given (each inserted unless its key was stored already). */
+  telemetry: readonly TelemetryRow[];
 }
 
 export interface WriterOptions {
@@ -378,7 +382,7 @@ function buildStatement(mask: number): string {
   if (mask & 1) {
     ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param, 'vin, recorded_at, seq'));
     ctes.push(`l AS (${STREAM_LOG_INSERT})`);
-    selects.push('(SELECT count(*) FROM t)::int AS t');
+    selects.push('(SELECT count(*) FROM t)::int AS t', 'pg_current_xact_id()::text AS x');
   } else selects.push('0 AS t');
   if (mask & 2) {
     ctes.push(unnestInsert('o', 'obfcm_readings', OBFCM_TABLE, param));
@@ -432,10 +436,10 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
     await tx.query(STAGING_DDL);
     const cols = TELEMETRY_TABLE.columns.join(', ');
     await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
-    const t = await tx.query<{ n: number }>(
+    const t = await tx.query<{ n: number; x: string }>(
       `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
             l AS (${STREAM_LOG_INSERT})
-       SELECT count(*)::int AS n FROM t`,
+       SELECT count(*)::int AS n, pg_current_xact_id()::text AS x FROM t`,
     );
     let o = 0;
     if (obfBuf) {
@@ -448,7 +452,7 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
       const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
       q = r.rows[0]?.q ?? 0;
     }
-    return { telemetryRows: tel.length, telemetryInserted: t.rows[0]?.n ?? 0, obfcmInserted: o, quarantineInserted: q };
+    return { telemetryRows: tel.length, telemetryInserted: t.rows[0]?.n ?? 0, obfcmInserted: o, quarantineInserted: q, telemetryTx: txOf(t.rows[0]?.x), telemetry: tel };
   });
   // Committed, so PostgreSQL has read every byte: the buffers may be written again.
   buffers.give(telBuf);
@@ -499,7 +503,13 @@ async function writeItems(db: Db, items: readonly WriteItem[], copy: CopyCapabil
     params.push(...quarantineParams(qua));
   }
   // Prepared per connection: planning this wide CTE costs more than executing a small batch.
-  const r = await db.query<{ t: number; o: number; q: number }>(statements.get(mask), params, `cardata_write_${mask}`);
+  const r = await db.query<{ t: number; o: number; q: number; x?: string }>(statements.get(mask), params, `cardata_write_${mask}`);
   const row = r.rows[0] ?? { t: 0, o: 0, q: 0 };
-  return { telemetryRows: tel.length, telemetryInserted: row.t, obfcmInserted: row.o, quarantineInserted: row.q };
+  return { telemetryRows: tel.length, telemetryInserted: row.t, obfcmInserted: row.o, quarantineInserted: row.q, telemetryTx: txOf(row.x), telemetry: tel };
+}
+
+/** A transaction id as the statements return it (text: xid8 exceeds int4), or null. */
+function txOf(x: string | null | undefined): number | null {
+  const n = x == null ? NaN : Number(x);
+  return Number.isSafeInteger(n) ? n : null;
 }

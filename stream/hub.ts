@@ -52,6 +52,8 @@ export interface StreamHub {
   invalidateGrant(id: string): void;
   /** Every vehicle: after a lost change feed came back. */
   invalidateAll(): void;
+  /** Whether a stream here follows `vin` (in its backlog or live). */
+  follows(vin: string): boolean;
   /** The horizon the tailer has delivered up to. */
   readonly horizon: number;
   stats(): { subscribers: number; vehicles: number; horizon: number; cycles: number };
@@ -281,6 +283,7 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     invalidateAll() {
       for (const set of interest.values()) for (const s of set) s.recheck();
     },
+    follows: (vin) => interest.has(vin),
     get horizon() {
       return lo;
     },

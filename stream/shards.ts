@@ -80,6 +80,7 @@ export function createShardedHub(
     invalidateAll() {
       for (const h of hubs) h.invalidateAll();
     },
+    follows: (vin) => hubs.some((h) => h.follows(vin)),
     /** The lowest horizon of the tailers (each counts in its own shard's transaction ids). */
     get horizon() {
       return Math.min(...hubs.map((h) => h.horizon));

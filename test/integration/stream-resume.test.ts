@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
+import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
 import { openSse, type SseClient } from '../helpers/sse.ts';
 import type { RunningGateway } from '../../main.ts';
 
@@ -157,6 +157,46 @@ describe('two instances', () => {
     lat.sort((x, y) => x - y);
     expect(lat[10]!).toBeLessThan(500);
     s.close();
+  });
+});
+
+describe('records from memory and from the database', () => {
+  it('a stream on the writing gateway (rows it holds) and one on another (rows it reads) carry the same lines, byte for byte', async () => {
+    const { vin, secret } = await provision(a, undefined, 'vera');
+    const onA = await openSse(a.httpPort, `/v1/vehicles/${vin}/stream`, await token('vera'));
+    const onB = await openSse(b.httpPort, `/v1/vehicles/${vin}/stream`, await token('vera', b));
+    const metric = async (g: RunningGateway, value: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${g.httpPort}/metrics`)).text();
+      return Number(text.match(new RegExp(`^cardata_stream_tail\\{value="${value}"\\} (\\S+)$`, 'm'))?.[1] ?? NaN);
+    };
+    const heldBefore = await metric(a, 'records_held');
+    const c = await connectVehicle(a, vin, secret);
+    const t = Date.now() - 60_000;
+    // Every category, some fields absent, zeros and negatives, doubles without a short decimal form,
+    // a category sent with no field set, a record with no category.
+    const recs = [
+      record(1, t + 1, { technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION }),
+      record(2, t + 2, { technical: { speedKmh: 0, outsideTempC: -12.5, fuelLevelPct: 0.1 + 0.2 } }),
+      record(3, t + 3, { location: { latitude: -33.86882000000001, longitude: 151.20929 } }),
+      record(4, t + 4, { consumption: { totalDistanceKm: 1e6 + 0.1 }, technical: {} }),
+      record(5, t + 5, {}),
+    ];
+    for (const r of recs) await publish(c, topic(vin), encodeBatch(vin, [r]));
+    await c.endAsync();
+    await onA.until((ev) => ev.filter((e) => e.event === 'record').length >= 5);
+    await onB.until((ev) => ev.filter((e) => e.event === 'record').length >= 5);
+    const lines = (x: SseClient) => x.events.filter((e) => e.event === 'record').map((e) => e.data);
+    expect(lines(onA)).toEqual(lines(onB));
+    expect(onA.records().map((r) => r.data.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(onA.records()[0]!.data).toMatchObject({ technical: FULL_TECHNICAL, consumption: FULL_CONSUMPTION, location: FULL_LOCATION });
+    // A served them from the rows it wrote (as a rule: a read of the tail that falls between
+    // a commit and its result reaching the writer reads that entry from the database); B,
+    // which wrote none, read them.
+    expect(await metric(a, 'records_held')).toBeGreaterThanOrEqual(heldBefore + 1);
+    expect(await metric(b, 'records_held')).toBe(0);
+    expect(await metric(b, 'records_read')).toBeGreaterThanOrEqual(5);
+    onA.close();
+    onB.close();
   });
 });
 
