@@ -16,11 +16,15 @@ import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
 import type { LineProjection } from './stream-log.ts';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
-const COLUMNS_OF: Record<Group, readonly string[]> = {
-  technical: FIELD_COLUMNS.filter((c) => c.group === 'technical').map((c) => c.jsName),
-  consumption: FIELD_COLUMNS.filter((c) => c.group === 'consumption').map((c) => c.jsName),
-  location: FIELD_COLUMNS.filter((c) => c.group === 'location').map((c) => c.jsName),
+/** Per category, its fields in the contract's order: the name to read, and its JSON key with the colon. */
+const FIELDS_OF: Record<Group, readonly { name: string; key: string }[]> = {
+  technical: fieldsOf('technical'),
+  consumption: fieldsOf('consumption'),
+  location: fieldsOf('location'),
 };
+function fieldsOf(g: Group): { name: string; key: string }[] {
+  return FIELD_COLUMNS.filter((c) => c.group === g).map((c) => ({ name: c.jsName, key: `"${c.jsName}":` }));
+}
 
 export interface RecentRows {
   /** Rows transaction `tx` (a writer's batch, committed) inserted or tried to; only those `keep` accepts are held. */
@@ -100,22 +104,28 @@ export function createRecentRows(maxRows = 50_000): RecentRows {
  * A held row as one NDJSON export line (without the newline), projected: the same text the
  * export and the database read give (proto3 JSON names in the contract's order, absent
  * fields left out, a category the record did not carry or that is withheld as null).
+ * Written out directly: JSON.stringify of an object built per record cost about a fifth of
+ * the gateway's time with 1,000 streams in the benchmark. A VIN needs no escaping
+ * ([A-HJ-NPR-Z0-9]), and String() of a finite double is its JSON number.
  */
 export function lineOf(r: CopyRow, p: LineProjection): string {
-  const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: new Date(r.recordedAtMs).toISOString() };
+  let s = `{"vin":"${r.vin}","seq":${r.seq},"recordedAt":"${new Date(r.recordedAtMs).toISOString()}"`;
   for (const g of ALL) {
     if (!p.categories.includes(g)) continue;
     const v = r[g];
-    if (p.nulled.includes(g) || v == null) {
-      o[g] = null;
+    if (v == null || p.nulled.includes(g)) {
+      s += `,"${g}":null`;
       continue;
     }
-    const out: Record<string, number> = {};
-    for (const k of COLUMNS_OF[g]) {
-      const x = v[k];
-      if (x !== null && x !== undefined) out[k] = x;
+    s += `,"${g}":{`;
+    let first = true;
+    for (const f of FIELDS_OF[g]) {
+      const x = v[f.name];
+      if (x === null || x === undefined) continue;
+      s += (first ? f.key : `,${f.key}`) + (Number.isFinite(x) ? String(x) : 'null');
+      first = false;
     }
-    o[g] = out;
+    s += '}';
   }
-  return JSON.stringify(o);
+  return `${s}}`;
 }

@@ -1,5 +1,7 @@
 // storage/stream-recent.ts: the rows a writer just committed, held for the live tail.
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
 import { createRecentRows, lineOf } from '../../storage/stream-recent.ts';
 import type { CopyRow } from '../../storage/copy-binary.ts';
 
@@ -60,6 +62,36 @@ describe('lineOf', () => {
     );
     expect(lineOf(r, { categories: ['technical', 'location'], nulled: ['location'] })).toBe(
       '{"vin":"WBA00000000000001","seq":7,"recordedAt":"2026-11-29T12:00:00.005Z","technical":{"speedKmh":0,"fuelLevelPct":0.30000000000000004},"location":null}',
+    );
+  });
+});
+
+describe('lineOf against JSON.stringify', () => {
+  it('gives the text JSON.stringify gives for the same line, for arbitrary rows and projections', () => {
+    const GROUPS: Group[] = ['technical', 'consumption', 'location'];
+    const groupArb = (g: Group) =>
+      fc.option(
+        fc.record(Object.fromEntries(FIELD_COLUMNS.filter((c) => c.group === g).map((c) => [c.jsName, fc.option(fc.double({ noNaN: true, noDefaultInfinity: true }), { nil: undefined })])), { requiredKeys: [] }),
+        { nil: null },
+      );
+    fc.assert(
+      fc.property(
+        fc.record({ seq: fc.nat(), ms: fc.integer({ min: 0, max: 4_102_444_800_000 }), technical: groupArb('technical'), consumption: groupArb('consumption'), location: groupArb('location') }),
+        fc.subarray(GROUPS),
+        fc.subarray(GROUPS),
+        (x, categories, nulled) => {
+          const r: CopyRow = { vin: 'WBA00000000000001', seq: x.seq, recordedAtMs: x.ms, technical: x.technical, consumption: x.consumption, location: x.location };
+          const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: new Date(r.recordedAtMs).toISOString() };
+          for (const g of GROUPS) {
+            if (!categories.includes(g)) continue;
+            const v = r[g];
+            if (v == null || nulled.includes(g)) o[g] = null;
+            else o[g] = Object.fromEntries(FIELD_COLUMNS.filter((c) => c.group === g && v[c.jsName] != null).map((c) => [c.jsName, v[c.jsName]]));
+          }
+          expect(lineOf(r, { categories, nulled })).toBe(JSON.stringify(o));
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });
