@@ -18,8 +18,8 @@ export function Chart({ id, title, xs, series, summary, m, range, height = 200 }
     const width = Math.max(280, Math.min(box.current.clientWidth || 640, 900));
     const span = range ? range.to - range.from : xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
     // Tick labels in the viewer's language and time zone: days for long ranges, hours for short.
-    const tick = new Intl.DateTimeFormat(m.locale, span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
-    const hover = new Intl.DateTimeFormat(m.locale, { dateStyle: 'medium', timeStyle: 'short' });
+    const tick = m.dateFormat(span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    const hover = m.dateFormat({ dateStyle: 'medium', timeStyle: 'short' });
     const digits = (incr) => Math.max(0, Math.min(3, -Math.floor(Math.log10(incr || 1))));
     const plot = new uPlot(
       {
