@@ -111,12 +111,17 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
   const configJson = JSON.stringify({ oidc: { issuer: opts.oidc?.issuer ?? null, clientId: opts.oidc?.clientId ?? 'cardata-portal', scope: opts.oidc?.scope ?? 'openid cardata' } });
   // The settings travel inside the page (a JSON data block, never executed): one round
   // trip less before the first render. `<` is escaped so the JSON cannot end the element.
+  // early.js runs inline: the overview's API reads start while the page is parsed, before
+  // the browser asks for any module (web/early.js says why).
+  const early = files.get('early.js')?.body.toString('utf8');
+  if (early !== undefined && /<\/script|<!--/i.test(early)) throw new Error('web/early.js cannot be put into the page: it contains "</script" or "<!--"');
   const html = readFileSync(path.join(dir, 'index.html'), 'utf8')
     .replace('<script type="application/json" id="portal-config">{}</script>', `<script type="application/json" id="portal-config">${configJson.replace(/</g, '\\u003c')}</script>`)
+    .replace('<script src="/web/early.js"></script>', () => (early === undefined ? '<script src="/web/early.js"></script>' : `<script>${early}</script>`))
     // Every file the page names (links, scripts, the import map) under this version.
     .replace(/"\/(web|vendor)\/(?=[^"\/]+")/g, `"/$1/${version}/`);
-  // The inline import map is the page's only inline script: allowed by its hash, nothing else.
-  const inline = [...html.matchAll(/<script type="importmap">([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
+  // The inline import map and early.js are the page's only inline scripts: allowed by their hashes, nothing else.
+  const inline = [...html.matchAll(/<script(?: type="importmap")?>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
   const index = asset(Buffer.from(html), TYPES['.html']!);
   const csp = [
     "default-src 'self'",
