@@ -84,41 +84,20 @@
 
   globalThis.cardataBoot = { SESSION, currentSession, DAY, DEFAULT_SPAN_MS, CHART_FIELDS, latestPath, consentPath, chartsPath, trackPath, overviewVin, takeEarly, takeBootTime };
 
-  /** Starts the overview's four reads, when a signed-in owner opens one. */
-  function prefetch() {
-    const s = currentSession();
-    const vin = overviewVin(location.hash);
-    // Only an owner has a vehicle overview; before the role is known, the page finds it out first.
-    if (!s || s.role !== 'customer' || !vin) return;
-    const now = Date.now();
-    boot = { vin, now };
-    // Visible in the browser's performance timeline (and to the tests): when the early reads began.
-    performance.mark('cardata:prefetch');
-    const range = { from: now - DEFAULT_SPAN_MS, to: now };
-    for (const path of [latestPath(vin), consentPath(vin), chartsPath(vin, range), trackPath(vin, range)]) {
-      const res = fetch(path, { headers: { authorization: `Bearer ${s.accessToken}` } });
-      res.catch(() => {});
-      early.set(path, { res, token: s.accessToken });
-    }
-    setTimeout(() => early.clear(), KEEP_MS);
-  }
-
   if (typeof location === 'undefined' || typeof fetch !== 'function') return;
-  prefetch();
-  // The overview's modules (index.html lists them in a data block, which the browser's
-  // preload scanner does not read) are preloaded only now, after the reads: a module
-  // asked for earlier would take a connection before them.
-  if (typeof document === 'undefined') return;
-  let modules = [];
-  try {
-    modules = JSON.parse(document.getElementById('portal-modules')?.textContent || '[]');
-  } catch {
-    // none listed: the modules load as app.js imports them
+  const s = currentSession();
+  const vin = overviewVin(location.hash);
+  // Only an owner has a vehicle overview; before the role is known, the page finds it out first.
+  if (!s || s.role !== 'customer' || !vin) return;
+  const now = Date.now();
+  boot = { vin, now };
+  // Visible in the browser's performance timeline (and to the tests): when the early reads began.
+  performance.mark('cardata:prefetch');
+  const range = { from: now - DEFAULT_SPAN_MS, to: now };
+  for (const path of [latestPath(vin), consentPath(vin), chartsPath(vin, range), trackPath(vin, range)]) {
+    const res = fetch(path, { headers: { authorization: `Bearer ${s.accessToken}` } });
+    res.catch(() => {});
+    early.set(path, { res, token: s.accessToken });
   }
-  for (const href of modules) {
-    const link = document.createElement('link');
-    link.rel = 'modulepreload';
-    link.href = href;
-    document.head.append(link);
-  }
+  setTimeout(() => early.clear(), KEEP_MS);
 })();
