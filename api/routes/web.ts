@@ -119,7 +119,7 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
     .replace('<script type="application/json" id="portal-config">{}</script>', `<script type="application/json" id="portal-config">${configJson.replace(/</g, '\\u003c')}</script>`)
     .replace('<script src="/web/early.js"></script>', () => (early === undefined ? '<script src="/web/early.js"></script>' : `<script>${early}</script>`))
     // Every file the page names (links, scripts, the import map) under this version.
-    .replace(/"\/(web|vendor)\/(?=[^"\/]+")/g, `"/$1/${version}/`);
+    .replace(/"\/(web|vendor)\/(?=[^"/]+")/g, `"/$1/${version}/`);
   // The inline import map and early.js are the page's only inline scripts: allowed by their hashes, nothing else.
   const inline = [...html.matchAll(/<script(?: type="importmap")?>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
   const index = asset(Buffer.from(html), TYPES['.html']!);
