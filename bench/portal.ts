@@ -53,7 +53,7 @@ async function breakdown(page: import('playwright-core').Page): Promise<Record<s
     if (nav) out['document'] = Math.round(nav.responseEnd);
     for (const e of performance.getEntriesByType('resource') as PerformanceResourceTiming[]) {
       const u = new URL(e.name);
-      let k = u.pathname.replace(/\/v1\/vehicles\/[^/]+\//, '/v1/vehicles/{vin}/');
+      let k = u.pathname.replace(/\/v1\/vehicles\/[^/]+\//, '/v1/vehicles/{vin}/').replace(/^\/(web|vendor)\/[0-9a-f]{12}\//, '/$1/');
       if (k.endsWith('/series')) k += u.searchParams.has('bucket') ? ' (track)' : ' (charts)';
       if (k.endsWith('/stream')) continue; // open for as long as the page is
       out[k] = Math.max(out[k] ?? 0, Math.round(e.responseEnd));

@@ -8,9 +8,50 @@ import { completeSignIn, currentSession, saveSession, signOut, startSignIn, take
 import { ApiProblem, get, setExpiredHandler } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { VehiclePage } from './vehicle.js';
-import { PrivacyPage } from './privacy.js';
-import { SharingPage, AccessLogPage, DownloadPage, CataloguePage } from './pages.js';
-import { RecipientHome, GrantPage } from './recipient.js';
+
+// The pages a vehicle's overview does not need are loaded when first opened: the overview,
+// the usual first page, waits for no module it does not show.
+const loaded = new Map();
+/**
+ * A page component from a module loaded on first use. Until it is there, "Loading…";
+ * then `onShown` (the app moves focus to the page's heading, which was not there before).
+ */
+function later(load, name) {
+  return function Later(props) {
+    const [C, setC] = useState(() => loaded.get(name) ?? null);
+    const [err, setErr] = useState(null);
+    useEffect(() => {
+      if (C) return;
+      let live = true;
+      load().then(
+        (mod) => {
+          loaded.set(name, mod[name]);
+          if (live) setC(() => mod[name]);
+        },
+        (e) => live && setErr(e),
+      );
+      return () => {
+        live = false;
+      };
+    }, []);
+    const first = useRef(!C);
+    useEffect(() => {
+      if (C && first.current) {
+        first.current = false;
+        props.onShown?.();
+      }
+    }, [C]);
+    if (err) return html`<p class="error" role="alert">${props.m.t('error', { msg: err.message })}</p>`;
+    return C ? html`<${C} ...${props} />` : html`<p>${props.m.t('loading')}</p>`;
+  };
+}
+const PrivacyPage = later(() => import('./privacy.js'), 'PrivacyPage');
+const SharingPage = later(() => import('./pages.js'), 'SharingPage');
+const AccessLogPage = later(() => import('./pages.js'), 'AccessLogPage');
+const DownloadPage = later(() => import('./pages.js'), 'DownloadPage');
+const CataloguePage = later(() => import('./pages.js'), 'CataloguePage');
+const RecipientHome = later(() => import('./recipient.js'), 'RecipientHome');
+const GrantPage = later(() => import('./recipient.js'), 'GrantPage');
 
 function parseRoute(hash) {
   const parts = (hash || '#/').replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
@@ -60,9 +101,9 @@ function LangSwitch({ m, setLang }) {
   </div>`;
 }
 
-function Home({ m, role }) {
+function Home({ m, role, onShown }) {
   if (role === 'customer') return html`<${MyVehicles} m=${m} />`;
-  return html`<${RecipientHome} m=${m} />`;
+  return html`<${RecipientHome} m=${m} onShown=${onShown} />`;
 }
 
 function MyVehicles({ m }) {
@@ -76,14 +117,26 @@ function MyVehicles({ m }) {
     </ul>`}`;
 }
 
+/** The settings the gateway put into the page, or null. */
+function inlineConfig() {
+  try {
+    const c = JSON.parse(document.getElementById('portal-config')?.textContent || '{}');
+    return c.oidc ? c : null;
+  } catch {
+    return null;
+  }
+}
+
 function App() {
   const [lang, setLangState] = useState(initialLang());
   const m = useMemo(() => messages(lang), [lang]);
-  const [config, setConfig] = useState(null);
+  // The gateway puts its settings into the page; /portal/config.json answers the same.
+  const [config, setConfig] = useState(inlineConfig);
   const [session, setSession] = useState(currentSession());
   const [expired, setExpired] = useState(false);
   const [route, setRoute] = useState(parseRoute(location.hash));
-  const [role, setRole] = useState(null);
+  // Known from an earlier sign-in in this tab: the page renders at once, without waiting a turn.
+  const [role, setRole] = useState(() => session?.role ?? null);
   const [bootError, setBootError] = useState(null);
   const mainRef = useRef(null);
 
@@ -105,9 +158,7 @@ function App() {
       setRole(null);
     });
     (async () => {
-      // The gateway puts its settings into the page; /portal/config.json answers the same.
-      const inline = JSON.parse(document.getElementById('portal-config')?.textContent || '{}');
-      const cfg = inline.oidc ? inline : await (await fetch('/portal/config.json')).json();
+      const cfg = inlineConfig() ?? (await (await fetch('/portal/config.json')).json());
       setConfig(cfg);
       try {
         const back = await completeSignIn(cfg);
@@ -142,11 +193,13 @@ function App() {
     };
   }, [session]);
 
-  // After a page change, move focus to its heading so screen readers announce it.
-  useEffect(() => {
+  // After a page change, move focus to its heading so screen readers announce it (a page
+  // loaded on first use calls this once it is shown: its heading was not there before).
+  const focusHeading = useCallback(() => {
     const h = mainRef.current?.querySelector('h1');
     if (h && document.activeElement?.tagName !== 'INPUT') h.focus({ preventScroll: true });
-  }, [route.page, route.vin, route.tab, route.id, role]);
+  }, []);
+  useEffect(focusHeading, [route.page, route.vin, route.tab, route.id, role]);
 
   if (!config) return html`<p>${m.t('loading')}</p>`;
   if (!session) {
@@ -172,9 +225,9 @@ function App() {
   let page;
   if (!role) page = html`<p>${m.t('loading')}</p>`;
   else if (route.page === 'vehicle') page = html`<${VehicleShell} m=${m} vin=${route.vin} tab=${route.tab} />`;
-  else if (route.page === 'grant') page = html`<${GrantPage} m=${m} id=${route.id} />`;
-  else if (route.page === 'catalogue') page = html`<${CataloguePage} m=${m} />`;
-  else page = html`<${Home} m=${m} role=${role} />`;
+  else if (route.page === 'grant') page = html`<${GrantPage} m=${m} id=${route.id} onShown=${focusHeading} />`;
+  else if (route.page === 'catalogue') page = html`<${CataloguePage} m=${m} onShown=${focusHeading} />`;
+  else page = html`<${Home} m=${m} role=${role} onShown=${focusHeading} />`;
   return html`<div class="shell">
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); mainRef.current?.querySelector('h1')?.focus(); }}>${m.t('skip')}</a>
     <header class="top">

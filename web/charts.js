@@ -1,7 +1,7 @@
 // Time-series charts with uPlot (canvas), each inside a <figure> whose caption and text
 // summary say what the chart shows, for people who cannot see it.
 import { html } from 'htm/preact';
-import { useEffect, useRef } from 'preact/hooks';
+import { useLayoutEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 
 const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
@@ -13,13 +13,14 @@ const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
  */
 export function Chart({ id, title, xs, series, summary, m, range, height = 200 }) {
   const box = useRef(null);
-  useEffect(() => {
+  // Drawn as soon as the figure is in the page (a layout effect), not a frame later.
+  useLayoutEffect(() => {
     if (!box.current || xs.length === 0) return;
     const width = Math.max(280, Math.min(box.current.clientWidth || 640, 900));
     const span = range ? range.to - range.from : xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
     // Tick labels in the viewer's language and time zone: days for long ranges, hours for short.
-    const tick = new Intl.DateTimeFormat(m.locale, span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
-    const hover = new Intl.DateTimeFormat(m.locale, { dateStyle: 'medium', timeStyle: 'short' });
+    const tick = m.dateFormat(span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    const hover = m.dateFormat({ dateStyle: 'medium', timeStyle: 'short' });
     const digits = (incr) => Math.max(0, Math.min(3, -Math.floor(Math.log10(incr || 1))));
     const plot = new uPlot(
       {

@@ -451,8 +451,15 @@ export function messages(lang) {
     if (!numFmt.has(k)) numFmt.set(k, new Intl.NumberFormat(locale, opts));
     return numFmt.get(k);
   };
-  const dateTime = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'medium' });
-  const dateOnly = new Intl.DateTimeFormat(locale, { dateStyle: 'medium' });
+  // Intl formatters are costly to make (tens of ms for a page's worth): one per kind and language.
+  const dateFmt = new Map();
+  const dateFormat = (opts) => {
+    const k = JSON.stringify(opts);
+    if (!dateFmt.has(k)) dateFmt.set(k, new Intl.DateTimeFormat(locale, opts));
+    return dateFmt.get(k);
+  };
+  const dateTime = dateFormat({ dateStyle: 'medium', timeStyle: 'medium' });
+  const dateOnly = dateFormat({ dateStyle: 'medium' });
   const t = (key, vars = {}) => String(dict[key] ?? en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars[k] === undefined ? `{${k}}` : String(vars[k])));
   return {
     lang,
@@ -472,5 +479,7 @@ export function messages(lang) {
     dateTime: (d) => (d ? dateTime.format(new Date(d)) : '–'),
     date: (d) => (d ? dateOnly.format(new Date(d)) : '–'),
     label: (field) => FIELD_LABELS[lang]?.[field] ?? field,
+    /** An Intl.DateTimeFormat of this language with these options, made once. */
+    dateFormat,
   };
 }

@@ -2,7 +2,11 @@
 // node_modules: no build step, no CDN. Files are read once when the plugin is
 // registered (never at import time) and answered from memory with an ETag; only the
 // files listed here or found under web/ are served, so no path reaches the disk.
+// The page asks for them under a version (a hash of all of them: /web/<version>/app.js),
+// cached for good by the browser: a returning visitor's page loads no module again, and
+// a new version is a new URL. Each is compressed once (gzip, brotli), not per request.
 import { createHash } from 'node:crypto';
+import { brotliCompress, constants as zlibConstants, gzip } from 'node:zlib';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +27,9 @@ interface Asset {
   body: Buffer;
   type: string;
   etag: string;
+  /** The body compressed, once ready (filled in the background after registration). */
+  br?: Buffer;
+  gzip?: Buffer;
 }
 
 const TYPES: Record<string, string> = {
@@ -50,6 +57,31 @@ function asset(body: Buffer, type: string): Asset {
   return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
 }
 
+/** Compressed once, off the event loop; until then (and on failure) the compress plugin does it per request. */
+function precompress(a: Asset): void {
+  if (a.body.length < 1024 || !/^(text\/|application\/json)/.test(a.type)) return;
+  brotliCompress(a.body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: a.body.length } }, (err, out) => {
+    if (!err && out.length < a.body.length) a.br = out;
+  });
+  gzip(a.body, { level: 9 }, (err, out) => {
+    if (!err && out.length < a.body.length) a.gzip = out;
+  });
+}
+
+/** The encoding to answer with: brotli, else gzip, when the client takes it (q=0 refuses). */
+function pickEncoding(accept: string | undefined, a: Asset): 'br' | 'gzip' | null {
+  if (!accept || (!a.br && !a.gzip)) return null;
+  const ok = new Set<string>();
+  for (const part of accept.toLowerCase().split(',')) {
+    const [name, ...params] = part.trim().split(';');
+    if (params.some((p) => /^\s*q\s*=\s*0(\.0*)?\s*$/.test(p))) continue;
+    if (name) ok.add(name.trim());
+  }
+  if (a.br && ok.has('br')) return 'br';
+  if (a.gzip && (ok.has('gzip') || ok.has('*'))) return 'gzip';
+  return null;
+}
+
 function walk(dir: string, base = dir, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
     if (name.startsWith('.')) continue;
@@ -71,15 +103,25 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
   for (const [name, spec] of Object.entries(VENDOR)) {
     vendor.set(name, asset(readFileSync(fileURLToPath(import.meta.resolve(spec))), TYPES[path.extname(name)]!));
   }
+  // One version for all files: modules import each other by relative URL, so they share a folder.
+  const versionHash = createHash('sha256');
+  for (const [name, a] of [...files, ...vendor].sort(([x], [y]) => (x < y ? -1 : 1))) versionHash.update(name).update('\0').update(a.etag);
+  const version = versionHash.digest('hex').slice(0, 12);
+  for (const a of [...files.values(), ...vendor.values()]) precompress(a);
   const configJson = JSON.stringify({ oidc: { issuer: opts.oidc?.issuer ?? null, clientId: opts.oidc?.clientId ?? 'cardata-portal', scope: opts.oidc?.scope ?? 'openid cardata' } });
   // The settings travel inside the page (a JSON data block, never executed): one round
   // trip less before the first render. `<` is escaped so the JSON cannot end the element.
-  const html = readFileSync(path.join(dir, 'index.html'), 'utf8').replace(
-    '<script type="application/json" id="portal-config">{}</script>',
-    `<script type="application/json" id="portal-config">${configJson.replace(/</g, '\\u003c')}</script>`,
-  );
-  // The inline import map is the page's only inline script: allowed by its hash, nothing else.
-  const inline = [...html.matchAll(/<script type="importmap">([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
+  // early.js runs inline: the overview's API reads start while the page is parsed, before
+  // the browser asks for any module (web/early.js says why).
+  const early = files.get('early.js')?.body.toString('utf8');
+  if (early !== undefined && /<\/script|<!--/i.test(early)) throw new Error('web/early.js cannot be put into the page: it contains "</script" or "<!--"');
+  const html = readFileSync(path.join(dir, 'index.html'), 'utf8')
+    .replace('<script type="application/json" id="portal-config">{}</script>', `<script type="application/json" id="portal-config">${configJson.replace(/</g, '\\u003c')}</script>`)
+    .replace('<script src="/web/early.js"></script>', () => (early === undefined ? '<script src="/web/early.js"></script>' : `<script>${early}</script>`))
+    // Every file the page names (links, scripts, the import map) under this version.
+    .replace(/"\/(web|vendor)\/(?=[^"/]+")/g, `"/$1/${version}/`);
+  // The inline import map and early.js are the page's only inline scripts: allowed by their hashes, nothing else.
+  const inline = [...html.matchAll(/<script(?: type="importmap")?>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
   const index = asset(Buffer.from(html), TYPES['.html']!);
   const csp = [
     "default-src 'self'",
@@ -97,9 +139,14 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
 
   const send = (req: FastifyRequest, reply: FastifyReply, a: Asset, cache: string) => {
     void reply.header('etag', a.etag).header('cache-control', cache).header('x-content-type-options', 'nosniff');
+    if (a.br || a.gzip) void reply.header('vary', 'accept-encoding');
     if (req.headers['if-none-match'] === a.etag) return reply.status(304).send();
+    const enc = pickEncoding(req.headers['accept-encoding'], a);
+    if (enc) return reply.type(a.type).header('content-encoding', enc).send(enc === 'br' ? a.br : a.gzip);
     return reply.type(a.type).send(a.body);
   };
+  /** For a versioned URL: the current version's files never change. */
+  const IMMUTABLE = 'public, max-age=31536000, immutable';
   // Static files are not API calls: the per-caller rate limit does not count them.
   const route = { schema: { hide: true }, config: { rateLimit: false as const }, logLevel: 'warn' as const };
 
@@ -120,5 +167,17 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
     const a = vendor.get(req.params.name);
     if (!a) return reply.callNotFound();
     return send(req, reply, a, 'public, max-age=86400');
+  });
+  // The versioned URLs the page uses; another version (a page from before a restart with
+  // changed files) is not found, so no stale file is ever cached under a new name.
+  app.get<{ Params: { v: string; '*': string } }>(`/web/${version}/*`, route, async (req, reply) => {
+    const a = files.get(req.params['*']);
+    if (!a) return reply.callNotFound();
+    return send(req, reply, a, IMMUTABLE);
+  });
+  app.get<{ Params: { name: string } }>(`/vendor/${version}/:name`, route, async (req, reply) => {
+    const a = vendor.get(req.params.name);
+    if (!a) return reply.callNotFound();
+    return send(req, reply, a, IMMUTABLE);
   });
 };
