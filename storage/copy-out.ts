@@ -218,7 +218,7 @@ function put2(out: Buffer, p: number, n: number): number {
 }
 
 /** A string known to be ASCII. */
-function putAscii(out: Buffer, p: number, s: string): number {
+export function putAscii(out: Buffer, p: number, s: string): number {
   for (let i = 0; i < s.length; i++) out[p++] = s.charCodeAt(i);
   return p;
 }
