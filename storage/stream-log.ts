@@ -19,6 +19,7 @@ import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
 import { groupOf } from './reads.ts';
 import { lineOf, type RecentRows } from './stream-recent.ts';
+import type { CopyRow } from './copy-binary.ts';
 
 /** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
 export const STREAM_CHANNEL = 'stream_committed';
@@ -223,7 +224,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
       for (let i = 0; i < e.us.length; i++) {
         const row = held.get(e.tx, e.vin, e.us[i]! / 1000, e.seqs[i]!);
         if (!row) return null;
-        out.push({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: row.recordedAtMs, json: (p) => lineOf(row, p) });
+        out.push(new HeldRecord(e.tx, i + 1, row));
       }
       return out;
     });
@@ -372,6 +373,23 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
     },
   };
   return repo;
+}
+
+/** A record of a held row (a class: no closure per record). */
+class HeldRecord implements LogRecord {
+  readonly vin: string;
+  readonly recordedAtMs: number;
+  constructor(
+    readonly tx: number,
+    readonly ord: number,
+    private readonly row: CopyRow,
+  ) {
+    this.vin = row.vin;
+    this.recordedAtMs = row.recordedAtMs;
+  }
+  json(p: LineProjection): string {
+    return lineOf(this.row, p);
+  }
 }
 
 /** A PostgreSQL int8[] in text form ("{1,2,3}") as numbers. */

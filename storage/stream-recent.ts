@@ -54,7 +54,8 @@ const AMBIGUOUS = null;
 
 export function createRecentRows(maxRows = 50_000): RecentRows {
   // Insertion order is commit order closely enough for trimming and for the bound.
-  type Keys = Map<string, CopyRow | typeof AMBIGUOUS>;
+  // Per vehicle, by seq (the time is checked on the way out): no key string per row.
+  type Keys = Map<number, CopyRow | typeof AMBIGUOUS>;
   const byTx = new Map<number, Map<string, Keys>>();
   let rows = 0;
   const counts = { held: 0, read: 0 };
@@ -72,17 +73,18 @@ export function createRecentRows(maxRows = 50_000): RecentRows {
         if (!m) byTx.set(tx, (m = new Map<string, Keys>()));
         let v = m.get(r.vin);
         if (!v) m.set(r.vin, (v = new Map() as Keys));
-        const k = `${r.recordedAtMs}:${r.seq}`;
-        if (v.has(k)) v.set(k, AMBIGUOUS);
+        // A seq twice in one batch (the same key resent, or one seq at two times): left to the database.
+        if (v.has(r.seq)) v.set(r.seq, AMBIGUOUS);
         else {
-          v.set(k, r);
+          v.set(r.seq, r);
           rows++;
         }
       }
       while (rows > maxRows && byTx.size > 0) dropTx(byTx.keys().next().value!);
     },
     get(tx, vin, ms, seq) {
-      return byTx.get(tx)?.get(vin)?.get(`${ms}:${seq}`) ?? undefined;
+      const r = byTx.get(tx)?.get(vin)?.get(seq);
+      return r && r.recordedAtMs === ms ? r : undefined;
     },
     dropVin(vin) {
       for (const m of byTx.values()) {
