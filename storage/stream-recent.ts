@@ -13,7 +13,7 @@
 // may have changed (an erasure) or its terms did.
 import type { CopyRow } from './copy-binary.ts';
 import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
-import { putAscii, putInt, putNumber } from './copy-out.ts';
+import { putAscii, putInt, putIsoMs, putNumber } from './copy-out.ts';
 import type { LineProjection } from './stream-log.ts';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
@@ -32,47 +32,10 @@ function groupOf(g: Group) {
 }
 /** One line is written here at a time (a line is ~1.5 kB at most). */
 const LINE = Buffer.allocUnsafe(16 * 1024);
-const DAY_MS = 86_400_000;
-/** `YYYY-MM-DDT` of the day last written (Date#toISOString per line cost about 1.3 µs). */
-let cachedDay = NaN;
-let cachedDate = '';
 
 /** Small copies: a loop is faster than TypedArray#set here. */
 function putB(out: Buffer, p: number, src: Buffer): number {
   for (let i = 0; i < src.length; i++) out[p++] = src[i]!;
-  return p;
-}
-function put2(out: Buffer, p: number, n: number): number {
-  const tens = Math.floor(n / 10);
-  out[p++] = 48 + tens;
-  out[p++] = 48 + (n - tens * 10);
-  return p;
-}
-/** `YYYY-MM-DDTHH:MM:SS.mmmZ` of a time (ms since 1970) as Date#toISOString writes it, for years 0-9999. */
-function putIso(out: Buffer, p: number, ms: number): number {
-  const day = Math.floor(ms / DAY_MS);
-  if (day !== cachedDay) {
-    cachedDay = day;
-    cachedDate = new Date(day * DAY_MS).toISOString().slice(0, 11);
-  }
-  p = putAscii(out, p, cachedDate);
-  let t = ms - day * DAY_MS;
-  const hh = Math.floor(t / 3_600_000);
-  t -= hh * 3_600_000;
-  const mm = Math.floor(t / 60_000);
-  t -= mm * 60_000;
-  const ss = Math.floor(t / 1000);
-  t -= ss * 1000;
-  p = put2(out, p, hh);
-  out[p++] = 58; // :
-  p = put2(out, p, mm);
-  out[p++] = 58;
-  p = put2(out, p, ss);
-  out[p++] = 46; // .
-  out[p++] = 48 + Math.floor(t / 100);
-  out[p++] = 48 + (Math.floor(t / 10) % 10);
-  out[p++] = 48 + (t % 10);
-  out[p++] = 90; // Z
   return p;
 }
 
@@ -170,7 +133,7 @@ export function lineOf(r: CopyRow, p: LineProjection): string {
   o = putInt(out, o, r.seq);
   o = putAscii(out, o, ',"recordedAt":"');
   // Years 0-9999 (what validation lets through); beyond, Date#toISOString's own form.
-  o = r.recordedAtMs >= -62_167_219_200_000 && r.recordedAtMs < 253_402_300_800_000 ? putIso(out, o, r.recordedAtMs) : putAscii(out, o, new Date(r.recordedAtMs).toISOString());
+  o = r.recordedAtMs >= -62_167_219_200_000 && r.recordedAtMs < 253_402_300_800_000 ? putIsoMs(out, o, r.recordedAtMs) : putAscii(out, o, new Date(r.recordedAtMs).toISOString());
   out[o++] = 34; // "
   for (const g of ALL) {
     if (!p.categories.includes(g)) continue;
