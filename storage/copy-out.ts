@@ -180,7 +180,7 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
 
 // Byte writers for fill(). Small copies are faster as loops than as TypedArray#set calls.
 
-function putBytes(out: Buffer, p: number, src: Uint8Array): number {
+export function putBytes(out: Buffer, p: number, src: Uint8Array): number {
   out.set(src, p);
   return p + src.length;
 }

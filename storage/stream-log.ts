@@ -293,9 +293,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
           [String(lo), String(hi), vins],
         );
         if (!recent) return recordsOf(entries, null, null);
-        let records: LogRecord[];
-        if (recent.rows > 0) records = await recordsHeldOrRead(entries, recent);
-        else recent.counts.read += (records = await recordsOf(entries, null, null)).length;
+        const records = await recordsHeldOrRead(entries, recent);
         // The tail reads on from hi: what it held below is not asked for again (a resume's backlog reads the database).
         recent.trimBelow(hi);
         return records;

@@ -13,7 +13,7 @@
 // may have changed (an erasure) or its terms did.
 import type { CopyRow } from './copy-binary.ts';
 import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
-import { putAscii, putInt, putIsoMs, putNumber } from './copy-out.ts';
+import { putAscii, putBytes, putInt, putIsoMs, putNumber } from './copy-out.ts';
 import type { LineProjection } from './stream-log.ts';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
@@ -32,12 +32,6 @@ function groupOf(g: Group) {
 }
 /** One line is written here at a time (a line is ~1.5 kB at most). */
 const LINE = Buffer.allocUnsafe(16 * 1024);
-
-/** Small copies: a loop is faster than TypedArray#set here. */
-function putB(out: Buffer, p: number, src: Buffer): number {
-  for (let i = 0; i < src.length; i++) out[p++] = src[i]!;
-  return p;
-}
 
 export interface RecentRows {
   /** Rows transaction `tx` (a writer's batch, committed) inserted or tried to; only those `keep` accepts are held. */
@@ -140,17 +134,17 @@ export function lineOf(r: CopyRow, p: LineProjection): string {
     const v = r[g];
     const G = GROUP_OF[g];
     if (v == null || p.nulled.includes(g)) {
-      o = putB(out, o, G.nul);
+      o = putBytes(out, o, G.nul);
       continue;
     }
-    o = putB(out, o, G.open);
+    o = putBytes(out, o, G.open);
     let first = true;
     for (const f of G.fields) {
       const x = v[f.name];
       if (x === null || x === undefined) continue;
       if (!first) out[o++] = 44; // ,
       first = false;
-      o = putB(out, o, f.key);
+      o = putBytes(out, o, f.key);
       o = Number.isFinite(x) ? putNumber(out, o, x) : putAscii(out, o, 'null');
     }
     out[o++] = 125; // }
