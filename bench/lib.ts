@@ -361,6 +361,35 @@ export function round(n: number, digits = 0): number {
   return Math.round(n * f) / f;
 }
 
+/**
+ * The rate of an event, per second, as the least-squares slope of its running total against
+ * time; `buckets[i]` counts the events in [i, i + 1) × bucketMs. A closed loop is acknowledged
+ * in bursts (a writer transaction acknowledges everything it stored: at the stream part's
+ * load ~2,000 messages every 0.5-1.5 s), so a count over a fixed window moves by a whole
+ * burst with the window's phase: ±10 % in 10 s. The slope is fitted to the whole staircase
+ * and moves by about the square of that fraction.
+ */
+export function slopeRate(buckets: readonly number[], bucketMs: number): number {
+  const n = buckets.length;
+  if (n < 2) return NaN;
+  // x = end of bucket i (s), y = total at that end.
+  const mx = ((n + 1) / 2) * (bucketMs / 1000);
+  let total = 0;
+  let my = 0;
+  for (const b of buckets) my += total += b;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  total = 0;
+  for (let i = 0; i < n; i++) {
+    total += buckets[i]!;
+    const dx = (i + 1) * (bucketMs / 1000) - mx;
+    sxy += dx * (total - my);
+    sxx += dx * dx;
+  }
+  return sxy / sxx;
+}
+
 /** Percentile by nearest rank of a sorted copy. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { samplesFor } from './fleet.ts';
 import { telemetryTopic } from '../proto/index.ts';
 import { CONNACK, PUBACK, PacketReader, SEQ_BASE, buildPublishTemplate, connectPacket, stamp, type PublishTemplate } from './mqtt-wire.ts';
-import { serveRpc, watchTimerLag } from './lib.ts';
+import { serveRpc, slopeRate, watchTimerLag } from './lib.ts';
 
 const ID_SPACE = 1024;
 
@@ -50,6 +50,8 @@ const slotLatency = new Map<number, number>();
 let lagWatch: ReturnType<typeof watchTimerLag> | null = null;
 const LATENCY_CAP = 2_000_000;
 let perSecond: number[] = [];
+/** Acknowledgements per 10 ms of the measured window (closed loop): the rate as a slope. */
+let measuredBuckets: number[] = [];
 let runStart = 0;
 let drainWaiter: (() => void) | null = null;
 
@@ -90,7 +92,11 @@ function onAck(c: Conn, id: number): void {
   const now = performance.now();
   const sec = Math.floor((now - runStart) / 1000);
   if (sec >= 0 && sec < 3600) perSecond[sec] = (perSecond[sec] ?? 0) + 1;
-  if (now >= measureFrom && now < measureTo) measuredAckedMsgs++;
+  if (now >= measureFrom && now < measureTo) {
+    measuredAckedMsgs++;
+    const b = Math.floor((now - measureFrom) / 10);
+    measuredBuckets[b] = (measuredBuckets[b] ?? 0) + 1;
+  }
   if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) {
     latencies.push(now - t);
     ackLog?.push(c.i, c.seqAt[id]!, performance.timeOrigin + now);
@@ -233,6 +239,7 @@ function resetCounters(): void {
   lagWatch?.stop();
   lagWatch = watchTimerLag();
   perSecond = [];
+  measuredBuckets = [];
 }
 
 function drain(ms: number): Promise<boolean> {
@@ -287,6 +294,8 @@ async function closedLoop(a: RunArgs) {
     drained,
     unexpectedCloses,
     perSecondRecords: perSecond.map((n) => (n ?? 0) * recordsPerMsg),
+    /** The same window's rate as the slope of acknowledgements over time (bench/lib.ts slopeRate). */
+    slopeRecordsPerSec: slopeRate(Array.from({ length: Math.ceil(a.measureMs / 10) }, (_, i) => measuredBuckets[i] ?? 0), 10) * recordsPerMsg,
   };
 }
 

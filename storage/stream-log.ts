@@ -31,6 +31,8 @@ const PG_EPOCH_US = PG_EPOCH_MS * 1000;
 const RANGE_GAP_US = 60_000_000;
 /** At most this many ranges per page (the closest ones are merged). */
 const MAX_RANGES = 32;
+/** A tail read names the vehicles it wants in its query up to this many; beyond, it filters the range's entries itself. */
+const VIN_LIST_MAX = 64;
 
 export interface StreamPos {
   /** Transaction id (xid8) of the write. */
@@ -275,11 +277,16 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
       // oldest transaction of the snapshot a backend of this database still runs (xip holds
       // xid8, epoch << 32 | xid; backend_xid the 32-bit xid), and whether committed entries
       // wait at or above it.
+      // "Waiting" compares with the newest entry (one descent of the tx index): an EXISTS
+      // over tx >= h was planned as a sequential scan that stops at the first match, and the
+      // matches lie at the end of the table (measured: 88 ms against 0.8 ms over 400,000
+      // entries). The activity function rather than its view: the view's joins cost more to
+      // plan (~1 ms a call) than the read itself.
       const q = await db.query<{ h: string; waiting: boolean }>(
-        `SELECT h::text AS h, EXISTS (SELECT 1 FROM stream_log WHERE tx >= h::text::xid8) AS waiting FROM (
+        `SELECT h::text AS h, coalesce((SELECT max(tx) FROM stream_log) >= h::text::xid8, false) AS waiting FROM (
            SELECT coalesce(min(x::int8), $1::int8) AS h FROM unnest($2::text[]) AS u(x)
-            WHERE x::int8 % 4294967296 IN (SELECT backend_xid::text::int8 FROM pg_stat_activity
-                                            WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND backend_xid IS NOT NULL)) s`,
+            WHERE x::int8 % 4294967296 IN (SELECT a.backend_xid::text::int8 FROM pg_stat_get_activity(NULL) a
+                                            WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.backend_xid IS NOT NULL)) s`,
         [snap.xmax, snap.xip],
       );
       return { h: Number(q.rows[0]!.h), waiting: q.rows[0]!.waiting };
@@ -288,10 +295,15 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
     async range(lo, hi, vins) {
       if (vins.length === 0 || hi <= lo) return [];
       if (copyOut) {
-        const entries = await entriesOf(
-          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND vin = ANY($3::text[])`,
-          [String(lo), String(hi), vins],
+        // Many vehicles followed: every entry of the range, kept here by a set. A list of a
+        // thousand VINs cost the database more to plan and match than the entries it left
+        // out (measured: 3.8 ms against 1.6 ms a read, 40 entries of 1,000 vehicles).
+        const wanted = vins.length > VIN_LIST_MAX ? new Set(vins) : null;
+        const all = await entriesOf(
+          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8${wanted ? '' : ' AND vin = ANY($3::text[])'}`,
+          wanted ? [String(lo), String(hi)] : [String(lo), String(hi), vins],
         );
+        const entries = wanted ? all.filter((e) => wanted.has(e.vin)) : all;
         if (!recent) return recordsOf(entries, null, null);
         const records = await recordsHeldOrRead(entries, recent);
         // The tail reads on from hi: what it held below is not asked for again (a resume's backlog reads the database).

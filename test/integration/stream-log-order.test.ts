@@ -41,11 +41,55 @@ describe('stream log order across powers of ten of transaction ids', () => {
     expect(recs.map((r) => r.tx)).toEqual(sorted);
   });
 
+  it('a tail that follows many vehicles (more than its query names) gets only theirs, in the same order', async () => {
+    // Another vehicle's entries in the same transactions: read with the range, left out here.
+    const other = 'WORDER00000000002';
+    for (const [i, tx] of TXS.entries()) {
+      const at = new Date(BASE + (i + 1) * 1000);
+      await db.query('INSERT INTO telemetry (vin, recorded_at, seq, speed_kmh, has_technical) VALUES ($1, $2, $3, 2, true)', [other, at, i + 1]);
+      await db.query('INSERT INTO stream_log (tx, vin, ats, seqs) VALUES ($1::text::xid8, $2, ARRAY[$3::timestamptz], ARRAY[$4::int8])', [String(tx), other, at, i + 1]);
+    }
+    const many = Array.from({ length: 100 }, (_, i) => `WMANY${String(i).padStart(12, '0')}`);
+    const recs = await log.range(0, 2_000_000, [...many, VIN]);
+    expect(recs.map((r) => [r.vin, r.tx])).toEqual(sorted.map((tx) => [VIN, tx]));
+    expect(await log.range(0, 2_000_000, many)).toEqual([]);
+    const both = await log.range(0, 2_000_000, [...many, other, VIN]);
+    expect(both.map((r) => r.vin)).toEqual([...sorted.map(() => VIN), ...sorted.map(() => other)]);
+    await db.query('DELETE FROM stream_log WHERE vin = $1', [other]);
+    await db.query('DELETE FROM telemetry WHERE vin = $1', [other]);
+  });
+
   it('a backlog page returns them in order, and its last position is the highest', async () => {
     const pg = await log.page(VIN, null, 2_000_000, 4000, null);
     expect(pg.records.map((r) => r.tx)).toEqual(sorted);
     expect(pg.last?.tx).toBe(1_000_000);
     const rest = await log.page(VIN, { tx: 99_999, ord: 1 }, 2_000_000, 4000, null);
     expect(rest.records.map((r) => r.tx)).toEqual([100_000, 100_001, 999_999, 1_000_000]);
+  });
+});
+
+describe('the horizon', () => {
+  it('stops below a transaction still running, and says entries wait above it until it ends', async () => {
+    await db.query('DELETE FROM stream_log');
+    const pg = await import('pg');
+    const open = new pg.default.Client({ connectionString: tdb.url });
+    await open.connect();
+    try {
+      await open.query('BEGIN');
+      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
+      // A younger transaction commits an entry while t1 runs.
+      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[now()], ARRAY[1::int8])", [VIN]);
+      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      expect(t2).toBeGreaterThan(t1);
+      const during = await log.horizon();
+      expect(during.h).toBeLessThanOrEqual(t1);
+      expect(during.waiting).toBe(true);
+      await open.query('COMMIT');
+      const after = await log.horizon();
+      expect(after.h).toBeGreaterThan(t2);
+      expect(after.waiting).toBe(false);
+    } finally {
+      await open.end();
+    }
   });
 });
