@@ -158,6 +158,8 @@ export interface FeedRecord {
   ord: number;
   recordedAtMs: number;
   json(p: LineProjection): string;
+  /** The same line (ASCII) written into `out` at `at`, where at least 16 KiB are free; returns where it ends. */
+  line(p: LineProjection, out: Buffer, at: number): number;
 }
 
 export interface FeedSubscriber {

@@ -29,6 +29,37 @@ export function cursorEncoder(vin: string, shard?: number): (p: CursorPos) => st
   return (p) => encodeCursor(vin, p, t, shard);
 }
 
+/**
+ * encodeCursor's text written as bytes into `out` at `at` (returns where it ends): a stream
+ * writes one per event, and a string per event was a string more to build, join and encode.
+ */
+export function cursorWriter(vin: string, shard?: number): (out: Buffer, at: number, p: CursorPos) => number {
+  const tail = Buffer.from(`.${tag(vin)}${shard === undefined ? '' : `.${shard.toString(36)}`}`, 'latin1');
+  return (out, at, p) => {
+    out[at++] = 49; // 1
+    out[at++] = 46; // .
+    at = putBase36(out, at, p.tx);
+    out[at++] = 46;
+    at = putBase36(out, at, p.ord);
+    out.set(tail, at);
+    return at + tail.length;
+  };
+}
+
+/** A non-negative safe integer in base 36, as Number#toString(36) writes it. */
+function putBase36(out: Buffer, at: number, n: number): number {
+  let digits = 1;
+  for (let t = n; t >= 36; t = Math.floor(t / 36)) digits++;
+  const end = at + digits;
+  for (let i = end - 1; i >= at; i--) {
+    const q = Math.floor(n / 36);
+    const d = n - q * 36;
+    out[i] = d < 10 ? 48 + d : 87 + d; // 0-9, a-z
+    n = q;
+  }
+  return end;
+}
+
 /** The position, or null when the text is not a cursor of this vehicle's streams. */
 export function decodeCursor(vin: string, text: string): DecodedCursor | null {
   const m = PATTERN.exec(text);

@@ -69,10 +69,11 @@ export interface NdjsonPlan {
   /** Most bytes a binary COPY of `rows` rows of `select` can take (header and trailer included). */
   maxCopyBytes(rows: number): number;
   /**
-   * Writes the lines of rows[from..] of a binary COPY buffer into `out` (ASCII), as many
-   * as fit whole; returns the index of the first row not written and the bytes written.
+   * Writes the lines of rows[from..] of a binary COPY buffer into `out` (ASCII) from `at`
+   * (default 0), as many as fit whole; returns the index of the first row not written and
+   * where the written bytes end.
    */
-  fill(b: Buffer, rows: readonly number[], from: number, out: Buffer): { next: number; bytes: number };
+  fill(b: Buffer, rows: readonly number[], from: number, out: Buffer, at?: number): { next: number; bytes: number };
 }
 
 export interface PlanOptions {
@@ -128,9 +129,9 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
     select,
     maxLineBytes,
     maxCopyBytes: (rows) => 19 + rows * maxRowBytes + 2,
-    fill(b, rows, from, out) {
+    fill(b, rows, from, out, at = 0) {
       const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-      let p = 0;
+      let p = at;
       let r = from;
       for (; r < rows.length && out.length - p >= maxLineBytes; r++) {
         let o = rows[r]! + 2 + 4;

@@ -18,7 +18,7 @@ import type { Db } from './db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
 import { groupOf } from './reads.ts';
-import { lineOf, type RecentRows } from './stream-recent.ts';
+import { lineOf, lineWriter, type RecentRows } from './stream-recent.ts';
 import type { CopyRow } from './copy-binary.ts';
 
 /** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
@@ -54,6 +54,8 @@ export interface LogRecord {
   recordedAtMs: number;
   /** The record as one NDJSON export line (without the newline), projected. */
   json(p: LineProjection): string;
+  /** The same line (ASCII) written into `out` at `at`, where at least LINE_ROOM bytes are free; returns where it ends. */
+  line(p: LineProjection, out: Buffer, at: number): number;
 }
 
 export interface StreamLogRepo {
@@ -129,6 +131,9 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
           for (const g of ALL) if (p.categories.includes(g)) o[g] = p.nulled.includes(g) ? null : groupOf(row, g);
           return JSON.stringify(o);
         },
+        line(p, out, at) {
+          return at + out.write(this.json(p), at, 'latin1');
+        },
       };
     });
   }
@@ -193,6 +198,12 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
           json(p) {
             const { bytes } = planFor(vin, p).fill(b, [off], 0, line);
             return line.toString('latin1', 0, bytes - 1);
+          },
+          line(p, out, at) {
+            // fill ends the line with a newline: the end is before it.
+            const r = planFor(vin, p).fill(b, [off], 0, out, at);
+            if (r.next === 0) throw new RangeError(`no room for a line at ${at} of ${out.length} bytes`);
+            return r.bytes - 1;
           },
         });
       }
@@ -399,6 +410,9 @@ class HeldRecord implements LogRecord {
   }
   json(p: LineProjection): string {
     return lineOf(this.row, p);
+  }
+  line(p: LineProjection, out: Buffer, at: number): number {
+    return lineWriter(p)(this.row, out, at);
   }
 }
 

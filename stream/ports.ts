@@ -22,6 +22,8 @@ export interface StreamRecord {
   recordedAtMs: number;
   /** The record as one line of the NDJSON CarData export (no newline), projected. */
   json(p: LineProjection): string;
+  /** The same line written into `out` at `at`, where at least 16 KiB are free; returns where it ends. */
+  line(p: LineProjection, out: Buffer, at: number): number;
 }
 
 /** The commit-ordered log of stored records (see storage/stream-log.ts for the guarantees). */

@@ -11,7 +11,7 @@ import type { Group } from '../../proto/fields.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
 import { ApiError } from '../errors.ts';
-import { cursorEncoder, decodeCursor, type CursorPos } from '../stream-cursor.ts';
+import { cursorEncoder, cursorWriter, decodeCursor, type CursorPos } from '../stream-cursor.ts';
 import type { ConsentStore, FeedRecord, FeedSubscriber, GrantStore, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';
@@ -83,6 +83,17 @@ export interface SessionOptions {
 /** How long an ended stream's unread bytes are kept for its consumer, ms. */
 const END_GRACE_MS = 30_000;
 
+/**
+ * Events are framed here, then copied out in one piece per delivery: the lines are written
+ * straight into it as bytes (FeedRecord#line), with no string per record, no joined chunk
+ * and no UTF-8 encoding of one in the socket write.
+ */
+const FRAME = Buffer.allocUnsafe(256 * 1024);
+/** Room kept free for one event: a line (at most 16 KiB, FeedRecord#line) and its framing. */
+const EVENT_ROOM = 16 * 1024 + 256;
+const ID = Buffer.from('id: ', 'latin1');
+const RECORD_DATA = Buffer.from('\nevent: record\ndata: ', 'latin1');
+
 export class SseSession implements FeedSubscriber {
   readonly vin: string;
   readonly grantId?: string;
@@ -91,8 +102,10 @@ export class SseSession implements FeedSubscriber {
   closed = false;
   private readonly res: ServerResponse;
   private readonly encode: (p: CursorPos) => string;
+  private readonly writeCursor: (out: Buffer, at: number, p: CursorPos) => number;
   private access: Exclude<Access, { end: string }>;
-  private cursor: string | null;
+  /** Position of the last event sent (or where the stream started): what a resume continues after. */
+  private pos: CursorPos | null;
   private paused = false;
   private recheckAgain = false;
   private held: FeedRecord[] = [];
@@ -107,7 +120,8 @@ export class SseSession implements FeedSubscriber {
     this.res = o.res;
     this.access = o.access;
     this.encode = cursorEncoder(o.vin, o.shard);
-    this.cursor = o.start ? this.encode(o.start) : null;
+    this.writeCursor = cursorWriter(o.vin, o.shard);
+    this.pos = o.start ? { tx: o.start.tx, ord: o.start.ord } : null;
     this.keepAlive = setInterval(() => this.comment('keep-alive'), o.keepAliveMs);
     this.res.on('close', () => this.closeNow());
   }
@@ -141,7 +155,10 @@ export class SseSession implements FeedSubscriber {
 
   private write(records: readonly FeedRecord[]): void {
     const { periods, projection } = this.access;
-    let chunk = '';
+    const out = FRAME;
+    let o = 0;
+    let pieces: Buffer[] | null = null;
+    let last: FeedRecord | null = null;
     let n = 0;
     let minMs = Infinity;
     let maxMs = -Infinity;
@@ -158,21 +175,32 @@ export class SseSession implements FeedSubscriber {
         }
       }
       if (!inside) continue;
-      this.cursor = this.encode(r);
-      chunk += `id: ${this.cursor}\nevent: record\ndata: ${r.json(projection)}\n\n`;
+      if (out.length - o < EVENT_ROOM) {
+        (pieces ??= []).push(copyOf(out, o));
+        o = 0;
+      }
+      out.set(ID, o);
+      o = this.writeCursor(out, o + ID.length, r);
+      out.set(RECORD_DATA, o);
+      o = r.line(projection, out, o + RECORD_DATA.length);
+      out[o++] = 10;
+      out[o++] = 10;
+      last = r;
       // Commit order is not measurement order (late records).
       if (t < minMs) minMs = t;
       if (t > maxMs) maxMs = t;
       n++;
     }
-    if (n > 0) {
-      this.res.write(chunk);
+    if (last) {
+      this.pos = { tx: last.tx, ord: last.ord };
+      if (pieces) for (const piece of pieces) this.res.write(piece);
+      this.res.write(copyOf(out, o));
       this.o.onSent?.(n, minMs, maxMs);
     }
   }
 
   startedAt(pos: CursorPos): void {
-    this.cursor ??= this.encode(pos);
+    this.pos ??= { tx: pos.tx, ord: pos.ord };
   }
 
   buffered(): number {
@@ -236,7 +264,7 @@ export class SseSession implements FeedSubscriber {
     if (this.closed) return;
     this.o.onEnd?.(reason);
     // Moved to another shard: no cursor of the old shard's log can resume (?from= does).
-    const resumeFrom = reason === 'moved' ? null : this.cursor;
+    const resumeFrom = reason === 'moved' || !this.pos ? null : this.encode(this.pos);
     const data = JSON.stringify({ reason, resumeFrom });
     this.res.write(`${resumeFrom ? `id: ${resumeFrom}\n` : ''}event: end\ndata: ${data}\n\n`);
     this.res.end();
@@ -260,6 +288,13 @@ export class SseSession implements FeedSubscriber {
     clearInterval(this.keepAlive);
     this.o.onClose(this);
   }
+}
+
+/** The first `n` bytes of `b`, in a buffer of their own (the socket keeps it until sent). */
+function copyOf(b: Buffer, n: number): Buffer {
+  const c = Buffer.allocUnsafe(n);
+  b.copy(c, 0, 0, n);
+  return c;
 }
 
 // ---------------------------------------------------------------------------

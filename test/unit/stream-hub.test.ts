@@ -22,7 +22,7 @@ function modelStore(rand: () => number) {
   const running = new Set<number>();
   const entries: Entry[] = [];
   const delay = () => new Promise<void>((r) => setTimeout(r, Math.floor(rand() * 3)));
-  const rec = (e: Entry, i: number): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: e.seqs[i]!, json: () => String(e.seqs[i]) });
+  const rec = (e: Entry, i: number): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: e.seqs[i]!, json: () => String(e.seqs[i]), line: (_p, out, at) => at + out.write(String(e.seqs[i]), at, 'latin1') });
   const after = (tx: number, ord: number, p: StreamPos) => tx > p.tx || (tx === p.tx && ord > p.ord);
   const store: StreamStore = {
     async horizon() {

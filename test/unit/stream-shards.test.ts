@@ -10,7 +10,7 @@ import type { StreamPos, StreamRecord, StreamStore } from '../../stream/ports.ts
 function shardLog() {
   let next = 100;
   const entries: { tx: number; vin: string; seqs: number[] }[] = [];
-  const rec = (e: { tx: number; vin: string; seqs: number[] }, i: number): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: e.seqs[i]!, json: () => `${e.vin}:${e.seqs[i]}` });
+  const rec = (e: { tx: number; vin: string; seqs: number[] }, i: number): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: i + 1, recordedAtMs: e.seqs[i]!, json: () => `${e.vin}:${e.seqs[i]}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seqs[i]}`, at, 'latin1') });
   const after = (tx: number, ord: number, p: StreamPos) => tx > p.tx || (tx === p.tx && ord > p.ord);
   const store: StreamStore = {
     async horizon() {
