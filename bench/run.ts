@@ -1571,11 +1571,9 @@ function sseArrivals(port: number, path: string, token: string): { open: Promise
   const open = new Promise<void>((resolve, reject) => {
     req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
       if (res.statusCode !== 200) return reject(new Error(`stream: ${path} answered ${res.statusCode}`));
-      res.setEncoding('latin1');
       res.on(
         'data',
-        seqScanner((text, at) => {
-          const seq = Number(text);
+        seqScanner((seq, at) => {
           if (!arrivals.has(seq)) arrivals.set(seq, at);
         }),
       );

@@ -15,8 +15,8 @@ interface Stream {
 }
 
 let streams: Stream[] = [];
-/** `${vehicle index}:${seq}` → arrival wall-clock ms (performance.timeOrigin based, as the load generator's). */
-let arrivals = new Map<string, number>();
+/** Per vehicle index: seq → arrival wall-clock ms (performance.timeOrigin based, as the load generator's). */
+let arrivals: Map<number, number>[] = [];
 let keep = false;
 
 function open(a: { port: number; vins: string[]; tokens: string[]; parallel?: number }): Promise<{ opened: number; failed: number; errors: string[]; ms: number }> {
@@ -54,14 +54,13 @@ function open(a: { port: number; vins: string[]; tokens: string[]; parallel?: nu
         }
         streams[i] = s;
         opened++;
-        res.setEncoding('latin1');
         res.on(
           'data',
           seqScanner((seq, at) => {
             s.events++;
             if (keep) {
-              const key = `${i}:${seq}`;
-              if (!arrivals.has(key)) arrivals.set(key, at);
+              const m = (arrivals[i] ??= new Map());
+              if (!m.has(seq)) m.set(seq, at);
             }
           }),
         );
@@ -77,7 +76,7 @@ serveRpc({
   open: (a) => open(a),
   record: (a: { on: boolean }) => {
     keep = a.on;
-    arrivals = new Map();
+    arrivals = [];
     return { on: keep };
   },
   latencies(a: { ackLog: number[]; recordsPerMsg: number; waitMs?: number }) {
@@ -88,7 +87,7 @@ serveRpc({
       const seq0 = a.ackLog[j + 1]!;
       const ack = a.ackLog[j + 2]!;
       // The message's last record: the event that completes it.
-      const at = arrivals.get(`${i}:${seq0 + a.recordsPerMsg - 1}`);
+      const at = arrivals[i]?.get(seq0 + a.recordsPerMsg - 1);
       if (at === undefined) missing++;
       else lat.push(at - ack);
     }

@@ -30,7 +30,7 @@ export function copyDataStart(b: Buffer): number {
 }
 
 /** A signed 64-bit big-endian integer as a JS number (exact below 2^53: seq values, timestamps before year 2285). */
-function readInt64(b: Buffer, o: number): number {
+export function readInt64(b: Buffer, o: number): number {
   return b.readInt32BE(o) * TWO_32 + b.readUInt32BE(o + 4);
 }
 

@@ -16,7 +16,7 @@
 // pg, the export's row mapping (groupOf) elsewhere (PGlite).
 import type { Db } from './db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
-import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
+import { copyDataStart, ndjsonPlan, readInt64, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
 import { groupOf } from './reads.ts';
 import { lineOf, lineWriter, type RecentRows } from './stream-recent.ts';
 import type { CopyRow } from './copy-binary.ts';
@@ -212,19 +212,30 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
   }
 
   /**
-   * Entries of `sql` (selecting vin, tx, ats, seqs) by vin, then tx, with the keys as numbers.
-   * The ORDER BY names the subquery's xid8 column: a bare `tx` would be the text output
-   * column, and "100000" sorts before "99999" (the order broke whenever a read spanned a
-   * power of ten of transaction ids, as it does on a young cluster).
+   * Entries of `sql` (selecting vin, tx, ats, seqs; numbers and VINs written into it as
+   * literals: COPY takes no parameters) by vin, then tx, with the keys as numbers. By binary
+   * COPY: the times arrive as µs, with no conversion per element in the database and no
+   * text to split here (measured on 40 entries of 10 keys: 1.6 ms a read with the times
+   * converted in SQL and the arrays as text, 0.8 ms with the arrays as they are stored).
+   * The ORDER BY names the subquery's xid8 column: "100000" sorts before "99999" as text
+   * (the order broke whenever a read spanned a power of ten of transaction ids).
    */
-  async function entriesOf(sql: string, params: unknown[]): Promise<Entry[]> {
-    const r = await db.query<{ vin: string; tx: string; us: string; seqs: string }>(
-      `SELECT vin, tx::text AS tx, seqs::text AS seqs,
-              ARRAY(SELECT (extract(epoch FROM k.at) * 1000000)::int8 FROM unnest(e.ats) WITH ORDINALITY AS k(at, i) ORDER BY k.i)::text AS us
-         FROM (${sql}) e ORDER BY e.vin, e.tx`,
-      params,
-    );
-    return r.rows.map((e) => ({ vin: e.vin, tx: Number(e.tx), us: intArray(e.us), seqs: intArray(e.seqs) }));
+  async function entriesOf(sql: string): Promise<Entry[]> {
+    const b = await copyOut!(`COPY (SELECT e.vin, e.tx::text::int8, e.ats, e.seqs FROM (${sql}) e ORDER BY e.vin, e.tx) TO STDOUT (FORMAT binary)`);
+    const out: Entry[] = [];
+    for (const row of rowOffsets(b, copyDataStart(b))) {
+      // field count, then vin (text), tx (int8), ats (timestamptz[]), seqs (int8[])
+      let o = row + 2;
+      const vinLen = b.readInt32BE(o);
+      const vin = b.toString('latin1', o + 4, o + 4 + vinLen);
+      o += 4 + vinLen;
+      const tx = readInt64(b, o + 4);
+      o += 12;
+      const us = int8Array(b, o, PG_EPOCH_US);
+      o += 4 + b.readInt32BE(o);
+      out.push({ vin, tx, us, seqs: int8Array(b, o, 0) });
+    }
+    return out;
   }
 
   /**
@@ -311,8 +322,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
         // out (measured: 3.8 ms against 1.6 ms a read, 40 entries of 1,000 vehicles).
         const wanted = vins.length > VIN_LIST_MAX ? new Set(vins) : null;
         const all = await entriesOf(
-          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8${wanted ? '' : ' AND vin = ANY($3::text[])'}`,
-          wanted ? [String(lo), String(hi)] : [String(lo), String(hi), vins],
+          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= ${xid8(lo)} AND tx < ${xid8(hi)}${wanted ? '' : ` AND vin IN (${vins.map(sqlLiteral).join(', ')})`}`,
         );
         const entries = wanted ? all.filter((e) => wanted.has(e.vin)) : all;
         if (!recent) return recordsOf(entries, null, null);
@@ -340,7 +350,9 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
          WHERE before < $5`;
       const params = [vin, String(a.tx), String(bound), a.ord, maxRecords];
       if (copyOut) {
-        const es = await entriesOf(`SELECT $1::text AS vin, tx, ats, seqs FROM (${entries}) p`, params);
+        // The same statement with its parameters written in (COPY takes none).
+        const literal = [sqlLiteral(vin), `'${safeInt(a.tx)}'`, `'${safeInt(bound)}'`, String(safeInt(a.ord)), String(safeInt(maxRecords))];
+        const es = await entriesOf(`SELECT ${literal[0]}::text AS vin, tx, ats, seqs FROM (${entries.replace(/\$([1-5])/g, (_, k: string) => literal[Number(k) - 1]!)}) p`);
         if (es.length === 0) return { records: [], last: null };
         return { records: await recordsOf(es, a, fromMs), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } };
       }
@@ -416,9 +428,32 @@ class HeldRecord implements LogRecord {
   }
 }
 
-/** A PostgreSQL int8[] in text form ("{1,2,3}") as numbers. */
-function intArray(text: string): number[] {
-  return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
+/**
+ * The elements of a one-dimensional binary int8[] or timestamptz[] (both 8-byte integers)
+ * whose field starts at `o` (its length), plus `add`, as numbers.
+ */
+function int8Array(b: Buffer, o: number, add: number): number[] {
+  if (b.readInt32BE(o) < 12 || b.readInt32BE(o + 4) === 0) return []; // no dimensions: empty
+  let p = o + 4 + 12;
+  const n = b.readInt32BE(p);
+  p += 8;
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = readInt64(b, p + 4) + add;
+    p += 12;
+  }
+  return out;
+}
+
+/** A position's integer, checked before it is written into SQL. */
+function safeInt(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`not a stream position: ${n}`);
+  return n;
+}
+
+/** A transaction id as an xid8 literal. */
+function xid8(n: number): string {
+  return `'${safeInt(n)}'::xid8`;
 }
 
 /** A time in µs since 1970 as an ISO text with all six fractional digits. */

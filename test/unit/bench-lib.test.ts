@@ -1,7 +1,8 @@
-// The benchmark's rate estimator (bench/lib.ts slopeRate), on the shape a closed loop's
-// acknowledgements take: bursts, one per writer transaction.
+// The benchmark's own measuring tools (bench/lib.ts): the rate estimator, on the shape a
+// closed loop's acknowledgements take (bursts, one per writer transaction), and the SSE
+// reader of the stream consumers.
 import { describe, expect, it } from 'vitest';
-import { slopeRate } from '../../bench/lib.ts';
+import { seqScanner, slopeRate } from '../../bench/lib.ts';
 
 /** 10 ms buckets over `ms`: `burst` events every `periodMs`, spread over 20 ms, the first at `phaseMs`. */
 function bursts(ms: number, periodMs: number, burst: number, phaseMs: number): number[] {
@@ -39,5 +40,23 @@ describe('slopeRate', () => {
     expect(slopeRate(b, 10)).toBeGreaterThan(1000);
     expect(slopeRate(b, 10)).toBeLessThan(3000);
     expect(slopeRate([], 10)).toBeNaN();
+  });
+});
+
+describe('seqScanner', () => {
+  it('finds every record event\'s seq once, wherever the body is cut into chunks', () => {
+    const seqs = [1, 22, 333, 4_000_000_123, 9_007_199_254_740_991];
+    const body = Buffer.from(
+      ': keep-alive\n\n' + seqs.map((q, i) => `id: 1.a${i}.1.abcdef\nevent: record\ndata: {"vin":"WSCAN000000000001","seq":${q},"recordedAt":"2026-11-29T00:00:00.000Z"}\n\n`).join(''),
+      'latin1',
+    );
+    for (let cut1 = 1; cut1 < body.length; cut1 += 7) {
+      for (const cut2 of [cut1 + 1, cut1 + 13, cut1 + 150]) {
+        const got: number[] = [];
+        const scan = seqScanner((q) => got.push(q));
+        for (const [a, b] of [[0, cut1], [cut1, cut2], [cut2, body.length]] as const) if (a < b && a < body.length) scan(body.subarray(a, Math.min(b, body.length)));
+        expect(got, `cut at ${cut1}, ${cut2}`).toEqual(seqs);
+      }
+    }
   });
 });
