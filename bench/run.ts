@@ -228,7 +228,7 @@ async function scrape(gw: Gateway): Promise<Record<string, number>> {
   const text = await res.text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^(cardata_[a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$/.exec(line);
+    const m = /^(cardata_[a-z_]+|nodejs_eventloop_lag_[a-z0-9_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$/.exec(line);
     if (m) out[m[1]! + (m[2] ?? '')] = Number(m[3]);
   }
   return out;
@@ -1335,7 +1335,25 @@ async function partStream(server: string, secretHash: string): Promise<void> {
   let cons: Child | null = null;
   const closedLoop = async (label: string): Promise<number> => {
     log(`stream: closed loop ${label} consumers, ${P.streamWarmupMs / 1000} s warm-up + ${P.streamMeasureMs / 1000} s measured`);
-    const r = await lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
+    const run = lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
+    // The writer's and the tail's work in the measured window, from the gateway's metrics.
+    await sleep(P.streamWarmupMs);
+    const m0 = await scrape(gw!);
+    const t0 = performance.now();
+    await sleep(P.streamMeasureMs);
+    const m1 = await scrape(gw!);
+    const s = (performance.now() - t0) / 1000;
+    const d = (k: string) => (m1[k] ?? 0) - (m0[k] ?? 0);
+    const batches = d('cardata_write_batch_rows_count');
+    (results.stream.writer ??= {})[label] = {
+      statementsPerSec: round(batches / s),
+      meanRows: round(d('cardata_write_batch_rows_sum') / batches),
+      meanStatementMs: round((1000 * d('cardata_write_duration_seconds_sum')) / d('cardata_write_duration_seconds_count'), 1),
+      tailCyclesPerSec: round(d('cardata_stream_tail{value="cycles"}') / s),
+      // The gateway's event-loop delay over the window (prom-client resets it at each scrape).
+      loopDelayMs: { p50: round(1000 * (m1.nodejs_eventloop_lag_p50_seconds ?? NaN), 1), p99: round(1000 * (m1.nodejs_eventloop_lag_p99_seconds ?? NaN), 1), max: round(1000 * (m1.nodejs_eventloop_lag_max_seconds ?? NaN), 1) },
+    };
+    const r = await run;
     if (!r.drained || r.unexpectedCloses) throw new Error(`stream: closed loop ${label} consumers did not drain (closes ${r.unexpectedCloses})`);
     // The rate is the slope of acknowledgements over the window (bench/lib.ts slopeRate):
     // they come in bursts, one per writer transaction, and a plain count moved by a whole

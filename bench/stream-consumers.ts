@@ -5,11 +5,19 @@
 //   latencies   given the load generator's ack log, PUBACK → event per message
 //   counts      events received so far, streams still open
 //   close       end every stream
-import http from 'node:http';
+//
+// Each stream is a plain TCP socket that sends the request and scans the bytes that come
+// back, as the MQTT load generator does (bench/mqtt-wire.ts): the consumers share the
+// machine's 2 cores with the gateway and the database, and node's HTTP client (parser,
+// chunk decoding, stream events) cost 3-4 µs per event, which the gateway's ingest then
+// lacked. The scan looks only for `"seq":N` (bench/lib.ts seqScanner); the chunked
+// encoding's size lines never fall inside an event (the gateway writes whole events), and
+// an event missed would show as a message missing in the latency figures.
+import net from 'node:net';
 import { seqScanner, serveRpc } from './lib.ts';
 
 interface Stream {
-  req: http.ClientRequest;
+  sock: net.Socket;
   events: number;
   ended: boolean;
 }
@@ -32,40 +40,46 @@ function open(a: { port: number; vins: string[]; tokens: string[]; parallel?: nu
         return;
       }
       const i = next++;
-      const req = http.get({ host: '127.0.0.1', port: a.port, path: `/v1/vehicles/${a.vins[i]}/stream`, headers: { authorization: `Bearer ${a.tokens[i]}`, accept: 'text/event-stream' }, agent: false });
-      const s: Stream = { req, events: 0, ended: false };
-      req.on('error', (e) => {
-        if (!s.ended) {
-          s.ended = true;
-          if (streams[i] !== s) {
-            failed++;
-            errors.push(e.message);
-            one();
-          }
+      const sock = net.connect({ host: '127.0.0.1', port: a.port });
+      const s: Stream = { sock, events: 0, ended: false };
+      let head: Buffer | null = Buffer.alloc(0);
+      const scan = seqScanner((seq, at) => {
+        s.events++;
+        if (keep) {
+          const m = (arrivals[i] ??= new Map());
+          if (!m.has(seq)) m.set(seq, at);
         }
       });
-      req.on('response', (res) => {
-        if (res.statusCode !== 200) {
-          failed++;
-          errors.push(`HTTP ${res.statusCode}`);
-          res.resume();
-          one();
-          return;
-        }
+      const fail = (why: string) => {
+        if (streams[i] === s || s.ended) return;
+        s.ended = true;
+        failed++;
+        errors.push(why);
+        sock.destroy();
+        one();
+      };
+      sock.setNoDelay(true);
+      sock.on('connect', () => {
+        sock.write(`GET /v1/vehicles/${a.vins[i]}/stream HTTP/1.1\r\nhost: 127.0.0.1:${a.port}\r\nauthorization: Bearer ${a.tokens[i]}\r\naccept: text/event-stream\r\n\r\n`);
+      });
+      sock.on('data', (b: Buffer) => {
+        if (head === null) return scan(b);
+        head = Buffer.concat([head, b]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const status = head.toString('latin1', 0, head.indexOf('\r\n'));
+        const rest = head.subarray(end + 4);
+        head = null;
+        if (!/^HTTP\/1\.1 200 /.test(status)) return fail(status);
         streams[i] = s;
         opened++;
-        res.on(
-          'data',
-          seqScanner((seq, at) => {
-            s.events++;
-            if (keep) {
-              const m = (arrivals[i] ??= new Map());
-              if (!m.has(seq)) m.set(seq, at);
-            }
-          }),
-        );
-        res.on('close', () => (s.ended = true));
+        if (rest.length) scan(rest);
         one();
+      });
+      sock.on('error', (e) => fail(e.message));
+      sock.on('close', () => {
+        if (streams[i] !== s) fail('closed before the response');
+        s.ended = true;
       });
     };
     for (let k = 0; k < (a.parallel ?? 50); k++) one();
@@ -106,7 +120,7 @@ serveRpc({
     return { events, open };
   },
   close() {
-    for (const s of streams) s?.req.destroy();
+    for (const s of streams) s?.sock.destroy();
     streams = [];
     return { closed: true };
   },

@@ -74,6 +74,8 @@ export interface HubOptions {
   waitPollMs?: number;
   /** Records per backlog page (whole log entries: a larger entry makes a larger page). Default 4000. */
   pageRecords?: number;
+  /** A tail read is handed out in slices of about this long, ms, the event loop running between them. Default 5. */
+  dispatchSliceMs?: number;
   onError?: (err: Error) => void;
 }
 
@@ -84,14 +86,24 @@ function after(a: StreamPos, b: StreamPos): boolean {
 
 interface Cycle {
   vins: Set<string>;
+  /** Handing out what it read (in slices, between which the event loop runs). */
+  dispatching: boolean;
   done: Promise<void>;
 }
+
+/**
+ * The tail hands out a read in slices (HubOptions.dispatchSliceMs) and lets the event loop
+ * run between them. One read can carry a second of a fleet's records (20,000 at the
+ * benchmark's closed loop: ~100 ms of lines and socket writes); in one piece it held back
+ * everything else this process does, the ingest's database round trips among them.
+ */
 
 export function createStreamHub(opts: HubOptions): StreamHub {
   const store = opts.store;
   const pollMs = opts.pollMs ?? 1000;
   const waitPollMs = opts.waitPollMs ?? 25;
   const pageRecords = opts.pageRecords ?? 4000;
+  const sliceMs = opts.dispatchSliceMs ?? 5;
   /** Every subscriber of a vehicle, in backlog or attached. */
   const interest = new Map<string, Set<Subscriber>>();
   /** Subscribers reading through a grant, by grant id. */
@@ -126,14 +138,15 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     }
     if (stopped) return;
     let resolveDone!: () => void;
-    const c: Cycle = { vins: new Set(interest.keys()), done: new Promise<void>((r) => (resolveDone = r)) };
+    const c: Cycle = { vins: new Set(interest.keys()), dispatching: false, done: new Promise<void>((r) => (resolveDone = r)) };
     inflight = c;
     let next = interest.size > 0 ? pollMs : -1;
     try {
       const { h, waiting } = await store.horizon();
       if (h > lo && c.vins.size > 0) {
         const recs = await store.range(lo, h, [...c.vins]);
-        dispatch(recs);
+        c.dispatching = true;
+        await dispatch(recs);
       }
       if (h > lo) lo = h;
       cycles++;
@@ -152,9 +165,14 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     if (next >= 0) schedule(next);
   }
 
-  function dispatch(recs: readonly StreamRecord[]): void {
+  async function dispatch(recs: readonly StreamRecord[]): Promise<void> {
     let i = 0;
+    let sliceEnd = performance.now() + sliceMs;
     while (i < recs.length) {
+      if (performance.now() >= sliceEnd) {
+        await new Promise<void>((r) => setImmediate(r));
+        sliceEnd = performance.now() + sliceMs;
+      }
       const vin = recs[i]!.vin;
       let j = i + 1;
       while (j < recs.length && recs[j]!.vin === vin) j++;
@@ -251,8 +269,9 @@ export function createStreamHub(opts: HubOptions): StreamHub {
         }
         if (lo !== bound || caughtUpTo !== bound) continue;
         // Caught up to the horizon: join the tail, unless a read of the tail is under way
-        // that was asked for before this vehicle had any subscriber (it would miss it).
-        if (!inflight || inflight.vins.has(sub.vin)) {
+        // that was asked for before this vehicle had any subscriber (it would miss it), or
+        // is being handed out (this vehicle's part may have been handed out already).
+        if (!inflight || (inflight.vins.has(sub.vin) && !inflight.dispatching)) {
           attach(sub, pos ?? { tx: 0, ord: 0 });
           return;
         }

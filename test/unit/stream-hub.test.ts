@@ -91,11 +91,13 @@ class Consumer implements Subscriber {
 }
 
 describe('stream hub', () => {
-  for (const seed of [1, 2, 3, 4, 5, 6]) {
-    it(`hands every record over exactly once across resumes (seed ${seed})`, async () => {
+  // Slice 0: every vehicle's part of a tail read is handed out after a turn of the event
+  // loop, so consumers attach and resume while a read is half handed out.
+  for (const [seed, dispatchSliceMs] of [[1, 5], [2, 5], [3, 5], [4, 0], [5, 0], [6, 0], [7, 0]] as const) {
+    it(`hands every record over exactly once across resumes (seed ${seed}, slices of ${dispatchSliceMs} ms)`, async () => {
       const rand = rng(seed);
       const m = modelStore(rand);
-      const hub = createStreamHub({ store: m.store, pollMs: 20, waitPollMs: 1, pageRecords: 3 });
+      const hub = createStreamHub({ store: m.store, pollMs: 20, waitPollMs: 1, pageRecords: 3, dispatchSliceMs });
       await hub.start();
       const vins = ['V1', 'V2', 'V3'];
       let seq = 0;
@@ -188,6 +190,57 @@ describe('stream hub, idle tail', () => {
     expect(c.got.map((r) => Number(r.json({ categories: [], nulled: [] })))).toEqual(Array.from({ length: 121 }, (_, i) => i + 1));
     c.closed = true;
     hub.close(c);
+    await hub.stop();
+  });
+});
+
+describe('stream hub, a read handed out in slices', () => {
+  it('a consumer that catches up while a tail read is half handed out still gets that read\'s records', async () => {
+    // One transaction (100) writes one record for each of V01..V20. Consumer B resumes on
+    // V01 just before it; its (empty) backlog read returns exactly when the tail has handed
+    // V01's part of the read to consumer C and yields: had B joined the tail then, it would
+    // never get that record.
+    const vins = Array.from({ length: 20 }, (_, i) => `V${String(i + 1).padStart(2, '0')}`);
+    let h = 100;
+    const entries: { vin: string; tx: number; seq: number }[] = [];
+    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    let gate: Promise<void> | null = null;
+    let open!: () => void;
+    gate = new Promise<void>((r) => (open = r));
+    const store: StreamStore = {
+      horizon: async () => ({ h, waiting: false }),
+      range: async (lo, hi, want) => entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : 1)).map(rec),
+      async page(vin, a, bound) {
+        if (vin === 'V01' && a?.tx === 99 && gate) {
+          const g = gate;
+          gate = null;
+          await g;
+        }
+        const es = entries.filter((e) => e.vin === vin && e.tx < bound && (!a || e.tx > a.tx));
+        return es.length ? { records: es.map(rec), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } } : { records: [], last: null };
+      },
+    };
+    const hub = createStreamHub({ store, pollMs: 1000, waitPollMs: 1, dispatchSliceMs: 0 });
+    await hub.start();
+    const c = new (class extends Consumer {
+      override deliver(records: readonly StreamRecord[], live: boolean) {
+        super.deliver(records, live);
+        open(); // B's backlog read comes back now, while the rest of the read waits its turn
+      }
+    })('V01');
+    await hub.open(c, { after: null, fromMs: null });
+    const others = vins.slice(1).map((v) => new Consumer(v));
+    for (const o of others) await hub.open(o, { after: null, fromMs: null });
+    const b = new Consumer('V01');
+    const bOpen = hub.open(b, { after: { tx: 99, ord: 1 }, fromMs: null });
+    for (const v of vins) entries.push({ vin: v, tx: 100, seq: 1 });
+    h = 101;
+    hub.wake();
+    await bOpen;
+    for (let k = 0; k < 100 && (b.got.length < 1 || others.some((o) => o.got.length < 1)); k++) await new Promise((r) => setTimeout(r, 5));
+    expect(c.got.map((r) => r.json({ categories: [], nulled: [] }))).toEqual(['V01:1']);
+    expect(b.got.map((r) => r.json({ categories: [], nulled: [] }))).toEqual(['V01:1']);
+    expect(others.every((o) => o.got.length === 1)).toBe(true);
     await hub.stop();
   });
 });
