@@ -234,6 +234,29 @@ async function scrape(gw: Gateway): Promise<Record<string, number>> {
   return out;
 }
 
+/**
+ * The writer's and the stream tail's work over the next `ms`, from the gateway's metrics:
+ * statements, their rows and time, tail reads, and the event loop's delay (prom-client
+ * resets it at each scrape, so the second scrape covers the window).
+ */
+async function gatewayWindow(gw: Gateway, ms: number) {
+  const m0 = await scrape(gw);
+  const t0 = performance.now();
+  await sleep(ms);
+  const m1 = await scrape(gw);
+  const s = (performance.now() - t0) / 1000;
+  const d = (k: string) => (m1[k] ?? 0) - (m0[k] ?? 0);
+  const statements = d('cardata_write_batch_rows_count');
+  const lag = (k: string) => round(1000 * (m1[`nodejs_eventloop_lag_${k}_seconds`] ?? NaN), 1);
+  return {
+    statementsPerSec: round(statements / s, 1),
+    meanRows: round(d('cardata_write_batch_rows_sum') / statements),
+    meanStatementMs: round((1000 * d('cardata_write_duration_seconds_sum')) / d('cardata_write_duration_seconds_count'), 1),
+    tailReadsPerSec: round(d('cardata_stream_tail{value="cycles"}') / s, 1),
+    loopDelayMs: { p50: lag('p50'), p99: lag('p99'), max: lag('max') },
+  };
+}
+
 async function mintCustomerToken(gw: Gateway): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/admin/tokens`, {
     method: 'POST',
@@ -1336,23 +1359,8 @@ async function partStream(server: string, secretHash: string): Promise<void> {
   const closedLoop = async (label: string): Promise<number> => {
     log(`stream: closed loop ${label} consumers, ${P.streamWarmupMs / 1000} s warm-up + ${P.streamMeasureMs / 1000} s measured`);
     const run = lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
-    // The writer's and the tail's work in the measured window, from the gateway's metrics.
     await sleep(P.streamWarmupMs);
-    const m0 = await scrape(gw!);
-    const t0 = performance.now();
-    await sleep(P.streamMeasureMs);
-    const m1 = await scrape(gw!);
-    const s = (performance.now() - t0) / 1000;
-    const d = (k: string) => (m1[k] ?? 0) - (m0[k] ?? 0);
-    const batches = d('cardata_write_batch_rows_count');
-    (results.stream.writer ??= {})[label] = {
-      statementsPerSec: round(batches / s),
-      meanRows: round(d('cardata_write_batch_rows_sum') / batches),
-      meanStatementMs: round((1000 * d('cardata_write_duration_seconds_sum')) / d('cardata_write_duration_seconds_count'), 1),
-      tailCyclesPerSec: round(d('cardata_stream_tail{value="cycles"}') / s),
-      // The gateway's event-loop delay over the window (prom-client resets it at each scrape).
-      loopDelayMs: { p50: round(1000 * (m1.nodejs_eventloop_lag_p50_seconds ?? NaN), 1), p99: round(1000 * (m1.nodejs_eventloop_lag_p99_seconds ?? NaN), 1), max: round(1000 * (m1.nodejs_eventloop_lag_max_seconds ?? NaN), 1) },
-    };
+    (results.stream.writer ??= {})[label] = await gatewayWindow(gw!, P.streamMeasureMs);
     const r = await run;
     if (!r.drained || r.unexpectedCloses) throw new Error(`stream: closed loop ${label} consumers did not drain (closes ${r.unexpectedCloses})`);
     // The rate is the slope of acknowledgements over the window (bench/lib.ts slopeRate):
@@ -1420,14 +1428,17 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const xacts = async () => Number((await queryOne<{ n: string }>(url, 'SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).n);
     const x0 = await xacts();
     const tx0 = performance.now();
-    const lat = await lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
+    const latRun = lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
+    await sleep(1000);
+    const latWindow = await gatewayWindow(gw, P.streamLatencyMs);
+    const lat = await latRun;
     await sleep(1500); // the statistics reach pg_stat_database within a second
     const dbXactsPerSec = round((await xacts() - x0) / ((performance.now() - tx0 - 1500) / 1000));
     await sleep(2000);
     const d = await cons.call<any>('latencies', { ackLog: lat.ackLog, recordsPerMsg: 10 }, 60_000);
     await cons.call('record', { on: false });
     results.stream.deliveryLatencyMs = { p50: round(d.p50, 2), p90: round(d.p90, 2), p99: round(d.p99, 2), max: round(d.max, 2) };
-    results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) }, dbXactsPerSec };
+    results.stream.latencyRun = { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) }, dbXactsPerSec, writer: latWindow };
     if (d.missing > 0) results.errors.push(`stream: ${d.missing} acknowledged messages never reached their stream`);
     if (lat.achievedRecordsPerSec < 0.9 * msgsPerSec * 10) results.errors.push(`stream: the latency run achieved ${round(lat.achievedRecordsPerSec)} of ${msgsPerSec * 10} records/s: latencies are not at half the sustained rate`);
     if (d.samples === 0) {
