@@ -431,29 +431,30 @@ class CopyBuffers {
 async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: TelemetryRow[], qua: QuarantineRow[], buffers: CopyBuffers, statements: Statements): Promise<Omit<BatchStats, 'items' | 'durationMs'>> {
   const telBuf = buffers.take(copyBytes(TELEMETRY_TABLE, tel.length));
   const obfBuf = obf.length ? buffers.take(copyBytes(OBFCM_TABLE, obf.length)) : null;
-  const r = await copy.transaction(async (tx) => {
-    await tx.query("SET LOCAL client_min_messages = warning");
-    await tx.query(STAGING_DDL);
-    const cols = TELEMETRY_TABLE.columns.join(', ');
-    await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
-    const t = await tx.query<{ n: number; x: string }>(
-      `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
-            l AS (${STREAM_LOG_INSERT})
-       SELECT count(*)::int AS n, pg_current_xact_id()::text AS x FROM t`,
-    );
-    let o = 0;
-    if (obfBuf) {
+  // Four round trips: BEGIN with the staging tables, the two COPYs, then the inserts from
+  // staging with COMMIT (a quarantine, rare, adds one). Each round trip also waits for this
+  // process's event loop, which a burst of ingest keeps busy for up to a few hundred ms.
+  const r = await copy.transaction(
+    async (tx) => {
+      const cols = TELEMETRY_TABLE.columns.join(', ');
+      await tx.copyFrom(`COPY stage_telemetry (${cols}) FROM STDIN (FORMAT binary)`, encodeCopy(TELEMETRY_TABLE, tel, telBuf));
       const oc = OBFCM_TABLE.columns.join(', ');
-      await tx.copyFrom(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf));
-      o = (await tx.query(`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`)).rowCount;
-    }
-    let q = 0;
-    if (qua.length) {
-      const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
-      q = r.rows[0]?.q ?? 0;
-    }
-    return { telemetryRows: tel.length, telemetryInserted: t.rows[0]?.n ?? 0, obfcmInserted: o, quarantineInserted: q, telemetryTx: txOf(t.rows[0]?.x), telemetry: tel };
-  });
+      if (obfBuf) await tx.copyFrom(`COPY stage_obfcm (${oc}) FROM STDIN (FORMAT binary)`, encodeCopy(OBFCM_TABLE, obf, obfBuf));
+      let q = 0;
+      if (qua.length) {
+        const r = await tx.query<{ q: number }>(statements.get(4), quarantineParams(qua));
+        q = r.rows[0]?.q ?? 0;
+      }
+      const [t, o] = await tx.commitWith<{ n: number; x: string }>([
+        `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
+              l AS (${STREAM_LOG_INSERT})
+         SELECT count(*)::int AS n, pg_current_xact_id()::text AS x FROM t`,
+        ...(obfBuf ? [`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`] : []),
+      ]);
+      return { telemetryRows: tel.length, telemetryInserted: t!.rows[0]?.n ?? 0, obfcmInserted: o?.rowCount ?? 0, quarantineInserted: q, telemetryTx: txOf(t!.rows[0]?.x), telemetry: tel };
+    },
+    { begin: `SET LOCAL client_min_messages = warning; ${STAGING_DDL}` },
+  );
   // Committed, so PostgreSQL has read every byte: the buffers may be written again.
   buffers.give(telBuf);
   if (obfBuf) buffers.give(obfBuf);
