@@ -257,6 +257,12 @@ async function gatewayWindow(gw: Gateway, ms: number) {
   };
 }
 
+/** Checkpoints the server has begun so far (a commit waits longer while one writes). */
+async function checkpoints(url: string): Promise<number> {
+  const r = await queryOne<{ n: string }>(url, 'SELECT (num_timed + num_requested)::text AS n FROM pg_stat_checkpointer').catch(() => ({ n: 'NaN' }));
+  return Number(r.n);
+}
+
 async function mintCustomerToken(gw: Gateway): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${gw.httpPort}/v1/admin/tokens`, {
     method: 'POST',
@@ -1360,7 +1366,8 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     log(`stream: closed loop ${label} consumers, ${P.streamWarmupMs / 1000} s warm-up + ${P.streamMeasureMs / 1000} s measured`);
     const run = lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
     await sleep(P.streamWarmupMs);
-    (results.stream.writer ??= {})[label] = await gatewayWindow(gw!, P.streamMeasureMs);
+    const c0 = await checkpoints(url);
+    (results.stream.writer ??= {})[label] = { ...(await gatewayWindow(gw!, P.streamMeasureMs)), checkpoints: (await checkpoints(url)) - c0 };
     const r = await run;
     if (!r.drained || r.unexpectedCloses) throw new Error(`stream: closed loop ${label} consumers did not drain (closes ${r.unexpectedCloses})`);
     // The rate is the slope of acknowledgements over the window (bench/lib.ts slopeRate):
@@ -1430,7 +1437,8 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const tx0 = performance.now();
     const latRun = lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
     await sleep(1000);
-    const latWindow = await gatewayWindow(gw, P.streamLatencyMs);
+    const c0 = await checkpoints(url);
+    const latWindow = { ...(await gatewayWindow(gw, P.streamLatencyMs)), checkpoints: (await checkpoints(url)) - c0 };
     const lat = await latRun;
     await sleep(1500); // the statistics reach pg_stat_database within a second
     const dbXactsPerSec = round((await xacts() - x0) / ((performance.now() - tx0 - 1500) / 1000));

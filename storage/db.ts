@@ -113,6 +113,12 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
   let kind = 'postgres';
   const listeners = new Set<pg.Client>();
 
+  /** A simple query of several statements: node-pg gives one result per statement (its typings know of one). */
+  async function queryAll(client: pg.PoolClient, text: string): Promise<pg.QueryResult[]> {
+    const r: pg.QueryResult | pg.QueryResult[] = await client.query(text);
+    return Array.isArray(r) ? r : [r];
+  }
+
   /** BEGIN/COMMIT on one pooled connection; ROLLBACK when fn throws. */
   async function transaction<T>(fn: (tx: CopyQueryable) => Promise<T>, opts: CopyTransactionOptions = {}): Promise<T> {
     const client = await pool.connect();
@@ -132,9 +138,8 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
         },
         async commitWith<R>(statements: readonly string[]) {
           // A failing statement skips the rest of the query, COMMIT included: the catch below rolls back.
-          const r = (await client.query([...statements, 'COMMIT'].join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+          const results = await queryAll(client, [...statements, 'COMMIT'].join(';\n'));
           committed = true;
-          const results = Array.isArray(r) ? r : [r];
           return results.slice(0, statements.length).map((x) => ({ rows: x.rows as R[], rowCount: x.rowCount ?? 0 }));
         },
       };
