@@ -46,10 +46,10 @@ export async function downloadWithProgress(path, format, onProgress) {
   return { bytes, records };
 }
 
-function Categories({ m, value, onChange, idPrefix }) {
+function Categories({ m, value, onChange, idPrefix, options = CATS }) {
   return html`<fieldset class="cats">
     <legend>${m.t('categories')}</legend>
-    ${CATS.map((c) => html`<div class="check">
+    ${options.map((c) => html`<div class="check">
       <input type="checkbox" id=${`${idPrefix}-${c}`} checked=${value.includes(c)} onChange=${(e) => onChange(e.currentTarget.checked ? [...value, c] : value.filter((x) => x !== c))} />
       <label for=${`${idPrefix}-${c}`}>${m.t(`cat_${c}`)}</label>
     </div>`)}
@@ -198,9 +198,11 @@ export function AccessLogPage({ m, vin }) {
     </table>`}`;
 }
 
-export function DownloadForm({ m, base, idPrefix = 'dl' }) {
+/** `categories`: the ones the caller may read (a recipient: the grant's); only those are offered. */
+export function DownloadForm({ m, base, idPrefix = 'dl', categories = CATS }) {
+  const offered = CATS.filter((c) => categories.includes(c));
   const [format, setFormat] = useState('ndjson');
-  const [cats, setCats] = useState([...CATS]);
+  const [cats, setCats] = useState(offered);
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
   const [progress, setProgress] = useState(null);
@@ -211,7 +213,7 @@ export function DownloadForm({ m, base, idPrefix = 'dl' }) {
     setErr(null);
     setDone(null);
     const q = new URLSearchParams({ format });
-    if (cats.length > 0 && cats.length < 3) q.set('categories', cats.join(','));
+    if (cats.length > 0 && cats.length < offered.length) q.set('categories', cats.join(','));
     if (from) q.set('from', new Date(`${from}T00:00:00`).toISOString());
     if (to) q.set('to', new Date(`${to}T23:59:59.999`).toISOString());
     try {
@@ -227,7 +229,7 @@ export function DownloadForm({ m, base, idPrefix = 'dl' }) {
       <legend>${m.t('format')}</legend>
       ${['ndjson', 'csv', 'zip'].map((f) => html`<div class="check"><input type="radio" name=${`${idPrefix}-format`} id=${`${idPrefix}-${f}`} value=${f} checked=${format === f} onChange=${() => setFormat(f)} /><label for=${`${idPrefix}-${f}`}>${m.t(`fmt_${f}`)}</label></div>`)}
     </fieldset>
-    <${Categories} m=${m} idPrefix=${`${idPrefix}-cat`} value=${cats} onChange=${setCats} />
+    <${Categories} m=${m} idPrefix=${`${idPrefix}-cat`} value=${cats} onChange=${setCats} options=${offered} />
     <div class="field"><label for=${`${idPrefix}-from`}>${m.t('from')}</label><input id=${`${idPrefix}-from`} type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} /></div>
     <div class="field"><label for=${`${idPrefix}-to`}>${m.t('to')}</label><input id=${`${idPrefix}-to`} type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} /></div>
     <button type="submit" class="primary" id=${`${idPrefix}-submit`} disabled=${progress !== null || cats.length === 0}>${m.t('startDownload')}</button>

@@ -87,6 +87,6 @@ export function GrantPage({ m, id }) {
     ${g.access.includes('history') &&
     html`<section aria-labelledby="gdl-h">
       <h2 id="gdl-h">${m.t('download')}</h2>
-      <${DownloadForm} m=${m} base=${`/v1/grants/${id}/cardata`} idPrefix="gdl" />
+      <${DownloadForm} m=${m} base=${`/v1/grants/${id}/cardata`} idPrefix="gdl" categories=${g.categories} />
     </section>`}`;
 }

@@ -543,6 +543,9 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     const fields = await rec.page.locator('#grant-values tr[data-field]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-field')));
     expect(fields).toContain('technical.speedKmh');
     expect(fields.filter((f) => !f!.startsWith('technical.'))).toEqual([]);
+    // Its download offers only what was granted.
+    const offered = await rec.page.locator('#gdl-form fieldset.cats input[type=checkbox]').evaluateAll((boxes) => boxes.map((b) => b.id));
+    expect(offered).toEqual(['gdl-cat-technical']);
     const grantId = (await rec.page.evaluate(() => location.hash)).split('/').pop()!;
     await shot(rec.page, 'recipient-grant-en');
     await accessible(rec.page, 'recipient-grant-en');
