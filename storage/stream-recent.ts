@@ -17,10 +17,10 @@ import { putAscii, putBytes, putInt, putIsoMs, putNumber } from './copy-out.ts';
 import type { LineProjection } from './stream-log.ts';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
-/** One line is written here at a time by lineOf (a line is ~1.5 kB at most). */
-const LINE = Buffer.allocUnsafe(16 * 1024);
-/** Room a line of a held row may take: what a caller of a line writer must leave free. */
+/** Room a line of a held row may take (it is ~1.5 kB at most): what a caller of a line writer must leave free. */
 export const LINE_ROOM = 16 * 1024;
+/** One line is written here at a time by lineOf. */
+const LINE = Buffer.allocUnsafe(LINE_ROOM);
 
 export interface RecentRows {
   /** Rows transaction `tx` (a writer's batch, committed) inserted or tried to; only those `keep` accepts are held. */

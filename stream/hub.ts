@@ -91,13 +91,6 @@ interface Cycle {
   done: Promise<void>;
 }
 
-/**
- * The tail hands out a read in slices (HubOptions.dispatchSliceMs) and lets the event loop
- * run between them. One read can carry a second of a fleet's records (20,000 at the
- * benchmark's closed loop: ~100 ms of lines and socket writes); in one piece it held back
- * everything else this process does, the ingest's database round trips among them.
- */
-
 export function createStreamHub(opts: HubOptions): StreamHub {
   const store = opts.store;
   const pollMs = opts.pollMs ?? 1000;
@@ -165,6 +158,13 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     if (next >= 0) schedule(next);
   }
 
+  /**
+   * Hands a tail read to the attached subscribers, in slices of about `sliceMs` with the
+   * event loop running between them. One read can carry a second of a fleet's records
+   * (20,000 at the benchmark's closed loop: ~100 ms of lines and socket writes); in one
+   * piece it held back everything else this process does, the ingest's database round
+   * trips among them.
+   */
   async function dispatch(recs: readonly StreamRecord[]): Promise<void> {
     let i = 0;
     let sliceEnd = performance.now() + sliceMs;
