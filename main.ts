@@ -134,6 +134,8 @@ export interface BuiltGateway {
   /** The batch writer; with SHARD_URLS one per shard behind one interface (README "Sharding"). */
   readonly writer: BatchWriter | ShardedWriter;
   readonly consents: ConsentCache;
+  /** The consent, ownership or stored data of `vin` changed (here, or elsewhere by NOTIFY): drop what is cached of it, recheck its streams. */
+  readonly vehicleChanged: (vin: string) => void;
   readonly ingest: Ingest;
   readonly broker: Broker;
   /** null when client certificates are required: the plain port stays closed. */
@@ -246,13 +248,12 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
   const consents = createConsentCache({ source: createConsentRepo(db), horizonMs: config.ingest.maxRecordAgeMs, metrics });
   // A change made through this process's API is in force here before the API answers 200;
   // the NOTIFY that follows carries it to every other process.
-  const changeHooks = {
-    onCommitted: (vin: string) => {
-      consents.invalidate(vin);
-      live.forget(vin);
-      hub.invalidate(vin);
-    },
+  const vehicleChanged = (vin: string): void => {
+    consents.invalidate(vin);
+    live.forget(vin);
+    hub.invalidate(vin);
   };
+  const changeHooks = { onCommitted: vehicleChanged };
   const consentRepo = createConsentRepo(apiDb, changeHooks, apiShards);
   const ingest = createIngest({
     sink: writer,
@@ -447,7 +448,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
       })
     : null;
   opened.push('HTTP app', () => app.close());
-  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { ...live, stats: streams } };
+  return { config, log, instance, db, apiDb, shards, apiShards, metricsServer, opened, prom, writer, consents, vehicleChanged, ingest, broker, mqttServer, mqttsServer, tlsServer, tlsFiles, app, adminToken, signIn, live: { ...live, stats: streams } };
 }
 
 /**
@@ -456,7 +457,7 @@ export async function buildGateway(config: Config, baseLog: Logger, opened: Open
  * reverse order (the database last) and the error is rethrown.
  */
 export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
-  const { config, log, instance, db, opened, consents, mqttServer, mqttsServer, app, live } = gw;
+  const { config, log, instance, db, opened, consents, vehicleChanged, mqttServer, mqttsServer, app, live } = gw;
   try {
     const mig = await migrate(db);
     log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
@@ -470,11 +471,7 @@ export async function startBuilt(gw: BuiltGateway): Promise<RunningGateway> {
     let streamRecheck: NodeJS.Timeout | null = null;
     const stopConsentFeed = await db.listen(
       CONSENT_CHANNEL,
-      (vin) => {
-        consents.invalidate(vin);
-        live.forget(vin);
-        live.hub.invalidate(vin);
-      },
+      vehicleChanged,
       {
         // Changes may be missed while the feed is down: trust nothing cached until it is back.
         onDown: () => {

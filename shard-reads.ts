@@ -96,6 +96,10 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
     holding = on;
     if (!on) forget();
   };
+  /** Holds a committed batch's rows for shard `index`'s tailer (only of vehicles followed here). */
+  const hold = (index: number, batch: CommittedBatch, follows: (vin: string) => boolean): void => {
+    if (holding && batch.inserted && batch.tx !== null) recents[index]?.put(batch.tx, batch.rows, follows);
+  };
   const forget = (vin?: string): void => {
     for (const r of recents) {
       if (vin === undefined) r?.clear();
@@ -109,7 +113,7 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
       positions: logs[0]!,
       logs,
       committed(_index, batch) {
-        if (holding && batch.inserted && batch.tx !== null) recents[0]?.put(batch.tx, batch.rows, (vin) => hub.follows(vin));
+        hold(0, batch, (vin) => hub.follows(vin));
         hub.wake();
         if (batch.inserted) announcers?.[0]!();
       },
@@ -138,7 +142,7 @@ export function buildLive(config: Config, apiShards: Shards, shards: Shards, log
         if (batch.inserted && announcers) for (const a of announcers) a();
         return;
       }
-      if (holding && batch.inserted && batch.tx !== null) recents[index]?.put(batch.tx, batch.rows, (vin) => hub.follows(vin));
+      hold(index, batch, (vin) => hub.follows(vin));
       hub.wakeShard(index);
       if (batch.inserted) announcers?.[index]?.();
     },

@@ -237,9 +237,11 @@ async function scrape(gw: Gateway): Promise<Record<string, number>> {
 /**
  * The writer's and the stream tail's work over the next `ms`, from the gateway's metrics:
  * statements, their rows and time, tail reads, and the event loop's delay (prom-client
- * resets it at each scrape, so the second scrape covers the window).
+ * resets it at each scrape, so the second scrape covers the window); and the checkpoints
+ * the database at `url` began meanwhile.
  */
-async function gatewayWindow(gw: Gateway, ms: number) {
+async function gatewayWindow(gw: Gateway, url: string, ms: number) {
+  const c0 = await checkpoints(url);
   const m0 = await scrape(gw);
   const t0 = performance.now();
   await sleep(ms);
@@ -254,6 +256,7 @@ async function gatewayWindow(gw: Gateway, ms: number) {
     meanStatementMs: round((1000 * d('cardata_write_duration_seconds_sum')) / d('cardata_write_duration_seconds_count'), 1),
     tailReadsPerSec: round(d('cardata_stream_tail{value="cycles"}') / s, 1),
     loopDelayMs: { p50: lag('p50'), p99: lag('p99'), max: lag('max') },
+    checkpoints: (await checkpoints(url)) - c0,
   };
 }
 
@@ -1366,8 +1369,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     log(`stream: closed loop ${label} consumers, ${P.streamWarmupMs / 1000} s warm-up + ${P.streamMeasureMs / 1000} s measured`);
     const run = lg!.call<any>('closedLoop', { window: P.window, warmupMs: P.streamWarmupMs, measureMs: P.streamMeasureMs, drainMs: 60_000 }, P.streamWarmupMs + P.streamMeasureMs + 90_000);
     await sleep(P.streamWarmupMs);
-    const c0 = await checkpoints(url);
-    (results.stream.writer ??= {})[label] = { ...(await gatewayWindow(gw!, P.streamMeasureMs)), checkpoints: (await checkpoints(url)) - c0 };
+    (results.stream.writer ??= {})[label] = await gatewayWindow(gw!, url, P.streamMeasureMs);
     const r = await run;
     if (!r.drained || r.unexpectedCloses) throw new Error(`stream: closed loop ${label} consumers did not drain (closes ${r.unexpectedCloses})`);
     // The rate is the slope of acknowledgements over the window (bench/lib.ts slopeRate):
@@ -1437,8 +1439,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     const tx0 = performance.now();
     const latRun = lg.call<any>('rate', { msgsPerSec, window: P.window, warmupMs: 1000, measureMs: P.streamLatencyMs, drainMs: 30_000, ackLog: true }, P.streamLatencyMs + 60_000);
     await sleep(1000);
-    const c0 = await checkpoints(url);
-    const latWindow = { ...(await gatewayWindow(gw, P.streamLatencyMs)), checkpoints: (await checkpoints(url)) - c0 };
+    const latWindow = await gatewayWindow(gw, url, P.streamLatencyMs);
     const lat = await latRun;
     await sleep(1500); // the statistics reach pg_stat_database within a second
     const dbXactsPerSec = round((await xacts() - x0) / ((performance.now() - tx0 - 1500) / 1000));

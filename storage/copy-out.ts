@@ -179,7 +179,7 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
   };
 }
 
-// Byte writers for fill(). Small copies are faster as loops than as TypedArray#set calls.
+// Byte writers for fill() and for the live streams' held-row lines (storage/stream-recent.ts).
 
 export function putBytes(out: Buffer, p: number, src: Uint8Array): number {
   out.set(src, p);
