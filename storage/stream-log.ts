@@ -64,6 +64,11 @@ export interface StreamLogRepo {
   /** Records of entries with lo <= tx < hi of these vehicles, by vin, then (tx, ord). */
   range(lo: number, hi: number, vins: readonly string[]): Promise<LogRecord[]>;
   /**
+   * horizon() and range(lo, h, vins) in one statement where the database allows it, the
+   * horizon h being then the snapshot's own (never above what horizon() would say).
+   */
+  tail(lo: number, vins: readonly string[]): Promise<{ h: number; waiting: boolean; records: LogRecord[] }>;
+  /**
    * One page of a vehicle's records after `after` (null: from the start) below `bound`:
    * whole log entries, about `maxRecords` records (at least one entry, however large),
    * measured at or after `fromMs` when given. `last` is the position the next page starts
@@ -221,21 +226,21 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
    * (the order broke whenever a read spanned a power of ten of transaction ids).
    */
   async function entriesOf(sql: string): Promise<Entry[]> {
-    const b = await copyOut!(`COPY (SELECT e.vin, e.tx::text::int8, e.ats, e.seqs FROM (${sql}) e ORDER BY e.vin, e.tx) TO STDOUT (FORMAT binary)`);
-    const out: Entry[] = [];
-    for (const row of rowOffsets(b, copyDataStart(b))) {
-      // field count, then vin (text), tx (int8), ats (timestamptz[]), seqs (int8[])
-      let o = row + 2;
-      const vinLen = b.readInt32BE(o);
-      const vin = b.toString('latin1', o + 4, o + 4 + vinLen);
-      o += 4 + vinLen;
-      const tx = readInt64(b, o + 4);
-      o += 12;
-      const us = int8Array(b, o, PG_EPOCH_US);
-      o += 4 + b.readInt32BE(o);
-      out.push({ vin, tx, us, seqs: int8Array(b, o, 0) });
-    }
-    return out;
+    return entryRows(await copyOut!(`COPY (SELECT e.vin, e.tx::text::int8, e.ats, e.seqs FROM (${sql}) e ORDER BY e.vin, e.tx) TO STDOUT (FORMAT binary)`), 4);
+  }
+
+  /**
+   * The records of a live read's entries (of the vehicles followed, which a long list
+   * leaves to this filter: see vinList): held rows where this process holds them.
+   */
+  async function liveRecords(all: Entry[], vins: readonly string[], hi: number): Promise<LogRecord[]> {
+    const wanted = vins.length > VIN_LIST_MAX ? new Set(vins) : null;
+    const entries = wanted ? all.filter((e) => wanted.has(e.vin)) : all;
+    if (!recent) return recordsOf(entries, null, null);
+    const records = await recordsHeldOrRead(entries, recent);
+    // The tail reads on from hi: what it held below is not asked for again (a resume's backlog reads the database).
+    recent.trimBelow(hi);
+    return records;
   }
 
   /**
@@ -316,27 +321,47 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
 
     async range(lo, hi, vins) {
       if (vins.length === 0 || hi <= lo) return [];
-      if (copyOut) {
-        // Many vehicles followed: every entry of the range, kept here by a set. A list of a
-        // thousand VINs cost the database more to plan and match than the entries it left
-        // out (measured: 3.8 ms against 1.6 ms a read, 40 entries of 1,000 vehicles).
-        const wanted = vins.length > VIN_LIST_MAX ? new Set(vins) : null;
-        const all = await entriesOf(
-          `SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= ${xid8(lo)} AND tx < ${xid8(hi)}${wanted ? '' : ` AND vin IN (${vins.map(sqlLiteral).join(', ')})`}`,
-        );
-        const entries = wanted ? all.filter((e) => wanted.has(e.vin)) : all;
-        if (!recent) return recordsOf(entries, null, null);
-        const records = await recordsHeldOrRead(entries, recent);
-        // The tail reads on from hi: what it held below is not asked for again (a resume's backlog reads the database).
-        recent.trimBelow(hi);
-        return records;
-      }
+      if (copyOut) return liveRecords(await entriesOf(`SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= ${xid8(lo)} AND tx < ${xid8(hi)}${vinList(vins)}`), vins, hi);
       return viaRows(
         `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
           WHERE l.tx >= $1::text::xid8 AND l.tx < $2::text::xid8 AND l.vin = ANY($3::text[])
           ORDER BY l.vin, l.tx, k.ord`,
         [String(lo), String(hi), vins],
       );
+    },
+
+    async tail(lo, vins) {
+      if (!copyOut) {
+        const { h, waiting } = await repo.horizon();
+        return { h, waiting, records: h > lo ? await repo.range(lo, h, vins) : [] };
+      }
+      // One statement: its snapshot gives the horizon, and the same snapshot reads the
+      // entries below it, so every transaction below h has ended and is seen (or wrote
+      // nothing here). Of the transactions running at the snapshot, only those a backend
+      // of ANOTHER database runs are passed over (they cannot write this log, whenever
+      // that is asked); one that ended after the snapshot still holds h below it, as it
+      // must: this snapshot cannot see what it wrote. (horizon() asks in a second
+      // statement which ones still run, and so can pass those too: two round trips more.)
+      // The first row carries h and the newest entry's tx; entries follow, if any.
+      const b = await copyOut(
+        `COPY (WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+           hz AS MATERIALIZED (SELECT coalesce(
+             (SELECT min(x::text::int8) FROM s, pg_snapshot_xip(s.s) AS x
+               WHERE x::text::int8 % 4294967296 NOT IN (
+                 SELECT a.backend_xid::text::int8 FROM pg_stat_get_activity(NULL) a
+                  WHERE a.backend_xid IS NOT NULL AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+             (SELECT pg_snapshot_xmax(s.s)::text::int8 FROM s)) AS h)
+         SELECT NULL::text AS vin, hz.h AS tx, NULL::timestamptz[] AS ats, NULL::int8[] AS seqs, (SELECT max(tx) FROM stream_log)::text::int8 AS top, 0 AS k FROM hz
+         UNION ALL
+         SELECT e.vin, e.tx::text::int8, e.ats, e.seqs, NULL, 1 FROM stream_log e
+          WHERE e.tx >= ${xid8(lo)} AND e.tx < (SELECT h FROM hz)::text::xid8${vins.length === 0 ? ' AND false' : vinList(vins)}
+         ORDER BY k, vin, tx) TO STDOUT (FORMAT binary)`,
+      );
+      const rows = entryRows(b, 6);
+      const head = rows.shift();
+      if (!head) throw new Error('the tail read returned no horizon row');
+      const h = head.tx;
+      return { h, waiting: head.top !== null && head.top >= h, records: h > lo ? await liveRecords(rows, vins, h) : [] };
     },
 
     async page(vin, after, bound, maxRecords, fromMs) {
@@ -406,6 +431,41 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
     },
   };
   return repo;
+}
+
+/**
+ * The condition naming the vehicles a live read wants, or none when they are many: a list
+ * of a thousand VINs cost the database more to plan and match than the entries it left out
+ * (measured: 3.8 ms against 1.6 ms a read, 40 entries of 1,000 vehicles); liveRecords
+ * filters those itself.
+ */
+function vinList(vins: readonly string[]): string {
+  return vins.length > VIN_LIST_MAX ? '' : ` AND vin IN (${vins.map(sqlLiteral).join(', ')})`;
+}
+
+/**
+ * Log entries from a binary COPY of rows (vin, tx int8, ats timestamptz[], seqs int8[],
+ * then with 6 fields: top int8, k): the keys as numbers, the times in µs since 1970. A
+ * null vin (the tail's first row) gives an entry without keys, and `top` its fifth field.
+ */
+function entryRows(b: Buffer, fields: 4 | 6): (Entry & { top: number | null })[] {
+  const out: (Entry & { top: number | null })[] = [];
+  for (const row of rowOffsets(b, copyDataStart(b))) {
+    if (b.readInt16BE(row) !== fields) throw new Error(`a stream log row of ${b.readInt16BE(row)} fields, expected ${fields}`);
+    let o = row + 2;
+    const vinLen = b.readInt32BE(o);
+    const vin = vinLen < 0 ? '' : b.toString('latin1', o + 4, o + 4 + vinLen);
+    o += 4 + Math.max(vinLen, 0);
+    const tx = readInt64(b, o + 4);
+    o += 12;
+    const us = int8Array(b, o, PG_EPOCH_US);
+    o += 4 + Math.max(b.readInt32BE(o), 0);
+    const seqs = int8Array(b, o, 0);
+    o += 4 + Math.max(b.readInt32BE(o), 0);
+    const top = fields === 6 && b.readInt32BE(o) === 8 ? readInt64(b, o + 4) : null;
+    out.push({ vin, tx, us, seqs, top });
+  }
+  return out;
 }
 
 /** A record of a held row (a class: no closure per record). */

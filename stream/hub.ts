@@ -124,6 +124,13 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     }, ms);
   }
 
+  /** The horizon and the records of `vins` from lo up to it. */
+  async function readTail(vins: string[]): Promise<{ h: number; waiting: boolean; records: readonly StreamRecord[] }> {
+    if (store.tail) return store.tail(lo, vins);
+    const { h, waiting } = await store.horizon();
+    return { h, waiting, records: h > lo && vins.length > 0 ? await store.range(lo, h, vins) : [] };
+  }
+
   async function cycle(): Promise<void> {
     if (inflight) {
       again = true;
@@ -135,11 +142,10 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     inflight = c;
     let next = interest.size > 0 ? pollMs : -1;
     try {
-      const { h, waiting } = await store.horizon();
-      if (h > lo && c.vins.size > 0) {
-        const recs = await store.range(lo, h, [...c.vins]);
+      const { h, waiting, records } = await readTail([...c.vins]);
+      if (records.length > 0) {
         c.dispatching = true;
-        await dispatch(recs);
+        await dispatch(records);
       }
       if (h > lo) lo = h;
       cycles++;

@@ -30,5 +30,7 @@ export interface StreamRecord {
 export interface StreamStore {
   horizon(): Promise<{ h: number; waiting: boolean }>;
   range(lo: number, hi: number, vins: readonly string[]): Promise<StreamRecord[]>;
+  /** horizon() then range(lo, h, vins), in one round trip where the store can (its h may be lower than horizon()'s). */
+  tail?(lo: number, vins: readonly string[]): Promise<{ h: number; waiting: boolean; records: StreamRecord[] }>;
   page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: StreamRecord[]; last: StreamPos | null }>;
 }

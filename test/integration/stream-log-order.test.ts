@@ -68,6 +68,24 @@ describe('stream log order across powers of ten of transaction ids', () => {
   });
 });
 
+describe('the tail read (horizon and entries in one statement)', () => {
+  it('gives the records range() gives below its horizon, for a few vehicles and for many', async () => {
+    const t = await log.tail(0, [VIN]);
+    expect(t.records.map((r) => r.tx)).toEqual((await log.range(0, t.h, [VIN])).map((r) => r.tx));
+    expect(t.records.map((r) => r.tx)).toEqual(sorted.filter((x) => x < t.h));
+    const many = [...Array.from({ length: 100 }, (_, i) => `WMANY${String(i).padStart(12, '0')}`), VIN];
+    const m = await log.tail(0, many);
+    expect(m.records.map((r) => [r.vin, r.tx, r.json({ categories: ['technical'], nulled: [] })])).toEqual(
+      (await log.range(0, m.h, many)).map((r) => [r.vin, r.tx, r.json({ categories: ['technical'], nulled: [] })]),
+    );
+    // From lo on only; nobody followed: the horizon alone.
+    expect((await log.tail(100_000, [VIN])).records.map((r) => r.tx)).toEqual(sorted.filter((x) => x >= 100_000 && x < t.h));
+    const none = await log.tail(0, []);
+    expect(none.records).toEqual([]);
+    expect(none.h).toBeGreaterThan(0);
+  });
+});
+
 describe('the horizon', () => {
   it('stops below a transaction still running, and says entries wait above it until it ends', async () => {
     await db.query('DELETE FROM stream_log');
@@ -90,6 +108,54 @@ describe('the horizon', () => {
       expect(after.waiting).toBe(false);
     } finally {
       await open.end();
+    }
+  });
+
+  it('the one-statement tail read stops below a running transaction, and hands out what waited once it ends', async () => {
+    await db.query('DELETE FROM stream_log');
+    const pg = await import('pg');
+    const open = new pg.default.Client({ connectionString: tdb.url });
+    await open.connect();
+    try {
+      await open.query('BEGIN');
+      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
+      const lo = (await log.tail(0, [VIN])).h;
+      expect(lo).toBeLessThanOrEqual(t1);
+      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[$2::timestamptz], ARRAY[1::int8])", [VIN, new Date(BASE + 1000)]);
+      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      const during = await log.tail(lo, [VIN]);
+      expect(during.h).toBeLessThanOrEqual(t1);
+      expect(during.waiting).toBe(true);
+      expect(during.records).toEqual([]);
+      await open.query('COMMIT');
+      const after = await log.tail(during.h, [VIN]);
+      expect(after.h).toBeGreaterThan(t2);
+      expect(after.waiting).toBe(false);
+      expect(after.records.map((r) => [r.tx, r.ord, r.recordedAtMs])).toEqual([[t2, 1, BASE + 1000]]);
+    } finally {
+      await open.end();
+    }
+  });
+
+  it('a transaction running in another database of the server does not hold it back', async () => {
+    await db.query('DELETE FROM stream_log');
+    const pg = await import('pg');
+    const other = await createTestDatabase();
+    const open = new pg.default.Client({ connectionString: other.url });
+    await open.connect();
+    try {
+      await open.query('BEGIN');
+      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
+      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[$2::timestamptz], ARRAY[1::int8])", [VIN, new Date(BASE + 1000)]);
+      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      expect(t2).toBeGreaterThan(t1);
+      const t = await log.tail(0, [VIN]);
+      expect(t.h).toBeGreaterThan(t2);
+      expect(t.records.map((r) => r.tx)).toEqual([t2]);
+      await open.query('ROLLBACK');
+    } finally {
+      await open.end();
+      await other.drop();
     }
   });
 });
