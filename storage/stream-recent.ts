@@ -141,7 +141,7 @@ function compile(p: LineProjection): LineWriter {
   const put = (text: string): string => {
     if (text.length > 24) return `o = putBytes(out, o, ${k(text)});`;
     const b = Buffer.from(text, 'latin1');
-    return `${[...b].map((c, i) => `out[o${i ? ` + ${i}` : ''}] = ${c};`).join(' ')} o += ${b.length};`;
+    return `{ ${[...b].map((c, i) => `out[o${i ? ` + ${i}` : ''}] = ${c};`).join(' ')} o += ${b.length}; }`;
   };
   const src: string[] = [
     put('{"vin":"'),

@@ -84,10 +84,9 @@ function after(a: StreamPos, b: StreamPos): boolean {
   return a.tx > b.tx || (a.tx === b.tx && a.ord > b.ord);
 }
 
+/** A read of the tail: from the start of the read until the horizon moved past what it read. */
 interface Cycle {
   vins: Set<string>;
-  /** Handing out what it read (in slices, between which the event loop runs). */
-  dispatching: boolean;
   done: Promise<void>;
 }
 
@@ -106,6 +105,13 @@ export function createStreamHub(opts: HubOptions): StreamHub {
   let lo = 0;
   let started = false;
   let inflight: Cycle | null = null;
+  /**
+   * The hand-out of the last read, under way while the next read runs (the database and
+   * the sockets work at the same time). Reads are handed out one after the other, in
+   * their order; a read ends (and the next may start) only once the one before it was
+   * handed out, so at most one read waits in memory.
+   */
+  let handing: Promise<void> = Promise.resolve();
   let again = false;
   let stopped = false;
   let cycles = 0;
@@ -138,16 +144,17 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     }
     if (stopped) return;
     let resolveDone!: () => void;
-    const c: Cycle = { vins: new Set(interest.keys()), dispatching: false, done: new Promise<void>((r) => (resolveDone = r)) };
+    const c: Cycle = { vins: new Set(interest.keys()), done: new Promise<void>((r) => (resolveDone = r)) };
     inflight = c;
     let next = interest.size > 0 ? pollMs : -1;
     try {
       const { h, waiting, records } = await readTail([...c.vins]);
-      if (records.length > 0) {
-        c.dispatching = true;
-        await dispatch(records);
-      }
+      await handing;
+      // The horizon moves before the records below it are handed out: whoever attaches
+      // from now on has read them in its own backlog (up to lo), and the hand-out passes
+      // over what lies at or before a subscriber's position.
       if (h > lo) lo = h;
+      if (records.length > 0) handing = dispatch(records).catch((err: Error) => opts.onError?.(err));
       cycles++;
       if (waiting && interest.size > 0) next = waitPollMs;
     } catch (err) {
@@ -282,9 +289,9 @@ export function createStreamHub(opts: HubOptions): StreamHub {
         }
         if (lo !== bound || caughtUpTo !== bound) continue;
         // Caught up to the horizon: join the tail, unless a read of the tail is under way
-        // that was asked for before this vehicle had any subscriber (it would miss it), or
-        // is being handed out (this vehicle's part may have been handed out already).
-        if (!inflight || (inflight.vins.has(sub.vin) && !inflight.dispatching)) {
+        // that was asked for before this vehicle had any subscriber (it would miss it).
+        // A hand-out under way is of records below the horizon, which the backlog gave.
+        if (!inflight || inflight.vins.has(sub.vin)) {
           attach(sub, pos ?? { tx: 0, ord: 0 });
           return;
         }
@@ -336,6 +343,7 @@ export function createStreamHub(opts: HubOptions): StreamHub {
       timer = null;
       // The read under way ends with the pool at the latest; waiting for it is a courtesy.
       if (inflight) await Promise.race([inflight.done, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+      await Promise.race([handing, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
     },
   };
   return hub;

@@ -244,3 +244,54 @@ describe('stream hub, a read handed out in slices', () => {
     await hub.stop();
   });
 });
+
+describe('stream hub, reading while handing out', () => {
+  it('reads the next part of the tail while the last is still being handed out, and hands both out in order', async () => {
+    const vins = Array.from({ length: 20 }, (_, i) => `V${String(i + 1).padStart(2, '0')}`);
+    let h = 100;
+    const entries: { vin: string; tx: number; seq: number }[] = [];
+    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    let handedOut = 0;
+    let handedOutAtSecondRead = -1;
+    const store: StreamStore = {
+      horizon: async () => ({ h, waiting: false }),
+      range: async (lo, hi, want) => {
+        if (lo === 101) handedOutAtSecondRead = handedOut;
+        return entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : a.vin > b.vin ? 1 : a.tx - b.tx)).map(rec);
+      },
+      page: async () => ({ records: [], last: null }),
+    };
+    const hub = createStreamHub({ store, pollMs: 1000, waitPollMs: 1, dispatchSliceMs: 0 });
+    await hub.start();
+    let first = true;
+    const consumers = vins.map(
+      (v) =>
+        new (class extends Consumer {
+          override deliver(records: readonly StreamRecord[], live: boolean) {
+            super.deliver(records, live);
+            handedOut += records.length;
+            // A slow socket: 20 of these take longer than the wake-up's timer (1 ms).
+            for (const t = performance.now(); performance.now() - t < 0.5; );
+            if (first) {
+              // The first vehicle's record of the first read is out: the second read's
+              // records are committed now, and their wake-up comes mid hand-out.
+              first = false;
+              for (const x of vins) entries.push({ vin: x, tx: 101, seq: 2 });
+              h = 102;
+              hub.wake();
+            }
+          }
+        })(v),
+    );
+    for (const c of consumers) await hub.open(c, { after: null, fromMs: null });
+    for (const v of vins) entries.push({ vin: v, tx: 100, seq: 1 });
+    h = 101;
+    hub.wake();
+    for (let k = 0; k < 200 && consumers.some((c) => c.got.length < 2); k++) await new Promise((r) => setTimeout(r, 5));
+    for (const c of consumers) expect(c.got.map((r) => r.json({ categories: [], nulled: [] }))).toEqual([`${c.vin}:1`, `${c.vin}:2`]);
+    // The second read ran while the first was being handed out (20 records).
+    expect(handedOutAtSecondRead).toBeGreaterThan(0);
+    expect(handedOutAtSecondRead).toBeLessThan(vins.length);
+    await hub.stop();
+  });
+});
