@@ -1425,10 +1425,11 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     results.stream.streamsOpenAfter = e1.open;
     results.stream.cpuCoresWith = cpu;
 
-    // PUBACK → event at half the sustained rate, open loop, the 1,000 consumers attached:
-    // half the rate without them (the target's figure, as in every earlier run), then
-    // half the rate with them (lower: the load the attached configuration sustains),
-    // reported beside it.
+    // PUBACK → event at half the sustained rate, open loop, the 1,000 consumers attached.
+    // The target's figure is at half "the sustained ingest rate with 1,000 live consumers
+    // attached", the issue's own name (in the ratio's definition) for the rate measured
+    // with them. Sessions 4-7 took half the rate without them, higher; that run follows
+    // and is reported beside it.
     const latencyRun = async (recordsPerSec: number, label: string) => {
       await gc(gw!);
       flushDisk(`stream-latency-${label}`);
@@ -1461,12 +1462,12 @@ async function partStream(server: string, secretHash: string): Promise<void> {
         run: { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) }, ackP99BySecond: lat.p99BySecond, dbXactsPerSec, writer: latWindow, cpuCores: latCpu },
       };
     };
-    const atWithout = await latencyRun(without / 2, 'without');
-    results.stream.deliveryLatencyMs = atWithout.deliveryLatencyMs;
-    results.stream.latencyRun = atWithout.run;
     const atWith = await latencyRun(withC / 2, 'with');
-    results.stream.deliveryLatencyMsAtHalfWith = atWith.deliveryLatencyMs;
-    results.stream.latencyRunAtHalfWith = atWith.run;
+    results.stream.deliveryLatencyMs = atWith.deliveryLatencyMs;
+    results.stream.latencyRun = atWith.run;
+    const atWithout = await latencyRun(without / 2, 'without');
+    results.stream.deliveryLatencyMsAtHalfWithout = atWithout.deliveryLatencyMs;
+    results.stream.latencyRunAtHalfWithout = atWithout.run;
     // Each side twice, in the order without, with, with, without: a drift of the machine
     // (or of the growing tables) over the part counts on both sides alike, and each side's
     // rate is the mean of two windows (one window's rate moved by ±5 % from run to run).
@@ -1747,7 +1748,7 @@ function printTable(): void {
     ['portal.byLang.nl.firstRenderMs.median', fmt(results.portal.byLang?.nl.firstRenderMs.median, ' ms'), ''],
     [`stream.deliveryLatencyMs.p50 (PUBACK → event, ${fmt(results.stream.latencyRun?.recordsPerSec)} rec/s, ${fmt(results.stream.consumers)} consumers)`, fmt(results.stream.deliveryLatencyMs?.p50, ' ms'), ''],
     ['stream.deliveryLatencyMs.p99', fmt(results.stream.deliveryLatencyMs?.p99, ' ms'), verdict('stream.deliveryLatencyMs.p99')],
-    [`stream.deliveryLatencyMsAtHalfWith p50/p99 (${fmt(results.stream.latencyRunAtHalfWith?.recordsPerSec)} rec/s: half the rate with consumers)`, `${fmt(results.stream.deliveryLatencyMsAtHalfWith?.p50)} / ${fmt(results.stream.deliveryLatencyMsAtHalfWith?.p99, ' ms')}`, ''],
+    [`stream.deliveryLatencyMsAtHalfWithout p50/p99 (${fmt(results.stream.latencyRunAtHalfWithout?.recordsPerSec)} rec/s: half the rate without consumers)`, `${fmt(results.stream.deliveryLatencyMsAtHalfWithout?.p50)} / ${fmt(results.stream.deliveryLatencyMsAtHalfWithout?.p99, ' ms')}`, ''],
     [`stream.ingestRatio (${fmt(results.stream.ingestRecordsPerSecWith)} / ${fmt(results.stream.ingestRecordsPerSecWithout)} rec/s)`, fmt(results.stream.ingestRatio), verdict('stream.ingestRatio')],
     [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind, first after ${fmt(results.stream.resumeFirstEventMs, ' ms')})`, fmt(results.stream.resumeRowsPerSec), ''],
     ['stream.fanoutLatencyMs p50/p99, same process', `${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p99, ' ms')}`, ''],
