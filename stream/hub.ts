@@ -130,6 +130,15 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     }, ms);
   }
 
+  /** Hands an error to onError; one thrown there does not stop the tail. */
+  function report(err: Error): void {
+    try {
+      opts.onError?.(err);
+    } catch {
+      // onError only logs; a logger's own failure has nowhere else to go
+    }
+  }
+
   /** The horizon and the records of `vins` from lo up to it. */
   async function readTail(vins: string[]): Promise<{ h: number; waiting: boolean; records: readonly StreamRecord[] }> {
     if (store.tail) return store.tail(lo, vins);
@@ -154,11 +163,11 @@ export function createStreamHub(opts: HubOptions): StreamHub {
       // from now on has read them in its own backlog (up to lo), and the hand-out passes
       // over what lies at or before a subscriber's position.
       if (h > lo) lo = h;
-      if (records.length > 0) handing = dispatch(records).catch((err: Error) => opts.onError?.(err));
+      if (records.length > 0) handing = dispatch(records).catch((err: Error) => report(err));
       cycles++;
       if (waiting && interest.size > 0) next = waitPollMs;
     } catch (err) {
-      opts.onError?.(err as Error);
+      report(err as Error);
       next = Math.max(100, Math.min(pollMs, 1000));
     } finally {
       inflight = null;
@@ -191,6 +200,7 @@ export function createStreamHub(opts: HubOptions): StreamHub {
     while (i < recs.length) {
       if (performance.now() >= sliceEnd) {
         await new Promise<void>((r) => setImmediate(r));
+        if (stopped) return;
         sliceEnd = performance.now() + sliceMs;
       }
       const vin = recs[i]!.vin;
@@ -209,7 +219,20 @@ export function createStreamHub(opts: HubOptions): StreamHub {
           const last = slice[slice.length - 1]!;
           pos.tx = last.tx;
           pos.ord = last.ord;
-          s.deliver(k === 0 ? slice : slice.slice(k), true);
+          try {
+            s.deliver(k === 0 ? slice : slice.slice(k), true);
+          } catch (err) {
+            // One stream's failure is its own: it ends (with the cursor it reached, to
+            // resume from), and the read goes on to the others. The horizon has moved
+            // already, so a record not handed out now would never be.
+            report(err as Error);
+            hub.close(s);
+            try {
+              s.end?.('error');
+            } catch (e) {
+              report(e as Error);
+            }
+          }
         }
       }
       i = j;

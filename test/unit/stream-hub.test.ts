@@ -295,3 +295,42 @@ describe('stream hub, reading while handing out', () => {
     await hub.stop();
   });
 });
+
+describe('stream hub, a stream that fails while a read is handed out', () => {
+  it('ends that stream, and the read still reaches every other stream', async () => {
+    let h = 100;
+    const entries: { vin: string; tx: number; seq: number }[] = [];
+    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    const store: StreamStore = {
+      horizon: async () => ({ h, waiting: false }),
+      range: async (lo, hi, want) => entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : a.vin > b.vin ? 1 : a.tx - b.tx)).map(rec),
+      page: async () => ({ records: [], last: null }),
+    };
+    const errors: string[] = [];
+    const hub = createStreamHub({ store, pollMs: 1000, waitPollMs: 1, onError: (e) => errors.push(e.message) });
+    await hub.start();
+    const ended: string[] = [];
+    const broken = new (class extends Consumer {
+      override deliver(): void {
+        throw new Error('socket gone');
+      }
+      end(reason: string) {
+        ended.push(reason);
+        this.closed = true;
+      }
+    })('V1');
+    const sameVehicle = new Consumer('V1');
+    const other = new Consumer('V2');
+    for (const c of [broken, sameVehicle, other]) await hub.open(c, { after: null, fromMs: null });
+    entries.push({ vin: 'V1', tx: 100, seq: 1 }, { vin: 'V2', tx: 100, seq: 2 });
+    h = 101;
+    hub.wake();
+    for (let k = 0; k < 100 && (other.got.length < 1 || sameVehicle.got.length < 1); k++) await new Promise((r) => setTimeout(r, 5));
+    expect(sameVehicle.got.map((r) => r.json({ categories: [], nulled: [] }))).toEqual(['V1:1']);
+    expect(other.got.map((r) => r.json({ categories: [], nulled: [] }))).toEqual(['V2:2']);
+    expect(ended).toEqual(['error']);
+    expect(errors).toEqual(['socket gone']);
+    expect(hub.stats().subscribers).toBe(2);
+    await hub.stop();
+  });
+});
