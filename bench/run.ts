@@ -1470,7 +1470,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     results.stream.latencyRunAtHalfWithout = atWithout.run;
     // Each side twice, in the order without, with, with, without: a drift of the machine
     // (or of the growing tables) over the part counts on both sides alike, and each side's
-    // rate is the mean of two windows (one window's rate moved by ±5 % from run to run).
+    // rate is the mean of two windows (one window's rate moves by ±10 % from run to run).
     await gc(gw);
     flushDisk('stream-with-2');
     const withC2 = await closedLoop('with (again)');
