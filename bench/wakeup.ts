@@ -15,6 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { freePort } from '../devkit/spawn.ts';
 import { REPO_DIR, percentile, serverUrl } from './lib.ts';
 
 const MESSAGES = Number(process.env.BENCH_WAKEUP_MESSAGES ?? 2000);
@@ -76,17 +77,6 @@ async function redisRound(port: number): Promise<Figures> {
     sub.disconnect();
     pub.disconnect();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function startRedis(): Promise<{ port: number; child: ChildProcess; version: string } | { missing: string }> {

@@ -3,6 +3,7 @@
 // 100,000 must not sort as text. The entries are written with chosen ids (xid8 takes any
 // value), on real TimescaleDB, through the repository the streams use.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { createPgDb, type Db } from '../../storage/db.ts';
 import { migrate } from '../../storage/migrate.ts';
@@ -68,6 +69,21 @@ describe('stream log order across powers of ten of transaction ids', () => {
   });
 });
 
+/** A transaction left running on its own connection (in the database of `url`), and its id. */
+async function runningTransaction(url: string): Promise<{ open: pg.Client; t1: number }> {
+  const open = new pg.Client({ connectionString: url });
+  await open.connect();
+  await open.query('BEGIN');
+  const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
+  return { open, t1 };
+}
+
+/** Commits one stream-log entry of VIN (a record measured at BASE + 1 s) and returns its transaction id. */
+async function commitEntry(): Promise<number> {
+  await db.query('INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[$2::timestamptz], ARRAY[1::int8])', [VIN, new Date(BASE + 1000)]);
+  return Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+}
+
 describe('the tail read (horizon and entries in one statement)', () => {
   it('gives the records range() gives below its horizon, for a few vehicles and for many', async () => {
     const t = await log.tail(0, [VIN]);
@@ -89,15 +105,10 @@ describe('the tail read (horizon and entries in one statement)', () => {
 describe('the horizon', () => {
   it('stops below a transaction still running, and says entries wait above it until it ends', async () => {
     await db.query('DELETE FROM stream_log');
-    const pg = await import('pg');
-    const open = new pg.default.Client({ connectionString: tdb.url });
-    await open.connect();
+    const { open, t1 } = await runningTransaction(tdb.url);
     try {
-      await open.query('BEGIN');
-      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
       // A younger transaction commits an entry while t1 runs.
-      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[now()], ARRAY[1::int8])", [VIN]);
-      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      const t2 = await commitEntry();
       expect(t2).toBeGreaterThan(t1);
       const during = await log.horizon();
       expect(during.h).toBeLessThanOrEqual(t1);
@@ -113,16 +124,11 @@ describe('the horizon', () => {
 
   it('the one-statement tail read stops below a running transaction, and hands out what waited once it ends', async () => {
     await db.query('DELETE FROM stream_log');
-    const pg = await import('pg');
-    const open = new pg.default.Client({ connectionString: tdb.url });
-    await open.connect();
+    const { open, t1 } = await runningTransaction(tdb.url);
     try {
-      await open.query('BEGIN');
-      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
       const lo = (await log.tail(0, [VIN])).h;
       expect(lo).toBeLessThanOrEqual(t1);
-      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[$2::timestamptz], ARRAY[1::int8])", [VIN, new Date(BASE + 1000)]);
-      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      const t2 = await commitEntry();
       const during = await log.tail(lo, [VIN]);
       expect(during.h).toBeLessThanOrEqual(t1);
       expect(during.waiting).toBe(true);
@@ -139,15 +145,10 @@ describe('the horizon', () => {
 
   it('a transaction running in another database of the server does not hold it back', async () => {
     await db.query('DELETE FROM stream_log');
-    const pg = await import('pg');
     const other = await createTestDatabase();
-    const open = new pg.default.Client({ connectionString: other.url });
-    await open.connect();
+    const { open, t1 } = await runningTransaction(other.url);
     try {
-      await open.query('BEGIN');
-      const t1 = Number((await open.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x);
-      await db.query("INSERT INTO stream_log (vin, ats, seqs) VALUES ($1, ARRAY[$2::timestamptz], ARRAY[1::int8])", [VIN, new Date(BASE + 1000)]);
-      const t2 = Number((await db.query<{ x: string }>('SELECT max(tx)::text AS x FROM stream_log')).rows[0]!.x);
+      const t2 = await commitEntry();
       expect(t2).toBeGreaterThan(t1);
       const t = await log.tail(0, [VIN]);
       expect(t.h).toBeGreaterThan(t2);

@@ -194,22 +194,36 @@ describe('stream hub, idle tail', () => {
   });
 });
 
+/** A log entry of one record, for the tests that set the horizon by hand. */
+interface Fixed {
+  vin: string;
+  tx: number;
+  seq: number;
+}
+const fixedRec = (e: Fixed): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+/** A tail read of those entries: lo <= tx < hi, of the vehicles wanted, by vin then tx. */
+const fixedRange = (entries: readonly Fixed[], lo: number, hi: number, want: readonly string[]): StreamRecord[] =>
+  entries
+    .filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin))
+    .sort((a, b) => (a.vin < b.vin ? -1 : a.vin > b.vin ? 1 : a.tx - b.tx))
+    .map(fixedRec);
+const vinsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `V${String(i + 1).padStart(2, '0')}`);
+
 describe('stream hub, a read handed out in slices', () => {
   it('a consumer that catches up while a tail read is half handed out still gets that read\'s records', async () => {
     // One transaction (100) writes one record for each of V01..V20. Consumer B resumes on
     // V01 just before it; its (empty) backlog read returns exactly when the tail has handed
     // V01's part of the read to consumer C and yields: had B joined the tail then, it would
     // never get that record.
-    const vins = Array.from({ length: 20 }, (_, i) => `V${String(i + 1).padStart(2, '0')}`);
+    const vins = vinsOf(20);
     let h = 100;
-    const entries: { vin: string; tx: number; seq: number }[] = [];
-    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    const entries: Fixed[] = [];
     let gate: Promise<void> | null = null;
     let open!: () => void;
     gate = new Promise<void>((r) => (open = r));
     const store: StreamStore = {
       horizon: async () => ({ h, waiting: false }),
-      range: async (lo, hi, want) => entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : 1)).map(rec),
+      range: async (lo, hi, want) => fixedRange(entries, lo, hi, want),
       async page(vin, a, bound) {
         if (vin === 'V01' && a?.tx === 99 && gate) {
           const g = gate;
@@ -217,7 +231,7 @@ describe('stream hub, a read handed out in slices', () => {
           await g;
         }
         const es = entries.filter((e) => e.vin === vin && e.tx < bound && (!a || e.tx > a.tx));
-        return es.length ? { records: es.map(rec), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } } : { records: [], last: null };
+        return es.length ? { records: es.map(fixedRec), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } } : { records: [], last: null };
       },
     };
     const hub = createStreamHub({ store, pollMs: 1000, waitPollMs: 1, dispatchSliceMs: 0 });
@@ -247,17 +261,16 @@ describe('stream hub, a read handed out in slices', () => {
 
 describe('stream hub, reading while handing out', () => {
   it('reads the next part of the tail while the last is still being handed out, and hands both out in order', async () => {
-    const vins = Array.from({ length: 20 }, (_, i) => `V${String(i + 1).padStart(2, '0')}`);
+    const vins = vinsOf(20);
     let h = 100;
-    const entries: { vin: string; tx: number; seq: number }[] = [];
-    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    const entries: Fixed[] = [];
     let handedOut = 0;
     let handedOutAtSecondRead = -1;
     const store: StreamStore = {
       horizon: async () => ({ h, waiting: false }),
       range: async (lo, hi, want) => {
         if (lo === 101) handedOutAtSecondRead = handedOut;
-        return entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : a.vin > b.vin ? 1 : a.tx - b.tx)).map(rec);
+        return fixedRange(entries, lo, hi, want);
       },
       page: async () => ({ records: [], last: null }),
     };
@@ -299,11 +312,10 @@ describe('stream hub, reading while handing out', () => {
 describe('stream hub, a stream that fails while a read is handed out', () => {
   it('ends that stream, and the read still reaches every other stream', async () => {
     let h = 100;
-    const entries: { vin: string; tx: number; seq: number }[] = [];
-    const rec = (e: { vin: string; tx: number; seq: number }): StreamRecord => ({ vin: e.vin, tx: e.tx, ord: 1, recordedAtMs: e.seq, json: () => `${e.vin}:${e.seq}`, line: (_p, out, at) => at + out.write(`${e.vin}:${e.seq}`, at, 'latin1') });
+    const entries: Fixed[] = [];
     const store: StreamStore = {
       horizon: async () => ({ h, waiting: false }),
-      range: async (lo, hi, want) => entries.filter((e) => e.tx >= lo && e.tx < hi && want.includes(e.vin)).sort((a, b) => (a.vin < b.vin ? -1 : a.vin > b.vin ? 1 : a.tx - b.tx)).map(rec),
+      range: async (lo, hi, want) => fixedRange(entries, lo, hi, want),
       page: async () => ({ records: [], last: null }),
     };
     const errors: string[] = [];
