@@ -7,13 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from './config/index.ts';
-import type { Db } from './storage/db.ts';
-import type { Shards } from './storage/shards.ts';
-import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './storage/stream-log.ts';
-import { createRecentRows, type RecentRows } from './storage/stream-recent.ts';
-import type { CopyRow } from './storage/copy-binary.ts';
-import { applyRetention, endedContracts, type RetentionDb } from './storage/retention.ts';
-import { runOncePerPeriod } from './storage/schedule.ts';
+import type { Db } from './storage/driver/db.ts';
+import type { Shards } from './storage/driver/shards.ts';
+import { createStreamLogRepo, STREAM_CHANNEL, type StreamLogRepo } from './stream/log.ts';
+import { createRecentRows, type RecentRows } from './stream/held-rows.ts';
+import type { CopyRow } from './storage/driver/copy-binary.ts';
+import { applyRetention, endedContracts, type RetentionDb } from './storage/ops/retention.ts';
+import { runOncePerPeriod } from './storage/ops/schedule.ts';
 import { coalesced, createStreamHub, type StreamHub } from './stream/hub.ts';
 import { createShardedHub, shardedPositions } from './stream/shards.ts';
 import type { StreamPos } from './stream/ports.ts';
@@ -28,7 +28,7 @@ export interface Live {
    * A commit on shard `index` (undefined: unknown shard, every shard): wake the tailer here
    * (any commit may move the horizon: entries of younger transactions wait for it), and when
    * it inserted telemetry, NOTIFY the other instances. The batch's rows and transaction
-   * are held for this process's tailer (storage/stream-recent.ts).
+   * are held for this process's tailer (stream/held-rows.ts).
    */
   committed(index: number | undefined, batch: CommittedBatch): void;
   /** The stored data or the terms of `vin` (undefined: of every vehicle) may have changed: let go of its held rows. */

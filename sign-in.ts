@@ -3,8 +3,8 @@
 // embedded one under /oidc, all answering through one authenticator.
 import type { Logger } from 'pino';
 import type { Config } from './config/index.ts';
-import type { Db } from './storage/db.ts';
-import { createAccountRepo, createMintedTokenRepo, createOidcStore, TOKEN_REVOKED_CHANNEL, type AccountRepo, type MintedTokenRepo } from './storage/sign-in.ts';
+import type { Db } from './storage/driver/db.ts';
+import { createAccountRepo, createMintedTokenRepo, createOidcStore, TOKEN_REVOKED_CHANNEL, type AccountRepo, type MintedTokenRepo } from './storage/repos/sign-in.ts';
 import { createTokenService, parseKeys, randomKey, type TokenService } from './identity/tokens.ts';
 import { createAuthenticator, type Authenticator } from './identity/authenticate.ts';
 import { createOidcVerifier } from './identity/oidc.ts';

@@ -167,7 +167,7 @@ export function ownerRead(caller: Caller, currentOwner: string | null, periods: 
  * The authority's OBFCM report, per reading: shared when the privacy state in force for
  * the ownership period the reading belongs to (that period's owner's last choice; the
  * defaults when they made none) neither refuses CO2 sharing nor restricts processing.
- * The disclosure is filed with that period's owner. storage/reads.ts obfcmReport runs
+ * The disclosure is filed with that period's owner. storage/repos/reads.ts obfcmReport runs
  * this rule in SQL; test/unit/access.test.ts and the property test hold both to it.
  */
 export function obfcmShareable(periodState: { co2Sharing: boolean; restricted: boolean } | null): boolean {

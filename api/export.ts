@@ -16,7 +16,7 @@ export type ExportFormat = 'ndjson' | 'csv' | 'zip';
 /** The NDJSON lines as the response body; stops reading the database when the consumer goes away. */
 export function ndjsonStream(pages: AsyncGenerator<string>): Readable {
   // With the stream's encoding matching push()'s default, the strings pass through as
-  // strings (storage/reads.ts CHUNK_BYTES says why); the lines are ASCII.
+  // strings (storage/repos/reads.ts CHUNK_BYTES says why); the lines are ASCII.
   return Readable.from(pages, { objectMode: false, encoding: 'utf8' });
 }
 

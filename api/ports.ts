@@ -140,7 +140,7 @@ export interface StoreFailures {
 
 // ---------------------------------------------------------------------------
 // Live streams (api/routes/stream.ts): the fan-out (stream/hub.ts) and the stream log's
-// resume positions (storage/stream-log.ts).
+// resume positions (stream/log.ts).
 
 /** Place of a record in its vehicle's stream: (writing transaction id, place in its entry). */
 export interface CursorPos {
@@ -182,7 +182,7 @@ export interface StreamFeed {
   close(sub: FeedSubscriber): void;
 }
 
-/** Where resumes can start (storage/stream-log.ts). */
+/** Where resumes can start (stream/log.ts). */
 export interface StreamPositions {
   /** Cursors of `vin` at or below this transaction id can no longer resume (retention; sharded: of the VIN's shard's log). */
   trimmedBelow(vin: string): Promise<number>;

@@ -1,14 +1,14 @@
 // The database's own ingest ceiling: rows of the gateway's shape (telemetry with its 23
 // double columns + the OBFCM copy, as the gateway writes them for vehicles with default
 // consent) written straight into the same tables, no MQTT, with as many connections as
-// the gateway's writer. Methods: the writer itself (storage/writer.ts) with large
+// the gateway's writer. Methods: the writer itself (storage/writer/writer.ts) with large
 // batches, by each of its paths (binary COPY into staging tables + INSERT … SELECT ON
 // CONFLICT, and its single unnest statement with data-modifying CTEs), and a
 // hand-written multi-row VALUES statement (prepared once, same two tables).
 import pg from 'pg';
-import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
+import { createBatchWriter, type TelemetryRow } from '../storage/writer/writer.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../proto/fields.ts';
-import { typeParsers, type Db } from '../storage/db.ts';
+import { typeParsers, type Db } from '../storage/driver/db.ts';
 import { samplesFor, type FleetSample } from './fleet.ts';
 import { SEQ_BASE } from './mqtt-wire.ts';
 import { benchVin, round } from './lib.ts';
@@ -79,7 +79,7 @@ export async function ceilingWriter(
   await w.close(60_000);
   if (failed) throw failed as Error;
   return {
-    method: opts.method === 'copy' ? 'binary COPY + INSERT … SELECT ON CONFLICT (storage/writer.ts)' : 'unnest (storage/writer.ts)',
+    method: opts.method === 'copy' ? 'binary COPY + INSERT … SELECT ON CONFLICT (storage/writer/writer.ts)' : 'unnest (storage/writer/writer.ts)',
     rowsPerStatement: opts.batchRows, recordsPerSec: round(rows / (opts.measureMs / 1000)), statements: stmts, meanStatementMs: round(stmtMs / Math.max(1, stmts), 1) };
 }
 

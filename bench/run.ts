@@ -28,10 +28,10 @@ import path from 'node:path';
 import { connect as mqttConnect } from 'mqtt';
 import pg from 'pg';
 import { loadConfig } from '../config/index.ts';
-import { createPgDb, typeParsers } from '../storage/db.ts';
-import { migrate } from '../storage/migrate.ts';
-import { openShards } from '../storage/shards.ts';
-import { createVehicleRepo } from '../storage/vehicles.ts';
+import { createPgDb, typeParsers } from '../storage/driver/db.ts';
+import { migrate } from '../storage/driver/migrate.ts';
+import { openShards } from '../storage/driver/shards.ts';
+import { createVehicleRepo } from '../storage/repos/vehicles.ts';
 import { FIELD_COLUMNS } from '../proto/fields.ts';
 import { hashSecret, newSecret } from '../identity/secrets.ts';
 import { runFilterBench } from './filter-bench.ts';
@@ -1510,7 +1510,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
     } finally {
       await pc.end();
     }
-    const { encodeCursor } = await import('../api/stream-cursor.ts');
+    const { encodeCursor } = await import('../stream/cursor.ts');
     const tok = tokens[0]!;
     log(`stream: catch-up of ${n.toLocaleString('en-US')} records`);
     const t = performance.now();

@@ -6,9 +6,9 @@
 //
 // Uses BENCH_DATABASE_URL, else the local TimescaleDB of scripts/timescaledb.sh; creates
 // and drops a database `bench_writer_sizes`. NOOBF=1: no shareable OBFCM copy per record.
-import { createPgDb } from '../storage/db.ts';
-import { migrate } from '../storage/migrate.ts';
-import { createBatchWriter, type TelemetryRow } from '../storage/writer.ts';
+import { createPgDb } from '../storage/driver/db.ts';
+import { migrate } from '../storage/driver/migrate.ts';
+import { createBatchWriter, type TelemetryRow } from '../storage/writer/writer.ts';
 import { FIELD_COLUMNS } from '../proto/fields.ts';
 import { createDatabase, dropDatabase } from './lib.ts';
 

@@ -1,5 +1,5 @@
 // What the stream fan-out needs from storage, as interfaces. main.ts hands in the storage
-// implementation (storage/stream-log.ts); nothing here imports storage/.
+// implementation (stream/log.ts); nothing here imports storage/.
 import type { Group } from '../proto/fields.ts';
 
 /** Place of a record in a vehicle's stream: (writing transaction id, place in its entry). */
@@ -26,7 +26,7 @@ export interface StreamRecord {
   line(p: LineProjection, out: Buffer, at: number): number;
 }
 
-/** The commit-ordered log of stored records (see storage/stream-log.ts for the guarantees). */
+/** The commit-ordered log of stored records (see stream/log.ts for the guarantees). */
 export interface StreamStore {
   horizon(): Promise<{ h: number; waiting: boolean }>;
   range(lo: number, hi: number, vins: readonly string[]): Promise<StreamRecord[]>;

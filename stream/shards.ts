@@ -6,7 +6,7 @@
 import type { StreamHub, Subscriber, OpenOptions } from './hub.ts';
 import type { StreamPos } from './ports.ts';
 
-/** Resume positions of one shard's log (storage/stream-log.ts). */
+/** Resume positions of one shard's log (stream/log.ts). */
 export interface ShardPositions {
   trimmedBelow(): Promise<number>;
   startFor(vin: string, fromMs: number, marginMs: number): Promise<StreamPos>;

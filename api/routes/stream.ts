@@ -11,7 +11,7 @@ import type { Group } from '../../proto/fields.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
 import { ApiError } from '../errors.ts';
-import { cursorEncoder, cursorWriter, decodeCursor, type CursorPos } from '../stream-cursor.ts';
+import { cursorEncoder, cursorWriter, decodeCursor, type CursorPos } from '../../stream/cursor.ts';
 import type { ConsentStore, FeedRecord, FeedSubscriber, GrantStore, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';

@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { typeParsers } from '../../storage/db.ts';
+import { typeParsers } from '../../storage/driver/db.ts';
 
 export interface TestDatabase {
   url: string;

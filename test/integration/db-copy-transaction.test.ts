@@ -1,8 +1,8 @@
-// storage/db.ts: the COPY transaction's one-round-trip forms (`begin` statements with BEGIN,
+// storage/driver/db.ts: the COPY transaction's one-round-trip forms (`begin` statements with BEGIN,
 // commitWith), on real PostgreSQL: what commits, and what a failing statement rolls back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
+import { createPgDb, type Db } from '../../storage/driver/db.ts';
 
 let tdb: TestDatabase;
 let db: Db;

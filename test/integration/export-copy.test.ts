@@ -1,16 +1,16 @@
 // The NDJSON export on pg reads telemetry by binary COPY and writes the JSON in the gateway
-// (storage/copy-out.ts). Here, against the real TimescaleDB: the lines it builds equal, value
+// (storage/driver/copy-out.ts). Here, against the real TimescaleDB: the lines it builds equal, value
 // for value, the lines PostgreSQL builds itself (the path PGlite takes), on edge values:
 // times before 2000 and on millisecond boundaries, -0, subnormals, 1e21, large seqs, groups
 // carried with every field absent, groups not carried; and a torn or foreign stream is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type CopyDb, type Db } from '../../storage/db.ts';
-import { migrate } from '../../storage/migrate.ts';
-import { createReadRepo } from '../../storage/reads.ts';
-import { createVehicleRepo } from '../../storage/vehicles.ts';
-import { createRightsRepo } from '../../storage/rights.ts';
-import { CopyFormatError, copyDataStart, ndjsonPlan, rowOffsets } from '../../storage/copy-out.ts';
+import { createPgDb, type CopyDb, type Db } from '../../storage/driver/db.ts';
+import { migrate } from '../../storage/driver/migrate.ts';
+import { createReadRepo } from '../../storage/repos/reads.ts';
+import { createVehicleRepo } from '../../storage/repos/vehicles.ts';
+import { createRightsRepo } from '../../storage/repos/rights.ts';
+import { CopyFormatError, copyDataStart, ndjsonPlan, rowOffsets } from '../../storage/driver/copy-out.ts';
 import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
 
 const VIN = 'WCPYX000000000001';

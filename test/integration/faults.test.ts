@@ -9,7 +9,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { typeParsers } from '../../storage/db.ts';
+import { typeParsers } from '../../storage/driver/db.ts';
 import { ADMIN_TOKEN, testVin } from '../helpers/gateway.ts';
 import { freePort, killAllGateways, metricValues, readyz, sampler, sleep, spawnGateway, waitReady, type GatewayProcess } from '../helpers/proc.ts';
 import { startTsdbInstance, tsdbInstalled, type TsdbInstance } from '../helpers/tsdb-instance.ts';

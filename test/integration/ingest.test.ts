@@ -16,8 +16,8 @@ import {
   record,
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../main.ts';
-import { createConsentRepo } from '../../storage/consent.ts';
-import { createPgDb } from '../../storage/db.ts';
+import { createConsentRepo } from '../../storage/repos/consent.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
 import { TelemetryRecord } from '../../proto/index.ts';
 
 let db: TestDatabase;

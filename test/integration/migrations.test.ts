@@ -1,11 +1,11 @@
-// storage/migrate.ts on a fresh database: safe from several processes at once, applied
+// storage/driver/migrate.ts on a fresh database: safe from several processes at once, applied
 // once, and the schema it makes has a column for every field of the .proto contract.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb } from '../../storage/db.ts';
-import { migrate, type MigrationResult } from '../../storage/migrate.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
+import { migrate, type MigrationResult } from '../../storage/driver/migrate.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS } from '../../proto/fields.ts';
 
 const MIGRATION_FILES = readdirSync(fileURLToPath(new URL('../../storage/migrations/', import.meta.url)))

@@ -17,9 +17,9 @@ import { FULL_CONSUMPTION, api, connectVehicle, encodeBatch, provision, publish,
 import type { RunningGateway } from '../../main.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 import { obfcmShareable } from '../../access/grants.ts';
-import { createPgDb } from '../../storage/db.ts';
-import { createReadRepo } from '../../storage/reads.ts';
-import { bucketOf, openShards } from '../../storage/shards.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
+import { createReadRepo } from '../../storage/repos/reads.ts';
+import { bucketOf, openShards } from '../../storage/driver/shards.ts';
 
 const JWT_KEYS = 'obfcmprop1:obfcm-report-property-signing-secret-0123456789';
 const signer = createTokenService(parseKeys(JWT_KEYS));

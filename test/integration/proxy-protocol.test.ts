@@ -13,8 +13,8 @@ import path from 'node:path';
 import { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { encodeBatch, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
-import { createPgDb } from '../../storage/db.ts';
-import { createVehicleRepo } from '../../storage/vehicles.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
+import { createVehicleRepo } from '../../storage/repos/vehicles.ts';
 import { hashSecret, newSecret } from '../../identity/secrets.ts';
 import type { RunningGateway } from '../../main.ts';
 

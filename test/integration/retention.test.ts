@@ -2,10 +2,10 @@
 // TimescaleDB (Apache build here) by drop_chunks, on PGlite by DELETE.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
-import { createPgliteDb } from '../../storage/pglite.ts';
-import { migrate } from '../../storage/migrate.ts';
-import { applyRetention } from '../../storage/retention.ts';
+import { createPgDb, type Db } from '../../storage/driver/db.ts';
+import { createPgliteDb } from '../../storage/driver/pglite.ts';
+import { migrate } from '../../storage/driver/migrate.ts';
+import { applyRetention } from '../../storage/ops/retention.ts';
 
 let tdb: TestDatabase;
 beforeAll(async () => {

@@ -1,11 +1,11 @@
-// storage/schedule.ts: duties that run once per period whatever the number of gateway
+// storage/ops/schedule.ts: duties that run once per period whatever the number of gateway
 // processes on one database. Three pools on one TimescaleDB database stand for three
 // processes; each asks far more often than once a period, as the gateway's timer does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
-import { migrate } from '../../storage/migrate.ts';
-import { runExclusive, runOncePerPeriod } from '../../storage/schedule.ts';
+import { createPgDb, type Db } from '../../storage/driver/db.ts';
+import { migrate } from '../../storage/driver/migrate.ts';
+import { runExclusive, runOncePerPeriod } from '../../storage/ops/schedule.ts';
 
 let tdb: TestDatabase;
 const dbs: Db[] = [];

@@ -10,8 +10,8 @@ import { ADMIN_TOKEN, encodeBatch, record, startTestGateway, testVin } from '../
 import { provisionVehicles, startFleet, summarizeStored, type Fleet } from '../helpers/fleet.ts';
 import { sleep } from '../helpers/proc.ts';
 import { startTsdbInstance, tsdbInstalled, type TsdbInstance } from '../helpers/tsdb-instance.ts';
-import { typeParsers } from '../../storage/db.ts';
-import { bucketOf } from '../../storage/shards.ts';
+import { typeParsers } from '../../storage/driver/db.ts';
+import { bucketOf } from '../../storage/driver/shards.ts';
 import type { RunningGateway } from '../../main.ts';
 import mqtt from 'mqtt';
 

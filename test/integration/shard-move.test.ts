@@ -12,9 +12,9 @@ import { mintToken } from '../helpers/grants.ts';
 import { provisionVehicles, startFleet, summarizeStored, type Fleet } from '../helpers/fleet.ts';
 import { killAllChildren, runChild } from '../helpers/proc.ts';
 import { openSse } from '../helpers/sse.ts';
-import { createPgDb, typeParsers } from '../../storage/db.ts';
-import { bucketOf, openShards } from '../../storage/shards.ts';
-import { moveBucket } from '../../storage/shard-move.ts';
+import { createPgDb, typeParsers } from '../../storage/driver/db.ts';
+import { bucketOf, openShards } from '../../storage/driver/shards.ts';
+import { moveBucket } from '../../storage/ops/shard-move.ts';
 import type { RunningGateway } from '../../main.ts';
 
 type Query = <R>(sql: string, params?: unknown[]) => Promise<R[]>;

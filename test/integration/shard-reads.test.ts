@@ -10,7 +10,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { api, connectVehicle, encodeBatch, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, publish, record, startTestGateway, testVin, waitFor } from '../helpers/gateway.ts';
 import { createGrant, mintToken, registerRecipient, workshopVisit } from '../helpers/grants.ts';
 import { openSse } from '../helpers/sse.ts';
-import { bucketOf } from '../../storage/shards.ts';
+import { bucketOf } from '../../storage/driver/shards.ts';
 import type { RunningGateway } from '../../main.ts';
 
 const VEHICLES = 200;

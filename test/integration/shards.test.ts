@@ -1,10 +1,10 @@
-// storage/shards.ts against real databases: the first start fills the map (b → b mod N)
+// storage/driver/shards.ts against real databases: the first start fills the map (b → b mod N)
 // after migrating every shard; a reordered or shortened SHARD_URLS is refused; an appended
 // shard takes no bucket; a map change reaches a running process by NOTIFY.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb } from '../../storage/db.ts';
-import { BUCKETS, bucketOf, openShards, SHARD_MAP_CHANNEL, urlLabel } from '../../storage/shards.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
+import { BUCKETS, bucketOf, openShards, SHARD_MAP_CHANNEL, urlLabel } from '../../storage/driver/shards.ts';
 import { isStorageError, STO_ERR } from '../../storage/errors.ts';
 
 let control: TestDatabase;

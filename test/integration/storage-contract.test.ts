@@ -8,16 +8,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, testVin, waitFor } from '../helpers/gateway.ts';
-import { createPgDb, type Db, type QueryResult } from '../../storage/db.ts';
-import { createPgliteDb } from '../../storage/pglite.ts';
-import { createSeriesRepo } from '../../storage/series.ts';
-import { migrate, type MigrationResult } from '../../storage/migrate.ts';
-import { createVehicleRepo, type VehicleRepo } from '../../storage/vehicles.ts';
-import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/consent.ts';
-import { createRightsRepo, type RightsRepo } from '../../storage/rights.ts';
-import { createReadRepo } from '../../storage/reads.ts';
-import { openShards, type Shards } from '../../storage/shards.ts';
-import { createBatchWriter, type BatchStats, type QuarantineRow, type TelemetryRow, type WriteItem } from '../../storage/writer.ts';
+import { createPgDb, type Db, type QueryResult } from '../../storage/driver/db.ts';
+import { createPgliteDb } from '../../storage/driver/pglite.ts';
+import { createSeriesRepo } from '../../storage/repos/series.ts';
+import { migrate, type MigrationResult } from '../../storage/driver/migrate.ts';
+import { createVehicleRepo, type VehicleRepo } from '../../storage/repos/vehicles.ts';
+import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/repos/consent.ts';
+import { createRightsRepo, type RightsRepo } from '../../storage/repos/rights.ts';
+import { createReadRepo } from '../../storage/repos/reads.ts';
+import { openShards, type Shards } from '../../storage/driver/shards.ts';
+import { createBatchWriter, type BatchStats, type QuarantineRow, type TelemetryRow, type WriteItem } from '../../storage/writer/writer.ts';
 import { StorageError } from '../../storage/errors.ts';
 
 const MIGRATION_FILES = readdirSync(fileURLToPath(new URL('../../storage/migrations/', import.meta.url)))

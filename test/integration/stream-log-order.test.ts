@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { createPgDb, type Db } from '../../storage/db.ts';
-import { migrate } from '../../storage/migrate.ts';
-import { createStreamLogRepo, type StreamLogRepo } from '../../storage/stream-log.ts';
+import { createPgDb, type Db } from '../../storage/driver/db.ts';
+import { migrate } from '../../storage/driver/migrate.ts';
+import { createStreamLogRepo, type StreamLogRepo } from '../../stream/log.ts';
 
 const VIN = 'WORDER00000000001';
 const BASE = Date.parse('2026-11-01T00:00:00Z');

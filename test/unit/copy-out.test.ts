@@ -2,7 +2,7 @@
 // Number#toString prints (the shortest round-trip form), for every finite double.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { putInt, putNumber } from '../../storage/copy-out.ts';
+import { putInt, putNumber } from '../../storage/driver/copy-out.ts';
 
 const out = Buffer.alloc(64);
 const viaPut = (v: number): string => out.toString('latin1', 0, putNumber(out, 0, v));

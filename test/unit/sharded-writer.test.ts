@@ -1,12 +1,12 @@
-// storage/sharded-writer.ts with fakes that honour the ports (Shards, BatchWriter): each
+// storage/writer/sharded-writer.ts with fakes that honour the ports (Shards, BatchWriter): each
 // message to its VIN's shard writer only, its promise settled by that writer; a moving
 // bucket's messages held and released to the new shard when the map changes; room asked
 // per VIN's shard; close() refuses what is held (not acknowledged, so resent).
 import { describe, expect, it } from 'vitest';
-import { createShardedWriter } from '../../storage/sharded-writer.ts';
-import type { BatchWriter, WriteItem } from '../../storage/writer.ts';
-import type { Shards } from '../../storage/shards.ts';
-import type { Db } from '../../storage/db.ts';
+import { createShardedWriter } from '../../storage/writer/sharded-writer.ts';
+import type { BatchWriter, WriteItem } from '../../storage/writer/writer.ts';
+import type { Shards } from '../../storage/driver/shards.ts';
+import type { Db } from '../../storage/driver/db.ts';
 import { STO_ERR, isStorageError } from '../../storage/errors.ts';
 
 function fakeShards(owner: Record<string, number>) {

@@ -1,8 +1,8 @@
-// storage/shards.ts bucketOf: the VIN → bucket hash is a contract with every stored row
+// storage/driver/shards.ts bucketOf: the VIN → bucket hash is a contract with every stored row
 // (a changed hash would put a VIN's new rows on another shard than its old ones). Fixed
 // vectors, checked against an independent FNV-1a implementation.
 import { describe, expect, it } from 'vitest';
-import { BUCKETS, bucketOf, fnv1a32, urlLabel } from '../../storage/shards.ts';
+import { BUCKETS, bucketOf, fnv1a32, urlLabel } from '../../storage/driver/shards.ts';
 import { ConfigError, loadConfig } from '../../config/index.ts';
 
 describe('bucketOf', () => {

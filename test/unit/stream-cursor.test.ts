@@ -1,8 +1,8 @@
-// api/stream-cursor.ts: the cursor as text (encodeCursor) and as bytes (cursorWriter, what
+// stream/cursor.ts: the cursor as text (encodeCursor) and as bytes (cursorWriter, what
 // the streams write) are the same, and decode back to the position.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { cursorWriter, decodeCursor, encodeCursor } from '../../api/stream-cursor.ts';
+import { cursorWriter, decodeCursor, encodeCursor } from '../../stream/cursor.ts';
 
 const VIN = 'WCURSOR0000000001';
 

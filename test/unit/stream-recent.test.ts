@@ -1,9 +1,9 @@
-// storage/stream-recent.ts: the rows a writer just committed, held for the live tail.
+// stream/held-rows.ts: the rows a writer just committed, held for the live tail.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
-import { createRecentRows, lineOf } from '../../storage/stream-recent.ts';
-import type { CopyRow } from '../../storage/copy-binary.ts';
+import { createRecentRows, lineOf } from '../../stream/held-rows.ts';
+import type { CopyRow } from '../../storage/driver/copy-binary.ts';
 
 const row = (vin: string, seq: number, speedKmh = seq): CopyRow => ({ vin, seq, recordedAtMs: 1_700_000_000_000 + seq, technical: { speedKmh } });
 const all = () => true;

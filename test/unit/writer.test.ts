@@ -1,8 +1,8 @@
-// storage/writer.ts (createBatchWriter) against an in-memory Db that honours the Db
+// storage/writer/writer.ts (createBatchWriter) against an in-memory Db that honours the Db
 // contract (test/unit/fakes/db.ts): what is stored, when write() settles, how many rows
 // the writer holds, what it does on transient and on refused statements.
 import { describe, expect, it } from 'vitest';
-import { createBatchWriter, type BatchStats, type TelemetryRow, type WriteItem } from '../../storage/writer.ts';
+import { createBatchWriter, type BatchStats, type TelemetryRow, type WriteItem } from '../../storage/writer/writer.ts';
 import { createFakeDb } from './fakes/db.ts';
 import { settle, stateOf, until } from './fakes/wait.ts';
 

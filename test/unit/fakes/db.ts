@@ -1,4 +1,4 @@
-// An in-memory `Db` (storage/db.ts) for unit tests of the batch writer. It honours the
+// An in-memory `Db` (storage/driver/db.ts) for unit tests of the batch writer. It honours the
 // contract the writer relies on: one statement per query() call, all of its rows or none
 // (a failing statement stores nothing), ON CONFLICT DO NOTHING (a row already there is
 // not inserted again, and not counted), the result row counting what each table took.
@@ -10,7 +10,7 @@
 // or busy database), `failNext()` makes the next statements fail with a given error
 // (transient like ECONNREFUSED, or a refusal like 23502), `refuseVin()` makes every
 // statement that carries that VIN fail (bad data the database refuses).
-import type { Db, QueryResult, Queryable } from '../../../storage/db.ts';
+import type { Db, QueryResult, Queryable } from '../../../storage/driver/db.ts';
 
 export interface FakeStatement {
   tables: string[];

@@ -4,7 +4,7 @@
 // vehicle: taken elsewhere, one would skip records silently), and with sharded storage the
 // shard whose log the position is in (after a move, another shard's log cannot continue it).
 import { createHash } from 'node:crypto';
-import type { CursorPos } from './ports.ts';
+import type { CursorPos } from '../api/ports.ts';
 
 export type { CursorPos };
 

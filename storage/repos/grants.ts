@@ -3,8 +3,8 @@
 // decided by access/grants.ts; the one rule repeated here, in SQL, is "still active and
 // not restricted", re-checked by the very statement that files the read's disclosure, so
 // a revocation or restriction committed before it can never be read past.
-import type { Db, Queryable } from './db.ts';
-import { STO_ERR, StorageError, isStorageError, isUniqueViolation } from './errors.ts';
+import type { Db, Queryable } from '../driver/db.ts';
+import { STO_ERR, StorageError, isStorageError, isUniqueViolation } from '../errors.ts';
 
 /** NOTIFY channel announcing that a grant was revoked or ended; payload = the grant id. */
 export const GRANT_CHANNEL = 'grant_changed';

@@ -10,7 +10,7 @@
 // a 32-bit flags word, a 32-bit header-extension length (+ the extension), then per row a
 // 16-bit field count and, per field, a 32-bit length (-1 for NULL) and the value's bytes;
 // a field count of -1 ends the data. Integers are big-endian.
-import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Milliseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z). */
@@ -179,7 +179,7 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
   };
 }
 
-// Byte writers for fill() and for the live streams' held-row lines (storage/stream-recent.ts).
+// Byte writers for fill() and for the live streams' held-row lines (stream/held-rows.ts).
 
 export function putBytes(out: Buffer, p: number, src: Uint8Array): number {
   out.set(src, p);

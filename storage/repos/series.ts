@@ -2,10 +2,10 @@
 // time-bucketed summaries (charts over a year read a few hundred rows, not the records).
 // Bucketing runs in the database: time_bucket on TimescaleDB, date_bin elsewhere
 // (PostgreSQL ≥ 14, PGlite); both aligned on the same origin so the answers agree.
-import type { Db } from './db.ts';
-import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import type { Db } from '../driver/db.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
-import type { StoredValues } from '../proto/fields.ts';
+import type { StoredValues } from '../../proto/fields.ts';
 import type { Range, ShardRouting, StoredRecord } from './reads.ts';
 
 export interface OwnedVehicle {

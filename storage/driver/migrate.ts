@@ -4,9 +4,9 @@ import { readFile, readdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Db } from './db.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from '../errors.ts';
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
 // Any constant works; it only has to be the same for every gateway process.
 const LOCK_KEY = 0x63617264; // 'card'
 

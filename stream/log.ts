@@ -14,12 +14,12 @@
 // Records are read joined to `telemetry` (so erased or rewritten rows are read as they are
 // now) and turned into NDJSON lines by the export's own code: binary COPY and ndjsonPlan on
 // pg, the export's row mapping (groupOf) elsewhere (PGlite).
-import type { Db } from './db.ts';
+import type { Db } from '../storage/driver/db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
-import { copyDataStart, ndjsonPlan, readInt64, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from './copy-out.ts';
-import { groupOf } from './reads.ts';
-import { lineOf, lineWriter, type RecentRows } from './stream-recent.ts';
-import type { CopyRow } from './copy-binary.ts';
+import { copyDataStart, ndjsonPlan, readInt64, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from '../storage/driver/copy-out.ts';
+import { groupOf } from '../storage/repos/reads.ts';
+import { lineOf, lineWriter, type RecentRows } from './held-rows.ts';
+import type { CopyRow } from '../storage/driver/copy-binary.ts';
 
 /** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
 export const STREAM_CHANNEL = 'stream_committed';
@@ -99,7 +99,7 @@ interface Entry {
 const LINE_BYTES = 16 * 1024;
 
 /**
- * `recent`: the rows this process's writer just committed (storage/stream-recent.ts); the
+ * `recent`: the rows this process's writer just committed (stream/held-rows.ts); the
  * live tail takes the records of those transactions from there instead of the database.
  */
 export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null } = {}): StreamLogRepo {

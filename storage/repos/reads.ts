@@ -8,13 +8,13 @@
 // of the report) is read into memory, its disclosure committed in the control database,
 // and only then handed on; a streamed read (an export through a grant, a stream) has its
 // disclosure committed before the first row is read.
-import type { Db, Queryable } from './db.ts';
-import type { Shards } from './shards.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../proto/fields.ts';
+import type { Db, Queryable } from '../driver/db.ts';
+import type { Shards } from '../driver/shards.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../../proto/fields.ts';
 import { periodCondition, type OwnershipPeriod } from './rights.ts';
-import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from './copy-out.ts';
+import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from '../driver/copy-out.ts';
 import { insertGrantDisclosure } from './grants.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import { STO_ERR, StorageError } from '../errors.ts';
 
 export type { StoredValues };
 

@@ -7,9 +7,9 @@
 // themselves from the load: one message at a time when idle, thousands under load,
 // with no timer to wait on. An item's promise resolves only once its statement has
 // committed: that is what the gateway waits for before sending a PUBACK.
-import type { CopyCapability, Db } from './db.ts';
-import { STO_ERR, StorageError, isStorageError, isTransient } from './errors.ts';
-import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from './copy-binary.ts';
+import type { CopyCapability, Db } from '../driver/db.ts';
+import { STO_ERR, StorageError, isStorageError, isTransient } from '../errors.ts';
+import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from '../driver/copy-binary.ts';
 
 /** One record to store: its values by group (proto field names), and where it may go. */
 export interface TelemetryRow extends CopyRow {

@@ -1,11 +1,11 @@
 // Ownership periods and the data subject's rights: transfer, erasure (GDPR Art. 17).
-import type { Db, Queryable } from './db.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import type { Db, Queryable } from '../driver/db.ts';
+import { STO_ERR, StorageError } from '../errors.ts';
 import { appendConsentEvent, CONSENT_CHANNEL, type ChangeHooks } from './consent.ts';
-import { GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { GROUP_FLAG, type Group } from '../../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
-import type { Shards } from './shards.ts';
+import type { Shards } from '../driver/shards.ts';
 
 export interface OwnershipPeriod {
   ownerId: string;

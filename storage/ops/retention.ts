@@ -7,7 +7,7 @@
 // - quarantine: by age of reception.
 // Age caps drop whole chunks on TimescaleDB (drop_chunks), or DELETE elsewhere; with the
 // community licence TimescaleDB's own retention policy does it.
-import type { Queryable } from './db.ts';
+import type { Queryable } from '../driver/db.ts';
 
 /** A connection or transaction that knows its server kind (Db, or the transaction runOncePerPeriod hands out). */
 export type RetentionDb = Queryable & { readonly kind: string };

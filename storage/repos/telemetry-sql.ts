@@ -1,5 +1,5 @@
 // SQL fragments over the telemetry table shared by the repositories.
-import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
 
 /** SET clause that removes a group from a record: its columns NULL, its flag false. */
 export function clearGroupSet(group: Group): string {

@@ -10,8 +10,8 @@
 // before any shard writer, and released to the bucket's new shard when the map says it is
 // active again.
 import type { BatchWriter, WriteItem } from './writer.ts';
-import { STO_ERR, StorageError, isStorageError } from './errors.ts';
-import type { Shards } from './shards.ts';
+import { STO_ERR, StorageError, isStorageError } from '../errors.ts';
+import type { Shards } from '../driver/shards.ts';
 
 export interface ShardedWriter {
   write(item: WriteItem): Promise<void>;

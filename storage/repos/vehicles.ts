@@ -1,6 +1,6 @@
 // Vehicles and their MQTT credentials. Only a salted scrypt hash of a secret is stored.
-import type { Db } from './db.ts';
-import { STO_ERR, StorageError, isUniqueViolation } from './errors.ts';
+import type { Db } from '../driver/db.ts';
+import { STO_ERR, StorageError, isUniqueViolation } from '../errors.ts';
 
 export interface VehicleCredentials {
   vin: string;

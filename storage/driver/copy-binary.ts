@@ -2,9 +2,9 @@
 // sides the text conversion of every double (String(n) here, float8in there), which is
 // most of the cost of a wide numeric batch.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type FieldColumn, type Group } from '../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type FieldColumn, type Group } from '../../proto/fields.ts';
 
-import type { GroupValues } from '../proto/fields.ts';
+import type { GroupValues } from '../../proto/fields.ts';
 export interface CopyRow {
   vin: string;
   seq: number;

@@ -7,7 +7,7 @@
 // - a process that dies half-way releases both (ROLLBACK), so the period is not lost:
 //   the next process to ask takes it over;
 // - the period is cut from the database's clock, so processes with skewed clocks agree.
-import type { Db, Queryable } from './db.ts';
+import type { Db, Queryable } from '../driver/db.ts';
 
 /** Key space of the two-int advisory locks (migrate() uses the one-bigint space). */
 const LOCK_CLASS = 0x63617264; // 'card'

@@ -17,9 +17,9 @@
 // positions are transaction ids of the old shard): the rows copied are logged anew on the
 // new shard, as they are inserted there. Open streams of a moved vehicle end (reason
 // `moved`) and resume by time (?from=) on the new shard.
-import type { Db } from './db.ts';
-import { STO_ERR, StorageError } from './errors.ts';
-import { BUCKETS, SHARD_MAP_CHANNEL, bucketOf, type Shards } from './shards.ts';
+import type { Db } from '../driver/db.ts';
+import { STO_ERR, StorageError } from '../errors.ts';
+import { BUCKETS, SHARD_MAP_CHANNEL, bucketOf, type Shards } from '../driver/shards.ts';
 
 export interface MoveOptions {
   /** How long to wait after marking the bucket 'moving' for in-flight writes to commit, ms. */

@@ -1,7 +1,7 @@
 // Sign-in storage: minted API tokens (and their revocation), accounts of the embedded
 // OpenID Provider, that provider's artefacts (its adapter) and its kept key material.
-import type { Db } from './db.ts';
-import { STO_ERR, StorageError, isUniqueViolation } from './errors.ts';
+import type { Db } from '../driver/db.ts';
+import { STO_ERR, StorageError, isUniqueViolation } from '../errors.ts';
 
 /** NOTIFY channel announcing a revoked token; payload = its jti. */
 export const TOKEN_REVOKED_CHANNEL = 'api_token_revoked';

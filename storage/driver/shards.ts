@@ -8,7 +8,7 @@
 // single-database mode runs exactly the code and queries it always did.
 import { createPgDb, type CopyCapability, type Db } from './db.ts';
 import { migrate } from './migrate.ts';
-import { STO_ERR, StorageError, isTransient } from './errors.ts';
+import { STO_ERR, StorageError, isTransient } from '../errors.ts';
 
 export const BUCKETS = 4096;
 /** NOTIFY channel on the control database: the shard map changed (payload: the bucket, or ''). */

@@ -11,10 +11,10 @@
 // Held: only rows of vehicles someone here follows, until the tail has read past their
 // transaction, at most `maxRows`; a vehicle's rows are let go at once when its stored data
 // may have changed (an erasure) or its terms did.
-import type { CopyRow } from './copy-binary.ts';
+import type { CopyRow } from '../storage/driver/copy-binary.ts';
 import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
-import { putAscii, putBytes, putInt, putIsoMs, putNumber } from './copy-out.ts';
-import type { LineProjection } from './stream-log.ts';
+import { putAscii, putBytes, putInt, putIsoMs, putNumber } from '../storage/driver/copy-out.ts';
+import type { LineProjection } from './log.ts';
 
 const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
 /** Room a line of a held row may take (it is ~1.5 kB at most): what a caller of a line writer must leave free. */
@@ -109,7 +109,7 @@ const writerOf = new WeakMap<LineProjection, LineWriter>();
  * The line writer of a projection: a held row as one NDJSON export line, the same text the
  * export and the database read give (proto3 JSON names in the contract's order, absent
  * fields left out, a category the record did not carry or that is withheld as null).
- * Written byte by byte with the export's number printer (storage/copy-out.ts putNumber,
+ * Written byte by byte with the export's number printer (storage/driver/copy-out.ts putNumber,
  * String(v) for every finite double) and the date of the day cached.
  *
  * Compiled once per projection (at most 3 categories × what is nulled: a handful), from the

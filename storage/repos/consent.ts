@@ -1,12 +1,12 @@
 // Privacy state events: append-only history of each vehicle's opt-outs (location,
 // CO2/OBFCM sharing) and restriction of processing. The state in force at time t is the
 // latest event with effective_at <= t; none means the defaults (allowed, not restricted).
-import type { Db, Queryable } from './db.ts';
-import type { ConsentFlags, ConsentPeriod } from '../proto/consent.ts';
-import { STO_ERR, StorageError } from './errors.ts';
+import type { Db, Queryable } from '../driver/db.ts';
+import type { ConsentFlags, ConsentPeriod } from '../../proto/consent.ts';
+import { STO_ERR, StorageError } from '../errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
-import type { Shards } from './shards.ts';
+import type { Shards } from '../driver/shards.ts';
 
 /** NOTIFY channel announcing a committed change; payload = the VIN. */
 export const CONSENT_CHANNEL = 'consent_changed';
