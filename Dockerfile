@@ -21,11 +21,14 @@ ENV NODE_ENV=production \
 # database, used when DATABASE_URL is unset) belongs to the `node` user.
 COPY package.json package-lock.json tsconfig.json main.ts ./
 COPY --from=deps /app/node_modules ./node_modules
+COPY app/ ./app/
 COPY config/ ./config/
 COPY identity/ ./identity/
 COPY proto/ ./proto/
 COPY gateway/ ./gateway/
 COPY filters/ ./filters/
+COPY access/ ./access/
+COPY stream/ ./stream/
 COPY storage/ ./storage/
 COPY api/ ./api/
 COPY web/ ./web/

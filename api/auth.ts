@@ -13,7 +13,7 @@ export function bearer(req: FastifyRequest): string | null {
 }
 
 /**
- * What the API needs to know about a bearer token (main.ts hands in the authenticator of
+ * What the API needs to know about a bearer token (app/ hands in the authenticator of
  * identity/authenticate.ts: the gateway's own tokens and every trusted OpenID Provider's).
  */
 export interface TokenVerifier {

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
 import { monitorEventLoopDelay, PerformanceObserver, constants } from 'node:perf_hooks';
 import { loadConfig } from '../config/index.ts';
-import { startGateway, createLogger } from '../main.ts';
+import { startGateway, createLogger } from '../app/gateway.ts';
 import { serveRpc, watchTimerLag } from './lib.ts';
 
 const config = loadConfig(process.env);

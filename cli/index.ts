@@ -1,7 +1,7 @@
 // Operator CLI. Talks to the database named by DATABASE_URL (or the embedded one in
 // DATA_DIR: stop the gateway first, PGlite allows one process at a time).
 // Exit codes: 0 done, 1 failed, 2 usage error, 3 conflict (already exists), 4 not found.
-// A second entry point: it composes storage like main.ts does and takes every rule from
+// A second entry point: it composes storage like app/ does and takes every rule from
 // where the API has it (api/provision, api/categories, api/csv, identity/), re-implementing none.
 import { parseArgs } from 'node:util';
 import path from 'node:path';

@@ -1,10 +1,15 @@
 // One schema for every setting. Parsed once at start from the environment, then frozen.
 // Names of the environment variables are the contract (README "Configuration").
-import { MAX_TOKEN_TTL_S } from '../identity/tokens.ts';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/**
+ * Longest lifetime of an API token, s (30 days). The token service holds the same bound
+ * (identity/tokens.ts MAX_TOKEN_TTL_S; config imports no project code, so a unit test
+ * checks the two agree).
+ */
+export const MAX_TOKEN_TTL_S = 30 * 24 * 3600;
 
 /** Environment variable name → how it is parsed. Defaults carry their unit in the name. */
 const envSchema = z
@@ -189,8 +194,13 @@ export interface Config {
     readonly maxPacketBytes: number;
     readonly maxConnections: number;
     readonly connectTimeoutMs: number;
-    readonly authFailuresMax: number;
-    readonly authFailureWindowMs: number;
+    /** Failed logins: what the broker allows before it refuses (per address, per address and VIN, in a window) and how many secret checks run at once. */
+    readonly auth: {
+      readonly authFailuresMax: number;
+      readonly authFailuresPerVinMax: number;
+      readonly authFailureWindowMs: number;
+      readonly authConcurrency: number;
+    };
     readonly requireClientCert: boolean;
     /** Listeners expect a PROXY protocol header (from the load balancer) before MQTT or TLS. */
     readonly proxyProtocol: boolean;
@@ -249,8 +259,6 @@ export interface Config {
     readonly maxConnectBytes: number;
     readonly maxConnectionsPerAddress: number;
     readonly preauthMaxBytes: number;
-    readonly authFailuresPerVinMax: number;
-    readonly authConcurrency: number;
   };
   readonly crl: { readonly file: string; readonly checkIntervalMs: number } | undefined;
   readonly dbApiPoolMax: number;
@@ -261,7 +269,7 @@ export interface Config {
     readonly headersTimeoutMs: number;
   };
   readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
-  /** Set: this process's name; undefined: main.ts names it "<hostname>-<pid>". */
+  /** Set: this process's name; undefined: app/gateway.ts names it "<hostname>-<pid>". */
   readonly instanceId: string | undefined;
 }
 
@@ -318,8 +326,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxPacketBytes: e.MAX_PACKET_BYTES ?? e.MAX_PAYLOAD_BYTES + MQTT_HEADER_ROOM_BYTES,
       maxConnections: e.MAX_CONNECTIONS,
       connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
-      authFailuresMax: e.AUTH_FAILURES_MAX,
-      authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
+      auth: {
+        authFailuresMax: e.AUTH_FAILURES_MAX,
+        authFailuresPerVinMax: e.AUTH_FAILURES_PER_VIN_MAX,
+        authFailureWindowMs: e.AUTH_FAILURE_WINDOW_MS,
+        authConcurrency: e.MQTT_AUTH_CONCURRENCY,
+      },
       requireClientCert: e.MQTT_REQUIRE_CLIENT_CERT === 'true',
       proxyProtocol: e.MQTT_PROXY_PROTOCOL === 'true',
     },
@@ -372,8 +384,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConnectBytes: e.MQTT_MAX_CONNECT_BYTES,
       maxConnectionsPerAddress: e.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
       preauthMaxBytes: e.MQTT_PREAUTH_MAX_BYTES,
-      authFailuresPerVinMax: e.AUTH_FAILURES_PER_VIN_MAX,
-      authConcurrency: e.MQTT_AUTH_CONCURRENCY,
     },
     crl: e.TLS_CLIENT_CRL_FILE ? { file: e.TLS_CLIENT_CRL_FILE, checkIntervalMs: e.TLS_CRL_CHECK_INTERVAL_MS } : undefined,
     dbApiPoolMax: e.DB_API_POOL_MAX,

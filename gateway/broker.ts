@@ -1,5 +1,5 @@
 // The embedded MQTT broker: aedes with the gateway's identity rules and the ingest
-// pipeline in its hooks. It never listens by itself; main.ts (or a test) hands it sockets.
+// pipeline in its hooks. It never listens by itself; app/ (or a test) hands it sockets.
 import { Aedes, type AedesPublishPacket, type Client, type Connection, type PublishPacket, type Subscription } from 'aedes';
 import { isValidVin } from '../identity/vin.ts';
 import { telemetryTopic } from '../proto/index.ts';

@@ -1,4 +1,4 @@
-// Prometheus metrics of one gateway process. Built by main.ts, handed to each part as
+// Prometheus metrics of one gateway process. Built by app/gateway.ts, handed to each part as
 // plain callbacks (the parts never import prom-client), scraped at GET /metrics.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

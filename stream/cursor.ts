@@ -4,14 +4,12 @@
 // vehicle: taken elsewhere, one would skip records silently), and with sharded storage the
 // shard whose log the position is in (after a move, another shard's log cannot continue it).
 import { createHash } from 'node:crypto';
-import type { CursorPos } from '../api/ports.ts';
-
-export type { CursorPos };
+import type { StreamPos } from '../proto/stream.ts';
 
 const PATTERN = /^1\.([0-9a-z]{1,11})\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{6})(?:\.([0-9a-z]{1,4}))?$/;
 
 /** A cursor's content: the position, and the shard it counts in (sharded storage only). */
-export interface DecodedCursor extends CursorPos {
+export interface DecodedCursor extends StreamPos {
   shard?: number;
 }
 
@@ -19,12 +17,12 @@ function tag(vin: string): string {
   return createHash('sha256').update(vin).digest('base64url').slice(0, 6);
 }
 
-export function encodeCursor(vin: string, p: CursorPos, vinTag = tag(vin), shard?: number): string {
+export function encodeCursor(vin: string, p: StreamPos, vinTag = tag(vin), shard?: number): string {
   return `1.${p.tx.toString(36)}.${p.ord.toString(36)}.${vinTag}${shard === undefined ? '' : `.${shard.toString(36)}`}`;
 }
 
 /** Makes encodeCursor cheap for one vehicle's many events (`shard`: sharded storage, the VIN's shard). */
-export function cursorEncoder(vin: string, shard?: number): (p: CursorPos) => string {
+export function cursorEncoder(vin: string, shard?: number): (p: StreamPos) => string {
   const t = tag(vin);
   return (p) => encodeCursor(vin, p, t, shard);
 }
@@ -33,7 +31,7 @@ export function cursorEncoder(vin: string, shard?: number): (p: CursorPos) => st
  * encodeCursor's text written as bytes into `out` at `at` (returns where it ends): a stream
  * writes one per event, and a string per event was a string more to build, join and encode.
  */
-export function cursorWriter(vin: string, shard?: number): (out: Buffer, at: number, p: CursorPos) => number {
+export function cursorWriter(vin: string, shard?: number): (out: Buffer, at: number, p: StreamPos) => number {
   const tail = Buffer.from(`.${tag(vin)}${shard === undefined ? '' : `.${shard.toString(36)}`}`, 'latin1');
   return (out, at, p) => {
     out[at++] = 49; // 1

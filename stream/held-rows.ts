@@ -6,17 +6,17 @@
 // the row is held under that transaction. A transaction inserts each key at most once, and
 // its log entry lists exactly the keys it inserted, so the row held under (transaction,
 // key) is the row stored. Everything else (another process's writes, rows already let go,
-// a key sent twice in one batch) is read from the database as before.
+// a key sent twice in one batch) is read from the database.
 //
 // Held: only rows of vehicles someone here follows, until the tail has read past their
 // transaction, at most `maxRows`; a vehicle's rows are let go at once when its stored data
 // may have changed (an erasure) or its terms did.
 import type { CopyRow } from '../storage/driver/copy-binary.ts';
-import { FIELD_COLUMNS, type Group } from '../proto/fields.ts';
+import { FIELD_COLUMNS, GROUPS, type Group } from '../proto/fields.ts';
 import { putAscii, putBytes, putInt, putIsoMs, putNumber } from '../storage/driver/copy-out.ts';
-import type { LineProjection } from './log.ts';
+import type { LineProjection } from '../proto/stream.ts';
 
-const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
+const ALL: readonly Group[] = GROUPS;
 /** Room a line of a held row may take (it is ~1.5 kB at most): what a caller of a line writer must leave free. */
 export const LINE_ROOM = 16 * 1024;
 /** One line is written here at a time by lineOf. */

@@ -8,40 +8,15 @@
 // arrive as a NOTIFY (wake() again); a poll every `pollMs` covers a lost notification;
 // while committed entries wait above the horizon (a transaction older than them still
 // running), the tailer looks again every `waitPollMs`.
-import type { StreamPos, StreamRecord, StreamStore } from './ports.ts';
-
-export interface Subscriber {
-  readonly vin: string;
-  /** The grant a recipient's stream reads through (its changes recheck this subscriber). */
-  readonly grantId?: string;
-  /** Records in cursor order, all after the subscriber's position. */
-  deliver(records: readonly StreamRecord[], live: boolean): void;
-  /** True while the consumer should not be given more backlog (its buffer is full). */
-  busy(): boolean;
-  /** Resolves when busy() may have turned false (or the subscriber closed). */
-  ready(): Promise<void>;
-  /** The consent, ownership or grant of this vehicle may have changed: check again. */
-  recheck(): void;
-  /** A stream without cursor: the position it starts at (a valid resume point before any record). */
-  startedAt?(pos: StreamPos): void;
-  /** Ends the stream with a last event saying why (sharded: its vehicle moved to another shard). */
-  end?(reason: string): void;
-  readonly closed: boolean;
-}
-
-export interface OpenOptions {
-  /** Resume after this position; null: start live (or from `fromPos`). */
-  after: StreamPos | null;
-  /** Only records measured at or after this time (for ?from=). */
-  fromMs: number | null;
-}
+import type { StreamPos, StreamRecord, StreamStart, StreamSubscriber as Subscriber } from '../proto/stream.ts';
+import type { StreamStore } from './ports.ts';
 
 export interface StreamHub {
   /**
    * Runs the subscriber's backlog (after `after`), then attaches it to the live tail.
    * Resolves once attached (or when the subscriber closed meanwhile).
    */
-  open(sub: Subscriber, opts: OpenOptions): Promise<void>;
+  open(sub: Subscriber, opts: StreamStart): Promise<void>;
   /** Detaches a subscriber (idempotent). */
   close(sub: Subscriber): void;
   /** Something was committed (here or, by NOTIFY, elsewhere): read the log. */

@@ -15,7 +15,8 @@
 // now) and turned into NDJSON lines by the export's own code: binary COPY and ndjsonPlan on
 // pg, the export's row mapping (groupOf) elsewhere (PGlite).
 import type { Db } from '../storage/driver/db.ts';
-import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../proto/fields.ts';
+import type { LineProjection, StreamPos, StreamRecord } from '../proto/stream.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, GROUPS, type Group } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, readInt64, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from '../storage/driver/copy-out.ts';
 import { groupOf } from '../storage/repos/reads.ts';
 import { lineOf, lineWriter, type RecentRows } from './held-rows.ts';
@@ -24,7 +25,7 @@ import type { CopyRow } from '../storage/driver/copy-binary.ts';
 /** NOTIFY channel that wakes the streams of every instance after a commit (payload: a tag of the sending process). */
 export const STREAM_CHANNEL = 'stream_committed';
 
-const ALL: readonly Group[] = ['technical', 'consumption', 'location'];
+const ALL: readonly Group[] = GROUPS;
 const PG_EPOCH_MS = 946_684_800_000;
 const PG_EPOCH_US = PG_EPOCH_MS * 1000;
 /** Backlog reads: keys further apart than this (measurement time) are read as separate ranges, µs. */
@@ -34,47 +35,23 @@ const MAX_RANGES = 32;
 /** A tail read names the vehicles it wants in its query up to this many; beyond, it filters the range's entries itself. */
 const VIN_LIST_MAX = 64;
 
-export interface StreamPos {
-  /** Transaction id (xid8) of the write. */
-  tx: number;
-  /** 1-based place of the record in that transaction's entry for the vehicle. */
-  ord: number;
-}
-
-/** Which categories a line carries, and which of them are written as null. */
-export interface LineProjection {
-  categories: readonly Group[];
-  nulled: readonly Group[];
-}
-
-export interface LogRecord {
-  vin: string;
-  tx: number;
-  ord: number;
-  recordedAtMs: number;
-  /** The record as one NDJSON export line (without the newline), projected. */
-  json(p: LineProjection): string;
-  /** The same line (ASCII) written into `out` at `at`, where at least LINE_ROOM bytes are free; returns where it ends. */
-  line(p: LineProjection, out: Buffer, at: number): number;
-}
-
 export interface StreamLogRepo {
   /** The current horizon, and whether committed entries wait at or above it. */
   horizon(): Promise<{ h: number; waiting: boolean }>;
   /** Records of entries with lo <= tx < hi of these vehicles, by vin, then (tx, ord). */
-  range(lo: number, hi: number, vins: readonly string[]): Promise<LogRecord[]>;
+  range(lo: number, hi: number, vins: readonly string[]): Promise<StreamRecord[]>;
   /**
    * horizon() and range(lo, h, vins) in one statement where the database allows it, the
    * horizon h being then the snapshot's own (never above what horizon() would say).
    */
-  tail(lo: number, vins: readonly string[]): Promise<{ h: number; waiting: boolean; records: LogRecord[] }>;
+  tail(lo: number, vins: readonly string[]): Promise<{ h: number; waiting: boolean; records: StreamRecord[] }>;
   /**
    * One page of a vehicle's records after `after` (null: from the start) below `bound`:
    * whole log entries, about `maxRecords` records (at least one entry, however large),
    * measured at or after `fromMs` when given. `last` is the position the next page starts
    * after (null: nothing left below bound).
    */
-  page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: LogRecord[]; last: StreamPos | null }>;
+  page(vin: string, after: StreamPos | null, bound: number, maxRecords: number, fromMs: number | null): Promise<{ records: StreamRecord[]; last: StreamPos | null }>;
   /**
    * Where a stream from `fromMs` (measurement time) begins: just before the first entry that
    * can hold such records, or just before the current horizon when that is lower (a
@@ -121,7 +98,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
   const select = ndjsonPlan('', ALL).select;
 
   /** The same through parameters and rows (PGlite): the export's row mapping. */
-  async function viaRows(sql: string, params: unknown[]): Promise<LogRecord[]> {
+  async function viaRows(sql: string, params: unknown[]): Promise<StreamRecord[]> {
     const r = await db.query<Record<string, unknown>>(sql, params);
     return r.rows.map((row) => {
       const vin = row.l_vin as string;
@@ -150,7 +127,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
    * instead costs an index descent through the hypertable's chunk append per record:
    * measured 50,000 records of one vehicle in ~1 s against ~0.12 s by ranges.
    */
-  async function recordsOf(entries: readonly Entry[], after: StreamPos | null, fromMs: number | null): Promise<LogRecord[]> {
+  async function recordsOf(entries: readonly Entry[], after: StreamPos | null, fromMs: number | null): Promise<StreamRecord[]> {
     const ranges: string[] = [];
     const byVin = new Map<string, number[]>();
     for (const e of entries) {
@@ -182,7 +159,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
       if (!byTime.has(key)) byTime.set(key, off);
       else shared.set(`${key}:${k.seq}`, off);
     }
-    const records: LogRecord[] = [];
+    const records: StreamRecord[] = [];
     for (const e of entries) {
       const vin = e.vin;
       for (let i = 0; i < e.us.length; i++) {
@@ -233,7 +210,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
    * The records of a live read's entries (of the vehicles followed, which a long list
    * leaves to this filter: see vinList): held rows where this process holds them.
    */
-  async function liveRecords(all: Entry[], vins: readonly string[], hi: number): Promise<LogRecord[]> {
+  async function liveRecords(all: Entry[], vins: readonly string[], hi: number): Promise<StreamRecord[]> {
     const wanted = vins.length > VIN_LIST_MAX ? new Set(vins) : null;
     const entries = wanted ? all.filter((e) => wanted.has(e.vin)) : all;
     if (!recent) return recordsOf(entries, null, null);
@@ -247,9 +224,9 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
    * The records of `entries` (in their order): of an entry whose transaction this process
    * wrote and whose rows it still holds, from memory; of every other, from the database.
    */
-  async function recordsHeldOrRead(entries: readonly Entry[], held: RecentRows): Promise<LogRecord[]> {
-    const mem = entries.map((e): LogRecord[] | null => {
-      const out: LogRecord[] = [];
+  async function recordsHeldOrRead(entries: readonly Entry[], held: RecentRows): Promise<StreamRecord[]> {
+    const mem = entries.map((e): StreamRecord[] | null => {
+      const out: StreamRecord[] = [];
       for (let i = 0; i < e.us.length; i++) {
         const row = held.get(e.tx, e.vin, e.us[i]! / 1000, e.seqs[i]!);
         if (!row) return null;
@@ -260,7 +237,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
     const missing = entries.filter((_, i) => mem[i] === null);
     const read = missing.length ? await recordsOf(missing, null, null) : [];
     held.counts.read += read.length;
-    const out: LogRecord[] = [];
+    const out: StreamRecord[] = [];
     let k = 0;
     for (let i = 0; i < entries.length; i++) {
       const m = mem[i];
@@ -469,7 +446,7 @@ function entryRows(b: Buffer, fields: 4 | 6): (Entry & { top: number | null })[]
 }
 
 /** A record of a held row (a class: no closure per record). */
-class HeldRecord implements LogRecord {
+class HeldRecord implements StreamRecord {
   readonly vin: string;
   readonly recordedAtMs: number;
   constructor(

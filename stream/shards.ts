@@ -3,8 +3,8 @@
 // (stream/hub.ts) with its own horizon, woken by that shard's commits and by the NOTIFY on
 // that shard. A stream reads the log of its vehicle's shard only: its cursor (tx, ord) is
 // a position in that shard's log. This file routes subscribers to their shard's tailer.
-import type { StreamHub, Subscriber, OpenOptions } from './hub.ts';
-import type { StreamPos } from './ports.ts';
+import type { StreamHub } from './hub.ts';
+import type { StreamPos, StreamStart, StreamSubscriber as Subscriber } from '../proto/stream.ts';
 
 /** Resume positions of one shard's log (stream/log.ts). */
 export interface ShardPositions {
@@ -40,7 +40,7 @@ export function createShardedHub(
   const placed = new Map<Subscriber, StreamHub>();
   const hubOf = (vin: string): StreamHub => hubs[shardOf(vin)]!;
   return {
-    async open(sub: Subscriber, opts: OpenOptions) {
+    async open(sub: Subscriber, opts: StreamStart) {
       const h = hubOf(sub.vin);
       placed.set(sub, h);
       try {

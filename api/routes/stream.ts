@@ -2,17 +2,18 @@
 // relevant"): Server-Sent Events, one event per stored record after its commit, each with
 // an opaque resume cursor; a reconnect with Last-Event-ID (or ?after=) resumes with no gap
 // and no duplicate. README "Live CarData" is the contract.
-import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
-import type { Group } from '../../proto/fields.ts';
+import { GROUPS } from '../../proto/fields.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
 import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
 import { ApiError } from '../errors.ts';
-import { cursorEncoder, cursorWriter, decodeCursor, type CursorPos } from '../../stream/cursor.ts';
-import type { ConsentStore, FeedRecord, FeedSubscriber, GrantStore, LineProjection, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
+import { decodeCursor } from '../../stream/cursor.ts';
+import { SseSession, type Access, type SessionOptions, type StreamSessions } from '../../stream/sse.ts';
+import type { StreamPos } from '../../proto/stream.ts';
+import type { ConsentStore, GrantStore, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
 import { VinParams } from './vehicles.ts';
 
@@ -28,273 +29,12 @@ export interface StreamDeps {
   keepAliveMs: number;
   /** Bytes a consumer may leave unread before its stream is ended with a resume cursor. */
   bufferBytes: number;
-  /** Open streams per caller on this instance; more: 429. */
-  maxPerCaller: number;
+  /** The open sessions of this instance (stream/sse.ts): bounds them per caller, counts them for metrics. */
+  sessions: StreamSessions;
   /** How far back ?from= may reach, ms (the stream log's retention). */
   fromWindowMs: number;
   /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
   fromMarginMs: number;
-  /** Filled in by the plugin: what its open streams hold, for metrics and tests. */
-  stats?: { get?: () => StreamStats };
-}
-
-export interface StreamStats {
-  open: number;
-  /** Bytes written to streams and not yet taken by the kernel, all streams. */
-  bufferedBytes: number;
-  /** The largest of those per stream. */
-  maxBufferedBytes: number;
-  /** Streams ended, by reason, since start. */
-  ended: Record<string, number>;
-}
-
-const ALL_GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
-
-// ---------------------------------------------------------------------------
-// One consumer.
-
-/** What a consumer may see now: its periods and line shape, or why its stream ends. */
-export type Access = { end: string } | { periods: readonly { fromMs: number; toMs: number | null }[]; projection: LineProjection };
-
-/** Why a stream ended, as its last event says. */
-export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expired' | 'restricted' | 'shutdown' | 'error' | (string & {});
-
-export interface SessionOptions {
-  vin: string;
-  /** The grant a recipient's stream reads through. */
-  grantId?: string;
-  res: ServerResponse;
-  /** The request's cursor, when resuming (or where a ?from= stream starts). */
-  start: CursorPos | null;
-  /** ?from=: only records measured at or after this are sent, in the backlog and live alike. */
-  fromMs?: number | null;
-  /** Sharded storage: the shard whose log the stream reads (its cursors name it). */
-  shard?: number;
-  access: Exclude<Access, { end: string }>;
-  check: () => Promise<Access>;
-  keepAliveMs: number;
-  bufferBytes: number;
-  onClose: (s: SseSession) => void;
-  onEnd?: (reason: EndReason) => void;
-  /** Called with the records actually sent, and the earliest and latest of their measurement times (for disclosures). */
-  onSent?: (n: number, minMs: number, maxMs: number) => void;
-}
-
-/** How long an ended stream's unread bytes are kept for its consumer, ms. */
-const END_GRACE_MS = 30_000;
-
-/**
- * Events are framed here, then copied out in one piece per delivery: the lines are written
- * straight into it as bytes (FeedRecord#line), with no string per record, no joined chunk
- * and no UTF-8 encoding of one in the socket write.
- */
-const FRAME = Buffer.allocUnsafe(256 * 1024);
-/** Room kept free for one event: a line (at most 16 KiB, FeedRecord#line) and its framing. */
-const EVENT_ROOM = 16 * 1024 + 256;
-const ID = Buffer.from('id: ', 'latin1');
-const RECORD_DATA = Buffer.from('\nevent: record\ndata: ', 'latin1');
-
-export class SseSession implements FeedSubscriber {
-  readonly vin: string;
-  readonly grantId?: string;
-  /** When the grant it reads through ends by itself (expiry), ms; Infinity for the owner's. */
-  expiresAtMs = Infinity;
-  closed = false;
-  private readonly res: ServerResponse;
-  private readonly encode: (p: CursorPos) => string;
-  private readonly writeCursor: (out: Buffer, at: number, p: CursorPos) => number;
-  private access: Exclude<Access, { end: string }>;
-  /** Position of the last event sent (or where the stream started): what a resume continues after. */
-  private pos: CursorPos | null;
-  private paused = false;
-  private recheckAgain = false;
-  private held: FeedRecord[] = [];
-  private readonly keepAlive: NodeJS.Timeout;
-  private killTimer: NodeJS.Timeout | null = null;
-  private readonly o: SessionOptions;
-
-  constructor(o: SessionOptions) {
-    this.o = o;
-    this.vin = o.vin;
-    if (o.grantId !== undefined) this.grantId = o.grantId;
-    this.res = o.res;
-    this.access = o.access;
-    this.encode = cursorEncoder(o.vin, o.shard);
-    this.writeCursor = cursorWriter(o.vin, o.shard);
-    this.pos = o.start ? { tx: o.start.tx, ord: o.start.ord } : null;
-    this.keepAlive = setInterval(() => this.comment('keep-alive'), o.keepAliveMs);
-    this.res.on('close', () => this.closeNow());
-  }
-
-  private comment(text: string): void {
-    if (!this.closed) this.res.write(`: ${text}\n\n`);
-  }
-
-  /** The first bytes: a comment, so clients and proxies see the stream has begun. */
-  begin(): void {
-    this.comment('keep-alive');
-  }
-
-  deliver(records: readonly FeedRecord[], live: boolean): void {
-    if (this.closed) return;
-    if (this.paused) {
-      // A consent, ownership or grant change is being checked: nothing goes out under the old terms.
-      for (const r of records) this.held.push(r);
-      if (this.held.length * 512 > this.o.bufferBytes) this.end('slow_consumer');
-      return;
-    }
-    // Live records wait for no one: a consumer that has not taken what it was given before
-    // (more than the bound still unread) is ended rather than buffered for. What is held
-    // for it is therefore at most the bound plus one delivery.
-    if (live && this.res.writableLength > this.o.bufferBytes) {
-      this.end('slow_consumer');
-      return;
-    }
-    this.write(records);
-  }
-
-  private write(records: readonly FeedRecord[]): void {
-    const { periods, projection } = this.access;
-    const out = FRAME;
-    let o = 0;
-    let pieces: Buffer[] | null = null;
-    let last: FeedRecord | null = null;
-    let n = 0;
-    let minMs = Infinity;
-    let maxMs = -Infinity;
-    const fromMs = this.o.fromMs ?? -Infinity;
-    for (const r of records) {
-      const t = r.recordedAtMs;
-      // A record stored late may lie below the stream's start in measurement time, even live.
-      if (t < fromMs) continue;
-      let inside = false;
-      for (const p of periods) {
-        if (t >= p.fromMs && (p.toMs === null || t < p.toMs)) {
-          inside = true;
-          break;
-        }
-      }
-      if (!inside) continue;
-      if (out.length - o < EVENT_ROOM) {
-        (pieces ??= []).push(copyOf(out, o));
-        o = 0;
-      }
-      out.set(ID, o);
-      o = this.writeCursor(out, o + ID.length, r);
-      out.set(RECORD_DATA, o);
-      o = r.line(projection, out, o + RECORD_DATA.length);
-      out[o++] = 10;
-      out[o++] = 10;
-      last = r;
-      // Commit order is not measurement order (late records).
-      if (t < minMs) minMs = t;
-      if (t > maxMs) maxMs = t;
-      n++;
-    }
-    if (last) {
-      this.pos = { tx: last.tx, ord: last.ord };
-      if (pieces) for (const piece of pieces) this.res.write(piece);
-      this.res.write(copyOf(out, o));
-      this.o.onSent?.(n, minMs, maxMs);
-    }
-  }
-
-  startedAt(pos: CursorPos): void {
-    this.pos ??= { tx: pos.tx, ord: pos.ord };
-  }
-
-  buffered(): number {
-    return this.res.writableLength;
-  }
-
-  busy(): boolean {
-    return this.paused || this.res.writableLength > this.o.bufferBytes / 2;
-  }
-
-  ready(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.res.off('drain', done);
-        this.res.off('close', done);
-        resolve();
-      };
-      // Also wakes up now and then: a pause for a recheck ends without a drain.
-      const t = setTimeout(done, 50);
-      this.res.once('drain', done);
-      this.res.once('close', done);
-    });
-  }
-
-  recheck(): void {
-    if (this.closed) return;
-    if (this.paused) {
-      this.recheckAgain = true;
-      return;
-    }
-    this.paused = true;
-    void (async () => {
-      try {
-        do {
-          this.recheckAgain = false;
-          const a = await this.o.check();
-          if (this.closed) return;
-          if ('end' in a) {
-            this.held = [];
-            this.end(a.end);
-            return;
-          }
-          this.access = a;
-        } while (this.recheckAgain);
-      } catch {
-        // Cannot tell what is allowed now: send nothing until a check succeeds.
-        if (!this.closed) setTimeout(() => ((this.paused = false), this.recheck()), 200).unref();
-        return;
-      }
-      this.paused = false;
-      const held = this.held;
-      this.held = [];
-      if (held.length) this.deliver(held, true);
-    })();
-  }
-
-  /** Ends the stream with a last event that says why and where to resume. */
-  end(reason: EndReason, graceMs = END_GRACE_MS): void {
-    if (this.closed) return;
-    this.o.onEnd?.(reason);
-    // Moved to another shard: no cursor of the old shard's log can resume (?from= does).
-    const resumeFrom = reason === 'moved' || !this.pos ? null : this.encode(this.pos);
-    const data = JSON.stringify({ reason, resumeFrom });
-    this.res.write(`${resumeFrom ? `id: ${resumeFrom}\n` : ''}event: end\ndata: ${data}\n\n`);
-    this.res.end();
-    this.release();
-    // A consumer that reads nothing never lets end() finish: after a while its buffer is
-    // freed anyway (a slow one has that long to read the end event; a stuck one resumes
-    // from the last event it did read).
-    this.killTimer = setTimeout(() => this.res.destroy(), graceMs);
-    this.killTimer.unref();
-    this.res.once('close', () => this.killTimer && clearTimeout(this.killTimer));
-  }
-
-  private closeNow(): void {
-    this.release();
-  }
-
-  private release(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.held = [];
-    clearInterval(this.keepAlive);
-    this.o.onClose(this);
-  }
-}
-
-/** The first `n` bytes of `b`, in a buffer of their own (the socket keeps it until sent). */
-function copyOf(b: Buffer, n: number): Buffer {
-  const c = Buffer.allocUnsafe(n);
-  b.copy(c, 0, 0, n);
-  return c;
 }
 
 // ---------------------------------------------------------------------------
@@ -310,21 +50,7 @@ const StreamQuery = z
 export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
-  const open = new Set<SseSession>();
-  const perCaller = new Map<string, number>();
-  const ended: Record<string, number> = {};
-  if (deps.stats) {
-    deps.stats.get = () => {
-      let total = 0;
-      let max = 0;
-      for (const s of open) {
-        const b = s.buffered();
-        total += b;
-        if (b > max) max = b;
-      }
-      return { open: open.size, bufferedBytes: total, maxBufferedBytes: max, ended: { ...ended } };
-    };
-  }
+  const sessions = deps.sessions;
 
   /** Disclosure updates of ended grant streams still being written (awaited at close). */
   const settling = new Set<Promise<void>>();
@@ -335,12 +61,12 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
   // SSE responses never end by themselves: end them before the server waits for them.
   app.addHook('preClose', async () => {
     // A consumer gets a second to read its end event; shutdown does not wait longer.
-    for (const s of [...open]) s.end('shutdown', 1000);
+    sessions.endAll('shutdown', 1000);
   });
 
   /** The start position from Last-Event-ID (wins: EventSource sends it on reconnect) or ?after. */
   /** Where the stream starts; `shard`: the shard whose log that position is in (sharded storage). */
-  type Start = { after: CursorPos | null; fromMs: number | null; shard?: number | undefined };
+  type Start = { after: StreamPos | null; fromMs: number | null; shard?: number | undefined };
   async function startOf(req: FastifyRequest, vin: string, after: string | undefined, from: Date | undefined): Promise<Start> {
     const header = req.headers['last-event-id'];
     const text = typeof header === 'string' && header !== '' ? header : after;
@@ -370,17 +96,9 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
   }
 
   function admit(key: string): () => void {
-    const n = perCaller.get(key) ?? 0;
-    if (n >= deps.maxPerCaller) throw new ApiError(429, 'API_ERR_TOO_MANY_STREAMS', `at most ${deps.maxPerCaller} open streams per caller; close one first`);
-    perCaller.set(key, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const m = (perCaller.get(key) ?? 1) - 1;
-      if (m <= 0) perCaller.delete(key);
-      else perCaller.set(key, m);
-    };
+    const release = sessions.admit(key);
+    if (!release) throw new ApiError(429, 'API_ERR_TOO_MANY_STREAMS', `at most ${sessions.maxPerCaller} open streams per caller; close one first`);
+    return release;
   }
 
   /** Answers 200 text/event-stream and runs the session until the consumer leaves or it ends. */
@@ -417,18 +135,16 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       bufferBytes: deps.bufferBytes,
       ...(extra.onSent ? { onSent: extra.onSent } : {}),
       ...(extra.grantId !== undefined ? { grantId: extra.grantId } : {}),
-      onEnd: (reason) => {
-        ended[reason] = (ended[reason] ?? 0) + 1;
-      },
+      onEnd: (reason) => sessions.ended(reason),
       onClose: (s) => {
-        open.delete(s);
+        sessions.remove(s);
         deps.feed.close(s);
         release();
         extra.onClose?.(s);
       },
     });
     if (extra.expiresAtMs !== undefined) session.expiresAtMs = extra.expiresAtMs;
-    open.add(session);
+    sessions.add(session);
     session.begin();
     // The map changed between reading the start and now (the feed places the stream by the
     // map as it is now): the start counts in the old shard's log.
@@ -450,10 +166,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
 
   // A grant that expires ends its streams within a second: a sweep, not a timer per stream
   // (grants run for up to a year, beyond what one timer can wait).
-  const expirySweep = setInterval(() => {
-    const now = Date.now();
-    for (const s of open) if (s.expiresAtMs <= now) s.recheck();
-  }, 500);
+  const expirySweep = setInterval(() => sessions.sweepExpired(Date.now()), 500);
   expirySweep.unref();
   app.addHook('onClose', async () => clearInterval(expirySweep));
 
@@ -466,7 +179,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       periods: periods.map((p) => ({ fromMs: p.from.getTime(), toMs: p.to ? p.to.getTime() : null })),
       // Stored records are filtered already; this keeps positions committed before an
       // opt-out (and not yet sent) from going out after it.
-      projection: { categories: ALL_GROUPS, nulled: cur.location ? [] : ['location'] },
+      projection: { categories: GROUPS, nulled: cur.location ? [] : ['location'] },
     };
   };
 

@@ -1,5 +1,5 @@
 // The one seam between the storage code and a PostgreSQL server. Repositories and the
-// batch writer speak SQL through `Db`; which server answers is the composition root's choice.
+// batch writer speak SQL through `Db`; which server answers is app/'s choice.
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { Readable } from 'node:stream';

@@ -1,11 +1,12 @@
-// Telemetry sharded by VIN (issue 16). A VIN hashes to one of BUCKETS fixed buckets; the
+// Telemetry sharded by VIN. A VIN hashes to one of BUCKETS fixed buckets; the
 // control database (DATABASE_URL) maps each bucket to a shard (SHARD_URLS, in order). Every
 // record of a VIN therefore lives on one shard: every write is a single-database
 // transaction and every per-vehicle read touches one database. Shards are added by moving
 // buckets (cli shard-move), never by rehashing.
 //
-// Without SHARD_URLS there is one shard and it IS the control database (the same Db), so
-// single-database mode runs exactly the code and queries it always did.
+// Without SHARD_URLS there is one shard and it IS the control database (the same Db): the
+// gateway works over N >= 1 shards, and where the one shard is the control database the
+// reads may join telemetry to ownership and consent in one statement.
 import { createPgDb, type CopyCapability, type Db } from './db.ts';
 import { migrate } from './migrate.ts';
 import { STO_ERR, StorageError, isTransient } from '../errors.ts';

@@ -8,14 +8,14 @@
 //   test.beforeAll(({ gw }) => { … });                // hooks get them too
 //   test('…', async ({ gw, db }) => { … });
 import { test as base } from 'vitest';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
 import { startTestGateway } from './gateway.ts';
 
 export interface GatewayFixtures {
   /** This file's own database on the test server. */
   db: TestDatabase;
-  /** The gateway (main.ts's startGateway) on `db`, on ephemeral 127.0.0.1 ports. */
+  /** The gateway (app/gateway.ts startGateway) on `db`, on ephemeral 127.0.0.1 ports. */
   gw: RunningGateway;
 }
 

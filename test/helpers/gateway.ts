@@ -1,9 +1,9 @@
-// Starts the real gateway (main.ts's startGateway) on ephemeral ports, plus helpers to
+// Starts the real gateway (app/gateway.ts startGateway) on ephemeral ports, plus helpers to
 // provision vehicles through the admin API and connect them over MQTT.
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import Long from 'long';
 import { loadConfig } from '../../config/index.ts';
-import { startGateway, type RunningGateway } from '../../main.ts';
+import { startGateway, type RunningGateway } from '../../app/gateway.ts';
 import { TelemetryBatch, type ITelemetryRecord } from '../../proto/index.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';

@@ -1,7 +1,7 @@
 // Grants through the public API: register a recipient, mint its token, make a grant, or
 // run a workshop visit (the owner's check-in code redeemed by the workshop).
 import { api } from './gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 async function ok(p: Promise<{ status: number; body: any }>, want: number, what: string): Promise<any> {
   const r = await p;

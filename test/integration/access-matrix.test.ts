@@ -11,7 +11,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 

@@ -5,7 +5,7 @@ import type { MqttClient } from 'mqtt';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { connectVehicle, encodeBatch, provision, publish, record, testVin, tryConnect } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, publish, record, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

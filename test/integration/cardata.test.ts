@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { registerRecipient, workshopVisit } from '../helpers/grants.ts';
 
 let gw: RunningGateway;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { connectVehicle, encodeBatch, publish, record, startTestGateway, testVin, tryConnect } from '../helpers/gateway.ts';
 import { killAllChildren, runChild } from '../helpers/proc.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway | null = null;

@@ -173,7 +173,7 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     // The stream (200 messages, one every 250 ms per vehicle) starts once all are connected.
     fleet.resume();
 
-    const kills: { victim: string; at: number; connectedBefore: number[]; inFlight: number; ackedAtKill: number; ackedMissing: number; reconnectMs: number[]; restartReadyMs: number }[] = [];
+    const kills: { victim: string; at: number; connectedBefore: number[]; inFlight: number; inFlightOnVictim: number; ackedAtKill: number; ackedMissing: number; reconnectMs: number[]; restartReadyMs: number }[] = [];
     for (const frac of [0.2, 0.55]) {
       await until(() => fleet.acked() >= frac * fleet.total, 60_000, `${frac * 100}% acknowledged`);
       const before = await connectedPer(instances);
@@ -181,9 +181,12 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
       // (An instance whose /metrics did not answer in time counts as holding none.)
       const held = before.map((x) => (Number.isFinite(x) ? x : -1));
       const victim = instances[Math.max(0, held.indexOf(Math.max(...held)))]!;
-      // Kill while messages are in flight in the gateways (waited for, bounded).
-      await until(() => fleet.outstanding() >= 5, 5000, 'messages in flight').catch(() => {});
+      // Kill while messages are in flight in the gateways: waited for (a kill with nothing in
+      // flight would not test what it is about); which of them were on the victim is known
+      // once its vehicles' connections have closed (below).
+      await until(() => fleet.outstanding() >= 30, 10_000, `messages in flight before kill ${kills.length + 1}`, () => `${fleet.outstanding()} unacknowledged`);
       const inFlight = fleet.outstanding();
+      const outstandingAtKill = new Map(fleet.vehicles.map((v) => [v.vin, v.outstanding]));
       victim.cpuDone += cpuSecondsOf(victim.g.pid) ?? 0;
       const at = Date.now();
       victim.g.signal('SIGKILL');
@@ -195,12 +198,13 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
       const moved = fleet.vehicles.filter((v) => (closes.get(v.vin) ?? []).some((t) => t >= at));
       await until(() => moved.every((v) => (connects.get(v.vin) ?? []).some((t) => t > at)), 30_000, 'the killed instance\'s vehicles reconnected');
       const reconnectMs = moved.map((v) => Math.min(...connects.get(v.vin)!.filter((t) => t > at)) - at);
+      const inFlightOnVictim = moved.reduce((n, v) => n + outstandingAtKill.get(v.vin)!, 0);
       // No new messages while the killed instance restarts (however slow the machine), so
       // the second kill still falls in the middle of the stream; what is in flight stays.
       fleet.pause();
       const restartReadyMs = await boot(victim);
       fleet.resume();
-      kills.push({ victim: victim.name, at, connectedBefore: before, inFlight, ackedAtKill: check.acked, ackedMissing: check.missing.length, reconnectMs, restartReadyMs });
+      kills.push({ victim: victim.name, at, connectedBefore: before, inFlight, inFlightOnVictim, ackedAtKill: check.acked, ackedMissing: check.missing.length, reconnectMs, restartReadyMs });
     }
     await fleet.done(90_000);
     const spreadEnd = await connectedPer(instances);
@@ -242,10 +246,25 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     });
     const answeredAt = Date.now();
     expect(put.status).toBe(200);
+    const heldAtAnswer = await connectedPer(instances);
     await sleep(1000);
     publishing = false;
     await pub;
     await car.endAsync();
+    // Observed, not chosen: the vehicle was on the instance whose connected-vehicles gauge
+    // rose by one when it connected, was still up at the answer, and fell by one when it left;
+    // the consent change was answered by the process that logged consent_changed for it.
+    expect(heldAtAnswer[holder], `${names[holder]} still holds the consent vehicle when the change is answered`).toBe(before[holder]! + 1);
+    await until(async () => (await connectedPer(instances))[holder] === heldAtAnswer[holder]! - 1, 10_000, `the consent vehicle to leave ${names[holder]}`);
+    const consentLoggedBy = instances.flatMap((i) =>
+      i.g
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"consent_changed"'))
+        .map((l) => JSON.parse(l) as { event: string; vin: string; instance: string })
+        .filter((o) => o.event === 'consent_changed' && o.vin === cvin)
+        .map((o) => o.instance),
+    );
     const crow = await db.query<{ before_with: number; after_with: number; after_without: number }>(
       `SELECT count(*) FILTER (WHERE recorded_at <= to_timestamp($2::float8 / 1000) AND has_location)::int AS before_with,
               count(*) FILTER (WHERE recorded_at > to_timestamp($2::float8 / 1000) AND has_location)::int AS after_with,
@@ -296,11 +315,11 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
         `  PUBLISH packets ${st.publishPackets} (MQTT.js store resends ${st.resentByMqttJs}, republished ${st.republished}), reconnects ${st.reconnects}`,
         ...kills.map(
           (k, n) =>
-            `  kill ${n + 1}: SIGKILL ${k.victim} (vehicles per instance before ${k.connectedBefore.join('/')}), unacknowledged messages then ${k.inFlight}; acknowledged so far ${k.ackedAtKill}, missing in the database ${k.ackedMissing}; ` +
+            `  kill ${n + 1}: SIGKILL ${k.victim} (vehicles per instance before ${k.connectedBefore.join('/')}), unacknowledged messages then ${k.inFlight} (of the victim's vehicles ${k.inFlightOnVictim}); acknowledged so far ${k.ackedAtKill}, missing in the database ${k.ackedMissing}; ` +
             `${k.reconnectMs.length} vehicles reconnected through HAProxy in p50 ${pct(k.reconnectMs, 50)} ms, max ${Math.max(...k.reconnectMs)} ms; ${k.victim} ready again in ${k.restartReadyMs} ms`,
         ),
         `  CPU per instance (all its processes, s): ${instances.map((i, k) => `${i.name} ${cpu[k]!.toFixed(2)}`).join(', ')}; ${((1000 * cpu.reduce((a, b) => a + b, 0)) / (recordsTotal / 1000)).toFixed(1)} ms per 1,000 records over all (incl. start-up)`,
-        `  consent: vehicle on ${names[holder]}, PUT through ${names[answering]} answered 200; records with a position before the answer ${c.before_with}, after it ${c.after_with}; without a position after it ${c.after_without}`,
+        `  consent: vehicle on ${names[holder]}, PUT through ${names[answering]} answered 200, consent_changed logged by ${consentLoggedBy.join(', ') || 'no instance'}; records with a position before the answer ${c.before_with}, after it ${c.after_with}; without a position after it ${c.after_without}`,
         `  auth limiter: 8 wrong secrets from 127.0.0.2 → ${JSON.stringify([...new Set(outcomes)])}; rate-limited refusals ${limited}; the vehicle itself from 127.0.0.1 → ${legit}`,
         `  retention: ${ran.size} periods run over a span of ${span}, by instance ${JSON.stringify(byInstance)}, periods run twice ${twice.length}; scheduled_runs rows ${rows.length}`,
       ].join('\n'),
@@ -309,12 +328,14 @@ describe('three gateways behind HAProxy on one database (real processes)', () =>
     expect(kills.map((k) => k.ackedMissing)).toEqual([0, 0]);
     // Both kills during the stream, not after it.
     for (const k of kills) expect(k.ackedAtKill).toBeLessThan(fleet.total);
-    expect(kills.some((k) => k.inFlight > 0)).toBe(true);
+    // Each kill hit messages in flight on the killed instance itself.
+    for (const [n, k] of kills.entries()) expect(k.inFlightOnVictim, `kill ${n + 1}: no message of the killed instance's vehicles was in flight`).toBeGreaterThan(0);
     for (const k of kills) expect(k.reconnectMs.length).toBeGreaterThan(0);
     expect(st.messagesAcked).toBe(fleet.total);
     expect(s.perVinProblems).toEqual([]);
     expect([s.rows, s.distinct, s.duplicates, s.missing, s.quarantined]).toEqual([st.recordsSent, st.recordsSent, 0, 0, 0]);
-    expect(holder).not.toBe(answering);
+    expect(consentLoggedBy, 'the instances that logged the consent change').toHaveLength(1);
+    expect(consentLoggedBy[0], 'the instance that answered the consent change is the one holding the vehicle').not.toBe(names[holder]);
     expect(c.before_with).toBeGreaterThan(0);
     expect(c.after_without).toBeGreaterThan(0);
     expect(c.after_with).toBe(0);

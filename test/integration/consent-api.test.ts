@@ -20,7 +20,7 @@ import {
   startTestGateway,
   testVin,
 } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'itest1:consent-api-test-signing-secret-0123456789';

@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import type { ITelemetryRecord } from '../../proto/index.ts';
 import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, FULL_CONSUMPTION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
 import { createGrant, mintToken, registerRecipient, workshopVisit } from '../helpers/grants.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
 const JWT_KEYS = 'gmatrix1:grants-matrix-signing-secret-0123456789abcdef';

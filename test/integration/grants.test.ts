@@ -12,7 +12,7 @@ import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, waitFor } from '../helpers/gateway.ts';
 import { createGrant, mintToken, registerRecipient, workshopVisit } from '../helpers/grants.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 const JWT_KEYS = 'grants1:grants-test-signing-secret-0123456789abcdef';
 let db: TestDatabase;

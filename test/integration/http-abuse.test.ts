@@ -9,9 +9,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import type { TestDatabase } from '../helpers/db.ts';
+import { tableDigests } from '../helpers/db-digest.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, provision, publish, record, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -544,6 +545,16 @@ async function casesFor(r: RouteDef): Promise<Case[]> {
 // ---------------------------------------------------------------------------
 
 let before: Record<string, number>;
+/** Every table's rows (digest) once the fixtures are in, compared with the same afterwards. */
+let digestBefore: Record<string, string>;
+/**
+ * Rows this file adds itself are left out of both digests (tokens it mints later, reads it
+ * makes that are logged as disclosures, a retention period starting meanwhile, the vehicle of
+ * the SQL-looking owner id): every row that was there must be there afterwards, unchanged.
+ */
+let digestScope: Record<string, string>;
+/** The vehicle the SQL-looking owner id test provisions. */
+const SQL_VIN = testVin();
 const tally = new Map<number, number>();
 let sent = 0;
 
@@ -573,6 +584,18 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
     expect((await api(gw, 'DELETE', `/v1/vehicles/${v}/grants/${GRANTS[owner].r}`, undefined, ownerTok)).status).toBe(204);
   }
   before = await counts();
+  const lit = (x: string) => `'${x.replace(/'/g, "''")}'`;
+  const jtis = (await db.query<{ jti: string }>('SELECT jti FROM api_tokens')).map((r) => r.jti);
+  const lastDisclosure = (await db.query<{ n: string }>('SELECT coalesce(max(id), 0)::text AS n FROM disclosures'))[0]!.n;
+  const cut = (await db.query<{ t: string }>('SELECT clock_timestamp()::text AS t'))[0]!.t;
+  digestScope = {
+    api_tokens: jtis.length ? `t.jti IN (${jtis.map(lit).join(', ')})` : 'false',
+    disclosures: `t.id <= ${lastDisclosure}`,
+    scheduled_runs: `t.started_at <= ${lit(cut)}::timestamptz`,
+    vehicles: `t.vin <> ${lit(SQL_VIN)}`,
+    ownership_periods: `t.vin <> ${lit(SQL_VIN)}`,
+  };
+  digestBefore = await tableDigests(db.query, { where: digestScope });
 });
 afterAll(async () => {
   const lines = [...tally.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`);
@@ -658,7 +681,7 @@ describe('requests the HTTP parser refuses', () => {
 
 describe('SQL-looking strings that are valid values are stored verbatim, not executed', () => {
   it("an owner id ';DROP/**/TABLE/**/vehicles;-- (printable ASCII, no spaces) is stored as text", async () => {
-    const vin = testVin();
+    const vin = SQL_VIN;
     const owner = `';DROP/**/TABLE/**/vehicles;--`;
     const r = await api(gw, 'POST', '/v1/admin/vehicles', { vin, ownerId: owner });
     expect(r.status).toBe(201);
@@ -698,6 +721,8 @@ describe('afterwards', () => {
     const reg = await db.query<{ t: string | null }>(`SELECT to_regclass('public.vehicles')::text AS t`);
     expect(reg[0]!.t).toBe('vehicles');
     expect(await counts()).toEqual(before);
+    // Not only the counts: every row of every table, as it was (see digestScope).
+    expect(await tableDigests(db.query, { where: digestScope })).toEqual(digestBefore);
     // (api_tokens grows with the tokens this file mints for itself; none may have been revoked)
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_tokens WHERE revoked_at IS NOT NULL'))[0]!.n).toBe(0);
     // vehicle A still has its data and its owner; T was not transferred

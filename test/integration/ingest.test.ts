@@ -15,7 +15,7 @@ import {
   publish,
   record,
 } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createConsentRepo } from '../../storage/repos/consent.ts';
 import { createPgDb } from '../../storage/driver/db.ts';
 import { TelemetryRecord } from '../../proto/index.ts';
@@ -283,15 +283,22 @@ describe('acknowledgement after commit', () => {
     const killer = new pg.Client({ connectionString: db.url });
     await killer.connect();
     const pubs: Promise<void>[] = [];
+    let terminated: { pid: number; ended: boolean }[] = [];
     for (let i = 0; i < 20; i++) {
       pubs.push(publish(v.client, v.topic, encodeBatch(v.vin, [record(i + 1, t + i, { technical: { speedKmh: i } })])));
       if (i === 10) {
-        await killer.query(
-          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'cardata-gateway'",
-        );
+        terminated = (
+          await killer.query<{ pid: number; ended: boolean }>(
+            "SELECT pid, pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'cardata-gateway'",
+          )
+        ).rows;
       }
     }
     await Promise.all(pubs);
+    // What the test is about happened: gateway connections were ended mid-stream, and they are gone.
+    expect(terminated.filter((x) => x.ended).length, `pg_terminate_backend ended no gateway connection: ${JSON.stringify(terminated)}`).toBeGreaterThan(0);
+    const pids = terminated.filter((x) => x.ended).map((x) => x.pid);
+    expect((await killer.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1)', [pids])).rows, 'terminated backends still there').toEqual([]);
     await killer.end();
     const rows = await telemetryRows(v.vin);
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));

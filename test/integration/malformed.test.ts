@@ -17,7 +17,7 @@ import {
   record,
   testVin,
 } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { GW_ERR } from '../../gateway/errors.ts';
 import Long from 'long';
 import { TelemetryBatch, TelemetryRecord, type ITelemetryRecord } from '../../proto/index.ts';

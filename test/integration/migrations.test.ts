@@ -73,7 +73,7 @@ describe('migrate()', () => {
   });
 
   it('makes telemetry and obfcm_readings hypertables when TimescaleDB is present', async (ctx) => {
-    if (!extensionPresent) ctx.skip();
+    if (!extensionPresent) ctx.skip('the server TEST_DATABASE_URL points at has no TimescaleDB extension: no hypertables to check');
     const rows = await db.query<{ hypertable_name: string }>(
       "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' ORDER BY hypertable_name",
     );

@@ -13,7 +13,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { connectBody, connectPacket, packet, publishPacket, Raw, remainingLength, sleep, str, subscribePacket, u16, type ConnectOpts } from '../helpers/raw-mqtt.ts';
 import { connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 /** MQTT_CONNECT_TIMEOUT_MS of the gateway under test (the default, 10 s, has its own test). */
 const CONNECT_TIMEOUT_MS = 2000;

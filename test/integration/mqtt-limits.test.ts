@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
 import { Raw, publishPacket, rawConnect, remainingLength, sleep, subscribePacket } from '../helpers/raw-mqtt.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 const PER_ADDRESS = 20;
 const PREAUTH_BYTES = 64 * 1024;

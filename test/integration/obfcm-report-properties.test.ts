@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 import { obfcmShareable } from '../../access/grants.ts';
 import { createPgDb } from '../../storage/driver/db.ts';

@@ -2,7 +2,7 @@
 // with its request and response schemas.
 import { describe, expect, it } from 'vitest';
 import { gatewayTest } from '../helpers/fixtures.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let gw: RunningGateway;
 const test = gatewayTest();

@@ -13,7 +13,8 @@ import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, e
 import { fileURLToPath } from 'node:url';
 import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { unzip } from '../helpers/zip.ts';
-import type { RunningGateway } from '../../main.ts';
+import { CONSUMPTION_COLUMNS } from '../../proto/fields.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 const OUT = fileURLToPath(new URL('../../test-output/portal/', import.meta.url));
 const OWNER = 'e2e-owner';
@@ -84,11 +85,14 @@ async function account(role: string, subject: string): Promise<void> {
   accounts.add(subject);
 }
 
-/** Whether the gateway runs its own OpenID Provider (the sign-in branch merged). */
-let oidc: boolean | null = null;
-async function hasOidc(): Promise<boolean> {
-  oidc ??= (await fetch(`${base}/oidc/.well-known/openid-configuration`)).status === 200;
-  return oidc;
+/**
+ * The gateway's own OpenID Provider, through which the portal signs people in: its
+ * discovery document must answer, or the test (about the signed-in portal) fails here.
+ */
+let oidcDiscovery: number | null = null;
+async function expectOidc(): Promise<void> {
+  oidcDiscovery ??= (await fetch(`${base}/oidc/.well-known/openid-configuration`)).status;
+  expect(oidcDiscovery, 'OpenID discovery (GET /oidc/.well-known/openid-configuration): the portal signs in through the embedded provider').toBe(200);
 }
 
 /**
@@ -104,22 +108,16 @@ async function signedIn(role: string, subject: string, lang: 'en' | 'nl' = 'en')
   }, lang);
   page.on('pageerror', (err) => console.log(`[browser ${subject}] ${err.message}`));
   await page.goto(`${base}/`);
-  if (await hasOidc()) {
-    await account(role, subject);
-    await page.click('#signin');
-    await page.locator('#username').waitFor({ timeout: 20_000 });
-    expect(new URL(page.url()).pathname).toMatch(/^\/oidc\//);
-    // The provider's page speaks the portal's language (ui_locales).
-    expect(await page.locator('html').getAttribute('lang')).toBe(lang);
-    await page.fill('#username', subject);
-    await page.fill('#password', PASSWORD);
-    await page.getByRole('button', { name: lang === 'nl' ? 'Inloggen' : 'Sign in', exact: true }).click();
-  } else {
-    // Before the sign-in branch: a token the operator minted, pasted into the portal.
-    await page.locator('.token-signin summary').click();
-    await page.fill('#token', await mint(role, subject));
-    await page.locator('.token-signin button[type=submit]').click();
-  }
+  await expectOidc();
+  await account(role, subject);
+  await page.click('#signin');
+  await page.locator('#username').waitFor({ timeout: 20_000 });
+  expect(new URL(page.url()).pathname).toMatch(/^\/oidc\//);
+  // The provider's page speaks the portal's language (ui_locales).
+  expect(await page.locator('html').getAttribute('lang')).toBe(lang);
+  await page.fill('#username', subject);
+  await page.fill('#password', PASSWORD);
+  await page.getByRole('button', { name: lang === 'nl' ? 'Inloggen' : 'Sign in', exact: true }).click();
   await page.locator('#signout').waitFor({ timeout: 20_000 });
   return { ctx, page };
 }
@@ -213,7 +211,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
   });
 
   it('the sign-in and sign-out pages speak the portal\'s language (ui_locales), and switch', async () => {
-    if (!(await hasOidc())) return;
+    await expectOidc();
     await account('customer', OWNER);
     // A browser that prefers English, a portal switched to Dutch: the portal's choice wins.
     const ctx = await tb.browser.newContext({ viewport: { width: 1100, height: 900 }, locale: 'en-GB' });
@@ -583,10 +581,38 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     await owner.page.click('#checkin-make');
     await poll(async () => `${await owner.page.locator('#checkin-code').textContent()}${(await owner.page.locator('.error').allTextContents()).join(' ')}`).toMatch(/Code: [A-Z0-9]{5}-[A-Z0-9]{5}/);
     const code = /Code: ([A-Z0-9]{5}-[A-Z0-9]{5})/.exec((await owner.page.locator('#checkin-code').textContent())!)![1]!;
+    // The car reports its counters at the workshop: values unlike any sent before, exact at
+    // the precision the page shows (litres and kWh to 0.1, kilometres to 1).
+    const VISIT = {
+      totalFuelConsumedL: 923.4,
+      totalDistanceKm: 15001,
+      totalFuelConsumedChargeDepletingL: 12.3,
+      totalFuelConsumedChargeIncreasingL: 21.7,
+      totalDistanceChargeDepletingEngineOffKm: 3102,
+      totalDistanceChargeDepletingEngineRunningKm: 411,
+      totalDistanceChargeIncreasingKm: 512,
+      totalGridEnergyIntoBatteryKwh: 961.5,
+    };
+    expect(Object.keys(VISIT).sort()).toEqual(CONSUMPTION_COLUMNS.map((c) => c.jsName).sort());
+    const car = await connectVehicle(gw, liveVin, liveSecret);
+    await publish(car, `v1/vehicles/${liveVin}/telemetry`, encodeBatch(liveVin, [record(30, Date.now(), { consumption: VISIT })]));
+    await car.endAsync();
+    const storedRows = await db.query<Record<string, number | null>>(
+      `SELECT ${CONSUMPTION_COLUMNS.map((c) => `${c.column} AS "${c.jsName}"`).join(', ')} FROM telemetry WHERE vin = $1 AND has_consumption ORDER BY recorded_at DESC LIMIT 1`,
+      [liveVin],
+    );
+    const stored = storedRows[0]!;
+    expect(stored).toEqual(VISIT);
     const shop = await signedIn('workshop', 'e2e-garage', 'nl');
     await shop.page.fill('#redeem-code', code);
     await shop.page.locator('#redeem-code').press('Enter');
     await shop.page.locator('#visit-h').waitFor({ timeout: 20_000 });
+    // The heading shows with "no data" too: the counters themselves, as the page shows them
+    // (Dutch: "15.001 km", "923,4 l"), against the stored ones.
+    await shop.page.locator('#visit-values').waitFor({ timeout: 20_000 });
+    const shown = await shop.page.locator('#visit-values tr[data-field]').evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-field')!, r.querySelector('td')!.textContent!]));
+    const nlNumber = (text: string) => Number(/[\d.,]+/.exec(text)![0].replace(/\./g, '').replace(',', '.'));
+    expect(Object.fromEntries(shown.map(([f, text]) => [f, nlNumber(text!)]))).toEqual(Object.fromEntries(Object.entries(stored).map(([k, v]) => [`consumption.${k}`, v])));
     await shot(shop.page, 'workshop-visit-nl');
     await accessible(shop.page, 'workshop-visit-nl');
     await owner.ctx.close();

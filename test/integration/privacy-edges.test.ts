@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
 import { loadConfig } from '../../config/index.ts';
-import { startGateway, type RunningGateway } from '../../main.ts';
+import { startGateway, type RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

@@ -19,7 +19,7 @@ import type { MqttClient } from 'mqtt';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 import { TelemetryRecord } from '../../proto/index.ts';
 import { createTokenService, parseKeys } from '../../identity/tokens.ts';
 
@@ -96,6 +96,8 @@ interface Rec {
   technical: Tri;
   consumption: Tri;
   obfcm: Tri;
+  /** When the gateway received it: within its publish call (a quarantine row is erased by received_at). */
+  received: { lo: number; hi: number };
 }
 
 interface Vehicle {
@@ -291,6 +293,13 @@ class Erase implements Cmd {
         r.exists = erased(r.exists, c);
         if (sharingRefused) r.obfcm = erased(r.obfcm, c);
       });
+      // Quarantine rows go with a full erasure, chosen by when they were received.
+      for (const r of v.quarantined) {
+        const lo = ownedBy(v, owner, r.received.lo);
+        const hi = ownedBy(v, owner, r.received.hi);
+        if (lo === false && hi === false) continue;
+        r.exists = erased(r.exists, lo === true && hi === true);
+      }
     } else {
       const cat = this.category;
       erase(v, hit, (r, c) => {
@@ -352,6 +361,7 @@ async function publishRecords(w: World, v: Vehicle, times: number[], label: stri
       consumption: true,
       location: tri((s) => s.location),
       obfcm: tri(shares),
+      received: { lo: tBefore, hi: tAfter },
     });
   }
   v.quarantined.push(...out.filter((_, i) => invalid.has(i)));
@@ -482,7 +492,7 @@ interface Row {
 }
 
 /** How many certain checks verify() made (a property that asserts nothing proves nothing). */
-const tally = { quarantineRefused: 0, locationRefused: 0, locationKept: 0, obfcmRefused: 0, obfcmShared: 0, erased: 0, exported: 0, notTheirs: 0, notFound404: 0 };
+const tally = { quarantineKept: 0, quarantineErased: 0, quarantineRefused: 0, locationRefused: 0, locationKept: 0, obfcmRefused: 0, obfcmShared: 0, erased: 0, exported: 0, notTheirs: 0, notFound404: 0 };
 
 async function verify(w: World): Promise<void> {
   const trace = () => `\nrun ${w.run} trace:\n  ${w.log.join('\n  ')}`;
@@ -506,7 +516,10 @@ async function verify(w: World): Promise<void> {
       const q = quarantine.filter((x) => x.vin === v.vin && x.seq === rec.seq);
       expect(q.length, `quarantine rows of invalid v${v.idx} ${rec.label}${trace()}`).toBeLessThanOrEqual(1);
       const row = q[0];
-      if (!row) continue; // erased with the owner's data
+      if (rec.exists !== undefined) expect(row !== undefined, `quarantine row exists (false: erased with the owner's data): invalid v${v.idx} ${rec.label}${trace()}`).toBe(rec.exists);
+      if (rec.exists === false) tally.quarantineErased++;
+      if (!row) continue;
+      if (rec.exists === true) tally.quarantineKept++;
       expect(row.reason).toBe('GW_ERR_OUT_OF_RANGE');
       const decoded = row.payload ? TelemetryRecord.decode(row.payload) : null;
       if (rec.location === false) {

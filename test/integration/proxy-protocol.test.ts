@@ -16,7 +16,7 @@ import { encodeBatch, publish, record, startTestGateway, testVin } from '../help
 import { createPgDb } from '../../storage/driver/db.ts';
 import { createVehicleRepo } from '../../storage/repos/vehicles.ts';
 import { hashSecret, newSecret } from '../../identity/secrets.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let dir: string;
 let db: TestDatabase;

@@ -19,7 +19,7 @@ import {
   record,
   testVin,
 } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

@@ -7,7 +7,7 @@ import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway, testVin, tryConnect } from '../helpers/gateway.ts';
 import { runChild } from '../helpers/proc.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

@@ -11,7 +11,7 @@ import { api, connectVehicle, encodeBatch, FULL_CONSUMPTION, FULL_LOCATION, FULL
 import { createGrant, mintToken, registerRecipient, workshopVisit } from '../helpers/grants.ts';
 import { openSse } from '../helpers/sse.ts';
 import { bucketOf } from '../../storage/driver/shards.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 const VEHICLES = 200;
 const RECORDS = 5;

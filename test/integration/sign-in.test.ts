@@ -7,7 +7,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, api, provision, startTestGateway, testVin, waitFor } from '../helpers/gateway.ts';
 import { SignInFailed, TEST_REDIRECT_URI, signInWithCode, startExternalIdp, type ExternalIdp } from '../helpers/oidc.ts';
 import { killAllChildren, runChild } from '../helpers/proc.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 const JWT_KEYS = 'signin1:sign-in-test-signing-secret-0123456789abcdef';
 const AUDIENCE = 'urn:cardata-gateway:api';

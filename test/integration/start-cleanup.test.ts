@@ -7,7 +7,7 @@ import net from 'node:net';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { startTestGateway, waitFor } from '../helpers/gateway.ts';
 import { freePort } from '../../devkit/spawn.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 function listenOn(port: number): Promise<net.Server> {
   return new Promise((resolve, reject) => {

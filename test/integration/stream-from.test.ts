@@ -10,7 +10,7 @@ import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { api, provision, startTestGateway } from '../helpers/gateway.ts';
 import { openSse } from '../helpers/sse.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;

@@ -6,7 +6,7 @@ import type { MqttClient } from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
 import { openSse, type SseClient } from '../helpers/sse.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let a: RunningGateway;
@@ -86,6 +86,8 @@ describe('resume', () => {
       }
       await Promise.all(inflight);
     })();
+    let publishing = true;
+    void published.finally(() => (publishing = false));
 
     const got: number[] = [];
     const ids: string[] = [];
@@ -93,8 +95,13 @@ describe('resume', () => {
     expect(s.status).toBe(200);
     // Disconnect after every ~150 records, stay away a little, resume from the last cursor
     // (by Last-Event-ID, then by ?after=, alternately).
+    // Each round: what it received, and whether the vehicle was still publishing when it disconnected.
+    const rounds: { records: number; vehiclePublishing: boolean }[] = [];
     for (let round = 0; round < 4; round++) {
-      await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 150, 20_000).catch(() => {});
+      await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 150, 20_000).catch(() => {
+        throw new Error(`round ${round + 1}: the stream delivered ${seqsOf(s).length} records in 20 s, not the 150 to disconnect after (rounds so far ${JSON.stringify(rounds)})`);
+      });
+      rounds.push({ records: seqsOf(s).length, vehiclePublishing: publishing });
       s.close();
       got.push(...seqsOf(s));
       ids.push(...s.records().map((r) => r.id));
@@ -129,7 +136,14 @@ describe('resume', () => {
     });
     await new Promise((r) => setTimeout(r, 300));
     s.close();
+    rounds.push({ records: seqsOf(s).length, vehiclePublishing: publishing });
     got.push(...seqsOf(s));
+    console.log(`[stream-resume] per connection: ${JSON.stringify(rounds)}`);
+    // The reconnects happened mid-stream: every connection, the last included, delivered
+    // records (so each resume had more to send), and the first disconnect came while the
+    // vehicle was still publishing (records committed while the consumer was away).
+    for (const [k, r] of rounds.entries()) expect(r.records, `records on connection ${k + 1}`).toBeGreaterThan(0);
+    expect(rounds[0]!.vehiclePublishing, 'the vehicle was still publishing at the first disconnect').toBe(true);
     ids.push(...s.records().map((r) => r.id));
     // Exactly once: as many events as rows, no seq twice, every stored seq present.
     expect(got.length).toBe(stored.length);

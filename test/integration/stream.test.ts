@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, startTestGateway } from '../helpers/gateway.ts';
 import { openSse } from '../helpers/sse.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -148,7 +148,7 @@ describe('on the embedded database (PGlite)', () => {
     const { tmpdir } = await import('node:os');
     const path = await import('node:path');
     const { loadConfig } = await import('../../config/index.ts');
-    const { startGateway } = await import('../../main.ts');
+    const { startGateway } = await import('../../app/gateway.ts');
     const dir = mkdtempSync(path.join(tmpdir(), 'cardata-stream-pglite-'));
     const g = await startGateway(
       loadConfig({ DATA_DIR: dir, MQTT_HOST: '127.0.0.1', MQTT_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ADMIN_TOKEN: 'test-admin-token-0123456789abcdef', LOG_LEVEL: 'silent' }),

@@ -10,7 +10,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { encodeBatch, provision, publish, record, startTestGateway, testVin } from '../helpers/gateway.ts';
-import type { RunningGateway } from '../../main.ts';
+import type { RunningGateway } from '../../app/gateway.ts';
 
 let dir: string;
 let db: TestDatabase;

@@ -1,7 +1,8 @@
 // config/index.ts: loadConfig parses an environment-like object once, with defaults,
 // and refuses bad values with a ConfigError that names the offending key.
 import { describe, expect, it } from 'vitest';
-import { CONFIG_KEYS, ConfigError, loadConfig } from '../../config/index.ts';
+import { CONFIG_KEYS, ConfigError, loadConfig, MAX_TOKEN_TTL_S } from '../../config/index.ts';
+import { MAX_TOKEN_TTL_S as TOKEN_SERVICE_MAX_TTL_S } from '../../identity/tokens.ts';
 
 describe('loadConfig defaults', () => {
   it('fills every setting from an empty environment with the documented defaults', () => {
@@ -11,8 +12,8 @@ describe('loadConfig defaults', () => {
       databaseUrl: undefined,
       dataDir: './data',
       dbPoolMax: 10,
-      mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 + 1024, maxConnections: 100_000, authFailuresMax: 100 },
-      admission: { maxConnectBytes: 4096, maxConnectionsPerAddress: 5000, preauthMaxBytes: 16 * 1024 * 1024, authFailuresPerVinMax: 5, authConcurrency: 2 },
+      mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 + 1024, maxConnections: 100_000, auth: { authFailuresMax: 100, authFailuresPerVinMax: 5, authConcurrency: 2 } },
+      admission: { maxConnectBytes: 4096, maxConnectionsPerAddress: 5000, preauthMaxBytes: 16 * 1024 * 1024 },
       crl: undefined,
       dbApiPoolMax: 5,
       api: { exportsPerCaller: 2, readyzCacheMs: 1000, requestTimeoutMs: 30_000, headersTimeoutMs: 10_000 },
@@ -135,5 +136,13 @@ describe('the returned config is frozen', () => {
     const b = loadConfig({ MQTT_PORT: '2' });
     expect(a.mqtt.port).toBe(1);
     expect(b.mqtt.port).toBe(2);
+  });
+});
+
+describe('TOKEN_TTL_S', () => {
+  it('is bounded by what the token service accepts (the two constants agree)', () => {
+    expect(MAX_TOKEN_TTL_S).toBe(TOKEN_SERVICE_MAX_TTL_S);
+    expect(loadConfig({ TOKEN_TTL_S: String(MAX_TOKEN_TTL_S) }).tokenTtlS).toBe(MAX_TOKEN_TTL_S);
+    expect(() => loadConfig({ TOKEN_TTL_S: String(MAX_TOKEN_TTL_S + 1) })).toThrow(ConfigError);
   });
 });

@@ -268,7 +268,7 @@ describe('setTrusted', () => {
     expect(cache.peek(VIN)).toBeUndefined();
   });
 
-  it('back to trusted (as main.ts does: invalidateAll, then setTrusted(true)): entries load and cache again', async () => {
+  it('back to trusted (as app/feeds.ts does: invalidateAll, then setTrusted(true)): entries load and cache again', async () => {
     const src = liveSource(new Map([[VIN, [ALLOWED]]]));
     const cache = createConsentCache({ source: src, horizonMs: HORIZON, now: () => NOW });
     cache.setTrusted(false);

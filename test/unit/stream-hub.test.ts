@@ -3,8 +3,9 @@
 // running. Consumers resume from their last position at random moments, some while
 // a read of the tail is under way; each must see every record of its vehicle exactly once.
 import { describe, expect, it } from 'vitest';
-import { createStreamHub, type Subscriber } from '../../stream/hub.ts';
-import type { StreamPos, StreamRecord, StreamStore } from '../../stream/ports.ts';
+import { createStreamHub } from '../../stream/hub.ts';
+import type { StreamStore } from '../../stream/ports.ts';
+import type { StreamPos, StreamRecord, StreamSubscriber as Subscriber } from '../../proto/stream.ts';
 
 function rng(seed: number) {
   let s = seed >>> 0;

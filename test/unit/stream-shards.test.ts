@@ -2,9 +2,10 @@
 // transactions on its own (here both from 100, so the same tx ids exist on both shards):
 // a subscriber must be served by its vehicle's shard only, and get each of its records once.
 import { describe, expect, it } from 'vitest';
-import { createStreamHub, type Subscriber } from '../../stream/hub.ts';
+import { createStreamHub } from '../../stream/hub.ts';
 import { createShardedHub, shardedPositions } from '../../stream/shards.ts';
-import type { StreamPos, StreamRecord, StreamStore } from '../../stream/ports.ts';
+import type { StreamStore } from '../../stream/ports.ts';
+import type { StreamPos, StreamRecord, StreamSubscriber as Subscriber } from '../../proto/stream.ts';
 
 /** A shard's stream log: every entry committed at once (the horizon is the next id). */
 function shardLog() {

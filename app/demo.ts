@@ -1,10 +1,10 @@
 // `npm run demo`: the gateway and the simulator together, then the data is left to
 // explore through the API. Uses the same settings as `npm start` (embedded database by
 // default); DEMO_VEHICLES, DEMO_RATE and DEMO_DURATION_S size the simulated fleet.
-import { loadConfig } from './config/index.ts';
-import { createLogger, startGateway } from './main.ts';
-import { runSimulation, formatSummary } from './simulator/run.ts';
-import { newSecret } from './identity/secrets.ts';
+import { loadConfig } from '../config/index.ts';
+import { createLogger, startGateway } from './gateway.ts';
+import { runSimulation, formatSummary } from '../simulator/run.ts';
+import { newSecret } from '../identity/secrets.ts';
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -39,11 +39,19 @@ const result = await runSimulation({
 });
 console.log(formatSummary(result));
 
-const tok = await fetch(`${http}/v1/admin/tokens`, {
+// The owner's API token, for the curl lines below: as long as TOKEN_TTL_S allows (the
+// admin API's default). A refusal stops the demo with the API's reason, never a blank token.
+const tokRes = await fetch(`${http}/v1/admin/tokens`, {
   method: 'POST',
   headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.adminToken}` },
-  body: JSON.stringify({ role: 'customer', subject: owner, ttlSeconds: 86_400 }),
-}).then((r) => r.json() as Promise<{ token: string }>);
+  body: JSON.stringify({ role: 'customer', subject: owner }),
+});
+const tok = (await tokRes.json()) as { token?: string; expiresAt?: string; detail?: string };
+if (tokRes.status !== 201 || typeof tok.token !== 'string') {
+  console.error(`demo: the owner's API token was refused (${tokRes.status}): ${tok.detail ?? JSON.stringify(tok)}`);
+  await gw.close();
+  process.exit(1);
+}
 // A person's account at the embedded OpenID Provider, to sign in to the portal with
 // (replaced on every run: its password is shown once, here).
 const password = newSecret().slice(0, 20);
@@ -62,7 +70,7 @@ The gateway keeps running with the data. Explore it (Ctrl-C to stop):
   portal:         ${http}/   (${signIn})
   admin token:    ${gw.adminToken}
   vehicles:       ${vins.join(', ')}
-  export TOKEN=${tok.token}   # the owner's API token
+  export TOKEN=${tok.token}   # the owner's API token, valid until ${tok.expiresAt ?? 'TOKEN_TTL_S from now'}
   curl -H "authorization: Bearer $TOKEN" "${http}/v1/vehicles/${v}/cardata?format=ndjson" | head
   curl -H "authorization: Bearer $TOKEN" "${http}/v1/vehicles/${v}/location/latest"
   curl -H "authorization: Bearer $TOKEN" "${http}/v1/vehicles/${v}/consent"

@@ -1,15 +1,14 @@
-// Composition of sign-in, part of main.ts's composition root (kept apart so main.ts stays
-// short): the gateway's own tokens, their deny list, the external OpenID Provider, and the
+// Wiring of sign-in: the gateway's own tokens, their deny list, the external OpenID Provider, and the
 // embedded one under /oidc, all answering through one authenticator.
 import type { Logger } from 'pino';
-import type { Config } from './config/index.ts';
-import type { Db } from './storage/driver/db.ts';
-import { createAccountRepo, createMintedTokenRepo, createOidcStore, TOKEN_REVOKED_CHANNEL, type AccountRepo, type MintedTokenRepo } from './storage/repos/sign-in.ts';
-import { createTokenService, parseKeys, randomKey, type TokenService } from './identity/tokens.ts';
-import { createAuthenticator, type Authenticator } from './identity/authenticate.ts';
-import { createOidcVerifier } from './identity/oidc.ts';
-import { createRevocationList } from './identity/revocations.ts';
-import type { EmbeddedIdp } from './identity/provider.ts';
+import type { Config } from '../config/index.ts';
+import type { Db } from '../storage/driver/db.ts';
+import { createAccountRepo, createMintedTokenRepo, createOidcStore, TOKEN_REVOKED_CHANNEL, type AccountRepo, type MintedTokenRepo } from '../storage/repos/sign-in.ts';
+import { createTokenService, parseKeys, randomKey, type TokenService } from '../identity/tokens.ts';
+import { createAuthenticator, type Authenticator } from '../identity/authenticate.ts';
+import { createOidcVerifier } from '../identity/oidc.ts';
+import { createRevocationList } from '../identity/revocations.ts';
+import type { EmbeddedIdp } from '../identity/provider.ts';
 
 export interface SignIn {
   /** Mints the gateway's own tokens. */
@@ -22,6 +21,8 @@ export interface SignIn {
   readonly onRevoked: (jti: string) => void;
   /** The embedded provider, once started. */
   readonly provider: () => EmbeddedIdp | null;
+  /** Whether sign-in serves: the embedded provider has started, or none is configured. */
+  ready(): boolean;
   /** Loads the deny list and follows revocations (NOTIFY); needs the migrated schema. */
   open(): Promise<void>;
   /** Starts the embedded provider, which needs the address the HTTP server listens on. */
@@ -71,6 +72,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     accounts,
     onRevoked: (jti) => revocations.add(jti),
     provider: () => provider,
+    ready: () => !config.oidc.embedded || provider !== null,
     async open() {
       stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (jti) => revocations.add(jti), {
         // A revocation may be missed while the feed is down: ask the database until it is back.
@@ -94,7 +96,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
       const base = config.publicUrl ?? local;
       const issuer = `${base}/oidc`;
       // Loaded only when it runs: oidc-provider is a large module (Koa inside).
-      const { createEmbeddedIdp, EMBEDDED_ROLE_CLAIM } = await import('./identity/provider.ts');
+      const { createEmbeddedIdp, EMBEDDED_ROLE_CLAIM } = await import('../identity/provider.ts');
       provider = await createEmbeddedIdp(
         {
           issuer,
