@@ -22,5 +22,45 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 fi
 
 npx tsc --noEmit -p .
+npx tsc --noEmit -p web # the portal (web/tsconfig.json: JavaScript with JSDoc types, DOM)
 bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js), on the whole tree
-exec npx vitest run "$@"
+# With arguments (e.g. one file): that run only, on this machine's Node, as before.
+if [ "$#" -gt 0 ]; then exec npx vitest run "$@"; fi
+
+# The whole suite on this machine's Node; then the current LTS lines (README, "Quick start":
+# supported Node.js versions), official builds from the npm registry (scripts/node-lts.sh).
+# NODE_LTS=full: both projects whole on each of them (about 8 min more each); NODE_LTS=off: none.
+# Default: the unit project on 22 and 24, and on 24 the integration files that exercise
+# what differs by runtime: the embedded OpenID Provider (sign-in), start and stop (npm start,
+# signals), MQTT ingest and the packet guard on real sockets, Server-Sent Events, TLS, the
+# exports (zip, COPY streams), child processes (devkit/spawn.ts). A failure anywhere fails
+# the whole run, after every run has been made.
+failed=()
+npx vitest run || failed+=("Node $(node --version): whole suite")
+NODE_LTS="${NODE_LTS:-default}"
+if [ "$NODE_LTS" != "off" ]; then
+  LTS_SUBSET=(sign-in start ingest mqtt-abuse stream tls export-streaming export-copy spawn)
+  for major in 24 22; do
+    bin="$(bash scripts/node-lts.sh "$major")"
+    args=(--project unit)
+    what="unit project"
+    if [ "$NODE_LTS" = "full" ]; then
+      args=()
+      what="whole suite"
+    elif [ "$major" = 24 ]; then
+      args=(test/unit/)
+      for f in "${LTS_SUBSET[@]}"; do args+=("test/integration/$f.test.ts"); done
+      what="unit project + integration subset"
+    fi
+    echo "== Node $("$bin" --version) ($bin): $what" >&2
+    t0=$SECONDS
+    # PATH first: the children the tests start by name (npm start, npx, node) run on it too.
+    PATH="$(dirname "$bin"):$PATH" "$bin" node_modules/vitest/vitest.mjs run "${args[@]}" \
+      || failed+=("Node $("$bin" --version): $what")
+    echo "== Node $("$bin" --version): $what took $((SECONDS - t0)) s" >&2
+  done
+fi
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

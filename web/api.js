@@ -4,6 +4,10 @@ import { takeEarly } from './boot.js';
 import { parseEvents } from './sse.js';
 
 export class ApiProblem extends Error {
+  /**
+   * @param {number} status
+   * @param {{ detail?: string, code?: string } | null} body the problem+json body, when there is one
+   */
   constructor(status, body) {
     super(body?.detail ?? `HTTP ${status}`);
     this.status = status;
@@ -12,11 +16,15 @@ export class ApiProblem extends Error {
 }
 
 let onExpired = () => {};
-/** Called when the API says the session is over (401): the app returns to sign-in. */
+/**
+ * Called when the API says the session is over (401): the app returns to sign-in.
+ * @param {() => void} fn
+ */
 export function setExpiredHandler(fn) {
   onExpired = fn;
 }
 
+/** @param {Record<string, string>} extra */
 function headers(extra = {}) {
   const s = currentSession();
   const h = { ...extra };
@@ -24,6 +32,13 @@ function headers(extra = {}) {
   return h;
 }
 
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body] sent as JSON
+ * @param {{ signal?: AbortSignal, raw?: boolean }} [opts] raw: the Response itself (its body unread), not its JSON
+ * @returns {Promise<any>} the JSON body (null for 204), or with `raw` the Response
+ */
 export async function request(method, path, body, opts = {}) {
   if (!currentSession()) {
     expireSession();
@@ -38,7 +53,7 @@ export async function request(method, path, body, opts = {}) {
       signal: opts.signal,
     });
   // The same read, started while the page's modules loaded (boot.js); asked again if it failed.
-  const early = method === 'GET' && !opts.signal ? takeEarly(path, currentSession().accessToken) : null;
+  const early = method === 'GET' && !opts.signal ? takeEarly(path, /** @type {Session} */ (currentSession()).accessToken) : null;
   const res = await (early ? early.catch(send) : send());
   if (res.status === 401) {
     expireSession();
@@ -54,9 +69,13 @@ export async function request(method, path, body, opts = {}) {
   return data;
 }
 
+/** @type {(path: string, opts?: { signal?: AbortSignal, raw?: boolean }) => Promise<any>} */
 export const get = (path, opts) => request('GET', path, undefined, opts);
+/** @type {(path: string, body: unknown) => Promise<any>} */
 export const put = (path, body) => request('PUT', path, body);
+/** @type {(path: string, body: unknown) => Promise<any>} */
 export const post = (path, body) => request('POST', path, body);
+/** @type {(path: string) => Promise<any>} */
 export const del = (path) => request('DELETE', path);
 
 /** Waits between reconnects, ms: growing, then steady (never giving up while the page is open). */
@@ -73,20 +92,26 @@ const STALL_MS = 45_000;
  * reports: 'live' (connected; resumed when from a cursor), 'retrying' (down, will
  * reconnect), 'off' (refused for good: no stream here, no access). Returns a function
  * that closes it.
+ * @param {string} path
+ * @param {{ onEvent: (ev: SseEvent) => void, onState?: (mode: 'live' | 'retrying' | 'off', status: number | undefined, resumed: boolean) => void }} handlers
+ * @returns {() => void}
  */
 export function openStream(path, { onEvent, onState }) {
   const ctl = new AbortController();
+  /** @type {string | null} */
   let lastId = null;
   let failures = 0;
+  /** @type {(mode: 'live' | 'retrying' | 'off', status?: number, resumed?: boolean) => void} */
   const state = (mode, status, resumed = false) => {
     if (!ctl.signal.aborted) onState?.(mode, status, resumed);
   };
-  (async () => {
+  void (async () => {
     while (!ctl.signal.aborted) {
       const conn = new AbortController();
       const abort = () => conn.abort();
       ctl.signal.addEventListener('abort', abort);
-      let stall = null;
+      /** @type {number | undefined} */
+      let stall;
       const arm = () => {
         clearTimeout(stall);
         stall = setTimeout(abort, STALL_MS);

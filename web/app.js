@@ -8,18 +8,24 @@ import { completeSignIn, currentSession, saveSession, signOut, startSignIn, take
 import { ApiProblem, get, setExpiredHandler } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { VehiclePage } from './vehicle.js';
+/** @import { Messages } from './i18n.js' */
 
 // The pages a vehicle's overview does not need are loaded when first opened: the overview,
 // the usual first page, waits for no module it does not show.
+/** @type {Map<string, unknown>} */
 const loaded = new Map();
 /**
  * A page component from a module loaded on first use. Until it is there, "Loading…";
  * then `onShown` (the app moves focus to the page's heading, which was not there before).
+ * @template {string} N
+ * @param {() => Promise<{ [K in N]: (props: never) => unknown }>} load
+ * @param {N} name the component's name in the module
  */
 function later(load, name) {
+  /** @param {{ m: Messages, onShown?: () => void } & Record<string, unknown>} props */
   return function Later(props) {
     const [C, setC] = useState(() => loaded.get(name) ?? null);
-    const [err, setErr] = useState(null);
+    const [err, setErr] = useState(/** @type {Error | null} */ (null));
     useEffect(() => {
       if (C) return;
       let live = true;
@@ -28,7 +34,7 @@ function later(load, name) {
           loaded.set(name, mod[name]);
           if (live) setC(() => mod[name]);
         },
-        (e) => live && setErr(e),
+        (/** @type {Error} */ e) => live && setErr(e),
       );
       return () => {
         live = false;
@@ -53,6 +59,7 @@ const CataloguePage = later(() => import('./pages.js'), 'CataloguePage');
 const RecipientHome = later(() => import('./recipient.js'), 'RecipientHome');
 const GrantPage = later(() => import('./recipient.js'), 'GrantPage');
 
+/** @param {string} hash */
 function parseRoute(hash) {
   const parts = (hash || '#/').replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   if (parts[0] === 'v' && parts[1]) return { page: 'vehicle', vin: parts[1], tab: parts[2] ?? 'overview' };
@@ -61,9 +68,10 @@ function parseRoute(hash) {
   return { page: 'home' };
 }
 
+/** @param {{ m: Messages, config: PortalConfig, expired: boolean, onToken: (token: string) => void }} props */
 function SignIn({ m, config, expired, onToken }) {
   const [busy, setBusy] = useState(false);
-  const [err, setErr] = useState(null);
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
   const [token, setToken] = useState('');
   const go = async () => {
     setBusy(true);
@@ -71,7 +79,7 @@ function SignIn({ m, config, expired, onToken }) {
     try {
       await startSignIn(config, m.lang);
     } catch (e) {
-      setErr(e);
+      setErr(/** @type {Error} */ (e));
       setBusy(false);
     }
   };
@@ -83,31 +91,34 @@ function SignIn({ m, config, expired, onToken }) {
     ${err && html`<p class="error" role="alert">${m.t('error', { msg: err.message })}</p>`}
     <details class="token-signin">
       <summary>${m.t('signInToken')}</summary>
-      <form onSubmit=${(e) => { e.preventDefault(); if (token.trim()) onToken(token.trim()); }}>
+      <form onSubmit=${(/** @type {Event} */ e) => { e.preventDefault(); if (token.trim()) onToken(token.trim()); }}>
         <label for="token">${m.t('token')}</label>
-        <input id="token" type="password" autocomplete="off" value=${token} onInput=${(e) => setToken(e.currentTarget.value)} />
+        <input id="token" type="password" autocomplete="off" value=${token} onInput=${(/** @type {InputEvt} */ e) => setToken(e.currentTarget.value)} />
         <button type="submit">${m.t('signIn')}</button>
       </form>
     </details>
   </main>`;
 }
 
+/** @param {{ m: Messages, setLang: (lang: string) => void }} props */
 function LangSwitch({ m, setLang }) {
   return html`<div class="lang">
     <label for="lang">${m.t('language')}</label>
-    <select id="lang" value=${m.lang} onChange=${(e) => setLang(e.currentTarget.value)}>
+    <select id="lang" value=${m.lang} onChange=${(/** @type {SelectEvt} */ e) => setLang(e.currentTarget.value)}>
       ${LANGS.map((l) => html`<option value=${l.code} lang=${l.code}>${l.name}</option>`)}
     </select>
   </div>`;
 }
 
+/** @param {{ m: Messages, role: string, onShown: () => void }} props */
 function Home({ m, role, onShown }) {
   if (role === 'customer') return html`<${MyVehicles} m=${m} />`;
   return html`<${RecipientHome} m=${m} onShown=${onShown} />`;
 }
 
+/** @param {{ m: Messages }} props */
 function MyVehicles({ m }) {
-  const r = useLoad(() => get('/v1/vehicles'), []);
+  const r = useLoad(() => /** @type {Promise<VehicleList>} */ (get('/v1/vehicles')), []);
   return html`<h1 tabindex="-1">${m.t('myVehicles')}</h1>
     ${r.loading && html`<p>${m.t('loading')}</p>`}
     <${Problem} m=${m} error=${r.error} />
@@ -117,11 +128,15 @@ function MyVehicles({ m }) {
     </ul>`}`;
 }
 
-/** The settings the gateway put into the page, or null. */
+/**
+ * The settings the gateway put into the page, or null.
+ * @returns {PortalConfig | null}
+ */
 function inlineConfig() {
   try {
+    /** @type {Partial<PortalConfig>} */
     const c = JSON.parse(document.getElementById('portal-config')?.textContent || '{}');
-    return c.oidc ? c : null;
+    return c.oidc ? /** @type {PortalConfig} */ (c) : null;
   } catch {
     return null;
   }
@@ -137,10 +152,10 @@ function App() {
   const [route, setRoute] = useState(parseRoute(location.hash));
   // Known from an earlier sign-in in this tab: the page renders at once, without waiting a turn.
   const [role, setRole] = useState(() => session?.role ?? null);
-  const [bootError, setBootError] = useState(null);
-  const mainRef = useRef(null);
+  const [bootError, setBootError] = useState(/** @type {Error | null} */ (null));
+  const mainRef = useRef(/** @type {HTMLElement | null} */ (null));
 
-  const setLang = useCallback((l) => {
+  const setLang = useCallback((/** @type {string} */ l) => {
     localStorage.setItem('cardata.lang', l);
     setLangState(l);
   }, []);
@@ -157,7 +172,8 @@ function App() {
       setExpired(true);
       setRole(null);
     });
-    (async () => {
+    void (async () => {
+      /** @type {PortalConfig} */
       const cfg = inlineConfig() ?? (await (await fetch('/portal/config.json')).json());
       setConfig(cfg);
       try {
@@ -167,7 +183,7 @@ function App() {
           location.hash = back;
         }
       } catch (e) {
-        setBootError(e);
+        setBootError(/** @type {Error} */ (e));
       }
     })();
     return () => removeEventListener('hashchange', onHash);
@@ -179,7 +195,7 @@ function App() {
     if (!session) return;
     if (session.role) return setRole(session.role);
     let live = true;
-    const found = (r) => {
+    const found = (/** @type {'customer' | 'recipient'} */ r) => {
       if (!live) return;
       saveSession({ ...session, role: r });
       setRole(r);
@@ -210,7 +226,7 @@ function App() {
         m=${m}
         config=${config}
         expired=${expired}
-        onToken=${(token) => {
+        onToken=${(/** @type {string} */ token) => {
           const c = claims(token);
           saveSession({ accessToken: token, idToken: null, expiresAt: c.exp ? c.exp * 1000 : Date.now() + 3600_000, subject: c.sub ?? null });
           setExpired(false);
@@ -229,7 +245,7 @@ function App() {
   else if (route.page === 'catalogue') page = html`<${CataloguePage} m=${m} onShown=${focusHeading} />`;
   else page = html`<${Home} m=${m} role=${role} onShown=${focusHeading} />`;
   return html`<div class="shell">
-    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); mainRef.current?.querySelector('h1')?.focus(); }}>${m.t('skip')}</a>
+    <a class="skip" href="#main" onClick=${(/** @type {Event} */ e) => { e.preventDefault(); mainRef.current?.querySelector('h1')?.focus(); }}>${m.t('skip')}</a>
     <header class="top">
       <a class="brand" href="#/">${m.t('appName')}</a>
       <nav aria-label=${m.t('nav')}>
@@ -247,8 +263,10 @@ function App() {
 }
 
 const TABS = ['overview', 'privacy', 'sharing', 'access', 'download'];
+/** @type {Record<string, import('./i18n.js').MessageKey>} */
 const TAB_LABEL = { overview: 'overview', privacy: 'privacy', sharing: 'sharing', access: 'accessLog', download: 'download' };
 
+/** @param {{ m: Messages, vin: string, tab: string }} props */
 function VehicleShell({ m, vin, tab }) {
   const t = TABS.includes(tab) ? tab : 'overview';
   let body;
@@ -266,4 +284,4 @@ function VehicleShell({ m, vin, tab }) {
     ${body}`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+render(html`<${App} />`, /** @type {HTMLElement} */ (document.getElementById('app')));

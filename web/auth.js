@@ -8,17 +8,31 @@ export { currentSession };
 const PENDING = 'cardata.pkce';
 const RETURN_TO = 'cardata.returnTo';
 
+/** @param {ArrayBuffer | Uint8Array} bytes */
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 /** Where the provider sends the browser back (the embedded provider's default redirect URI for `cardata-portal`). */
 export const redirectUri = () => `${location.origin}/portal/callback`;
 
 const random = (n = 32) => b64url(crypto.getRandomValues(new Uint8Array(n)));
 
+/**
+ * The OpenID Provider's issuer URL. Where `config` names none: the gateway's embedded provider.
+ * @param {PortalConfig} config
+ */
 export function issuerOf(config) {
   return (config.oidc.issuer ?? `${location.origin}/oidc`).replace(/\/$/, '');
 }
 
+/**
+ * The provider's metadata (OpenID Connect Discovery 1.0), the parts used here.
+ * @typedef {{ authorization_endpoint: string, token_endpoint: string, end_session_endpoint?: string }} OidcMetadata
+ */
+/** @type {Promise<OidcMetadata> | null} */
 let discoveryCache = null;
+/**
+ * @param {PortalConfig} config
+ * @returns {Promise<OidcMetadata>}
+ */
 export async function discover(config) {
   discoveryCache ??= fetch(`${issuerOf(config)}/.well-known/openid-configuration`).then((r) => {
     if (!r.ok) throw new Error(`discovery answered ${r.status}`);
@@ -32,6 +46,7 @@ export async function discover(config) {
   }
 }
 
+/** @param {Session} s */
 export function saveSession(s) {
   sessionStorage.setItem(SESSION, JSON.stringify(s));
 }
@@ -48,7 +63,11 @@ export function takeReturnTo() {
   return r && r.startsWith('#/') ? r : null;
 }
 
-/** Sends the browser to the provider's authorization endpoint; its pages speak `lang` (ui_locales). */
+/**
+ * Sends the browser to the provider's authorization endpoint; its pages speak `lang` (ui_locales).
+ * @param {PortalConfig} config
+ * @param {string} [lang]
+ */
 export async function startSignIn(config, lang) {
   const d = await discover(config);
   const verifier = random(48);
@@ -58,6 +77,7 @@ export async function startSignIn(config, lang) {
   const returnTo = sessionStorage.getItem(RETURN_TO) ?? (location.hash || '#/');
   sessionStorage.setItem(PENDING, JSON.stringify({ verifier, state, nonce, returnTo }));
   const u = new URL(d.authorization_endpoint);
+  /** @type {Record<string, string>} */
   const params = {
     response_type: 'code',
     client_id: config.oidc.clientId,
@@ -78,6 +98,8 @@ export async function startSignIn(config, lang) {
 /**
  * On return from the provider (?code=…&state=…): exchanges the code for tokens and
  * stores the session. Returns the hash to show next, or null when this is no callback.
+ * @param {PortalConfig} config
+ * @returns {Promise<string | null>}
  */
 export async function completeSignIn(config) {
   const q = new URLSearchParams(location.search);
@@ -87,22 +109,25 @@ export async function completeSignIn(config) {
     return null;
   }
   if (!q.has('code') && !q.has('error')) return null;
-  const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? 'null');
+  /** What startSignIn kept for the way back. */
+  const pending = /** @type {{ verifier: string, state: string, nonce: string, returnTo: string } | null} */ (JSON.parse(sessionStorage.getItem(PENDING) ?? 'null'));
   sessionStorage.removeItem(PENDING);
   history.replaceState(null, '', '/' + (pending?.returnTo ?? '#/'));
-  if (q.has('error')) throw new Error(q.get('error_description') || q.get('error'));
+  if (q.has('error')) throw new Error(q.get('error_description') || /** @type {string} */ (q.get('error')));
   if (!pending || q.get('state') !== pending.state) throw new Error('sign-in answer does not match the request (state)');
   const d = await discover(config);
   const body = new URLSearchParams({
     grant_type: 'authorization_code',
-    code: q.get('code'),
+    // There is one: not an error answer, and not no answer.
+    code: /** @type {string} */ (q.get('code')),
     redirect_uri: redirectUri(),
     client_id: config.oidc.clientId,
     code_verifier: pending.verifier,
   });
   if (config.oidc.resource) body.set('resource', config.oidc.resource);
   const r = await fetch(d.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-  const tok = await r.json().catch(() => ({}));
+  /** The token response (RFC 6749 §5.1), or its error (§5.2). */
+  const tok = /** @type {{ access_token?: unknown, id_token?: string, expires_in?: unknown, error?: string, error_description?: string }} */ (await r.json().catch(() => ({})));
   if (!r.ok || typeof tok.access_token !== 'string') throw new Error(tok.error_description || tok.error || `token endpoint answered ${r.status}`);
   saveSession({
     accessToken: tok.access_token,
@@ -114,7 +139,11 @@ export async function completeSignIn(config) {
   return pending.returnTo;
 }
 
-/** Signs out here and, when the provider offers it, there too (its page in `lang`). */
+/**
+ * Signs out here and, when the provider offers it, there too (its page in `lang`).
+ * @param {PortalConfig} config
+ * @param {string} [lang]
+ */
 export async function signOut(config, lang) {
   const s = currentSession();
   sessionStorage.removeItem(SESSION);
@@ -136,7 +165,11 @@ export async function signOut(config, lang) {
   }
 }
 
-/** The claims of a JWT, unverified: for display only (the API verifies every token). */
+/**
+ * The claims of a JWT, unverified: for display only (the API verifies every token).
+ * @param {string} jwt
+ * @returns {{ sub?: string, exp?: number }}
+ */
 export function claims(jwt) {
   try {
     const p = jwt.split('.')[1];

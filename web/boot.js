@@ -4,4 +4,5 @@
 // then start only now.
 if (!globalThis.cardataBoot) await import('./early.js');
 
-export const { SESSION, currentSession, DAY, DEFAULT_SPAN_MS, CHART_FIELDS, latestPath, consentPath, chartsPath, trackPath, overviewVin, takeEarly, takeBootTime } = globalThis.cardataBoot;
+// Set by early.js, run by now.
+export const { SESSION, currentSession, DAY, DEFAULT_SPAN_MS, CHART_FIELDS, latestPath, consentPath, chartsPath, trackPath, overviewVin, takeEarly, takeBootTime } = /** @type {CardataBoot} */ (globalThis.cardataBoot);

@@ -3,6 +3,7 @@
 import { html } from 'htm/preact';
 import { useLayoutEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
+/** @import { Messages } from './i18n.js' */
 
 const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
 
@@ -10,9 +11,10 @@ const COLORS = ['#0b57d0', '#b3261e', '#146c2e', '#7a4b00', '#6a1b9a'];
  * series: [{ label, values: (number|null)[] }] over xs (ms since epoch).
  * summary: the text alternative. range: { from, to } (ms), the period asked for: the time
  * axis spans it whatever the data (one stored value would otherwise make a zero-wide axis).
+ * @param {{ id: string, title: string, xs: number[], series: { label: string, field: string, values: (number | null)[] }[], summary: string, m: Messages, range?: TimeRange, height?: number }} props
  */
 export function Chart({ id, title, xs, series, summary, m, range, height = 200 }) {
-  const box = useRef(null);
+  const box = useRef(/** @type {HTMLDivElement | null} */ (null));
   // Drawn as soon as the figure is in the page (a layout effect), not a frame later.
   useLayoutEffect(() => {
     if (!box.current || xs.length === 0) return;
@@ -21,7 +23,7 @@ export function Chart({ id, title, xs, series, summary, m, range, height = 200 }
     // Tick labels in the viewer's language and time zone: days for long ranges, hours for short.
     const tick = m.dateFormat(span > 3 * 86_400_000 ? { day: 'numeric', month: 'short' } : { day: 'numeric', hour: '2-digit', minute: '2-digit' });
     const hover = m.dateFormat({ dateStyle: 'medium', timeStyle: 'short' });
-    const digits = (incr) => Math.max(0, Math.min(3, -Math.floor(Math.log10(incr || 1))));
+    const digits = (/** @type {number} */ incr) => Math.max(0, Math.min(3, -Math.floor(Math.log10(incr || 1))));
     const plot = new uPlot(
       {
         width,
@@ -35,7 +37,7 @@ export function Chart({ id, title, xs, series, summary, m, range, height = 200 }
         ],
         series: [
           { value: (_u, v) => (v === null ? '–' : hover.format(new Date(v * 1000))) },
-          ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: xs.length < 60 }, value: (_u, v) => m.unit(s.field, v) })),
+          ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: xs.length < 60 }, value: (/** @type {uPlot} */ _u, /** @type {number | null} */ v) => m.unit(s.field, v) })),
         ],
       },
       [xs.map((x) => x / 1000), ...series.map((s) => s.values)],

@@ -12,9 +12,13 @@
   /** Where the session is kept (auth.js writes it): sessionStorage, so it ends with the tab. */
   const SESSION = 'cardata.session';
 
-  /** The signed-in session, or null (none, or expired). */
+  /**
+   * The signed-in session, or null (none, or expired).
+   * @returns {Session | null}
+   */
   function currentSession() {
     try {
+      /** @type {Session | null} */
       const s = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
       if (!s || typeof s.accessToken !== 'string') return null;
       if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now()) return null;
@@ -30,15 +34,17 @@
   /** The range the overview opens with. */
   const DEFAULT_SPAN_MS = 7 * DAY;
   const TRACK_BUCKETS = ['10s', '30s', '1m', '5m', '15m', '1h', '3h', '1d'];
+  /** @type {Record<string, number>} */
   const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY };
+  /** @param {string} b */
   const bucketMs = (b) => Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)];
   /** The track's bucket: the finest giving at most 2,000 points over the span. */
-  const trackBucket = (span) => TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
+  const trackBucket = (/** @type {number} */ span) => TRACK_BUCKETS.find((b) => span / bucketMs(b) <= 2000) ?? '1d';
 
-  const rangeQuery = (range) => `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`;
+  const rangeQuery = (/** @type {TimeRange} */ range) => `from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`;
 
-  const latestPath = (vin) => `/v1/vehicles/${vin}/latest`;
-  const consentPath = (vin) => `/v1/vehicles/${vin}/consent`;
+  const latestPath = (/** @type {string} */ vin) => `/v1/vehicles/${vin}/latest`;
+  const consentPath = (/** @type {string} */ vin) => `/v1/vehicles/${vin}/consent`;
   /** The fields the overview's charts draw (only these are summarised and sent). */
   const CHART_FIELDS = [
     'technical.speedKmh',
@@ -52,10 +58,15 @@
     'consumption.totalDistanceKm',
     'consumption.totalGridEnergyIntoBatteryKwh',
   ];
+  /** @type {CardataBoot['chartsPath']} */
   const chartsPath = (vin, range) => `/v1/vehicles/${vin}/series?${rangeQuery(range)}&fields=${CHART_FIELDS.join(',')}`;
+  /** @type {CardataBoot['trackPath']} */
   const trackPath = (vin, range) => `/v1/vehicles/${vin}/series?${rangeQuery(range)}&bucket=${trackBucket(range.to - range.from)}&fields=location.latitude,location.longitude`;
 
-  /** The vehicle whose overview `hash` addresses, or null. */
+  /**
+   * The vehicle whose overview `hash` addresses, or null.
+   * @param {string} hash
+   */
   function overviewVin(hash) {
     const m = /^#\/v\/([^/]+)(?:\/overview)?\/?$/.exec(hash || '');
     return m ? decodeURIComponent(m[1]) : null;
@@ -63,10 +74,16 @@
 
   /** How long an early answer waits for the page to take it, ms. */
   const KEEP_MS = 30_000;
+  /** @type {Map<string, { res: Promise<Response>, token: string }>} */
   const early = new Map();
+  /** @type {{ vin: string, now: number } | null} */
   let boot = null;
 
-  /** The answer started early for GET `path` with this token, once; else null. */
+  /**
+   * The answer started early for GET `path` with this token, once; else null.
+   * @param {string} path
+   * @param {string} token
+   */
   function takeEarly(path, token) {
     const e = early.get(path);
     if (!e) return null;
@@ -74,7 +91,10 @@
     return e.token === token ? e.res : null;
   }
 
-  /** The moment the early reads' range ends, for the overview of `vin`, once; else null. */
+  /**
+   * The moment the early reads' range ends, for the overview of `vin`, once; else null.
+   * @param {string} vin
+   */
   function takeBootTime(vin) {
     if (!boot || boot.vin !== vin) return null;
     const t = boot.now;

@@ -1,7 +1,10 @@
 // Dutch and English: the texts, and numbers, dates and units formatted per language
 // with Intl (no locale data shipped: the browser has it).
 
-/** Field name (group.jsName) → unit: an Intl unit, or a plain symbol appended after the number. */
+/**
+ * Field name (group.jsName) → unit: an Intl unit, or a plain symbol appended after the number.
+ * @type {Record<string, { intl: string, digits: number } | { sym: Record<string, string>, digits: number }>}
+ */
 export const UNITS = {
   'technical.odometerKm': { intl: 'kilometer', digits: 0 },
   'technical.speedKmh': { intl: 'kilometer-per-hour', digits: 0 },
@@ -208,6 +211,16 @@ const en = {
   latestRecords: 'Latest records',
 };
 
+/**
+ * The keys of the texts (Dutch has each English one, and no other).
+ * @typedef {keyof typeof en} MessageKey
+ */
+/**
+ * What `t` takes: a text's key, or one made at run time from a category, a grant's status or a format.
+ * @typedef {MessageKey | `cat_${string}` | `status_${string}` | `fmt_${string}`} TextKey
+ */
+
+/** @type {Record<MessageKey, string>} */
 const nl = {
   appName: 'CarData-portaal',
   skip: 'Naar de inhoud',
@@ -381,7 +394,10 @@ const nl = {
   latestRecords: 'Laatste records',
 };
 
-/** Field labels per language (the catalogue's own descriptions are in English). */
+/**
+ * Field labels per language (the catalogue's own descriptions are in English).
+ * @type {Record<string, Record<string, string>>}
+ */
 export const FIELD_LABELS = {
   en: {
     'technical.odometerKm': 'Odometer', 'technical.speedKmh': 'Speed', 'technical.fuelLevelPct': 'Fuel level', 'technical.batterySocPct': 'State of charge',
@@ -409,6 +425,7 @@ export const FIELD_LABELS = {
 /**
  * The catalogue's purposes, legal bases and retention per category in Dutch (the API
  * answers them in English: api/catalogue.ts PURPOSES is the source; keep the two in step).
+ * @type {Record<string, { purpose: string, legalBasis: string, retention: string }>}
  */
 export const PURPOSES_NL = {
   technical: {
@@ -434,52 +451,73 @@ export const LANGS = [
   { code: 'en', name: 'English' },
 ];
 
-/** The language of this browser session: chosen before, else the browser's, else Dutch. */
+/**
+ * The language of this browser session: chosen before, else the browser's, else Dutch.
+ * @returns {string}
+ */
 export function initialLang() {
   const saved = localStorage.getItem('cardata.lang');
   if (saved === 'en' || saved === 'nl') return saved;
   return (navigator.language || 'nl').toLowerCase().startsWith('en') ? 'en' : 'nl';
 }
 
-/** The texts and formatters of one language. */
+/**
+ * The texts and formatters of one language.
+ * @param {string} lang
+ */
 export function messages(lang) {
-  const dict = TEXTS[lang] ?? nl;
+  /** @type {Record<string, string>} */
+  const dict = /** @type {Partial<Record<string, Record<string, string>>>} */ (TEXTS)[lang] ?? nl;
+  /** @type {Record<string, string>} */
+  const fallback = en;
   const locale = lang === 'en' ? 'en-GB' : 'nl-NL';
+  /** @type {Map<string, Intl.NumberFormat>} */
   const numFmt = new Map();
+  /** @param {Intl.NumberFormatOptions} opts */
   const numberFormat = (opts) => {
     const k = JSON.stringify(opts);
     if (!numFmt.has(k)) numFmt.set(k, new Intl.NumberFormat(locale, opts));
-    return numFmt.get(k);
+    return /** @type {Intl.NumberFormat} */ (numFmt.get(k));
   };
   // Intl formatters are costly to make (tens of ms for a page's worth): one per kind and language.
+  /** @type {Map<string, Intl.DateTimeFormat>} */
   const dateFmt = new Map();
+  /** @param {Intl.DateTimeFormatOptions} opts */
   const dateFormat = (opts) => {
     const k = JSON.stringify(opts);
     if (!dateFmt.has(k)) dateFmt.set(k, new Intl.DateTimeFormat(locale, opts));
-    return dateFmt.get(k);
+    return /** @type {Intl.DateTimeFormat} */ (dateFmt.get(k));
   };
   const dateTime = dateFormat({ dateStyle: 'medium', timeStyle: 'medium' });
   const dateOnly = dateFormat({ dateStyle: 'medium' });
-  const t = (key, vars = {}) => String(dict[key] ?? en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => (vars[k] === undefined ? `{${k}}` : String(vars[k])));
+  /** @type {(key: TextKey, vars?: Record<string, string | number>) => string} */
+  const t = (key, vars = {}) => String(dict[key] ?? fallback[key] ?? key).replace(/\{(\w+)\}/g, (_, /** @type {string} */ k) => (vars[k] === undefined ? `{${k}}` : String(vars[k])));
   return {
     lang,
     locale,
     t,
+    /** @type {(v: number | null | undefined, digits?: number) => string} */
     number: (v, digits = 0) => (v === null || v === undefined || Number.isNaN(v) ? '–' : numberFormat({ maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(v)),
-    /** A value with its unit, e.g. "88 km/h" / "88 km/u". */
+    /**
+     * A value with its unit, e.g. "88 km/h" / "88 km/u".
+     * @param {string} field
+     * @param {number | null | undefined} v
+     */
     unit(field, v) {
       if (v === null || v === undefined || Number.isNaN(v)) return '–';
       const u = UNITS[field];
       if (!u) return numberFormat({ maximumFractionDigits: 3 }).format(v);
-      if (u.intl) return numberFormat({ style: 'unit', unit: u.intl, unitDisplay: 'short', maximumFractionDigits: u.digits }).format(v);
+      if ('intl' in u) return numberFormat({ style: 'unit', unit: u.intl, unitDisplay: 'short', maximumFractionDigits: u.digits }).format(v);
       const sym = u.sym[lang] ?? u.sym.en;
       return `${numberFormat({ maximumFractionDigits: u.digits }).format(v)}${sym === '°' ? '' : '\u00a0'}${sym}`;
     },
-    bytes: (n) => numberFormat({ style: 'unit', unit: n >= 1e6 ? 'megabyte' : 'kilobyte', maximumFractionDigits: 1 }).format(n >= 1e6 ? n / 1e6 : n / 1e3),
-    dateTime: (d) => (d ? dateTime.format(new Date(d)) : '–'),
-    date: (d) => (d ? dateOnly.format(new Date(d)) : '–'),
-    label: (field) => FIELD_LABELS[lang]?.[field] ?? field,
+    bytes: (/** @type {number} */ n) => numberFormat({ style: 'unit', unit: n >= 1e6 ? 'megabyte' : 'kilobyte', maximumFractionDigits: 1 }).format(n >= 1e6 ? n / 1e6 : n / 1e3),
+    dateTime: (/** @type {string | number | null | undefined} */ d) => (d ? dateTime.format(new Date(d)) : '–'),
+    date: (/** @type {string | number | null | undefined} */ d) => (d ? dateOnly.format(new Date(d)) : '–'),
+    label: (/** @type {string} */ field) => FIELD_LABELS[lang]?.[field] ?? field,
     /** An Intl.DateTimeFormat of this language with these options, made once. */
     dateFormat,
   };
 }
+
+/** @typedef {ReturnType<typeof messages>} Messages */

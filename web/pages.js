@@ -5,10 +5,15 @@ import { useState } from 'preact/hooks';
 import { del, get, post, request } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { PURPOSES_NL } from './i18n.js';
+/** @import { Messages } from './i18n.js' */
 
 const CATS = ['technical', 'consumption', 'location'];
 
-/** Saves a Blob under a file name, through a temporary link. */
+/**
+ * Saves a Blob under a file name, through a temporary link.
+ * @param {Blob} blob
+ * @param {string} name
+ */
 export function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
@@ -20,15 +25,22 @@ export function saveBlob(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+/** @type {(res: Response, fallback: string) => string} */
 const fileName = (res, fallback) => /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? fallback;
 
 /**
  * Downloads `path` with progress: bytes so far and, for NDJSON/CSV, records so far
  * (lines counted as they arrive); the file is saved when complete.
+ * @param {string} path
+ * @param {'ndjson' | 'csv' | 'zip'} format
+ * @param {(progress: { bytes: number, lines: number }) => void} onProgress
+ * @returns {Promise<{ bytes: number, records: number | null }>}
  */
 export async function downloadWithProgress(path, format, onProgress) {
+  /** @type {Response & { body: ReadableStream<Uint8Array<ArrayBuffer>> }} */
   const res = await request('GET', path, undefined, { raw: true });
   const reader = res.body.getReader();
+  /** @type {Uint8Array<ArrayBuffer>[]} */
   const chunks = [];
   let bytes = 0;
   let lines = 0;
@@ -46,52 +58,57 @@ export async function downloadWithProgress(path, format, onProgress) {
   return { bytes, records };
 }
 
+/** @param {{ m: Messages, value: string[], onChange: (value: string[]) => void, idPrefix: string, options?: string[] }} props */
 function Categories({ m, value, onChange, idPrefix, options = CATS }) {
   return html`<fieldset class="cats">
     <legend>${m.t('categories')}</legend>
     ${options.map((c) => html`<div class="check">
-      <input type="checkbox" id=${`${idPrefix}-${c}`} checked=${value.includes(c)} onChange=${(e) => onChange(e.currentTarget.checked ? [...value, c] : value.filter((x) => x !== c))} />
+      <input type="checkbox" id=${`${idPrefix}-${c}`} checked=${value.includes(c)} onChange=${(/** @type {InputEvt} */ e) => onChange(e.currentTarget.checked ? [...value, c] : value.filter((x) => x !== c))} />
       <label for=${`${idPrefix}-${c}`}>${m.t(`cat_${c}`)}</label>
     </div>`)}
   </fieldset>`;
 }
 
+/** @param {{ m: Messages, vin: string }} props */
 export function SharingPage({ m, vin }) {
-  const grants = useLoad(() => get(`/v1/vehicles/${vin}/grants`), [vin]);
-  const recipients = useLoad(() => get('/v1/recipients'), []);
+  const grants = useLoad(() => /** @type {Promise<GrantList>} */ (get(`/v1/vehicles/${vin}/grants`)), [vin]);
+  const recipients = useLoad(() => /** @type {Promise<Recipient[] | { recipients?: Recipient[] }>} */ (get('/v1/recipients')), []);
   const [form, setForm] = useState({ recipientId: '', categories: ['technical', 'consumption'], purpose: '', until: '', dataFrom: '', history: true, stream: true });
-  const [msg, setMsg] = useState(null);
-  const [err, setErr] = useState(null);
-  const [code, setCode] = useState(null);
-  const [visitHours, setVisitHours] = useState(24);
+  const [msg, setMsg] = useState(/** @type {string | null} */ (null));
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
+  const [code, setCode] = useState(/** @type {CheckinCode | null} */ (null));
+  // A number, or the field's text once edited (sent as Number(visitHours)).
+  const [visitHours, setVisitHours] = useState(/** @type {number | string} */ (24));
   const list = recipients.data ? (Array.isArray(recipients.data) ? recipients.data : recipients.data.recipients ?? []) : [];
-  const submit = async (e) => {
+  const submit = async (/** @type {Event} */ e) => {
     e.preventDefault();
     setErr(null);
     setMsg(null);
     try {
+      /** @type {{ recipientId: string, categories: string[], purpose: string, access: (string | false)[], expiresAt?: string, dataFrom?: string }} */
       const body = { recipientId: form.recipientId, categories: form.categories, purpose: form.purpose, access: [form.history && 'history', form.stream && 'stream'].filter(Boolean) };
       if (form.until) body.expiresAt = new Date(`${form.until}T23:59:59`).toISOString();
       if (form.dataFrom) body.dataFrom = new Date(`${form.dataFrom}T00:00:00`).toISOString();
+      /** @type {Grant} */
       const g = await post(`/v1/vehicles/${vin}/grants`, body);
       setMsg(m.t('granted', { who: g.recipientName ?? g.recipientId }));
       setForm({ ...form, purpose: '' });
       grants.reload();
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
-  const revoke = async (g) => {
+  const revoke = async (/** @type {Grant} */ g) => {
     setErr(null);
     try {
       await del(`/v1/vehicles/${vin}/grants/${g.id}`);
       setMsg(m.t('revoked'));
       grants.reload();
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
-  const receipt = async (g) => {
+  const receipt = async (/** @type {Grant} */ g) => {
     const r = await get(`/v1/vehicles/${vin}/grants/${g.id}/receipt`);
     saveBlob(new Blob([JSON.stringify(r, null, 2)], { type: 'application/json' }), `grant-receipt-${g.id}.json`);
   };
@@ -100,7 +117,7 @@ export function SharingPage({ m, vin }) {
     try {
       setCode(await post(`/v1/vehicles/${vin}/checkin-codes`, { visitHours: Number(visitHours) }));
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
   if (grants.error && /no route/.test(grants.error.message)) return html`<p>${m.t('sharingIntro')}</p><${Problem} m=${m} error=${grants.error} />`;
@@ -110,29 +127,29 @@ export function SharingPage({ m, vin }) {
       <form onSubmit=${submit} id="grant-form">
         <div class="field">
           <label for="grant-recipient">${m.t('recipient')}</label>
-          <select id="grant-recipient" required value=${form.recipientId} onChange=${(e) => setForm({ ...form, recipientId: e.currentTarget.value })}>
+          <select id="grant-recipient" required value=${form.recipientId} onChange=${(/** @type {SelectEvt} */ e) => setForm({ ...form, recipientId: e.currentTarget.value })}>
             <option value="">–</option>
             ${list.map((r) => html`<option value=${r.id}>${r.name} (${r.role})</option>`)}
           </select>
         </div>
-        <${Categories} m=${m} idPrefix="grant-cat" value=${form.categories} onChange=${(c) => setForm({ ...form, categories: c })} />
+        <${Categories} m=${m} idPrefix="grant-cat" value=${form.categories} onChange=${(/** @type {string[]} */ c) => setForm({ ...form, categories: c })} />
         <div class="field">
           <label for="grant-purpose">${m.t('purpose')}</label>
-          <input id="grant-purpose" required maxlength="500" value=${form.purpose} onInput=${(e) => setForm({ ...form, purpose: e.currentTarget.value })} />
+          <input id="grant-purpose" required maxlength="500" value=${form.purpose} onInput=${(/** @type {InputEvt} */ e) => setForm({ ...form, purpose: e.currentTarget.value })} />
         </div>
         <div class="field">
           <label for="grant-until">${m.t('until')}</label>
-          <input id="grant-until" type="date" value=${form.until} onInput=${(e) => setForm({ ...form, until: e.currentTarget.value })} />
+          <input id="grant-until" type="date" value=${form.until} onInput=${(/** @type {InputEvt} */ e) => setForm({ ...form, until: e.currentTarget.value })} />
         </div>
         <div class="field">
           <label for="grant-data-from">${m.t('dataFrom')}</label>
-          <input id="grant-data-from" type="date" aria-describedby="grant-data-from-hint" value=${form.dataFrom} onInput=${(e) => setForm({ ...form, dataFrom: e.currentTarget.value })} />
+          <input id="grant-data-from" type="date" aria-describedby="grant-data-from-hint" value=${form.dataFrom} onInput=${(/** @type {InputEvt} */ e) => setForm({ ...form, dataFrom: e.currentTarget.value })} />
           <small id="grant-data-from-hint" class="muted">${m.t('dataFromHint')}</small>
         </div>
         <fieldset class="cats">
           <legend>${m.t('accessKinds')}</legend>
-          <div class="check"><input type="checkbox" id="grant-history" checked=${form.history} onChange=${(e) => setForm({ ...form, history: e.currentTarget.checked })} /><label for="grant-history">${m.t('accessHistory')}</label></div>
-          <div class="check"><input type="checkbox" id="grant-stream" checked=${form.stream} onChange=${(e) => setForm({ ...form, stream: e.currentTarget.checked })} /><label for="grant-stream">${m.t('accessStream')}</label></div>
+          <div class="check"><input type="checkbox" id="grant-history" checked=${form.history} onChange=${(/** @type {InputEvt} */ e) => setForm({ ...form, history: e.currentTarget.checked })} /><label for="grant-history">${m.t('accessHistory')}</label></div>
+          <div class="check"><input type="checkbox" id="grant-stream" checked=${form.stream} onChange=${(/** @type {InputEvt} */ e) => setForm({ ...form, stream: e.currentTarget.checked })} /><label for="grant-stream">${m.t('accessStream')}</label></div>
         </fieldset>
         <button type="submit" class="primary" id="grant-submit">${m.t('grant')}</button>
       </form>
@@ -163,24 +180,26 @@ export function SharingPage({ m, vin }) {
       <p>${m.t('checkinWhat')}</p>
       <div class="field">
         <label for="checkin-hours">${m.t('visitHours')}</label>
-        <input id="checkin-hours" type="number" min="1" max="72" step="1" value=${visitHours} onInput=${(e) => setVisitHours(e.currentTarget.value)} />
+        <input id="checkin-hours" type="number" min="1" max="72" step="1" value=${visitHours} onInput=${(/** @type {InputEvt} */ e) => setVisitHours(e.currentTarget.value)} />
       </div>
       <button type="button" id="checkin-make" onClick=${checkin}>${m.t('checkinMake')}</button>
       <p role="status" id="checkin-code">${code ? m.t('checkinCode', { code: code.code, until: m.dateTime(code.expiresAt) }) : ''}</p>
     </section>`;
 }
 
+/** @param {{ m: Messages, vin: string }} props */
 export function AccessLogPage({ m, vin }) {
   // A read through a grant names the grant: its recipient and purpose say who and why. Both
   // lists load together, so the table appears once, already with the names.
   const r = useLoad(
     () =>
-      Promise.all([get(`/v1/vehicles/${vin}/disclosures`), get(`/v1/vehicles/${vin}/grants`).catch(() => ({ grants: [] }))]).then(([d, g]) => ({
+      Promise.all([/** @type {Promise<{ disclosures: Disclosure[] }>} */ (get(`/v1/vehicles/${vin}/disclosures`)), /** @type {Promise<Partial<GrantList>>} */ (get(`/v1/vehicles/${vin}/grants`).catch(() => ({ grants: [] })))]).then(([d, g]) => ({
         disclosures: d.disclosures,
         grants: g.grants ?? [],
       })),
     [vin],
   );
+  /** @type {Map<string | null, Grant>} */
   const byId = new Map((r.data?.grants ?? []).map((g) => [g.id, g]));
   return html`<p>${m.t('accessIntro')}</p>
     ${r.loading && html`<p>${m.t('loading')}</p>`}
@@ -199,16 +218,17 @@ export function AccessLogPage({ m, vin }) {
 }
 
 /** `categories`: the ones the caller may read (a recipient: the grant's); only those are offered. */
+/** @param {{ m: Messages, base: string, idPrefix?: string, categories?: string[] }} props */
 export function DownloadForm({ m, base, idPrefix = 'dl', categories = CATS }) {
   const offered = CATS.filter((c) => categories.includes(c));
-  const [format, setFormat] = useState('ndjson');
+  const [format, setFormat] = useState(/** @type {'ndjson' | 'csv' | 'zip'} */ ('ndjson'));
   const [cats, setCats] = useState(offered);
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
-  const [progress, setProgress] = useState(null);
-  const [done, setDone] = useState(null);
-  const [err, setErr] = useState(null);
-  const submit = async (e) => {
+  const [progress, setProgress] = useState(/** @type {{ bytes: number, lines: number } | null} */ (null));
+  const [done, setDone] = useState(/** @type {{ bytes: number, records: number | null } | null} */ (null));
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
+  const submit = async (/** @type {Event} */ e) => {
     e.preventDefault();
     setErr(null);
     setDone(null);
@@ -220,18 +240,18 @@ export function DownloadForm({ m, base, idPrefix = 'dl', categories = CATS }) {
       setProgress({ bytes: 0, lines: 0 });
       setDone(await downloadWithProgress(`${base}?${q}`, format, setProgress));
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
     setProgress(null);
   };
   return html`<form onSubmit=${submit} id=${`${idPrefix}-form`}>
     <fieldset>
       <legend>${m.t('format')}</legend>
-      ${['ndjson', 'csv', 'zip'].map((f) => html`<div class="check"><input type="radio" name=${`${idPrefix}-format`} id=${`${idPrefix}-${f}`} value=${f} checked=${format === f} onChange=${() => setFormat(f)} /><label for=${`${idPrefix}-${f}`}>${m.t(`fmt_${f}`)}</label></div>`)}
+      ${/** @type {const} */ (['ndjson', 'csv', 'zip']).map((f) => html`<div class="check"><input type="radio" name=${`${idPrefix}-format`} id=${`${idPrefix}-${f}`} value=${f} checked=${format === f} onChange=${() => setFormat(f)} /><label for=${`${idPrefix}-${f}`}>${m.t(`fmt_${f}`)}</label></div>`)}
     </fieldset>
     <${Categories} m=${m} idPrefix=${`${idPrefix}-cat`} value=${cats} onChange=${setCats} options=${offered} />
-    <div class="field"><label for=${`${idPrefix}-from`}>${m.t('from')}</label><input id=${`${idPrefix}-from`} type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} /></div>
-    <div class="field"><label for=${`${idPrefix}-to`}>${m.t('to')}</label><input id=${`${idPrefix}-to`} type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} /></div>
+    <div class="field"><label for=${`${idPrefix}-from`}>${m.t('from')}</label><input id=${`${idPrefix}-from`} type="date" value=${from} onInput=${(/** @type {InputEvt} */ e) => setFrom(e.currentTarget.value)} /></div>
+    <div class="field"><label for=${`${idPrefix}-to`}>${m.t('to')}</label><input id=${`${idPrefix}-to`} type="date" value=${to} onInput=${(/** @type {InputEvt} */ e) => setTo(e.currentTarget.value)} /></div>
     <button type="submit" class="primary" id=${`${idPrefix}-submit`} disabled=${progress !== null || cats.length === 0}>${m.t('startDownload')}</button>
     <div role="status" id=${`${idPrefix}-status`}>
       ${progress && html`<p>${m.t('downloading', { bytes: m.bytes(progress.bytes) })}</p>`}
@@ -241,12 +261,14 @@ export function DownloadForm({ m, base, idPrefix = 'dl', categories = CATS }) {
   </form>`;
 }
 
+/** @param {{ m: Messages, vin: string }} props */
 export function DownloadPage({ m, vin }) {
   return html`<p>${m.t('downloadIntro')}</p><${DownloadForm} m=${m} base=${`/v1/vehicles/${vin}/cardata`} />`;
 }
 
+/** @param {{ m: Messages }} props */
 export function CataloguePage({ m }) {
-  const r = useLoad(() => fetch('/v1/catalogue').then((x) => x.json()), []);
+  const r = useLoad(() => fetch('/v1/catalogue').then((x) => /** @type {Promise<Catalogue>} */ (x.json())), []);
   return html`<h1 tabindex="-1">${m.t('catalogue')}</h1>
     <p>${m.t('catalogueIntro')}</p>
     ${r.loading && html`<p>${m.t('loading')}</p>`}

@@ -5,10 +5,12 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { del, get, put } from './api.js';
 import { useLoad, Problem } from './util.js';
+/** @import { Messages } from './i18n.js' */
 
+/** @param {{ m: Messages, vin: string }} props */
 export function PrivacyPage({ m, vin }) {
-  const consent = useLoad(() => get(`/v1/vehicles/${vin}/consent`), [vin]);
-  const history = useLoad(() => get(`/v1/vehicles/${vin}/consent/history`), [vin]);
+  const consent = useLoad(() => /** @type {Promise<ConsentState>} */ (get(`/v1/vehicles/${vin}/consent`)), [vin]);
+  const history = useLoad(() => /** @type {Promise<ConsentHistory>} */ (get(`/v1/vehicles/${vin}/consent/history`)), [vin]);
   const refresh = () => {
     consent.reload();
     history.reload();
@@ -36,17 +38,18 @@ export function PrivacyPage({ m, vin }) {
     </section>`;
 }
 
+/** @param {{ m: Messages, vin: string, state: ConsentState, onSaved: () => void }} props */
 function Choices({ m, vin, state, onSaved }) {
   const [location, setLocation] = useState(state.location);
   const [co2, setCo2] = useState(state.co2Sharing);
   const [erase, setErase] = useState(false);
-  const [msg, setMsg] = useState(null);
-  const [err, setErr] = useState(null);
+  const [msg, setMsg] = useState(/** @type {string | null} */ (null));
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
   useEffect(() => {
     setLocation(state.location);
     setCo2(state.co2Sharing);
   }, [state.location, state.co2Sharing]);
-  const save = async (e) => {
+  const save = async (/** @type {Event} */ e) => {
     e.preventDefault();
     setErr(null);
     setMsg(null);
@@ -56,7 +59,7 @@ function Choices({ m, vin, state, onSaved }) {
       setMsg(m.t('saved'));
       onSaved();
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
   return html`<form class="choices" onSubmit=${save} aria-describedby="choices-state">
@@ -66,15 +69,15 @@ function Choices({ m, vin, state, onSaved }) {
       <p>${m.t('locationWhat')}</p>
       <p>${m.t('locationBasis')}</p>
       <p>${m.t('locationEffect')}</p>
-      <div class="check"><input type="checkbox" id="opt-location" checked=${location} onChange=${(e) => setLocation(e.currentTarget.checked)} /><label for="opt-location">${m.t('locationAllowed')}</label></div>
-      <div class="check"><input type="checkbox" id="opt-erase-location" disabled=${location} checked=${erase && !location} onChange=${(e) => setErase(e.currentTarget.checked)} /><label for="opt-erase-location">${m.t('eraseLocationToo')}</label></div>
+      <div class="check"><input type="checkbox" id="opt-location" checked=${location} onChange=${(/** @type {InputEvt} */ e) => setLocation(e.currentTarget.checked)} /><label for="opt-location">${m.t('locationAllowed')}</label></div>
+      <div class="check"><input type="checkbox" id="opt-erase-location" disabled=${location} checked=${erase && !location} onChange=${(/** @type {InputEvt} */ e) => setErase(e.currentTarget.checked)} /><label for="opt-erase-location">${m.t('eraseLocationToo')}</label></div>
     </fieldset>
     <fieldset>
       <legend><h2>${m.t('co2Title')}</h2></legend>
       <p>${m.t('co2What')}</p>
       <p>${m.t('co2Basis')}</p>
       <p>${m.t('co2Effect')}</p>
-      <div class="check"><input type="checkbox" id="opt-co2" checked=${co2} onChange=${(e) => setCo2(e.currentTarget.checked)} /><label for="opt-co2">${m.t('co2Allowed')}</label></div>
+      <div class="check"><input type="checkbox" id="opt-co2" checked=${co2} onChange=${(/** @type {InputEvt} */ e) => setCo2(e.currentTarget.checked)} /><label for="opt-co2">${m.t('co2Allowed')}</label></div>
     </fieldset>
     <button type="submit" class="primary" id="save-choices">${m.t('save')}</button>
     <p role="status" class="ok" id="choices-status">${msg ?? ''}</p>
@@ -82,15 +85,16 @@ function Choices({ m, vin, state, onSaved }) {
   </form>`;
 }
 
+/** @param {{ m: Messages, vin: string, state: ConsentState, onSaved: () => void }} props */
 function Restriction({ m, vin, state, onSaved }) {
-  const [err, setErr] = useState(null);
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
   const toggle = async () => {
     setErr(null);
     try {
       await put(`/v1/vehicles/${vin}/restriction`, { restricted: !state.restricted });
       onSaved();
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
   return html`<section aria-labelledby="restriction-h">
@@ -103,12 +107,13 @@ function Restriction({ m, vin, state, onSaved }) {
   </section>`;
 }
 
+/** @param {{ m: Messages, vin: string, onDone: () => void }} props */
 function Erasure({ m, vin, onDone }) {
   const [category, setCategory] = useState('');
-  const [result, setResult] = useState(null);
-  const [err, setErr] = useState(null);
-  const dialog = useRef(null);
-  const opener = useRef(null);
+  const [result, setResult] = useState(/** @type {ErasureResult | null} */ (null));
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
+  const dialog = useRef(/** @type {HTMLDialogElement | null} */ (null));
+  const opener = useRef(/** @type {HTMLButtonElement | null} */ (null));
   const what = category ? m.t(`cat_${category}`) : m.t('eraseAll');
   const close = () => {
     dialog.current?.close();
@@ -117,11 +122,12 @@ function Erasure({ m, vin, onDone }) {
   const erase = async () => {
     setErr(null);
     try {
+      /** @type {ErasureResult} */
       const r = await del(`/v1/vehicles/${vin}/data${category ? `?category=${category}` : ''}`);
       setResult(r);
       onDone();
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
     close();
   };
@@ -130,7 +136,7 @@ function Erasure({ m, vin, onDone }) {
     <p>${m.t('erasureWhat')}</p>
     <p>${m.t('erasureBasis')}</p>
     <label for="erase-category">${m.t('eraseCategory')}</label>
-    <select id="erase-category" value=${category} onChange=${(e) => setCategory(e.currentTarget.value)}>
+    <select id="erase-category" value=${category} onChange=${(/** @type {SelectEvt} */ e) => setCategory(e.currentTarget.value)}>
       <option value="">${m.t('eraseAll')}</option>
       <option value="technical">${m.t('cat_technical')}</option>
       <option value="consumption">${m.t('cat_consumption')}</option>
@@ -139,7 +145,7 @@ function Erasure({ m, vin, onDone }) {
     <button type="button" class="danger" id="erase-open" ref=${opener} onClick=${() => dialog.current?.showModal()}>${m.t('eraseButton')}</button>
     <p role="status" id="erase-result">${result ? m.t('erased', { deleted: m.number(result.telemetryRecordsDeleted), updated: m.number(result.telemetryRecordsUpdated), obfcm: m.number(result.obfcmReadingsDeleted), kept: m.number(result.obfcmReadingsKept) }) : ''}</p>
     ${err && html`<p class="error" role="alert">${m.t('error', { msg: err.message })}</p>`}
-    <dialog ref=${dialog} id="erase-dialog" aria-labelledby="erase-dialog-h" onCancel=${(e) => { e.preventDefault(); close(); }}>
+    <dialog ref=${dialog} id="erase-dialog" aria-labelledby="erase-dialog-h" onCancel=${(/** @type {Event} */ e) => { e.preventDefault(); close(); }}>
       <h2 id="erase-dialog-h">${m.t('confirmTitle', { what })}</h2>
       <p>${m.t('confirmDeleted', { what: what.toLowerCase() })}</p>
       <ul>

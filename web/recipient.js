@@ -6,19 +6,22 @@ import { get, openStream, post, request } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { DownloadForm } from './pages.js';
 import { LatestTable } from './vehicle.js';
+/** @import { Messages } from './i18n.js' */
 
+/** @param {{ m: Messages }} props */
 export function RecipientHome({ m }) {
-  const r = useLoad(() => get('/v1/grants'), []);
+  const r = useLoad(() => /** @type {Promise<GrantList>} */ (get('/v1/grants')), []);
   const [code, setCode] = useState('');
-  const [err, setErr] = useState(null);
-  const redeem = async (e) => {
+  const [err, setErr] = useState(/** @type {Error | null} */ (null));
+  const redeem = async (/** @type {Event} */ e) => {
     e.preventDefault();
     setErr(null);
     try {
+      /** @type {Grant} */
       const g = await post('/v1/workshop/checkins', { code });
       location.hash = `#/g/${g.id}`;
     } catch (x) {
-      setErr(x);
+      setErr(/** @type {Error} */ (x));
     }
   };
   return html`<h1 tabindex="-1">${m.t('sharedWithYou')}</h1>
@@ -32,36 +35,44 @@ export function RecipientHome({ m }) {
       <h2 id="redeem-h">${m.t('redeemTitle')}</h2>
       <form class="inline" onSubmit=${redeem}>
         <label for="redeem-code">${m.t('code')}</label>
-        <input id="redeem-code" autocomplete="off" required value=${code} onInput=${(e) => setCode(e.currentTarget.value)} />
+        <input id="redeem-code" autocomplete="off" required value=${code} onInput=${(/** @type {InputEvt} */ e) => setCode(e.currentTarget.value)} />
         <button type="submit">${m.t('redeem')}</button>
       </form>
       ${err && html`<p class="error" role="alert">${m.t('error', { msg: err.message })}</p>`}
     </section>`;
 }
 
+/**
+ * The grant's last `n` records of the past week.
+ * @param {string} id
+ * @param {number} n
+ * @returns {Promise<TelemetryRecord[]>}
+ */
 async function tail(id, n) {
   const from = new Date(Date.now() - 7 * 86_400_000).toISOString();
+  /** @type {Response} */
   const res = await request('GET', `/v1/grants/${id}/cardata?format=ndjson&from=${from}`, undefined, { raw: true });
   const lines = (await res.text()).trim().split('\n').filter(Boolean);
-  return lines.slice(-n).map((l) => JSON.parse(l));
+  return lines.slice(-n).map((l) => /** @type {TelemetryRecord} */ (JSON.parse(l)));
 }
 
+/** @param {{ m: Messages, id: string }} props */
 export function GrantPage({ m, id }) {
-  const grants = useLoad(() => get('/v1/grants'), [id]);
+  const grants = useLoad(() => /** @type {Promise<GrantList>} */ (get('/v1/grants')), [id]);
   const g = grants.data?.grants.find((x) => x.id === id) ?? null;
   const recent = useLoad(() => (g && g.access.includes('history') ? tail(id, 1) : Promise.resolve([])), [id, !!g]);
   const consumption = useLoad(
-    () => (g && g.recipientRole === 'workshop' && g.categories.includes('consumption') ? get(`/v1/workshop/vehicles/${g.vin}/consumption`) : Promise.resolve(null)),
+    () => (g && g.recipientRole === 'workshop' && g.categories.includes('consumption') ? /** @type {Promise<WorkshopConsumption>} */ (get(`/v1/workshop/vehicles/${g.vin}/consumption`)) : Promise.resolve(null)),
     [id, !!g],
   );
-  const [record, setRecord] = useState(null);
+  const [record, setRecord] = useState(/** @type {TelemetryRecord | null} */ (null));
   const [live, setLive] = useState(false);
   useEffect(() => setRecord(recent.data?.[recent.data.length - 1] ?? null), [recent.data]);
   useEffect(() => {
     if (!g || !g.access.includes('stream')) return;
     return openStream(`/v1/grants/${id}/stream`, {
       onEvent: (ev) => {
-        if (ev.event === 'record') setRecord(JSON.parse(ev.data));
+        if (ev.event === 'record') setRecord(/** @type {TelemetryRecord} */ (JSON.parse(ev.data)));
       },
       onState: (state) => setLive(state === 'live'),
     });

@@ -1,14 +1,22 @@
 // Server-Sent Events framing, as the gateway's streams send it: a pure function (no I/O,
 // no browser globals), so it is tested on its own.
 
-/** Parses SSE text (WHATWG HTML §9.2.6) into events; returns the unparsed rest. */
+/**
+ * Parses SSE text (WHATWG HTML §9.2.6) into events; returns the unparsed rest.
+ * @param {string} buf
+ * @param {(ev: SseEvent) => void} onEvent
+ * @returns {string}
+ */
 export function parseEvents(buf, onEvent) {
   let i;
   while ((i = buf.search(/\r?\n\r?\n|\r\r/)) >= 0) {
     const block = buf.slice(0, i);
-    const sep = /^\r?\n\r?\n|^\r\r/.exec(buf.slice(i))[0];
+    // Matches: buf.search found a separator at i.
+    const sep = /** @type {RegExpExecArray} */ (/^\r?\n\r?\n|^\r\r/.exec(buf.slice(i)))[0];
     buf = buf.slice(i + sep.length);
+    /** @type {SseEvent} */
     const ev = { id: null, event: 'message', data: '' };
+    /** @type {string[]} */
     const data = [];
     for (const line of block.split(/\r?\n|\r/)) {
       if (line === '' || line.startsWith(':')) continue;

@@ -1,7 +1,12 @@
 // The trip track drawn locally as SVG from stored positions: no map tiles, no service
 // asked. Equirectangular projection scaled by cos(latitude): exact enough for a city.
 import { html } from 'htm/preact';
+/** @import { Messages } from './i18n.js' */
 
+/**
+ * @param {{ points: { t: number, lat: number, lon: number }[], m: Messages, from: number, to: number }} props
+ * (from, to: ms since epoch)
+ */
 export function Track({ points, m, from, to }) {
   if (points.length === 0) return null;
   const W = 640;
@@ -16,6 +21,7 @@ export function Track({ points, m, from, to }) {
   const s = Math.min((W - 2 * pad) / span, (H - 2 * pad) / span);
   const ox = (W - (maxX - minX) * s) / 2;
   const oy = (H - (maxY - minY) * s) / 2;
+  /** @type {(i: number) => [number, number]} */
   const pt = (i) => [ox + (xs[i] - minX) * s, H - (oy + (ys[i] - minY) * s)];
   const d = points.map((_, i) => pt(i).map((v) => v.toFixed(1)).join(',')).join(' ');
   const [sx, sy] = pt(0);

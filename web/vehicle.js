@@ -7,7 +7,13 @@ import { Chart } from './charts.js';
 import { Track } from './track.js';
 import { useLoad, Problem } from './util.js';
 import { DAY, DEFAULT_SPAN_MS, chartsPath, consentPath, latestPath, takeBootTime, trackPath } from './boot.js';
+/** @import { Messages, MessageKey } from './i18n.js' */
+/** @import { Dispatch, StateUpdater } from 'preact/hooks' */
 
+/** The groups of a record's values. */
+const GROUPS = /** @type {const} */ (['technical', 'consumption', 'location']);
+
+/** @type {[MessageKey, number][]} */
 const PRESETS = [
   ['last24h', DAY],
   ['last7d', 7 * DAY],
@@ -18,22 +24,28 @@ const PRESETS = [
 /** How often the latest record is asked for while no stream is open, ms. */
 export const POLL_MS = 5000;
 
-const dateInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+const dateInput = (/** @type {number} */ ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
 
-/** Which way the latest values are kept current, said in words (and to screen readers when it changes). */
+/**
+ * Which way the latest values are kept current, said in words (and to screen readers when it changes).
+ * @param {{ m: Messages, mode: string, id?: string }} props
+ */
 export function LiveBadge({ m, mode, id = 'live-state' }) {
   const text = mode === 'live' ? m.t('live') : mode === 'polling' ? m.t('polling', { s: POLL_MS / 1000 }) : m.t('connecting');
   return html`<span class=${`badge ${mode}`} id=${id} data-mode=${mode}>${text}</span>`;
 }
 
+/** @param {{ m: Messages, mode: string }} props */
 export function LiveStatus({ m, mode }) {
   const said = mode === 'live' ? m.t('liveOn') : mode === 'polling' ? m.t('liveOff', { s: POLL_MS / 1000 }) : '';
   return html`<p class="sr-only" role="status">${said}</p>`;
 }
 
+/** @param {{ m: Messages, record: Pick<TelemetryRecord, (typeof GROUPS)[number]> | null, id?: string }} props */
 export function LatestTable({ m, record, id = 'latest-values' }) {
+  /** @type {[string, number | null][]} */
   const rows = [];
-  for (const g of ['technical', 'consumption', 'location']) {
+  for (const g of GROUPS) {
     const vals = record?.[g];
     if (!vals) continue;
     for (const [k, v] of Object.entries(vals)) rows.push([`${g}.${k}`, v]);
@@ -49,11 +61,13 @@ export function LatestTable({ m, record, id = 'latest-values' }) {
  * The latest values kept current: through the vehicle's stream (SSE) while it is open,
  * by asking for the latest record every POLL_MS only while it is not. Returns the mode
  * shown to the person: 'live', 'polling' (stream down or refused) or 'connecting'.
+ * @param {string} vin
+ * @param {Dispatch<StateUpdater<TelemetryRecord | null>>} setRecord
  */
 function useLiveLatest(vin, setRecord) {
   const [mode, setMode] = useState('connecting');
-  const add = (rec) => setRecord((p) => merge(p, rec));
-  const reread = () => get(latestPath(vin)).then((r) => r.record && add(r.record), () => {});
+  const add = (/** @type {TelemetryRecord} */ rec) => setRecord((p) => merge(p, rec));
+  const reread = () => /** @type {Promise<Latest>} */ (get(latestPath(vin))).then((r) => r.record && add(r.record), () => {});
   useEffect(() => {
     setMode('connecting');
     return openStream(`/v1/vehicles/${vin}/stream`, {
@@ -70,7 +84,7 @@ function useLiveLatest(vin, setRecord) {
         // A stream opened without a cursor starts live: what was committed between the
         // page's read of the latest record and now is read once more. A resumed one
         // sends what was missed itself.
-        if (state === 'live' && !resumed) reread();
+        if (state === 'live' && !resumed) void reread();
       },
     });
   }, [vin]);
@@ -88,19 +102,25 @@ function useLiveLatest(vin, setRecord) {
   return mode;
 }
 
-/** Newest record wins, group by group (a record may carry only some groups). */
+/**
+ * Newest record wins, group by group (a record may carry only some groups).
+ * @param {TelemetryRecord | null} prev
+ * @param {TelemetryRecord} rec
+ * @returns {TelemetryRecord}
+ */
 function merge(prev, rec) {
   if (!prev) return rec;
   if (Date.parse(rec.recordedAt) < Date.parse(prev.recordedAt)) return prev;
   const out = { ...prev, seq: rec.seq, recordedAt: rec.recordedAt };
-  for (const g of ['technical', 'consumption', 'location']) if (rec[g]) out[g] = { ...(prev[g] ?? {}), ...rec[g] };
+  for (const g of GROUPS) if (rec[g]) out[g] = { ...(prev[g] ?? {}), ...rec[g] };
   return out;
 }
 
+/** @param {{ m: Messages, vin: string }} props */
 export function VehiclePage({ m, vin }) {
-  const latest = useLoad(() => get(latestPath(vin)), [vin]);
-  const consent = useLoad(() => get(consentPath(vin)), [vin]);
-  const [record, setRecord] = useState(null);
+  const latest = useLoad(() => /** @type {Promise<Latest>} */ (get(latestPath(vin))), [vin]);
+  const consent = useLoad(() => /** @type {Promise<ConsentState>} */ (get(consentPath(vin))), [vin]);
+  const [record, setRecord] = useState(/** @type {TelemetryRecord | null} */ (null));
   useEffect(() => setRecord(null), [vin]);
   // The stored latest record and the stream's records meet: the newest wins, whichever came first.
   useEffect(() => {
@@ -116,7 +136,7 @@ export function VehiclePage({ m, vin }) {
   const [span, setSpan] = useState(DEFAULT_SPAN_MS);
   const newest = latest.data?.record ? Date.parse(latest.data.record.recordedAt) + 1000 : null;
   const anchor = newest !== null && newest < now - span ? newest : now;
-  const [custom, setCustom] = useState(null);
+  const [custom, setCustom] = useState(/** @type {TimeRange | null} */ (null));
   const range = custom ?? { from: anchor - span, to: anchor };
 
   return html`
@@ -130,12 +150,13 @@ export function VehiclePage({ m, vin }) {
     </section>
     <section aria-labelledby="charts-h">
       <h2 id="charts-h">${m.t('charts')}</h2>
-      <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
+      <${RangePicker} m=${m} span=${span} custom=${custom} range=${range} setSpan=${(/** @type {number} */ s) => { setCustom(null); setSpan(s); }} setCustom=${setCustom} />
       <${Charts} m=${m} vin=${vin} range=${range} />
       <${TrackSection} m=${m} vin=${vin} range=${range} locationAllowed=${consent.data ? consent.data.location : consent.loading ? null : true} />
     </section>`;
 }
 
+/** @param {{ m: Messages, span: number, custom: TimeRange | null, range: TimeRange, setSpan: (span: number) => void, setCustom: (range: TimeRange | null) => void }} props */
 function RangePicker({ m, span, custom, range, setSpan, setCustom }) {
   const [from, setFrom] = useState(dateInput(range.from));
   const [to, setTo] = useState(dateInput(range.to));
@@ -144,39 +165,49 @@ function RangePicker({ m, span, custom, range, setSpan, setCustom }) {
       <legend>${m.t('range')}</legend>
       ${PRESETS.map(([k, s]) => html`<button type="button" class=${!custom && span === s ? 'chip on' : 'chip'} aria-pressed=${!custom && span === s ? 'true' : 'false'} onClick=${() => setSpan(s)}>${m.t(k)}</button>`)}
     </fieldset>
-    <form class="inline" onSubmit=${(e) => {
+    <form class="inline" onSubmit=${(/** @type {Event} */ e) => {
       e.preventDefault();
       const f = Date.parse(from);
       const t = Date.parse(to) + DAY;
       if (f < t) setCustom({ from: f, to: t });
     }}>
-      <label for="range-from">${m.t('from')}</label><input id="range-from" type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} />
-      <label for="range-to">${m.t('to')}</label><input id="range-to" type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} />
+      <label for="range-from">${m.t('from')}</label><input id="range-from" type="date" value=${from} onInput=${(/** @type {InputEvt} */ e) => setFrom(e.currentTarget.value)} />
+      <label for="range-to">${m.t('to')}</label><input id="range-to" type="date" value=${to} onInput=${(/** @type {InputEvt} */ e) => setTo(e.currentTarget.value)} />
       <button type="submit">${m.t('apply')}</button>
     </form>
   </div>`;
 }
 
+/** @param {readonly (number | null | undefined)[]} vals */
 function extent(vals) {
   let min = Infinity, max = -Infinity;
   for (const v of vals) if (v !== null && v !== undefined) { if (v < min) min = v; if (v > max) max = v; }
   return min === Infinity ? null : { min, max };
 }
 
+/** @param {readonly (number | null | undefined)[]} vals */
 function firstLast(vals) {
-  let first = null, last = null;
+  /** @type {number | null} */
+  let first = null;
+  /** @type {number | null} */
+  let last = null;
   for (const v of vals) if (v !== null && v !== undefined) { if (first === null) first = v; last = v; }
   return { first, last };
 }
 
+/** @typedef {{ label: string, field: string, values: (number | null)[] }} ChartSeries */
+
+/** @param {{ m: Messages, vin: string, range: TimeRange }} props */
 function Charts({ m, vin, range }) {
   const path = chartsPath(vin, range);
-  const s = useLoad(() => get(path), [path]);
+  const s = useLoad(() => /** @type {Promise<Series>} */ (get(path)), [path]);
   const charts = useMemo(() => {
-    if (!s.data) return [];
+    if (!s.data) return null;
     const f = s.data.fields;
+    /** @type {(name: string, agg?: 'avg' | 'max') => (number | null)[]} */
     const col = (name, agg = 'avg') => f[name]?.[agg] ?? [];
-    const has = (vals) => vals.some((v) => v !== null);
+    const has = (/** @type {(number | null)[]} */ vals) => vals.some((v) => v !== null);
+    /** @type {(id: string, titleKey: MessageKey, list: ChartSeries[]) => { id: string, title: string, series: ChartSeries[], summary: string }} */
     const def = (id, titleKey, list) => {
       const series = list.filter((x) => has(x.values));
       const title = m.t(titleKey);
@@ -185,7 +216,8 @@ function Charts({ m, vin, range }) {
       else {
         summary = series
           .map((x) => {
-            const e = extent(x.values);
+            // Not null: only series with values are drawn.
+            const e = /** @type {{ min: number, max: number }} */ (extent(x.values));
             return m.t('chartSummary', { name: x.label, from: m.dateTime(range.from), to: m.dateTime(range.to), min: m.unit(x.field, e.min), max: m.unit(x.field, e.max) });
           })
           .join(' ');
@@ -198,7 +230,7 @@ function Charts({ m, vin, range }) {
     const lifetime = fuel.map((v, i) => (v !== null && dist[i] ? (v / dist[i]) * 100 : null));
     const fl = firstLast(fuel), dl = firstLast(dist);
     const driven = dl.last !== null && dl.first !== null ? dl.last - dl.first : 0;
-    const inRange = driven > 0 && fl.last !== null ? ((fl.last - fl.first) / driven) * 100 : null;
+    const inRange = driven > 0 && fl.last !== null ? ((fl.last - /** @type {number} */ (fl.first)) / driven) * 100 : null;
     const list = [
       def('chart-speed', 'chartSpeed', [
         { label: `${m.label('technical.speedKmh')} (${m.t('avg')})`, field: 'technical.speedKmh', values: col('technical.speedKmh') },
@@ -224,6 +256,7 @@ function Charts({ m, vin, range }) {
   }, [s.data, m.lang]);
   if (s.loading) return html`<p>${m.t('loading')}</p>`;
   if (s.error) return html`<${Problem} m=${m} error=${s.error} />`;
+  if (!s.data || !charts) return null;
   const xs = s.data.t;
   return html`<div class="charts" data-buckets=${xs.length}>
     ${charts.inRange !== null && html`<p id="avg-consumption">${m.t('avgInRange', { value: m.unit('avgConsumption', charts.inRange), dist: m.unit('consumption.totalDistanceKm', charts.driven) })}</p>`}
@@ -232,16 +265,20 @@ function Charts({ m, vin, range }) {
   </div>`;
 }
 
-/** `locationAllowed`: the owner's location choice; null while it is being read (an empty track is explained only once it is known). */
+/**
+ * `locationAllowed`: the owner's location choice; null while it is being read (an empty track is explained only once it is known).
+ * @param {{ m: Messages, vin: string, range: TimeRange, locationAllowed: boolean | null }} props
+ */
 function TrackSection({ m, vin, range, locationAllowed }) {
   const path = trackPath(vin, range);
-  const s = useLoad(() => get(path), [path]);
+  const s = useLoad(() => /** @type {Promise<Series>} */ (get(path)), [path]);
   const points = useMemo(() => {
     if (!s.data) return [];
     const lat = s.data.fields['location.latitude']?.avg ?? [];
     const lon = s.data.fields['location.longitude']?.avg ?? [];
+    /** @type {{ t: number, lat: number, lon: number }[]} */
     const out = [];
-    for (let i = 0; i < s.data.t.length; i++) if (lat[i] !== null && lon[i] !== null && lat[i] !== undefined) out.push({ t: s.data.t[i], lat: lat[i], lon: lon[i] });
+    for (let i = 0; i < s.data.t.length; i++) if (lat[i] !== null && lon[i] !== null && lat[i] !== undefined) out.push({ t: s.data.t[i], lat: /** @type {number} */ (lat[i]), lon: /** @type {number} */ (lon[i]) });
     return out;
   }, [s.data]);
   return html`<section aria-labelledby="track-h" id="track">

@@ -97,7 +97,8 @@ export const webRoutes: FastifyPluginAsync<WebOptions> = async (app, opts) => {
   const files = new Map<string, Asset>();
   for (const rel of walk(dir)) {
     const type = TYPES[path.extname(rel)];
-    if (type && rel !== 'index.html') files.set(rel, asset(readFileSync(path.join(dir, rel)), type));
+    // The type checker's settings (tsconfig.json, *.d.ts) are for the build, not the browser.
+    if (type && rel !== 'index.html' && rel !== 'tsconfig.json') files.set(rel, asset(readFileSync(path.join(dir, rel)), type));
   }
   const vendor = new Map<string, Asset>();
   for (const [name, spec] of Object.entries(VENDOR)) {
