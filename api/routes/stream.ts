@@ -122,7 +122,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       'x-accel-buffering': 'no',
     });
     // Events are small and must leave at once.
-    res.socket?.setNoDelay(true);
+    res.socket?.setNoDelay?.(true);
     const session = new SseSession({
       vin,
       res,
