@@ -9,6 +9,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     testTimeout: 30_000,
+    // After the default output: every skipped test with its reason (test/helpers/skip-reporter.ts).
+    reporters: ['default', './test/helpers/skip-reporter.ts'],
     hookTimeout: 120_000,
     // Integration files each get their own database; two workers match the 2-core machines.
     pool: 'forks',

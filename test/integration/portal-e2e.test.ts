@@ -610,7 +610,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     // The heading shows with "no data" too: the counters themselves, as the page shows them
     // (Dutch: "15.001 km", "923,4 l"), against the stored ones.
     await shop.page.locator('#visit-values').waitFor({ timeout: 20_000 });
-    const shown = await shop.page.locator('#visit-values tr[data-field]').evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-field')!, r.querySelector('td')!.textContent!]));
+    const shown = await shop.page.locator('#visit-values tr[data-field]').evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-field')!, r.querySelector('td')!.textContent]));
     const nlNumber = (text: string) => Number(/[\d.,]+/.exec(text)![0].replace(/\./g, '').replace(',', '.'));
     expect(Object.fromEntries(shown.map(([f, text]) => [f, nlNumber(text!)]))).toEqual(Object.fromEntries(Object.entries(stored).map(([k, v]) => [`consumption.${k}`, v])));
     await shot(shop.page, 'workshop-visit-nl');

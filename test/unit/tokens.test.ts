@@ -29,7 +29,7 @@ describe('sign / verify', () => {
     const [h, b] = split(t.token);
     expect(dec(h)).toMatchObject({ alg: 'HS256', typ: 'JWT', kid: 'old' });
     expect(dec(b)).toMatchObject({ sub: 'garage-7', role: 'workshop', iat: T0 / 1000, exp: T0 / 1000 + 600, jti: t.jti });
-    expect((await svc.verify(t.token))).toEqual({ ok: true, principal: { role: 'workshop', subject: 'garage-7', jti: t.jti, expiresAt: T0 + 600_000, issuer: 'cardata-gateway' } });
+    expect((await svc.verify(t.token))).toEqual({ ok: true, principal: { role: 'workshop', subject: 'garage-7', jti: t.jti, expiresAt: T0 + 600_000, issuer: 'cardata-gateway', issuedAt: T0, sessionId: null } });
   });
 
   it('gives every token a different jti', async () => {
@@ -264,19 +264,24 @@ describe('parseKeys', () => {
     expect(msg).not.toContain('tooshort-secret-value');
   });
 
-  it('a key list it accepts can verify its own tokens (a duplicate kid is refused, not silently shadowed)', async () => {
-    // With two keys of the same kid, signing uses the first and verifying the last:
-    // every token would fail. Either parseKeys refuses the list or the service still works.
-    const spec = `k1:${SECRET_A},k1:${SECRET_B}`;
-    let keys: SigningKey[] | null;
+  it('refuses a duplicate key id, naming it and not its secrets; a list of distinct ids verifies tokens signed by any of its keys', async () => {
+    // With two keys of the same kid, signing would use the first and verifying the last:
+    // every token would fail. parseKeys refuses such a list.
+    let msg: string | null = null;
     try {
-      keys = parseKeys(spec);
-    } catch {
-      keys = null;
+      parseKeys(`k1:${SECRET_A},k1:${SECRET_B}`);
+    } catch (err) {
+      msg = (err as Error).message;
     }
-    if (keys) {
-      const svc = createTokenService(keys, () => T0);
-      expect((await svc.verify((await svc.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 })).token))).toMatchObject({ ok: true });
-    }
+    expect(msg, 'parseKeys accepted two keys with the id k1').toBe('key id k1 appears twice');
+    expect(msg).not.toContain(SECRET_A);
+    expect(msg).not.toContain(SECRET_B);
+    // The same secrets under distinct ids: accepted, and the service verifies what each key signed.
+    const keys = parseKeys(`k1:${SECRET_A},k2:${SECRET_B}`);
+    expect(keys.map((k) => k.kid)).toEqual(['k1', 'k2']);
+    const byK2 = createTokenService([keys[1]!], () => T0);
+    const both = createTokenService(keys, () => T0);
+    expect(await both.verify((await both.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 })).token)).toMatchObject({ ok: true });
+    expect(await both.verify((await byK2.sign({ role: 'customer', subject: 'c', ttlSeconds: 60 })).token)).toMatchObject({ ok: true });
   });
 });
