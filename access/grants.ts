@@ -2,13 +2,13 @@
 // caller (the owner, a grant's recipient, the authority's OBFCM report). Pure: facts in,
 // a decision out; the callers look the facts up and act on the answer. No I/O, no clock
 // of its own (`now` is passed in), proto types only.
-import type { Group } from '../proto/fields.ts';
+import { GROUPS, type Group } from '../proto/fields.ts';
+import type { AccessMode, RecipientRole } from '../proto/grants.ts';
 
+export type { AccessMode, RecipientRole };
 export type Category = Group;
-export const CATEGORIES: readonly Category[] = ['technical', 'consumption', 'location'];
-export type AccessMode = 'history' | 'stream';
+export const CATEGORIES: readonly Category[] = GROUPS;
 export const ACCESS_MODES: readonly AccessMode[] = ['history', 'stream'];
-export type RecipientRole = 'workshop' | 'third_party';
 export const RECIPIENT_ROLES: readonly RecipientRole[] = ['workshop', 'third_party'];
 
 /** Who is calling, as authentication established it. */

@@ -24,7 +24,7 @@ import type { StoreFailures } from './ports.ts';
 
 export interface AppDeps {
   readiness: Readiness;
-  /** How the stores' failures are told apart (main.ts hands in the storage's guards). */
+  /** How the stores' failures are told apart (app/ hands in the storage's guards). */
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
   vehicles: VehicleRouteDeps;

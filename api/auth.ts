@@ -33,6 +33,7 @@ const TOKEN_REFUSALS: Record<TokenError, [401 | 503, ApiErrorCode, string]> = {
   TOKEN_CLAIMS: [401, 'API_ERR_TOKEN_CLAIMS', 'token names no subject or no recognised role'],
   TOKEN_LIFETIME: [401, 'API_ERR_TOKEN_INVALID', 'token lifetime longer than this gateway allows'],
   TOKEN_REVOKED: [401, 'API_ERR_TOKEN_REVOKED', 'token revoked'],
+  TOKEN_TYPE: [401, 'API_ERR_TOKEN_TYPE', 'not an access token (its typ is not at+jwt): an ID token cannot be used here'],
   IDP_UNAVAILABLE: [503, 'API_ERR_IDP_UNAVAILABLE', 'the token issuer cannot be reached to verify the token; retry later'],
 };
 

@@ -1,4 +1,7 @@
 // HTTP errors as RFC 9457 problem details with a stable `code`.
+import type { AccessMode } from '../proto/grants.ts';
+import type { Refusal } from '../access/grants.ts';
+
 export type ApiErrorCode =
   | 'API_ERR_VALIDATION'
   | 'API_ERR_INVALID_VIN'
@@ -14,6 +17,7 @@ export type ApiErrorCode =
   | 'API_ERR_TOKEN_AUDIENCE'
   | 'API_ERR_TOKEN_CLAIMS'
   | 'API_ERR_TOKEN_REVOKED'
+  | 'API_ERR_TOKEN_TYPE'
   | 'API_ERR_IDP_UNAVAILABLE'
   | 'API_ERR_FORBIDDEN'
   | 'API_ERR_RESTRICTED'
@@ -71,4 +75,21 @@ export function problem(status: number, code: ApiErrorCode, detail: string, inst
   const p: Problem = { type: `https://cardata-gateway.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail };
   if (instance !== undefined) p.instance = instance;
   return p;
+}
+
+const RESTRICTED = "the owner has restricted the processing of this vehicle's data (GDPR Art. 18)";
+
+/**
+ * A read refused by the access policy (access/grants.ts), as every route answers it: the
+ * owner's restriction of processing (GDPR Art. 18) is 403 API_ERR_RESTRICTED, a grant that
+ * does not allow this way of reading (`mode`) 403 API_ERR_FORBIDDEN, anything else (no
+ * such grant or vehicle for this caller: nothing to learn) `notFound()`. With `grantReads`
+ * (the default) the restriction's detail says that reads through grants are suspended.
+ */
+export function refusalError(refusal: Refusal | undefined, how: { mode: AccessMode; notFound: () => ApiError; grantReads?: boolean }): ApiError {
+  if (refusal === 'RESTRICTED') return new ApiError(403, 'API_ERR_RESTRICTED', how.grantReads === false ? RESTRICTED : `${RESTRICTED}: reads through grants are suspended`);
+  if (refusal === 'MODE_NOT_GRANTED') {
+    return new ApiError(403, 'API_ERR_FORBIDDEN', how.mode === 'history' ? 'this grant does not allow reading history (access: stream only)' : 'this grant does not allow streaming (access: history only)');
+  }
+  return how.notFound();
 }

@@ -17,9 +17,9 @@ export interface FeedDeps {
   consents: ConsentCache;
   live: Live;
   /** The consent, ownership or stored data of `vin` changed: drop what is cached of it, recheck its streams. */
-  vehicleChanged(vin: string): void;
+  vehicleChanged: (vin: string) => void;
   /** A vehicle's secret was rotated (anywhere): close the old secret's MQTT sessions. */
-  secretRotated(vin: string): void;
+  secretRotated: (vin: string) => void;
   log: Logger;
 }
 

@@ -208,6 +208,8 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
   const signIn = createSignIn(config, apiDb, log);
   const tokens = signIn.authenticator;
   const sessions = createStreamSessions({ maxPerCaller: config.stream.maxPerCaller });
+  // A revocation (here, or elsewhere by NOTIFY) ends the open streams of what it revoked.
+  res.push('stream credential checks', 'http', signIn.onRevocation(() => sessions.recheckCredentials()));
   const health = createReadiness({
     apiDb,
     apiShards,
@@ -241,6 +243,9 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         rights,
         mintedTokens: signIn.mintedTokens,
         onRevoked: signIn.onRevoked,
+        revokeSubject: (issuer, subject) => signIn.revokeSubject(issuer, subject),
+        issuers: () => signIn.issuers(),
+        embeddedIssuer: () => signIn.provider()?.issuer ?? null,
         accounts: signIn.accounts,
         recipients,
         onSecretRotated: (vin) => broker.closeSecretSessions(vin),

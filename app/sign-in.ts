@@ -9,6 +9,10 @@ import { createAuthenticator, type Authenticator } from '../identity/authenticat
 import { createOidcVerifier } from '../identity/oidc.ts';
 import { createRevocationList } from '../identity/revocations.ts';
 import type { EmbeddedIdp } from '../identity/provider.ts';
+import { createPasswordVerifier } from '../identity/secrets.ts';
+import { createSignInThrottle } from '../identity/sign-in-throttle.ts';
+import { createRevocationRepo, parseRevocation } from '../storage/repos/revocations.ts';
+import type { Revocation, SubjectRevocation } from '../proto/sign-in.ts';
 
 export interface SignIn {
   /** Mints the gateway's own tokens. */
@@ -19,6 +23,19 @@ export interface SignIn {
   readonly accounts: AccountRepo;
   /** A revocation made by this process: in force here at once. */
   readonly onRevoked: (jti: string) => void;
+  /**
+   * Refuses every token of `subject` issued before now, at `issuer` (null: at every trusted
+   * issuer), here at once and on every instance by NOTIFY; at the embedded provider its
+   * sessions and refresh tokens end too.
+   */
+  revokeSubject(issuer: string | null, subject: string): Promise<SubjectRevocation>;
+  /** The issuers whose tokens are accepted (the gateway's own first). */
+  issuers(): string[];
+  /**
+   * Calls `fn` after every revocation in force here (this process's or another's), and
+   * every second while the revocation feed is down: open streams check their tokens again.
+   */
+  onRevocation(fn: () => void): () => void;
   /** The embedded provider, once started. */
   readonly provider: () => EmbeddedIdp | null;
   /** Whether sign-in serves: the embedded provider has started, or none is configured. */
@@ -37,15 +54,30 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
   const tokens = createTokenService(config.jwtKeys ? parseKeys(config.jwtKeys) : [randomKey()], Date.now, { maxTtlS: config.tokenTtlS });
   const mintedTokens = createMintedTokenRepo(db);
   const accounts = createAccountRepo(db);
+  const revocationRepo = createRevocationRepo(db);
   // Untrusted (every check asks the database) until open() has loaded it.
-  const revocations = createRevocationList(mintedTokens);
+  const revocations = createRevocationList({
+    revokedUnexpired: () => mintedTokens.revokedUnexpired(),
+    isRevoked: (jti) => mintedTokens.isRevoked(jti),
+    subjects: () => revocationRepo.subjects(),
+    sessions: () => revocationRepo.sessions(),
+    isPrincipalRevoked: (p) => revocationRepo.isRevoked(p),
+  });
   let stopListening: (() => Promise<void>) | null = null;
+  const listeners = new Set<() => void>();
+  const revoked = (r: Revocation | null): void => {
+    if (r) revocations.apply(r);
+    for (const fn of listeners) fn();
+  };
+  let feedDownTimer: NodeJS.Timeout | null = null;
 
   const authenticator = createAuthenticator({
     verifiers: [tokens],
-    // Only the gateway's own tokens are on its deny list; a provider revokes its own.
-    isRevoked: (jti, issuer) => (issuer === tokens.issuer ? revocations.isRevoked(jti) : false),
+    // A jti is on the deny list for the gateway's own tokens; a subject or a sign-in
+    // session for the tokens of any issuer.
+    isRevoked: (p) => revocations.isRevoked(p, tokens.issuer),
   });
+  const trusted: string[] = [tokens.issuer];
   const onDiscoveryError = (issuer: string) => (err: Error) => log.warn({ event: 'oidc_discovery_failed', issuer, err: err.message }, 'OpenID Provider discovery failed; its tokens get 503 until it answers');
   if (config.oidc.issuer) {
     authenticator.trust(
@@ -56,9 +88,11 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
         roleClaim: config.oidc.roleClaim,
         fetchTimeoutMs: config.oidc.fetchTimeoutMs,
         jwksCooldownMs: config.oidc.jwksCooldownMs,
+        requireAccessTokenType: config.oidc.requireAccessTokenType,
         onDiscoveryError: onDiscoveryError(config.oidc.issuer),
       }),
     );
+    trusted.push(config.oidc.issuer);
   }
 
   let provider: EmbeddedIdp | null = null;
@@ -70,19 +104,38 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     authenticator,
     mintedTokens,
     accounts,
-    onRevoked: (jti) => revocations.add(jti),
+    onRevoked: (jti) => revoked({ kind: 'token', jti }),
+    async revokeSubject(issuer, subject) {
+      const r = await revocationRepo.revokeSubject(issuer, subject);
+      revoked({ kind: 'subject', ...r });
+      // The embedded provider's sessions, grants and refresh tokens of that person end too.
+      if (provider && (issuer === null || issuer === provider.issuer)) await revocationRepo.endProviderSessions(subject);
+      return r;
+    },
+    issuers: () => [...trusted],
+    onRevocation(fn) {
+      listeners.add(fn);
+      return () => void listeners.delete(fn);
+    },
     provider: () => provider,
     ready: () => !config.oidc.embedded || provider !== null,
     async open() {
-      stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (jti) => revocations.add(jti), {
-        // A revocation may be missed while the feed is down: ask the database until it is back.
+      stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (payload) => revoked(parseRevocation(payload)), {
+        // A revocation may be missed while the feed is down: ask the database until it is
+        // back, and have open streams check their tokens (there) every second.
         onDown: () => {
           revocations.setTrusted(false);
+          feedDownTimer ??= setInterval(() => revoked(null), 1000);
           log.warn({ event: 'token_revocation_feed_down' }, 'token revocation feed lost; asking the database until it is back');
         },
         onUp: () => {
           void revocations.reload().then(
-            () => log.info({ event: 'token_revocation_feed_up' }, 'token revocation feed restored'),
+            () => {
+              if (feedDownTimer) clearInterval(feedDownTimer);
+              feedDownTimer = null;
+              revoked(null);
+              log.info({ event: 'token_revocation_feed_up' }, 'token revocation feed restored');
+            },
             (err: Error) => log.warn({ event: 'token_revocation_reload_failed', err: err.message }, 'deny list reload failed; still asking the database'),
           );
         },
@@ -102,9 +155,31 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           issuer,
           audience: config.oidc.audience,
           portalRedirectUris: config.oidc.portalRedirectUris ?? [`${base}/portal/callback`],
-          accessTokenTtlS: config.tokenTtlS,
+          accessTokenTtlS: config.oidc.accessTokenTtlS,
+          refreshIdleS: config.oidc.refreshIdleS,
+          refreshAbsoluteS: config.oidc.refreshAbsoluteS,
         },
-        { store, accounts, onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request') },
+        {
+          store,
+          accounts,
+          onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request'),
+          // Password guessing: counted per (account, source) and per source; hashed in a queue of its own.
+          passwords: createPasswordVerifier({ concurrency: config.signIn.hashConcurrency, maxWaiting: config.signIn.hashQueueMax }),
+          throttle: createSignInThrottle({
+            perAccountMax: config.signIn.failuresPerAccountMax,
+            perSourceMax: config.signIn.failuresPerSourceMax,
+            windowMs: config.signIn.failureWindowMs,
+            delayMaxMs: config.signIn.delayMaxMs,
+          }),
+          // Sign-out: every access token of the session is refused, here at once, elsewhere by NOTIFY.
+          onSignedOut: (s) => {
+            revoked({ kind: 'session', issuer, sid: s.sid });
+            void revocationRepo.revokeSession({ issuer, sid: s.sid }, new Date(s.expiresAt)).then(
+              () => log.info({ event: 'signed_out' }, 'signed out: the session and its tokens ended'),
+              (err: Error) => log.error({ event: 'sign_out_revocation_failed', err: err.message }, 'signed out, but the revocation of its tokens could not be stored'),
+            );
+          },
+        },
       );
       // Its tokens go the same way as an external provider's: discovery, JWKS, jose. The
       // discovery document is fetched from this process's own listener.
@@ -120,6 +195,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           onDiscoveryError: onDiscoveryError(issuer),
         }),
       );
+      trusted.push(issuer);
       const prune = () =>
         void store.prune(3600).then(
           (n) => n > 0 && log.debug({ event: 'oidc_pruned', rows: n }, 'expired sign-in artefacts deleted'),
@@ -132,6 +208,8 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     async close() {
       if (pruneTimer) clearInterval(pruneTimer);
       pruneTimer = null;
+      if (feedDownTimer) clearInterval(feedDownTimer);
+      feedDownTimer = null;
       const stop = stopListening;
       stopListening = null;
       await stop?.();

@@ -107,6 +107,26 @@ const envSchema = z
     OIDC_FETCH_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
     /** Least time between two JWKS fetches caused by a token naming an unknown key (rotation), s. */
     OIDC_JWKS_COOLDOWN_S: z.coerce.number().int().min(0).max(3600).default(30),
+    /** Whether the external provider's access tokens must carry `typ: at+jwt` (RFC 9068): false only for an issuer that does not send it. */
+    OIDC_REQUIRE_AT_JWT: z.enum(['true', 'false']).default('true'),
+    /** Lifetime of the embedded provider's access tokens, s: short, sessions go on with refresh tokens. */
+    OIDC_ACCESS_TOKEN_TTL_S: positiveInt.max(3600).default(900),
+    /** A refresh token not used for this long expires (each use gives a new one), s. */
+    OIDC_REFRESH_IDLE_S: positiveInt.max(90 * 86_400).default(2 * 86_400),
+    /** However it is used, a sign-in session and its refresh tokens end this long after the sign-in, s. */
+    OIDC_REFRESH_ABSOLUTE_S: positiveInt.max(365 * 86_400).default(14 * 86_400),
+    /** Failed sign-ins (embedded provider) per (account, source address; IPv6: /64) in the window; then that pair gets 429. */
+    SIGN_IN_FAILURES_PER_ACCOUNT_MAX: positiveInt.max(10_000).default(10),
+    /** Failed sign-ins per source address (IPv6: /64), whatever the account, in the window; then that source gets 429. */
+    SIGN_IN_FAILURES_PER_SOURCE_MAX: positiveInt.max(1_000_000).default(100),
+    /** Window of the sign-in failure counts, ms: a failure stops counting this long after it. */
+    SIGN_IN_FAILURE_WINDOW_MS: positiveInt.max(7 * 86_400_000).default(900_000),
+    /** Longest wait before a sign-in attempt is checked, after repeated failures, ms; 0: no waits. */
+    SIGN_IN_DELAY_MAX_MS: z.coerce.number().int().min(0).max(60_000).default(4000),
+    /** Password checks (scrypt) of the sign-in form running at once, on libuv's thread pool. */
+    SIGN_IN_HASH_CONCURRENCY: positiveInt.max(64).default(1),
+    /** Password checks that may wait for a slot; more get 503 at once. */
+    SIGN_IN_HASH_QUEUE_MAX: z.coerce.number().int().min(0).max(10_000).default(32),
     /** The owner's telemetry is deleted this long after their ownership (contract) ended, days (7 years). */
     RETENTION_AFTER_CONTRACT_DAYS: positiveInt.max(36_500).default(2557),
     /** Telemetry older than this (by measurement) is deleted whatever the contract, days; 0 = off. */
@@ -236,6 +256,10 @@ export interface Config {
     readonly portalRedirectUris: readonly string[] | undefined;
     readonly fetchTimeoutMs: number;
     readonly jwksCooldownMs: number;
+    readonly requireAccessTokenType: boolean;
+    readonly accessTokenTtlS: number;
+    readonly refreshIdleS: number;
+    readonly refreshAbsoluteS: number;
   };
   readonly retention: {
     readonly afterContractDays: number;
@@ -271,6 +295,15 @@ export interface Config {
   readonly metricsListener: { readonly host: string; readonly port: number } | undefined;
   /** Set: this process's name; undefined: app/gateway.ts names it "<hostname>-<pid>". */
   readonly instanceId: string | undefined;
+  /** The embedded provider's sign-in form: failure counts, waits, and its password checks' queue. */
+  readonly signIn: {
+    readonly failuresPerAccountMax: number;
+    readonly failuresPerSourceMax: number;
+    readonly failureWindowMs: number;
+    readonly delayMaxMs: number;
+    readonly hashConcurrency: number;
+    readonly hashQueueMax: number;
+  };
 }
 
 /**
@@ -361,6 +394,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       portalRedirectUris: e.OIDC_PORTAL_REDIRECT_URIS?.split(',').map((u) => u.trim()),
       fetchTimeoutMs: e.OIDC_FETCH_TIMEOUT_MS,
       jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_S * 1000,
+      requireAccessTokenType: e.OIDC_REQUIRE_AT_JWT === 'true',
+      accessTokenTtlS: e.OIDC_ACCESS_TOKEN_TTL_S,
+      refreshIdleS: e.OIDC_REFRESH_IDLE_S,
+      refreshAbsoluteS: Math.max(e.OIDC_REFRESH_ABSOLUTE_S, e.OIDC_REFRESH_IDLE_S),
     },
     retention: {
       afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
@@ -395,6 +432,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     metricsListener: e.METRICS_PORT !== undefined ? { host: e.METRICS_HOST, port: e.METRICS_PORT } : undefined,
     instanceId: e.INSTANCE_ID,
+    signIn: {
+      failuresPerAccountMax: e.SIGN_IN_FAILURES_PER_ACCOUNT_MAX,
+      failuresPerSourceMax: e.SIGN_IN_FAILURES_PER_SOURCE_MAX,
+      failureWindowMs: e.SIGN_IN_FAILURE_WINDOW_MS,
+      delayMaxMs: e.SIGN_IN_DELAY_MAX_MS,
+      hashConcurrency: e.SIGN_IN_HASH_CONCURRENCY,
+      hashQueueMax: e.SIGN_IN_HASH_QUEUE_MAX,
+    },
   });
 }
 

@@ -1,29 +1,12 @@
-// What the gateway needs from the outside, as interfaces. main.ts hands in the storage
+// What the gateway needs from the outside, as interfaces. app/ hands in the storage
 // implementations; the gateway never imports storage/ itself.
 
 import type { ConsentPeriod } from '../proto/consent.ts';
-import type { GroupValues } from '../proto/fields.ts';
+import type { QuarantineRow, TelemetryRow, WriteItem } from '../proto/records.ts';
 
-export interface TelemetryRowOut {
-  vin: string;
-  seq: number;
-  recordedAtMs: number;
-  technical: GroupValues | null;
-  consumption: GroupValues | null;
-  location: GroupValues | null;
-  shareObfcm: boolean;
-}
-
-export interface QuarantineRowOut {
-  vin: string | null;
-  reason: string;
-  detail: string;
-  seq: number | null;
-  recordedAtMs: number | null;
-  payload: Buffer | null;
-  payloadBytes: number;
-  dedupeKey: Buffer;
-}
+/** The rows the gateway hands the writer (proto/records.ts). */
+export type TelemetryRowOut = TelemetryRow;
+export type QuarantineRowOut = QuarantineRow;
 
 /** The batch writer, as the gateway sees it. */
 export interface TelemetrySink {
@@ -31,7 +14,7 @@ export interface TelemetrySink {
    * Resolves once durable. Rejects when the rows are refused (bad data: `isRejected(err)`
    * is true) or when the sink is closed (`isRejected(err)` is false).
    */
-  write(item: { telemetry: readonly TelemetryRowOut[]; quarantine: readonly QuarantineRowOut[] }): Promise<void>;
+  write(item: WriteItem): Promise<void>;
   /** Tells a refusal of the data apart from any other rejection of write(). */
   isRejected(err: unknown): boolean;
   /** Room for more rows of this VIN (with shards: in its shard's writer; without: the one writer's). */
@@ -50,7 +33,7 @@ export interface CredentialSource {
   getCredentials(vin: string): Promise<{ vin: string; secretHash: string } | null>;
 }
 
-/** Counters and histograms the gateway reports; main.ts wires them to Prometheus. */
+/** Counters and histograms the gateway reports; app/ wires them to Prometheus. */
 export interface GatewayMetrics {
   messageReceived(qos: number): void;
   recordsStored(n: number): void;

@@ -1,7 +1,9 @@
 // One entry for every bearer token the API sees: the token's (unverified) `iss` picks the
-// verifier of that issuer, which then checks everything, `iss` included; a revoked `jti`
-// is refused afterwards. Tokens of an issuer nobody configured are refused as such.
+// verifier of that issuer, which then checks everything, `iss` included; a revoked token
+// (its jti, its subject or its sign-in session) is refused afterwards. Tokens of an issuer
+// nobody configured are refused as such.
 import { decodeJwt } from 'jose';
+import type { Principal } from './tokens.ts';
 import type { VerifyResult } from './verify.ts';
 
 export interface IssuerVerifier {
@@ -12,8 +14,8 @@ export interface IssuerVerifier {
 export interface AuthenticatorDeps {
   /** Trusted issuers: the gateway's own minted tokens and each OpenID Provider. */
   verifiers: readonly IssuerVerifier[];
-  /** Whether a verified token's id was revoked (deny list). */
-  isRevoked(jti: string, issuer: string): Promise<boolean> | boolean;
+  /** Whether a verified token was revoked (deny list: its id, its subject, its session). */
+  isRevoked(p: Principal): Promise<boolean> | boolean;
 }
 
 export interface Authenticator {
@@ -38,7 +40,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const v = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
       if (!v) return { ok: false, error: 'TOKEN_ISSUER' };
       const r = await v.verify(token);
-      if (r.ok && r.principal.jti !== null && (await deps.isRevoked(r.principal.jti, r.principal.issuer))) return { ok: false, error: 'TOKEN_REVOKED' };
+      if (r.ok && (await deps.isRevoked(r.principal))) return { ok: false, error: 'TOKEN_REVOKED' };
       return r;
     },
   };

@@ -28,6 +28,12 @@ export interface OidcVerifierOptions {
   jwksMaxAgeMs?: number;
   /** Tolerated clock difference for exp/nbf, seconds. Default 30. */
   clockToleranceS?: number;
+  /**
+   * Whether access tokens must say they are (`typ: at+jwt`, RFC 9068 §2.1). Default true:
+   * an ID token of the same issuer, whose audience may equal a client id, is then no access
+   * token here. False only for an issuer known not to send it.
+   */
+  requireAccessTokenType?: boolean;
   /** After a failed discovery, wait this long before trying again, ms. Default 1000. */
   retryAfterMs?: number;
   onDiscoveryError?: (err: Error) => void;
@@ -142,6 +148,8 @@ export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
           algorithms: [...ASYMMETRIC_ALGS],
           clockTolerance: opts.clockToleranceS ?? 30,
           requiredClaims: ['exp'],
+          // jose compares case-insensitively and accepts "application/at+jwt" too (RFC 9068 §2.1).
+          ...(opts.requireAccessTokenType === false ? {} : { typ: 'at+jwt' }),
         }));
       } catch (err) {
         return { ok: false, error: classifyJoseError(err) };
@@ -149,7 +157,18 @@ export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
       const subject = claimAt(payload, subjectClaim);
       const role = roleOf(claimAt(payload, roleClaim));
       if (typeof subject !== 'string' || subject === '' || subject.length > 256 || role === null) return { ok: false, error: 'TOKEN_CLAIMS' };
-      return { ok: true, principal: { role, subject, jti: typeof payload.jti === 'string' ? payload.jti : null, expiresAt: payload.exp! * 1000, issuer } };
+      return {
+        ok: true,
+        principal: {
+          role,
+          subject,
+          jti: typeof payload.jti === 'string' ? payload.jti : null,
+          expiresAt: payload.exp! * 1000,
+          issuer,
+          issuedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : null,
+          sessionId: typeof payload.sid === 'string' ? payload.sid : null,
+        },
+      };
     },
   };
 }

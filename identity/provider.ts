@@ -7,25 +7,20 @@ import type http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC, type InteractionResults } from 'oidc-provider';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { UNUSABLE_PASSWORD_HASH, verifySecret } from './secrets.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PasswordVerifier } from './secrets.ts';
+import { SignInThrottled, type SignInThrottle } from './sign-in-throttle.ts';
 import { escapeHtml, signInLang, signInPageHtml, signInText, type SignInLang } from './sign-in-pages.ts';
 import { isRole, type Role } from './tokens.ts';
+import type { Account, OidcArtefactStore } from '../proto/sign-in.ts';
 
 /** Storage of the provider's artefacts (sessions, interactions, codes, grants, refresh tokens) and key material. */
-export interface IdpStore {
-  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void>;
-  find(model: string, id: string): Promise<Record<string, unknown> | undefined>;
-  findByUid(model: string, uid: string): Promise<Record<string, unknown> | undefined>;
-  findByUserCode(model: string, userCode: string): Promise<Record<string, unknown> | undefined>;
-  consume(model: string, id: string): Promise<void>;
-  destroy(model: string, id: string): Promise<void>;
-  revokeByGrantId(grantId: string): Promise<void>;
-  keyMaterial<T>(name: string, make: () => Promise<T>): Promise<T>;
-}
+export type IdpStore = OidcArtefactStore;
 
+/** People's accounts, as the provider looks them up. */
 export interface IdpAccounts {
-  byUsername(username: string): Promise<{ subject: string; role: string; passwordHash: string } | null>;
-  bySubject(subject: string): Promise<{ subject: string; role: string } | null>;
+  byUsername(username: string): Promise<Pick<Account, 'subject' | 'role' | 'passwordHash'> | null>;
+  bySubject(subject: string): Promise<Pick<Account, 'subject' | 'role'> | null>;
 }
 
 export interface EmbeddedIdpOptions {
@@ -35,8 +30,12 @@ export interface EmbeddedIdpOptions {
   audience: string;
   /** Where the portal (public client `cardata-portal`) may be sent back with a code. */
   portalRedirectUris: readonly string[];
-  /** Lifetime of access tokens, seconds. */
+  /** Lifetime of access tokens, seconds (minutes: sessions go on with refresh tokens). */
   accessTokenTtlS: number;
+  /** A refresh token unused this long expires; each use rotates it (a new one, the old one spent), seconds. */
+  refreshIdleS: number;
+  /** A sign-in session, and every refresh token of it, ends this long after the sign-in, seconds. */
+  refreshAbsoluteS: number;
 }
 
 /** The role claim of the embedded provider's access tokens (its subject claim is `sub`). */
@@ -60,8 +59,12 @@ export interface EmbeddedIdp {
   handle(req: http.IncomingMessage, res: http.ServerResponse): void;
   /** The pending interaction this browser (its cookie) is in; null when none or another uid. */
   interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<InteractionView | null>;
-  /** Checks a username and password; on success, the URL to send the browser on to. */
-  login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string): Promise<string | null>;
+  /**
+   * Checks a username and password from `source` (the client's address); on success, the URL
+   * to send the browser on to. Throws SignInThrottled (too many failures: 429) or
+   * PasswordChecksBusy (the password checks' queue is full: 503) without checking.
+   */
+  login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string, source: string | undefined): Promise<string | null>;
   /** Grants what the pending interaction asks for; the URL to send the browser on to. */
   consent(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
   /** Ends the pending interaction with access_denied; the URL to send the browser on to. */
@@ -104,7 +107,21 @@ function adapterFor(store: IdpStore) {
 
 export async function createEmbeddedIdp(
   opts: EmbeddedIdpOptions,
-  deps: { store: IdpStore; accounts: IdpAccounts; onServerError?: (err: Error) => void },
+  deps: {
+    store: IdpStore;
+    accounts: IdpAccounts;
+    onServerError?: (err: Error) => void;
+    /**
+     * A person signed out: the session `sid` (the `sid` claim of its access tokens) ended.
+     * Its refresh tokens die with it here; the access tokens already out are for the caller
+     * to refuse until `expiresAt` (ms), when the last of them has expired anyway.
+     */
+    onSignedOut?: (s: { sid: string; accountId: string | null; expiresAt: number }) => void;
+    /** The sign-in form's password checks, in their own bounded queue (identity/secrets.ts). */
+    passwords: PasswordVerifier;
+    /** Failed sign-ins per (account, source) and per source (identity/sign-in-throttle.ts). */
+    throttle: SignInThrottle;
+  },
 ): Promise<EmbeddedIdp> {
   const { store, accounts } = deps;
   // Made once by the first process ever to start, then read by every process: tokens
@@ -147,13 +164,20 @@ export async function createEmbeddedIdp(
       if (role === null) return undefined;
       return { accountId: sub, claims: async () => ({ sub, [EMBEDDED_ROLE_CLAIM]: role }) };
     },
-    // The role goes into the access token, where the API reads it.
+    // The role goes into the access token, where the API reads it; so does the sign-in
+    // session (`sid`), whose end (sign-out) ends every access token issued in it.
     async extraTokenClaims(_ctx, token) {
-      const accountId = (token as { accountId?: string }).accountId;
+      const { accountId, sessionUid } = token as { accountId?: string; sessionUid?: string };
       if (!accountId) return undefined;
       const role = await roleOf(accountId);
-      return role ? { [EMBEDDED_ROLE_CLAIM]: role } : undefined;
+      return role ? { [EMBEDDED_ROLE_CLAIM]: role, ...(sessionUid ? { sid: sessionUid } : {}) } : undefined;
     },
+    // The portal gets refresh tokens without asking for offline_access: they are then bound
+    // to the sign-in session (oidc-provider's expiresWithSession) and end with it at sign-out.
+    issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // Always rotated, a spent one refused; a spent one used again ends its whole grant
+    // (oidc-provider revokes the family on reuse).
+    rotateRefreshToken: () => true,
     features: {
       devInteractions: { enabled: false },
       // The sign-out pages in the person's language, nothing fetched (the defaults load web fonts).
@@ -200,9 +224,15 @@ export async function createEmbeddedIdp(
       AuthorizationCode: 60,
       IdToken: 3600,
       Interaction: 600,
-      Grant: 14 * 24 * 3600,
-      Session: 14 * 24 * 3600,
-      RefreshToken: 14 * 24 * 3600,
+      Grant: opts.refreshAbsoluteS,
+      Session: opts.refreshAbsoluteS,
+      // Idle: each refresh token lives refreshIdleS, and never past the absolute end of the
+      // sign-in it descends from (iiat: the first token of its family).
+      RefreshToken: (_ctx, token) => {
+        const first = (token as { iiat?: number; iat?: number }).iiat ?? (token as { iat?: number }).iat ?? Math.floor(Date.now() / 1000);
+        const left = first + opts.refreshAbsoluteS - Math.floor(Date.now() / 1000);
+        return Math.max(1, Math.min(opts.refreshIdleS, left));
+      },
     },
     async renderError(ctx, out) {
       const lang = pageLang(ctx);
@@ -216,6 +246,12 @@ export async function createEmbeddedIdp(
   const provider = new Provider(opts.issuer, configuration);
   // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
   provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
+  // Sign-out (RP-initiated logout, confirmed): the session is destroyed and its grants
+  // revoked by the library; the access tokens it issued are refused by their sid.
+  provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+    const session = ctx.oidc.session as { uid?: string; accountId?: string } | undefined;
+    if (session?.uid) deps.onSignedOut?.({ sid: session.uid, accountId: session.accountId ?? null, expiresAt: Date.now() + opts.accessTokenTtlS * 1000 });
+  });
   const callback = provider.callback();
   const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');
 
@@ -247,12 +283,26 @@ export async function createEmbeddedIdp(
         return null;
       }
     },
-    async login(req, res, username, password) {
-      const a = await accounts.byUsername(username);
-      // An unknown username costs the same scrypt run as a wrong password.
-      const ok = await verifySecret(password, a?.passwordHash ?? UNUSABLE_PASSWORD_HASH);
-      if (!a || !ok || !isRole(a.role)) return null;
-      return finish(req, res, { login: { accountId: a.subject } });
+    async login(req, res, username, password, source) {
+      // The throttle first: a refused attempt is not looked up, not hashed.
+      const d = deps.throttle.begin(username, source, Date.now());
+      if (!d.ok) throw new SignInThrottled(d.retryAt, d.scope);
+      let outcome: 'success' | 'failure' | 'error' = 'error';
+      try {
+        if (d.delayMs > 0) await sleep(d.delayMs);
+        const a = await accounts.byUsername(username);
+        // An unknown username costs the same scrypt run as a wrong password.
+        const ok = await deps.passwords.verify(password, a?.passwordHash ?? null);
+        if (!a || !ok || !isRole(a.role)) {
+          outcome = 'failure';
+          return null;
+        }
+        outcome = 'success';
+        return await finish(req, res, { login: { accountId: a.subject } });
+      } finally {
+        // 'error' (queue full, database down): no outcome, nothing counted.
+        d.attempt.settle(outcome, Date.now());
+      }
     },
     async consent(req, res) {
       const d = await provider.interactionDetails(req, res);

@@ -27,8 +27,12 @@ export interface Principal {
   jti: string | null;
   /** Expiry, ms since the epoch. */
   expiresAt: number;
-  /** Who issued the token (its `iss`). */
+  /** Who issued the token (its `iss`). A person is (issuer, subject): the same subject from two issuers is two callers to revocation. */
   issuer: string;
+  /** When it was issued (`iat`), ms since the epoch; null when the issuer sets none (then a revocation of its subject refuses it). */
+  issuedAt: number | null;
+  /** The sign-in session it was issued in (`sid`), when the issuer says; signing out ends the tokens that carry it. */
+  sessionId: string | null;
 }
 
 export type { VerifyResult, TokenError } from './verify.ts';
@@ -143,7 +147,7 @@ export function createTokenService(keys: readonly SigningKey[], now: () => numbe
       const iat = payload.iat!;
       if (iat > t + skew) return { ok: false, error: 'TOKEN_NOT_YET_VALID' };
       if (opts.maxTtlS !== undefined && payload.exp! - iat > opts.maxTtlS) return { ok: false, error: 'TOKEN_LIFETIME' };
-      return { ok: true, principal: { role: payload.role, subject: payload.sub, jti: payload.jti, expiresAt: payload.exp! * 1000, issuer: MINTED_ISSUER } };
+      return { ok: true, principal: { role: payload.role, subject: payload.sub, jti: payload.jti, expiresAt: payload.exp! * 1000, issuer: MINTED_ISSUER, issuedAt: iat * 1000, sessionId: null } };
     },
   };
 }

@@ -22,8 +22,10 @@ export type TokenError =
   | 'TOKEN_CLAIMS'
   /** exp - iat longer than the gateway allows. */
   | 'TOKEN_LIFETIME'
-  /** Its `jti` was revoked. */
+  /** Revoked: its `jti`, its subject (before it was issued) or its sign-in session. */
   | 'TOKEN_REVOKED'
+  /** Not an access token (`typ` is not `at+jwt`, RFC 9068 §2.1): an ID token, say. */
+  | 'TOKEN_TYPE'
   /** The issuer's discovery document or JWKS cannot be fetched: nothing can be verified. */
   | 'IDP_UNAVAILABLE';
 
@@ -40,6 +42,7 @@ export function classifyJoseError(err: unknown): TokenError {
   if (err instanceof errors.JWTExpired) return 'TOKEN_EXPIRED';
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'iss') return 'TOKEN_ISSUER';
+    if (err.claim === 'typ') return 'TOKEN_TYPE';
     if (err.claim === 'aud') return 'TOKEN_AUDIENCE';
     if (err.claim === 'nbf' || (err.claim === 'iat' && err.reason === 'check_failed')) return 'TOKEN_NOT_YET_VALID';
     if (err.reason === 'missing') return 'TOKEN_CLAIMS';

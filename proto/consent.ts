@@ -18,3 +18,47 @@ export interface ConsentPeriod extends ConsentFlags {
   /** Start of this state, ms since epoch; 0 for the defaults before any event. */
   sinceMs: number;
 }
+
+/** A change of the choices, as asked for. */
+export interface ConsentChange {
+  location?: boolean;
+  co2Sharing?: boolean;
+  restricted?: boolean;
+  /** Who asked: 'customer:<id>', 'admin', 'system'. */
+  actor: string;
+  /** Through what: 'api', 'cli', 'transfer', 'test'. */
+  channel: string;
+  /** With a location opt-out: erase the stored positions of the current ownership period too. */
+  eraseLocationHistory?: boolean;
+}
+
+/** One recorded change, with the state it replaced (the vehicle's consent history). */
+export interface ConsentEvent extends ConsentFlags {
+  id: number;
+  effectiveAt: Date;
+  actor: string;
+  channel: string;
+  ownerId: string | null;
+  previous: ConsentFlags | null;
+  erasedLocationHistory: boolean;
+}
+
+/**
+ * The consent store, as storage implements it and the API's port names it ("rejects
+ * NOT_FOUND": with the storage's STO_ERR_NOT_FOUND, which the API tells apart through its
+ * StoreFailures port).
+ */
+export interface ConsentStore {
+  /**
+   * The periods that can still matter for records arriving now: the state in force at
+   * `sinceMs` (or the defaults) and every change after it, oldest first.
+   */
+  timeline(vin: string, sinceMs: number): Promise<ConsentPeriod[]>;
+  /**
+   * Appends a change (erasing location history when asked) and announces it, in one
+   * transaction: in force once it resolves. Rejects NOT_FOUND for an unknown VIN.
+   */
+  set(vin: string, change: ConsentChange): Promise<ConsentPeriod & { erasedLocationRows: number }>;
+  /** The event history of a vehicle, oldest first, optionally from a time on. */
+  history(vin: string, fromMs?: number): Promise<ConsentEvent[]>;
+}

@@ -7,8 +7,8 @@ import type { FieldColumnRow, Group } from './field-column.ts';
 export type { Group };
 export type FieldColumn = FieldColumnRow;
 
-/** The record's data categories, in the contract's order. */
-export const GROUPS: readonly Group[] = ['technical', 'consumption', 'location'];
+/** The record's data categories, in the contract's order (a tuple, so that `z.enum(GROUPS)` works). */
+export const GROUPS = ['technical', 'consumption', 'location'] as const satisfies readonly Group[];
 
 /** Every value column of `telemetry`, in a fixed order: technical, consumption, location. */
 export const FIELD_COLUMNS: readonly FieldColumn[] = FIELDS;

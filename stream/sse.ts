@@ -15,7 +15,7 @@ import { cursorEncoder, cursorWriter } from './cursor.ts';
 export type Access = { end: string } | { periods: readonly { fromMs: number; toMs: number | null }[]; projection: LineProjection };
 
 /** Why a stream ended, as its last event says. */
-export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expired' | 'restricted' | 'shutdown' | 'error' | (string & {});
+export type EndReason = 'slow_consumer' | 'ownership_ended' | 'revoked' | 'expired' | 'restricted' | 'shutdown' | 'error' | 'token_expired' | 'token_revoked' | (string & {});
 
 export interface SessionOptions {
   vin: string;
@@ -36,6 +36,19 @@ export interface SessionOptions {
   onEnd?: (reason: EndReason) => void;
   /** Called with the records actually sent, and the earliest and latest of their measurement times (for disclosures). */
   onSent?: (n: number, minMs: number, maxMs: number) => void;
+  /**
+   * The access token that opened the stream: the stream ends with it (`token_expired` at
+   * its expiry, `token_revoked` when a check after a revocation refuses it).
+   */
+  credential?: Credential;
+}
+
+/** What let a stream in, as long as it lasts. */
+export interface Credential {
+  /** When the token expires, ms since the epoch. */
+  expiresAtMs: number;
+  /** Checks the token again: null while it holds, else why the stream must end. */
+  check(): Promise<EndReason | null>;
 }
 
 /** How long an ended stream's unread bytes are kept for its consumer, ms. */
@@ -57,6 +70,9 @@ export class SseSession implements StreamSubscriber {
   readonly grantId?: string;
   /** When the grant it reads through ends by itself (expiry), ms; Infinity for the owner's. */
   expiresAtMs = Infinity;
+  /** What let it in (its access token), when the route says. */
+  readonly credential: Credential | null;
+  private credentialCheck: Promise<void> | null = null;
   closed = false;
   private readonly res: ServerResponse;
   private readonly encode: (p: StreamPos) => string;
@@ -76,6 +92,7 @@ export class SseSession implements StreamSubscriber {
     this.vin = o.vin;
     if (o.grantId !== undefined) this.grantId = o.grantId;
     this.res = o.res;
+    this.credential = o.credential ?? null;
     this.access = o.access;
     this.encode = cursorEncoder(o.vin, o.shard);
     this.writeCursor = cursorWriter(o.vin, o.shard);
@@ -217,6 +234,22 @@ export class SseSession implements StreamSubscriber {
     })();
   }
 
+  /** Checks its token again (after a revocation); ends the stream when it no longer holds. One check at a time. */
+  checkCredential(): void {
+    const c = this.credential;
+    if (!c || this.closed || this.credentialCheck) return;
+    this.credentialCheck = c.check().then(
+      (reason) => {
+        this.credentialCheck = null;
+        if (reason !== null) this.end(reason);
+      },
+      () => {
+        // Cannot tell now: the next revocation, or the expiry, checks again.
+        this.credentialCheck = null;
+      },
+    );
+  }
+
   /** Ends the stream with a last event that says why and where to resume. */
   end(reason: EndReason, graceMs = END_GRACE_MS): void {
     if (this.closed) return;
@@ -266,8 +299,10 @@ export interface StreamSessions {
   remove(s: SseSession): void;
   /** Counts a stream that ended, by reason. */
   ended(reason: EndReason): void;
-  /** Rechecks each session whose grant ended by itself (expiry) by `nowMs`. */
+  /** Ends each session whose access token expired by `nowMs`; rechecks each whose grant ended by itself (expiry). */
   sweepExpired(nowMs: number): void;
+  /** Every session checks its access token again (a revocation was announced). */
+  recheckCredentials(): void;
   /** Ends every open session (shutdown), giving each `graceMs` to read its end event. */
   endAll(reason: EndReason, graceMs: number): void;
   stats(): StreamStats;
@@ -298,7 +333,13 @@ export function createStreamSessions(opts: { maxPerCaller: number }): StreamSess
       endedBy[reason] = (endedBy[reason] ?? 0) + 1;
     },
     sweepExpired(nowMs) {
-      for (const s of open) if (s.expiresAtMs <= nowMs) s.recheck();
+      for (const s of [...open]) {
+        if (s.credential && s.credential.expiresAtMs <= nowMs) s.end('token_expired');
+        else if (s.expiresAtMs <= nowMs) s.recheck();
+      }
+    },
+    recheckCredentials() {
+      for (const s of open) s.checkCredential();
     },
     endAll(reason, graceMs) {
       for (const s of [...open]) s.end(reason, graceMs);

@@ -26,6 +26,16 @@ export interface AdminDeps {
   mintedTokens: MintedTokenStore;
   /** Told of a revocation on this instance before the answer (other instances hear of it by NOTIFY). */
   onRevoked(jti: string): void;
+  /**
+   * Refuses every token of the subject issued before now, at `issuer` (null: every trusted
+   * issuer), and ends its sessions at the embedded provider: in force here before it
+   * resolves, on every other instance within a second.
+   */
+  revokeSubject(issuer: string | null, subject: string): Promise<{ before: Date }>;
+  /** The issuers whose tokens the API accepts. */
+  issuers(): string[];
+  /** The embedded provider's issuer, when it runs (its accounts' tokens carry it). */
+  embeddedIssuer(): string | null;
   accounts: AccountStore;
   rights: Pick<RightsStore, 'transfer'>;
   /** Tells the stores' conflicts and misses apart from other failures. */
@@ -186,12 +196,42 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
 
   app.get('/v1/admin/accounts', { schema: { response: { 200: z.object({ accounts: z.array(Account) }) } } }, async () => ({ accounts: (await deps.accounts.list()).map(accountOut) }));
 
-  /** Deletes an account: no new sign-in; tokens already issued run out at their expiry. */
+  /**
+   * Deletes an account: no new sign-in, and every token, session and refresh token of the
+   * person at the embedded provider ends (here before the answer, elsewhere within a second).
+   */
   app.delete('/v1/admin/accounts/:username', { schema: { params: z.object({ username: Username }).strict() } }, async (req, reply) => {
-    if (!(await deps.accounts.remove(req.params.username))) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
-    req.log.info({ event: 'account_deleted', username: req.params.username }, 'account deleted');
+    const subject = await deps.accounts.remove(req.params.username);
+    if (subject === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
+    const issuer = deps.embeddedIssuer();
+    if (issuer !== null) await deps.revokeSubject(issuer, subject);
+    req.log.info({ event: 'account_deleted', username: req.params.username }, 'account deleted; its sessions and tokens ended');
     return reply.status(204).send();
   });
+
+  /**
+   * Revokes a person: every token of `subject` issued before now is refused, minted, the
+   * embedded provider's or an external issuer's (`issuer` names one; absent: every trusted
+   * issuer), and their open streams end. A subject nobody knows is recorded all the same
+   * (it may be known to an external issuer): 204 either way.
+   */
+  app.post(
+    '/v1/admin/revocations',
+    {
+      schema: {
+        body: z.object({ subject: z.string().min(1).max(256), issuer: z.string().min(1).max(2048).optional() }).strict(),
+      },
+    },
+    async (req, reply) => {
+      const issuer = req.body.issuer ?? null;
+      if (issuer !== null && !deps.issuers().includes(issuer)) {
+        throw new ApiError(400, 'API_ERR_VALIDATION', `body.issuer: ${JSON.stringify(issuer)} is not an issuer this gateway trusts (${deps.issuers().join(', ')})`);
+      }
+      const r = await deps.revokeSubject(issuer, req.body.subject);
+      req.log.info({ event: 'subject_revoked', issuer: issuer ?? '*', before: r.before.toISOString() }, 'every token of a subject issued before now revoked');
+      return reply.status(204).send();
+    },
+  );
 
   /** The vehicle changes hands: a new ownership period, consent back to the defaults. */
   app.post(

@@ -12,7 +12,7 @@ import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { chooseGrant, recipientRead } from '../../access/grants.ts';
 import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, refusalError } from '../errors.ts';
 import { createExportSlots } from '../export-slots.ts';
 import { VinParams } from './vehicles.ts';
 
@@ -219,10 +219,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       const periods = g ? await deps.rights.periodsOf(vin, g.ownerId) : [];
       const restricted = g ? (await deps.consents.timeline(vin, now.getTime())).at(-1)!.restricted : false;
       const d = recipientRead(p, g && owner === g.ownerId ? g : null, { ownerPeriods: periods, restricted, now, mode: 'history', need: 'consumption', requested: r });
-      if (!d.ok) {
-        if (d.refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18)");
-        throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
-      }
+      if (!d.ok) throw refusalError(d.refusal, { mode: 'history', grantReads: false, notFound: () => new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`) });
       // The most recent window: a workshop wants the latest counters.
       const w = d.scope.windows.at(-1) ?? { from: r.from ?? now, to: r.from ?? now };
       let rows;

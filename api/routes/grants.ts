@@ -13,7 +13,7 @@ import type { CheckinStore, ConsentStore, GrantRecord, GrantStore, ReadStore, Re
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
 import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipientRead, type GrantStatus } from '../../access/grants.ts';
 import { caller, ownerCaller, rolesHook } from '../auth.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, refusalError } from '../errors.ts';
 import { sendExport } from '../export.ts';
 import { createExportSlots } from '../export-slots.ts';
 import { PURPOSES } from '../catalogue.ts';
@@ -318,11 +318,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       const periods = g ? await deps.rights.periodsOf(g.vin, g.ownerId) : [];
       const restricted = g ? await restrictedNow(g.vin, now) : false;
       const d = recipientRead(p, g, { ownerPeriods: periods, restricted, now, mode: 'history', requested: r });
-      if (!d.ok) {
-        if (d.refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18): reads through grants are suspended");
-        if (d.refusal === 'MODE_NOT_GRANTED') throw new ApiError(403, 'API_ERR_FORBIDDEN', 'this grant does not allow reading history (access: stream only)');
-        throw notFound();
-      }
+      if (!d.ok) throw refusalError(d.refusal, { mode: 'history', notFound });
       const vin = g!.vin;
       const { categories, windows } = d.scope;
       // The disclosure is committed before the first row is read, by the statement that
@@ -336,10 +332,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         rangeFrom: windows[0]?.from ?? r.from,
         rangeTo: windows.length ? (windows.at(-1)!.to ?? null) : r.to,
       });
-      if (!filed) {
-        if (await restrictedNow(vin, new Date())) throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18): reads through grants are suspended");
-        throw notFound();
-      }
+      if (!filed) throw refusalError((await restrictedNow(vin, new Date())) ? 'RESTRICTED' : 'NOT_FOUND', { mode: 'history', notFound });
       const pers = windows.map((w) => ({ ownerId: g!.ownerId, from: w.from, startedAt: w.from, to: w.to }));
       const all = { from: null, to: null };
       req.log.info({ event: 'grant_read', vin, grant_id: id, recipient: p.subject, format: req.query.format, categories }, 'read through a grant');

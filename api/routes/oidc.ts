@@ -6,13 +6,16 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../errors.ts';
-import { escapeHtml as esc, signInLang, signInPageHtml, SIGN_IN_LANGS, SIGN_IN_TEXTS, type SignInLang } from '../../identity/sign-in-pages.ts';
+import { escapeHtml as esc, signInLang, signInPageHtml, signInText, SIGN_IN_LANGS, SIGN_IN_TEXTS, type SignInLang } from '../../identity/sign-in-pages.ts';
+import { SignInThrottled } from '../../identity/sign-in-throttle.ts';
+import { PasswordChecksBusy } from '../../identity/secrets.ts';
 
 /** What this plugin needs of the embedded provider (identity/provider.ts). */
 export interface SignInProvider {
   handle(req: http.IncomingMessage, res: http.ServerResponse): void;
   interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string): Promise<{ uid: string; prompt: string; uiLocales?: string | null } | null>;
-  login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string): Promise<string | null>;
+  /** `source`: the client's address (fastify's req.ip, which honours HTTP_TRUST_PROXY). Throws SignInThrottled or PasswordChecksBusy. */
+  login(req: http.IncomingMessage, res: http.ServerResponse, username: string, password: string, source: string | undefined): Promise<string | null>;
   consent(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
   abort(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
 }
@@ -48,6 +51,15 @@ function loginPage(lang: SignInLang, uid: string, error?: string): string {
     `<button type="submit" id="signin-submit">${esc(t.signIn)}</button></form>` +
     `<form method="post" action="${base}/abort"><input type="hidden" name="lang" value="${lang}"><button type="submit" id="signin-cancel">${esc(t.cancel)}</button></form>`;
   return signInPageHtml(lang, t.signInTitle, body, (l) => `${base}?lang=${l}`);
+}
+
+/** 429: why (this account from here, or anything from here) and until when, with a way back to the form. */
+function throttledPage(lang: SignInLang, uid: string, err: SignInThrottled, now: number): string {
+  const until = new Date(err.retryAt).toISOString();
+  const vars = { until: `${until.slice(0, 10)} ${until.slice(11, 19)} UTC`, minutes: String(Math.max(1, Math.ceil((err.retryAt - now) / 60_000))) };
+  const text = esc(signInText(lang, err.scope === 'account' ? 'throttledAccount' : 'throttledSource', vars)).replace(esc(vars.until), `<time datetime="${until}">${esc(vars.until)}</time>`);
+  const back = `<p><a href="${esc(interactionPath(uid))}?lang=${lang}">${esc(SIGN_IN_TEXTS[lang].backToSignIn)}</a></p>`;
+  return signInPageHtml(lang, SIGN_IN_TEXTS[lang].throttledTitle, `<p class="err" role="alert">${text}</p>${back}`);
 }
 
 const Uid = z.object({ uid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a sign-in session id') }).strict();
@@ -110,7 +122,24 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
         const view = await p.interaction(req.raw, reply.raw, req.params.uid);
         const lang = langOf(req.body.lang, req, view);
         if (!view || view.prompt !== 'login') return expired(reply, lang);
-        const next = await p.login(req.raw, reply.raw, req.body.username, req.body.password);
+        let next: string | null;
+        try {
+          next = await p.login(req.raw, reply.raw, req.body.username, req.body.password, req.ip);
+        } catch (err) {
+          if (err instanceof SignInThrottled) {
+            const now = Date.now();
+            req.log.warn({ event: 'sign_in_throttled', scope: err.scope, until: new Date(err.retryAt).toISOString() }, 'sign-in refused unchecked: too many failed sign-ins');
+            void reply.header('retry-after', String(Math.max(1, Math.ceil((err.retryAt - now) / 1000))));
+            return page(reply, 429, throttledPage(lang, view.uid, err, now));
+          }
+          if (err instanceof PasswordChecksBusy) {
+            req.log.warn({ event: 'sign_in_busy', waiting: err.waiting }, 'sign-in refused unchecked: the password checks queue is full');
+            const t = SIGN_IN_TEXTS[lang];
+            void reply.header('retry-after', '2');
+            return page(reply, 503, signInPageHtml(lang, t.busyTitle, `<p class="err" role="alert">${esc(t.busyText)}</p><p><a href="${esc(interactionPath(view.uid))}?lang=${lang}">${esc(t.backToSignIn)}</a></p>`));
+          }
+          throw err;
+        }
         if (next === null) {
           req.log.info({ event: 'sign_in_failed' }, 'sign-in refused: unknown username or wrong password');
           return page(reply, 401, loginPage(lang, view.uid, SIGN_IN_TEXTS[lang].wrongPassword));

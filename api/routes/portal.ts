@@ -4,7 +4,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
+import { FIELD_COLUMNS, GROUPS } from '../../proto/fields.ts';
 import type { RightsStore, SeriesStore } from '../ports.ts';
 import { caller, ownerCaller, rolesHook, type TokenVerifier } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -20,7 +20,6 @@ export interface PortalRouteDeps {
   maxBuckets?: number;
 }
 
-const ALL_GROUPS: Group[] = ['technical', 'consumption', 'location'];
 const CUSTOMER = { roles: ['customer'] as const };
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 /** The bucket widths chosen when the caller names none: the smallest giving ≤ 500 buckets. */
@@ -92,7 +91,7 @@ export const portalRoutes: FastifyPluginAsync<PortalRouteDeps> = async (app0, de
       const { vin } = req.params;
       const p = await ownerCaller(req, vin, deps.rights.currentOwner);
       const periods = await deps.rights.periodsOf(vin, p.subject);
-      const rec = await deps.series.latest(vin, periods, req.query.categories ?? ALL_GROUPS);
+      const rec = await deps.series.latest(vin, periods, req.query.categories ?? GROUPS);
       void reply.header('cache-control', 'private, no-cache');
       return { vin, record: rec ? { ...rec, recordedAt: rec.recordedAt.toISOString() } : null };
     },
@@ -141,7 +140,7 @@ export const portalRoutes: FastifyPluginAsync<PortalRouteDeps> = async (app0, de
       const p = await ownerCaller(req, vin, deps.rights.currentOwner);
       const periods = await deps.rights.periodsOf(vin, p.subject);
       // Named fields bring their categories; otherwise technical and consumption (location only when asked for).
-      const categories = q.categories ?? (q.fields ? ALL_GROUPS : ['technical', 'consumption']);
+      const categories = q.categories ?? (q.fields ? GROUPS : ['technical', 'consumption']);
       const s = await deps.series.series(vin, periods, { from, to }, ms, categories, q.fields);
       void reply.header('cache-control', 'private, no-cache');
       return { vin, from: from.toISOString(), to: to.toISOString(), bucket, bucketSeconds: ms / 1000, ...s };

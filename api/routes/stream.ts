@@ -7,11 +7,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
 import { GROUPS } from '../../proto/fields.ts';
-import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { bearer, caller, ownerCaller, rolesHook } from '../auth.ts';
 import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
 import { ApiError } from '../errors.ts';
 import { decodeCursor } from '../../stream/cursor.ts';
-import { SseSession, type Access, type SessionOptions, type StreamSessions } from '../../stream/sse.ts';
+import { SseSession, type Access, type Credential, type SessionOptions, type StreamSessions } from '../../stream/sse.ts';
 import type { StreamPos } from '../../proto/stream.ts';
 import type { ConsentStore, GrantStore, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
 import { isoTime } from './cardata.ts';
@@ -51,6 +51,23 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
   const sessions = deps.sessions;
+
+  /**
+   * The request's access token, for as long as the stream lasts: it ends at the token's
+   * expiry (the sweep below) and when a check after a revocation refuses it. An issuer that
+   * cannot be reached right now is no reason to end it (the next revocation or the expiry is).
+   */
+  const credentialOf = (req: FastifyRequest, p: { expiresAt: number }): Credential => {
+    const token = bearer(req) ?? '';
+    return {
+      expiresAtMs: p.expiresAt,
+      async check() {
+        const v = await deps.tokens.verify(token);
+        if (v.ok || v.error === 'IDP_UNAVAILABLE') return null;
+        return v.error === 'TOKEN_EXPIRED' ? 'token_expired' : 'token_revoked';
+      },
+    };
+  };
 
   /** Disclosure updates of ended grant streams still being written (awaited at close). */
   const settling = new Set<Promise<void>>();
@@ -110,6 +127,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     access: Exclude<Access, { end: string }>,
     check: () => Promise<Access>,
     release: () => void,
+    credential: Credential,
     extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose' | 'grantId'>> & { expiresAtMs?: number } = {},
   ): void {
     void reply.hijack();
@@ -133,6 +151,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       check,
       keepAliveMs: deps.keepAliveMs,
       bufferBytes: deps.bufferBytes,
+      credential,
       ...(extra.onSent ? { onSent: extra.onSent } : {}),
       ...(extra.grantId !== undefined ? { grantId: extra.grantId } : {}),
       onEnd: (reason) => sessions.ended(reason),
@@ -164,8 +183,8 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     );
   }
 
-  // A grant that expires ends its streams within a second: a sweep, not a timer per stream
-  // (grants run for up to a year, beyond what one timer can wait).
+  // A grant or an access token that expires ends its streams within a second: a sweep, not
+  // a timer per stream (grants run for up to a year, beyond what one timer can wait).
   const expirySweep = setInterval(() => sessions.sweepExpired(Date.now()), 500);
   expirySweep.unref();
   app.addHook('onClose', async () => clearInterval(expirySweep));
@@ -194,7 +213,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
       const release = admit(`${p.role}:${p.subject}`);
       req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
-      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release);
+      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(req, p));
       return reply;
     },
   );
@@ -288,7 +307,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       };
       req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
       const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
-      serve(req, reply, vin, start, access, check, release, { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
+      serve(req, reply, vin, start, access, check, release, credentialOf(req, p), { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
       return reply;
     },
   );

@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
+import { GROUPS } from '../../proto/fields.ts';
 import type { TokenVerifier } from '../auth.ts';
 import type { ConsentStore, RightsStore } from '../ports.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
@@ -139,7 +140,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
       config: CUSTOMER,
       schema: {
         params: VinParams,
-        querystring: z.object({ category: z.enum(['location', 'technical', 'consumption']).optional() }).strict(),
+        querystring: z.object({ category: z.enum(GROUPS).optional() }).strict(),
         response: {
           200: z.object({
             vin: z.string(),

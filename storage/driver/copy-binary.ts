@@ -2,17 +2,12 @@
 // sides the text conversion of every double (String(n) here, float8in there), which is
 // most of the cost of a wide numeric batch.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html ("Binary Format").
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type FieldColumn, type Group } from '../../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, GROUPS, type FieldColumn, type Group } from '../../proto/fields.ts';
 
-import type { GroupValues } from '../../proto/fields.ts';
-export interface CopyRow {
-  vin: string;
-  seq: number;
-  recordedAtMs: number;
-  technical?: GroupValues | null | undefined;
-  consumption?: GroupValues | null | undefined;
-  location?: GroupValues | null | undefined;
-}
+import type { RecordValues } from '../../proto/records.ts';
+
+/** A record as the encoders here take it (proto/records.ts). */
+export type CopyRow = RecordValues;
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 // Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -43,7 +38,7 @@ function rowTable(values: readonly FieldColumn[], flags: readonly Group[]): RowT
 }
 
 /** The owner's telemetry: every value column and the three group flags. */
-export const TELEMETRY_TABLE = rowTable(FIELD_COLUMNS, ['technical', 'consumption', 'location']);
+export const TELEMETRY_TABLE = rowTable(FIELD_COLUMNS, GROUPS);
 /** The shareable OBFCM readings: the consumption columns only. */
 export const OBFCM_TABLE = rowTable(CONSUMPTION_COLUMNS, []);
 

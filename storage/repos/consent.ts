@@ -2,7 +2,7 @@
 // CO2/OBFCM sharing) and restriction of processing. The state in force at time t is the
 // latest event with effective_at <= t; none means the defaults (allowed, not restricted).
 import type { Db, Queryable } from '../driver/db.ts';
-import type { ConsentFlags, ConsentPeriod } from '../../proto/consent.ts';
+import type { ConsentChange, ConsentFlags, ConsentPeriod, ConsentStore } from '../../proto/consent.ts';
 import { STO_ERR, StorageError } from '../errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
@@ -15,39 +15,8 @@ export type { ConsentPeriod };
 /** The three choices without their time (proto/consent.ts). */
 export type PrivacyState = ConsentFlags;
 
-export interface ConsentChange {
-  location?: boolean;
-  co2Sharing?: boolean;
-  restricted?: boolean;
-  /** Who asked: 'customer:<id>', 'admin', 'system'. */
-  actor: string;
-  /** Through what: 'api', 'cli', 'transfer', 'test'. */
-  channel: string;
-  /** With a location opt-out: erase the stored positions of the current ownership period too. */
-  eraseLocationHistory?: boolean;
-}
-
-export interface ConsentEvent extends PrivacyState {
-  id: number;
-  effectiveAt: Date;
-  actor: string;
-  channel: string;
-  ownerId: string | null;
-  previous: PrivacyState | null;
-  erasedLocationHistory: boolean;
-}
-
-export interface ConsentRepo {
-  /**
-   * The periods that can still matter for records arriving now: the state in force at
-   * `sinceMs` (or the defaults) and every change after it, oldest first.
-   */
-  timeline(vin: string, sinceMs: number): Promise<ConsentPeriod[]>;
-  /** Appends an event (and erases location history when asked) and announces it, in one transaction. */
-  set(vin: string, change: ConsentChange): Promise<ConsentPeriod & { erasedLocationRows: number }>;
-  /** The event history of a vehicle, oldest first, optionally from a time on. */
-  history(vin: string, fromMs?: number): Promise<ConsentEvent[]>;
-}
+/** The store this module implements (proto/consent.ts). */
+export type ConsentRepo = ConsentStore;
 
 export const DEFAULT_STATE: Readonly<ConsentPeriod> = Object.freeze({ sinceMs: 0, location: true, co2Sharing: true, restricted: false });
 

@@ -5,126 +5,22 @@
 // a revocation or restriction committed before it can never be read past.
 import type { Db, Queryable } from '../driver/db.ts';
 import { STO_ERR, StorageError, isStorageError, isUniqueViolation } from '../errors.ts';
+import type { CheckinStore, GrantDisclosure, GrantEvent, GrantRecord, GrantStore, NewGrant, Recipient, RecipientRole, RecipientStore } from '../../proto/grants.ts';
 
 /** NOTIFY channel announcing that a grant was revoked or ended; payload = the grant id. */
 export const GRANT_CHANNEL = 'grant_changed';
 
-export interface Recipient {
-  id: string;
-  role: 'workshop' | 'third_party';
-  name: string;
-  createdAt: Date;
-}
-
-export interface GrantRecord {
-  id: string;
-  vin: string;
-  ownerId: string;
-  recipientId: string;
-  recipientRole: 'workshop' | 'third_party';
-  recipientName: string;
-  categories: ('technical' | 'consumption' | 'location')[];
-  access: ('history' | 'stream')[];
-  purpose: string;
-  dataFrom: Date;
-  createdAt: Date;
-  expiresAt: Date;
-  revokedAt: Date | null;
-  /** End of the ownership period the grant was made in; null while it lasts. */
-  periodEndedAt: Date | null;
-  origin: 'owner' | 'checkin';
-}
-
-export interface GrantEvent {
-  at: Date;
-  kind: 'given' | 'withdrawn';
-  actor: string;
-}
-
-export interface NewGrantRow {
-  vin: string;
-  ownerId: string;
-  recipientId: string;
-  categories: readonly string[];
-  access: readonly string[];
-  purpose: string;
-  /** null: the grant's creation. */
-  dataFrom: Date | null;
-  /** A time, or a lifetime from the grant's creation, ms. */
-  expiresAt: Date | { afterMs: number };
-  actor: string;
-}
-
-export interface GrantDisclosure {
-  grantId: string;
-  role: string;
-  subject: string;
-  endpoint: string;
-  categories: readonly string[];
-  rangeFrom: Date | null;
-  rangeTo: Date | null;
-}
-
-export interface RecipientRepo {
-  /** STO_ERR_CONFLICT when the id exists. */
-  create(r: { id: string; role: 'workshop' | 'third_party'; name: string }): Promise<Recipient>;
-  get(id: string): Promise<Recipient | null>;
-  /** By name, then id. */
-  list(opts?: { limit?: number }): Promise<Recipient[]>;
-}
-
-export interface GrantRepo {
-  /**
-   * A grant of the vehicle's current owner `ownerId`, tied to their current ownership
-   * period; STO_ERR_NOT_FOUND when `ownerId` is not the current owner.
-   */
-  create(g: NewGrantRow): Promise<GrantRecord>;
-  get(id: string): Promise<GrantRecord | null>;
-  /** Every grant `ownerId` made on `vin`, oldest first. */
-  listByOwner(vin: string, ownerId: string): Promise<GrantRecord[]>;
-  /** Grants to `recipientId` that may still be active (not revoked, period open, not expired), oldest first; optionally of one vehicle. */
-  listForRecipient(recipientId: string, vin?: string): Promise<GrantRecord[]>;
-  /**
-   * Revokes `id` if it is `ownerId`'s grant on `vin` and still active, and announces it
-   * (GRANT_CHANNEL) in the same transaction. 'not_found': no such grant of this owner and
-   * vehicle; 'not_active': already revoked, expired or ended.
-   */
-  revoke(vin: string, ownerId: string, id: string, actor: string): Promise<'revoked' | 'not_found' | 'not_active'>;
-  events(id: string): Promise<GrantEvent[]>;
-  /**
-   * Files the disclosure of a read through a grant, in one statement that also re-checks
-   * that the grant is still active and the vehicle not restricted. false: not filed (the
-   * grant stopped, or processing is restricted), the read must not happen.
-   */
-  disclose(d: GrantDisclosure): Promise<boolean>;
-  /** The same for a stream session, whose range is known only when it ends: the disclosure's id, or null (not filed). */
-  discloseSession(d: GrantDisclosure): Promise<string | null>;
-  /**
-   * A stream session ended: its disclosure (filed before the first byte with the range the
-   * session could send) now names the range of measurement times it did send, or no range
-   * (null) when it sent nothing.
-   */
-  settleSession(id: string, sent: { from: Date; to: Date } | null): Promise<void>;
-}
-
-export interface CheckinRepo {
-  /** Stores a code (by its hash) of the vehicle's current owner; STO_ERR_NOT_FOUND when `ownerId` is not. */
-  create(c: { codeHash: Buffer; vin: string; ownerId: string; recipientId: string | null; visitHours: number; dataFrom: Date | null; ttlSeconds: number }): Promise<{ expiresAt: Date; dataFrom: Date }>;
-  /**
-   * Redeems an unexpired, unused code for workshop `recipientId` (the code's workshop when
-   * it names one): marks it used and creates the visit's consumption grant, in one
-   * transaction. null: no such code usable by this workshop (unknown, used, expired, for
-   * another workshop, or the vehicle changed hands since).
-   */
-  redeem(codeHash: Buffer, recipientId: string, purpose: string): Promise<GrantRecord | null>;
-}
+/** The stores this module implements (proto/grants.ts). */
+export type RecipientRepo = RecipientStore;
+export type GrantRepo = GrantStore;
+export type CheckinRepo = CheckinStore;
 
 type GrantRow = {
   id: string;
   vin: string;
   owner_id: string;
   recipient_id: string;
-  recipient_role: 'workshop' | 'third_party';
+  recipient_role: RecipientRole;
   recipient_name: string;
   categories: GrantRecord['categories'];
   access: GrantRecord['access'];
@@ -134,7 +30,7 @@ type GrantRow = {
   expires_at: Date;
   revoked_at: Date | null;
   period_ended_at: Date | null;
-  origin: 'owner' | 'checkin';
+  origin: GrantRecord['origin'];
 };
 
 const SELECT_GRANT = `SELECT g.id::text AS id, g.vin, g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name,
@@ -204,7 +100,7 @@ async function currentPeriod(q: Queryable, vin: string, ownerId: string): Promis
   return row;
 }
 
-async function insertGrant(q: Queryable, periodId: number, g: NewGrantRow, origin: 'owner' | 'checkin'): Promise<string> {
+async function insertGrant(q: Queryable, periodId: number, g: NewGrant, origin: 'owner' | 'checkin'): Promise<string> {
   // One instant for created_at, the default dataFrom and a relative expiry.
   const r = await q.query<{ id: string }>(
     `WITH now AS (SELECT clock_timestamp() AS t)

@@ -11,79 +11,15 @@
 import type { Db, Queryable } from '../driver/db.ts';
 import type { Shards } from '../driver/shards.ts';
 import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../../proto/fields.ts';
-import { periodCondition, type OwnershipPeriod } from './rights.ts';
+import { periodCondition } from './rights.ts';
+import type { OwnershipPeriod } from '../../proto/ownership.ts';
+import type { ObfcmRow, Range, ReadStore, StoredRecord } from '../../proto/records.ts';
 import { copyDataStart, ndjsonPlan, rowKey, rowOffsets, sqlLiteral } from '../driver/copy-out.ts';
 import { insertGrantDisclosure } from './grants.ts';
 import { STO_ERR, StorageError } from '../errors.ts';
 
-export type { StoredValues };
-
-export interface StoredRecord {
-  vin: string;
-  seq: number;
-  recordedAt: Date;
-  technical?: StoredValues | null;
-  consumption?: StoredValues | null;
-  location?: StoredValues | null;
-}
-
-export interface Range {
-  from: Date | null;
-  to: Date | null;
-}
-
-export interface Disclosure {
-  vin: string;
-  role: string;
-  subject: string;
-  endpoint: string;
-  categories: string[];
-  rangeFrom: Date | null;
-  rangeTo: Date | null;
-  /** The owner the disclosure is filed with (of the period the data belongs to). */
-  ownerId?: string | null;
-  /** The grant the read went through. */
-  grantId?: string | null;
-}
-
-/** One row of the authority's OBFCM report. */
-export interface ObfcmRow {
-  vin: string;
-  recordedAt: Date;
-  values: StoredValues;
-}
-
-export interface ReadRepo {
-  /** Records of `vin` inside the periods ∩ range, oldest first, `pageSize` rows per query. */
-  records(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<StoredRecord>;
-  /**
-   * The same records as NDJSON text, oldest first. On pg: segments of `pageSize` rows
-   * (default 4,000) read by binary COPY, the lines built in the gateway into chunks of
-   * `CHUNK_BYTES`. Elsewhere (PGlite): keyset pages of `pageSize` rows (default
-   * 500) whose lines PostgreSQL builds, one chunk per page.
-   */
-  ndjson(vin: string, periods: readonly OwnershipPeriod[], range: Range, categories: readonly Group[], pageSize?: number): AsyncGenerator<string>;
-  latestLocation(vin: string, periods: readonly OwnershipPeriod[]): Promise<{ recordedAt: Date; seq: number; location: StoredValues } | null>;
-  /**
-   * Consumption counters in the range and window, newest last, with the disclosure row
-   * written in the same transaction as the read. With `disclosure.grantId` the disclosure
-   * statement re-checks the grant (active, vehicle not restricted); when it no longer
-   * holds, nothing is read: STO_ERR_NOT_FOUND.
-   */
-  consumptionForWorkshop(vin: string, period: { from: Date; to: Date | null }, range: Range, disclosure: Disclosure, limit: number): Promise<{ recordedAt: Date; seq: number; consumption: StoredValues }[]>;
-  /**
-   * Per VIN, the last shareable OBFCM reading in the range. A reading is shareable when
-   * the privacy state in force for the ownership period it belongs to (that owner's last
-   * choice in it; the defaults when none) neither refuses CO2 sharing nor restricts
-   * processing (access/grants.ts obfcmShareable). One disclosure row per VIN reported,
-   * filed with the owner of the reading's period, written by the statement that reads it.
-   * Pages of `pageSize` VINs (default 1,000), in VIN order, one statement each.
-   */
-  obfcmReportPages(range: Range, who: { role: string; subject: string; endpoint: string }, pageSize?: number): AsyncGenerator<ObfcmRow[]>;
-  /** obfcmReportPages, collected. */
-  obfcmReport(range: Range, who: { role: string; subject: string; endpoint: string }): Promise<ObfcmRow[]>;
-  disclosures(vin: string, periods: readonly OwnershipPeriod[]): Promise<(Disclosure & { at: Date })[]>;
-}
+/** The store this module implements (proto/records.ts). */
+export type ReadRepo = ReadStore;
 
 function clip(p: OwnershipPeriod, r: Range): { from: Date; to: Date | null } | null {
   const from = r.from && r.from > p.from ? r.from : p.from;
@@ -332,8 +268,8 @@ export type ShardRouting = Pick<Shards, 'sharded' | 'count' | 'db' | 'dbOf' | 's
 
 /**
  * `control` is the control database (disclosures, ownership, consent); `shards`, when sharded,
- * holds the telemetry-side tables. Without `shards` (or with one that is not sharded) every
- * read runs on `control`, as before sharding.
+ * holds the telemetry-side tables. Without `shards` (or with one that is not sharded) the
+ * telemetry is in `control` itself, and every read runs there, joined in one statement.
  */
 export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
   const sharded = shards?.sharded === true ? shards : null;

@@ -6,39 +6,12 @@ import { GROUP_FLAG, type Group } from '../../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
 import type { Shards } from '../driver/shards.ts';
-
-export interface OwnershipPeriod {
-  ownerId: string;
-  /** Start for reads and erasure: the first owner's period reaches back to the epoch. */
-  from: Date;
-  /** When the ownership was recorded (provisioning or transfer). */
-  startedAt: Date;
-  /** null: still the owner. */
-  to: Date | null;
-}
+import type { ErasureResult, OwnershipPeriod, OwnershipStore } from '../../proto/ownership.ts';
 
 export type ErasureCategory = Group;
 
-export interface ErasureResult {
-  telemetryDeleted: number;
-  telemetryUpdated: number;
-  obfcmDeleted: number;
-  obfcmKept: number;
-  quarantineDeleted: number;
-}
-
-export interface RightsRepo {
-  /** The current owner, or null when the VIN is not provisioned. */
-  currentOwner(vin: string): Promise<string | null>;
-  /** The periods during which `ownerId` owned `vin`, oldest first. */
-  periodsOf(vin: string, ownerId: string): Promise<OwnershipPeriod[]>;
-  /** Every period of the vehicle, oldest first. */
-  allPeriods(vin: string): Promise<OwnershipPeriod[]>;
-  /** Ends the current period, starts the new owner's, resets consent to the defaults. */
-  transfer(vin: string, newOwnerId: string, actor: string): Promise<OwnershipPeriod>;
-  /** Erases what was recorded during the owner's periods, optionally one category. */
-  erase(vin: string, ownerId: string, category: ErasureCategory | null): Promise<ErasureResult>;
-}
+/** The store this module implements (proto/ownership.ts). */
+export type RightsRepo = OwnershipStore;
 
 /** `recorded_at` inside one of the periods (the SQL condition and its parameters). */
 export function periodCondition(periods: readonly OwnershipPeriod[], firstParam: number, column = 'recorded_at'): { sql: string; params: unknown[] } {

@@ -4,40 +4,13 @@
 // (PostgreSQL ≥ 14, PGlite); both aligned on the same origin so the answers agree.
 import type { Db } from '../driver/db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
-import { periodCondition, type OwnershipPeriod } from './rights.ts';
+import { periodCondition } from './rights.ts';
 import type { StoredValues } from '../../proto/fields.ts';
-import type { Range, ShardRouting, StoredRecord } from './reads.ts';
+import type { FieldSeries, Series, SeriesStore, StoredRecord } from '../../proto/records.ts';
+import type { ShardRouting } from './reads.ts';
 
-export interface OwnedVehicle {
-  vin: string;
-  /** When the caller's current ownership began. */
-  since: Date;
-}
-
-/** Aggregates of one field over the buckets, columnar; null where a bucket has no value. */
-export interface FieldSeries {
-  avg: (number | null)[];
-  min: (number | null)[];
-  max: (number | null)[];
-}
-
-export interface Series {
-  /** Bucket starts, milliseconds since the epoch, oldest first; buckets without records are left out. */
-  t: number[];
-  /** Records per bucket. */
-  count: number[];
-  /** Per field, named `group.jsName` as in the CSV export. */
-  fields: Record<string, FieldSeries>;
-}
-
-export interface SeriesRepo {
-  /** Vehicles `ownerId` owns now, by VIN. */
-  ownedBy(ownerId: string): Promise<OwnedVehicle[]>;
-  /** The newest stored record inside the periods, the categories given, or null. */
-  latest(vin: string, periods: readonly OwnershipPeriod[], categories: readonly Group[]): Promise<StoredRecord | null>;
-  /** Buckets of `bucketMs` over periods ∩ range (range bounds required), for the categories given. */
-  series(vin: string, periods: readonly OwnershipPeriod[], range: { from: Date; to: Date }, bucketMs: number, categories: readonly Group[], fields?: readonly string[]): Promise<Series>;
-}
+/** The store this module implements (proto/records.ts). */
+export type SeriesRepo = SeriesStore;
 
 /** Bucket origin shared by both functions (time_bucket's own default is a Monday in 2000). */
 const ORIGIN = '2000-01-01 00:00:00+00';
@@ -131,5 +104,3 @@ export function createSeriesRepo(control: Db, shards?: ShardRouting): SeriesRepo
     },
   };
 }
-
-export type { Range };

@@ -2,12 +2,13 @@
 // OpenID Provider, that provider's artefacts (its adapter) and its kept key material.
 import type { Db } from '../driver/db.ts';
 import { STO_ERR, StorageError, isUniqueViolation } from '../errors.ts';
+import type { Account, MintedToken, OidcArtefactStore } from '../../proto/sign-in.ts';
 
 /** NOTIFY channel announcing a revoked token; payload = its jti. */
 export const TOKEN_REVOKED_CHANNEL = 'api_token_revoked';
 
 export interface MintedTokenRepo {
-  record(t: { jti: string; role: string; subject: string; issuedAt: Date; expiresAt: Date }): Promise<void>;
+  record(t: MintedToken): Promise<void>;
   /** Marks the token revoked and announces it; false when no such token was minted. Revoking twice is not an error. */
   revoke(jti: string): Promise<boolean>;
   /** Revoked tokens that have not expired yet (the deny list worth keeping in memory). */
@@ -40,26 +41,18 @@ export function createMintedTokenRepo(db: Db): MintedTokenRepo {
   };
 }
 
-export interface AccountRow {
-  username: string;
-  subject: string;
-  role: string;
-  passwordHash: string;
-  createdAt: Date;
-}
-
 export interface AccountRepo {
   /** STO_ERR_CONFLICT when the username or the subject is taken. */
-  create(a: { username: string; subject: string; role: string; passwordHash: string }): Promise<AccountRow>;
-  byUsername(username: string): Promise<AccountRow | null>;
-  bySubject(subject: string): Promise<AccountRow | null>;
-  list(): Promise<AccountRow[]>;
-  /** false when there is no such account. */
-  remove(username: string): Promise<boolean>;
+  create(a: Omit<Account, 'createdAt'>): Promise<Account>;
+  byUsername(username: string): Promise<Account | null>;
+  bySubject(subject: string): Promise<Account | null>;
+  list(): Promise<Account[]>;
+  /** The removed account's subject; null when there is no such account. */
+  remove(username: string): Promise<string | null>;
 }
 
 type AccountDbRow = { username: string; subject: string; role: string; password_hash: string; created_at: Date };
-const toAccount = (r: AccountDbRow): AccountRow => ({ username: r.username, subject: r.subject, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at });
+const toAccount = (r: AccountDbRow): Account => ({ username: r.username, subject: r.subject, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at });
 const ACCOUNT_COLS = 'username, subject, role, password_hash, created_at';
 
 export function createAccountRepo(db: Db): AccountRepo {
@@ -89,22 +82,14 @@ export function createAccountRepo(db: Db): AccountRepo {
       return r.rows.map(toAccount);
     },
     async remove(username) {
-      const r = await db.query('DELETE FROM accounts WHERE username = $1', [username]);
-      return r.rowCount > 0;
+      const r = await db.query<{ subject: string }>('DELETE FROM accounts WHERE username = $1 RETURNING subject', [username]);
+      return r.rows[0]?.subject ?? null;
     },
   };
 }
 
-export interface OidcStore {
-  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void>;
-  find(model: string, id: string): Promise<Record<string, unknown> | undefined>;
-  findByUid(model: string, uid: string): Promise<Record<string, unknown> | undefined>;
-  findByUserCode(model: string, userCode: string): Promise<Record<string, unknown> | undefined>;
-  consume(model: string, id: string): Promise<void>;
-  destroy(model: string, id: string): Promise<void>;
-  revokeByGrantId(grantId: string): Promise<void>;
-  /** The material stored under `name`; made by `make` and stored by whichever process asks first. */
-  keyMaterial<T>(name: string, make: () => Promise<T>): Promise<T>;
+/** The embedded provider's artefact store, and its housekeeping. */
+export interface OidcStore extends OidcArtefactStore {
   /** Deletes artefacts expired for longer than `graceS`; returns how many. */
   prune(graceS: number): Promise<number>;
 }

@@ -9,32 +9,10 @@
 // committed: that is what the gateway waits for before sending a PUBACK.
 import type { CopyCapability, Db } from '../driver/db.ts';
 import { STO_ERR, StorageError, isStorageError, isTransient } from '../errors.ts';
-import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type CopyRow, type RowTable } from '../driver/copy-binary.ts';
+import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type RowTable } from '../driver/copy-binary.ts';
+import type { QuarantineRow, TelemetryRow, WriteItem } from '../../proto/records.ts';
 
-/** One record to store: its values by group (proto field names), and where it may go. */
-export interface TelemetryRow extends CopyRow {
-  /** Also write the consumption counters to the shareable OBFCM table. */
-  shareObfcm: boolean;
-}
-
-export interface QuarantineRow {
-  vin: string | null;
-  /** Reason code, e.g. GW_ERR_DECODE. */
-  reason: string;
-  detail: string;
-  seq: number | null;
-  recordedAtMs: number | null;
-  /** Stored bytes; null when withheld (privacy or size). */
-  payload: Buffer | null;
-  payloadBytes: number;
-  /** Identifies the refused message or record, so a resend is quarantined once. */
-  dedupeKey: Buffer;
-}
-
-export interface WriteItem {
-  telemetry: readonly TelemetryRow[];
-  quarantine: readonly QuarantineRow[];
-}
+export type { QuarantineRow, TelemetryRow, WriteItem };
 
 export interface BatchStats {
   items: number;

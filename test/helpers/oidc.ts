@@ -41,6 +41,8 @@ export interface CodeFlowResult {
   idToken: string | undefined;
   refreshToken: string | undefined;
   expiresIn: number;
+  /** The browser's cookies at the provider after the sign-in (its session). */
+  cookies: string;
 }
 
 /** Thrown when the flow ends anywhere but at a token: the last response is kept. */
@@ -111,7 +113,39 @@ export async function signInWithCode(base: string, o: CodeFlowOptions): Promise<
   });
   const body = (await tok.json()) as { access_token?: string; id_token?: string; refresh_token?: string; expires_in?: number; error?: string; error_description?: string };
   if (tok.status !== 200 || !body.access_token) throw new SignInFailed(`token endpoint: ${body.error}: ${body.error_description}`, tok.status, JSON.stringify(body), null);
-  return { accessToken: body.access_token, idToken: body.id_token, refreshToken: body.refresh_token, expiresIn: body.expires_in ?? 0 };
+  return { accessToken: body.access_token, idToken: body.id_token, refreshToken: body.refresh_token, expiresIn: body.expires_in ?? 0, cookies: jar.header() };
+}
+
+/** `grant_type=refresh_token` at the token endpoint, as the portal does: the status and the body. */
+export async function refreshWith(base: string, refreshToken: string, clientId = 'cardata-portal'): Promise<{ status: number; body: { access_token?: string; refresh_token?: string; expires_in?: number; error?: string } }> {
+  const r = await fetch(new URL('/oidc/token', base), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId }).toString(),
+  });
+  return { status: r.status, body: (await r.json()) as { access_token?: string; refresh_token?: string; expires_in?: number; error?: string } };
+}
+
+/**
+ * RP-initiated logout as the browser does it: the end-session page with the ID token as
+ * hint and the session's cookies, then its confirmation form (logout=yes). Resolves with
+ * the final answer's status.
+ */
+export async function signOut(base: string, s: CodeFlowResult, clientId = 'cardata-portal'): Promise<number> {
+  const q = new URLSearchParams({ client_id: clientId, ...(s.idToken ? { id_token_hint: s.idToken } : {}) });
+  const page = await fetch(new URL(`/oidc/session/end?${q.toString()}`, base), { headers: { cookie: s.cookies }, redirect: 'manual' });
+  const html = await page.text();
+  const action = /<form id="op\.logoutForm" method="post" action="([^"]+)"/.exec(html)?.[1];
+  const xsrf = /name="xsrf" value="([^"]+)"/.exec(html)?.[1];
+  if (!action || !xsrf) throw new SignInFailed(`no logout form (HTTP ${page.status})`, page.status, html, page.headers.get('location'));
+  const done = await fetch(new URL(action, base), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: s.cookies },
+    body: new URLSearchParams({ xsrf, logout: 'yes' }).toString(),
+    redirect: 'manual',
+  });
+  await done.body?.cancel();
+  return done.status;
 }
 
 export interface ExternalIdp {

@@ -11,10 +11,10 @@ import { createReadRepo } from '../../storage/repos/reads.ts';
 import { createVehicleRepo } from '../../storage/repos/vehicles.ts';
 import { createRightsRepo } from '../../storage/repos/rights.ts';
 import { CopyFormatError, copyDataStart, ndjsonPlan, rowOffsets } from '../../storage/driver/copy-out.ts';
-import { FIELD_COLUMNS, type Group } from '../../proto/fields.ts';
+import { FIELD_COLUMNS, GROUPS, type Group } from '../../proto/fields.ts';
 
 const VIN = 'WCPYX000000000001';
-const ALL: Group[] = ['technical', 'consumption', 'location'];
+const ALL: Group[] = [...GROUPS];
 
 let tdb: TestDatabase;
 let db: CopyDb;

@@ -20,6 +20,7 @@ import {
   testVin,
 } from '../helpers/gateway.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
+import { GROUPS } from '../../proto/fields.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -274,7 +275,7 @@ describe('DELETE /v1/vehicles/{vin}/data', () => {
     });
     // Alice's records are untouched, every value still there
     expect(await telemetrySeqs(v.vin)).toEqual(aliceSeqs);
-    for (const row of await rowsOf(v.vin)) for (const g of ['technical', 'consumption', 'location'] as const) expectGroup(row, g, true);
+    for (const row of await rowsOf(v.vin)) for (const g of GROUPS) expectGroup(row, g, true);
     // OBFCM readings: Bob did not refuse CO2 sharing, so his are kept (and Alice's)
     expect(await obfcmSeqs(v.vin)).toEqual([...aliceSeqs, ...bobSeqs]);
     // Alice's quarantined record stays, Bob's is gone
@@ -378,7 +379,7 @@ describe('DELETE /v1/vehicles/{vin}/data', () => {
       expect(rows.map((x) => x.seq)).toEqual([...aliceSeqs, ...bobSeqs, s]);
       for (const row of rows) {
         const bobs = row.seq > aliceSeqs.at(-1)!;
-        for (const g of ['technical', 'consumption', 'location'] as const) {
+        for (const g of GROUPS) {
           if (row.seq === s) expectGroup(row, g, g !== category);
           else expectGroup(row, g, !(bobs && g === category));
         }

@@ -19,6 +19,7 @@ import { createReadRepo } from '../../storage/repos/reads.ts';
 import { openShards, type Shards } from '../../storage/driver/shards.ts';
 import { createBatchWriter, type BatchStats, type QuarantineRow, type TelemetryRow, type WriteItem } from '../../storage/writer/writer.ts';
 import { StorageError } from '../../storage/errors.ts';
+import { GROUPS } from '../../proto/fields.ts';
 
 const MIGRATION_FILES = readdirSync(fileURLToPath(new URL('../../storage/migrations/', import.meta.url)))
   .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
@@ -757,7 +758,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         // Sharded: the control database as ever, the counted Db as the (one) shard.
         const reads = shards?.sharded ? createReadRepo(db, { sharded: true, count: 1, db: () => c.db, dbOf: () => c.db, shardOf: () => 0 }) : createReadRepo(c.db);
         const periods = await rights.periodsOf(vin, 'r-owner');
-        const recs = await collect(reads.records(vin, periods, { from: null, to: null }, ['technical', 'consumption', 'location'], 7));
+        const recs = await collect(reads.records(vin, periods, { from: null, to: null }, GROUPS, 7));
         expect(recs.map((r) => [r.seq, r.recordedAt.getTime()])).toEqual(expected.map((e) => [e.seq, e.t]));
         expect(c.queries()).toBe(4); // 7 + 7 + 7 + 4
         const first = recs[0]!;
@@ -775,7 +776,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
       it('ndjson(): the same records as JSON lines (binary COPY on pg, built by the database on PGlite), across segment and page boundaries', async () => {
         const reads = createReadRepo(db, shards);
         const periods = await rights.periodsOf(vin, 'r-owner');
-        const all = ['technical', 'consumption', 'location'] as const;
+        const all = GROUPS;
         const recs = await collect(reads.records(vin, periods, { from: null, to: null }, all, 7));
         for (const pageSize of [7, 5, 1, 5000]) {
           const text = (await collect(reads.ndjson(vin, periods, { from: null, to: null }, all, pageSize))).join('');

@@ -78,6 +78,8 @@ export interface ApiHarness {
   streamSessions: StreamSessions;
   /** jtis revoked through DELETE /v1/admin/tokens/{jti} on this instance. */
   revokedHere: string[];
+  /** Subjects revoked through the admin API, in order ({issuer: null}: at every issuer). */
+  revokedSubjects: { issuer: string | null; subject: string }[];
   rotated: string[];
   /** A valid token of this role and subject (real signature, real verification). */
   token(role: Role, subject: string, opts?: { ttlSeconds?: number; revoked?: boolean }): Promise<string>;
@@ -93,11 +95,17 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
   const { stores, world } = createApiWorld();
   const key = randomKey();
   const tokens = createTokenService([key]);
-  const authenticator = createAuthenticator({ verifiers: [tokens], isRevoked: (jti) => stores.mintedTokens.isRevoked(jti) });
+  const authenticator = createAuthenticator({
+    verifiers: [tokens],
+    isRevoked: async (p) =>
+      revokedSubjects.some((r) => r.subject === p.subject && (r.issuer === null || r.issuer === p.issuer) && (p.issuedAt === null || p.issuedAt < r.before)) ||
+      (p.jti !== null && (await stores.mintedTokens.isRevoked(p.jti))),
+  });
   const feed = createFakeFeed();
   const positions = createFakePositions();
   const streamSessions = createStreamSessions({ maxPerCaller: opts.stream?.maxPerCaller ?? 4 });
   const revokedHere: string[] = [];
+  const revokedSubjects: { issuer: string | null; subject: string; before: number }[] = [];
   const rotated: string[] = [];
   // Every route, as registered: fastify announces each new instance on this channel
   // before any plugin runs, so the hook sees the routes of every plugin.
@@ -128,6 +136,13 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         tokenTtlS: 3600,
         mintedTokens: stores.mintedTokens,
         onRevoked: (jti) => revokedHere.push(jti),
+        revokeSubject: async (issuer, subject) => {
+          const before = Date.now();
+          revokedSubjects.push({ issuer, subject, before });
+          return { before: new Date(before) };
+        },
+        issuers: () => [tokens.issuer, 'https://idp.example'],
+        embeddedIssuer: () => 'https://idp.example',
         accounts: stores.accounts,
         rights: stores.rights,
         recipients: stores.recipients,
@@ -188,6 +203,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
     positions,
     streamSessions,
     revokedHere,
+    revokedSubjects,
     rotated,
     async token(role, subject, o = {}) {
       const t = await sign(tokens, role, subject, o.ttlSeconds);

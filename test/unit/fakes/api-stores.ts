@@ -527,7 +527,9 @@ export function createApiWorld() {
         return [...s.accounts.values()].map(({ passwordHash: _h, ...a }) => a);
       },
       async remove(username) {
-        return s.accounts.delete(username);
+        const a = s.accounts.get(username);
+        s.accounts.delete(username);
+        return a ? a.subject : null;
       },
     },
   };

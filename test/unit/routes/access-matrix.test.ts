@@ -70,6 +70,7 @@ const CONSUMPTION = { totalFuelConsumedL: 812.5, totalDistanceKm: 15000 };
 async function fixture(h: ApiHarness, state: State): Promise<void> {
   const w = h.world;
   w.reset();
+  h.revokedSubjects.length = 0;
   const now = Date.now();
   w.vehicle(VIN_A, OWNER_A);
   w.vehicle(VIN_B, OWNER_B);
@@ -194,6 +195,7 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'POST /v1/admin/accounts': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/accounts', body: { username: 'bob', password: 'twelve chars long', role: 'customer' } } },
     'GET /v1/admin/accounts': { guard: 'admin', req: get('/v1/admin/accounts') },
     'DELETE /v1/admin/accounts/:username': { guard: 'admin', req: { method: 'DELETE', url: '/v1/admin/accounts/alice' } },
+    'POST /v1/admin/revocations': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/revocations', body: { subject: 'alice' } } },
     'POST /v1/admin/recipients': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/recipients', body: { id: 'ws-9', role: 'workshop', name: 'Garage Nine' } } },
 
     'GET /v1/vehicles/:vin/consent': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/consent`) },
@@ -323,7 +325,23 @@ const CELLS: Cell[] = [
   { route: 'POST /v1/admin/accounts', caller: 'admin', req: { body: { username: 'alice', password: 'twelve chars long', role: 'customer' } }, status: 409, code: 'API_ERR_CONFLICT' },
   { route: 'POST /v1/admin/accounts', caller: 'admin', req: { body: { username: 'carol', password: 'short', role: 'customer' } }, status: 400, code: 'API_ERR_VALIDATION' },
   { route: 'GET /v1/admin/accounts', caller: 'admin', status: 200, check: (r) => expect(r.json().accounts).toEqual([expect.objectContaining({ username: 'alice' })]) },
-  { route: 'DELETE /v1/admin/accounts/:username', caller: 'admin', status: 204, check: (_r, h) => expect(h.world.state.accounts.has('alice')).toBe(false) },
+  {
+    route: 'DELETE /v1/admin/accounts/:username',
+    caller: 'admin',
+    status: 204,
+    check: (_r, h) => (expect(h.world.state.accounts.has('alice')).toBe(false), expect(h.revokedSubjects).toEqual([{ issuer: 'https://idp.example', subject: 'owner-a', before: expect.any(Number) }])),
+  },
+  { route: 'POST /v1/admin/revocations', caller: 'admin', status: 204, check: (_r, h) => expect(h.revokedSubjects).toEqual([{ issuer: null, subject: 'alice', before: expect.any(Number) }]) },
+  {
+    route: 'POST /v1/admin/revocations',
+    caller: 'admin',
+    req: { body: { subject: 'nobody-known', issuer: 'https://idp.example' } },
+    status: 204,
+    why: 'an unknown subject is recorded all the same',
+    check: (_r, h) => expect(h.revokedSubjects).toEqual([{ issuer: 'https://idp.example', subject: 'nobody-known', before: expect.any(Number) }]),
+  },
+  { route: 'POST /v1/admin/revocations', caller: 'admin', req: { body: { subject: 'alice', issuer: 'https://untrusted.example' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'not a trusted issuer' },
+  { route: 'POST /v1/admin/revocations', caller: 'admin', req: { body: { issuer: 'https://idp.example' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'no subject' },
   { route: 'DELETE /v1/admin/accounts/:username', caller: 'admin', req: { url: '/v1/admin/accounts/nobody' }, status: 404, code: 'API_ERR_NOT_FOUND' },
   { route: 'POST /v1/admin/recipients', caller: 'admin', status: 201, check: (r) => expect(r.json()).toMatchObject({ id: 'ws-9', role: 'workshop' }) },
   { route: 'POST /v1/admin/recipients', caller: 'admin', req: { body: { id: WS, role: 'workshop', name: 'again' } }, status: 409, code: 'API_ERR_CONFLICT' },
