@@ -18,7 +18,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import compress from '@fastify/compress';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import { bearer, verifyRequest } from './auth.ts';
+import { bearer, callerKey, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
 
@@ -173,7 +173,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       if (t !== null) {
         if (tokensEqual(t, deps.admin.adminToken)) return 'admin';
         const v = await verifyRequest(req, deps.vehicles.tokens);
-        if (v?.ok) return `tok:${v.principal.role}:${v.principal.subject}`;
+        if (v?.ok) return `tok:${callerKey(v.principal)}`;
       }
       return 'ip:' + req.ip;
     },

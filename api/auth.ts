@@ -5,6 +5,14 @@ import type { Principal, Role } from '../identity/tokens.ts';
 import type { TokenError, VerifyResult } from '../identity/verify.ts';
 import { ApiError, type ApiErrorCode } from './errors.ts';
 
+/**
+ * The caller as limits count it (open streams, export slots, the rate limiter): a person is
+ * (issuer, subject), so the same subject at two issuers is two callers.
+ */
+export function callerKey(p: Pick<Principal, 'issuer' | 'role' | 'subject'>): string {
+  return `${p.issuer} ${p.role}:${p.subject}`;
+}
+
 export function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return null;

@@ -89,10 +89,17 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
         fetchTimeoutMs: config.oidc.fetchTimeoutMs,
         jwksCooldownMs: config.oidc.jwksCooldownMs,
         requireAccessTokenType: config.oidc.requireAccessTokenType,
+        subjectPrefix: config.oidc.subjectPrefix,
         onDiscoveryError: onDiscoveryError(config.oidc.issuer),
       }),
     );
     trusted.push(config.oidc.issuer);
+    if (config.oidc.embedded && !config.oidc.subjectPrefix) {
+      log.warn(
+        { event: 'oidc_subjects_shared' },
+        'the embedded and an external OpenID Provider both sign people in without OIDC_SUBJECT_PREFIX: an external subject equal to an account\'s subject is the same owner',
+      );
+    }
   }
 
   let provider: EmbeddedIdp | null = null;

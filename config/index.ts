@@ -107,6 +107,11 @@ const envSchema = z
     OIDC_FETCH_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
     /** Least time between two JWKS fetches caused by a token naming an unknown key (rotation), s. */
     OIDC_JWKS_COOLDOWN_S: z.coerce.number().int().min(0).max(3600).default(30),
+    /**
+     * Put before the external provider's subjects (e.g. `ext:`): its people and the embedded
+     * provider's accounts can then never be the same owner id. Set it whenever both run.
+     */
+    OIDC_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]{0,32}$/, 'must be up to 32 characters of A-Z a-z 0-9 _ . : -').default(''),
     /** Whether the external provider's access tokens must carry `typ: at+jwt` (RFC 9068): false only for an issuer that does not send it. */
     OIDC_REQUIRE_AT_JWT: z.enum(['true', 'false']).default('true'),
     /** Lifetime of the embedded provider's access tokens, s: short, sessions go on with refresh tokens. */
@@ -257,6 +262,7 @@ export interface Config {
     readonly fetchTimeoutMs: number;
     readonly jwksCooldownMs: number;
     readonly requireAccessTokenType: boolean;
+    readonly subjectPrefix: string;
     readonly accessTokenTtlS: number;
     readonly refreshIdleS: number;
     readonly refreshAbsoluteS: number;
@@ -395,6 +401,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       fetchTimeoutMs: e.OIDC_FETCH_TIMEOUT_MS,
       jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_S * 1000,
       requireAccessTokenType: e.OIDC_REQUIRE_AT_JWT === 'true',
+      subjectPrefix: e.OIDC_SUBJECT_PREFIX,
       accessTokenTtlS: e.OIDC_ACCESS_TOKEN_TTL_S,
       refreshIdleS: e.OIDC_REFRESH_IDLE_S,
       refreshAbsoluteS: Math.max(e.OIDC_REFRESH_ABSOLUTE_S, e.OIDC_REFRESH_IDLE_S),

@@ -18,6 +18,11 @@ export interface OidcVerifierOptions {
   discoveryUrl?: string;
   /** Claim holding the caller's subject (a dotted path reaches into objects). Default `sub`. */
   subjectClaim?: string;
+  /**
+   * Put before every subject of this issuer (default none): keeps its people apart from
+   * another issuer's whose subjects could be the same strings.
+   */
+  subjectPrefix?: string;
   /** Claim holding the role: a string, or an array with exactly one recognised role. Default `cardata_role`. */
   roleClaim?: string;
   /** Timeout of one discovery or JWKS fetch, ms. Default 3000. */
@@ -161,7 +166,7 @@ export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
         ok: true,
         principal: {
           role,
-          subject,
+          subject: (opts.subjectPrefix ?? '') + subject,
           jti: typeof payload.jti === 'string' ? payload.jti : null,
           expiresAt: payload.exp! * 1000,
           issuer,

@@ -11,7 +11,7 @@ import { parseCategories } from '../categories.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { chooseGrant, recipientRead } from '../../access/grants.ts';
 import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
-import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError, refusalError } from '../errors.ts';
 import { createExportSlots } from '../export-slots.ts';
 import { VinParams } from './vehicles.ts';
@@ -81,7 +81,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       const { vin } = req.params;
       // Before any database work: the slot is held until the answer is closed.
       const c = caller(req);
-      exportSlots.take(`${c.role}:${c.subject}`, reply);
+      exportSlots.take(callerKey(c), reply);
       const { subject, periods } = await ownerPeriods(req, vin);
       const r = range(req.query);
       const groups = req.query.categories ?? ALL_GROUPS;
@@ -245,7 +245,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
 
   app.get('/v1/reports/obfcm', { config: { roles: ['authority'] as const }, schema: { querystring: RangeQuery.strict() } }, async (req, reply) => {
     const p = caller(req);
-    exportSlots.take(`${p.role}:${p.subject}`, reply);
+    exportSlots.take(callerKey(p), reply);
     const r = reportRange(req.query, deps.obfcmReport, new Date());
     req.log.info({ event: 'obfcm_report', from: r.from.toISOString(), to: r.to.toISOString() }, 'OBFCM report');
     attachment(reply, `obfcm-report-${new Date().toISOString().slice(0, 10)}.csv`, 'text/csv; charset=utf-8');

@@ -12,7 +12,7 @@ import type { TokenVerifier } from '../auth.ts';
 import type { CheckinStore, ConsentStore, GrantRecord, GrantStore, ReadStore, RecipientStore, RightsStore, StoreFailures } from '../ports.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
 import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipientRead, type GrantStatus } from '../../access/grants.ts';
-import { caller, ownerCaller, rolesHook } from '../auth.ts';
+import { caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError, refusalError } from '../errors.ts';
 import { sendExport } from '../export.ts';
 import { createExportSlots } from '../export-slots.ts';
@@ -309,7 +309,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
     async (req, reply) => {
       const p = caller(req);
       // Before any database work: the slot is held until the answer is closed.
-      exportSlots.take(`${p.role}:${p.subject}`, reply);
+      exportSlots.take(callerKey(p), reply);
       const { id } = req.params;
       const r = range(req.query);
       const now = new Date();

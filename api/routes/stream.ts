@@ -7,9 +7,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
 import { GROUPS } from '../../proto/fields.ts';
-import { bearer, caller, ownerCaller, rolesHook } from '../auth.ts';
-import { grantEnd, grantStatus, recipientRead } from '../../access/grants.ts';
-import { ApiError } from '../errors.ts';
+import { bearer, caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
+import { grantEnd, grantStatus, recipientRead, type Refusal } from '../../access/grants.ts';
+import { ApiError, refusalError } from '../errors.ts';
 import { decodeCursor } from '../../stream/cursor.ts';
 import { SseSession, type Access, type Credential, type SessionOptions, type StreamSessions } from '../../stream/sse.ts';
 import type { StreamPos } from '../../proto/stream.ts';
@@ -211,7 +211,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       const start = await startOf(req, vin, req.query.after, req.query.from);
       const access = await ownerAccess(vin, p.subject);
       if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
-      const release = admit(`${p.role}:${p.subject}`);
+      const release = admit(callerKey(p));
       req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
       serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(req, p));
       return reply;
@@ -227,7 +227,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
    * the grant's categories, from the granting owner's periods within [dataFrom, end of the
    * grant); positions written as null while the owner refuses location.
    */
-  const grantAccess = async (p: { role: string; subject: string }, id: string): Promise<{ vin: string; endMs: number; access: Access; refusal?: 'NOT_FOUND' | 'MODE_NOT_GRANTED' | 'RESTRICTED' }> => {
+  const grantAccess = async (p: { role: string; subject: string }, id: string): Promise<{ vin: string; endMs: number; access: Access; refusal?: Refusal }> => {
     const now = new Date();
     const g = await grants.get(id);
     if (!g) return { vin: '', endMs: 0, access: { end: 'revoked' }, refusal: 'NOT_FOUND' };
@@ -258,16 +258,14 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       const p = caller(req);
       const { id } = req.params;
       const first = await grantAccess(p, id);
-      const refuse = (refusal: string | undefined): never => {
-        if (refusal === 'RESTRICTED') throw new ApiError(403, 'API_ERR_RESTRICTED', "the owner has restricted the processing of this vehicle's data (GDPR Art. 18): reads through grants are suspended");
-        if (refusal === 'MODE_NOT_GRANTED') throw new ApiError(403, 'API_ERR_FORBIDDEN', 'this grant does not allow streaming (access: history only)');
-        throw new ApiError(404, 'API_ERR_NOT_FOUND', `grant ${id} not found`);
+      const refuse = (refusal: Refusal | undefined): never => {
+        throw refusalError(refusal, { mode: 'stream', notFound: () => new ApiError(404, 'API_ERR_NOT_FOUND', `grant ${id} not found`) });
       };
       if ('end' in first.access) return refuse(first.refusal);
       const { vin } = first;
       const access = first.access;
       const start = await startOf(req, vin, req.query.after, req.query.from);
-      const release = admit(`${p.role}:${p.subject}`);
+      const release = admit(callerKey(p));
       // One disclosure per stream session, filed before the first byte by the statement
       // that re-checks the grant and the restriction (as for the grant's export): who,
       // which grant, which categories, and the data the session may send (the grant's

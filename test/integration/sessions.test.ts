@@ -156,6 +156,26 @@ describe('access tokens must say they are', () => {
   });
 });
 
+describe('a principal is (issuer, subject)', () => {
+  it('with OIDC_SUBJECT_PREFIX, an external subject equal to an account\'s subject is not that account\'s owner', async () => {
+    const c = await startTestGateway(db.url, { JWT_KEYS: 'k1:sessions-test-key-0123456789abcdef0123456', OIDC_ISSUER: idp.issuer, OIDC_EMBEDDED: 'on', OIDC_SUBJECT_PREFIX: 'ext:', OIDC_PORTAL_REDIRECT_URIS: TEST_REDIRECT_URI });
+    try {
+      const p = await account();
+      const { vin } = await provision(c, undefined, p.subject);
+      const { vin: extVin } = await provision(c, undefined, `ext:${p.subject}`);
+      const now = Math.floor(Date.now() / 1000);
+      const ext = await idp.sign({ iss: idp.issuer, aud: AUD, sub: p.subject, cardata_role: 'customer', iat: now, exp: now + 600 });
+      const embedded = (await signInWithCode(`http://127.0.0.1:${c.httpPort}`, p)).accessToken;
+      expect((await api(c, 'GET', `/v1/vehicles/${vin}/consent`, undefined, embedded)).status).toBe(200);
+      expect((await api(c, 'GET', `/v1/vehicles/${vin}/consent`, undefined, ext)).status).toBe(404);
+      expect((await api(c, 'GET', `/v1/vehicles/${extVin}/consent`, undefined, ext)).status).toBe(200);
+      expect((await api(c, 'GET', `/v1/vehicles/${extVin}/consent`, undefined, embedded)).status).toBe(404);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe('open streams end with their token', () => {
   it('expiry: event end token_expired at the expiry; a fresh token resumes from resumeFrom with every record once', async () => {
     const owner = uniq('owner');
