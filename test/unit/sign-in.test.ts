@@ -134,3 +134,16 @@ describe('createRevocationList', () => {
     expect(await list.isRevoked(tok(null, { issuer: 'https://idp.example', sessionId: 'late' }), MINTED)).toBe(true);
   });
 });
+
+describe('hasCanonicalSignature', () => {
+  it('accepts the one spelling of the bytes; refuses padding, unused bits and foreign characters', () => {
+    const sig = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64url'); // 43 chars, 2 unused bits
+    expect(hasCanonicalSignature(`h.p.${sig}`)).toBe(true);
+    expect(hasCanonicalSignature(`h.p.${sig}=`)).toBe(false);
+    const last = sig.at(-1)!;
+    const sibling = String.fromCharCode(last.charCodeAt(0) + 1);
+    expect(hasCanonicalSignature(`h.p.${sig.slice(0, -1)}${sibling}`)).toBe(false);
+    expect(hasCanonicalSignature(`h.p.${sig.slice(0, -1)}+`)).toBe(false);
+    expect(hasCanonicalSignature('h.p.')).toBe(true); // empty: left to the verifier (alg none)
+  });
+});
