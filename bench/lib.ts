@@ -402,6 +402,121 @@ export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
 
+/** p50, p90, p99, p99.9 and max by nearest rank (sorts `values` in place); NaN when empty. */
+export function latencySummary(values: number[]): { samples: number; p50: number; p90: number; p99: number; p999: number; max: number } {
+  values.sort((a, b) => a - b);
+  const n = values.length;
+  const at = (p: number) => (n ? values[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n - 1e-9) - 1))]! : NaN);
+  return { samples: n, p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: n ? values[n - 1]! : NaN };
+}
+
+/**
+ * The open-loop schedule of the ack-latency runs, without coordinated omission (as wrk2, or
+ * HdrHistogram's corrected recording): message k (1, 2, …) is due at start + k·1000/msgsPerSec,
+ * and its latency is taken from that scheduled time, not from when it actually left. A
+ * message that finds every in-flight window full waits in a FIFO queue (it is not dropped)
+ * and goes out when a slot frees; it counts once in `deferredByWindow`. A stall of the
+ * gateway or of the load generator itself then shows in the latencies of every message
+ * scheduled during it, instead of removing them from the sample.
+ *
+ * Bounded: nothing is scheduled at or after `end`, and at most `maxQueued` messages wait;
+ * past that a due message is dropped (`overflowed`, also deferred) and its scheduled time
+ * kept in `dropped` (a run with drops has no valid percentile: the caller reports them as
+ * lower bounds). Pure: the caller passes the clock and the send function.
+ */
+export class OpenLoopSchedule {
+  readonly intervalMs: number;
+  /** Messages that have fallen due so far. */
+  scheduled = 0;
+  /** Messages that were not sent in the pass in which they fell due (no free window slot), dropped ones included. */
+  deferredByWindow = 0;
+  /** Messages dropped because `maxQueued` were already waiting. */
+  overflowed = 0;
+  /** Largest number of messages waiting at once. */
+  maxWaiting = 0;
+  readonly dropped: number[] = [];
+  private readonly q: number[] = [];
+  private head = 0;
+  /** Absolute queue index below which waiting messages are already counted as deferred. */
+  private countedTo = 0;
+  private base = 0;
+
+  constructor(
+    readonly start: number,
+    readonly msgsPerSec: number,
+    readonly end: number,
+    readonly maxQueued: number,
+  ) {
+    if (!(msgsPerSec > 0)) throw new Error('msgsPerSec must be > 0');
+    this.intervalMs = 1000 / msgsPerSec;
+  }
+
+  /** Scheduled send time of message k (1-based). */
+  timeOf(k: number): number {
+    return this.start + k * this.intervalMs;
+  }
+
+  get waiting(): number {
+    return this.q.length - this.head;
+  }
+
+  /** True once the schedule is over (nothing more will fall due) and nothing waits. */
+  get done(): boolean {
+    return this.waiting === 0 && this.timeOf(this.scheduled + 1) >= this.end;
+  }
+
+  /** Queues the messages due by `now`, in schedule order; returns how many fell due. */
+  advance(now: number): number {
+    let n = 0;
+    for (;;) {
+      const t = this.timeOf(this.scheduled + 1);
+      if (t > now || t >= this.end) break;
+      this.scheduled++;
+      n++;
+      if (this.waiting >= this.maxQueued) {
+        this.overflowed++;
+        this.deferredByWindow++;
+        this.dropped.push(t);
+        continue;
+      }
+      this.q.push(t);
+    }
+    this.maxWaiting = Math.max(this.maxWaiting, this.waiting);
+    return n;
+  }
+
+  /**
+   * Sends waiting messages, oldest first, while `send(scheduledAt)` succeeds; returns how
+   * many went. Those still waiting when a send fails are counted as deferred (once each).
+   */
+  pump(send: (scheduledAt: number) => boolean): number {
+    let sent = 0;
+    while (this.head < this.q.length) {
+      if (!send(this.q[this.head]!)) {
+        const tail = this.base + this.q.length;
+        const from = Math.max(this.base + this.head, this.countedTo);
+        if (tail > from) this.deferredByWindow += tail - from;
+        this.countedTo = tail;
+        break;
+      }
+      this.head++;
+      sent++;
+    }
+    // Compact now and then (the queue is bounded, this keeps its array small).
+    if (this.head > 4096 && this.head * 2 > this.q.length) {
+      this.q.splice(0, this.head);
+      this.base += this.head;
+      this.head = 0;
+    }
+    return sent;
+  }
+
+  /** Scheduled times of the messages never sent: still waiting, then dropped. */
+  unsent(): number[] {
+    return [...this.q.slice(this.head), ...this.dropped];
+  }
+}
+
 const VIN_CHARS = '0123456789ABCDEFGHJKLMNPRSTUVWXYZ';
 /** Deterministic VINs: BNCH + a tag letter per part + 12 digits (the gateway checks the syntax). */
 export function benchVin(tag: string, i: number): string {

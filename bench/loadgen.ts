@@ -3,13 +3,15 @@
 // unacknowledged messages per vehicle. Driven by the benchmark over IPC:
 //   connect      open and authenticate the vehicles (CONNECT → CONNACK 0)
 //   closedLoop   each vehicle keeps `window` messages in flight: maximum throughput
-//   rate         open loop at a fixed message rate over all vehicles: ack latency
+//   rate         open loop at a fixed message rate over all vehicles: ack latency, taken
+//                from each message's scheduled send time (no coordinated omission:
+//                bench/lib.ts OpenLoopSchedule)
 //   close        end every connection
 import net from 'node:net';
 import { samplesFor } from './fleet.ts';
 import { telemetryTopic } from '../proto/index.ts';
 import { CONNACK, PUBACK, PacketReader, SEQ_BASE, buildPublishTemplate, connectPacket, stamp, type PublishTemplate } from './mqtt-wire.ts';
-import { serveRpc, slopeRate, watchTimerLag } from './lib.ts';
+import { OpenLoopSchedule, latencySummary, serveRpc, slopeRate, watchTimerLag } from './lib.ts';
 
 const ID_SPACE = 1024;
 
@@ -23,6 +25,8 @@ interface Conn {
   nextId: number;
   /** send time (performance.now()) per packet id; 0 = free */
   sentAt: Float64Array;
+  /** scheduled send time per packet id (open loop; the send time in the closed loop) */
+  schedAt: Float64Array;
   /** first seq of the message in flight under each packet id (for the stream bench's ack log) */
   seqAt: Float64Array;
   open: boolean;
@@ -41,7 +45,12 @@ let unexpectedCloses = 0;
 let measureFrom = Infinity;
 let measureTo = -Infinity;
 let measuredAckedMsgs = 0;
+/** Open loop: PUBACK time − scheduled send time of each measured message (the headline). */
 let latencies: number[] = [];
+/** The same messages from their actual send (what was reported before; hides the load generator's own delays and waits for the window). */
+let latenciesFromSend: number[] = [];
+/** Actual send − scheduled send of each measured message: how late the load generator was. */
+let sendLags: number[] = [];
 /** With RateArgs.ackLog: [vehicle index, first seq, PUBACK wall-clock ms] of each measured message. */
 let ackLog: number[] | null = null;
 let latencyBySecond: number[][] = [];
@@ -54,6 +63,8 @@ let perSecond: number[] = [];
 let measuredBuckets: number[] = [];
 let runStart = 0;
 let drainWaiter: (() => void) | null = null;
+/** The open-loop run's schedule and queue of messages waiting for a window slot. */
+let schedule: OpenLoopSchedule | null = null;
 
 function totalInflight(): number {
   let n = 0;
@@ -61,7 +72,7 @@ function totalInflight(): number {
   return n;
 }
 
-function sendOne(c: Conn): boolean {
+function sendOne(c: Conn, scheduledAt?: number): boolean {
   if (!c.open || !c.tpl || c.inflight >= windowSize) return false;
   let id = 0;
   for (let k = 0; k < ID_SPACE; k++) {
@@ -77,6 +88,7 @@ function sendOne(c: Conn): boolean {
   c.seq += c.tpl.records;
   c.inflight++;
   c.sentAt[id] = performance.now();
+  c.schedAt[id] = scheduledAt ?? c.sentAt[id]!;
   c.seqAt[id] = c.seq - c.tpl.records;
   sentMsgs++;
   c.sock.write(buf);
@@ -97,13 +109,17 @@ function onAck(c: Conn, id: number): void {
     const b = Math.floor((now - measureFrom) / 10);
     measuredBuckets[b] = (measuredBuckets[b] ?? 0) + 1;
   }
-  if (mode === 'rate' && t >= measureFrom && t < measureTo && latencies.length < LATENCY_CAP) {
-    latencies.push(now - t);
+  const sched = c.schedAt[id]!;
+  if (mode === 'rate' && sched >= measureFrom && sched < measureTo && latencies.length < LATENCY_CAP) {
+    const l = now - sched;
+    latencies.push(l);
+    latenciesFromSend.push(now - t);
+    sendLags.push(t - sched);
     ackLog?.push(c.i, c.seqAt[id]!, performance.timeOrigin + now);
     const slot = Math.floor(Date.now() / 100);
-    slotLatency.set(slot, Math.max(slotLatency.get(slot) ?? 0, now - t));
-    const s = Math.floor((t - measureFrom) / 1000);
-    (latencyBySecond[s] ??= []).push(now - t);
+    slotLatency.set(slot, Math.max(slotLatency.get(slot) ?? 0, l));
+    const s = Math.floor((sched - measureFrom) / 1000);
+    (latencyBySecond[s] ??= []).push(l);
   }
 }
 
@@ -111,6 +127,12 @@ function afterAcks(c: Conn): void {
   if (mode === 'closed' && running && c.inflight < windowSize) {
     c.sock.cork();
     while (c.inflight < windowSize && sendOne(c));
+    c.sock.uncork();
+  }
+  // Open loop: a freed slot takes the oldest message waiting for one, at once.
+  if (mode === 'rate' && schedule && schedule.waiting > 0 && c.inflight < windowSize) {
+    c.sock.cork();
+    schedule.pump((at) => sendOne(c, at));
     c.sock.uncork();
   }
   if (drainWaiter && totalInflight() === 0) {
@@ -174,6 +196,7 @@ function connectAll(a: ConnectArgs): Promise<{ connected: number; failed: number
           inflight: 0,
           nextId: 0,
           sentAt: new Float64Array(ID_SPACE + 1),
+          schedAt: new Float64Array(ID_SPACE + 1),
           seqAt: new Float64Array(ID_SPACE + 1),
           open: false,
         };
@@ -233,6 +256,8 @@ function resetCounters(): void {
   measuredAckedMsgs = 0;
   unexpectedCloses = 0;
   latencies = [];
+  latenciesFromSend = [];
+  sendLags = [];
   latencyBySecond = [];
   slotLatency.clear();
   // Timer lag of this process: a stall here delays every acknowledgement it reads.
@@ -303,6 +328,8 @@ interface RateArgs extends RunArgs {
   msgsPerSec: number;
   /** Return the ack log (vehicle index, first seq, PUBACK wall-clock ms) of the measured messages. */
   ackLog?: boolean;
+  /** Most messages waiting for a window slot at once; past it due messages are dropped (`overflowed`). Default: 2 s of the schedule, at least 1,000. */
+  maxQueued?: number;
 }
 
 async function rateRun(a: RateArgs) {
@@ -315,49 +342,76 @@ async function rateRun(a: RateArgs) {
   measureFrom = runStart + a.warmupMs;
   measureTo = measureFrom + a.measureMs;
   const end = measureTo;
-  let scheduled = 0;
-  let deferred = 0;
+  const sch = new OpenLoopSchedule(runStart, a.msgsPerSec, end, a.maxQueued ?? Math.max(1000, Math.ceil(a.msgsPerSec * 2)));
+  schedule = sch;
   let rr = 0;
+  // Round robin over the vehicles: the first one with a free slot takes the message.
+  const sendAny = (at: number): boolean => {
+    for (let tries = 0; tries < conns.length; tries++) {
+      const c = conns[rr]!;
+      rr = (rr + 1) % conns.length;
+      if (sendOne(c, at)) return true;
+    }
+    return false;
+  };
+  // The schedule, then what still waits for a slot (bounded by drainMs).
+  const queueDeadline = end + a.drainMs;
   await new Promise<void>((resolve) => {
     const tick = () => {
       const now = performance.now();
-      const due = Math.floor(((Math.min(now, end) - runStart) / 1000) * a.msgsPerSec) - scheduled;
-      for (let k = 0; k < due; k++) {
-        scheduled++;
-        let sent = false;
-        for (let tries = 0; tries < conns.length && !sent; tries++) {
-          const c = conns[rr]!;
-          rr = (rr + 1) % conns.length;
-          sent = sendOne(c);
-        }
-        if (!sent) deferred++;
-      }
-      if (now >= end) resolve();
+      sch.advance(now);
+      if (sch.waiting > 0 && conns.length > 0) sch.pump(sendAny);
+      if ((now >= end && sch.waiting === 0) || now >= queueDeadline) resolve();
       else setTimeout(tick, 1);
     };
     tick();
   });
   running = false;
-  const drained = await drain(a.drainMs);
+  schedule = null;
+  const drained = await drain(Math.max(0, queueDeadline - performance.now()));
+  const tEnd = performance.now();
   const slotLag = lagWatch?.stop() ?? new Map<number, number>();
   lagWatch = null;
   mode = 'idle';
-  latencies.sort((x, y) => x - y);
-  const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)]! : NaN);
+  // Measured messages never acknowledged (never sent, or still in flight at the deadline):
+  // their latency is at least the time until the run ended; counted with that lower bound.
+  const censored: number[] = [];
+  for (const at of sch.unsent()) if (at >= measureFrom && at < measureTo) censored.push(tEnd - at);
+  for (const c of conns) {
+    for (let id = 1; id <= ID_SPACE; id++) {
+      const at = c.schedAt[id]!;
+      if (c.sentAt[id] !== 0 && at >= measureFrom && at < measureTo) censored.push(tEnd - at);
+    }
+  }
+  const fromSched = latencySummary([...latencies, ...censored]);
+  const fromSend = latencySummary(latenciesFromSend);
+  const lag = latencySummary(sendLags);
   return {
     recordsPerMsg,
     targetMsgsPerSec: a.msgsPerSec,
     sentMsgs,
     ackedMsgs,
-    deferred,
+    /** Messages of the whole run (warm-up included) that fell due, and that found every window full (waited, or were dropped). */
+    scheduledMsgs: sch.scheduled,
+    deferredByWindow: sch.deferredByWindow,
+    /** Dropped because `maxQueued` were already waiting; most waiting at once. */
+    overflowed: sch.overflowed,
+    maxWaiting: sch.maxWaiting,
+    /** Measured messages never acknowledged by the end: in the percentiles with a lower bound (end − scheduled). */
+    unacked: censored.length,
     measuredAckedMsgs,
     achievedRecordsPerSec: (measuredAckedMsgs * recordsPerMsg) / (a.measureMs / 1000),
-    samples: latencies.length,
-    p50: pct(50),
-    p90: pct(90),
-    p99: pct(99),
-    p999: pct(99.9),
-    max: latencies.length ? latencies[latencies.length - 1]! : NaN,
+    /** Latency from the scheduled send time (the headline; messages scheduled in the measured window). */
+    samples: fromSched.samples,
+    p50: fromSched.p50,
+    p90: fromSched.p90,
+    p99: fromSched.p99,
+    p999: fromSched.p999,
+    max: fromSched.max,
+    /** The same acknowledged messages from their actual send (the figure before; omits the waits). */
+    fromSend,
+    /** Actual send − scheduled send (the load generator's own lateness, and waits for a slot). */
+    sendLag: lag,
     /** p99 of the messages sent in each second of the measured window, ms. */
     p99BySecond: latencyBySecond.map((l) => {
       const x = (l ?? []).sort((p, q) => p - q);

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --profile] [-- --only=ingest,peer,...]
+// npm run bench [-- --quick] [-- --profile] [-- --only=ingest,peer,...] [-- --strict] [-- --help]
 //
 // End-to-end benchmark of the gateway on this machine, everything on 127.0.0.1:
 //   filter       privacy filter alone vs. a plain copy (this thread, one core)
@@ -68,6 +68,22 @@ const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const PROFILE = argv.includes('--profile');
 const ONLY = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+/** --strict: exit 1 when any target evaluated in this run is missed (FAIL); without it a miss only prints FAIL. */
+const STRICT = argv.includes('--strict');
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(
+    [
+      'npm run bench [-- options]   (bench/README.md)',
+      '  --quick          shorter windows (a smoke run; the targets are for the full run)',
+      '  --profile        CPU profiles of the gateway',
+      '  --only=a,b,...   only these parts: filter, ceiling, ingest, peer, connections, export, consent, portal, stream, scale, shards',
+      '  --strict         exit 1 when any target is missed (FAIL); targets of parts not run (n/a) do not count',
+      'Exit status: 1 when a part fails, the stored-row check fails, or (--strict) a target is missed; else 0.',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
 const want = (part: string) => !ONLY || ONLY.includes(part);
 
 const P = QUICK
@@ -587,7 +603,27 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       over100ms: stmtCount - ld('cardata_write_duration_seconds_bucket{le="0.1"}'),
       over250ms: stmtCount - ld('cardata_write_duration_seconds_bucket{le="0.25"}'),
     };
-    results.ingest.ackLatencyMs = { p50: round(lat.p50, 2), p90: round(lat.p90, 2), p99: round(lat.p99, 2), p999: round(lat.p999, 2), max: round(lat.max, 2) };
+    // From each message's scheduled send time (open loop without coordinated omission:
+    // bench/lib.ts OpenLoopSchedule); the deferral beside it: the target needs both.
+    results.ingest.ackLatencyMs = {
+      p50: round(lat.p50, 2),
+      p90: round(lat.p90, 2),
+      p99: round(lat.p99, 2),
+      p999: round(lat.p999, 2),
+      max: round(lat.max, 2),
+      from: 'scheduled send time',
+      scheduledMsgs: lat.scheduledMsgs,
+      deferredByWindow: lat.deferredByWindow,
+      deferredShare: lat.scheduledMsgs ? round(lat.deferredByWindow / lat.scheduledMsgs, 5) : null,
+      overflowed: lat.overflowed,
+      unacked: lat.unacked,
+    };
+    // The figure reported until 2026-12-08: the same messages from their actual send (omits
+    // the load generator's own delays and waits for a window slot); and that delay itself.
+    const ms = (x: { p50: number; p99: number; max: number }) => ({ p50: round(x.p50, 2), p99: round(x.p99, 2), max: round(x.max, 2) });
+    results.ingest.ackLatencyFromSendMs = ms(lat.fromSend);
+    results.ingest.ackSendLagMs = ms(lat.sendLag);
+    if (lat.overflowed > 0 || lat.unacked > 0) results.errors.push(`ingest: latency run: ${lat.overflowed} messages dropped (the queue of messages waiting for a window slot was full), ${lat.unacked} measured messages never acknowledged: the percentiles are lower bounds`);
     // The gateway's own view (PUBLISH read → PUBACK released), as shares of messages per bucket:
     // what is left of the load generator's figure was spent in sockets and run queues.
     const pubackCount = ld('cardata_puback_latency_seconds_count');
@@ -597,7 +633,8 @@ async function partIngest(server: string, secretHash: string): Promise<void> {
       targetRecordsPerSec: msgsPerSec * 10,
       achievedRecordsPerSec: round(lat.achievedRecordsPerSec),
       samples: lat.samples,
-      deferredByWindow: lat.deferred,
+      deferredByWindow: lat.deferredByWindow,
+      maxWaitingForWindow: lat.maxWaiting,
       drained: lat.drained,
       p99BySecondMs: lat.p99BySecond,
       ...background,
@@ -1459,7 +1496,7 @@ async function partStream(server: string, secretHash: string): Promise<void> {
       if (d.samples === 0) results.errors.push(`stream: no message acknowledged in the latency window (half the rate ${label} consumers)`);
       return {
         deliveryLatencyMs: d.samples === 0 ? null : { p50: round(d.p50, 2), p90: round(d.p90, 2), p99: round(d.p99, 2), max: round(d.max, 2) },
-        run: { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2) }, ackP99BySecond: lat.p99BySecond, dbXactsPerSec, writer: latWindow, cpuCores: latCpu },
+        run: { recordsPerSec: msgsPerSec * 10, achievedRecordsPerSec: round(lat.achievedRecordsPerSec), messages: d.samples, missing: d.missing, ackLatencyMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2), deferredByWindow: lat.deferredByWindow, fromSendP99: round(lat.fromSend.p99, 2) }, ackP99BySecond: lat.p99BySecond, dbXactsPerSec, writer: latWindow, cpuCores: latCpu },
       };
     };
     const atWith = await latencyRun(withC / 2, 'with');
@@ -1695,7 +1732,12 @@ function evaluateTargets(): void {
   if (i.recordsPerSec && i.strongPeerRecordsPerSec) i.ratioToStrongPeer = round(i.recordsPerSec / i.strongPeerRecordsPerSec, 3);
   add('ingest.ratioToCeiling', i.ratioToCeiling, '>= 0.6', (v) => v >= 0.6);
   add('ingest.ratioToPeer', i.ratioToPeer, '>= 20', (v) => v >= 20);
-  add('ingest.ackLatencyMs.p99', i.ackLatencyMs?.p99, '< 50 ms', (v) => v < 50);
+  // Ack p99 from the scheduled send time, and the deferral reported beside it: the target
+  // holds only when at most 1 % of the scheduled messages waited for a window slot and none
+  // was dropped or left unacknowledged (past that the run no longer offered its rate).
+  const a = i.ackLatencyMs;
+  const deferOk = !!a && typeof a.deferredShare === 'number' && a.deferredShare <= 0.01 && a.overflowed === 0 && a.unacked === 0;
+  add('ingest.ackLatencyMs.p99', a && typeof a.deferredShare === 'number' ? a.p99 : null, '< 50 ms, deferredByWindow <= 1 %', (v) => v < 50 && deferOk);
   add('connections.rssBytesPerConnection', results.connections.rssBytesPerConnection, '<= 25 KiB (25,600 B)', (v) => v <= 25 * 1024);
   add('export.rowsPerSec', results.export.rowsPerSec, '>= 200,000 rows/s', (v) => v >= 200_000);
   add('export.rssGrowthMB', results.export.rssGrowthMB, '< 64 MiB', (v) => v < 64);
@@ -1724,7 +1766,13 @@ function printTable(): void {
     ['ingest.peerRecordsPerSec (Mosquitto → MQTT.js → INSERT/row)', fmt(i.peerRecordsPerSec), ''],
     ['ingest.ratioToPeer', fmt(i.ratioToPeer), verdict('ingest.ratioToPeer')],
     [`ingest.ackLatencyMs.p50 (at ${fmt(i.latencyRun?.targetRecordsPerSec)} rec/s)`, fmt(i.ackLatencyMs?.p50, ' ms'), ''],
-    ['ingest.ackLatencyMs.p99', fmt(i.ackLatencyMs?.p99, ' ms'), verdict('ingest.ackLatencyMs.p99')],
+    ['ingest.ackLatencyMs.p99 (from the scheduled send)', fmt(i.ackLatencyMs?.p99, ' ms'), verdict('ingest.ackLatencyMs.p99')],
+    [
+      'ingest.ackLatencyMs.deferredByWindow (of scheduled; dropped, unacked)',
+      i.ackLatencyMs?.deferredByWindow === undefined ? 'n/a' : `${fmt(i.ackLatencyMs.deferredByWindow)} of ${fmt(i.ackLatencyMs.scheduledMsgs)} (${fmt(i.ackLatencyMs.overflowed)}, ${fmt(i.ackLatencyMs.unacked)})`,
+      '',
+    ],
+    ['ingest.ackLatencyFromSendMs p50/p99 (from the actual send: the old figure)', `${fmt(i.ackLatencyFromSendMs?.p50)} / ${fmt(i.ackLatencyFromSendMs?.p99, ' ms')}`, ''],
     ['connections.idle', fmt(results.connections.idle), ''],
     ['connections.rssBytesPerConnection', fmt(results.connections.rssBytesPerConnection, ' B'), verdict('connections.rssBytesPerConnection')],
     ['filter.recordsPerSec (one core)', fmt(results.filter.recordsPerSec), ''],
@@ -1844,6 +1892,8 @@ async function main(): Promise<void> {
   results.machine.benchSeconds = round((Date.now() - started) / 1000, 1);
   evaluateTargets();
   if (results.ingest.storedRowsChecked === false) failed = true;
+  const missed = Object.entries(results.targets as Record<string, { pass: boolean | null }>).filter(([, v]) => v.pass === false).map(([k]) => k);
+  results.missedTargets = missed;
   const dir = path.join(BENCH_DIR, 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
@@ -1851,6 +1901,10 @@ async function main(): Promise<void> {
   log(`wrote bench/results/latest.json (${results.machine.benchSeconds} s)`);
   if (failed) {
     process.stderr.write('\nBENCHMARK FAILED: see ERROR lines above\n');
+    process.exitCode = 1;
+  }
+  if (STRICT && missed.length) {
+    process.stderr.write(`\n--strict: ${missed.length} target${missed.length > 1 ? 's' : ''} missed: ${missed.join(', ')}\n`);
     process.exitCode = 1;
   }
 }
