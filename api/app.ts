@@ -1,7 +1,7 @@
 // buildApp(): the HTTP API as a fastify instance that never listens by itself.
 // Each route group is a plugin; request and response bodies are zod schemas, so a
 // field a schema does not list cannot leak into a response.
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, problem, type ApiErrorCode } from './errors.ts';
 import { healthRoutes, type Readiness } from './routes/health.ts';
@@ -21,13 +21,14 @@ import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { bearer, callerKey, verifyRequest } from './auth.ts';
 import { tokensEqual } from '../identity/secrets.ts';
 import type { StoreFailures } from './ports.ts';
+import { redactUrl, scrubJwts } from './log-redaction.ts';
 
 export interface AppDeps {
   readiness: Readiness;
   /** How the stores' failures are told apart (app/ hands in the storage's guards). */
   failures: StoreFailures;
   admin: Omit<AdminDeps, 'failures'>;
-  vehicles: VehicleRouteDeps;
+  vehicles: Omit<VehicleRouteDeps, 'failures'>;
   cardata: Omit<CardataDeps, 'failures'>;
   /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
   stream?: StreamDeps;
@@ -51,11 +52,24 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
+  /** Proxies (addresses/CIDRs) whose X-Forwarded-For is believed for req.ip (HTTP_TRUST_PROXY). */
+  trustProxy?: string[];
   /** Time to receive a whole request, headers and body, ms. Default 30000. */
   requestTimeoutMs?: number;
   /** Time to receive a request's headers, ms (at most requestTimeoutMs). Default 10000. */
   headersTimeoutMs?: number;
 }
+
+/** What the log says of a request (fastify's fields, the URL with its secrets replaced). */
+function requestForLog(req: FastifyRequest) {
+  return { method: req.method, url: redactUrl(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+}
+
+/**
+ * The policy of an HTML answer that brings none of its own: nothing loaded, nothing run,
+ * never in a frame. Pages that need more set theirs (the portal, /docs, the sign-in pages).
+ */
+export const DEFAULT_HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<FastifyInstance> {
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
@@ -63,11 +77,14 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   // node checks both timeouts on this period (default 30 s, longer than the timeouts themselves).
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2)));
   const app = Fastify({
-    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: false }),
+    // A request is logged by its path and query with secret values replaced (an ID token
+    // as id_token_hint, an authorization code …): never the URL as sent.
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance.child({}, { serializers: { req: requestForLog } }) } : { logger: false }),
     ...(opts.https
       ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const, connectionsCheckingInterval } }
       : { http: { connectionsCheckingInterval } }),
     bodyLimit: opts.bodyLimitBytes ?? 65_536,
+    ...(opts.trustProxy?.length ? { trustProxy: opts.trustProxy } : {}),
     // A slow client (slow-loris headers, a trickled body) is answered 408 and closed.
     requestTimeout,
     // Request ids are ours, always: a client's x-request-id is logged as the client's
@@ -99,11 +116,21 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   // Every log line of a request (from 'incoming request' on) carries the client's id beside ours.
   app.setChildLoggerFactory((logger, bindings, childOpts, rawReq) => {
     const theirs = rawReq.headers['x-request-id'];
-    const id = typeof theirs === 'string' && theirs.length > 0 ? { client_request_id: theirs.slice(0, 128) } : {};
+    const id = typeof theirs === 'string' && theirs.length > 0 ? { client_request_id: scrubJwts(theirs).slice(0, 128) } : {};
     return logger.child({ ...bindings, ...id }, childOpts);
   });
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
+  });
+  // Every HTML answer carries a policy and may not be framed: the route's own when it set
+  // one, else the default (hooks of plugins registered below run after this one and may
+  // replace it, as /docs does). The provider's pages under /oidc bypass fastify: their
+  // headers are set in api/routes/oidc.ts.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (!/^text\/html/i.test(String(reply.getHeader('content-type') ?? ''))) return payload;
+    if (!reply.hasHeader('content-security-policy')) void reply.header('content-security-policy', DEFAULT_HTML_CSP);
+    if (!reply.hasHeader('x-frame-options')) void reply.header('x-frame-options', 'DENY');
+    return payload;
   });
 
   app.decorateRequest('principal', null);
@@ -160,7 +187,25 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // Swagger UI's scripts and styles are files under /docs/static; its one inline style is
+  // the <style> of its own logo (an SVG it renders, then replaced by ours), allowed by hash.
+  // Its requests go to this origin only.
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: [
+      "default-src 'self'",
+      "script-src 'self'",
+      "script-src-attr 'none'",
+      "style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='",
+      "img-src 'self' data:",
+      "font-src 'self' data:",
+      "connect-src 'self'",
+      "object-src 'none'",
+      "form-action 'self'",
+      "frame-ancestors 'none'",
+      "base-uri 'none'",
+    ].join('; '),
+  });
   // gzip/deflate/br when the client asks, streams included.
   await app.register(compress, { global: true, threshold: 1024, customTypes: /^text\/|json$|ndjson$|csv/ });
   await app.register(rateLimit, {
@@ -183,7 +228,7 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   });
   await app.register(healthRoutes, { readiness: deps.readiness });
   await app.register(adminRoutes, { ...deps.admin, failures: deps.failures });
-  await app.register(vehicleRoutes, deps.vehicles);
+  await app.register(vehicleRoutes, { ...deps.vehicles, failures: deps.failures });
   await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
   await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
   if (deps.stream) await app.register(streamRoutes, deps.stream);

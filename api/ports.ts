@@ -1,6 +1,6 @@
 // What the API needs from the outside, as interfaces. app/ hands in the storage
 // implementations; api/ never imports storage/ itself (as gateway/ports.ts for the gateway).
-import type { ConsentEvent, ConsentPeriod } from '../proto/consent.ts';
+import type { ConsentChange, ConsentEvent, ConsentPeriod, ConsentStore as ProtoConsentStore } from '../proto/consent.ts';
 import type { ErasureResult, OwnershipPeriod, OwnershipStore } from '../proto/ownership.ts';
 import type { Disclosure, ObfcmRow, Range, StoredRecord, StoredValues } from '../proto/records.ts';
 import type { GrantRecord, Recipient, RecipientRole } from '../proto/grants.ts';
@@ -11,10 +11,21 @@ import type { StreamPos, StreamStart, StreamSubscriber } from '../proto/stream.t
 export type { ConsentEvent, ConsentPeriod, Disclosure, ErasureResult, GrantRecord, ObfcmRow, OwnershipPeriod, Range, Recipient, RecipientRole, StoredRecord, StoredValues };
 export type { FieldSeries } from '../proto/records.ts';
 
-export type { ConsentStore } from '../proto/consent.ts';
+/**
+ * The consent store as the routes use it: a change is always made on behalf of the owner
+ * who asked, and refused (NOT_FOUND) once that is no longer the owner.
+ */
+export interface ConsentStore extends Omit<ProtoConsentStore, 'set'> {
+  set(vin: string, change: ConsentChange, asOwner: string): ReturnType<ProtoConsentStore['set']>;
+}
 
-/** Ownership and the owner's rights, as the routes use them (no list of every period). */
-export type RightsStore = Omit<OwnershipStore, 'allPeriods'>;
+/**
+ * Ownership and the owner's rights, as the routes use them (no list of every period); an
+ * erasure is the current owner's only, refused (NOT_FOUND) once the vehicle changed hands.
+ */
+export interface RightsStore extends Omit<OwnershipStore, 'allPeriods' | 'erase'> {
+  erase(vin: string, ownerId: string, category: Parameters<OwnershipStore['erase']>[2], opts: { asCurrentOwner: true }): ReturnType<OwnershipStore['erase']>;
+}
 
 export interface VehicleStore {
   /** Provisions a vehicle. Rejects CONFLICT when the VIN exists. */

@@ -56,9 +56,12 @@ export interface ConsentStore {
   timeline(vin: string, sinceMs: number): Promise<ConsentPeriod[]>;
   /**
    * Appends a change (erasing location history when asked) and announces it, in one
-   * transaction: in force once it resolves. Rejects NOT_FOUND for an unknown VIN.
+   * transaction: in force once it resolves. Rejects NOT_FOUND for an unknown VIN, and,
+   * with `asOwner`, when that is not the current owner: checked inside the transaction,
+   * under the vehicle's row lock a transfer takes too, so a change asked for before a
+   * transfer never lands in (or erases from) the next owner's period.
    */
-  set(vin: string, change: ConsentChange): Promise<ConsentPeriod & { erasedLocationRows: number }>;
+  set(vin: string, change: ConsentChange, asOwner?: string): Promise<ConsentPeriod & { erasedLocationRows: number }>;
   /** The event history of a vehicle, oldest first, optionally from a time on. */
   history(vin: string, fromMs?: number): Promise<ConsentEvent[]>;
 }

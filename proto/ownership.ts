@@ -39,6 +39,10 @@ export interface OwnershipStore {
    * Rejects NOT_FOUND (unknown VIN) or CONFLICT (already the owner).
    */
   transfer(vin: string, newOwnerId: string, actor: string): Promise<OwnershipPeriod>;
-  /** Erases what was recorded during the owner's periods, optionally one category. */
-  erase(vin: string, ownerId: string, category: Group | null): Promise<ErasureResult>;
+  /**
+   * Erases what was recorded during the owner's periods, optionally one category. With
+   * `asCurrentOwner`, only while `ownerId` is the current owner: checked inside the
+   * transaction, under the vehicle's row lock a transfer takes too; else rejects NOT_FOUND.
+   */
+  erase(vin: string, ownerId: string, category: Group | null, opts?: { asCurrentOwner?: boolean }): Promise<ErasureResult>;
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
 import { GROUPS } from '../../proto/fields.ts';
 import type { TokenVerifier } from '../auth.ts';
-import type { ConsentStore, RightsStore } from '../ports.ts';
+import type { ConsentStore, RightsStore, StoreFailures } from '../ports.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
@@ -14,6 +14,8 @@ export interface VehicleRouteDeps {
   tokens: TokenVerifier;
   consents: Pick<ConsentStore, 'timeline' | 'set' | 'history'>;
   rights: Pick<RightsStore, 'currentOwner' | 'periodsOf' | 'erase'>;
+  /** Tells a store's "not found" (here: the vehicle changed hands before the change ran) from other failures. */
+  failures: Pick<StoreFailures, 'isNotFound'>;
 }
 
 export const VinParams = z.object({ vin: z.string().regex(VIN_PATTERN, `must be ${VIN_RULE}`) }).strict();
@@ -45,6 +47,19 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
   app.addHook('onRequest', rolesHook(deps.tokens));
 
   const owner = (req: FastifyRequest, vin: string) => ownerCaller(req, vin, deps.rights.currentOwner);
+  /**
+   * A change on the owner's behalf: the store checks again, inside its transaction, that the
+   * caller still owns the vehicle, and refuses when it changed hands since the check before
+   * it. Refused: the same 404 as to any non-owner; anything else stays what it was.
+   */
+  async function asOwner<T>(vin: string, change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } catch (err) {
+      if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
+      throw err;
+    }
+  }
 
   async function stateOut(vin: string) {
     const tl = await deps.consents.timeline(vin, Date.now());
@@ -81,13 +96,13 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
       if (erase && req.body.location) {
         throw new ApiError(400, 'API_ERR_VALIDATION', 'eraseHistory=true goes with a location opt-out ("location": false)');
       }
-      const r = await deps.consents.set(req.params.vin, {
-        location: req.body.location,
-        co2Sharing: req.body.co2Sharing,
-        actor: `customer:${p.subject}`,
-        channel: 'api',
-        eraseLocationHistory: erase,
-      });
+      const r = await asOwner(req.params.vin, () =>
+        deps.consents.set(
+          req.params.vin,
+          { location: req.body.location, co2Sharing: req.body.co2Sharing, actor: `customer:${p.subject}`, channel: 'api', eraseLocationHistory: erase },
+          p.subject,
+        ),
+      );
       req.log.info({ event: 'consent_changed', vin: req.params.vin, location: r.location, co2_sharing: r.co2Sharing, erased_location_records: r.erasedLocationRows }, 'consent changed');
       return {
         vin: req.params.vin,
@@ -128,7 +143,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
     { config: CUSTOMER, schema: { params: VinParams, body: z.object({ restricted: z.boolean() }).strict(), response: { 200: ConsentState } } },
     async (req) => {
       const p = await owner(req, req.params.vin);
-      const r = await deps.consents.set(req.params.vin, { restricted: req.body.restricted, actor: `customer:${p.subject}`, channel: 'api' });
+      const r = await asOwner(req.params.vin, () => deps.consents.set(req.params.vin, { restricted: req.body.restricted, actor: `customer:${p.subject}`, channel: 'api' }, p.subject));
       req.log.info({ event: 'restriction_changed', vin: req.params.vin, restricted: r.restricted }, 'restriction changed');
       return { vin: req.params.vin, location: r.location, co2Sharing: r.co2Sharing, restricted: r.restricted, since: new Date(r.sinceMs).toISOString() };
     },
@@ -157,7 +172,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
     async (req) => {
       const p = await owner(req, req.params.vin);
       const category = req.query.category ?? null;
-      const r = await deps.rights.erase(req.params.vin, p.subject, category);
+      const r = await asOwner(req.params.vin, () => deps.rights.erase(req.params.vin, p.subject, category, { asCurrentOwner: true }));
       req.log.info({ event: 'data_erased', vin: req.params.vin, category, ...r }, 'erasure done');
       return {
         vin: req.params.vin,

@@ -44,21 +44,31 @@ export async function appendConsentEvent(
      * transaction committed before this one); default: `q` itself.
      */
     telemetryOn?: readonly Db[];
+    /** Only while this is the current owner (else NOT_FOUND): the change one owner asked for. */
+    asOwner?: string;
   } = {},
 ): Promise<ConsentPeriod & { erasedLocationRows: number }> {
-  // Serialises concurrent changes of one vehicle: the previous state read below is exact.
+  // The vehicle's row lock, which transfer() and erase() take too, serialises them and
+  // concurrent changes: the owner and the previous state read below are exact. Taken on
+  // its own: a statement that waited for the lock would see the ownership it joined as it
+  // was before the transfer it waited for; the next statement sees that transfer.
+  const lock = await q.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
+  if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
   // started_at of the current period; the first owner's period reaches back to the epoch.
-  const owner = await q.query<{ owner_id: string; started_at: Date }>(
-    `SELECT v.vin, o.owner_id,
+  const owner = await q.query<{ owner_id: string | null; started_at: Date | null }>(
+    `SELECT o.owner_id,
             CASE WHEN EXISTS (SELECT 1 FROM ownership_periods p WHERE p.vin = v.vin AND p.ended_at IS NOT NULL)
                  THEN o.started_at ELSE timestamptz 'epoch' END AS started_at
        FROM vehicles v
        LEFT JOIN ownership_periods o ON o.vin = v.vin AND o.ended_at IS NULL
-      WHERE v.vin = $1 FOR UPDATE OF v`,
+      WHERE v.vin = $1`,
     [vin],
   );
   const own = owner.rows[0];
   if (!own) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
+  if (opts.asOwner !== undefined && own.owner_id !== opts.asOwner) {
+    throw new StorageError(STO_ERR.NOT_FOUND, `${opts.asOwner} is not the current owner of ${vin}`);
+  }
   const prev = await currentState(q, vin);
   const base = opts.reset ? { ...DEFAULT_STATE } : prev;
   const next: PrivacyState = {
@@ -124,8 +134,8 @@ export function createConsentRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick
       }
       return periods;
     },
-    async set(vin, change) {
-      const r = await db.transaction((tx) => appendConsentEvent(tx, vin, change, telemetryOn ? { telemetryOn } : {}));
+    async set(vin, change, asOwner) {
+      const r = await db.transaction((tx) => appendConsentEvent(tx, vin, change, { ...(telemetryOn ? { telemetryOn } : {}), ...(asOwner !== undefined ? { asOwner } : {}) }));
       hooks.onCommitted?.(vin);
       return r;
     },

@@ -102,12 +102,17 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<
       hooks.onCommitted?.(vin);
       return period;
     },
-    async erase(vin, ownerId, category) {
+    async erase(vin, ownerId, category, opts = {}) {
       const erased = await db.transaction(async (tx) => {
         // The vehicle's row stays locked until the erasure is logged: erasures, transfers
         // and consent changes of one vehicle run one at a time.
         const lock = await tx.query('SELECT 1 FROM vehicles WHERE vin = $1 FOR UPDATE', [vin]);
         if (lock.rowCount === 0) throw new StorageError(STO_ERR.NOT_FOUND, `vehicle ${vin} is not provisioned`);
+        if (opts.asCurrentOwner) {
+          // Read after the lock: a transfer committed while this waited for it is seen.
+          const cur = await tx.query<{ owner_id: string }>('SELECT owner_id FROM ownership_periods WHERE vin = $1 AND ended_at IS NULL', [vin]);
+          if (cur.rows[0]?.owner_id !== ownerId) throw new StorageError(STO_ERR.NOT_FOUND, `${ownerId} is not the current owner of ${vin}`);
+        }
         const pers = await periods(tx, vin, ownerId);
         const res: ErasureResult = { telemetryDeleted: 0, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
         if (pers.length === 0) return res;

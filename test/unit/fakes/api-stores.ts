@@ -2,7 +2,8 @@
 // app.inject() with no database. They honour the contracts the real storage keeps
 // (storage/repos/*.ts), as far as the routes can tell:
 // - vehicles.create rejects CONFLICT for a VIN that exists; rotateSecret answers false for an unknown one;
-// - consents.set rejects NOT_FOUND for an unknown VIN; timeline starts with the defaults
+// - consents.set and rights.erase reject NOT_FOUND for an unknown VIN, and when the owner
+//   they act for is not the current one; consents' timeline starts with the defaults
 //   (sinceMs 0, location and CO2 sharing allowed, not restricted) when no event precedes;
 // - rights.transfer rejects NOT_FOUND (unknown VIN) or CONFLICT (already the owner), ends
 //   the period (and with it every grant made in it) and resets consent to the defaults;
@@ -275,8 +276,9 @@ export function createApiWorld() {
         for (const e of rows) out.push({ sinceMs: e.effectiveAt.getTime(), location: e.location, co2Sharing: e.co2Sharing, restricted: e.restricted });
         return out;
       },
-      async set(vin, change) {
+      async set(vin, change, asOwner) {
         down('consents.set');
+        currentPeriod(vin, asOwner);
         return appendConsent(vin, change);
       },
       async history(vin, fromMs) {
@@ -302,8 +304,9 @@ export function createApiWorld() {
         appendConsent(vin, { actor, channel: 'transfer' }, true);
         return { ownerId: newOwnerId, from: t, startedAt: t, to: null };
       },
-      async erase(vin, ownerId, category): Promise<ErasureResult> {
+      async erase(vin, ownerId, category, opts): Promise<ErasureResult> {
         if (!s.vehicles.has(vin)) throw new FakeStoreError('NOT_FOUND', `vehicle ${vin} is not provisioned`);
+        if (opts.asCurrentOwner) currentPeriod(vin, ownerId);
         const periods = s.periods.filter((p) => p.vin === vin && p.ownerId === ownerId).map(toOwnership);
         let deleted = 0;
         let updated = 0;
