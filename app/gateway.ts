@@ -246,6 +246,7 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         revokeSubject: (issuer, subject) => signIn.revokeSubject(issuer, subject),
         issuers: () => signIn.issuers(),
         embeddedIssuer: () => signIn.provider()?.issuer ?? null,
+        rotateSigningKey: () => signIn.rotateSigningKey(),
         accounts: signIn.accounts,
         recipients,
         onSecretRotated: (vin) => broker.closeSecretSessions(vin),

@@ -13,6 +13,8 @@ import { createPasswordVerifier } from '../identity/secrets.ts';
 import { createSignInThrottle } from '../identity/sign-in-throttle.ts';
 import { createRevocationRepo, parseRevocation } from '../storage/repos/revocations.ts';
 import type { Revocation, SubjectRevocation } from '../proto/sign-in.ts';
+import { keyEncryption } from './key-encryption.ts';
+import { followSigningKeys, refreshingVerifier, type RefreshingVerifier } from './signing-keys.ts';
 
 export interface SignIn {
   /** Mints the gateway's own tokens. */
@@ -40,6 +42,8 @@ export interface SignIn {
   readonly provider: () => EmbeddedIdp | null;
   /** Whether sign-in serves: the embedded provider has started, or none is configured. */
   ready(): boolean;
+  /** Rotates the embedded provider's signing key (README "Keys at rest and rotation"); the kids in its JWKS, the new one first. Null: no embedded provider runs here. */
+  rotateSigningKey(): Promise<string[] | null>;
   /** Loads the deny list and follows revocations (NOTIFY); needs the migrated schema. */
   open(): Promise<void>;
   /** Starts the embedded provider, which needs the address the HTTP server listens on. */
@@ -104,7 +108,10 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
 
   let provider: EmbeddedIdp | null = null;
   let pruneTimer: NodeJS.Timeout | null = null;
-  const store = createOidcStore(db);
+  // Sealed with the key-encryption key, once open() has it.
+  let store = createOidcStore(db);
+  let embeddedVerifier: RefreshingVerifier | null = null;
+  let stopFollowingKeys: (() => Promise<void>) | null = null;
 
   return {
     tokens,
@@ -126,7 +133,17 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     },
     provider: () => provider,
     ready: () => !config.oidc.embedded || provider !== null,
+    rotateSigningKey: async () => (provider ? provider.rotateSigningKey() : null),
     async open() {
+      // The provider's keys at rest: sealed with the key-encryption key; rows of an earlier
+      // version sealed now; a wrong key stops the start here, naming itself.
+      const kek = keyEncryption(config);
+      if (kek.created) log.warn({ event: 'key_encryption_key_generated', file: kek.file }, `KEY_ENCRYPTION_KEY not set: generated one in ${kek.file}; back it up apart from the data, or set KEY_ENCRYPTION_KEY`);
+      if (kek.source === 'none' && config.oidc.embedded) log.warn({ event: 'oidc_keys_unencrypted' }, 'KEY_ENCRYPTION_KEY not set: the embedded OpenID Provider keys are stored unencrypted in the database (set it on every instance)');
+      store = createOidcStore(db, kek.codec);
+      // Without the provider and without a key, its rows (if any) are left alone.
+      const sealed = config.oidc.embedded || kek.codec.sealing ? await store.sealKeyMaterial() : [];
+      if (sealed.length) log.info({ event: 'oidc_keys_encrypted', keys: sealed }, 'stored OpenID Provider keys encrypted with KEY_ENCRYPTION_KEY');
       stopListening = await db.listen(TOKEN_REVOKED_CHANNEL, (payload) => revoked(parseRevocation(payload)), {
         // A revocation may be missed while the feed is down: ask the database until it is
         // back, and have open streams check their tokens (there) every second.
@@ -169,6 +186,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
         {
           store,
           accounts,
+          onKeysChanged: () => embeddedVerifier?.reset(),
           onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request'),
           // Password guessing: counted per (account, source) and per source; hashed in a queue of its own.
           passwords: createPasswordVerifier({ concurrency: config.signIn.hashConcurrency, maxWaiting: config.signIn.hashQueueMax }),
@@ -190,18 +208,24 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
       );
       // Its tokens go the same way as an external provider's: discovery, JWKS, jose. The
       // discovery document is fetched from this process's own listener.
-      authenticator.trust(
-        createOidcVerifier({
-          issuer,
-          audience: config.oidc.audience,
-          discoveryUrl: `${local}/oidc/.well-known/openid-configuration`,
-          subjectClaim: 'sub',
-          roleClaim: EMBEDDED_ROLE_CLAIM,
-          fetchTimeoutMs: config.oidc.fetchTimeoutMs,
-          jwksCooldownMs: config.oidc.jwksCooldownMs,
-          onDiscoveryError: onDiscoveryError(issuer),
-        }),
+      // Made anew when its keys change (a rotation: app/signing-keys.ts).
+      const idp = provider;
+      embeddedVerifier = refreshingVerifier(
+        () =>
+          createOidcVerifier({
+            issuer,
+            audience: config.oidc.audience,
+            discoveryUrl: `${local}/oidc/.well-known/openid-configuration`,
+            subjectClaim: 'sub',
+            roleClaim: EMBEDDED_ROLE_CLAIM,
+            fetchTimeoutMs: config.oidc.fetchTimeoutMs,
+            jwksCooldownMs: config.oidc.jwksCooldownMs,
+            onDiscoveryError: onDiscoveryError(issuer),
+          }),
+        () => idp.syncKeys(),
       );
+      authenticator.trust(embeddedVerifier);
+      stopFollowingKeys = await followSigningKeys(db, idp, log);
       trusted.push(issuer);
       const prune = () =>
         void store.prune(3600).then(
@@ -215,6 +239,9 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     async close() {
       if (pruneTimer) clearInterval(pruneTimer);
       pruneTimer = null;
+      const stopKeys = stopFollowingKeys;
+      stopFollowingKeys = null;
+      await stopKeys?.();
       if (feedDownTimer) clearInterval(feedDownTimer);
       feedDownTimer = null;
       const stop = stopListening;

@@ -17,7 +17,9 @@ import { SUBJECT_MAX_LENGTH, SUBJECT_RULE, isValidSubject } from '../identity/su
 import { provisionVehicle, rotateVehicleSecret } from '../api/provision.ts';
 import { hashPassword, newSecret } from '../identity/secrets.ts';
 import { ROLES, createTokenService, isRole, parseKeys } from '../identity/tokens.ts';
-import { createAccountRepo, createMintedTokenRepo } from '../storage/repos/sign-in.ts';
+import { createAccountRepo, createMintedTokenRepo, createOidcStore } from '../storage/repos/sign-in.ts';
+import { kidsOf, liveKeys, retirementWindowS, rotateSigningKeys } from '../identity/signing-keys.ts';
+import { keyEncryption } from '../app/key-encryption.ts';
 import { createRightsRepo } from '../storage/repos/rights.ts';
 import { createReadRepo } from '../storage/repos/reads.ts';
 import { createRecipientRepo } from '../storage/repos/grants.ts';
@@ -205,6 +207,25 @@ const commands: Record<string, Command> = {
       }
       console.log(`account ${username} created (role ${role}, subject ${subject})`);
       if (!a['password-stdin']) console.log(`password (shown once): ${password}`);
+    },
+  },
+  'rotate-signing-key': {
+    summary: "rotate the embedded OpenID Provider's signing key: the new one signs, the old one verifies until its tokens expire",
+    usage: 'rotate-signing-key [--json]',
+    options: { json: { type: 'boolean' } },
+    async run(a, { db, config }) {
+      if (!config.oidc.embedded) throw new ExitError(1, 'no embedded OpenID Provider is configured (OIDC_EMBEDDED=off, or OIDC_ISSUER set with OIDC_EMBEDDED=auto): there is no signing key to rotate');
+      const d = await db();
+      await migrate(d);
+      // Sealed as the gateways seal it (KEY_ENCRYPTION_KEY, or the embedded database's key file).
+      const store = createOidcStore(d, keyEncryption(config).codec);
+      await store.sealKeyMaterial();
+      const windowS = retirementWindowS(config.oidc.accessTokenTtlS);
+      // The running gateways hear of it by NOTIFY (at the latest within a minute) and publish it.
+      const ring = await rotateSigningKeys(store, windowS);
+      const kids = kidsOf(liveKeys(ring, Math.floor(Date.now() / 1000), windowS));
+      if (a.json) console.log(JSON.stringify({ kid: kids[0], verifying: kids }));
+      else console.log(`signing key rotated: ${kids[0]} signs from now on${kids.length > 1 ? `; ${kids.slice(1).join(', ')} verify until ${windowS} s after they were replaced` : ''}`);
     },
   },
   recipient: {

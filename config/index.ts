@@ -84,6 +84,18 @@ const envSchema = z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,64}:[^,]{32,}(,[A-Za-z0-9._-]{1,64}:[^,]{32,})*$/, 'must be "kid:secret[,kid:secret…]" with key ids of A-Z a-z 0-9 . _ - and secrets of at least 32 characters')
       .optional(),
+    /**
+     * Key-encryption key of the embedded OpenID Provider's signing and cookie keys at rest:
+     * 32 random bytes, base64 (`openssl rand -base64 32`), the same on every instance.
+     * Required with NODE_ENV=production; unset otherwise: README "Keys at rest and rotation".
+     */
+    KEY_ENCRYPTION_KEY: z
+      .string()
+      .refine(
+        (v) => /^[A-Za-z0-9+/_-]{43}={0,1}$/.test(v.trim()) && Buffer.from(v.trim().replace(/-/g, '+').replace(/_/g, '/'), 'base64').length === 32,
+        'must be 32 random bytes in base64; make one with: openssl rand -base64 32 (the same on every instance)',
+      )
+      .optional(),
     /** Default lifetime of minted API tokens, seconds. */
     TOKEN_TTL_S: positiveInt.max(MAX_TOKEN_TTL_S).default(3600),
     /** The gateway's address as its clients see it (scheme://host[:port]); default: the HTTP listener's. Issuer of the embedded OpenID Provider = this + /oidc. */
@@ -128,7 +140,7 @@ const envSchema = z
     SIGN_IN_FAILURE_WINDOW_MS: positiveInt.max(7 * 86_400_000).default(900_000),
     /** Longest wait before a sign-in attempt is checked, after repeated failures, ms; 0: no waits. */
     SIGN_IN_DELAY_MAX_MS: z.coerce.number().int().min(0).max(60_000).default(4000),
-    /** Password checks (scrypt) of the sign-in form running at once, on libuv's thread pool. */
+    /** Password checks (scrypt) of the sign-in form running at once, each on a low-priority thread of its own (not libuv's pool). */
     SIGN_IN_HASH_CONCURRENCY: positiveInt.max(64).default(1),
     /** Password checks that may wait for a slot; more get 503 at once. */
     SIGN_IN_HASH_QUEUE_MAX: z.coerce.number().int().min(0).max(10_000).default(32),
@@ -250,6 +262,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly secretScryptCost: number;
   readonly jwtKeys: string | undefined;
+  /** KEY_ENCRYPTION_KEY as given (base64 of 32 bytes), or undefined (see app/key-encryption.ts). */
+  readonly keyEncryptionKey: string | undefined;
   readonly tokenTtlS: number;
   readonly publicUrl: string | undefined;
   readonly oidc: {
@@ -339,7 +353,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
-      const shown = /TOKEN|KEYS|PASSWORD|DATABASE_URL|SHARD_URLS/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
+      const shown = /TOKEN|KEYS|KEY_ENCRYPTION_KEY|PASSWORD|DATABASE_URL|SHARD_URLS/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
       return `  ${key}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
@@ -351,6 +365,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
   if (e.TLS_CLIENT_CRL_FILE && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  TLS_CLIENT_CRL_FILE: needs TLS_CLIENT_CA_FILE (it revokes client certificates)');
   if (e.SHARD_URLS && !e.DATABASE_URL) tlsProblems.push('  SHARD_URLS: needs DATABASE_URL (the control database); the embedded database cannot be sharded');
+  // NODE_ENV is not a setting of ours (the container image sets it): it only makes the key-encryption key required.
+  if (env.NODE_ENV === 'production' && !e.KEY_ENCRYPTION_KEY && (e.OIDC_EMBEDDED === 'on' || (e.OIDC_EMBEDDED === 'auto' && !e.OIDC_ISSUER))) {
+    tlsProblems.push(
+      '  KEY_ENCRYPTION_KEY: required with NODE_ENV=production (it encrypts the embedded OpenID Provider\'s signing and cookie keys in the database); make one with: openssl rand -base64 32 and give every instance the same',
+    );
+  }
   if (tlsProblems.length) throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${tlsProblems.join('\n')}`);
 
   return deepFreeze({
@@ -389,6 +409,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     secretScryptCost: e.SECRET_SCRYPT_COST,
     jwtKeys: e.JWT_KEYS,
+    keyEncryptionKey: e.KEY_ENCRYPTION_KEY?.trim(),
     tokenTtlS: e.TOKEN_TTL_S,
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     oidc: {

@@ -4,10 +4,10 @@
 //  - the first packet (the CONNECT, MQTT-3.1.0-1) may announce at most maxConnectBytes;
 //  - one source address (IPv6: one /64) holds at most maxConnectionsPerAddress sockets;
 //  - all unauthenticated sockets together hold at most maxPreauthBytes of received data.
-import net from 'node:net';
 import type { Socket } from 'node:net';
 import { guardSocket, type PacketTooLargeError } from './packet-guard.ts';
 import { GW_ERR } from './errors.ts';
+import { addressGroup } from '../identity/address.ts';
 import type { Broker, BrokerLogger, ConnectionInfo } from './broker.ts';
 import type { GatewayMetrics } from './ports.ts';
 
@@ -30,26 +30,6 @@ export interface Admission {
   preauthBytes(): number;
   /** Sockets open now from the address group of addr. */
   connectionsFrom(addr: string): number;
-}
-
-/**
- * The key an address is counted under: IPv4 as is (IPv4-mapped IPv6 as IPv4), IPv6 by
- * its /64, the smallest prefix a provider assigns to one subscriber (RFC 6177): one
- * host can take any address inside its /64.
- */
-export function addressGroup(addr: string | undefined): string {
-  if (!addr) return 'unknown';
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
-  if (mapped) return mapped[1]!;
-  if (!net.isIPv6(addr)) return addr;
-  const noZone = addr.split('%')[0]!;
-  const [head, tail] = noZone.includes('::') ? noZone.split('::') : [noZone, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  // An embedded IPv4 tail (…:1.2.3.4) counts as two groups; it is past the /64 anyway.
-  const tailGroups = t.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
-  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - tailGroups)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':')}::/64`;
 }
 
 export function createAdmission(opts: AdmissionOptions, deps: { broker: Broker; metrics: GatewayMetrics; log: BrokerLogger }): Admission {

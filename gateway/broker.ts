@@ -9,7 +9,7 @@ import { GW_ERR } from './errors.ts';
 import type { Ingest } from './ingest.ts';
 import type { CredentialSource, GatewayMetrics } from './ports.ts';
 import { createAuthLimiter } from './auth-limiter.ts';
-import { addressGroup } from './admission.ts';
+import { addressGroup } from '../identity/address.ts';
 
 export interface BrokerLogger {
   info(obj: object, msg: string): void;

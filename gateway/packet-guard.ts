@@ -74,6 +74,9 @@ export function guardSocket(
 ): Duplex {
   const scan = createPacketScanner(maxBytes, opts.firstMaxBytes);
   const guarded = new Duplex({
+    // What one connection may hold unread before its socket is paused: pinned, because
+    // Node 22 raised the default (16 KiB on Node 20) to 64 KiB.
+    readableHighWaterMark: 16 * 1024,
     read() {
       socket.resume();
     },

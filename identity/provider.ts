@@ -6,7 +6,8 @@
 import type http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC, type InteractionResults } from 'oidc-provider';
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import type { JWK } from 'jose';
+import { ID_TOKEN_TTL_S, SIGNING_KEYS, asRing, kidsOf, liveKeys, newSigningJwk, retirementWindowS, rotateSigningKeys, type SigningKeyRing, type SigningKeyStore } from './signing-keys.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PasswordVerifier } from './secrets.ts';
 import { SignInThrottled, type SignInThrottle } from './sign-in-throttle.ts';
@@ -69,6 +70,19 @@ export interface EmbeddedIdp {
   consent(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
   /** Ends the pending interaction with access_denied; the URL to send the browser on to. */
   abort(req: http.IncomingMessage, res: http.ServerResponse): Promise<string>;
+  /** Kids of the keys in the JWKS: the one that signs first, then the replaced ones still verifying. */
+  keyIds(): string[];
+  /**
+   * Makes a new signing key: published in the JWKS and signing here from now on; the
+   * replaced one keeps verifying until the tokens it signed have expired. Other instances
+   * pick it up by NOTIFY (syncKeys). Returns the kids as keyIds() does.
+   */
+  rotateSigningKey(): Promise<string[]>;
+  /**
+   * Reads the keys from the store again and drops replaced keys past their window; when
+   * the keys in the JWKS change, the provider is rebuilt with them (onKeysChanged). True then.
+   */
+  syncKeys(): Promise<boolean>;
 }
 
 /** The language of one of the provider's own pages: the client's ui_locales, else the browser's. */
@@ -108,7 +122,10 @@ function adapterFor(store: IdpStore) {
 export async function createEmbeddedIdp(
   opts: EmbeddedIdpOptions,
   deps: {
-    store: IdpStore;
+    /** The artefacts and the key material (the signing keys' ring under SIGNING_KEYS). */
+    store: IdpStore & SigningKeyStore;
+    /** The keys in the JWKS changed (a rotation here or elsewhere, a replaced key dropped): verifiers should fetch it again. */
+    onKeysChanged?: (kids: string[]) => void;
     accounts: IdpAccounts;
     onServerError?: (err: Error) => void;
     /**
@@ -125,12 +142,11 @@ export async function createEmbeddedIdp(
 ): Promise<EmbeddedIdp> {
   const { store, accounts } = deps;
   // Made once by the first process ever to start, then read by every process: tokens
-  // survive restarts and verify on every instance.
-  const signingJwk = await store.keyMaterial<JWK>('signing-rs256', async () => {
-    const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
-    const jwk = await exportJWK(privateKey);
-    return { ...jwk, kid: `rs256-${randomBytes(6).toString('hex')}`, alg: 'RS256', use: 'sig' };
-  });
+  // survive restarts and verify on every instance. Newest first: it signs; the ones it
+  // replaced verify until their window ends (identity/signing-keys.ts).
+  const windowS = retirementWindowS(opts.accessTokenTtlS);
+  const nowS = () => Math.floor(Date.now() / 1000);
+  let ring: SigningKeyRing = asRing(await store.keyMaterial<unknown>(SIGNING_KEYS, async () => ({ keys: [{ jwk: await newSigningJwk(), createdAt: nowS(), retiredAt: null }] })));
   const cookieKeys = await store.keyMaterial<string[]>('cookie-keys', async () => [randomBytes(32).toString('base64url')]);
 
   const roleOf = async (subject: string): Promise<Role | null> => {
@@ -138,7 +154,8 @@ export async function createEmbeddedIdp(
     return a && isRole(a.role) ? a.role : null;
   };
 
-  const configuration: Configuration = {
+  /** The configuration with these keys (private JWKs, the signing one first). */
+  const configurationFor = (keys: JWK[]): Configuration => ({
     adapter: adapterFor(store),
     clients: [
       {
@@ -153,7 +170,7 @@ export async function createEmbeddedIdp(
         post_logout_redirect_uris: [...opts.portalRedirectUris],
       },
     ],
-    jwks: { keys: [signingJwk] },
+    jwks: { keys },
     cookies: { keys: cookieKeys },
     // RFC 9700 §2.1.1: PKCE for every authorization code, S256 only (the library's default method list).
     pkce: { required: () => true },
@@ -213,7 +230,7 @@ export async function createEmbeddedIdp(
             audience: opts.audience,
             accessTokenTTL: opts.accessTokenTtlS,
             accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'RS256' } },
+            jwt: { sign: { alg: 'RS256', kid: String(keys[0]!.kid) } },
           };
         },
       },
@@ -222,7 +239,7 @@ export async function createEmbeddedIdp(
     ttl: {
       AccessToken: opts.accessTokenTtlS,
       AuthorizationCode: 60,
-      IdToken: 3600,
+      IdToken: ID_TOKEN_TTL_S,
       Interaction: 600,
       Grant: opts.refreshAbsoluteS,
       Session: opts.refreshAbsoluteS,
@@ -241,19 +258,55 @@ export async function createEmbeddedIdp(
       // The protocol's error code and description stay as the library states them (English): they name what went wrong to whoever debugs it.
       ctx.body = signInPageHtml(lang, signInText(lang, 'errorTitle'), `<p lang="en">${escapeHtml(String(out.error))}: ${escapeHtml(String(out.error_description ?? ''))}</p>`);
     },
-  };
-
-  const provider = new Provider(opts.issuer, configuration);
-  // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
-  provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
-  // Sign-out (RP-initiated logout, confirmed): the session is destroyed and its grants
-  // revoked by the library; the access tokens it issued are refused by their sid.
-  provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
-    const session = ctx.oidc.session as { uid?: string; accountId?: string } | undefined;
-    if (session?.uid) deps.onSignedOut?.({ sid: session.uid, accountId: session.accountId ?? null, expiresAt: Date.now() + opts.accessTokenTtlS * 1000 });
   });
-  const callback = provider.callback();
+
+  // oidc-provider takes its keys at construction: new keys, a new provider (all its state
+  // is in the store; requests under way finish on the one they started on).
+  const build = (keys: JWK[]) => {
+    const p = new Provider(opts.issuer, configurationFor(keys.map((k) => structuredClone(k))));
+    wire(p);
+    return p;
+  };
+  let liveKids = kidsOf(liveKeys(ring, nowS(), windowS));
+  let provider = build(liveKeys(ring, nowS(), windowS).map((k) => k.jwk));
+  let callback = provider.callback();
+  /** Rebuilds with the ring's live keys when they are not the ones published; true then. */
+  const adopt = (next: SigningKeyRing): boolean => {
+    ring = next;
+    const live = liveKeys(ring, nowS(), windowS);
+    const kids = kidsOf(live);
+    if (kids.join(' ') === liveKids.join(' ')) return false;
+    provider = build(live.map((k) => k.jwk));
+    callback = provider.callback();
+    liveKids = kids;
+    deps.onKeysChanged?.(kids);
+    return true;
+  };
+  function wire(provider: Provider): void {
+    // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
+    provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
+    // Sign-out (RP-initiated logout, confirmed): the session is destroyed and its grants
+    // revoked by the library; the access tokens it issued are refused by their sid.
+    provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+      const session = ctx.oidc.session as { uid?: string; accountId?: string } | undefined;
+      if (session?.uid) deps.onSignedOut?.({ sid: session.uid, accountId: session.accountId ?? null, expiresAt: Date.now() + opts.accessTokenTtlS * 1000 });
+    });
+  }
   const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');
+  // Reads and rotations one after the other: a read that began before a rotation here
+  // cannot put back the keys it replaced.
+  let keyOps: Promise<unknown> = Promise.resolve();
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = keyOps.then(fn, fn);
+    keyOps = p.catch(() => undefined);
+    return p;
+  };
+  const syncKeys = (): Promise<boolean> =>
+    serially(async () => {
+      const stored = await store.readKeyMaterial(SIGNING_KEYS);
+      return adopt(stored === undefined ? ring : asRing(stored));
+    });
+  let jwksSync: Promise<boolean> | null = null;
 
   const finish = (req: http.IncomingMessage, res: http.ServerResponse, result: InteractionResults) =>
     provider.interactionResult(req, res, result, { mergeWithLastSubmission: false });
@@ -267,6 +320,15 @@ export async function createEmbeddedIdp(
       (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = url;
       req.url = url.startsWith(mount) ? url.slice(mount.length) || '/' : url;
       if (!req.url.startsWith('/')) req.url = `/${req.url}`;
+      // The JWKS as stored: a key rotated in on another instance a moment ago is in it
+      // (one read of the store at a time; a failed read serves what this instance has).
+      if (req.url === '/jwks' || req.url.startsWith('/jwks?')) {
+        jwksSync ??= syncKeys()
+          .catch(() => false)
+          .finally(() => (jwksSync = null));
+        void jwksSync.then(() => callback(req, res));
+        return;
+      }
       void callback(req, res);
     },
     async interaction(req, res, uid) {
@@ -320,5 +382,12 @@ export async function createEmbeddedIdp(
     async abort(req, res) {
       return finish(req, res, { error: 'access_denied', error_description: 'the person declined' });
     },
+    keyIds: () => [...liveKids],
+    rotateSigningKey: () =>
+      serially(async () => {
+        adopt(await rotateSigningKeys(store, windowS));
+        return [...liveKids];
+      }),
+    syncKeys,
   };
 }

@@ -36,6 +36,11 @@ export interface AdminDeps {
   issuers(): string[];
   /** The embedded provider's issuer, when it runs (its accounts' tokens carry it). */
   embeddedIssuer(): string | null;
+  /**
+   * Rotates the embedded provider's signing key: the kids in its JWKS, the new (signing) one
+   * first; null when no embedded provider runs here.
+   */
+  rotateSigningKey?(): Promise<string[] | null>;
   accounts: AccountStore;
   rights: Pick<RightsStore, 'transfer'>;
   /** Tells the stores' conflicts and misses apart from other failures. */
@@ -230,6 +235,23 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       const r = await deps.revokeSubject(issuer, req.body.subject);
       req.log.info({ event: 'subject_revoked', issuer: issuer ?? '*', before: r.before.toISOString() }, 'every token of a subject issued before now revoked');
       return reply.status(204).send();
+    },
+  );
+
+  /**
+   * Rotates the embedded OpenID Provider's signing key: the new key is in the JWKS and signs
+   * from now on; the replaced one keeps verifying until the tokens it signed have expired
+   * (README "Keys at rest and rotation"). Takes no body.
+   */
+  app.post(
+    '/v1/admin/keys/rotate',
+    // Nothing to send: any query parameter is refused rather than ignored (a typo must not rotate).
+    { schema: { querystring: z.object({}).strict(), response: { 200: z.object({ kid: z.string(), verifying: z.array(z.string()) }) } } },
+    async (req) => {
+      const kids = (await deps.rotateSigningKey?.()) ?? null;
+      if (kids === null) throw new ApiError(409, 'API_ERR_CONFLICT', 'no embedded OpenID Provider runs here (OIDC_EMBEDDED=off, or OIDC_ISSUER set with OIDC_EMBEDDED=auto): it has no signing key to rotate');
+      req.log.info({ event: 'signing_key_rotated', kid: kids[0], verifying: kids }, 'embedded OpenID Provider signing key rotated');
+      return { kid: kids[0]!, verifying: kids };
     },
   );
 

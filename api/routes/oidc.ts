@@ -37,6 +37,13 @@ function page(reply: FastifyReply, status: number, html: string): FastifyReply {
     .send(html);
 }
 
+/**
+ * The policy of the provider's own answers under /oidc: no inline script but form_post's
+ * auto-submit (the provider appends its hash to script-src), forms only to this origin
+ * (the portal's redirect URIs are on it), no frames.
+ */
+export const PROVIDER_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 const interactionPath = (uid: string) => `/oidc/interaction/${encodeURIComponent(uid)}`;
 
 function loginPage(lang: SignInLang, uid: string, error?: string): string {
@@ -81,6 +88,11 @@ export const oidcRoutes: FastifyPluginAsync<OidcRouteDeps> = async (app0, deps) 
     const handler = async (req: { raw: http.IncomingMessage }, reply: FastifyReply) => {
       const p = provider();
       reply.hijack();
+      // The provider answers on the raw response (fastify's onSend never sees it): its pages
+      // (sign-out, signed out, errors, form_post) get their policy here. It keeps the header
+      // and adds the hash of its own inline script where it needs one (form_post).
+      reply.raw.setHeader('content-security-policy', PROVIDER_CSP);
+      reply.raw.setHeader('x-frame-options', 'DENY');
       p.handle(req.raw, reply.raw);
     };
     raw.all('/oidc', { schema: { hide: true } }, handler);

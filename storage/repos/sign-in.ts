@@ -92,7 +92,33 @@ export function createAccountRepo(db: Db): AccountRepo {
 export interface OidcStore extends OidcArtefactStore {
   /** Deletes artefacts expired for longer than `graceS`; returns how many. */
   prune(graceS: number): Promise<number>;
+  /** The material stored under `name` (opened), or undefined when there is none. */
+  readKeyMaterial(name: string): Promise<unknown>;
+  /**
+   * Replaces the material under `name` with `next(current)` in one transaction (the row
+   * locked: concurrent updates run one after the other) and announces it on
+   * OIDC_KEYS_CHANNEL at commit. Returns what was stored.
+   */
+  updateKeyMaterial<T>(name: string, next: (current: unknown) => T): Promise<T>;
+  /**
+   * Seals every row still in plain text (written by an earlier version) when the codec
+   * seals, and opens every sealed one (a wrong key fails here, at start). One transaction
+   * with the rows locked: processes starting at once seal each row once. Returns the names sealed.
+   */
+  sealKeyMaterial(): Promise<string[]>;
 }
+
+/** NOTIFY channel announcing changed provider keys (a rotation); payload = the row's name. */
+export const OIDC_KEYS_CHANNEL = 'oidc_keys_changed';
+
+/** How key material is stored: sealed with the key-encryption key, or plain (identity/key-envelope.ts). */
+export interface KeyMaterialCodec {
+  readonly sealing: boolean;
+  seal(name: string, value: unknown): unknown;
+  open(name: string, stored: unknown): unknown;
+  isSealed(stored: unknown): boolean;
+}
+const PLAIN: KeyMaterialCodec = { sealing: false, seal: (_n, v) => v, open: (_n, v) => v, isSealed: () => false };
 
 type PayloadRow = { payload: Record<string, unknown>; consumed_at: Date | null };
 // An expired artefact is as good as absent (oidc-provider checks exp too, but never sees it).
@@ -100,7 +126,7 @@ const LIVE = '(expires_at IS NULL OR expires_at > now())';
 const withConsumed = (r: PayloadRow | undefined) =>
   r ? { ...r.payload, ...(r.consumed_at ? { consumed: Math.floor(r.consumed_at.getTime() / 1000) } : {}) } : undefined;
 
-export function createOidcStore(db: Db): OidcStore {
+export function createOidcStore(db: Db, codec: KeyMaterialCodec = PLAIN): OidcStore {
   return {
     async upsert(model, id, payload, expiresInS) {
       const p = payload as { grantId?: unknown; userCode?: unknown; uid?: unknown };
@@ -142,14 +168,44 @@ export function createOidcStore(db: Db): OidcStore {
       await db.query('DELETE FROM oidc_payloads WHERE grant_id = $1', [grantId]);
     },
     async keyMaterial<T>(name: string, make: () => Promise<T>) {
-      const read = async () => (await db.query<{ material: T }>('SELECT material FROM oidc_keys WHERE name = $1', [name])).rows[0]?.material;
+      const read = async () => {
+        const row = (await db.query<{ material: unknown }>('SELECT material FROM oidc_keys WHERE name = $1', [name])).rows[0];
+        return row ? (codec.open(name, row.material) as T) : undefined;
+      };
       const have = await read();
       if (have !== undefined) return have;
       // Two processes starting at once: both make, one insert wins, both use the winner.
-      await db.query('INSERT INTO oidc_keys (name, material) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, JSON.stringify(await make())]);
+      await db.query('INSERT INTO oidc_keys (name, material) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, JSON.stringify(codec.seal(name, await make()))]);
       const won = await read();
       if (won === undefined) throw new StorageError(STO_ERR.NOT_FOUND, `key material ${name} could not be stored`);
       return won;
+    },
+    async readKeyMaterial(name) {
+      const row = (await db.query<{ material: unknown }>('SELECT material FROM oidc_keys WHERE name = $1', [name])).rows[0];
+      return row ? codec.open(name, row.material) : undefined;
+    },
+    async updateKeyMaterial<T>(name: string, next: (current: unknown) => T) {
+      return db.transaction(async (tx) => {
+        const row = (await tx.query<{ material: unknown }>('SELECT material FROM oidc_keys WHERE name = $1 FOR UPDATE', [name])).rows[0];
+        const value = next(row ? codec.open(name, row.material) : undefined);
+        await tx.query('INSERT INTO oidc_keys (name, material) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET material = EXCLUDED.material', [name, JSON.stringify(codec.seal(name, value))]);
+        // Delivered at COMMIT: the other instances read the new material then.
+        await tx.query('SELECT pg_notify($1, $2)', [OIDC_KEYS_CHANNEL, name]);
+        return value;
+      });
+    },
+    async sealKeyMaterial() {
+      return db.transaction(async (tx) => {
+        const rows = (await tx.query<{ name: string; material: unknown }>('SELECT name, material FROM oidc_keys ORDER BY name FOR UPDATE')).rows;
+        const sealed: string[] = [];
+        for (const r of rows) {
+          const value = codec.open(r.name, r.material);
+          if (!codec.sealing || codec.isSealed(r.material)) continue;
+          await tx.query('UPDATE oidc_keys SET material = $2 WHERE name = $1', [r.name, JSON.stringify(codec.seal(r.name, value))]);
+          sealed.push(r.name);
+        }
+        return sealed;
+      });
     },
     async prune(graceS) {
       const r = await db.query('DELETE FROM oidc_payloads WHERE expires_at < now() - make_interval(secs => $1::int)', [graceS]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressGroup } from '../../gateway/admission.ts';
+import { addressGroup } from '../../identity/address.ts';
 import { loadConfig, MQTT_HEADER_ROOM_BYTES } from '../../config/index.ts';
 
 describe('addressGroup: the key connections and failed logins are counted under', () => {

@@ -99,7 +99,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
     verifiers: [tokens],
     isRevoked: async (p) =>
       revokedSubjects.some((r) => r.subject === p.subject && (r.issuer === null || r.issuer === p.issuer) && (p.issuedAt === null || p.issuedAt < r.before)) ||
-      (p.jti !== null && (await stores.mintedTokens.isRevoked(p.jti))),
+      (p.jti !== null && stores.mintedTokens.isRevoked(p.jti)),
   });
   const feed = createFakeFeed();
   const positions = createFakePositions();
@@ -143,6 +143,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         },
         issuers: () => [tokens.issuer, 'https://idp.example'],
         embeddedIssuer: () => 'https://idp.example',
+        rotateSigningKey: async () => ['kid-new', 'kid-old'],
         accounts: stores.accounts,
         rights: stores.rights,
         recipients: stores.recipients,

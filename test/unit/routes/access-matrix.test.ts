@@ -196,6 +196,7 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'GET /v1/admin/accounts': { guard: 'admin', req: get('/v1/admin/accounts') },
     'DELETE /v1/admin/accounts/:username': { guard: 'admin', req: { method: 'DELETE', url: '/v1/admin/accounts/alice' } },
     'POST /v1/admin/revocations': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/revocations', body: { subject: 'alice' } } },
+    'POST /v1/admin/keys/rotate': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/keys/rotate' } },
     'POST /v1/admin/recipients': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/recipients', body: { id: 'ws-9', role: 'workshop', name: 'Garage Nine' } } },
 
     'GET /v1/vehicles/:vin/consent': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/consent`) },
@@ -343,6 +344,7 @@ const CELLS: Cell[] = [
   { route: 'POST /v1/admin/revocations', caller: 'admin', req: { body: { subject: 'alice', issuer: 'https://untrusted.example' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'not a trusted issuer' },
   { route: 'POST /v1/admin/revocations', caller: 'admin', req: { body: { issuer: 'https://idp.example' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'no subject' },
   { route: 'DELETE /v1/admin/accounts/:username', caller: 'admin', req: { url: '/v1/admin/accounts/nobody' }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'POST /v1/admin/keys/rotate', caller: 'admin', status: 200, check: (r) => expect(r.json()).toEqual({ kid: 'kid-new', verifying: ['kid-new', 'kid-old'] }) },
   { route: 'POST /v1/admin/recipients', caller: 'admin', status: 201, check: (r) => expect(r.json()).toMatchObject({ id: 'ws-9', role: 'workshop' }) },
   { route: 'POST /v1/admin/recipients', caller: 'admin', req: { body: { id: WS, role: 'workshop', name: 'again' } }, status: 409, code: 'API_ERR_CONFLICT' },
   { route: 'POST /v1/admin/recipients', caller: 'admin', req: { body: { id: 'x', role: 'authority', name: 'x' } }, status: 400, code: 'API_ERR_VALIDATION' },
