@@ -1,11 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects, two speeds:
+// Three projects:
 // - unit: pure modules with fakes that honour the ports (test/unit); no database, no
 //   root, no external binary: `npm run test:unit`, seconds.
 // - integration: the real broker, HTTP, TimescaleDB, child processes (test/integration);
 //   its globalSetup brings up (or points at) the test server.
-// `npm test` (scripts/test.sh) runs both.
+// - solo: tests whose assertion is a latency figure (test/solo): they run after the other
+//   two have finished, one file at a time, so that the machine's two cores measure the
+//   gateway and not other test files.
+// `npm test` (scripts/test.sh) runs all three.
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -30,6 +33,16 @@ export default defineConfig({
           globalSetup: ['test/helpers/global-setup.ts'],
           // global.gc: memory checks measure what is retained after a full collection.
           execArgv: ['--expose-gc'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'solo',
+          include: ['test/solo/**/*.test.ts'],
+          globalSetup: ['test/helpers/global-setup.ts'],
+          sequence: { groupOrder: 1 },
+          fileParallelism: false,
         },
       },
     ],
