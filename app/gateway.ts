@@ -279,6 +279,7 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         keepAliveMs: config.stream.keepAliveMs,
         bufferBytes: config.stream.bufferBytes,
         sessions,
+        isRevokedNow: (p) => signIn.isRevokedNow(p),
         fromWindowMs: config.stream.logRetentionDays * 86_400_000,
         fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
       },
@@ -300,8 +301,9 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
   await live.hub.start();
   res.push('stream tail', 'feeds', () => live.hub.stop());
   await followChanges({ db, consents, live, vehicleChanged, secretRotated: (vin) => broker.closeSecretSessions(vin), log }, (what, stop) => res.push(what, 'feeds', stop));
-  await signIn.open();
+  // Pushed first: open() starts its LISTEN before it loads the lists, and a failed load must stop it too.
   res.push('sign-in', 'sign-in', () => signIn.close());
+  await signIn.open();
 
   // A listener stops accepting at once; its connections end when the broker closes them.
   if (mqttServer) {

@@ -2,9 +2,9 @@
 // scheduled_runs, run once per RETENTION_INTERVAL_MS across every process (claimed in the
 // control database under an advisory lock); a shard that is down fails its own job only,
 // which is taken up again at the next quarter period. Contracts that ended come from the
-// control database; the deletes run on the shard (API pool), or in the claim's own
-// transaction where the shard is the control database itself (one database, or the
-// embedded one, whose single connection the claim holds). Then each shard's stream log is
+// control database; the deletes run on the shard (API pool), or, where the shard is the
+// control database itself (one database, or the embedded one, whose single connection the
+// claim holds), in the claim's own transaction, joined to the contracts in one statement. Then each shard's stream log is
 // trimmed. Also: TimescaleDB's compression policies, set up once at start on every shard.
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
@@ -43,8 +43,10 @@ export async function runRetention(d: RetentionDeps): Promise<void> {
       try {
         const kind = shards.db(i).kind;
         const r = await runOncePerPeriod(control, retentionJob(apiShards, i), config.retention.intervalMs, d.instance, async (tx) => {
+          // The shard is the control database: one statement joins the ended contracts in.
+          if (db === control) return applyRetention(Object.assign(tx, { kind }), config.retention);
           const ended = await endedContracts(tx, config.retention.afterContractDays, (vin) => apiShards.shardOf(vin) === i);
-          const target: RetentionDb = db === control ? Object.assign(tx, { kind }) : { kind, query: (text, params, name) => db.query(text, params, name) };
+          const target: RetentionDb = { kind, query: (text, params, name) => db.query(text, params, name) };
           return applyRetention(target, config.retention, ended);
         });
         if (!r.ran) {

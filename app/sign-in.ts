@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import type { Db } from '../storage/driver/db.ts';
 import { createAccountRepo, createMintedTokenRepo, createOidcStore, TOKEN_REVOKED_CHANNEL, type AccountRepo, type MintedTokenRepo } from '../storage/repos/sign-in.ts';
-import { createTokenService, parseKeys, randomKey, type TokenService } from '../identity/tokens.ts';
+import { createTokenService, parseKeys, randomKey, type Principal, type TokenService } from '../identity/tokens.ts';
 import { createAuthenticator, type Authenticator } from '../identity/authenticate.ts';
 import { createOidcVerifier } from '../identity/oidc.ts';
 import { createRevocationList } from '../identity/revocations.ts';
@@ -35,9 +35,12 @@ export interface SignIn {
   issuers(): string[];
   /**
    * Calls `fn` after every revocation in force here (this process's or another's), and
-   * every second while the revocation feed is down: open streams check their tokens again.
+   * every second while the revocation feed is down (after the lists were read again): open
+   * streams check their tokens again, with isRevokedNow.
    */
   onRevocation(fn: () => void): () => void;
+  /** Whether a verified token is revoked, from the lists in memory (no I/O: for many open streams at once). */
+  isRevokedNow(p: Principal): boolean;
   /** The embedded provider, once started. */
   readonly provider: () => EmbeddedIdp | null;
   /** Whether sign-in serves: the embedded provider has started, or none is configured. */
@@ -70,7 +73,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
   let stopListening: (() => Promise<void>) | null = null;
   const listeners = new Set<() => void>();
   const revoked = (r: Revocation | null): void => {
-    if (r) revocations.apply(r);
+    if (r) revocations.apply(r, r.kind === 'session' && r.expiresAt ? r.expiresAt.getTime() : undefined);
     for (const fn of listeners) fn();
   };
   let feedDownTimer: NodeJS.Timeout | null = null;
@@ -131,6 +134,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
       listeners.add(fn);
       return () => void listeners.delete(fn);
     },
+    isRevokedNow: (p) => revocations.isRevokedNow(p, tokens.issuer),
     provider: () => provider,
     ready: () => !config.oidc.embedded || provider !== null,
     rotateSigningKey: async () => (provider ? provider.rotateSigningKey() : null),
@@ -149,12 +153,20 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
         // back, and have open streams check their tokens (there) every second.
         onDown: () => {
           revocations.setTrusted(false);
-          feedDownTimer ??= setInterval(() => revoked(null), 1000);
+          // Every second: the lists read again (three queries), then open streams checked in memory.
+          feedDownTimer ??= setInterval(() => {
+            revocations.refresh().then(
+              () => revoked(null),
+              (err: Error) => log.warn({ event: 'token_revocation_refresh_failed', err: err.message }, 'could not read the revocations while their feed is down'),
+            );
+          }, 1000).unref();
           log.warn({ event: 'token_revocation_feed_down' }, 'token revocation feed lost; asking the database until it is back');
         },
         onUp: () => {
           void revocations.reload().then(
             () => {
+              // The feed went down again during the load: it stays untrusted, the timer runs on.
+              if (!revocations.trusted) return;
               if (feedDownTimer) clearInterval(feedDownTimer);
               feedDownTimer = null;
               revoked(null);
@@ -198,7 +210,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           }),
           // Sign-out: every access token of the session is refused, here at once, elsewhere by NOTIFY.
           onSignedOut: (s) => {
-            revoked({ kind: 'session', issuer, sid: s.sid });
+            revoked({ kind: 'session', issuer, sid: s.sid, expiresAt: new Date(s.expiresAt) });
             void revocationRepo.revokeSession({ issuer, sid: s.sid }, new Date(s.expiresAt)).then(
               () => log.info({ event: 'signed_out' }, 'signed out: the session and its tokens ended'),
               (err: Error) => log.error({ event: 'sign_out_revocation_failed', err: err.message }, 'signed out, but the revocation of its tokens could not be stored'),

@@ -192,6 +192,9 @@ export async function createEmbeddedIdp(
     // The portal gets refresh tokens without asking for offline_access: they are then bound
     // to the sign-in session (oidc-provider's expiresWithSession) and end with it at sign-out.
     issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // Every token is bound to the sign-in session, offline_access asked for or not: sign-out
+    // (and the session's end) ends them all (oidc-provider then also revokes the grant).
+    expiresWithSession: () => true,
     // Always rotated, a spent one refused; a spent one used again ends its whole grant
     // (oidc-provider revokes the family on reuse).
     rotateRefreshToken: () => true,
@@ -242,7 +245,13 @@ export async function createEmbeddedIdp(
       IdToken: ID_TOKEN_TTL_S,
       Interaction: 600,
       Grant: opts.refreshAbsoluteS,
-      Session: opts.refreshAbsoluteS,
+      // From the sign-in, not from the last visit: the session (and every refresh token bound
+      // to it) ends OIDC_REFRESH_ABSOLUTE_S after the password was given.
+      Session: (_ctx, session) => {
+        const nowS = Math.floor(Date.now() / 1000);
+        const loginTs = (session as { loginTs?: number }).loginTs ?? nowS;
+        return Math.max(1, loginTs + opts.refreshAbsoluteS - nowS);
+      },
       // Idle: each refresh token lives refreshIdleS, and never past the absolute end of the
       // sign-in it descends from (iiat: the first token of its family).
       RefreshToken: (_ctx, token) => {
@@ -288,8 +297,12 @@ export async function createEmbeddedIdp(
     // Sign-out (RP-initiated logout, confirmed): the session is destroyed and its grants
     // revoked by the library; the access tokens it issued are refused by their sid.
     provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+      // Only when the person confirmed (logout=yes): "no, stay signed in" keeps the session
+      // (the library ends only that client's grant), and with it the tokens' sid.
+      if (!(ctx.oidc.params as { logout?: unknown } | undefined)?.logout) return;
       const session = ctx.oidc.session as { uid?: string; accountId?: string } | undefined;
-      if (session?.uid) deps.onSignedOut?.({ sid: session.uid, accountId: session.accountId ?? null, expiresAt: Date.now() + opts.accessTokenTtlS * 1000 });
+      // Until every access token of the session has expired, with the verifiers' clock tolerance (30 s) and a margin.
+      if (session?.uid) deps.onSignedOut?.({ sid: session.uid, accountId: session.accountId ?? null, expiresAt: Date.now() + (opts.accessTokenTtlS + 60) * 1000 });
     });
   }
   const mount = new URL(opts.issuer).pathname.replace(/\/$/, '');

@@ -47,4 +47,8 @@ export interface SessionRevocation {
 }
 
 /** The revocations a token can meet, as announced to every instance (one NOTIFY payload each). */
-export type Revocation = { kind: 'token'; jti: string } | ({ kind: 'subject' } & SubjectRevocation) | ({ kind: 'session' } & SessionRevocation);
+export type Revocation =
+  | { kind: 'token'; jti: string }
+  | ({ kind: 'subject' } & SubjectRevocation)
+  /** `expiresAt`: when the session's last token expires (the revocation may be forgotten then). */
+  | ({ kind: 'session'; expiresAt?: Date } & SessionRevocation);

@@ -6,8 +6,9 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
+import type { Principal } from '../../identity/tokens.ts';
 import { GROUPS } from '../../proto/fields.ts';
-import { bearer, caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
+import { caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
 import { grantEnd, grantStatus, recipientRead, type Refusal } from '../../access/grants.ts';
 import { ApiError, refusalError } from '../errors.ts';
 import { decodeCursor } from '../../stream/cursor.ts';
@@ -31,6 +32,8 @@ export interface StreamDeps {
   bufferBytes: number;
   /** The open sessions of this instance (stream/sse.ts): bounds them per caller, counts them for metrics. */
   sessions: StreamSessions;
+  /** Whether a verified token has been revoked since (its jti, subject or session), from memory: asked of every open stream after each revocation. */
+  isRevokedNow(p: Principal): boolean;
   /** How far back ?from= may reach, ms (the stream log's retention). */
   fromWindowMs: number;
   /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
@@ -54,20 +57,12 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
 
   /**
    * The request's access token, for as long as the stream lasts: it ends at the token's
-   * expiry (the sweep below) and when a check after a revocation refuses it. An issuer that
-   * cannot be reached right now is no reason to end it (the next revocation or the expiry is).
+   * expiry (the sweep below) and when a revocation covers it (checked in memory after each).
    */
-  const credentialOf = (req: FastifyRequest, p: { expiresAt: number }): Credential => {
-    const token = bearer(req) ?? '';
-    return {
-      expiresAtMs: p.expiresAt,
-      async check() {
-        const v = await deps.tokens.verify(token);
-        if (v.ok || v.error === 'IDP_UNAVAILABLE') return null;
-        return v.error === 'TOKEN_EXPIRED' ? 'token_expired' : 'token_revoked';
-      },
-    };
-  };
+  const credentialOf = (p: Principal): Credential => ({
+    expiresAtMs: p.expiresAt,
+    check: async () => (deps.isRevokedNow(p) ? 'token_revoked' : null),
+  });
 
   /** Disclosure updates of ended grant streams still being written (awaited at close). */
   const settling = new Set<Promise<void>>();
@@ -164,6 +159,8 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     });
     if (extra.expiresAtMs !== undefined) session.expiresAtMs = extra.expiresAtMs;
     sessions.add(session);
+    // A revocation that landed between the request's authentication and now found no session to end.
+    session.checkCredential();
     session.begin();
     // The map changed between reading the start and now (the feed places the stream by the
     // map as it is now): the start counts in the old shard's log.
@@ -213,7 +210,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
       const release = admit(callerKey(p));
       req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
-      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(req, p));
+      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(p));
       return reply;
     },
   );
@@ -305,7 +302,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       };
       req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
       const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
-      serve(req, reply, vin, start, access, check, release, credentialOf(req, p), { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
+      serve(req, reply, vin, start, access, check, release, credentialOf(p), { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
       return reply;
     },
   );

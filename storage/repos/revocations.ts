@@ -10,16 +10,16 @@ import { TOKEN_REVOKED_CHANNEL } from './sign-in.ts';
 export function revocationPayload(r: Revocation): string {
   if (r.kind === 'token') return r.jti;
   if (r.kind === 'subject') return JSON.stringify({ k: 'sub', i: r.issuer, s: r.subject, b: r.before.getTime() });
-  return JSON.stringify({ k: 'sid', i: r.issuer, s: r.sid });
+  return JSON.stringify({ k: 'sid', i: r.issuer, s: r.sid, ...(r.expiresAt ? { e: r.expiresAt.getTime() } : {}) });
 }
 
 /** A NOTIFY payload of api_token_revoked; null when it is none of ours. */
 export function parseRevocation(payload: string): Revocation | null {
   if (!payload.startsWith('{')) return payload ? { kind: 'token', jti: payload } : null;
   try {
-    const o = JSON.parse(payload) as { k?: unknown; i?: unknown; s?: unknown; b?: unknown };
+    const o = JSON.parse(payload) as { k?: unknown; i?: unknown; s?: unknown; b?: unknown; e?: unknown };
     if (o.k === 'sub' && typeof o.s === 'string' && typeof o.b === 'number' && (o.i === null || typeof o.i === 'string')) return { kind: 'subject', issuer: o.i, subject: o.s, before: new Date(o.b) };
-    if (o.k === 'sid' && typeof o.i === 'string' && typeof o.s === 'string') return { kind: 'session', issuer: o.i, sid: o.s };
+    if (o.k === 'sid' && typeof o.i === 'string' && typeof o.s === 'string') return { kind: 'session', issuer: o.i, sid: o.s, ...(typeof o.e === 'number' ? { expiresAt: new Date(o.e) } : {}) };
   } catch {
     // not ours
   }
@@ -32,7 +32,8 @@ export interface RevocationRepo {
   /** Refuses every token of the session until `expiresAt` (the session's own end). */
   revokeSession(s: SessionRevocation, expiresAt: Date): Promise<void>;
   subjects(): Promise<SubjectRevocation[]>;
-  sessions(): Promise<SessionRevocation[]>;
+  /** Ended sessions whose tokens may still be valid, with when the last of them expires. */
+  sessions(): Promise<(SessionRevocation & { expiresAt: Date })[]>;
   /** Ends every session, grant and refresh token the embedded provider holds for `accountId` (its artefacts go). */
   endProviderSessions(accountId: string): Promise<number>;
   /** Asked while the change feed is down: whether a token of (issuer, subject, sid) issued at issuedAt is revoked. */
@@ -63,7 +64,7 @@ export function createRevocationRepo(db: Db): RevocationRepo {
           [s.issuer, s.sid, expiresAt],
         );
         await tx.query('DELETE FROM session_revocations WHERE expires_at < now()');
-        await tx.query('SELECT pg_notify($1, $2)', [TOKEN_REVOKED_CHANNEL, revocationPayload({ kind: 'session', ...s })]);
+        await tx.query('SELECT pg_notify($1, $2)', [TOKEN_REVOKED_CHANNEL, revocationPayload({ kind: 'session', ...s, expiresAt })]);
       });
     },
     async subjects() {
@@ -71,8 +72,8 @@ export function createRevocationRepo(db: Db): RevocationRepo {
       return r.rows.map((x) => ({ issuer: x.issuer === '' ? null : x.issuer, subject: x.subject, before: x.revoked_before }));
     },
     async sessions() {
-      const r = await db.query<{ issuer: string; sid: string }>('SELECT issuer, sid FROM session_revocations WHERE expires_at > now()');
-      return r.rows.map((x) => ({ issuer: x.issuer, sid: x.sid }));
+      const r = await db.query<{ issuer: string; sid: string; expires_at: Date }>('SELECT issuer, sid, expires_at FROM session_revocations WHERE expires_at > now()');
+      return r.rows.map((x) => ({ issuer: x.issuer, sid: x.sid, expiresAt: x.expires_at }));
     },
     async endProviderSessions(accountId) {
       const r = await db.query("DELETE FROM oidc_payloads WHERE payload->>'accountId' = $1", [accountId]);

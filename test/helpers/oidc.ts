@@ -128,10 +128,10 @@ export async function refreshWith(base: string, refreshToken: string, clientId =
 
 /**
  * RP-initiated logout as the browser does it: the end-session page with the ID token as
- * hint and the session's cookies, then its confirmation form (logout=yes). Resolves with
- * the final answer's status.
+ * hint and the session's cookies, then its confirmation form (logout=yes; `confirm` false:
+ * the "stay signed in" button). Resolves with the final answer's status.
  */
-export async function signOut(base: string, s: CodeFlowResult, clientId = 'cardata-portal'): Promise<number> {
+export async function signOut(base: string, s: CodeFlowResult, clientId = 'cardata-portal', confirm = true): Promise<number> {
   const q = new URLSearchParams({ client_id: clientId, ...(s.idToken ? { id_token_hint: s.idToken } : {}) });
   const page = await fetch(new URL(`/oidc/session/end?${q.toString()}`, base), { headers: { cookie: s.cookies }, redirect: 'manual' });
   const html = await page.text();
@@ -141,7 +141,8 @@ export async function signOut(base: string, s: CodeFlowResult, clientId = 'carda
   const done = await fetch(new URL(action, base), {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: s.cookies },
-    body: new URLSearchParams({ xsrf, logout: 'yes' }).toString(),
+    // The page's two buttons: "yes" sends logout=yes; "no, stay signed in" sends the form without it.
+    body: new URLSearchParams(confirm ? { xsrf, logout: 'yes' } : { xsrf }).toString(),
     redirect: 'manual',
   });
   await done.body?.cancel();

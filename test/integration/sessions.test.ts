@@ -110,6 +110,16 @@ describe('the embedded provider: short access, rotating refresh, sign-out', () =
     expect((await api(b, 'GET', '/v1/vehicles', undefined, again.accessToken)).status).toBe(200);
   });
 
+  it('"no, stay signed in" on the sign-out page keeps the session: its access tokens stay valid, the next sign-in works', async () => {
+    const p = await account();
+    const s = await signInWithCode(base(a), p);
+    expect(await signOut(base(a), s, 'cardata-portal', false)).toBeLessThan(400);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await api(b, 'GET', '/v1/vehicles', undefined, s.accessToken)).status).toBe(200);
+    const again = await signInWithCode(base(a), p);
+    expect((await api(b, 'GET', '/v1/vehicles', undefined, again.accessToken)).status).toBe(200);
+  });
+
   it('deleting the account refuses its access and refresh tokens at once, on both instances', async () => {
     const p = await account();
     const s = await signInWithCode(base(a), p);

@@ -58,7 +58,7 @@ describe('createAuthenticator', () => {
 describe('createRevocationList', () => {
   const MINTED = 'cardata-gateway';
   const tok = (jti: string | null, o: Partial<RevocableToken> = {}): RevocableToken => ({ issuer: MINTED, subject: 's', jti, issuedAt: 1_000_000, sessionId: null, ...o });
-  function source(rows: { jti: string; expiresAt: Date }[], subs: SubjectRevocation[] = [], sids: SessionRevocation[] = []): RevocationSource & { asked: string[] } {
+  function source(rows: { jti: string; expiresAt: Date }[], subs: SubjectRevocation[] = [], sids: (SessionRevocation & { expiresAt: Date })[] = []): RevocationSource & { asked: string[] } {
     const asked: string[] = [];
     return {
       asked,
@@ -111,13 +111,41 @@ describe('createRevocationList', () => {
   });
 
   it('an ended session refuses every token that carries its sid, at its issuer', async () => {
-    const list = createRevocationList(source([], [], [{ issuer: 'https://idp.example', sid: 'S1' }]));
+    const list = createRevocationList(source([], [], [{ issuer: 'https://idp.example', sid: 'S1', expiresAt: new Date(Date.now() + 60_000) }]));
     await list.reload();
     expect(await list.isRevoked(tok(null, { issuer: 'https://idp.example', sessionId: 'S1' }), MINTED)).toBe(true);
     expect(await list.isRevoked(tok(null, { issuer: 'https://idp.example', sessionId: 'S2' }), MINTED)).toBe(false);
     expect(await list.isRevoked(tok(null, { issuer: 'https://other.example', sessionId: 'S1' }), MINTED)).toBe(false);
     list.apply({ kind: 'session', issuer: 'https://idp.example', sid: 'S2' });
     expect(await list.isRevoked(tok(null, { issuer: 'https://idp.example', sessionId: 'S2' }), MINTED)).toBe(true);
+  });
+
+  it('a load that began before the feed went down again does not make the list trusted', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const src = source([]);
+    const list = createRevocationList({ ...src, revokedUnexpired: async () => (await gate, []) });
+    const loading = list.reload();
+    list.setTrusted(false); // the feed dropped again while loading
+    release();
+    await loading;
+    expect(list.trusted).toBe(false);
+    expect(await list.isRevoked(tok('x'), MINTED)).toBe(false);
+    expect(src.asked).toEqual(['x', 'p:s']); // asked the store
+    await list.reload();
+    expect(list.trusted).toBe(true);
+  });
+
+  it('an ended session is forgotten once its last token expired; isRevokedNow answers from memory only', async () => {
+    let now = 1_000_000;
+    const src = source([]);
+    const list = createRevocationList(src, () => now);
+    list.apply({ kind: 'session', issuer: 'https://idp.example', sid: 'S', expiresAt: new Date(now + 60_000) }, now + 60_000);
+    const t = tok(null, { issuer: 'https://idp.example', sessionId: 'S' });
+    expect(list.isRevokedNow(t, MINTED)).toBe(true);
+    now += 61_000;
+    expect(list.isRevokedNow(t, MINTED)).toBe(false);
+    expect(src.asked).toEqual([]);
   });
 
   it('a revocation announced while a reload runs is kept', async () => {

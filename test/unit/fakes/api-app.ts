@@ -183,6 +183,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         fromWindowMs: 7 * 86_400_000,
         fromMarginMs: 60_000,
         sessions: streamSessions,
+        isRevokedNow: (p) => revokedSubjects.some((r) => r.subject === p.subject && (r.issuer === null || r.issuer === p.issuer) && (p.issuedAt === null || p.issuedAt < r.before)),
       },
       oidc: { provider: createFakeProvider },
     },
