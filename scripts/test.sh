@@ -27,14 +27,14 @@ bash scripts/lint.sh # ESLint, type-checked rules (tools/lint/eslint.config.js),
 # With arguments (e.g. one file): that run only, on this machine's Node, as before.
 if [ "$#" -gt 0 ]; then exec npx vitest run "$@"; fi
 
-# The whole suite on this machine's Node; then the current LTS lines (README, "Quick start":
-# supported Node.js versions), official builds from the npm registry (scripts/node-lts.sh).
+# The whole suite on this machine's Node; then the current LTS lines (README, "Node.js
+# versions"), official builds from the npm registry (scripts/node-lts.sh).
 # NODE_LTS=full: both projects whole on each of them (about 8 min more each); NODE_LTS=off: none.
-# Default: the unit project on 22 and 24, and on 24 the integration files that exercise
-# what differs by runtime: the embedded OpenID Provider (sign-in), start and stop (npm start,
-# signals), MQTT ingest and the packet guard on real sockets, Server-Sent Events, TLS, the
-# exports (zip, COPY streams), child processes (devkit/spawn.ts). A failure anywhere fails
-# the whole run, after every run has been made.
+# Default, on each (about 1 min each on 2 cores): the unit project, and the integration
+# files that exercise what differs by runtime: the embedded OpenID Provider (sign-in),
+# start and stop (npm start, signals), MQTT ingest and the packet guard on real sockets,
+# Server-Sent Events, TLS, the exports (zip, COPY streams), child processes
+# (devkit/spawn.ts). A failure anywhere fails the whole run, after every run has been made.
 failed=()
 npx vitest run || failed+=("Node $(node --version): whole suite")
 NODE_LTS="${NODE_LTS:-default}"
@@ -42,12 +42,10 @@ if [ "$NODE_LTS" != "off" ]; then
   LTS_SUBSET=(sign-in start ingest mqtt-abuse stream tls export-streaming export-copy spawn)
   for major in 24 22; do
     bin="$(bash scripts/node-lts.sh "$major")"
-    args=(--project unit)
-    what="unit project"
     if [ "$NODE_LTS" = "full" ]; then
       args=()
       what="whole suite"
-    elif [ "$major" = 24 ]; then
+    else
       args=(test/unit/)
       for f in "${LTS_SUBSET[@]}"; do args+=("test/integration/$f.test.ts"); done
       what="unit project + integration subset"
