@@ -1,7 +1,7 @@
 // The public HTTP API, as any client calls it: bearer token, JSON, problem+json errors.
-import { currentSession, expireSession } from './auth.js';
+import { currentSession, expireSession, freshSession, refreshSession } from './auth.js';
 import { takeEarly } from './boot.js';
-import { parseEvents } from './sse.js';
+import { followStream } from './stream.js';
 
 export class ApiProblem extends Error {
   /**
@@ -17,19 +17,18 @@ export class ApiProblem extends Error {
 
 let onExpired = () => {};
 /**
- * Called when the API says the session is over (401): the app returns to sign-in.
+ * Called when the session is over (the API refuses it, or its refresh token is refused):
+ * the app returns to sign-in.
  * @param {() => void} fn
  */
 export function setExpiredHandler(fn) {
   onExpired = fn;
 }
 
-/** @param {Record<string, string>} extra */
-function headers(extra = {}) {
-  const s = currentSession();
-  const h = { ...extra };
-  if (s) h.authorization = `Bearer ${s.accessToken}`;
-  return h;
+/** The session is over: cleared here, and the app shows sign-in. */
+function ended() {
+  expireSession();
+  onExpired();
 }
 
 /**
@@ -40,24 +39,36 @@ function headers(extra = {}) {
  * @returns {Promise<any>} the JSON body (null for 204), or with `raw` the Response
  */
 export async function request(method, path, body, opts = {}) {
-  if (!currentSession()) {
-    expireSession();
-    onExpired();
+  // Refreshed first when due (a background tab's timer may not have fired).
+  const s = await freshSession();
+  if (!s) {
+    ended();
     throw new ApiProblem(401, { code: 'API_ERR_UNAUTHORIZED', detail: 'signed out' });
   }
-  const send = () =>
-    fetch(path, {
-      method,
-      headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: opts.signal,
-    });
+  /** @param {string} token */
+  const send = (token) => {
+    /** @type {Record<string, string>} */
+    const h = { authorization: `Bearer ${token}` };
+    if (body !== undefined) h['content-type'] = 'application/json';
+    return fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: opts.signal });
+  };
   // The same read, started while the page's modules loaded (boot.js); asked again if it failed.
-  const early = method === 'GET' && !opts.signal ? takeEarly(path, /** @type {Session} */ (currentSession()).accessToken) : null;
-  const res = await (early ? early.catch(send) : send());
+  const early = method === 'GET' && !opts.signal ? takeEarly(path, s.accessToken) : null;
+  let res = await (early ? early.catch(() => send(s.accessToken)) : send(s.accessToken));
   if (res.status === 401) {
-    expireSession();
-    onExpired();
+    /** @type {{ detail?: string, code?: string } | null} */
+    const problem = await res.json().catch(() => null);
+    // Expired on the way: a fresh token (the refresh in flight, if any), and once more.
+    const r = problem?.code === 'API_ERR_TOKEN_EXPIRED' ? await refreshSession(s.accessToken) : null;
+    const next = r === 'ok' ? currentSession() : null;
+    if (next) res = await send(next.accessToken);
+    else {
+      // Refused at refresh: signed out already (auth.js). No answer from the provider: not
+      // signed out, this call fails. Any other 401: the session is over.
+      if (r === null) ended();
+      throw new ApiProblem(401, problem);
+    }
+    if (res.status === 401) ended();
   }
   if (opts.raw) {
     if (!res.ok) throw new ApiProblem(res.status, await res.json().catch(() => null));
@@ -78,93 +89,20 @@ export const post = (path, body) => request('POST', path, body);
 /** @type {(path: string) => Promise<any>} */
 export const del = (path) => request('DELETE', path);
 
-/** Waits between reconnects, ms: growing, then steady (never giving up while the page is open). */
-const BACKOFF_MS = [500, 1000, 2000, 5000, 10_000, 15_000];
-/** No byte for this long (the server sends a keep-alive at least every 15 s): the connection is dead. */
-const STALL_MS = 45_000;
-
 /**
- * A Server-Sent Events stream read with fetch and a stream reader: EventSource cannot send
- * the bearer token, and a token in the URL would end up in logs. Calls onEvent({ id, event,
- * data }) per event. After a drop (network, server restart, the server ending a stream
- * with an `end` event) it reconnects with Last-Event-ID, so nothing committed meanwhile is
- * missed or sent twice (the stream's resume contract). onState(mode, status, resumed)
- * reports: 'live' (connected; resumed when from a cursor), 'retrying' (down, will
- * reconnect), 'off' (refused for good: no stream here, no access). Returns a function
- * that closes it.
+ * A live stream of the API (Server-Sent Events) read with fetch and a stream reader:
+ * EventSource cannot send the bearer token, and a token in the URL would end up in logs.
+ * Resumed with Last-Event-ID after a drop, and after the token expired with a fresh one
+ * (stream.js followStream has the details). Returns a function that closes it.
  * @param {string} path
  * @param {{ onEvent: (ev: SseEvent) => void, onState?: (mode: 'live' | 'retrying' | 'off', status: number | undefined, resumed: boolean) => void }} handlers
  * @returns {() => void}
  */
-export function openStream(path, { onEvent, onState }) {
-  const ctl = new AbortController();
-  /** @type {string | null} */
-  let lastId = null;
-  let failures = 0;
-  /** @type {(mode: 'live' | 'retrying' | 'off', status?: number, resumed?: boolean) => void} */
-  const state = (mode, status, resumed = false) => {
-    if (!ctl.signal.aborted) onState?.(mode, status, resumed);
-  };
-  void (async () => {
-    while (!ctl.signal.aborted) {
-      const conn = new AbortController();
-      const abort = () => conn.abort();
-      ctl.signal.addEventListener('abort', abort);
-      /** @type {number | undefined} */
-      let stall;
-      const arm = () => {
-        clearTimeout(stall);
-        stall = setTimeout(abort, STALL_MS);
-      };
-      try {
-        if (!currentSession()) {
-          expireSession();
-          onExpired();
-          return state('off', 401);
-        }
-        const h = headers({ accept: 'text/event-stream' });
-        if (lastId) h['last-event-id'] = lastId;
-        arm();
-        const res = await fetch(path, { headers: h, signal: conn.signal, cache: 'no-store' });
-        if (res.status === 401) {
-          expireSession();
-          onExpired();
-          return state('off', 401);
-        }
-        // A cursor the server no longer keeps (or cannot read): start live again; the
-        // page re-reads what is stored when the stream comes back.
-        if ((res.status === 400 || res.status === 410) && lastId) {
-          lastId = null;
-          continue;
-        }
-        // 429 (too many streams), 5xx and proxies' errors pass; any other refusal is final.
-        if (!res.ok && res.status !== 429 && res.status < 500) return state('off', res.status);
-        if (!res.ok || !res.body || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) throw new Error(`stream answered ${res.status}`);
-        // Resumed (with a cursor): the server sends what was missed, nothing need be re-read.
-        state('live', res.status, lastId !== null && h['last-event-id'] === lastId);
-        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buf = '';
-        for (;;) {
-          arm();
-          const { value, done } = await reader.read();
-          if (done) break;
-          // Data flows: the stream is healthy again.
-          failures = 0;
-          buf = parseEvents(buf + value, (ev) => {
-            if (ev.id) lastId = ev.id;
-            if (ev.data !== '' || ev.event !== 'message') onEvent(ev);
-          });
-        }
-      } catch {
-        if (ctl.signal.aborted) return;
-      } finally {
-        clearTimeout(stall);
-        ctl.signal.removeEventListener('abort', abort);
-      }
-      state('retrying');
-      const wait = BACKOFF_MS[Math.min(failures++, BACKOFF_MS.length - 1)];
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  })();
-  return () => ctl.abort();
+export function openStream(path, handlers) {
+  return followStream(path, handlers, {
+    fetch: (url, init) => fetch(url, init),
+    token: async () => (await freshSession())?.accessToken ?? null,
+    refresh: refreshSession,
+    signedOut: ended,
+  });
 }

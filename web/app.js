@@ -4,7 +4,7 @@
 import { html, render } from 'htm/preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { LANGS, initialLang, messages } from './i18n.js';
-import { completeSignIn, currentSession, saveSession, signOut, startSignIn, takeReturnTo, claims } from './auth.js';
+import { completeSignIn, currentSession, keepFresh, saveSession, signOut, startSignIn, takeReturnTo, updateSession, claims } from './auth.js';
 import { ApiProblem, get, setExpiredHandler } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { VehiclePage } from './vehicle.js';
@@ -167,15 +167,18 @@ function App() {
   useEffect(() => {
     const onHash = () => setRoute(parseRoute(location.hash));
     addEventListener('hashchange', onHash);
-    setExpiredHandler(() => {
+    const onEnded = () => {
       setSession(null);
       setExpired(true);
       setRole(null);
-    });
+    };
+    setExpiredHandler(onEnded);
     void (async () => {
       /** @type {PortalConfig} */
       const cfg = inlineConfig() ?? (await (await fetch('/portal/config.json')).json());
       setConfig(cfg);
+      // The session goes on with its refresh token, silently, until it ends.
+      keepFresh(cfg, onEnded);
       try {
         const back = await completeSignIn(cfg);
         if (back) {
@@ -197,7 +200,8 @@ function App() {
     let live = true;
     const found = (/** @type {'customer' | 'recipient'} */ r) => {
       if (!live) return;
-      saveSession({ ...session, role: r });
+      // The stored session, which may have been refreshed meanwhile.
+      updateSession({ role: r });
       setRole(r);
     };
     get('/v1/vehicles').then(

@@ -1,8 +1,23 @@
 // Sign-in with OpenID Connect: Authorization Code with PKCE (RFC 7636) as a public client
 // (RFC 8252 §8.1: no client secret in a browser). The access token is kept in
 // sessionStorage only: it ends with the tab, and no cookie carries it to the API.
+//
+// Sessions go on with the refresh token the code exchange returns (RFC 6749 §6; the
+// provider rotates it on each use and binds it to the sign-in session). It is kept where
+// the access token is, in the same sessionStorage entry: per tab, gone with the tab, never
+// sent anywhere but the token endpoint. Keeping it in memory only would end the session
+// at every reload; anything able to read sessionStorage (script in the page, which the
+// strict CSP keeps out) could use the access token just as well. The access token is
+// refreshed at 80 % of its lifetime and when the API says it expired; one refresh at a
+// time per tab (refresh.js), and across tabs holding the same refresh token (a duplicated
+// tab copies sessionStorage) one at a time too: a Web Lock named after that token, and
+// the tab that refreshed hands the new tokens to the others on a BroadcastChannel
+// (using a spent refresh token again would end the whole session). Web Locks exist only in
+// a secure context (HTTPS, or http://localhost): a portal served over plain HTTP elsewhere
+// has no lock, and two tabs of one session refreshing at the same moment may end it.
 
 import { SESSION, currentSession } from './boot.js';
+import { createRefresher, sessionFrom } from './refresh.js';
 
 export { currentSession };
 const PENDING = 'cardata.pkce';
@@ -49,13 +64,143 @@ export async function discover(config) {
 /** @param {Session} s */
 export function saveSession(s) {
   sessionStorage.setItem(SESSION, JSON.stringify(s));
+  refresher.schedule();
 }
 
-/** Ends the session locally and remembers the page, to come back to it after signing in again. */
+/**
+ * Changes the stored session (the one there now: it may have been refreshed meanwhile).
+ * @param {Partial<Session>} patch
+ */
+export function updateSession(patch) {
+  const s = currentSession();
+  if (s) saveSession({ ...s, ...patch });
+}
+
+/** Ends the session locally (its tokens, the refresh token too) and remembers the page, to come back to it after signing in again. */
 export function expireSession() {
+  refresher.stop();
   sessionStorage.removeItem(SESSION);
   sessionStorage.setItem(RETURN_TO, location.hash || '#/');
 }
+
+// Refreshing.
+
+/** @type {(config: PortalConfig) => void} */
+let gotConfig = () => {};
+/** @type {Promise<PortalConfig>} */
+const configured = new Promise((r) => (gotConfig = r));
+let onEnded = () => {};
+
+/**
+ * Starts keeping the session fresh, with the provider `config` names. `ended`: the session
+ * is over (refused at refresh, or signed out in another tab): back to sign-in.
+ * @param {PortalConfig} config
+ * @param {() => void} [ended]
+ */
+export function keepFresh(config, ended) {
+  gotConfig(config);
+  if (ended) onEnded = ended;
+  refresher.schedule();
+}
+
+/** Tabs of this origin: the new tokens for a refresh token just spent (null: the session ended). */
+const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('cardata.session') : null;
+/** @typedef {{ spent: string, session: Session | null }} Handoff */
+if (channel) {
+  channel.onmessage = (/** @type {MessageEvent<Handoff>} */ e) => {
+    const s = currentSession();
+    if (!s || !s.refreshToken || e.data?.spent !== s.refreshToken) return;
+    if (e.data.session) saveSession({ ...e.data.session, role: s.role ?? e.data.session.role });
+    else {
+      expireSession();
+      onEnded();
+    }
+  };
+}
+/** @param {Handoff} h */
+const handOff = (h) => channel?.postMessage(h);
+
+/**
+ * Runs `fn` holding the lock of refresh token `rt` across this origin's tabs; `waited`:
+ * another tab held it first (and may have refreshed it already).
+ * @template T
+ * @param {string} rt
+ * @param {(waited: boolean) => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
+async function withTokenLock(rt, fn) {
+  const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+  if (!locks) return fn(false);
+  const name = `cardata.refresh.${b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(rt))).slice(0, 22)}`;
+  /** @type {{ v: T } | null} */
+  const first = await locks.request(name, { ifAvailable: true }, async (lock) => (lock ? { v: await fn(false) } : null));
+  if (first) return first.v;
+  return locks.request(name, () => fn(true));
+}
+
+/**
+ * One call of the token endpoint with the stored refresh token; stores the answer.
+ * @param {Session} s
+ * @returns {Promise<import('./refresh.js').RefreshResult>}
+ */
+async function exchange(s) {
+  const rt = /** @type {string} */ (s.refreshToken);
+  const config = await configured;
+  return withTokenLock(rt, async (waited) => {
+    // Another tab with this refresh token refreshed it: its new tokens come on the channel.
+    for (let i = 0; waited && i < 40 && currentSession()?.refreshToken === rt; i++) await new Promise((r) => setTimeout(r, 25));
+    const now = currentSession();
+    if (!now) return 'ended';
+    if (now.refreshToken !== rt) return 'ok';
+    const d = await discover(config);
+    const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt, client_id: config.oidc.clientId });
+    if (config.oidc.resource) body.set('resource', config.oidc.resource);
+    /** @type {Response} */
+    let r;
+    try {
+      r = await fetch(d.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+    } catch {
+      return 'failed';
+    }
+    /** The token response (RFC 6749 §5.1), or its error (§5.2). */
+    const tok = /** @type {{ access_token?: unknown, refresh_token?: unknown, id_token?: unknown, expires_in?: unknown, error?: string }} */ (await r.json().catch(() => ({})));
+    // Signed out, revoked, lifetime over, or a spent token: the session is over.
+    if (tok.error === 'invalid_grant' || (r.status === 400 && tok.error)) {
+      handOff({ spent: rt, session: null });
+      return 'ended';
+    }
+    if (!r.ok || typeof tok.access_token !== 'string') return 'failed';
+    const cur = currentSession();
+    if (cur?.refreshToken !== rt) return cur ? 'ok' : 'ended';
+    const next = sessionFrom(/** @type {{ access_token: string }} */ (tok), cur, Date.now(), cur.subject);
+    sessionStorage.setItem(SESSION, JSON.stringify(next));
+    handOff({ spent: rt, session: next });
+    return 'ok';
+  });
+}
+
+const refresher = createRefresher({
+  read: currentSession,
+  exchange,
+  // As an expired session did before refresh tokens: cleared, and back to sign-in.
+  onEnded: () => {
+    expireSession();
+    onEnded();
+  },
+});
+
+/**
+ * A new access token for the session; with `usedToken` (the one a refused call carried),
+ * none when the session has another one already. Serialised: one refresh at a time.
+ * @type {(usedToken?: string) => Promise<import('./refresh.js').RefreshResult>}
+ */
+export const refreshSession = (usedToken) => refresher.refresh(usedToken);
+
+/**
+ * The session with an access token to use now (refreshed first when due), or null.
+ * @returns {Promise<Session | null>}
+ */
+export const freshSession = () => refresher.fresh();
 
 export function takeReturnTo() {
   const r = sessionStorage.getItem(RETURN_TO);
@@ -127,14 +272,10 @@ export async function completeSignIn(config) {
   if (config.oidc.resource) body.set('resource', config.oidc.resource);
   const r = await fetch(d.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
   /** The token response (RFC 6749 §5.1), or its error (§5.2). */
-  const tok = /** @type {{ access_token?: unknown, id_token?: string, expires_in?: unknown, error?: string, error_description?: string }} */ (await r.json().catch(() => ({})));
+  const tok = /** @type {{ access_token?: unknown, refresh_token?: unknown, id_token?: string, expires_in?: unknown, error?: string, error_description?: string }} */ (await r.json().catch(() => ({})));
   if (!r.ok || typeof tok.access_token !== 'string') throw new Error(tok.error_description || tok.error || `token endpoint answered ${r.status}`);
-  saveSession({
-    accessToken: tok.access_token,
-    idToken: tok.id_token ?? null,
-    expiresAt: Date.now() + (Number(tok.expires_in) || 300) * 1000,
-    subject: claims(tok.id_token ?? tok.access_token).sub ?? null,
-  });
+  // With the refresh token, when the provider gave one (the embedded one does for the portal).
+  saveSession(sessionFrom(/** @type {{ access_token: string }} */ (tok), null, Date.now(), claims(tok.id_token ?? tok.access_token).sub ?? null));
   sessionStorage.removeItem(RETURN_TO);
   return pending.returnTo;
 }
@@ -146,8 +287,12 @@ export async function completeSignIn(config) {
  */
 export async function signOut(config, lang) {
   const s = currentSession();
+  // The refresh token goes with the rest (and the provider refuses it from the sign-out on).
+  refresher.stop();
   sessionStorage.removeItem(SESSION);
   sessionStorage.removeItem(RETURN_TO);
+  // A tab with the same session (a duplicated tab) is signed out too.
+  if (s?.refreshToken) handOff({ spent: s.refreshToken, session: null });
   try {
     const d = await discover(config);
     if (d.end_session_endpoint && s?.idToken) {

@@ -13,7 +13,8 @@
   const SESSION = 'cardata.session';
 
   /**
-   * The signed-in session, or null (none, or expired).
+   * The signed-in session, or null (none, or expired: its access token expired and it
+   * has no refresh token to get another).
    * @returns {Session | null}
    */
   function currentSession() {
@@ -21,7 +22,7 @@
       /** @type {Session | null} */
       const s = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
       if (!s || typeof s.accessToken !== 'string') return null;
-      if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now()) return null;
+      if (typeof s.expiresAt === 'number' && s.expiresAt <= Date.now() && typeof s.refreshToken !== 'string') return null;
       return s;
     } catch {
       return null;
@@ -110,6 +111,8 @@
   // Only an owner has a vehicle overview; before the role is known, the page finds it out first.
   if (!s || s.role !== 'customer' || !vin) return;
   const now = Date.now();
+  // An access token due for a refresh: the page refreshes it first, then reads.
+  if ((s.refreshAt ?? s.expiresAt) <= now) return;
   boot = { vin, now };
   // Visible in the browser's performance timeline (and to the tests): when the early reads began.
   performance.mark('cardata:prefetch');

@@ -5,9 +5,13 @@
 /** The signed-in session, kept in sessionStorage (auth.js writes it, early.js reads it). */
 interface Session {
   accessToken: string;
+  /** Gets the next access token (RFC 6749 §6): rotated on each use; absent when signed in with an API token. */
+  refreshToken?: string | null;
   idToken: string | null;
-  /** ms since epoch. */
+  /** When the access token expires, ms since epoch. */
   expiresAt: number;
+  /** When it is to be refreshed (80 % of its lifetime), ms since epoch. */
+  refreshAt?: number;
   subject: string | null;
   /** Found out after sign-in: an owner ('customer') or a recipient of grants. */
   role?: 'customer' | 'recipient';
