@@ -83,6 +83,8 @@ export interface AccountStore {
   list(): Promise<Omit<Account, 'passwordHash'>[]>;
   /** The removed account's subject; null when there is no such account. */
   remove(username: string): Promise<string | null>;
+  /** Replaces the password hash; the account's subject, or null when there is no such account. */
+  setPassword(username: string, passwordHash: string): Promise<string | null>;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -215,6 +215,23 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
   });
 
   /**
+   * Sets a new password: every token, session and refresh token of the person at the
+   * embedded provider issued before ends (here before the answer, elsewhere within a second).
+   */
+  app.put(
+    '/v1/admin/accounts/:username/password',
+    { schema: { params: z.object({ username: Username }).strict(), body: z.object({ password: z.string().min(12, 'must be at least 12 characters').max(1024) }).strict() } },
+    async (req, reply) => {
+      const subject = await deps.accounts.setPassword(req.params.username, await hashPassword(req.body.password));
+      if (subject === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
+      const issuer = deps.embeddedIssuer();
+      if (issuer !== null) await deps.revokeSubject(issuer, subject);
+      req.log.info({ event: 'account_password_changed', username: req.params.username }, 'password changed; the sessions and tokens before it ended');
+      return reply.status(204).send();
+    },
+  );
+
+  /**
    * Revokes a person: every token of `subject` issued before now is refused, minted, the
    * embedded provider's or an external issuer's (`issuer` names one; absent: every trusted
    * issuer), and their open streams end. A subject nobody knows is recorded all the same

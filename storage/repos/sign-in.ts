@@ -49,6 +49,8 @@ export interface AccountRepo {
   list(): Promise<Account[]>;
   /** The removed account's subject; null when there is no such account. */
   remove(username: string): Promise<string | null>;
+  /** Replaces the password hash; the account's subject, or null when there is no such account. */
+  setPassword(username: string, passwordHash: string): Promise<string | null>;
 }
 
 type AccountDbRow = { username: string; subject: string; role: string; password_hash: string; created_at: Date };
@@ -83,6 +85,10 @@ export function createAccountRepo(db: Db): AccountRepo {
     },
     async remove(username) {
       const r = await db.query<{ subject: string }>('DELETE FROM accounts WHERE username = $1 RETURNING subject', [username]);
+      return r.rows[0]?.subject ?? null;
+    },
+    async setPassword(username, passwordHash) {
+      const r = await db.query<{ subject: string }>('UPDATE accounts SET password_hash = $2 WHERE username = $1 RETURNING subject', [username, passwordHash]);
       return r.rows[0]?.subject ?? null;
     },
   };

@@ -295,6 +295,7 @@ const ROUTES: RouteDef[] = [
   },
   { method: 'GET', path: '/v1/admin/accounts', auth: 'admin' },
   { method: 'POST', path: '/v1/admin/keys/rotate', auth: 'admin', mutates: true },
+  { method: 'PUT', path: '/v1/admin/accounts/{username}/password', auth: 'admin', mutates: true, body: { password: ['string', () => '"abuse-new-password-0123"'] }, free: ['password'] },
   { method: 'POST', path: '/v1/admin/revocations', auth: 'admin', mutates: true, body: { subject: ['string', () => '"abuse-revoked-subject"'] }, free: ['subject'] },
   { method: 'DELETE', path: '/v1/admin/accounts/{username}', auth: 'admin', mutates: true },
   { method: 'POST', path: '/v1/admin/vehicles/{vin}/secret', auth: 'admin', mutates: true },

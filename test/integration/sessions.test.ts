@@ -120,6 +120,19 @@ describe('the embedded provider: short access, rotating refresh, sign-out', () =
     expect((await api(b, 'GET', '/v1/vehicles', undefined, again.accessToken)).status).toBe(200);
   });
 
+  it('a new password ends the sessions before it: access and refresh tokens refused on both instances; the new password signs in', async () => {
+    const p = await account();
+    const s = await signInWithCode(base(a), p);
+    const password = 'the new long password';
+    expect((await api(b, 'PUT', `/v1/admin/accounts/${p.username}/password`, { password })).status).toBe(204);
+    expect((await api(b, 'GET', '/v1/vehicles', undefined, s.accessToken)).body.code).toBe('API_ERR_TOKEN_REVOKED');
+    await expectWithin(1000, async () => (await api(a, 'GET', '/v1/vehicles', undefined, s.accessToken)).body.code === 'API_ERR_TOKEN_REVOKED');
+    expect((await refreshWith(base(a), s.refreshToken!)).body.error).toBe('invalid_grant');
+    await new Promise((r) => setTimeout(r, 1100)); // iat counts in seconds
+    const again = await signInWithCode(base(a), { username: p.username, password });
+    expect((await api(b, 'GET', '/v1/vehicles', undefined, again.accessToken)).status).toBe(200);
+  });
+
   it('deleting the account refuses its access and refresh tokens at once, on both instances', async () => {
     const p = await account();
     const s = await signInWithCode(base(a), p);

@@ -534,6 +534,12 @@ export function createApiWorld() {
         s.accounts.delete(username);
         return a ? a.subject : null;
       },
+      async setPassword(username, passwordHash) {
+        const a = s.accounts.get(username);
+        if (!a) return null;
+        a.passwordHash = passwordHash;
+        return a.subject;
+      },
     },
   };
 

@@ -195,6 +195,7 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'POST /v1/admin/accounts': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/accounts', body: { username: 'bob', password: 'twelve chars long', role: 'customer' } } },
     'GET /v1/admin/accounts': { guard: 'admin', req: get('/v1/admin/accounts') },
     'DELETE /v1/admin/accounts/:username': { guard: 'admin', req: { method: 'DELETE', url: '/v1/admin/accounts/alice' } },
+    'PUT /v1/admin/accounts/:username/password': { guard: 'admin', req: { method: 'PUT', url: '/v1/admin/accounts/alice/password', body: { password: 'a new password of length' } } },
     'POST /v1/admin/revocations': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/revocations', body: { subject: 'alice' } } },
     'POST /v1/admin/keys/rotate': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/keys/rotate' } },
     'POST /v1/admin/recipients': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/recipients', body: { id: 'ws-9', role: 'workshop', name: 'Garage Nine' } } },
@@ -332,6 +333,14 @@ const CELLS: Cell[] = [
     status: 204,
     check: (_r, h) => (expect(h.world.state.accounts.has('alice')).toBe(false), expect(h.revokedSubjects).toEqual([{ issuer: 'https://idp.example', subject: 'owner-a', before: expect.any(Number) }])),
   },
+  {
+    route: 'PUT /v1/admin/accounts/:username/password',
+    caller: 'admin',
+    status: 204,
+    check: (_r, h) => (expect(h.world.state.accounts.get('alice')?.passwordHash).toMatch(/^scrypt\$/), expect(h.revokedSubjects).toEqual([{ issuer: 'https://idp.example', subject: 'owner-a', before: expect.any(Number) }])),
+  },
+  { route: 'PUT /v1/admin/accounts/:username/password', caller: 'admin', req: { url: '/v1/admin/accounts/nobody/password' }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'PUT /v1/admin/accounts/:username/password', caller: 'admin', req: { body: { password: 'short' } }, status: 400, code: 'API_ERR_VALIDATION' },
   { route: 'POST /v1/admin/revocations', caller: 'admin', status: 204, check: (_r, h) => expect(h.revokedSubjects).toEqual([{ issuer: null, subject: 'alice', before: expect.any(Number) }]) },
   {
     route: 'POST /v1/admin/revocations',
