@@ -202,14 +202,22 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
   app.get('/v1/admin/accounts', { schema: { response: { 200: z.object({ accounts: z.array(Account) }) } } }, async () => ({ accounts: (await deps.accounts.list()).map(accountOut) }));
 
   /**
+   * After a change to account `username` (its subject, or null: there was no such account,
+   * 404): every token, session and refresh token of the person at the embedded provider
+   * from before ends.
+   */
+  const endSessions = async (username: string, subject: string | null): Promise<void> => {
+    if (subject === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${username}`);
+    const issuer = deps.embeddedIssuer();
+    if (issuer !== null) await deps.revokeSubject(issuer, subject);
+  };
+
+  /**
    * Deletes an account: no new sign-in, and every token, session and refresh token of the
    * person at the embedded provider ends (here before the answer, elsewhere within a second).
    */
   app.delete('/v1/admin/accounts/:username', { schema: { params: z.object({ username: Username }).strict() } }, async (req, reply) => {
-    const subject = await deps.accounts.remove(req.params.username);
-    if (subject === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
-    const issuer = deps.embeddedIssuer();
-    if (issuer !== null) await deps.revokeSubject(issuer, subject);
+    await endSessions(req.params.username, await deps.accounts.remove(req.params.username));
     req.log.info({ event: 'account_deleted', username: req.params.username }, 'account deleted; its sessions and tokens ended');
     return reply.status(204).send();
   });
@@ -222,10 +230,7 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
     '/v1/admin/accounts/:username/password',
     { schema: { params: z.object({ username: Username }).strict(), body: z.object({ password: z.string().min(12, 'must be at least 12 characters').max(1024) }).strict() } },
     async (req, reply) => {
-      const subject = await deps.accounts.setPassword(req.params.username, await hashPassword(req.body.password));
-      if (subject === null) throw new ApiError(404, 'API_ERR_NOT_FOUND', `no account ${req.params.username}`);
-      const issuer = deps.embeddedIssuer();
-      if (issuer !== null) await deps.revokeSubject(issuer, subject);
+      await endSessions(req.params.username, await deps.accounts.setPassword(req.params.username, await hashPassword(req.body.password)));
       req.log.info({ event: 'account_password_changed', username: req.params.username }, 'password changed; the sessions and tokens before it ended');
       return reply.status(204).send();
     },
