@@ -14,6 +14,7 @@ import type { MqttClient } from 'mqtt';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin, waitFor } from '../helpers/gateway.ts';
+import { mintToken } from '../helpers/grants.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
 
 const test = gatewayTest({ JWT_KEYS: 'itest1:consent-transfer-race-signing-secret-0123' });
@@ -31,12 +32,6 @@ test.beforeAll(async ({ db: d, gw: g }) => {
 afterAll(async () => {
   await locker?.end();
 });
-
-async function mint(subject: string): Promise<string> {
-  const r = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject });
-  expect(r.status, JSON.stringify(r.body)).toBe(201);
-  return r.body.token as string;
-}
 
 interface Car {
   vin: string;
@@ -83,8 +78,8 @@ describe('consent, restriction and erasure racing a transfer (issue 23, item 6)'
     const oldOwner = `race-old-${testVin().slice(-6)}`;
     const newOwner = `race-new-${testVin().slice(-6)}`;
     const c = await car(oldOwner);
-    const oldToken = await mint(oldOwner);
-    const newToken = await mint(newOwner);
+    const oldToken = await mintToken(gw, 'customer', oldOwner);
+    const newToken = await mintToken(gw, 'customer', newOwner);
     try {
       // The old owner's position, and one measured two minutes ahead (within
       // MAX_CLOCK_SKEW_MS): the transfer below comes before it, so it is the new owner's.
@@ -149,7 +144,7 @@ describe('consent, restriction and erasure racing a transfer (issue 23, item 6)'
     const oldOwner = `race-old-${testVin().slice(-6)}`;
     const newOwner = `race-new-${testVin().slice(-6)}`;
     const c = await car(oldOwner);
-    const oldToken = await mint(oldOwner);
+    const oldToken = await mintToken(gw, 'customer', oldOwner);
     try {
       const mine = await send(c, Date.now() - 5_000);
       expect(await hasPosition(c.vin, mine)).toBe(true);

@@ -122,6 +122,13 @@ describe('HTML answers carry a policy', () => {
   });
 });
 
+declare global {
+  interface Window {
+    /** The page's policy violations, noted by watchViolations' init script. */
+    __violations?: string[];
+  }
+}
+
 /** Records the page's policy violations (the listener is injected by the driver, outside the page's policy). */
 async function watchViolations(page: Page): Promise<() => Promise<string[]>> {
   const console: string[] = [];
@@ -129,11 +136,10 @@ async function watchViolations(page: Page): Promise<() => Promise<string[]>> {
     if (/Content.Security.Policy|Refused to/i.test(m.text())) console.push(m.text());
   });
   await page.addInitScript(() => {
-    const w = window as unknown as { __violations: string[] };
-    w.__violations = [];
-    document.addEventListener('securitypolicyviolation', (e) => w.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    const seen: string[] = (window.__violations = []);
+    document.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
-  return async () => [...console, ...(await page.evaluate(() => (window as unknown as { __violations?: string[] }).__violations ?? []).catch(() => []))];
+  return async () => [...console, ...(await page.evaluate(() => window.__violations ?? []).catch(() => []))];
 }
 
 describe('in Chromium, the policies break nothing', () => {

@@ -27,6 +27,13 @@ afterAll(async () => {
 });
 
 /** What the page's streams carried, read from a tee of each stream response inside the page. */
+declare global {
+  interface Window {
+    /** What the tap saw (set by tap()'s init script). */
+    __tap?: Tapped;
+  }
+}
+
 interface Tapped {
   records: number[];
   ends: { reason: string; resumeFrom: string | null }[];
@@ -40,10 +47,9 @@ interface Tapped {
  */
 async function tap(page: Page): Promise<void> {
   await page.addInitScript(() => {
-    const w = window as unknown as { __tap: Tapped; fetch: typeof fetch };
-    w.__tap = { records: [], ends: [], modes: [] };
+    const t: Tapped = (window.__tap = { records: [], ends: [], modes: [] });
     const orig = window.fetch.bind(window);
-    w.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+    window.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
       const res = await orig(input, init);
       const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
       if (!/\/stream$/.test(new URL(url, location.href).pathname) || !res.ok || !res.body) return res;
@@ -63,8 +69,8 @@ async function tap(page: Page): Promise<void> {
               const event = /^event: (.*)$/m.exec(block)?.[1];
               const data = /^data: (.*)$/m.exec(block)?.[1];
               if (!data) continue;
-              if (event === 'record') w.__tap.records.push(Number((JSON.parse(data) as { seq: number | string }).seq));
-              if (event === 'end') w.__tap.ends.push(JSON.parse(data) as { reason: string; resumeFrom: string | null });
+              if (event === 'record') t.records.push(Number((JSON.parse(data) as { seq: number | string }).seq));
+              if (event === 'end') t.ends.push(JSON.parse(data) as { reason: string; resumeFrom: string | null });
             }
           }
         } catch {
@@ -77,7 +83,7 @@ async function tap(page: Page): Promise<void> {
       const badge = document.getElementById('live-state');
       if (!badge) return;
       const mode = badge.getAttribute('data-mode') ?? '';
-      if (w.__tap.modes.at(-1) !== mode) w.__tap.modes.push(mode);
+      if (t.modes.at(-1) !== mode) t.modes.push(mode);
     };
     new MutationObserver(watch).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-mode'] });
   });
@@ -108,7 +114,7 @@ type Stored = { accessToken: string; refreshToken?: string; expiresAt: number; r
 const stored = (page: Page) => page.evaluate(() => JSON.parse(sessionStorage.getItem('cardata.session') ?? 'null') as Stored);
 const isRefresh = (r: PwRequest) => r.method() === 'POST' && new URL(r.url()).pathname === '/oidc/token' && new URLSearchParams(r.postData() ?? '').get('grant_type') === 'refresh_token';
 
-const tapped = (page: Page) => page.evaluate(() => (window as unknown as { __tap: Tapped }).__tap);
+const tapped = (page: Page) => page.evaluate(() => window.__tap!);
 const poll = <T>(fn: () => Promise<T> | T, timeout = 20_000) => expect.poll(fn, { timeout, interval: 100 });
 
 test('the portal refreshes its token silently and its live view resumes across each token\'s end: every record once, no sign-in', { timeout: 150_000 }, async ({ gw }) => {

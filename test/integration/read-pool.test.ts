@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import type { TestDatabase } from '../helpers/db.ts';
 import { gatewayTest } from '../helpers/fixtures.ts';
 import { FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin, waitFor } from '../helpers/gateway.ts';
+import { mintToken } from '../helpers/grants.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
 
 const API_POOL = 2;
@@ -67,9 +68,7 @@ describe('API reads on the API pool (issue 23, item 4)', () => {
   test('portal reads holding every API connection do not delay PUBACKs', { timeout: 60_000 }, async () => {
     const owner = `pool-owner-${testVin().slice(-6)}`;
     const { vin, secret } = await provision(gw, testVin(), owner);
-    const minted = await api(gw, 'POST', '/v1/admin/tokens', { role: 'customer', subject: owner });
-    expect(minted.status).toBe(201);
-    const token = minted.body.token as string;
+    const token = await mintToken(gw, 'customer', owner);
     const client = await connectVehicle(gw, vin, secret);
     const topic = `v1/vehicles/${vin}/telemetry`;
     let seq = 0;
