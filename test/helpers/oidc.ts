@@ -8,7 +8,8 @@ import { spawnChild, type Child } from './proc.ts';
 
 export const TEST_REDIRECT_URI = 'http://127.0.0.1:9/callback';
 
-class CookieJar {
+/** A browser's cookies at the provider: what Set-Cookie gave, sent back on the next request. */
+export class CookieJar {
   private readonly cookies = new Map<string, string>();
   take(res: Response): void {
     for (const c of res.headers.getSetCookie()) {

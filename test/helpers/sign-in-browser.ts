@@ -4,14 +4,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
 import { api } from './gateway.ts';
-import { TEST_REDIRECT_URI } from './oidc.ts';
+import { CookieJar, TEST_REDIRECT_URI } from './oidc.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
 
 const base = (g: RunningGateway) => `http://127.0.0.1:${g.httpPort}`;
 
 /** One browser: a cookie jar and, optionally, the address a trusted proxy says it has. */
 export class Browser {
-  private readonly cookies = new Map<string, string>();
+  private readonly cookies = new CookieJar();
   private readonly verifier = randomBytes(32).toString('base64url');
   action = '';
   constructor(
@@ -20,16 +20,10 @@ export class Browser {
   ) {}
 
   async go(url: string, init: RequestInit = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...(init.headers as Record<string, string>), cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+    const headers: Record<string, string> = { ...(init.headers as Record<string, string>), cookie: this.cookies.header() };
     if (this.forwardedFor) headers['x-forwarded-for'] = this.forwardedFor;
     const res = await fetch(new URL(url, base(this.gw)), { ...init, redirect: 'manual', headers });
-    for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const i = pair!.indexOf('=');
-      const v = pair!.slice(i + 1).trim();
-      if (v === '' || /expires=Thu, 01 Jan 1970/i.test(c)) this.cookies.delete(pair!.slice(0, i).trim());
-      else this.cookies.set(pair!.slice(0, i).trim(), v);
-    }
+    this.cookies.take(res);
     return res;
   }
 

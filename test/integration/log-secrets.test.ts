@@ -13,6 +13,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { ADMIN_TOKEN, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provision, publish, record, testVin, tryConnect } from '../helpers/gateway.ts';
 import { mintToken } from '../helpers/grants.ts';
 import { openSse } from '../helpers/sse.ts';
+import { CookieJar } from '../helpers/oidc.ts';
 import { loadConfig } from '../../config/index.ts';
 import { createLogger, startGateway, type RunningGateway } from '../../app/gateway.ts';
 
@@ -54,26 +55,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** A browser's cookies at the provider. */
-class Jar {
-  private readonly cookies = new Map<string, string>();
-  take(res: Response): void {
-    for (const c of res.headers.getSetCookie()) {
-      const [pair, ...attrs] = c.split(';');
-      const i = pair!.indexOf('=');
-      const gone = attrs.some((a) => /^\s*expires=Thu, 01 Jan 1970/i.test(a));
-      if (gone || pair!.slice(i + 1).trim() === '') this.cookies.delete(pair!.slice(0, i).trim());
-      else this.cookies.set(pair!.slice(0, i).trim(), pair!.slice(i + 1).trim());
-    }
-  }
-  header(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-}
-
 /** Authorization Code + PKCE as the portal does it; everything secret it saw on the way. */
 async function signIn(username: string, password: string, wrongPasswordFirst: string) {
-  const jar = new Jar();
+  const jar = new CookieJar();
   const go = async (url: string, init: RequestInit = {}) => {
     const res = await fetch(new URL(url, base), { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), cookie: jar.header() } });
     jar.take(res);
