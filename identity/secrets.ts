@@ -130,7 +130,7 @@ function boundedSlots(concurrency: number, maxWaiting: number) {
 // and on a busy machine the event loop, the database and vehicle logins go first: a
 // sign-in flood costs idle CPU, not vehicles' latency. Measured on 2 cores with one busy
 // with something else: vehicles' CONNACK p99 30-40 ms during 50 concurrent sign-ins; on
-// the pool at normal priority it was 369 ms (test/integration/sign-in-throttle.test.ts).
+// the pool at normal priority it was 369 ms (test/solo/sign-in-latency.test.ts).
 const HASH_THREAD = `
 const { parentPort } = require('node:worker_threads');
 const { scryptSync } = require('node:crypto');
