@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects:
+// Four projects:
 // - unit: pure modules with fakes that honour the ports (test/unit); no database, no
 //   root, no external binary: `npm run test:unit`, seconds.
 // - integration: the real broker, HTTP, TimescaleDB, child processes (test/integration);
@@ -43,6 +43,20 @@ export default defineConfig({
           globalSetup: ['test/helpers/global-setup.ts'],
           sequence: { groupOrder: 1 },
           fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        // Failover of a Patroni cluster under load (test/ha, docs/high-availability.md):
+        // etcd, two PostgreSQL + TimescaleDB nodes and HAProxy from scripts/ha.sh; skipped
+        // with the reason when those cannot run here. After the others, one file at a time.
+        test: {
+          name: 'ha',
+          include: ['test/ha/**/*.test.ts'],
+          globalSetup: ['test/helpers/ha-setup.ts'],
+          sequence: { groupOrder: 2 },
+          fileParallelism: false,
+          testTimeout: 240_000,
         },
       },
     ],

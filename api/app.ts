@@ -9,10 +9,13 @@ import { adminRoutes, type AdminDeps } from './routes/admin.ts';
 import { vehicleRoutes, type VehicleRouteDeps } from './routes/vehicles.ts';
 import { cardataRoutes, type CardataDeps } from './routes/cardata.ts';
 import { portalRoutes, type PortalRouteDeps } from './routes/portal.ts';
+import { connectivityRoutes, type ConnectivityRouteDeps } from './routes/connectivity.ts';
 import { webRoutes, type WebOptions } from './routes/web.ts';
 import { streamRoutes, type StreamDeps } from './routes/stream.ts';
 import { oidcRoutes, type OidcRouteDeps } from './routes/oidc.ts';
 import { grantRoutes, type GrantRouteDeps } from './routes/grants.ts';
+import { dataDescriptionRoutes, type DataDescriptionDeps } from './routes/data-description.ts';
+import { webhookRoutes, type WebhookRouteDeps } from './routes/webhooks.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
@@ -33,14 +36,20 @@ export interface AppDeps {
   /** Live CarData streams (Server-Sent Events); absent: no stream routes. */
   stream?: StreamDeps;
   grants: Omit<GrantRouteDeps, 'failures'>;
+  /** Recipients' webhooks (README "For recipients"); absent: no webhook routes. */
+  webhooks?: WebhookRouteDeps;
   /** The portal's read routes (vehicles, latest, series); absent: not served. */
   portal?: PortalRouteDeps;
+  /** GET /v1/vehicles/{vin}/status (connectivity); absent: not served. */
+  connectivity?: Omit<ConnectivityRouteDeps, 'failures'>;
   /** Serve the portal at GET / (web/); absent: not served. */
   web?: WebOptions;
   /** Prometheus exposition, served at GET /metrics. */
   metrics?: { text(): Promise<string>; contentType: string };
   /** The embedded OpenID Provider under /oidc, when it runs. */
   oidc?: OidcRouteDeps;
+  /** The product data description (GET /v1/data-description, Data Act Art. 3(2)); absent: not served. */
+  description?: DataDescriptionDeps;
 }
 
 export interface AppOptions {
@@ -150,7 +159,11 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
       status = 400;
       const first = err.validation[0] as { instancePath?: string; message?: string; params?: { issue?: { path?: unknown[] } } } | undefined;
       const path = first?.instancePath ?? '';
-      code = /(^|\/)vin$/.test(path) ? 'API_ERR_INVALID_VIN' : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
+      code = /(^|\/)vin$/.test(path)
+        ? 'API_ERR_INVALID_VIN'
+        : err.validationContext === 'querystring' && /(^|\/)names$/.test(path)
+          ? 'API_ERR_UNKNOWN_NAMES'
+          : err.validationContext === 'params' && /(^|\/)id$/.test(path) ? 'API_ERR_INVALID_ID' : 'API_ERR_VALIDATION';
       detail = `${err.validationContext ?? 'request'}${path.replace(/\//g, '.')}: ${first?.message ?? err.message}`;
     } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       status = 413;
@@ -231,9 +244,12 @@ export async function buildApp(deps: AppDeps, opts: AppOptions = {}): Promise<Fa
   await app.register(vehicleRoutes, { ...deps.vehicles, failures: deps.failures });
   await app.register(cardataRoutes, { ...deps.cardata, failures: deps.failures });
   await app.register(grantRoutes, { ...deps.grants, failures: deps.failures });
+  if (deps.description) await app.register(dataDescriptionRoutes, deps.description);
   if (deps.stream) await app.register(streamRoutes, deps.stream);
+  if (deps.webhooks) await app.register(webhookRoutes, deps.webhooks);
   if (deps.oidc) await app.register(oidcRoutes, deps.oidc);
   if (deps.portal) await app.register(portalRoutes, deps.portal);
+  if (deps.connectivity) await app.register(connectivityRoutes, { ...deps.connectivity, failures: deps.failures });
   if (deps.web) await app.register(webRoutes, deps.web);
   const m = deps.metrics;
   if (m) {

@@ -7,7 +7,19 @@ export type ApiErrorCode =
   | 'API_ERR_INVALID_VIN'
   | 'API_ERR_INVALID_ID'
   | 'API_ERR_UNKNOWN_RECIPIENT'
+  /** A grant's `fields` names no field of the catalogue (a typo): the detail names it. */
+  | 'API_ERR_UNKNOWN_FIELD'
+  /** A grant's `fields` names a field of a category the grant does not cover. */
+  | 'API_ERR_FIELD_OUTSIDE_CATEGORIES'
+  /** A grant's `fields` names a field of a category shared whole only (connectivity's). */
+  | 'API_ERR_FIELD_NOT_SELECTABLE'
+  /** A grant's `fields` names none of the fields of one of its categories. */
+  | 'API_ERR_CATEGORY_WITHOUT_FIELDS'
   | 'API_ERR_RANGE_TOO_LONG'
+  /** A webhook's URL is refused: not https, credentials in it, or an address in a refused range (docs/webhooks.md). */
+  | 'API_ERR_WEBHOOK_URL'
+  /** `names` is neither `catalogue` nor `vss` (README "Data that explains itself"). */
+  | 'API_ERR_UNKNOWN_NAMES'
   | 'API_ERR_UNAUTHORIZED'
   | 'API_ERR_TOKEN_EXPIRED'
   | 'API_ERR_TOKEN_INVALID'

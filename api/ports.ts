@@ -92,3 +92,8 @@ export interface AccountStore {
 
 export type { CheckinStore, GrantStore, RecipientStore } from '../proto/grants.ts';
 
+// ---------------------------------------------------------------------------------------
+// Service clients: recipients signing in as themselves (client credentials).
+
+export type { ServiceClientStore } from '../proto/service-clients.ts';
+

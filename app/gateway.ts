@@ -18,8 +18,11 @@ import { createVehicleRepo } from '../storage/repos/vehicles.ts';
 import { createConsentRepo } from '../storage/repos/consent.ts';
 import { createRightsRepo } from '../storage/repos/rights.ts';
 import { createReadRepo } from '../storage/repos/reads.ts';
+import { replicaReads } from './read-replica.ts';
 import { createSeriesRepo } from '../storage/repos/series.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo } from '../storage/repos/grants.ts';
+import { createConnectivityRepo } from '../storage/repos/connectivity.ts';
+import { createConnectivityRecorder } from './connectivity.ts';
 import { createConsentCache } from '../gateway/consent-cache.ts';
 import { createIngest } from '../gateway/ingest.ts';
 import { createBroker } from '../gateway/broker.ts';
@@ -37,6 +40,7 @@ import { followChanges } from './feeds.ts';
 import { scheduleRetention } from './retention-job.ts';
 import { createSignIn } from './sign-in.ts';
 import { createLogger } from './logger.ts';
+import { buildWebhooks } from './webhooks.ts';
 
 export { createLogger };
 
@@ -127,6 +131,9 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
   const prom = createMetrics(config.instanceId ? { instance } : {});
   const metrics = prom.gateway;
   const live = buildLive(config, apiShards, shards, log);
+  // Recipients' webhooks (PostgreSQL only): a pool of their own, closed with the databases.
+  const webhooks = buildWebhooks(config, { apiShards, live, log, instance, metrics: prom.webhooks });
+  if (webhooks) res.push('webhook database', 'database', () => webhooks.db.close());
   const writerOptions = (index: number): WriterOptions => ({
     // PGlite runs on this thread: smaller statements keep the event loop responsive.
     batchMaxRows: config.databaseUrl ? config.writer.batchMaxRows : Math.min(config.writer.batchMaxRows, 1000),
@@ -139,6 +146,7 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
       prom.writer.onBatch(stats);
       // Only that shard's tailer reads its log, and the NOTIFY goes out on that shard.
       live.committed(index, { inserted: stats.telemetryInserted > 0, tx: stats.telemetryTx, rows: stats.telemetry });
+      if (stats.telemetryInserted > 0) webhooks?.wake();
     },
     onError: (err, willRetry) => {
       prom.writer.onError(willRetry);
@@ -170,6 +178,17 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
     onQuarantine: (vin, reason, detail) => log.info({ event: 'message_quarantined', vin, reason, detail }, 'message quarantined'),
     onConsentUnavailable: (vin, err) => log.warn({ event: 'consent_unavailable', vin, err: err.message }, 'consent could not be read; the message waits'),
   });
+  // Connectivity (README "Connectivity"): the broker's connects and disconnects, written in
+  // the background to the control database; a change reaches this process's open streams
+  // by the NOTIFY every instance (this one too) listens to.
+  let connectivityChanged = (_vin: string): void => {};
+  const connectivityRepo = createConnectivityRepo(db, { single: !config.databaseUrl });
+  const connectivity = createConnectivityRecorder(
+    connectivityRepo,
+    db,
+    { log, changed: (vin) => connectivityChanged(vin) },
+    { retention: { afterContractDays: config.retention.afterContractDays, telemetryDays: config.retention.telemetryDays, intervalMs: config.retention.intervalMs } },
+  );
   const broker = await createBroker(
     {
       connectTimeoutMs: config.mqtt.connectTimeoutMs,
@@ -177,7 +196,7 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
       secretScryptCost: config.secretScryptCost,
       requireClientCert: config.mqtt.requireClientCert,
     },
-    { ingest, credentials: createVehicleRepo(db), consents, metrics, log },
+    { ingest, credentials: createVehicleRepo(db), consents, metrics, log, connectivity: connectivity.sink },
   );
   res.push('MQTT broker', 'broker', () => broker.close());
   let drained = { drained: true, left: 0 };
@@ -201,9 +220,25 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
   const changeHooks = { onCommitted: vehicleChanged };
   const consentRepo = createConsentRepo(apiDb, changeHooks, apiShards);
   const rights = createRightsRepo(apiDb, changeHooks, apiShards);
-  const reads = createReadRepo(apiDb, apiShards);
+  // DATABASE_READ_URL: exports on a standby once it has replayed what the primary had at the
+  // request's start (app/read-replica.ts); every other read on the primary.
+  const readDb = config.read
+    ? createPgDb(config.read.url, {
+        max: config.dbApiPoolMax,
+        applicationName: 'cardata-gateway-read',
+        onError: (err) => log.warn({ event: 'db_connection_error', pool: 'read', err: err.message }, 'database connection error'),
+      })
+    : null;
+  if (readDb) res.push('read database', 'database', () => readDb.close());
+  const primaryReads = createReadRepo(apiDb, apiShards);
+  const reads =
+    readDb && config.read
+      ? replicaReads({ primary: apiDb, replica: readDb, onPrimary: primaryReads, onReplica: createReadRepo(readDb), maxWaitMs: config.read.maxWaitMs, log })
+      : primaryReads;
   const recipients = createRecipientRepo(apiDb);
   const grants = createGrantRepo(apiDb);
+  // Status reads on the API's pool; with the embedded database this process is the one instance.
+  const connectivityReads = createConnectivityRepo(apiDb, { single: !config.databaseUrl, ownKey: () => connectivityRepo.instanceKey });
   const adminToken = config.adminToken ?? newSecret();
   const signIn = createSignIn(config, apiDb, log);
   const tokens = signIn.authenticator;
@@ -249,10 +284,15 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         rotateSigningKey: () => signIn.rotateSigningKey(),
         accounts: signIn.accounts,
         recipients,
+        serviceClients: {
+          clients: signIn.serviceClients,
+          remove: (recipientId, clientId) => signIn.removeServiceClient(recipientId, clientId),
+          available: () => signIn.provider() !== null,
+        },
         onSecretRotated: (vin) => broker.closeSecretSessions(vin),
       },
       vehicles: { tokens, consents: consentRepo, rights },
-      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport, exportsPerCaller: config.api.exportsPerCaller },
+      cardata: { tokens, consents: consentRepo, rights, reads, grants, obfcmReport: config.obfcmReport, exportsPerCaller: config.api.exportsPerCaller, connectivity: connectivityReads },
       grants: {
         tokens,
         recipients,
@@ -262,9 +302,17 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         rights,
         reads,
         exportsPerCaller: config.api.exportsPerCaller,
+        connectivity: connectivityReads,
         limits: { grantMaxDays: config.grants.maxDays, checkinCodeTtlS: config.grants.checkinCodeTtlS, visitMaxHours: config.grants.visitMaxHours },
       },
       portal: { tokens, rights, series: createSeriesRepo(apiDb, apiShards) },
+      connectivity: { tokens, rights, consents: consentRepo, grants, connectivity: connectivityReads, series: createSeriesRepo(apiDb, apiShards) },
+      // The storage in use is known once migrate() has run (below): asked per request.
+      description: {
+        storage: () => ({ engine: db.kind, shards: shards.all().length }),
+        retention: { afterContractDays: config.retention.afterContractDays, telemetryDays: config.retention.telemetryDays, obfcmDays: config.retention.obfcmDays, streamLogDays: config.stream.logRetentionDays },
+        sendIntervalMs: config.vehicleSendIntervalMs,
+      },
       // The portal signs in against the configured issuer, else the embedded provider on its own origin.
       web: { oidc: { issuer: config.oidc.issuer ?? null, clientId: 'cardata-portal' } },
       // With METRICS_PORT, /metrics is served only there (see README "Metrics listener").
@@ -282,8 +330,16 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
         isRevokedNow: (p) => signIn.isRevokedNow(p),
         fromWindowMs: config.stream.logRetentionDays * 86_400_000,
         fromMarginMs: config.ingest.maxClockSkewMs + 60_000,
+        connectivity: { reads: connectivityReads, series: createSeriesRepo(apiDb, apiShards) },
       },
       oidc: { provider: signIn.provider },
+      webhooks: {
+        tokens,
+        grants,
+        webhooks: webhooks?.service ?? null,
+        maxPerRecipient: config.webhooks.maxPerRecipient,
+        replayWindowMs: config.stream.logRetentionDays * 86_400_000,
+      },
     },
     {
       loggerInstance: log,
@@ -299,8 +355,16 @@ async function open(config: Config, log: Logger, instance: string, res: Resource
   const mig = await migrate(db);
   log.info({ event: 'migrations_applied', applied: mig.applied, timescaledb: mig.timescaledb }, 'database schema up to date');
   await live.hub.start();
+  if (webhooks) {
+    webhooks.start();
+    // Deliveries in flight finish (bounded by WEBHOOK_RESPONSE_TIMEOUT_MS) before the HTTP stage; the leases are given up.
+    res.push('webhook deliveries', 'http', () => webhooks.stop());
+  }
   res.push('stream tail', 'feeds', () => live.hub.stop());
   await followChanges({ db, consents, live, vehicleChanged, secretRotated: (vin) => broker.closeSecretSessions(vin), log }, (what, stop) => res.push(what, 'feeds', stop));
+  connectivityChanged = (vin) => sessions.statusChanged(vin);
+  res.push('connectivity', 'feeds', () => connectivity.stop());
+  await connectivity.start(instance);
   // Pushed first: open() starts its LISTEN before it loads the lists, and a failed load must stop it too.
   res.push('sign-in', 'sign-in', () => signIn.close());
   await signIn.open();

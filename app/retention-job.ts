@@ -46,8 +46,11 @@ export async function runRetention(d: RetentionDeps): Promise<void> {
           // The shard is the control database: one statement joins the ended contracts in.
           if (db === control) return applyRetention(Object.assign(tx, { kind }), config.retention);
           const ended = await endedContracts(tx, config.retention.afterContractDays, (vin) => apiShards.shardOf(vin) === i);
-          const target: RetentionDb = { kind, query: (text, params, name) => db.query(text, params, name) };
-          return applyRetention(target, config.retention, ended);
+          // In one transaction on the shard: rows and their hourly summaries go together.
+          return db.transaction((stx) => {
+            const target: RetentionDb = { kind, query: (text, params, name) => stx.query(text, params, name) };
+            return applyRetention(target, config.retention, ended);
+          });
         });
         if (!r.ran) {
           log.debug({ event: 'retention_skipped', ...shard, reason: r.reason, period_start: r.periodStart?.toISOString() }, 'retention of this period done elsewhere');

@@ -14,6 +14,8 @@ import { createSignInThrottle } from '../identity/sign-in-throttle.ts';
 import { createRevocationRepo, parseRevocation } from '../storage/repos/revocations.ts';
 import type { Revocation, SubjectRevocation } from '../proto/sign-in.ts';
 import { keyEncryption } from './key-encryption.ts';
+import { createServiceClientRepo, type ServiceClientRepo } from '../storage/repos/service-clients.ts';
+import { serviceClientSid } from '../identity/service-clients.ts';
 import { followSigningKeys, refreshingVerifier, type RefreshingVerifier } from './signing-keys.ts';
 
 export interface SignIn {
@@ -43,6 +45,13 @@ export interface SignIn {
   isRevokedNow(p: Principal): boolean;
   /** The embedded provider, once started. */
   readonly provider: () => EmbeddedIdp | null;
+  /** Recipients' service clients (client credentials at the embedded provider). */
+  readonly serviceClients: ServiceClientRepo;
+  /**
+   * Deletes a service client and refuses every token it holds: here before it resolves, on
+   * every instance by NOTIFY (open streams end). Null: no embedded provider runs here.
+   */
+  removeServiceClient(recipientId: string, clientId: string): Promise<'removed' | 'no-recipient' | 'no-client' | null>;
   /** Whether sign-in serves: the embedded provider has started, or none is configured. */
   ready(): boolean;
   /** Rotates the embedded provider's signing key (README "Keys at rest and rotation"); the kids in its JWKS, the new one first. Null: no embedded provider runs here. */
@@ -62,6 +71,7 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
   const mintedTokens = createMintedTokenRepo(db);
   const accounts = createAccountRepo(db);
   const revocationRepo = createRevocationRepo(db);
+  const serviceClients = createServiceClientRepo(db);
   // Untrusted (every check asks the database) until open() has loaded it.
   const revocations = createRevocationList({
     revokedUnexpired: () => mintedTokens.revokedUnexpired(),
@@ -136,6 +146,15 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
     },
     isRevokedNow: (p) => revocations.isRevokedNow(p, tokens.issuer),
     provider: () => provider,
+    serviceClients,
+    async removeServiceClient(recipientId, clientId) {
+      if (!provider) return null;
+      // Every token the client was issued has expired by then (with the verifiers' 30 s clock tolerance and a margin).
+      const rev = { issuer: provider.issuer, sid: serviceClientSid(clientId), expiresAt: new Date(Date.now() + (config.oidc.accessTokenTtlS + 60) * 1000) };
+      const r = await serviceClients.remove(recipientId, clientId, rev);
+      if (r === 'removed') revoked({ kind: 'session', ...rev });
+      return r;
+    },
     ready: () => !config.oidc.embedded || provider !== null,
     rotateSigningKey: async () => (provider ? provider.rotateSigningKey() : null),
     async open() {
@@ -194,10 +213,13 @@ export function createSignIn(config: Config, db: Db, log: Logger): SignIn {
           accessTokenTtlS: config.oidc.accessTokenTtlS,
           refreshIdleS: config.oidc.refreshIdleS,
           refreshAbsoluteS: config.oidc.refreshAbsoluteS,
+          deviceCodeTtlS: config.oidc.deviceCodeTtlS,
+          devicePollIntervalS: config.oidc.devicePollIntervalS,
         },
         {
           store,
           accounts,
+          serviceClients,
           onKeysChanged: () => embeddedVerifier?.reset(),
           onServerError: (err) => log.error({ event: 'oidc_server_error', err: err.message }, 'embedded OpenID Provider failed a request'),
           // Password guessing: counted per (account, source) and per source; hashed in a queue of its own.

@@ -6,6 +6,7 @@
 // portal's readiness marks are the same the end-to-end test waits for.
 import os from 'node:os';
 import pg from 'pg';
+import { rebuildSummaries } from '../storage/repos/series.ts';
 import { chromium } from 'playwright-core';
 
 export const YEAR_ROWS = 365 * 24 * 12;
@@ -25,6 +26,8 @@ export async function seedYear(url: string, vin: string): Promise<void> {
          FROM generate_series(0, $2::int - 1) i`,
       [vin, YEAR_ROWS],
     );
+    // Written around the batch writer: its hourly summaries are built as a bulk load's are.
+    await rebuildSummaries({ query: async (text, params) => { const r = await c.query(text, params as unknown[]); return { rows: r.rows, rowCount: r.rowCount ?? 0 }; } }, vin, null, null);
     await c.query('ANALYZE telemetry');
   } finally {
     await c.end();

@@ -18,6 +18,17 @@
 //                before the write)
 //   shards       SHARD_URLS with 1 and 2 shards (databases on this server): the database
 //                ceiling (writer on every shard at once) and end-to-end ingest, CPU per record
+//   history      a year of one dense vehicle (2,628,000 records) and a 10,000-vehicle fleet's
+//                readings, bulk-built: /series per range, full-year export, OBFCM report over
+//                365 days, bytes per record (bench/parts/history.ts)
+//   webhooks     1,000 grants each with a webhook to a verifying receiver process: PUBACK →
+//                receipt at half the rate, ingest with/without, receiver down 60 s: drain,
+//                lost, order (bench/parts/webhooks.ts)
+//   embedded     `npm start` on the embedded database (PGlite): RSS of a first start, a
+//                restart and simulated vehicles sending (bench/parts/embedded.ts)
+//   ha           ingest records/s and PUBACK p50/p99 on a Patroni cluster (scripts/ha.sh) with
+//                synchronous and asynchronous replication, as ratios to a single server
+//                (bench/parts/ha.ts)
 // Prints a table and writes bench/results/latest.json. Each part uses a fresh database
 // (bench_<part>), dropped afterwards; every child process is killed on exit.
 import { spawn, spawnSync } from 'node:child_process';
@@ -38,6 +49,10 @@ import { runFilterBench } from './filter-bench.ts';
 import { ceilingValues, ceilingWriter, type CeilingMethod } from './ceiling.ts';
 import { summarize } from './profile-summary.ts';
 import { measureVehiclePage, seedYear, YEAR_ROWS } from './portal.ts';
+import { historyOptions, historyRows, historyTargets, runHistory } from './parts/history.ts';
+import { runWebhooks, webhooksOptions, webhooksRows, webhooksTargets } from './parts/webhooks.ts';
+import { partEmbedded } from './parts/embedded.ts';
+import { haOptions, haRows, runHa } from './parts/ha.ts';
 import {
   BENCH_DIR,
   MARKER,
@@ -76,7 +91,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
       'npm run bench [-- options]   (bench/README.md)',
       '  --quick          shorter windows (a smoke run; the targets are for the full run)',
       '  --profile        CPU profiles of the gateway',
-      '  --only=a,b,...   only these parts: filter, ceiling, ingest, peer, connections, export, consent, portal, stream, scale, shards',
+      '  --only=a,b,...   only these parts: filter, ceiling, ingest, peer, connections, export, consent, portal, stream, scale, shards, history, webhooks, embedded, ha',
       '  --strict         exit 1 when any target is missed (FAIL); targets of parts not run (n/a) do not count',
       'Exit status: 1 when a part fails, the stored-row check fails, or (--strict) a target is missed; else 0.',
       '',
@@ -136,6 +151,7 @@ const results: Record<string, any> = {
   stream: {},
   scale: {},
   shards: {} as Record<string, any>,
+  history: {} as Record<string, any>,
   targets: {},
   params: { quick: QUICK, ...P, writerConcurrency: gwConfig.writer.concurrency, batchMaxRows: gwConfig.writer.batchMaxRows, secretScryptCost: SECRET_COST },
   errors: [] as string[],
@@ -1745,6 +1761,9 @@ function evaluateTargets(): void {
   add('portal.vehicleFirstRenderMs.median', results.portal.vehicleFirstRenderMs?.median, '< 1000 ms', (v) => v < 1000);
   add('stream.deliveryLatencyMs.p99', results.stream.deliveryLatencyMs?.p99, '< 250 ms', (v) => v < 250);
   add('stream.ingestRatio', results.stream.ingestRatio, '>= 0.85', (v) => v >= 0.85);
+  historyTargets(results.history, add);
+  webhooksTargets(results.webhooks, add);
+  add('embedded.peakRssMb', results.embedded?.peakRssMb, '< 300 MB (npm start, embedded database)', (v) => v < 300);
   results.targets = t;
 }
 
@@ -1801,6 +1820,9 @@ function printTable(): void {
     [`stream.resumeRowsPerSec (${fmt(results.stream.resumeRecords)} records behind, first after ${fmt(results.stream.resumeFirstEventMs, ' ms')})`, fmt(results.stream.resumeRowsPerSec), ''],
     ['stream.fanoutLatencyMs p50/p99, same process', `${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.sameProcess?.p99, ' ms')}`, ''],
     ['stream.fanoutLatencyMs p50/p99, other process (NOTIFY)', `${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p50)} / ${fmt(results.stream.fanoutLatencyMs?.otherProcessByNotify?.p99, ' ms')}`, ''],
+    ...historyRows(results.history, fmt, verdict),
+    ...webhooksRows(results.webhooks, fmt, verdict),
+    ...haRows(results.ha, fmt),
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
@@ -1869,6 +1891,18 @@ async function main(): Promise<void> {
     ['stream', () => partStream(server, secretHash)],
     ['scale', () => partScale(server, secretHash)],
     ['shards', () => partShards(server, secretHash)],
+    ['history', async () => {
+      results.history = await runHistory({ server, secretHash, owner: OWNER, log, freshSchema, startGateway: (n, u) => startGateway(n, u), stopGateway, dropQuietly }, historyOptions(process.env, QUICK));
+    }],
+    ['webhooks', async () => {
+      results.webhooks = await runWebhooks({ server, secretHash, password: SECRET, log, freshSchema, startGateway, stopGateway, startLoadgen, dropQuietly }, webhooksOptions(process.env, QUICK));
+    }],
+    ['ha', async () => {
+      results.ha = await runHa({ server, secretHash, password: SECRET, log, freshSchema, startGateway, stopGateway, startLoadgen, dropQuietly }, haOptions(QUICK));
+    }],
+    ['embedded', async () => {
+      results.embedded = await partEmbedded(QUICK ? { idleMs: 15_000, vehicles: 20, rate: 50, durationS: 15 } : { idleMs: 60_000, vehicles: 20, rate: 100, durationS: 30 }, log);
+    }],
   ];
   try {
     for (const [name, fn] of parts) {

@@ -31,6 +31,7 @@ import { csvStream } from '../api/csv.ts';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import * as remote from './remote.ts';
 
 class UsageError extends Error {}
 class ExitError extends Error {
@@ -61,7 +62,71 @@ function vinArg(args: Record<string, string | boolean | undefined>): string {
   return vin;
 }
 
+/** A command of the public API (cli/remote.ts): its refusals become exit codes. */
+async function viaApi(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof remote.RemoteError) throw err.exitCode === 2 ? new UsageError(err.message) : new ExitError(err.exitCode, err.message);
+    throw err;
+  }
+}
+
+/** --vin or --grant, exactly one. */
+function vinOrGrant(a: Record<string, string | boolean | undefined>): { vin: string | null; grant: string | null } {
+  const vin = typeof a.vin === 'string' ? a.vin : null;
+  const grant = typeof a.grant === 'string' ? a.grant : null;
+  if ((vin === null) === (grant === null)) throw new UsageError('give exactly one of --vin (your vehicle) or --grant (a grant made to you)');
+  return { vin, grant };
+}
+
 const commands: Record<string, Command> = {
+  login: {
+    summary: 'sign in to a gateway with a code shown here and confirmed in a browser (device flow); tokens kept for the commands below',
+    usage: 'login [--gateway <URL>]   (default: $CARDATA_GATEWAY, else http://127.0.0.1:8080)',
+    options: { gateway: { type: 'string' } },
+    async run(a) {
+      const gw = typeof a.gateway === 'string' ? a.gateway : (process.env.CARDATA_GATEWAY ?? 'http://127.0.0.1:8080');
+      await viaApi(async () => void (await remote.login(gw, (l) => console.log(l))));
+    },
+  },
+  logout: {
+    summary: 'forget the tokens of login (the refresh token is revoked at the gateway)',
+    usage: 'logout',
+    options: {},
+    async run() {
+      await viaApi(() => remote.logout((l) => console.log(l)));
+    },
+  },
+  grants: {
+    summary: 'list the grants made to you (a recipient), or with --vin those you made for your vehicle (signed in with login)',
+    usage: 'grants [--vin <VIN>]',
+    options: { vin: { type: 'string' } },
+    async run(a) {
+      await viaApi(() => remote.grants(typeof a.vin === 'string' ? a.vin : null, (l) => console.log(l)));
+    },
+  },
+  cardata: {
+    summary: "export your vehicle's CarData, or a grant's, through the API (signed in with login)",
+    usage: 'cardata (--vin <VIN> | --grant <id>) [--from <ISO time>] [--to <ISO time>] [--format ndjson|csv|zip] [--out <file>]',
+    options: { vin: { type: 'string' }, grant: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' } },
+    async run(a) {
+      const which = vinOrGrant(a);
+      const opt = (k: string) => (typeof a[k] === 'string' ? { [k]: a[k] } : {});
+      await viaApi(() => remote.cardata({ ...which, ...opt('from'), ...opt('to'), ...opt('format'), ...opt('out') }));
+    },
+  },
+  stream: {
+    summary: "follow your vehicle's live stream, or a grant's, one record per line; goes on across token refreshes (signed in with login)",
+    usage: 'stream (--vin <VIN> | --grant <id>) [--count <n>]',
+    options: { vin: { type: 'string' }, grant: { type: 'string' }, count: { type: 'string' } },
+    async run(a) {
+      const which = vinOrGrant(a);
+      const count = typeof a.count === 'string' ? Number(a.count) : null;
+      if (count !== null && !(Number.isInteger(count) && count > 0)) throw new UsageError('--count must be a positive whole number');
+      await viaApi(() => remote.stream({ ...which, count }, (l) => console.log(l), (l) => console.error(l)));
+    },
+  },
   migrate: {
     summary: 'apply the database migrations',
     usage: 'migrate',

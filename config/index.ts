@@ -22,6 +22,14 @@ const envSchema = z
       .refine((v) => v.split(',').every((u) => URL.canParse(u.trim()) && /^postgres(ql)?:$/.test(new URL(u.trim()).protocol)), 'must be comma-separated postgres:// URLs')
       .refine((v) => new Set(v.split(',').map((u) => u.trim())).size === v.split(',').length, 'names the same URL twice')
       .optional(),
+    /**
+     * Optional: a read-only URL for exports (e.g. HAProxy's read port in front of Patroni's
+     * standbys, docs/high-availability.md). An export reads there only once the standby has
+     * replayed what the primary had committed when the request began; else DATABASE_URL.
+     */
+    DATABASE_READ_URL: z.string().url().refine((u) => /^postgres(ql)?:$/.test(new URL(u).protocol), 'must be a postgres:// URL').optional(),
+    /** How long an export waits for DATABASE_READ_URL's standby to catch up before reading on the primary, ms. */
+    DATABASE_READ_MAX_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
     /** Folder of the embedded database when DATABASE_URL is unset. */
     DATA_DIR: z.string().min(1).default('./data'),
     /** Connections in the pg pool (writers + API reads). */
@@ -132,6 +140,10 @@ const envSchema = z
     OIDC_REFRESH_IDLE_S: positiveInt.max(90 * 86_400).default(2 * 86_400),
     /** However it is used, a sign-in session and its refresh tokens end this long after the sign-in, s. */
     OIDC_REFRESH_ABSOLUTE_S: positiveInt.max(365 * 86_400).default(14 * 86_400),
+    /** Device flow (RFC 8628) of the embedded provider: how long a device's code waits for the person to confirm it, s. */
+    OIDC_DEVICE_CODE_TTL_S: positiveInt.min(10).max(3600).default(600),
+    /** Device flow: least time between two polls of one device code (`interval`), s; sooner gets slow_down. */
+    OIDC_DEVICE_POLL_INTERVAL_S: positiveInt.max(60).default(5),
     /** Failed sign-ins (embedded provider) per (account, source address; IPv6: /64) in the window; then that pair gets 429. */
     SIGN_IN_FAILURES_PER_ACCOUNT_MAX: positiveInt.max(10_000).default(10),
     /** Failed sign-ins per source address (IPv6: /64), whatever the account, in the window; then that source gets 429. */
@@ -176,6 +188,42 @@ const envSchema = z
     OBFCM_REPORT_DEFAULT_DAYS: positiveInt.max(36_500).default(90),
     /** Longest range of one OBFCM report, days; longer: 400 API_ERR_RANGE_TOO_LONG. */
     OBFCM_REPORT_MAX_RANGE_DAYS: positiveInt.max(36_500).default(366),
+    /**
+     * How often the fleet's vehicles are set to send a record, ms: the basis of the volume
+     * estimate in the product data description (GET /v1/data-description, Data Act Art. 3(2)(a)); nothing else uses it.
+     */
+    VEHICLE_SEND_INTERVAL_MS: positiveInt.max(86_400_000).default(1000),
+    /** Webhooks (docs/webhooks.md): allow http:// endpoints too; for development only. */
+    WEBHOOK_ALLOW_HTTP: z.enum(['true', 'false']).default('false'),
+    /** Webhooks: addresses allowed although loopback/private/link-local/metadata: comma-separated CIDRs, or "all" (tests, development). */
+    WEBHOOK_ALLOW_PRIVATE: z
+      .string()
+      .refine((v) => v.split(',').every((c) => c.trim() === 'all' || /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(c.trim())), 'must be comma-separated CIDRs (e.g. 127.0.0.0/8) or "all"')
+      .optional(),
+    /** Webhooks: deliveries in flight at once on this instance, all endpoints (each holds a database connection of the webhook pool). */
+    WEBHOOK_CONCURRENCY: positiveInt.max(256).default(16),
+    /** Webhooks: deliveries in flight at once to one endpoint (one while it fails). */
+    WEBHOOK_PER_ENDPOINT: positiveInt.max(64).default(4),
+    /** Webhooks: an endpoint's lease (one instance delivers to it), ms; a crashed instance's endpoints move on after it. */
+    WEBHOOK_LEASE_MS: positiveInt.min(1000).max(600_000).default(30_000),
+    /** Webhooks: how often the worker looks for work when nothing woke it, ms. */
+    WEBHOOK_POLL_MS: positiveInt.min(10).max(60_000).default(250),
+    /** Webhooks: first retry after a failed delivery, ms; later ones ×2, ×6, ×12, … (5 s, 10 s, 30 s: three within a minute). */
+    WEBHOOK_RETRY_FIRST_MS: positiveInt.max(3_600_000).default(5000),
+    /** Webhooks: longest wait between retries, ms. */
+    WEBHOOK_RETRY_MAX_MS: positiveInt.max(86_400_000).default(3_600_000),
+    /** Webhooks: an endpoint failing this long is disabled, ms (at least a day). */
+    WEBHOOK_DISABLE_AFTER_MS: positiveInt.default(86_400_000),
+    /** Webhooks: connect timeout, ms. */
+    WEBHOOK_CONNECT_TIMEOUT_MS: positiveInt.max(60_000).default(3000),
+    /** Webhooks: the receiver's whole answer within this, ms (a revocation waits for a delivery in flight at most this long). */
+    WEBHOOK_RESPONSE_TIMEOUT_MS: positiveInt.max(60_000).default(5000),
+    /** Webhooks: bytes of a receiver's answer read at most. */
+    WEBHOOK_MAX_RESPONSE_BYTES: positiveInt.max(1 << 20).default(4096),
+    /** Webhooks: endpoints per recipient at most. */
+    WEBHOOK_MAX_PER_RECIPIENT: positiveInt.max(10_000).default(100),
+    /** Webhooks: most endpoints one instance delivers to. */
+    WEBHOOK_MAX_LEASED: positiveInt.default(100_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
     // Limits on what one credential or one anonymous socket can cost everyone else.
@@ -222,6 +270,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** SHARD_URLS in order, or null: telemetry in DATABASE_URL (single-database mode). */
   readonly shardUrls: readonly string[] | null;
+  /** DATABASE_READ_URL: exports read on a standby caught up to the request's start (null: on DATABASE_URL). */
+  readonly read: { readonly url: string; readonly maxWaitMs: number } | null;
   readonly dataDir: string;
   readonly dbPoolMax: number;
   readonly mqtt: {
@@ -280,6 +330,8 @@ export interface Config {
     readonly accessTokenTtlS: number;
     readonly refreshIdleS: number;
     readonly refreshAbsoluteS: number;
+    readonly deviceCodeTtlS: number;
+    readonly devicePollIntervalS: number;
   };
   readonly retention: {
     readonly afterContractDays: number;
@@ -297,7 +349,26 @@ export interface Config {
     readonly logRetentionDays: number;
   };
   readonly grants: { readonly maxDays: number; readonly checkinCodeTtlS: number; readonly visitMaxHours: number };
+  /** Recipients' webhooks (docs/webhooks.md). */
+  readonly webhooks: {
+    readonly allowHttp: boolean;
+    readonly allowPrivate: readonly string[];
+    readonly concurrency: number;
+    readonly perEndpoint: number;
+    readonly leaseMs: number;
+    readonly pollMs: number;
+    readonly retryFirstMs: number;
+    readonly retryMaxMs: number;
+    readonly disableAfterMs: number;
+    readonly connectTimeoutMs: number;
+    readonly responseTimeoutMs: number;
+    readonly maxResponseBytes: number;
+    readonly maxPerRecipient: number;
+    readonly maxLeased: number;
+  };
   readonly obfcmReport: { readonly defaultWindowDays: number; readonly maxRangeDays: number };
+  /** The fleet's configured send interval, ms (VEHICLE_SEND_INTERVAL_MS): the data description's volume estimate. */
+  readonly vehicleSendIntervalMs: number;
   readonly logLevel: string;
   readonly admission: {
     readonly maxConnectBytes: number;
@@ -353,7 +424,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
-      const shown = /TOKEN|KEYS|KEY_ENCRYPTION_KEY|PASSWORD|DATABASE_URL|SHARD_URLS/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
+      const shown = /TOKEN|KEYS|KEY_ENCRYPTION_KEY|PASSWORD|DATABASE_URL|DATABASE_READ_URL|SHARD_URLS/.test(key) ? '(hidden)' : JSON.stringify(picked[key] ?? '');
       return `  ${key}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration (set these environment variables correctly):\n${lines.join('\n')}`);
@@ -364,6 +435,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.TLS_CLIENT_CA_FILE && !e.TLS_CERT_FILE) tlsProblems.push('  TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS runs on MQTTS_PORT)');
   if (e.MQTT_REQUIRE_CLIENT_CERT === 'true' && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  MQTT_REQUIRE_CLIENT_CERT=true: needs TLS_CLIENT_CA_FILE');
   if (e.TLS_CLIENT_CRL_FILE && !e.TLS_CLIENT_CA_FILE) tlsProblems.push('  TLS_CLIENT_CRL_FILE: needs TLS_CLIENT_CA_FILE (it revokes client certificates)');
+  if (e.DATABASE_READ_URL && !e.DATABASE_URL) tlsProblems.push('  DATABASE_READ_URL: needs DATABASE_URL (it is a standby of that database)');
+  if (e.DATABASE_READ_URL && e.SHARD_URLS) tlsProblems.push('  DATABASE_READ_URL: not with SHARD_URLS (the telemetry is in the shards; each shard is a cluster of its own, read on its primary)');
   if (e.SHARD_URLS && !e.DATABASE_URL) tlsProblems.push('  SHARD_URLS: needs DATABASE_URL (the control database); the embedded database cannot be sharded');
   // NODE_ENV is not a setting of ours (the container image sets it): it only makes the key-encryption key required.
   if (env.NODE_ENV === 'production' && !e.KEY_ENCRYPTION_KEY && (e.OIDC_EMBEDDED === 'on' || (e.OIDC_EMBEDDED === 'auto' && !e.OIDC_ISSUER))) {
@@ -376,6 +449,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return deepFreeze({
     databaseUrl: e.DATABASE_URL,
     shardUrls: e.SHARD_URLS ? e.SHARD_URLS.split(',').map((u) => u.trim()) : null,
+    read: e.DATABASE_READ_URL ? { url: e.DATABASE_READ_URL, maxWaitMs: e.DATABASE_READ_MAX_WAIT_MS } : null,
     dataDir: e.DATA_DIR,
     dbPoolMax: e.DB_POOL_MAX,
     mqtt: {
@@ -426,6 +500,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       accessTokenTtlS: e.OIDC_ACCESS_TOKEN_TTL_S,
       refreshIdleS: e.OIDC_REFRESH_IDLE_S,
       refreshAbsoluteS: Math.max(e.OIDC_REFRESH_ABSOLUTE_S, e.OIDC_REFRESH_IDLE_S),
+      deviceCodeTtlS: e.OIDC_DEVICE_CODE_TTL_S,
+      devicePollIntervalS: e.OIDC_DEVICE_POLL_INTERVAL_S,
     },
     retention: {
       afterContractDays: e.RETENTION_AFTER_CONTRACT_DAYS,
@@ -443,7 +519,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       logRetentionDays: e.STREAM_LOG_RETENTION_DAYS,
     },
     grants: { maxDays: e.GRANT_MAX_DAYS, checkinCodeTtlS: e.CHECKIN_CODE_TTL_S, visitMaxHours: e.WORKSHOP_VISIT_MAX_HOURS },
+    webhooks: {
+      allowHttp: e.WEBHOOK_ALLOW_HTTP === 'true',
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE ? e.WEBHOOK_ALLOW_PRIVATE.split(',').map((c) => c.trim()) : [],
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      perEndpoint: e.WEBHOOK_PER_ENDPOINT,
+      leaseMs: e.WEBHOOK_LEASE_MS,
+      pollMs: e.WEBHOOK_POLL_MS,
+      retryFirstMs: e.WEBHOOK_RETRY_FIRST_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      disableAfterMs: e.WEBHOOK_DISABLE_AFTER_MS,
+      connectTimeoutMs: e.WEBHOOK_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: e.WEBHOOK_RESPONSE_TIMEOUT_MS,
+      maxResponseBytes: e.WEBHOOK_MAX_RESPONSE_BYTES,
+      maxPerRecipient: e.WEBHOOK_MAX_PER_RECIPIENT,
+      maxLeased: e.WEBHOOK_MAX_LEASED,
+    },
     obfcmReport: { defaultWindowDays: e.OBFCM_REPORT_DEFAULT_DAYS, maxRangeDays: e.OBFCM_REPORT_MAX_RANGE_DAYS },
+    vehicleSendIntervalMs: e.VEHICLE_SEND_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
     admission: {
       maxConnectBytes: e.MQTT_MAX_CONNECT_BYTES,

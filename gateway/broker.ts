@@ -7,7 +7,9 @@ import { createSecretVerifier } from '../identity/secrets.ts';
 import type { ConsentCache } from './consent-cache.ts';
 import { GW_ERR } from './errors.ts';
 import type { Ingest } from './ingest.ts';
-import type { CredentialSource, GatewayMetrics } from './ports.ts';
+import type { ConnectivitySink, CredentialSource, GatewayMetrics } from './ports.ts';
+import type { DisconnectReason } from '../proto/connectivity.ts';
+import { randomUUID } from 'node:crypto';
 import { createAuthLimiter } from './auth-limiter.ts';
 import { addressGroup } from '../identity/address.ts';
 
@@ -22,6 +24,8 @@ export interface BrokerDeps {
   consents: ConsentCache;
   metrics: GatewayMetrics;
   log: BrokerLogger;
+  /** Told of every connection's start and end (connectivity); none: not recorded. */
+  connectivity?: ConnectivitySink;
 }
 
 export interface BrokerOptions {
@@ -106,6 +110,15 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
   const verifier = createSecretVerifier({ concurrency: opts.authConcurrency ?? 2, cost: opts.secretScryptCost ?? 4096 });
   // How each connected client authenticated: a rotated secret closes only 'secret' sessions.
   const authMethod = new WeakMap<Client, 'secret' | 'cert'>();
+  // Connectivity: each authenticated connection's session id and start, and why it ended
+  // when the broker knows before aedes' clientDisconnect (keep-alive, takeover, our close).
+  const sessions = new WeakMap<Client, { id: string; at: Date }>();
+  const endReason = new WeakMap<Client, DisconnectReason>();
+  let shuttingDown = false;
+  // A taken-over connection's end is reported after its successor's start (aedes closes the
+  // old one first): the vehicle never looks offline in between. At most a second later
+  // when the successor never registers.
+  const takenOver = new Map<string, () => void>();
 
   const aedes = await Aedes.createBroker({
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
@@ -154,11 +167,18 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
           // The same scrypt work whether the VIN exists or not (a stand-in hash when not),
           // so the answer's timing does not tell which VINs are provisioned.
           else ok = secret.length <= 512 && (await verifier.verify(secret, cred?.secretHash ?? null)) && secret.length > 0;
-          if (!ok) return refuse(GW_ERR.BAD_CREDENTIALS, 'unknown vehicle or wrong secret');
+          if (!ok) {
+            // A provisioned vehicle's failed login is part of its connectivity (an unknown VIN's is nobody's).
+            if (cred !== null) deps.connectivity?.refused(vin, new Date());
+            return refuse(GW_ERR.BAD_CREDENTIALS, 'unknown vehicle or wrong secret');
+          }
           if (!byCert) byAddressVin.succeeded(pairKey);
           // Consent is loaded before the first message, so the filter never waits for it.
           await consents.load(vin);
           authMethod.set(client, byCert ? 'cert' : 'secret');
+          // MQTT-3.1.4-2: aedes closes a connection of the same client id before this one registers.
+          const old = live.get(vin);
+          if (old && old !== client) endReason.set(old, 'taken_over');
           info.onAuthenticated?.();
           done(null, true);
         })
@@ -234,13 +254,43 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
   aedes.on('client', (client: Client) => {
     live.set(client.id, client);
     metrics.connected(1);
+    const session = { id: randomUUID(), at: new Date() };
+    sessions.set(client, session);
+    deps.connectivity?.connected(session.id, client.id, session.at);
+    takenOver.get(client.id)?.();
   });
   aedes.on('clientDisconnect', (client: Client) => {
     if (live.get(client.id) === client) live.delete(client.id);
     metrics.connected(-1);
     consents.forget(client.id);
+    const session = sessions.get(client);
+    if (session) {
+      sessions.delete(client);
+      // _disconnected: aedes sets it on a DISCONNECT packet (lib/handlers/index.js).
+      const clean = (client as Client & { _disconnected?: boolean })._disconnected === true;
+      const reason: DisconnectReason = endReason.get(client) ?? (clean ? 'clean' : shuttingDown ? 'shutdown' : 'connection_lost');
+      const at = new Date();
+      const report = () => deps.connectivity?.disconnected(session.id, client.id, session.at, at, reason);
+      if (reason !== 'taken_over') report();
+      else {
+        takenOver.get(client.id)?.();
+        const timer = setTimeout(() => flush(), 1000);
+        timer.unref();
+        const flush = () => {
+          clearTimeout(timer);
+          if (takenOver.get(client.id) === flush) takenOver.delete(client.id);
+          report();
+        };
+        takenOver.set(client.id, flush);
+      }
+    }
+  });
+  aedes.on('keepaliveTimeout', (client: Client) => {
+    if (!endReason.has(client)) endReason.set(client, 'keepalive_timeout');
   });
   aedes.on('clientError', (client: Client, err: Error) => {
+    // Our own refusals (a publish outside its topic, QoS 2) close the connection with a GW_ERR code.
+    if (!endReason.has(client) && /^GW_ERR_/.test(err.message)) endReason.set(client, 'closed_by_gateway');
     log.info({ event: 'mqtt_client_error', vin: client.id, err: err.message }, 'client connection closed on error');
   });
   aedes.on('connectionError', (_client: Client, err: Error) => {
@@ -258,6 +308,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
       if (!client || authMethod.get(client) !== 'secret') return 0;
       metrics.refused(GW_ERR.SECRET_ROTATED);
       log.info({ event: 'mqtt_session_closed', vin, reason: GW_ERR.SECRET_ROTATED }, 'session of a rotated secret closed');
+      endReason.set(client, 'closed_by_gateway');
       client.close();
       return 1;
     },
@@ -282,6 +333,7 @@ export async function createBroker(opts: BrokerOptions, deps: BrokerDeps): Promi
     },
     close() {
       accepting = false;
+      shuttingDown = true;
       return new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };

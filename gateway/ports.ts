@@ -3,6 +3,7 @@
 
 import type { ConsentPeriod } from '../proto/consent.ts';
 import type { QuarantineRow, TelemetryRow, WriteItem } from '../proto/records.ts';
+import type { DisconnectReason } from '../proto/connectivity.ts';
 
 /** The rows the gateway hands the writer (proto/records.ts). */
 export type TelemetryRowOut = TelemetryRow;
@@ -42,4 +43,16 @@ export interface GatewayMetrics {
   pubackLatency(ms: number): void;
   connected(delta: number): void;
   consentCache(event: 'hit' | 'miss' | 'reload'): void;
+}
+
+/**
+ * Where the broker reports each vehicle's connections (connectivity, issue 26). Called
+ * synchronously from the broker's events; the implementation writes in the background and
+ * never holds the broker up. `session`: an id the broker gives each authenticated connection.
+ */
+export interface ConnectivitySink {
+  connected(session: string, vin: string, at: Date): void;
+  disconnected(session: string, vin: string, connectedAt: Date, at: Date, reason: DisconnectReason): void;
+  /** A login for a provisioned VIN failed its check. */
+  refused(vin: string, at: Date): void;
 }

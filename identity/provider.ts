@@ -4,16 +4,19 @@
 // one signing key made once and kept, people's accounts, and access tokens that are JWTs
 // (RFC 9068) for the API's audience, so the API verifies them like any issuer's.
 import type http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC, type InteractionResults } from 'oidc-provider';
 import type { JWK } from 'jose';
 import { ID_TOKEN_TTL_S, SIGNING_KEYS, asRing, kidsOf, liveKeys, newSigningJwk, retirementWindowS, rotateSigningKeys, type SigningKeyRing, type SigningKeyStore } from './signing-keys.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PasswordVerifier } from './secrets.ts';
+import { verifySecret, type PasswordVerifier } from './secrets.ts';
 import { SignInThrottled, type SignInThrottle } from './sign-in-throttle.ts';
 import { escapeHtml, signInLang, signInPageHtml, signInText, type SignInLang } from './sign-in-pages.ts';
 import { isRole, type Role } from './tokens.ts';
 import type { Account, OidcArtefactStore } from '../proto/sign-in.ts';
+import type { ServiceClientStore } from '../proto/service-clients.ts';
+import { RECIPIENT_METADATA, RECIPIENT_ROLE_METADATA, serviceClientMetadata, serviceClientSid } from './service-clients.ts';
+import { successSource, userCodeConfirmSource, userCodeInputSource } from './device-pages.ts';
 
 /** Storage of the provider's artefacts (sessions, interactions, codes, grants, refresh tokens) and key material. */
 export type IdpStore = OidcArtefactStore;
@@ -37,6 +40,10 @@ export interface EmbeddedIdpOptions {
   refreshIdleS: number;
   /** A sign-in session, and every refresh token of it, ends this long after the sign-in, seconds. */
   refreshAbsoluteS: number;
+  /** Device flow (RFC 8628): how long a device code waits for the person, seconds. Default 600. */
+  deviceCodeTtlS?: number;
+  /** Device flow: the least time between two polls of one device code, seconds (`interval`, RFC 8628 §3.2). Default 5. */
+  devicePollIntervalS?: number;
 }
 
 /** The role claim of the embedded provider's access tokens (its subject claim is `sub`). */
@@ -44,6 +51,11 @@ export const EMBEDDED_ROLE_CLAIM = 'cardata_role';
 /** The scope a client asks for to get an access token for the API. */
 export const API_SCOPE = 'cardata';
 export const PORTAL_CLIENT_ID = 'cardata-portal';
+/** The public client of the command line and other tools without a browser (device flow, RFC 8628). */
+export const CLI_CLIENT_ID = 'cardata-cli';
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+/** Where the last poll of a device code is kept (by the code's hash), beside the provider's own artefacts. */
+const DEVICE_POLL_MODEL = 'DevicePoll';
 
 export interface InteractionView {
   uid: string;
@@ -91,14 +103,24 @@ function pageLang(ctx: KoaContextWithOIDC): SignInLang {
   return signInLang({ uiLocales: params?.ui_locales, acceptLanguage: ctx.get('accept-language') || undefined });
 }
 
-/** Adapter over the store, one instance per model name (oidc-provider's contract). */
-function adapterFor(store: IdpStore) {
+/** How long an expired device code is kept to be told apart from an unknown one, s. */
+const EXPIRED_DEVICE_CODE_KEPT_S = 3600;
+
+/** Adapter over the store, one instance per model name (oidc-provider's contract); clients other than the built-in ones are the service clients. */
+function adapterFor(store: IdpStore, clients: Pick<ServiceClientStore, 'find'> | undefined) {
   return class DbAdapter implements Adapter {
     constructor(private readonly model: string) {}
     async upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
-      await store.upsert(this.model, id, payload, expiresIn);
+      // An expired device code is kept a while: the library then answers expired_token (RFC
+      // 8628 §3.5) and its page says "expired", where a row already gone would be unknown.
+      const keep = this.model === 'DeviceCode' && expiresIn !== undefined ? expiresIn + EXPIRED_DEVICE_CODE_KEPT_S : expiresIn;
+      await store.upsert(this.model, id, payload, keep);
     }
     async find(id: string) {
+      if (this.model === 'Client') {
+        const c = clients ? await clients.find(id) : null;
+        return c ? (serviceClientMetadata(c) as AdapterPayload) : undefined;
+      }
       return (await store.find(this.model, id)) as AdapterPayload | undefined;
     }
     async findByUserCode(userCode: string) {
@@ -138,6 +160,8 @@ export async function createEmbeddedIdp(
     passwords: PasswordVerifier;
     /** Failed sign-ins per (account, source) and per source (identity/sign-in-throttle.ts). */
     throttle: SignInThrottle;
+    /** Recipients' service clients (client credentials), looked up on each request: a deleted one is gone at once. */
+    serviceClients?: Pick<ServiceClientStore, 'find'>;
   },
 ): Promise<EmbeddedIdp> {
   const { store, accounts } = deps;
@@ -156,7 +180,7 @@ export async function createEmbeddedIdp(
 
   /** The configuration with these keys (private JWKs, the signing one first). */
   const configurationFor = (keys: JWK[]): Configuration => ({
-    adapter: adapterFor(store),
+    adapter: adapterFor(store, deps.serviceClients),
     clients: [
       {
         client_id: PORTAL_CLIENT_ID,
@@ -169,7 +193,21 @@ export async function createEmbeddedIdp(
         redirect_uris: [...opts.portalRedirectUris],
         post_logout_redirect_uris: [...opts.portalRedirectUris],
       },
+      {
+        client_id: CLI_CLIENT_ID,
+        client_name: 'CarData command line',
+        // Runs on the person's machine: it cannot keep a secret either (RFC 8628 §5.6).
+        token_endpoint_auth_method: 'none',
+        application_type: 'native',
+        grant_types: [DEVICE_CODE_GRANT, 'refresh_token'],
+        response_types: [],
+        redirect_uris: [],
+      },
     ],
+    // The recipient a service client signs in as, kept with the client (never sent to anyone).
+    extraClientMetadata: { properties: [RECIPIENT_METADATA, RECIPIENT_ROLE_METADATA] },
+    // No HMAC client authentication: a service client's stored "secret" is a hash (see wire()).
+    clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     jwks: { keys },
     cookies: { keys: cookieKeys },
     // RFC 9700 §2.1.1: PKCE for every authorization code, S256 only (the library's default method list).
@@ -198,8 +236,24 @@ export async function createEmbeddedIdp(
     // Always rotated, a spent one refused; a spent one used again ends its whole grant
     // (oidc-provider revokes the family on reuse).
     rotateRefreshToken: () => true,
+    // A service client's tokens: the recipient as subject, its role, and the client as the
+    // token's session (sid), which its deletion ends on every instance (app/sign-in.ts).
+    formats: {
+      customizers: {
+        async jwt(_ctx, token, jwt) {
+          if ((token as { kind?: string }).kind !== 'ClientCredentials') return;
+          const client = (token as { client?: { clientId: string; metadata(): Record<string, unknown> } }).client;
+          const md = client?.metadata();
+          if (!client || typeof md?.[RECIPIENT_METADATA] !== 'string' || !isRole(md[RECIPIENT_ROLE_METADATA])) throw new Error('client credentials token for a client that is no service client');
+          Object.assign(jwt.payload, { sub: md[RECIPIENT_METADATA], [EMBEDDED_ROLE_CLAIM]: md[RECIPIENT_ROLE_METADATA], sid: serviceClientSid(client.clientId) });
+        },
+      },
+    },
     features: {
       devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      // RFC 8628: tools without a browser; the person confirms the code on these pages.
+      deviceFlow: { enabled: true, charset: 'base-20', mask: '****-****', userCodeInputSource, userCodeConfirmSource, successSource },
       // The sign-out pages in the person's language, nothing fetched (the defaults load web fonts).
       rpInitiatedLogout: {
         enabled: true,
@@ -241,6 +295,8 @@ export async function createEmbeddedIdp(
     interactions: { url: (_ctx, interaction) => `${new URL(opts.issuer).pathname.replace(/\/$/, '')}/interaction/${interaction.uid}` },
     ttl: {
       AccessToken: opts.accessTokenTtlS,
+      ClientCredentials: opts.accessTokenTtlS,
+      DeviceCode: opts.deviceCodeTtlS ?? 600,
       AuthorizationCode: 60,
       IdToken: ID_TOKEN_TTL_S,
       Interaction: 600,
@@ -269,6 +325,35 @@ export async function createEmbeddedIdp(
     },
   });
 
+  // RFC 8628 §3.2, §3.5: the device authorization answer names the polling interval, and a
+  // poll sooner than that after the previous one, while the person has not answered yet, gets
+  // slow_down and 5 s more from then on. The last poll is kept in the store (one device polls
+  // any instance behind the balancer); the library itself answers authorization_pending,
+  // expired_token and access_denied.
+  const pollIntervalS = opts.devicePollIntervalS ?? 5;
+  const devicePolling = async (ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> => {
+    await next();
+    const oidc = ctx.oidc as { route?: string; params?: Record<string, unknown> } | undefined;
+    const body = ctx.body as Record<string, unknown> | null | undefined;
+    if (oidc?.route === 'device_authorization' && ctx.status === 200 && body && typeof body === 'object') {
+      body.interval = pollIntervalS;
+      return;
+    }
+    if (oidc?.route !== 'token' || oidc.params?.grant_type !== DEVICE_CODE_GRANT || ctx.status !== 400 || body?.error !== 'authorization_pending') return;
+    const code = oidc.params.device_code;
+    if (typeof code !== 'string') return;
+    const id = createHash('sha256').update(code).digest('base64url');
+    const prev = (await store.find(DEVICE_POLL_MODEL, id)) as { at?: unknown; interval?: unknown } | undefined;
+    const now = Date.now();
+    let interval = typeof prev?.interval === 'number' ? prev.interval : pollIntervalS;
+    // A fifth of the interval tolerated: requests may arrive closer than they were sent.
+    if (typeof prev?.at === 'number' && now - prev.at < interval * 800) {
+      interval += 5;
+      ctx.body = { error: 'slow_down', error_description: `polled too often: wait at least ${interval} s between polls from now on` };
+    }
+    await store.upsert(DEVICE_POLL_MODEL, id, { at: now, interval }, opts.deviceCodeTtlS ?? 600);
+  };
+
   // oidc-provider takes its keys at construction: new keys, a new provider (all its state
   // is in the store; requests under way finish on the one they started on).
   const build = (keys: JWK[]) => {
@@ -292,6 +377,13 @@ export async function createEmbeddedIdp(
     return true;
   };
   function wire(provider: Provider): void {
+    // A service client's secret is stored only as a scrypt hash (identity/secrets.ts), which
+    // stands in the client's metadata where the library expects the secret: what the client
+    // sent is hashed and compared instead of compared as it is.
+    provider.Client.prototype.compareClientSecret = async function (this: { clientSecret?: string | undefined }, actual: string) {
+      return typeof this.clientSecret === 'string' && typeof actual === 'string' && actual.length <= 512 && verifySecret(actual, this.clientSecret);
+    };
+    provider.use(devicePolling);
     // A fault of ours (the store not answering …): the browser gets the error page, the operator the log.
     provider.on('server_error', (_ctx: unknown, err: Error) => deps.onServerError?.(err));
     // Sign-out (RP-initiated logout, confirmed): the session is destroyed and its grants

@@ -124,8 +124,50 @@ export function createMetrics(opts: MetricsOptions = {}) {
     },
   });
 
+  // Recipients' webhooks (docs/webhooks.md).
+  const whDeliveries = new Counter({ name: 'cardata_webhook_deliveries_total', help: 'Webhook deliveries answered 2xx, by kind (records, grant.created, grant.revoked, ...)', labelNames: ['kind'], registers: [registry] });
+  const whRecords = new Counter({ name: 'cardata_webhook_records_delivered_total', help: 'Records delivered by webhooks (answered 2xx)', registers: [registry] });
+  const whFailures = new Counter({ name: 'cardata_webhook_failures_total', help: 'Webhook deliveries that failed, by reason (http_5xx, http_4xx, redirect, timeout, connection, address_refused)', labelNames: ['reason'], registers: [registry] });
+  const whRetries = new Counter({ name: 'cardata_webhook_retries_total', help: 'Webhook deliveries attempted again after a failure', registers: [registry] });
+  const whLatency = new Histogram({
+    name: 'cardata_webhook_delivery_latency_seconds',
+    help: 'From the commit of the oldest record of a webhook delivery to its 2xx',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+    registers: [registry],
+  });
+  const whRequest = new Histogram({ name: 'cardata_webhook_request_seconds', help: 'Duration of one webhook POST (2xx)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
+  const whBacklog = new Gauge({ name: 'cardata_webhook_backlog_records', help: 'Committed records not yet delivered to the endpoints this instance holds, by endpoint state (active, retrying)', labelNames: ['state'], registers: [registry] });
+  let webhookEndpoints: (() => Promise<Record<string, number>>) | null = null;
+  new Gauge({
+    name: 'cardata_webhook_endpoints',
+    help: 'Webhook endpoints by state (active, retrying, disabled), all instances',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      if (!webhookEndpoints) return;
+      for (const [state, n] of Object.entries(await webhookEndpoints().catch(() => ({})))) this.set({ state }, n);
+    },
+  });
+
   return {
     registry,
+    /** For the webhook worker (webhooks/worker.ts WorkerMetrics), and the endpoints' count by state. */
+    webhooks: {
+      delivered: (kind: string, records: number, latencyMs: number | null, requestMs: number) => {
+        whDeliveries.inc({ kind });
+        if (records) whRecords.inc(records);
+        if (latencyMs !== null) whLatency.observe(Math.max(0, latencyMs) / 1000);
+        whRequest.observe(requestMs / 1000);
+      },
+      failed: (reason: string) => whFailures.inc({ reason }),
+      retried: () => whRetries.inc(),
+      backlog: (byState: Record<string, number>) => {
+        for (const [state, n] of Object.entries(byState)) whBacklog.set({ state }, n);
+      },
+      setEndpoints: (f: () => Promise<Record<string, number>>) => {
+        webhookEndpoints = f;
+      },
+    },
     setSources(s: MetricsSources) {
       sources = s;
       // Only with shards: without SHARD_URLS /metrics lists exactly what it always did.

@@ -22,3 +22,23 @@ export type GroupValues = { readonly [field: string]: number | null | undefined 
 
 /** Field values of one group as read back, by proto3 JSON name: only the fields stored. */
 export type StoredValues = Record<string, number>;
+
+/** A field's catalogue name, `group.jsName` (GET /v1/catalogue, the CSV header, a grant's `fields`). */
+export function fieldName(c: FieldColumn): string {
+  return `${c.group}.${c.jsName}`;
+}
+
+/**
+ * Which fields of its categories a read carries: catalogue names (`technical.speedKmh`);
+ * null: every field of them. A field-level grant's `fields` (access/grants.ts decides them).
+ */
+export type FieldList = readonly string[] | null;
+
+/**
+ * The value columns a read of `categories` carries, narrowed to `fields` when given, in the
+ * table's order: the one list every SQL select and line builder of a projected read takes
+ * its columns from, so that a field left out is never read, let alone written.
+ */
+export function projectColumns(categories: readonly Group[], fields?: FieldList): FieldColumn[] {
+  return FIELD_COLUMNS.filter((c) => categories.includes(c.group) && (fields === null || fields === undefined || fields.includes(fieldName(c))));
+}

@@ -1,6 +1,7 @@
 // Owner-issued grants and their recipients: the shapes storage records, the access policy
 // (access/grants.ts) decides with and the API answers with. Types only.
-import type { Group } from './fields.ts';
+import type { FieldList } from './fields.ts';
+import type { DataCategory } from './connectivity.ts';
 
 export type RecipientRole = 'workshop' | 'third_party';
 
@@ -22,7 +23,9 @@ export interface GrantRecord {
   recipientId: string;
   recipientRole: RecipientRole;
   recipientName: string;
-  categories: Group[];
+  categories: DataCategory[];
+  /** Only these fields of the categories (catalogue names, `technical.speedKmh`); null: every field of them. */
+  fields: string[] | null;
   access: AccessMode[];
   purpose: string;
   dataFrom: Date;
@@ -47,6 +50,8 @@ export interface NewGrant {
   ownerId: string;
   recipientId: string;
   categories: readonly string[];
+  /** Only these fields of the categories (catalogue names); null: every field of them. */
+  fields: FieldList;
   access: readonly string[];
   purpose: string;
   /** null: the grant's creation. */
@@ -63,6 +68,8 @@ export interface GrantDisclosure {
   subject: string;
   endpoint: string;
   categories: readonly string[];
+  /** The fields of a field-level grant the read carries; null or absent: whole categories. */
+  fields?: FieldList;
   rangeFrom: Date | null;
   rangeTo: Date | null;
 }

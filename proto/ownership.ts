@@ -1,6 +1,6 @@
 // Ownership of a vehicle over time, and what erasing an owner's data removed: the shapes
 // storage records, the access policy decides with and the API answers with. Types only.
-import type { Group } from './fields.ts';
+import type { DataCategory } from './connectivity.ts';
 
 /** One owner's period of a vehicle. */
 export interface OwnershipPeriod {
@@ -20,6 +20,8 @@ export interface ErasureResult {
   obfcmDeleted: number;
   obfcmKept: number;
   quarantineDeleted: number;
+  /** Connections erased (category null or `connectivity`). */
+  connectivityDeleted?: number;
 }
 
 /**
@@ -44,5 +46,5 @@ export interface OwnershipStore {
    * `asCurrentOwner`, only while `ownerId` is the current owner: checked inside the
    * transaction, under the vehicle's row lock a transfer takes too; else rejects NOT_FOUND.
    */
-  erase(vin: string, ownerId: string, category: Group | null, opts?: { asCurrentOwner?: boolean }): Promise<ErasureResult>;
+  erase(vin: string, ownerId: string, category: DataCategory | null, opts?: { asCurrentOwner?: boolean }): Promise<ErasureResult>;
 }

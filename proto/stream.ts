@@ -3,7 +3,7 @@
 // consumer of the fan-out must answer to. The stream log (stream/log.ts) produces these,
 // the hub (stream/hub.ts) moves them, the SSE session (stream/sse.ts) writes them, and the
 // API's ports (api/ports.ts) narrow them. Types only.
-import type { Group } from './fields.ts';
+import type { FieldList, Group } from './fields.ts';
 
 /** Place of a record in its vehicle's stream: (writing transaction id (xid8), 1-based place in that transaction's entry). */
 export interface StreamPos {
@@ -15,6 +15,8 @@ export interface StreamPos {
 export interface LineProjection {
   categories: readonly Group[];
   nulled: readonly Group[];
+  /** Only these fields of the categories (catalogue names: a field-level grant's); null or absent: every field. */
+  fields?: FieldList;
 }
 
 /** A stored record as the live streams deliver it. */

@@ -20,6 +20,11 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   bash scripts/timescaledb.sh up >/dev/null
 fi
+# The `ha` project (test/ha: failovers of a Patroni cluster, run after the others): Patroni
+# and etcd go into the TimescaleDB root (scripts/ha.sh). Not as root, or HA_TESTS=off: skipped with the reason.
+if [ "$(id -u)" = "0" ] && [ "${HA_TESTS:-on}" != "off" ]; then
+  bash scripts/ha.sh install
+fi
 
 npx tsc --noEmit -p .
 npx tsc --noEmit -p web # the portal (web/tsconfig.json: JavaScript with JSDoc types, DOM)

@@ -156,6 +156,8 @@ case "${1:-up}" in
     flock 9
     # The server must not inherit the lock (it would hold it for its whole life).
     install; init_cluster; start 9>&-; ensure_db; url ;;
+  # The packages only (scripts/ha.sh installs Patroni into the same root).
+  install-only) mkdir -p "$TSDB_HOME"; exec 9>"$TSDB_HOME/.up.lock"; flock 9; install ;;
   start) start ;;
   stop) stop ;;
   url) url ;;

@@ -12,7 +12,7 @@
 // transaction, at most `maxRows`; a vehicle's rows are let go at once when its stored data
 // may have changed (an erasure) or its terms did.
 import type { CopyRow } from '../storage/driver/copy-binary.ts';
-import { FIELD_COLUMNS, GROUPS, type Group } from '../proto/fields.ts';
+import { FIELD_COLUMNS, GROUPS, fieldName, type Group } from '../proto/fields.ts';
 import { putAscii, putBytes, putInt, putIsoMs, putNumber } from '../storage/driver/copy-out.ts';
 import type { LineProjection } from '../proto/stream.ts';
 
@@ -98,8 +98,11 @@ export function createRecentRows(maxRows = 50_000): RecentRows {
   };
 }
 
-/** Writes a held row's line (no newline) at `at` in `out`, which has LINE_ROOM bytes free there; returns its end. */
-export type LineWriter = (r: CopyRow, out: Buffer, at: number) => number;
+/**
+ * Writes a held row's line (no newline) at `at` in `out`, which has LINE_ROOM bytes free there; returns its end.
+ * `receivedAtMs`: when it was stored (its transaction's time, the log entry's `at`, equal to the row's received_at); null: unknown.
+ */
+export type LineWriter = (r: CopyRow, out: Buffer, at: number, receivedAtMs: number | null) => number;
 
 const writers = new Map<string, LineWriter>();
 /** The same by projection object: a stream asks with the same one for every record. */
@@ -122,10 +125,12 @@ const writerOf = new WeakMap<LineProjection, LineWriter>();
 export function lineWriter(p: LineProjection): LineWriter {
   let w = writerOf.get(p);
   if (w) return w;
-  const key = `${p.categories.join(',')}|${p.nulled.join(',')}`;
+  const key = `${p.categories.join(',')}|${p.nulled.join(',')}|${p.fields?.join(',') ?? '*'}`;
   w = writers.get(key);
   if (!w) {
     w = compile(p);
+    // Field-level grants make many projections possible: keep the compiled ones bounded.
+    if (writers.size >= 1000) writers.clear();
     writers.set(key, w);
   }
   writerOf.set(p, w);
@@ -152,6 +157,8 @@ function compile(p: LineProjection): LineWriter {
     // Years 0-9999 (what validation lets through); beyond, Date#toISOString's own form.
     'o = r.recordedAtMs >= -62167219200000 && r.recordedAtMs < 253402300800000 ? putIsoMs(out, o, r.recordedAtMs) : putAscii(out, o, new Date(r.recordedAtMs).toISOString());',
     'out[o++] = 34;',
+    // The row's received_at is its transaction's now(): the stream log entry's `at` (README "Freshness").
+    `if (rx == null) ${put(',"receivedAt":null')} else { ${put(',"receivedAt":"')} o = putIsoMs(out, o, rx); out[o++] = 34; }`,
     'let v, x, first;',
   ];
   for (const g of ALL) {
@@ -162,7 +169,8 @@ function compile(p: LineProjection): LineWriter {
     }
     src.push(`v = r.${g};`, `if (v == null) ${put(`,"${g}":null`)} else {`, `${put(`,"${g}":{`)} first = true;`);
     for (const c of FIELD_COLUMNS) {
-      if (c.group !== g) continue;
+      // A field-level grant's stream: the fields it does not name are not written.
+      if (c.group !== g || (p.fields != null && !p.fields.includes(fieldName(c)))) continue;
       // The generated table's names are proto3 JSON names (identifiers); checked, as they become code.
       if (!/^[A-Za-z][A-Za-z0-9]*$/.test(c.jsName)) throw new Error(`field name ${JSON.stringify(c.jsName)} is not an identifier`);
       src.push(
@@ -176,11 +184,11 @@ function compile(p: LineProjection): LineWriter {
   // Code from the generated field table and constants only (names checked above), as
   // protobufjs builds its codecs; nothing of a record or a request goes into it.
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- see above
-  const make = new Function('K', 'putBytes', 'putAscii', 'putInt', 'putIsoMs', 'putNumber', `return function line(r, out, o) {\n${src.join('\n')}\n};`) as (...deps: unknown[]) => LineWriter;
+  const make = new Function('K', 'putBytes', 'putAscii', 'putInt', 'putIsoMs', 'putNumber', `return function line(r, out, o, rx) {\n${src.join('\n')}\n};`) as (...deps: unknown[]) => LineWriter;
   return make(consts, putBytes, putAscii, putInt, putIsoMs, putNumber);
 }
 
 /** A held row's line as text (lineWriter's bytes). */
-export function lineOf(r: CopyRow, p: LineProjection): string {
-  return LINE.toString('latin1', 0, lineWriter(p)(r, LINE, 0));
+export function lineOf(r: CopyRow, p: LineProjection, receivedAtMs: number | null = null): string {
+  return LINE.toString('latin1', 0, lineWriter(p)(r, LINE, 0, receivedAtMs));
 }

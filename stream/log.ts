@@ -16,7 +16,7 @@
 // pg, the export's row mapping (groupOf) elsewhere (PGlite).
 import type { Db } from '../storage/driver/db.ts';
 import type { LineProjection, StreamPos, StreamRecord } from '../proto/stream.ts';
-import { FIELD_COLUMNS, GROUP_FLAG, GROUPS, type Group } from '../proto/fields.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, GROUPS, type FieldList, type Group, type StoredValues } from '../proto/fields.ts';
 import { copyDataStart, ndjsonPlan, readInt64, rowKey, rowOffsets, sqlLiteral, type NdjsonPlan } from '../storage/driver/copy-out.ts';
 import { groupOf } from '../storage/repos/reads.ts';
 import { lineOf, lineWriter, type RecentRows } from './held-rows.ts';
@@ -70,6 +70,8 @@ interface Entry {
   tx: number;
   us: number[];
   seqs: number[];
+  /** The entry's `at` (its transaction's now(), which is also the received_at of every row it lists), ms; null when not read. */
+  atMs: number | null;
 }
 
 /** Lines are built one at a time into this buffer (no line is longer than a plan's maxLineBytes, ~1.5 kB). */
@@ -86,11 +88,12 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
   // Plans per (vehicle, projection): built once, reused for every record of that stream.
   const plans = new Map<string, NdjsonPlan>();
   const planFor = (vin: string, p: LineProjection): NdjsonPlan => {
-    const key = `${vin}|${p.categories.join(',')}|${p.nulled.join(',')}`;
+    const key = `${vin}|${p.categories.join(',')}|${p.nulled.join(',')}|${p.fields?.join(',') ?? '*'}`;
     let plan = plans.get(key);
     if (!plan) {
       if (plans.size >= 20_000) plans.clear();
-      plan = ndjsonPlan(vin, p.categories, { layout: ALL, nulled: p.nulled });
+      // A field-level grant's stream writes only its fields (the rows, shared by every stream, hold all).
+      plan = ndjsonPlan(vin, p.categories, { layout: ALL, nulled: p.nulled, fields: p.fields ?? null });
       plans.set(key, plan);
     }
     return plan;
@@ -109,8 +112,9 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
         ord: Number(row.ord),
         recordedAtMs: at.getTime(),
         json(p) {
-          const o: Record<string, unknown> = { vin, seq: Number(row.seq), recordedAt: at.toISOString() };
-          for (const g of ALL) if (p.categories.includes(g)) o[g] = p.nulled.includes(g) ? null : groupOf(row, g);
+          const rx = row.received_at as Date | null;
+          const o: Record<string, unknown> = { vin, seq: Number(row.seq), recordedAt: at.toISOString(), receivedAt: rx ? rx.toISOString() : null };
+          for (const g of ALL) if (p.categories.includes(g)) o[g] = p.nulled.includes(g) ? null : onlyFields(groupOf(row, g), g, p.fields ?? null);
           return JSON.stringify(o);
         },
         line(p, out, at) {
@@ -203,7 +207,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
    * (the order broke whenever a read spanned a power of ten of transaction ids).
    */
   async function entriesOf(sql: string): Promise<Entry[]> {
-    return entryRows(await copyOut!(`COPY (SELECT e.vin, e.tx::text::int8, e.ats, e.seqs FROM (${sql}) e ORDER BY e.vin, e.tx) TO STDOUT (FORMAT binary)`), 4);
+    return entryRows(await copyOut!(`COPY (SELECT e.vin, e.tx::text::int8, e.ats, e.seqs, e.at FROM (${sql}) e ORDER BY e.vin, e.tx) TO STDOUT (FORMAT binary)`), 5);
   }
 
   /**
@@ -230,7 +234,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
       for (let i = 0; i < e.us.length; i++) {
         const row = held.get(e.tx, e.vin, e.us[i]! / 1000, e.seqs[i]!);
         if (!row) return null;
-        out.push(new HeldRecord(e.tx, i + 1, row));
+        out.push(new HeldRecord(e.tx, i + 1, row, e.atMs));
       }
       return out;
     });
@@ -253,7 +257,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
     return out;
   }
 
-  const rowsSelect = ['seq', 'recorded_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
+  const rowsSelect = ['seq', 'recorded_at', 'received_at', ...ALL.flatMap((g) => [GROUP_FLAG[g], ...FIELD_COLUMNS.filter((c) => c.group === g).map((c) => c.column)])].join(', ');
   // PGlite (no COPY): each key of an entry is looked up by the primary key, one probe per record. Written as
   // a LATERAL subquery with LIMIT 1 (the key is unique anyway) so the planner cannot turn
   // it around: with the statistics of a young table (one row per vehicle, it believes) it
@@ -298,7 +302,7 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
 
     async range(lo, hi, vins) {
       if (vins.length === 0 || hi <= lo) return [];
-      if (copyOut) return liveRecords(await entriesOf(`SELECT vin, tx, ats, seqs FROM stream_log WHERE tx >= ${xid8(lo)} AND tx < ${xid8(hi)}${vinList(vins)}`), vins, hi);
+      if (copyOut) return liveRecords(await entriesOf(`SELECT vin, tx, ats, seqs, at FROM stream_log WHERE tx >= ${xid8(lo)} AND tx < ${xid8(hi)}${vinList(vins)}`), vins, hi);
       return viaRows(
         `SELECT ${rowsSelect}, l.vin AS l_vin, l.tx::text AS l_tx, k.ord FROM stream_log l ${JOIN}
           WHERE l.tx >= $1::text::xid8 AND l.tx < $2::text::xid8 AND l.vin = ANY($3::text[])
@@ -328,13 +332,13 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
                  SELECT a.backend_xid::text::int8 FROM pg_stat_get_activity(NULL) a
                   WHERE a.backend_xid IS NOT NULL AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
              (SELECT pg_snapshot_xmax(s.s)::text::int8 FROM s)) AS h)
-         SELECT NULL::text AS vin, hz.h AS tx, NULL::timestamptz[] AS ats, NULL::int8[] AS seqs, (SELECT max(tx) FROM stream_log)::text::int8 AS top, 0 AS k FROM hz
+         SELECT NULL::text AS vin, hz.h AS tx, NULL::timestamptz[] AS ats, NULL::int8[] AS seqs, NULL::timestamptz AS at, (SELECT max(tx) FROM stream_log)::text::int8 AS top, 0 AS k FROM hz
          UNION ALL
-         SELECT e.vin, e.tx::text::int8, e.ats, e.seqs, NULL, 1 FROM stream_log e
+         SELECT e.vin, e.tx::text::int8, e.ats, e.seqs, e.at, NULL, 1 FROM stream_log e
           WHERE e.tx >= ${xid8(lo)} AND e.tx < (SELECT h FROM hz)::text::xid8${vins.length === 0 ? ' AND false' : vinList(vins)}
          ORDER BY k, vin, tx) TO STDOUT (FORMAT binary)`,
       );
-      const rows = entryRows(b, 6);
+      const rows = entryRows(b, 7);
       const head = rows.shift();
       if (!head) throw new Error('the tail read returned no horizon row');
       const h = head.tx;
@@ -345,16 +349,16 @@ export function createStreamLogRepo(db: Db, opts: { recent?: RecentRows | null }
       const a = after ?? { tx: 0, ord: 0 };
       // The page's entries: whole entries in tx order while fewer than maxRecords records
       // came before (each entry holds at least one record, so maxRecords entries suffice).
-      const entries = `SELECT tx, ats, seqs FROM (
-           SELECT tx, ats, seqs, sum(cardinality(seqs)) OVER (ORDER BY tx) - cardinality(seqs) AS before
-             FROM (SELECT tx, ats, seqs FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
+      const entries = `SELECT tx, ats, seqs, at FROM (
+           SELECT tx, ats, seqs, at, sum(cardinality(seqs)) OVER (ORDER BY tx) - cardinality(seqs) AS before
+             FROM (SELECT tx, ats, seqs, at FROM stream_log WHERE vin = $1 AND tx >= $2::text::xid8 AND tx < $3::text::xid8
                      AND (tx > $2::text::xid8 OR cardinality(seqs) > $4::int8) ORDER BY tx LIMIT $5) e) x
          WHERE before < $5`;
       const params = [vin, String(a.tx), String(bound), a.ord, maxRecords];
       if (copyOut) {
         // The same statement with its parameters written in (COPY takes none).
         const literal = [sqlLiteral(vin), `'${safeInt(a.tx)}'`, `'${safeInt(bound)}'`, String(safeInt(a.ord)), String(safeInt(maxRecords))];
-        const es = await entriesOf(`SELECT ${literal[0]}::text AS vin, tx, ats, seqs FROM (${entries.replace(/\$([1-5])/g, (_, k: string) => literal[Number(k) - 1]!)}) p`);
+        const es = await entriesOf(`SELECT ${literal[0]}::text AS vin, tx, ats, seqs, at FROM (${entries.replace(/\$([1-5])/g, (_, k: string) => literal[Number(k) - 1]!)}) p`);
         if (es.length === 0) return { records: [], last: null };
         return { records: await recordsOf(es, a, fromMs), last: { tx: es[es.length - 1]!.tx, ord: Number.MAX_SAFE_INTEGER } };
       }
@@ -421,11 +425,11 @@ function vinList(vins: readonly string[]): string {
 }
 
 /**
- * Log entries from a binary COPY of rows (vin, tx int8, ats timestamptz[], seqs int8[],
- * then with 6 fields: top int8, k): the keys as numbers, the times in µs since 1970. A
- * null vin (the tail's first row) gives an entry without keys, and `top` its fifth field.
+ * Log entries from a binary COPY of rows (vin, tx int8, ats timestamptz[], seqs int8[], at
+ * timestamptz, then with 7 fields: top int8, k): the keys as numbers, the times in µs since
+ * 1970. A null vin (the tail's first row) gives an entry without keys, and `top` its sixth field.
  */
-function entryRows(b: Buffer, fields: 4 | 6): (Entry & { top: number | null })[] {
+function entryRows(b: Buffer, fields: 5 | 7): (Entry & { top: number | null })[] {
   const out: (Entry & { top: number | null })[] = [];
   for (const row of rowOffsets(b, copyDataStart(b))) {
     if (b.readInt16BE(row) !== fields) throw new Error(`a stream log row of ${b.readInt16BE(row)} fields, expected ${fields}`);
@@ -439,9 +443,19 @@ function entryRows(b: Buffer, fields: 4 | 6): (Entry & { top: number | null })[]
     o += 4 + Math.max(b.readInt32BE(o), 0);
     const seqs = int8Array(b, o, 0);
     o += 4 + Math.max(b.readInt32BE(o), 0);
-    const top = fields === 6 && b.readInt32BE(o) === 8 ? readInt64(b, o + 4) : null;
-    out.push({ vin, tx, us, seqs, top });
+    const atMs = b.readInt32BE(o) === 8 ? Math.floor(readInt64(b, o + 4) / 1000) + PG_EPOCH_MS : null;
+    o += 4 + Math.max(b.readInt32BE(o), 0);
+    const top = fields === 7 && b.readInt32BE(o) === 8 ? readInt64(b, o + 4) : null;
+    out.push({ vin, tx, us, seqs, atMs, top });
   }
+  return out;
+}
+
+/** A group's values narrowed to `fields` (catalogue names; null: all of them). */
+function onlyFields(v: StoredValues | null, g: Group, fields: FieldList): StoredValues | null {
+  if (v === null || fields === null) return v;
+  const out: StoredValues = {};
+  for (const [k, x] of Object.entries(v)) if (fields.includes(`${g}.${k}`)) out[k] = x;
   return out;
 }
 
@@ -453,15 +467,16 @@ class HeldRecord implements StreamRecord {
     readonly tx: number,
     readonly ord: number,
     private readonly row: CopyRow,
+    private readonly receivedAtMs: number | null,
   ) {
     this.vin = row.vin;
     this.recordedAtMs = row.recordedAtMs;
   }
   json(p: LineProjection): string {
-    return lineOf(this.row, p);
+    return lineOf(this.row, p, this.receivedAtMs);
   }
   line(p: LineProjection, out: Buffer, at: number): number {
-    return lineWriter(p)(this.row, out, at);
+    return lineWriter(p)(this.row, out, at, this.receivedAtMs);
   }
 }
 

@@ -41,6 +41,24 @@ export interface SessionOptions {
    * its expiry, `token_revoked` when a check after a revocation refuses it).
    */
   credential?: Credential;
+  /**
+   * The vehicle's connectivity status (README "Connectivity"), for streams that may see it:
+   * sent as `event: status` when the stream begins and whenever `online` or `since` changes.
+   * Null answered: nothing to send now.
+   */
+  status?: () => Promise<StatusEvent | null>;
+  /**
+   * Rewrites each record's line before it is sent (`?names=vss`: keyed by VSS path,
+   * proto/vss-records.ts); absent: the export's line as it is, written without a string.
+   */
+  lineMap?: (line: string) => string;
+}
+
+/** The object of an `event: status` (GET /v1/vehicles/{vin}/status's answer). */
+export interface StatusEvent {
+  online: boolean;
+  since: string | null;
+  [key: string]: unknown;
 }
 
 /** What let a stream in, as long as it lasts. */
@@ -86,6 +104,10 @@ export class SseSession implements StreamSubscriber {
   private readonly keepAlive: NodeJS.Timeout;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly o: SessionOptions;
+  /** `online|since` of the last status sent; a status read in flight, and whether another is wanted after it. */
+  private lastStatus: string | null = null;
+  private statusReading = false;
+  private statusAgain = false;
 
   constructor(o: SessionOptions) {
     this.o = o;
@@ -108,6 +130,38 @@ export class SseSession implements StreamSubscriber {
   /** The first bytes: a comment, so clients and proxies see the stream has begun. */
   begin(): void {
     this.comment('keep-alive');
+    this.refreshStatus();
+  }
+
+  /** Reads the vehicle's status and sends it when `online` or `since` changed (no id: a status is no resume point). */
+  refreshStatus(): void {
+    const read = this.o.status;
+    if (!read || this.closed) return;
+    if (this.statusReading) {
+      this.statusAgain = true;
+      return;
+    }
+    this.statusReading = true;
+    read().then(
+      (st) => {
+        this.statusReading = false;
+        if (st && !this.closed) {
+          const key = `${st.online}|${st.since}`;
+          if (key !== this.lastStatus) {
+            this.lastStatus = key;
+            this.res.write(`event: status\ndata: ${JSON.stringify(st)}\n\n`);
+          }
+        }
+        if (this.statusAgain) {
+          this.statusAgain = false;
+          this.refreshStatus();
+        }
+      },
+      () => {
+        // Cannot tell now: the next change asks again.
+        this.statusReading = false;
+      },
+    );
   }
 
   deliver(records: readonly StreamRecord[], live: boolean): void {
@@ -150,14 +204,16 @@ export class SseSession implements StreamSubscriber {
         }
       }
       if (!inside) continue;
-      if (out.length - o < EVENT_ROOM) {
+      const mapped = this.o.lineMap ? this.o.lineMap(r.json(projection)) : null;
+      if (out.length - o < EVENT_ROOM + (mapped === null ? 0 : Buffer.byteLength(mapped))) {
         (pieces ??= []).push(copyOf(out, o));
         o = 0;
       }
       out.set(ID, o);
       o = this.writeCursor(out, o + ID.length, r);
       out.set(RECORD_DATA, o);
-      o = r.line(projection, out, o + RECORD_DATA.length);
+      o += RECORD_DATA.length;
+      o = mapped === null ? r.line(projection, out, o) : o + out.write(mapped, o, 'utf8');
       out[o++] = 10;
       out[o++] = 10;
       last = r;
@@ -303,6 +359,8 @@ export interface StreamSessions {
   sweepExpired(nowMs: number): void;
   /** Every session checks its access token again (a revocation was announced). */
   recheckCredentials(): void;
+  /** The connectivity of `vin` changed: its sessions that may see it send its status when it differs. */
+  statusChanged(vin: string): void;
   /** Ends every open session (shutdown), giving each `graceMs` to read its end event. */
   endAll(reason: EndReason, graceMs: number): void;
   stats(): StreamStats;
@@ -340,6 +398,9 @@ export function createStreamSessions(opts: { maxPerCaller: number }): StreamSess
     },
     recheckCredentials() {
       for (const s of open) s.checkCredential();
+    },
+    statusChanged(vin) {
+      for (const s of open) if (s.vin === vin) s.refreshStatus();
     },
     endAll(reason, graceMs) {
       for (const s of [...open]) s.end(reason, graceMs);

@@ -56,6 +56,7 @@ const SharingPage = later(() => import('./pages.js'), 'SharingPage');
 const AccessLogPage = later(() => import('./pages.js'), 'AccessLogPage');
 const DownloadPage = later(() => import('./pages.js'), 'DownloadPage');
 const CataloguePage = later(() => import('./pages.js'), 'CataloguePage');
+const DataDescriptionPage = later(() => import('./data.js'), 'DataDescriptionPage');
 const RecipientHome = later(() => import('./recipient.js'), 'RecipientHome');
 const GrantPage = later(() => import('./recipient.js'), 'GrantPage');
 
@@ -65,6 +66,7 @@ function parseRoute(hash) {
   if (parts[0] === 'v' && parts[1]) return { page: 'vehicle', vin: parts[1], tab: parts[2] ?? 'overview' };
   if (parts[0] === 'g' && parts[1]) return { page: 'grant', id: parts[1] };
   if (parts[0] === 'catalogue') return { page: 'catalogue' };
+  if (parts[0] === 'data') return { page: 'data' };
   return { page: 'home' };
 }
 
@@ -223,8 +225,15 @@ function App() {
 
   if (!config) return html`<p>${m.t('loading')}</p>`;
   if (!session) {
+    // The data description is public (Data Act Art. 3(2): told before any contract): readable without signing in.
+    if (route.page === 'data') {
+      return html`<div class="shell">
+        <header class="top"><a class="brand" href="#/">${m.t('appName')}</a><${LangSwitch} m=${m} setLang=${setLang} /></header>
+        <main id="main" ref=${mainRef}><${DataDescriptionPage} m=${m} onShown=${focusHeading} /></main>
+      </div>`;
+    }
     return html`<div class="shell">
-      <header class="top"><span class="brand">${m.t('appName')}</span><${LangSwitch} m=${m} setLang=${setLang} /></header>
+      <header class="top"><span class="brand">${m.t('appName')}</span><nav aria-label=${m.t('nav')}><ul><li><a href="#/data">${m.t('aboutData')}</a></li></ul></nav><${LangSwitch} m=${m} setLang=${setLang} /></header>
       ${bootError && html`<p class="error" role="alert">${m.t('error', { msg: bootError.message })}</p>`}
       <${SignIn}
         m=${m}
@@ -247,6 +256,7 @@ function App() {
   else if (route.page === 'vehicle') page = html`<${VehicleShell} m=${m} vin=${route.vin} tab=${route.tab} />`;
   else if (route.page === 'grant') page = html`<${GrantPage} m=${m} id=${route.id} onShown=${focusHeading} />`;
   else if (route.page === 'catalogue') page = html`<${CataloguePage} m=${m} onShown=${focusHeading} />`;
+  else if (route.page === 'data') page = html`<${DataDescriptionPage} m=${m} onShown=${focusHeading} />`;
   else page = html`<${Home} m=${m} role=${role} onShown=${focusHeading} />`;
   return html`<div class="shell">
     <a class="skip" href="#main" onClick=${(/** @type {Event} */ e) => { e.preventDefault(); mainRef.current?.querySelector('h1')?.focus(); }}>${m.t('skip')}</a>
@@ -256,6 +266,8 @@ function App() {
         <ul>
           <li><a href="#/" aria-current=${route.page === 'home' || route.page === 'vehicle' || route.page === 'grant' ? 'page' : undefined}>${role === 'recipient' ? m.t('sharedWithYou') : m.t('myVehicles')}</a></li>
           <li><a href="#/catalogue" aria-current=${route.page === 'catalogue' ? 'page' : undefined}>${m.t('catalogue')}</a></li>
+          <li><a href="#/data" aria-current=${route.page === 'data' ? 'page' : undefined}>${m.t('aboutData')}</a></li>
+          ${config.oidc.issuer ? null : html`<li><a id="connect-device" href=${`/oidc/device?lang=${m.lang}`}>${m.t('connectDevice')}</a></li>`}
         </ul>
       </nav>
       <${LangSwitch} m=${m} setLang=${setLang} />

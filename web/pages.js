@@ -58,22 +58,65 @@ export async function downloadWithProgress(path, format, onProgress) {
   return { bytes, records };
 }
 
-/** @param {{ m: Messages, value: string[], onChange: (value: string[]) => void, idPrefix: string, options?: string[] }} props */
-function Categories({ m, value, onChange, idPrefix, options = CATS }) {
+/** @param {{ m: Messages, value: string[], onChange: (value: string[]) => void, idPrefix: string, options?: string[], below?: (category: string) => unknown }} props */
+function Categories({ m, value, onChange, idPrefix, options = CATS, below }) {
   return html`<fieldset class="cats">
     <legend>${m.t('categories')}</legend>
     ${options.map((c) => html`<div class="check">
       <input type="checkbox" id=${`${idPrefix}-${c}`} checked=${value.includes(c)} onChange=${(/** @type {InputEvt} */ e) => onChange(e.currentTarget.checked ? [...value, c] : value.filter((x) => x !== c))} />
       <label for=${`${idPrefix}-${c}`}>${m.t(`cat_${c}`)}</label>
+    </div>${below && value.includes(c) ? below(c) : ''}`)}
+  </fieldset>`;
+}
+
+/** Categories whose fields a grant may pick one by one: the telemetry groups (any other, such as connectivity, is shared whole). */
+const PICKABLE = ['technical', 'consumption', 'location'];
+
+/** A field's control id: its catalogue name without the dot (ids with a dot need escaping in selectors). */
+const fieldId = (/** @type {string} */ name) => `grant-field-${name.replace('.', '-')}`;
+
+/**
+ * The fields of one category, each a checkbox under it (all ticked: the whole category).
+ * @param {{ m: Messages, category: string, fields: Catalogue['fields'], excluded: string[], onChange: (excluded: string[]) => void }} props
+ */
+function FieldPicker({ m, category, fields, excluded, onChange }) {
+  const mine = PICKABLE.includes(category) ? fields.filter((f) => f.category === category && f.name.startsWith(`${category}.`)) : [];
+  if (mine.length === 0) return '';
+  return html`<fieldset class="fields" id=${`grant-fields-${category}`}>
+    <legend>${m.t('fieldsOf', { cat: m.t(`cat_${category}`) })}</legend>
+    ${mine.map((f) => html`<div class="check">
+      <input type="checkbox" id=${fieldId(f.name)} data-field=${f.name} checked=${!excluded.includes(f.name)} onChange=${(/** @type {InputEvt} */ e) => onChange(e.currentTarget.checked ? excluded.filter((x) => x !== f.name) : [...excluded, f.name])} />
+      <label for=${fieldId(f.name)}>${m.label(f.name) === f.name ? f.description : m.label(f.name)}</label>
     </div>`)}
   </fieldset>`;
 }
+
+/**
+ * What a grant's `fields` is for these categories: null when every field of them is ticked
+ * (the whole categories, fields added later included), else the ticked ones.
+ * @param {Catalogue['fields']} catalogue
+ * @param {string[]} categories
+ * @param {string[]} excluded
+ * @returns {string[] | null}
+ */
+function grantFields(catalogue, categories, excluded) {
+  const all = catalogue.filter((f) => PICKABLE.includes(f.category) && categories.includes(f.category) && f.name.startsWith(`${f.category}.`)).map((f) => f.name);
+  const chosen = all.filter((f) => !excluded.includes(f));
+  return chosen.length === all.length ? null : chosen;
+}
+
+/** Field names as the person reads them: labels in their language. */
+const fieldList = (/** @type {Messages} */ m, /** @type {string[]} */ names) => names.map((f) => m.label(f)).join(', ');
 
 /** @param {{ m: Messages, vin: string }} props */
 export function SharingPage({ m, vin }) {
   const grants = useLoad(() => /** @type {Promise<GrantList>} */ (get(`/v1/vehicles/${vin}/grants`)), [vin]);
   const recipients = useLoad(() => /** @type {Promise<Recipient[] | { recipients?: Recipient[] }>} */ (get('/v1/recipients')), []);
+  // The fields to pick from: the public catalogue (GET /v1/catalogue).
+  const catalogue = useLoad(() => fetch('/v1/catalogue').then((x) => /** @type {Promise<Catalogue>} */ (x.json())), []);
   const [form, setForm] = useState({ recipientId: '', categories: ['technical', 'consumption'], purpose: '', until: '', dataFrom: '', history: true, stream: true });
+  // Fields unticked under their category (none: whole categories).
+  const [excluded, setExcluded] = useState(/** @type {string[]} */ ([]));
   const [msg, setMsg] = useState(/** @type {string | null} */ (null));
   const [err, setErr] = useState(/** @type {Error | null} */ (null));
   const [code, setCode] = useState(/** @type {CheckinCode | null} */ (null));
@@ -85,8 +128,10 @@ export function SharingPage({ m, vin }) {
     setErr(null);
     setMsg(null);
     try {
-      /** @type {{ recipientId: string, categories: string[], purpose: string, access: (string | false)[], expiresAt?: string, dataFrom?: string }} */
+      /** @type {{ recipientId: string, categories: string[], purpose: string, access: (string | false)[], expiresAt?: string, dataFrom?: string, fields?: string[] }} */
       const body = { recipientId: form.recipientId, categories: form.categories, purpose: form.purpose, access: [form.history && 'history', form.stream && 'stream'].filter(Boolean) };
+      const fields = grantFields(catalogue.data?.fields ?? [], form.categories, excluded);
+      if (fields) body.fields = fields;
       if (form.until) body.expiresAt = new Date(`${form.until}T23:59:59`).toISOString();
       if (form.dataFrom) body.dataFrom = new Date(`${form.dataFrom}T00:00:00`).toISOString();
       /** @type {Grant} */
@@ -132,7 +177,9 @@ export function SharingPage({ m, vin }) {
             ${list.map((r) => html`<option value=${r.id}>${r.name} (${r.role})</option>`)}
           </select>
         </div>
-        <${Categories} m=${m} idPrefix="grant-cat" value=${form.categories} onChange=${(/** @type {string[]} */ c) => setForm({ ...form, categories: c })} />
+        <${Categories} m=${m} idPrefix="grant-cat" value=${form.categories} onChange=${(/** @type {string[]} */ c) => setForm({ ...form, categories: c })}
+          below=${catalogue.data ? (/** @type {string} */ c) => html`<${FieldPicker} m=${m} category=${c} fields=${catalogue.data?.fields ?? []} excluded=${excluded} onChange=${setExcluded} />` : undefined} />
+        <p class="muted" id="grant-fields-hint">${m.t('fieldsHint')}</p>
         <div class="field">
           <label for="grant-purpose">${m.t('purpose')}</label>
           <input id="grant-purpose" required maxlength="500" value=${form.purpose} onInput=${(/** @type {InputEvt} */ e) => setForm({ ...form, purpose: e.currentTarget.value })} />
@@ -164,7 +211,7 @@ export function SharingPage({ m, vin }) {
         <thead><tr><th scope="col">${m.t('recipient')}</th><th scope="col">${m.t('categories')}</th><th scope="col">${m.t('purpose')}</th><th scope="col">${m.t('until')}</th><th scope="col">${m.t('status')}</th><th scope="col"><span class="sr-only">${m.t('revoke')}</span></th></tr></thead>
         <tbody>${grants.data.grants.map((g) => html`<tr data-grant=${g.id}>
           <td>${g.recipientName ?? g.recipientId}</td>
-          <td>${g.categories.map((c) => m.t(`cat_${c}`)).join(', ')}</td>
+          <td>${g.categories.map((c) => m.t(`cat_${c}`)).join(', ')}${g.fields ? html`<br /><small class="grant-fields">${m.t('onlyFields', { list: fieldList(m, g.fields) })}</small>` : ''}</td>
           <td>${g.purpose}</td>
           <td>${m.dateTime(g.expiresAt)}</td>
           <td class=${`status-${g.status}`}>${m.t(`status_${g.status}`)}</td>
@@ -210,9 +257,9 @@ export function AccessLogPage({ m, vin }) {
       <tbody>${[...r.data.disclosures].reverse().map((d) => html`<tr>
         <td>${m.dateTime(d.at)}</td>
         <td>${byId.get(d.grantId)?.recipientName ?? d.subject} (${d.role})</td>
-        <td>${d.categories.map((c) => m.t(`cat_${c}`)).join(', ')}</td>
+        <td>${d.categories.map((c) => m.t(`cat_${c}`)).join(', ')}${d.fields ? html`<br /><small class="read-fields">${m.t('onlyFields', { list: fieldList(m, d.fields) })}</small>` : ''}</td>
         <td>${d.from || d.to ? `${m.dateTime(d.from)} – ${m.dateTime(d.to)}` : m.t('allTime')}</td>
-        <td>${byId.get(d.grantId)?.purpose ?? d.endpoint}${d.grantId ? html`<br /><small>${m.t('grantRef', { id: d.grantId })}</small>` : ''}</td>
+        <td>${byId.get(d.grantId)?.purpose ?? d.endpoint}${d.grantId ? html`<br /><small>${m.t('grantRef', { id: d.grantId })}</small>` : ''}${d.endpoint.startsWith('webhook ') ? html`<br /><small class="by-webhook">${m.t('deliveredByWebhook')}</small>` : ''}</td>
       </tr>`)}</tbody>
     </table>`}`;
 }

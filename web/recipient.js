@@ -6,6 +6,7 @@ import { get, openStream, post, request } from './api.js';
 import { useLoad, Problem } from './util.js';
 import { DownloadForm } from './pages.js';
 import { LatestTable } from './vehicle.js';
+import { WebhookList } from './webhooks.js';
 /** @import { Messages } from './i18n.js' */
 
 /** @param {{ m: Messages }} props */
@@ -29,7 +30,7 @@ export function RecipientHome({ m }) {
     <${Problem} m=${m} error=${r.error} />
     ${r.data && r.data.grants.length === 0 && html`<p>${m.t('noShared')}</p>`}
     ${r.data && r.data.grants.length > 0 && html`<ul class="cards" id="my-grants">
-      ${r.data.grants.map((g) => html`<li><a class="card" href=${`#/g/${g.id}`}><strong class="vin">${g.vin}</strong><span>${g.categories.map((c) => m.t(`cat_${c}`)).join(', ')} · ${g.purpose}</span><span>${m.t('until')}: ${m.dateTime(g.expiresAt)}</span></a></li>`)}
+      ${r.data.grants.map((g) => html`<li><a class="card" href=${`#/g/${g.id}`}><strong class="vin">${g.vin}</strong><span>${g.categories.map((c) => m.t(`cat_${c}`)).join(', ')}${g.fields ? ` (${m.t('onlyFields', { list: g.fields.map((f) => m.label(f)).join(', ') })})` : ''} · ${g.purpose}</span><span>${m.t('until')}: ${m.dateTime(g.expiresAt)}</span></a></li>`)}
     </ul>`}
     <section aria-labelledby="redeem-h">
       <h2 id="redeem-h">${m.t('redeemTitle')}</h2>
@@ -39,7 +40,8 @@ export function RecipientHome({ m }) {
         <button type="submit">${m.t('redeem')}</button>
       </form>
       ${err && html`<p class="error" role="alert">${m.t('error', { msg: err.message })}</p>`}
-    </section>`;
+    </section>
+    <${WebhookList} m=${m} />`;
 }
 
 /**

@@ -102,6 +102,8 @@ interface Grant {
   recipientName: string;
   recipientRole: string;
   categories: string[];
+  /** A field-level grant's fields (catalogue names); null: whole categories. */
+  fields?: string[] | null;
   access: string[];
   purpose: string;
   expiresAt: string;
@@ -125,9 +127,37 @@ interface Disclosure {
   subject: string;
   endpoint: string;
   categories: string[];
+  /** The fields a read through a field-level grant carried; null: whole categories. */
+  fields?: string[] | null;
   from: string | null;
   to: string | null;
   grantId: string | null;
+}
+/** GET /v1/data-description (api/routes/data-description.ts): the product data description of Data Act Art. 3(2). */
+interface DataDescription {
+  record: { dataAct: string; fields: DescribedField[] };
+  categories: {
+    category: string;
+    purpose: string;
+    legalBasis: string;
+    fields: DescribedField[];
+    volume: { bytesPerRecord: number; bytesPerVehiclePerDay: number | null; per: 'record' | 'event' };
+    retention: { text: string; afterContractDays: number; maxAgeDays: number | null; shareableCopyDays: number | null };
+  }[];
+  formats: { dataAct: string; offered: { format: string; mediaType: string; names: string[]; routes: string[]; note: string }[] };
+  volume: { dataAct: string; basis: 'configured' | 'observed'; sendIntervalMs: number; recordsPerVehiclePerDay: number; bytesPerRecord: number; bytesPerVehiclePerDay: number };
+  generation: { dataAct: string; continuous: boolean; realTime: boolean };
+  storage: { dataAct: string; engine: string; description: string; sharded: boolean; shards: number };
+  access: { dataAct: string } & Record<'access' | 'retrieve' | 'share' | 'erase' | 'control', { method: string; path: string; who: string; what: string }[]>;
+  metadata: { dataAct: string; catalogue: string; vss: { release: string } };
+}
+interface DescribedField {
+  name: string;
+  unit: string;
+  description: string;
+  vss: string | null;
+  vssUnit: string | null;
+  vssDatatype: string | null;
 }
 interface Catalogue {
   fields: { name: string; unit: string; category: string; purpose: string; legalBasis: string; retention: string; description: string }[];

@@ -10,6 +10,7 @@ import { ApiError } from '../errors.ts';
 import { bearer } from '../auth.ts';
 import { ROLES, type Role } from '../../identity/tokens.ts';
 import { VinParams } from './vehicles.ts';
+import { serviceClientRoutes, type ServiceClientRouteDeps } from './service-clients.ts';
 import type { AccountStore, MintedTokenStore, RecipientStore, RightsStore, StoreFailures, VehicleStore } from '../ports.ts';
 
 export interface AdminDeps {
@@ -46,6 +47,8 @@ export interface AdminDeps {
   /** Tells the stores' conflicts and misses apart from other failures. */
   failures: Pick<StoreFailures, 'isConflict' | 'isNotFound'>;
   recipients: Pick<RecipientStore, 'create'>;
+  /** Recipients' service clients (api/routes/service-clients.ts), behind this plugin's guard. */
+  serviceClients: Omit<ServiceClientRouteDeps, 'failures' | 'secretCost'>;
 }
 
 const OwnerId = z.string().min(1).max(SUBJECT_MAX_LENGTH).regex(SUBJECT_PATTERN, `must be ${SUBJECT_RULE}`);
@@ -198,6 +201,9 @@ export const adminRoutes: FastifyPluginAsync<AdminDeps> = async (app0, deps) => 
       }
     },
   );
+
+  // A child of this plugin: the admin-token hook above guards it too.
+  await app.register(serviceClientRoutes, { ...deps.serviceClients, secretCost: deps.secretCost, failures: deps.failures });
 
   app.get('/v1/admin/accounts', { schema: { response: { 200: z.object({ accounts: z.array(Account) }) } } }, async () => ({ accounts: (await deps.accounts.list()).map(accountOut) }));
 

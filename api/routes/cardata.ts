@@ -7,10 +7,12 @@ import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
 import type { ConsentStore, GrantStore, OwnershipPeriod, Range, ReadStore, RightsStore, StoreFailures } from '../ports.ts';
 import { CONSUMPTION_COLUMNS, type Group } from '../../proto/fields.ts';
-import { parseCategories } from '../categories.ts';
+import { parseCategories, parseExportCategories } from '../categories.ts';
+import { connectivityNdjson, type ConnectivityExport } from './connectivity.ts';
 import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { chooseGrant, recipientRead } from '../../access/grants.ts';
-import { ALL_GROUPS, attachment, rowsCsvStream, sendExport } from '../export.ts';
+import { ALL_GROUPS, NamesParam, attachment, fieldsReadme, readVssFiles, rowsCsvStream, sendExport } from '../export.ts';
+import type { RecordNames } from '../../proto/vss-records.ts';
 import { caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError, refusalError } from '../errors.ts';
 import { createExportSlots } from '../export-slots.ts';
@@ -32,6 +34,8 @@ export interface CardataDeps {
   failures: Pick<StoreFailures, 'isNotFound'>;
   /** Exports (CarData, OBFCM report) one caller may run at once; past it 429. Default 2. */
   exportsPerCaller?: number;
+  /** The vehicle's connections, for the ZIP's connectivity.ndjson; absent: none in the ZIP. */
+  connectivity?: ConnectivityExport;
 }
 
 export const isoTime = z
@@ -57,11 +61,33 @@ export const categoriesParam = z
     return z.NEVER;
   });
 
+/** The periods narrowed to the asked range (windows of data). */
+function clipWindows(periods: readonly { from: Date; to: Date | null }[], r: Range): { from: Date; to: Date | null }[] {
+  return periods.flatMap((p) => {
+    const from = r.from && r.from > p.from ? r.from : p.from;
+    let to = p.to;
+    if (r.to && (to === null || r.to < to)) to = r.to;
+    return to !== null && to <= from ? [] : [{ from, to }];
+  });
+}
+
+/** `categories` of a CarData export: the telemetry groups, and `connectivity` (the ZIP's connectivity.ndjson). */
+const exportCategoriesParam = z
+  .string()
+  .max(100)
+  .transform((s, ctx) => {
+    const r = parseExportCategories(s);
+    if (r.ok) return r;
+    ctx.addIssue({ code: 'custom', message: r.message });
+    return z.NEVER;
+  });
+
 export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps) => {
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
   const workshopMax = deps.workshopMaxRows ?? 10_000;
   const exportSlots = createExportSlots(deps.exportsPerCaller ?? 2);
+  const vssFiles = await readVssFiles();
 
   async function ownerPeriods(req: FastifyRequest, vin: string): Promise<{ subject: string; periods: OwnershipPeriod[] }> {
     const p = await ownerCaller(req, vin, deps.rights.currentOwner);
@@ -74,7 +100,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       config: { roles: ['customer'] as const },
       schema: {
         params: VinParams,
-        querystring: RangeQuery.extend({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), categories: categoriesParam.optional() }).strict(),
+        querystring: RangeQuery.extend({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), categories: exportCategoriesParam.optional(), names: NamesParam }).strict(),
       },
     },
     async (req, reply) => {
@@ -84,7 +110,12 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
       exportSlots.take(callerKey(c), reply);
       const { subject, periods } = await ownerPeriods(req, vin);
       const r = range(req.query);
-      const groups = req.query.categories ?? ALL_GROUPS;
+      const groups = req.query.categories?.groups ?? ALL_GROUPS;
+      // Connectivity travels in the ZIP only (connectivity.ndjson); NDJSON and CSV are records.
+      const withConnectivity = (req.query.categories?.connectivity ?? true) && deps.connectivity !== undefined;
+      if (req.query.categories?.connectivity && req.query.format !== 'zip') {
+        throw new ApiError(400, 'API_ERR_VALIDATION', 'querystring.categories: connectivity is exported in the ZIP (format=zip, file connectivity.ndjson); NDJSON and CSV carry the records');
+      }
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       req.log.info({ event: 'cardata_export', vin, format: req.query.format, categories: groups }, 'CarData export');
       return sendExport(reply, {
@@ -92,6 +123,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
         format: req.query.format,
         groups,
         baseName: `cardata-${vin}-${stamp}`,
+        names: req.query.names,
+        vss: vssFiles,
         ndjson: () => deps.reads.ndjson(vin, periods, r, groups),
         records: () => deps.reads.records(vin, periods, r, groups),
         // The full CarData archive (GDPR Art. 15(1)(a)-(h), Art. 20 portability).
@@ -101,7 +134,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
           return [
             ['consent-history.json', JSON.stringify({ vin, events: history.map((e) => ({ ...e, id: undefined, ownerId: undefined })) }, null, 2)],
             ['disclosures.json', JSON.stringify({ vin, disclosures: disc }, null, 2)],
-            ['README.md', archiveReadme(vin, subject, periods, r, groups)],
+            ...(withConnectivity ? [['connectivity.ndjson', connectivityNdjson(await deps.connectivity!.connections(vin, clipWindows(periods, r)))] as [string, string]] : []),
+            ['README.md', archiveReadme(vin, subject, periods, r, groups, req.query.names)],
           ];
         },
       });
@@ -150,6 +184,8 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
                 subject: z.string(),
                 endpoint: z.string(),
                 categories: z.array(z.string()),
+                /** The fields a read through a field-level grant carried; null: whole categories. */
+                fields: z.array(z.string()).nullable(),
                 from: z.string().nullable(),
                 to: z.string().nullable(),
                 /** The grant the read went through; null for the authority's report. */
@@ -172,6 +208,7 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
           subject: d.subject,
           endpoint: d.endpoint,
           categories: d.categories,
+          fields: d.fields ?? null,
           from: d.rangeFrom?.toISOString() ?? null,
           to: d.rangeTo?.toISOString() ?? null,
           grantId: d.grantId ?? null,
@@ -228,8 +265,10 @@ export const cardataRoutes: FastifyPluginAsync<CardataDeps> = async (app0, deps)
           vin,
           w,
           { from: null, to: null },
-          { vin, role: p.role, subject: p.subject, endpoint: 'GET /v1/workshop/vehicles/{vin}/consumption', categories: ['consumption'], rangeFrom: r.from, rangeTo: r.to, ownerId: d.scope.ownerId, grantId: d.scope.grantId },
+          { vin, role: p.role, subject: p.subject, endpoint: 'GET /v1/workshop/vehicles/{vin}/consumption', categories: ['consumption'], fields: d.scope.fields, rangeFrom: r.from, rangeTo: r.to, ownerId: d.scope.ownerId, grantId: d.scope.grantId },
           workshopMax + 1,
+          // A field-level grant's consumption fields only.
+          d.scope.fields,
         );
       } catch (err) {
         // Revoked, ended or restricted between the decision and the read.
@@ -280,7 +319,7 @@ export function reportRange(q: { from?: Date | undefined; to?: Date | undefined 
   return { from, to };
 }
 
-function archiveReadme(vin: string, subject: string, periods: readonly OwnershipPeriod[], r: Range, groups: readonly Group[]): string {
+function archiveReadme(vin: string, subject: string, periods: readonly OwnershipPeriod[], r: Range, groups: readonly Group[], names: RecordNames): string {
   const lines = [
     `# CarData of vehicle ${vin}`,
     '',
@@ -289,7 +328,8 @@ function archiveReadme(vin: string, subject: string, periods: readonly Ownership
     '## Contents',
     '- `records.ndjson`: every stored record, one JSON object per line, in time order.',
     '- `records.csv`: the same records as CSV (RFC 4180), one column per field.',
-    '- `catalogue.json`: every field included: unit, category, purpose, legal basis, retention.',
+    '- `catalogue.json`: every field included: unit, category, purpose, legal basis, retention, COVESA VSS name, unit and datatype.',
+    '- `vss/cardata-overlay.vspec`, `vss/standard-paths.json`: the VSS overlay and the standard VSS signals the field names refer to.',
     '- `consent-history.json`: your consent and restriction choices for this vehicle, with their dates.',
     '- `disclosures.json`: every read of this vehicle\'s data by anyone but you (who, what, when).',
     '',
@@ -306,6 +346,7 @@ function archiveReadme(vin: string, subject: string, periods: readonly Ownership
   }
   lines.push(
     '',
+    ...fieldsReadme(groups, names),
     '## Your rights (Art. 15(1)(e)-(h))',
     '- Rectification (Art. 16), erasure (Art. 17: `DELETE /v1/vehicles/{vin}/data`), restriction (Art. 18: `PUT /v1/vehicles/{vin}/restriction`), objection (Art. 21: the location and CO2-sharing opt-outs, `PUT /v1/vehicles/{vin}/consent`).',
     '- You may lodge a complaint with a supervisory authority (Art. 77).',

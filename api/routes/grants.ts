@@ -11,17 +11,23 @@ import { z } from 'zod';
 import type { TokenVerifier } from '../auth.ts';
 import type { CheckinStore, ConsentStore, GrantRecord, GrantStore, ReadStore, RecipientStore, RightsStore, StoreFailures } from '../ports.ts';
 import { SUBJECT_MAX_LENGTH, SUBJECT_PATTERN, SUBJECT_RULE } from '../../identity/subject.ts';
-import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipientRead, type GrantStatus } from '../../access/grants.ts';
+import { ACCESS_MODES, CATEGORIES, checkNewGrant, grantEnd, grantStatus, recipientRead, type FieldProblem, type GrantStatus, type KnownField } from '../../access/grants.ts';
 import { caller, callerKey, ownerCaller, rolesHook } from '../auth.ts';
 import { ApiError, refusalError } from '../errors.ts';
-import { sendExport } from '../export.ts';
+import { NamesParam, fieldsReadme, readVssFiles, sendExport } from '../export.ts';
 import { createExportSlots } from '../export-slots.ts';
-import { PURPOSES } from '../catalogue.ts';
+import { CATALOGUE, PURPOSES } from '../catalogue.ts';
 import { VinParams } from './vehicles.ts';
 import { isoTime, range } from './cardata.ts';
+import { connectivityNdjson, type ConnectivityExport } from './connectivity.ts';
+
+/** An export with nothing to read. */
+async function* nothing<T = never>(): AsyncGenerator<T> {}
 
 export interface GrantRouteDeps {
   tokens: TokenVerifier;
+  /** The vehicle's connections, for the ZIP's connectivity.ndjson of a grant covering `connectivity`; absent: none. */
+  connectivity?: ConnectivityExport;
   recipients: Pick<RecipientStore, 'get' | 'list'>;
   grants: GrantStore;
   checkins: CheckinStore;
@@ -54,6 +60,8 @@ const GrantOut = z.object({
   recipientName: z.string(),
   recipientRole: z.string(),
   categories: z.array(z.string()),
+  /** Only these fields of the categories (catalogue names); null: every field of them. */
+  fields: z.array(z.string()).nullable(),
   access: z.array(z.string()),
   purpose: z.string(),
   dataFrom: z.string(),
@@ -76,6 +84,15 @@ const CODE_LENGTH = 10; // 30^10 ≈ 2^49 codes, each usable once for CHECKIN_CO
 const normalizeCode = (s: string) => s.toUpperCase().replace(/[\s-]/g, '');
 const codeHash = (code: string) => createHash('sha256').update(normalizeCode(code)).digest();
 
+/** The fields a grant may name: the catalogue's, by name and category (the record keys vin, seq, recordedAt come with every record). */
+const GRANTABLE_FIELDS: readonly KnownField[] = CATALOGUE.filter((f) => f.name.includes('.')).map((f) => ({ name: f.name, category: f.category }));
+const FIELD_CODES: Record<FieldProblem, 'API_ERR_UNKNOWN_FIELD' | 'API_ERR_FIELD_OUTSIDE_CATEGORIES' | 'API_ERR_FIELD_NOT_SELECTABLE' | 'API_ERR_CATEGORY_WITHOUT_FIELDS'> = {
+  UNKNOWN_FIELD: 'API_ERR_UNKNOWN_FIELD',
+  FIELD_OUTSIDE_CATEGORIES: 'API_ERR_FIELD_OUTSIDE_CATEGORIES',
+  FIELD_NOT_SELECTABLE: 'API_ERR_FIELD_NOT_SELECTABLE',
+  CATEGORY_WITHOUT_FIELDS: 'API_ERR_CATEGORY_WITHOUT_FIELDS',
+};
+
 const LEGAL_BASIS = "GDPR Art. 6(1)(a) (the owner's consent to this recipient and purpose); Regulation (EU) 2023/2854 (Data Act) Art. 5 (sharing with a third party at the user's request)";
 
 function grantOut(g: GrantRecord, now: Date) {
@@ -87,6 +104,7 @@ function grantOut(g: GrantRecord, now: Date) {
     recipientName: g.recipientName,
     recipientRole: g.recipientRole,
     categories: g.categories,
+    fields: g.fields,
     access: g.access,
     purpose: g.purpose,
     dataFrom: g.dataFrom.toISOString(),
@@ -103,6 +121,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
   const app = app0.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', rolesHook(deps.tokens));
   const exportSlots = createExportSlots(deps.exportsPerCaller ?? 2);
+  const vssFiles = await readVssFiles();
   const owner = (req: FastifyRequest, vin: string) => ownerCaller(req, vin, deps.rights.currentOwner);
   const restrictedNow = async (vin: string, now: Date) => (await deps.consents.timeline(vin, now.getTime())).at(-1)!.restricted;
 
@@ -133,6 +152,8 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
           .object({
             recipientId: RecipientId,
             categories: z.array(z.string().max(32)).min(1).max(CATEGORIES.length),
+            /** Only these fields of the categories (catalogue names, e.g. technical.speedKmh); absent: whole categories. */
+            fields: z.array(z.string().max(100)).max(GRANTABLE_FIELDS.length).optional(),
             purpose: z.string().trim().min(1, 'required').max(1000),
             expiresAt: isoTime.optional(),
             dataFrom: isoTime.optional(),
@@ -147,8 +168,11 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       const p = await owner(req, vin);
       const now = new Date();
       const recipient = await deps.recipients.get(req.body.recipientId);
-      const c = checkNewGrant(req.body, recipient, now, deps.limits.grantMaxDays);
-      if (!c.ok) throw new ApiError(400, recipient === null || c.problem.startsWith('recipientId') ? 'API_ERR_UNKNOWN_RECIPIENT' : 'API_ERR_VALIDATION', `body.${c.problem}`);
+      const c = checkNewGrant(req.body, recipient, now, deps.limits.grantMaxDays, GRANTABLE_FIELDS);
+      if (!c.ok) {
+        const code = c.code ? FIELD_CODES[c.code] : recipient === null || c.problem.startsWith('recipientId') ? 'API_ERR_UNKNOWN_RECIPIENT' : 'API_ERR_VALIDATION';
+        throw new ApiError(400, code, `body.${c.problem}`);
+      }
       let g: GrantRecord;
       try {
         g = await deps.grants.create({
@@ -156,6 +180,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
           ownerId: p.subject,
           recipientId: req.body.recipientId,
           categories: c.categories,
+          fields: c.fields,
           access: c.access,
           purpose: req.body.purpose,
           dataFrom: c.dataFrom,
@@ -167,7 +192,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         if (deps.failures.isNotFound(err)) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
         throw err;
       }
-      req.log.info({ event: 'grant_created', vin, grant_id: g.id, recipient: g.recipientId, categories: g.categories }, 'grant created');
+      req.log.info({ event: 'grant_created', vin, grant_id: g.id, recipient: g.recipientId, categories: g.categories, fields: g.fields }, 'grant created');
       return reply.status(201).header('cache-control', 'no-store').send(grantOut(g, now));
     },
   );
@@ -219,7 +244,8 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         piiController: { name: 'the operator of this cardata-gateway', role: 'data holder (Data Act Art. 2(13))' },
         recipient: { id: g.recipientId, name: g.recipientName, role: g.recipientRole },
         subject: { vin: g.vin },
-        purposes: [{ purpose: g.purpose, legalBasis: LEGAL_BASIS, piiCategories: g.categories, categoryPurposes: Object.fromEntries(g.categories.map((c) => [c, PURPOSES[c].purpose])) }],
+        // piiFields: the fields shared (data minimisation, GDPR Art. 5(1)(c)); null: every field of piiCategories.
+        purposes: [{ purpose: g.purpose, legalBasis: LEGAL_BASIS, piiCategories: g.categories, piiFields: g.fields, categoryPurposes: Object.fromEntries(g.categories.map((c) => [c, PURPOSES[c].purpose])) }],
         processing: { accessModes: g.access, dataFrom: g.dataFrom.toISOString(), dataUntil: grantEnd({ ...g }).toISOString(), disclosuresListedAt: `GET /v1/vehicles/${g.vin}/disclosures` },
         validity: { from: g.createdAt.toISOString(), until: g.expiresAt.toISOString() },
         status,
@@ -303,7 +329,7 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       config: RECIPIENT,
       schema: {
         params: GrantIdParams,
-        querystring: z.object({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), from: isoTime.optional(), to: isoTime.optional() }).strict(),
+        querystring: z.object({ format: z.enum(['ndjson', 'csv', 'zip']).default('ndjson'), from: isoTime.optional(), to: isoTime.optional(), names: NamesParam }).strict(),
       },
     },
     async (req, reply) => {
@@ -320,7 +346,9 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
       const d = recipientRead(p, g, { ownerPeriods: periods, restricted, now, mode: 'history', requested: r });
       if (!d.ok) throw refusalError(d.refusal, { mode: 'history', notFound });
       const vin = g!.vin;
-      const { categories, windows } = d.scope;
+      const { categories, fields, windows } = d.scope;
+      // Connectivity (README "Connectivity") travels in the ZIP only, as the owner's export.
+      const withConnectivity = d.scope.connectivity && req.query.format === 'zip' && deps.connectivity !== undefined;
       // The disclosure is committed before the first row is read, by the statement that
       // re-checks the grant and the restriction: a read it does not cover cannot happen.
       const filed = await deps.grants.disclose({
@@ -328,23 +356,30 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
         role: p.role,
         subject: p.subject,
         endpoint: 'GET /v1/grants/{id}/cardata',
-        categories,
+        categories: withConnectivity ? [...categories, 'connectivity'] : categories,
+        fields,
         rangeFrom: windows[0]?.from ?? r.from,
         rangeTo: windows.length ? (windows.at(-1)!.to ?? null) : r.to,
       });
       if (!filed) throw refusalError((await restrictedNow(vin, new Date())) ? 'RESTRICTED' : 'NOT_FOUND', { mode: 'history', notFound });
       const pers = windows.map((w) => ({ ownerId: g!.ownerId, from: w.from, startedAt: w.from, to: w.to }));
       const all = { from: null, to: null };
-      req.log.info({ event: 'grant_read', vin, grant_id: id, recipient: p.subject, format: req.query.format, categories }, 'read through a grant');
+      req.log.info({ event: 'grant_read', vin, grant_id: id, recipient: p.subject, format: req.query.format, categories, fields }, 'read through a grant');
+      // A field-level grant: only its fields are selected from the database, in every format.
       return sendExport(reply, {
         vin,
         format: req.query.format,
         groups: categories,
+        fields,
         baseName: `cardata-${vin}-grant-${id}-${now.toISOString().replace(/[:.]/g, '-')}`,
-        ndjson: () => deps.reads.ndjson(vin, pers, all, categories),
-        records: () => deps.reads.records(vin, pers, all, categories),
+        names: req.query.names,
+        vss: vssFiles,
+        // A grant of connectivity alone has no records to read.
+        ndjson: () => (categories.length ? deps.reads.ndjson(vin, pers, all, categories, undefined, fields) : nothing<string>()),
+        records: () => (categories.length ? deps.reads.records(vin, pers, all, categories, undefined, fields) : nothing()),
         zipExtras: async () => [
           ['grant.json', JSON.stringify(grantOut(g!, now), null, 2)],
+          ...(withConnectivity ? [['connectivity.ndjson', connectivityNdjson(await deps.connectivity!.connections(vin, windows))] as [string, string]] : []),
           [
             'README.md',
             [
@@ -353,11 +388,13 @@ export const grantRoutes: FastifyPluginAsync<GrantRouteDeps> = async (app0, deps
               `Prepared on ${now.toISOString()} for ${g!.recipientName} (\`${g!.recipientId}\`), at the owner's request (Regulation (EU) 2023/2854 Art. 5).`,
               `- Purpose agreed: ${g!.purpose}`,
               `- Categories: ${categories.join(', ')}.`,
+              ...(fields ? [`- Fields (only these were shared, GDPR Art. 5(1)(c)): ${fields.join(', ')}.`] : []),
               '- Data measured in:',
               ...(windows.length ? windows.map((w) => `  - ${w.from.toISOString()} to ${w.to?.toISOString() ?? 'now'}`) : ['  - (nothing in the asked range)']),
               '- This read is listed to the owner (GET /v1/vehicles/{vin}/disclosures).',
-              '- `catalogue.json` describes every field: unit, category, purpose, legal basis.',
+              '- `catalogue.json` describes every field: unit, category, purpose, legal basis, COVESA VSS name, unit and datatype.',
               '',
+              ...fieldsReadme(categories, req.query.names, fields ?? null),
             ].join('\n'),
           ],
         ],

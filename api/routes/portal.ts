@@ -53,6 +53,8 @@ const RecordOut = z.object({
   vin: z.string(),
   seq: z.number(),
   recordedAt: z.string(),
+  /** When the gateway stored it (README "Freshness"); null for rows stored before it was kept. */
+  receivedAt: z.string().nullable().optional(),
   technical: Values.optional(),
   consumption: Values.optional(),
   location: Values.optional(),
@@ -84,16 +86,28 @@ export const portalRoutes: FastifyPluginAsync<PortalRouteDeps> = async (app0, de
       schema: {
         params: VinParams,
         querystring: z.object({ categories: categoriesParam.optional() }).strict(),
-        response: { 200: z.object({ vin: z.string(), record: RecordOut.nullable() }) },
+        response: {
+          200: z.object({
+            vin: z.string(),
+            record: RecordOut.nullable(),
+            /** Per field (catalogue name): its newest value among the newest 1,000 records, when measured and stored, and its age (ms) at this answer. */
+            fields: z.record(z.string(), z.object({ value: z.number(), recordedAt: z.string(), receivedAt: z.string().nullable(), ageMs: z.number() })),
+          }),
+        },
       },
     },
     async (req, reply) => {
       const { vin } = req.params;
       const p = await ownerCaller(req, vin, deps.rights.currentOwner);
       const periods = await deps.rights.periodsOf(vin, p.subject);
-      const rec = await deps.series.latest(vin, periods, req.query.categories ?? GROUPS);
+      const categories = req.query.categories ?? GROUPS;
+      const [rec, fresh] = await Promise.all([deps.series.latest(vin, periods, categories), deps.series.freshness(vin, periods, categories)]);
+      const now = Date.now();
+      const fields = Object.fromEntries(
+        fresh.map((f) => [f.field, { value: f.value, recordedAt: f.recordedAt.toISOString(), receivedAt: f.receivedAt?.toISOString() ?? null, ageMs: Math.max(0, now - f.recordedAt.getTime()) }]),
+      );
       void reply.header('cache-control', 'private, no-cache');
-      return { vin, record: rec ? { ...rec, recordedAt: rec.recordedAt.toISOString() } : null };
+      return { vin, record: rec ? { ...rec, recordedAt: rec.recordedAt.toISOString(), receivedAt: rec.receivedAt?.toISOString() ?? null } : null, fields };
     },
   );
 

@@ -14,8 +14,11 @@ import { ApiError, refusalError } from '../errors.ts';
 import { decodeCursor } from '../../stream/cursor.ts';
 import { SseSession, type Access, type Credential, type SessionOptions, type StreamSessions } from '../../stream/sse.ts';
 import type { StreamPos } from '../../proto/stream.ts';
-import type { ConsentStore, GrantStore, RightsStore, StreamFeed, StreamPositions } from '../ports.ts';
+import type { ConsentStore, GrantStore, RightsStore, SeriesStore, StreamFeed, StreamPositions } from '../ports.ts';
+import { statusJson, type ConnectivityReads } from './connectivity.ts';
 import { isoTime } from './cardata.ts';
+import { DESCRIBED_BY, NamesParam } from '../export.ts';
+import { vssLine } from '../../proto/vss-records.ts';
 import { VinParams } from './vehicles.ts';
 
 export interface StreamDeps {
@@ -38,6 +41,8 @@ export interface StreamDeps {
   fromWindowMs: number;
   /** Margin between measurement and commit for ?from= (the ingest's clock-skew bound and more), ms. */
   fromMarginMs: number;
+  /** Connectivity: the owner's stream sends `event: status` when the vehicle's status changes; absent: no status events. */
+  connectivity?: { reads: Pick<ConnectivityReads, 'status'>; series: Pick<SeriesStore, 'latest'> };
 }
 
 // ---------------------------------------------------------------------------
@@ -47,6 +52,8 @@ const StreamQuery = z
   .object({
     after: z.string().max(100).optional(),
     from: isoTime.optional(),
+    /** `vss`: each record keyed by VSS path in VSS units (the line of the export with ?names=vss). */
+    names: NamesParam,
   })
   .strict();
 
@@ -123,7 +130,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
     check: () => Promise<Access>,
     release: () => void,
     credential: Credential,
-    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose' | 'grantId'>> & { expiresAtMs?: number } = {},
+    extra: Partial<Pick<SessionOptions, 'onSent' | 'onClose' | 'grantId' | 'lineMap' | 'status'>> & { expiresAtMs?: number } = {},
   ): void {
     void reply.hijack();
     const res = reply.raw;
@@ -133,6 +140,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       connection: 'keep-alive',
       // nginx and similar proxies: do not buffer the stream.
       'x-accel-buffering': 'no',
+      link: DESCRIBED_BY,
     });
     // Events are small and must leave at once.
     res.socket?.setNoDelay?.(true);
@@ -149,6 +157,8 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       credential,
       ...(extra.onSent ? { onSent: extra.onSent } : {}),
       ...(extra.grantId !== undefined ? { grantId: extra.grantId } : {}),
+      ...(extra.lineMap ? { lineMap: extra.lineMap } : {}),
+      ...(extra.status ? { status: extra.status } : {}),
       onEnd: (reason) => sessions.ended(reason),
       onClose: (s) => {
         sessions.remove(s);
@@ -210,7 +220,18 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       if ('end' in access) throw new ApiError(404, 'API_ERR_NOT_FOUND', `vehicle ${vin} not found`);
       const release = admit(callerKey(p));
       req.log.info({ event: 'stream_opened', vin, resume: start.after !== null }, 'stream opened');
-      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(p));
+      const conn = deps.connectivity;
+      // The vehicle's connectivity (README "Connectivity"): at the start and on each change.
+      const status = conn
+        ? async () => {
+            const windows = (await deps.rights.periodsOf(vin, p.subject)).map((x) => ({ from: x.from, to: x.to }));
+            return statusJson(await conn.reads.status(vin, windows), windows, conn.series);
+          }
+        : undefined;
+      serve(req, reply, vin, start, access, () => ownerAccess(vin, p.subject), release, credentialOf(p), {
+        ...(req.query.names === 'vss' ? { lineMap: vssLine } : {}),
+        ...(status ? { status } : {}),
+      });
       return reply;
     },
   );
@@ -243,7 +264,8 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       endMs,
       access: {
         periods: d.scope.windows.map((w) => ({ fromMs: w.from.getTime(), toMs: w.to ? w.to.getTime() : null })),
-        projection: { categories: cats, nulled: !state.location && cats.includes('location') ? ['location'] : [] },
+        // A field-level grant's fields only: the line builders write no other field (stream/held-rows.ts, copy-out.ts).
+        projection: { categories: cats, nulled: !state.location && cats.includes('location') ? ['location'] : [], fields: d.scope.fields },
       },
     };
   };
@@ -277,6 +299,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
           subject: p.subject,
           endpoint: 'GET /v1/grants/{id}/stream',
           categories: access.projection.categories,
+          fields: access.projection.fields ?? null,
           rangeFrom: access.periods[0] ? new Date(access.periods[0].fromMs) : null,
           rangeTo: access.periods.length && access.periods.at(-1)!.toMs !== null ? new Date(access.periods.at(-1)!.toMs!) : null,
         });
@@ -302,7 +325,7 @@ export const streamRoutes: FastifyPluginAsync<StreamDeps> = async (app0, deps) =
       };
       req.log.info({ event: 'grant_stream_opened', vin, grant_id: id, recipient: p.subject, resume: start.after !== null }, 'stream through a grant opened');
       const check = async (): Promise<Access> => (await grantAccess(p, id)).access;
-      serve(req, reply, vin, start, access, check, release, credentialOf(p), { grantId: id, expiresAtMs: first.endMs, onSent, onClose });
+      serve(req, reply, vin, start, access, check, release, credentialOf(p), { grantId: id, expiresAtMs: first.endMs, onSent, onClose, ...(req.query.names === 'vss' ? { lineMap: vssLine } : {}) });
       return reply;
     },
   );

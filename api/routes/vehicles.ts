@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { VIN_PATTERN, VIN_RULE } from '../../identity/vin.ts';
-import { GROUPS } from '../../proto/fields.ts';
+import { DATA_CATEGORIES } from '../../proto/connectivity.ts';
 import type { TokenVerifier } from '../auth.ts';
 import type { ConsentStore, RightsStore, StoreFailures } from '../ports.ts';
 import { ownerCaller, rolesHook } from '../auth.ts';
@@ -155,7 +155,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
       config: CUSTOMER,
       schema: {
         params: VinParams,
-        querystring: z.object({ category: z.enum(GROUPS).optional() }).strict(),
+        querystring: z.object({ category: z.enum(DATA_CATEGORIES).optional() }).strict(),
         response: {
           200: z.object({
             vin: z.string(),
@@ -165,6 +165,8 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
             obfcmReadingsDeleted: z.number().int(),
             obfcmReadingsKept: z.number().int(),
             quarantinedDeleted: z.number().int(),
+            /** Connections erased (README "Connectivity"). */
+            connectionsDeleted: z.number().int(),
           }),
         },
       },
@@ -182,6 +184,7 @@ export const vehicleRoutes: FastifyPluginAsync<VehicleRouteDeps> = async (app0, 
         obfcmReadingsDeleted: r.obfcmDeleted,
         obfcmReadingsKept: r.obfcmKept,
         quarantinedDeleted: r.quarantineDeleted,
+        connectionsDeleted: r.connectivityDeleted ?? 0,
       };
     },
   );

@@ -10,7 +10,7 @@
 // a 32-bit flags word, a 32-bit header-extension length (+ the extension), then per row a
 // 16-bit field count and, per field, a 32-bit length (-1 for NULL) and the value's bytes;
 // a field count of -1 ends the data. Integers are big-endian.
-import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
+import { FIELD_COLUMNS, GROUP_FLAG, fieldName, type FieldList, type Group } from '../../proto/fields.ts';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Milliseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z). */
@@ -84,6 +84,12 @@ export interface PlanOptions {
   layout?: readonly Group[];
   /** Groups written as null whatever the row carries (e.g. positions under a location opt-out). */
   nulled?: readonly Group[];
+  /**
+   * Only these fields of `categories` are written (catalogue names: a field-level grant's);
+   * null or absent: every field. Without `layout`, the others are not even selected; with
+   * it (rows shared by streams of several projections), they are read past.
+   */
+  fields?: FieldList;
 }
 
 /** How fill() writes a group of the layout. */
@@ -98,12 +104,16 @@ const LEAVE_OUT = 2;
  */
 export function ndjsonPlan(vin: string, categories: readonly Group[], opts: PlanOptions = {}): NdjsonPlan {
   const ascii = (t: string): Uint8Array => Buffer.from(t, 'latin1');
+  const fields = opts.fields ?? null;
+  const granted = (c: (typeof FIELD_COLUMNS)[number]) => fields === null || fields.includes(fieldName(c));
   const groups = (opts.layout ?? categories).map((g) => {
-    const cols = FIELD_COLUMNS.filter((c) => c.group === g);
+    const cols = FIELD_COLUMNS.filter((c) => c.group === g && (opts.layout !== undefined || granted(c)));
     return {
       mode: !categories.includes(g) ? LEAVE_OUT : opts.nulled?.includes(g) ? AS_NULL : EMIT,
       flag: GROUP_FLAG[g],
       columns: cols.map((c) => c.column),
+      /** Per column: written (else read past). */
+      emit: cols.map(granted),
       // Keys with their separator: the first present field uses the variant without the comma.
       first: cols.map((c) => ascii(`"${c.jsName}":`)),
       next: cols.map((c) => ascii(`,"${c.jsName}":`)),
@@ -111,19 +121,26 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
       none: ascii(`,"${g}":null`),
     };
   });
-  const select = ['seq', 'recorded_at', ...groups.flatMap((g) => [g.flag, ...g.columns])].join(', ');
+  // received_at third (after the key): when the gateway stored the record (README "Freshness").
+  const select = ['seq', 'recorded_at', 'received_at', ...groups.flatMap((g) => [g.flag, ...g.columns])].join(', ');
   const head = ascii(`{"vin":"${vin}","seq":`);
   const timeKey = ascii(',"recordedAt":"');
+  const receivedKey = ascii(',"receivedAt":"');
+  const receivedNull = ascii(',"receivedAt":null');
+  /** The last receivedAt written, and its text. */
+  let lastRx = NaN;
+  const lastRxText = Buffer.alloc(32);
+  let lastRxBytes = 0;
   // Longest possible line: every field present, each number at its longest (24 characters,
   // e.g. -2.2250738585072014e-308), seq up to 2^53 (16 digits and a sign), a time of at most
   // 27 characters (Date#toISOString of a six-digit year), the closing quotes and braces.
-  const maxLineBytes = head.length + 17 + timeKey.length + 27 + 1 + groups.reduce((n, g) => n + g.open.length + g.next.reduce((m, k) => m + k.length + 24, 0) + 1, 0) + 2;
+  const maxLineBytes = head.length + 17 + 2 * (timeKey.length + 27 + 1) + groups.reduce((n, g) => n + g.open.length + g.next.reduce((m, k) => m + k.length + 24, 0) + 1, 0) + 2;
   // recorded_at at millisecond precision, as Date#toISOString prints it; the date is cached,
   // since consecutive rows mostly share their day, and the time of day is computed.
 
   // per row: field count; seq and recorded_at (length + 8 bytes each); per group its flag
   // (length + 1 byte) and its float8 columns (length + 8 bytes each)
-  const maxRowBytes = 2 + 2 * 12 + groups.reduce((n, g) => n + 5 + 12 * g.columns.length, 0);
+  const maxRowBytes = 2 + 3 * 12 + groups.reduce((n, g) => n + 5 + 12 * g.columns.length, 0);
 
   return {
     select,
@@ -143,6 +160,23 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
         o += 8;
         p = putIsoMs(out, p, ms);
         out[p++] = 34; // "
+        // received_at: null in rows stored before it was kept (none today: NOT NULL DEFAULT now()).
+        if (dv.getInt32(o) === 8) {
+          p = putBytes(out, p, receivedKey);
+          // The rows of one batch write share it (their transaction's time): written once, copied after.
+          const rx = Math.floor((dv.getInt32(o + 4) * TWO_32 + dv.getUint32(o + 8)) / 1000) + PG_EPOCH_MS;
+          if (rx !== lastRx) {
+            lastRx = rx;
+            lastRxBytes = putIsoMs(lastRxText, 0, rx);
+          }
+          lastRxText.copy(out, p, 0, lastRxBytes);
+          p += lastRxBytes;
+          out[p++] = 34; // "
+          o += 12;
+        } else {
+          p = putBytes(out, p, receivedNull);
+          o += 4;
+        }
         for (const g of groups) {
           // flag: length 1, one byte
           const carried = b[o + 4] === 1;
@@ -160,7 +194,9 @@ export function ndjsonPlan(vin: string, categories: readonly Group[], opts: Plan
           for (let i = 0; i < g.columns.length; i++) {
             const len = dv.getInt32(o);
             o += 4;
-            if (len === 8) {
+            if (len === 8 && !g.emit[i]) {
+              o += 8;
+            } else if (len === 8) {
               p = putBytes(out, p, first ? g.first[i]! : g.next[i]!);
               p = putNumber(out, p, dv.getFloat64(o));
               first = false;
@@ -186,9 +222,15 @@ export function putBytes(out: Buffer, p: number, src: Uint8Array): number {
   return p + src.length;
 }
 
-/** `YYYY-MM-DDT` of the day last written: Date#toISOString per value costs about 1.3 µs. */
+/**
+ * `YYYY-MM-DDT` of the two days last written: Date#toISOString per value costs about
+ * 1.3 µs. Two, since a line writes two times (recordedAt, receivedAt) whose days differ
+ * for every record that arrived a day or more after it was measured (a history upload).
+ */
 let cachedDay = NaN;
 let cachedDate = Buffer.alloc(0);
+let otherDay = NaN;
+let otherDate = Buffer.alloc(0);
 
 /**
  * A time (ms since 1970, a year 0-9999) as Date#toISOString writes it,
@@ -197,8 +239,13 @@ let cachedDate = Buffer.alloc(0);
 export function putIsoMs(out: Buffer, p: number, ms: number): number {
   const day = Math.floor(ms / DAY_MS);
   if (day !== cachedDay) {
+    const d = cachedDay;
+    const b = cachedDate;
+    if (day === otherDay) cachedDate = otherDate;
+    else cachedDate = Buffer.from(new Date(day * DAY_MS).toISOString().slice(0, 11), 'latin1');
     cachedDay = day;
-    cachedDate = Buffer.from(new Date(day * DAY_MS).toISOString().slice(0, 11), 'latin1');
+    otherDay = d;
+    otherDate = b;
   }
   p = putBytes(out, p, cachedDate);
   let t = ms - day * DAY_MS;

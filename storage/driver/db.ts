@@ -109,7 +109,8 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
     application_name: opts.applicationName ?? 'cardata-gateway',
   });
   // An idle client losing its connection must not crash the process: the pool drops it.
-  pool.on('error', (err) => opts.onError?.(err));
+  const onPoolError = (err: Error) => opts.onError?.(err);
+  pool.on('error', onPoolError);
   let kind = 'postgres';
   const listeners = new Set<pg.Client>();
 
@@ -124,6 +125,14 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
     const client = await pool.connect();
     let broken = false;
     let committed = false;
+    // While checked out, pg-pool listens for nothing on the client: an error between two
+    // statements (the server gone, e.g. a database failover: FATAL 57P01) would be an
+    // unhandled 'error' event and end the process. The next statement fails instead.
+    const onCheckedOutError = (err: Error) => {
+      broken = true;
+      onPoolError(err);
+    };
+    client.on('error', onCheckedOutError);
     try {
       // Several statements in one simple query: the transaction block BEGIN opens stays open after it.
       await client.query(opts.begin ? `BEGIN; ${opts.begin}` : 'BEGIN');
@@ -154,6 +163,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
       }
       throw err;
     } finally {
+      client.removeListener('error', onCheckedOutError);
       client.release(broken);
     }
   }
@@ -163,6 +173,12 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
     async copyOut(sql: string, into?: Buffer): Promise<Buffer> {
       const client = await pool.connect();
       let failed: unknown = null;
+      // As in transaction(): an error while checked out fails the COPY, not the process.
+      const onCheckedOutError = (err: Error) => {
+        failed ??= err;
+        onPoolError(err);
+      };
+      client.on('error', onCheckedOutError);
       try {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -179,6 +195,7 @@ export function createPgDb(connectionString: string, opts: PgDbOptions = {}): Co
         throw err;
       } finally {
         // A connection whose COPY failed half-way is not handed out again.
+        client.removeListener('error', onCheckedOutError);
         client.release(failed ? (failed as Error) : undefined);
       }
     },

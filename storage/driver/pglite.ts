@@ -1,9 +1,9 @@
 // The embedded backend: PGlite (PostgreSQL compiled to WebAssembly, in-process), for a
 // gateway started with no DATABASE_URL. Same migrations, same SQL; no TimescaleDB, so
 // the tables stay plain tables. One connection: statements run one after the other.
-import { mkdirSync } from 'node:fs';
 import { PGlite, types } from '@electric-sql/pglite';
 import type { Db, Queryable, QueryResult } from './db.ts';
+import { initPgliteDataDir, PGLITE_INITDB_PARAMS, PGLITE_START_PARAMS, useBaselineWasmCompiler } from './pglite-init.ts';
 
 /**
  * pg's rowCount: rows returned by a SELECT, rows changed by INSERT/UPDATE/DELETE. PGlite's
@@ -14,10 +14,15 @@ function rowCount(r: { rows: unknown[]; affectedRows?: number }): number {
 }
 
 export async function createPgliteDb(dataDir: string | null): Promise<Db & { setKind(kind: string): void }> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  // Memory (pglite-init.ts): a first start's initdb in a child process, a 16MB buffer
+  // pool, WebAssembly compiled by the baseline compiler only.
+  useBaselineWasmCompiler();
+  if (dataDir) await initPgliteDataDir(dataDir);
   const pg = await PGlite.create(dataDir ?? undefined, {
     // int8 → number, as with the pg backend (our bigints stay below 2^53).
     parsers: { [types.INT8]: (v: string) => Number(v) },
+    startParams: [...PGLITE_START_PARAMS],
+    initDbStartParams: [...PGLITE_INITDB_PARAMS],
   });
   let kind = 'pglite';
   let closed = false;

@@ -8,6 +8,7 @@
 // Age caps drop whole chunks on TimescaleDB (drop_chunks), or DELETE elsewhere; with the
 // community licence TimescaleDB's own retention policy does it.
 import type { Queryable } from '../driver/db.ts';
+import { afterCutoff, afterDeleteBefore } from '../repos/summaries.ts';
 
 /** A connection or transaction that knows its server kind (Db, or the transaction runOncePerPeriod hands out). */
 export type RetentionDb = Queryable & { readonly kind: string };
@@ -33,6 +34,10 @@ export interface RetentionResult {
 
 const days = (n: number) => `${Math.floor(n)} days`;
 
+/** Each vehicle whose last contract ended more than $1 ago, and when (vin, until). */
+const ENDED_CONTRACTS = `SELECT vin, max(ended_at) AS until FROM ownership_periods
+                  WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin`;
+
 /** Drops (or deletes) rows of a time-partitioned table older than `n` days; returns what went. */
 async function capByAge(db: RetentionDb, table: 'telemetry' | 'obfcm_readings', n: number, license: string | undefined): Promise<{ method: RetentionResult['method']; count: number }> {
   if (db.kind === 'timescaledb') {
@@ -42,9 +47,21 @@ async function capByAge(db: RetentionDb, table: 'telemetry' | 'obfcm_readings', 
       return { method: 'timescale_policy', count: 0 };
     }
     const r = await db.query(`SELECT drop_chunks('${table}', older_than => now() - $1::interval)`, [days(n)]);
+    if (table === 'telemetry') {
+      // Whole chunks went: the summaries of the hours before the oldest chunk left (chunk
+      // ranges are whole days, so whole hours) have no rows any more.
+      const b = await db.query<{ b: Date }>(
+        `SELECT least(min(range_start), now() - $1::interval) AS b FROM timescaledb_information.chunks
+          WHERE hypertable_schema = current_schema() AND hypertable_name = 'telemetry'`,
+        [days(n)],
+      );
+      await db.query('DELETE FROM telemetry_hourly WHERE hour < $1', [b.rows[0]!.b]);
+    }
     return { method: 'drop_chunks', count: r.rows.length };
   }
-  const r = await db.query(`DELETE FROM ${table} WHERE recorded_at < now() - $1::interval`, [days(n)]);
+  const cutoff = (await db.query<{ c: Date }>('SELECT now() - $1::interval AS c', [days(n)])).rows[0]!.c;
+  const r = await db.query(`DELETE FROM ${table} WHERE recorded_at < $1`, [cutoff]);
+  if (table === 'telemetry') await afterCutoff(db, cutoff);
   return { method: 'delete', count: r.rowCount };
 }
 
@@ -57,12 +74,13 @@ export async function applyRetention(db: RetentionDb, p: RetentionPolicy, ended?
     afterContract = (
       await db.query(
         `DELETE FROM telemetry t
-          USING (SELECT vin, max(ended_at) AS until FROM ownership_periods
-                  WHERE ended_at IS NOT NULL AND ended_at < now() - $1::interval GROUP BY vin) e
+          USING (${ENDED_CONTRACTS}) e
           WHERE t.vin = e.vin AND t.recorded_at < e.until`,
         [days(p.afterContractDays)],
       )
     ).rowCount;
+    // The same contracts (now() is the transaction's: the claim runs this in one).
+    await afterDeleteBefore(db, { sql: `(${ENDED_CONTRACTS})`, params: [days(p.afterContractDays)] });
   } else {
     // Sharded: the contracts come from the control database, this shard's vehicles only.
     for (let i = 0; i < ended.vins.length; i += CONTRACTS_PER_STATEMENT) {
@@ -73,6 +91,10 @@ export async function applyRetention(db: RetentionDb, p: RetentionPolicy, ended?
           [ended.vins.slice(i, i + CONTRACTS_PER_STATEMENT), ended.until.slice(i, i + CONTRACTS_PER_STATEMENT)],
         )
       ).rowCount;
+      await afterDeleteBefore(db, {
+        sql: 'unnest($1::text[], $2::timestamptz[])',
+        params: [ended.vins.slice(i, i + CONTRACTS_PER_STATEMENT), ended.until.slice(i, i + CONTRACTS_PER_STATEMENT)],
+      });
     }
   }
   const quarantine = (await db.query('DELETE FROM quarantine WHERE received_at < now() - $1::interval', [days(p.quarantineDays)])).rowCount;

@@ -20,6 +20,7 @@
 import type { Db } from '../driver/db.ts';
 import { STO_ERR, StorageError } from '../errors.ts';
 import { BUCKETS, SHARD_MAP_CHANNEL, bucketOf, type Shards } from '../driver/shards.ts';
+import { summaryUpsert } from '../repos/summaries.ts';
 
 export interface MoveOptions {
   /** How long to wait after marking the bucket 'moving' for in-flight writes to commit, ms. */
@@ -106,8 +107,9 @@ async function transferTable(src: Db, dst: Db, table: keyof TableCounts, vins: r
         // batch writer logs its rows): on dst, ?from= and resumes find them like rows
         // written there. (Positions in src's log mean nothing on dst.)
         const r = await dst.query<{ n: number }>(
-          `WITH t AS (INSERT INTO telemetry SELECT * FROM jsonb_populate_recordset(NULL::telemetry, $1::jsonb) ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
-                l AS (INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at ORDER BY recorded_at, seq), array_agg(seq ORDER BY recorded_at, seq) FROM t GROUP BY vin)
+          `WITH t AS (INSERT INTO telemetry SELECT * FROM jsonb_populate_recordset(NULL::telemetry, $1::jsonb) ON CONFLICT DO NOTHING RETURNING *),
+                l AS (INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at ORDER BY recorded_at, seq), array_agg(seq ORDER BY recorded_at, seq) FROM t GROUP BY vin),
+                h AS (${summaryUpsert('t')})
            SELECT count(*)::int AS n FROM t`,
           [json],
         );
@@ -152,7 +154,12 @@ async function transfer(src: Db, dst: Db, vins: readonly string[], remove: boole
     deleted[table] += r.deleted;
     found += remove ? r.deleted : r.copied;
   }
-  if (remove && vins.length) deleted.stream_log = (await src.query('DELETE FROM stream_log WHERE vin = ANY($1)', [vins])).rowCount;
+  if (remove && vins.length) {
+    deleted.stream_log = (await src.query('DELETE FROM stream_log WHERE vin = ANY($1)', [vins])).rowCount;
+    // Their rows have left this shard: so have their hourly summaries (the copies above
+    // summed what they inserted on dst).
+    await src.query('DELETE FROM telemetry_hourly WHERE vin = ANY($1)', [vins]);
+  }
   return { copied, deleted, found };
 }
 

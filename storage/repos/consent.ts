@@ -5,6 +5,7 @@ import type { Db, Queryable } from '../driver/db.ts';
 import type { ConsentChange, ConsentFlags, ConsentPeriod, ConsentStore } from '../../proto/consent.ts';
 import { STO_ERR, StorageError } from '../errors.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
+import { afterChange } from './summaries.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
 import type { Shards } from '../driver/shards.ts';
 
@@ -83,6 +84,7 @@ export async function appendConsentEvent(
     const since = own.started_at ?? new Date(0);
     const eraseOn = async (t: Queryable): Promise<number> => {
       const r = await t.query(`UPDATE telemetry SET ${clearGroupSet('location')} WHERE vin = $1 AND recorded_at >= $2 AND has_location`, [vin, since]);
+      await afterChange(t, vin, [{ from: since, to: null }], { kind: 'clear', group: 'location' });
       // Quarantined bytes may hold positions too: keep the reasons, drop the bytes.
       await t.query('UPDATE quarantine SET payload = NULL WHERE vin = $1 AND received_at >= $2 AND payload IS NOT NULL', [vin, since]);
       return r.rowCount;

@@ -23,6 +23,7 @@ type GrantRow = {
   recipient_role: RecipientRole;
   recipient_name: string;
   categories: GrantRecord['categories'];
+  fields: string[] | null;
   access: GrantRecord['access'];
   purpose: string;
   data_from: Date;
@@ -34,7 +35,7 @@ type GrantRow = {
 };
 
 const SELECT_GRANT = `SELECT g.id::text AS id, g.vin, g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name,
-       g.categories, g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin
+       g.categories, g.fields, g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin
   FROM grants g JOIN recipients r ON r.id = g.recipient_id JOIN ownership_periods p ON p.id = g.period_id`;
 
 function toGrant(x: GrantRow): GrantRecord {
@@ -46,6 +47,7 @@ function toGrant(x: GrantRow): GrantRecord {
     recipientRole: x.recipient_role,
     recipientName: x.recipient_name,
     categories: x.categories,
+    fields: x.fields,
     access: x.access,
     purpose: x.purpose,
     dataFrom: x.data_from,
@@ -73,12 +75,12 @@ export async function insertGrantDisclosure(q: Queryable, d: GrantDisclosure): P
 /** insertGrantDisclosure, answering the id of the disclosure filed (null: not filed). */
 async function fileGrantDisclosure(q: Queryable, d: GrantDisclosure): Promise<string | null> {
   const r = await q.query<{ id: string }>(
-    `INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id)
-     SELECT g.vin, $2, $3, $4, $5, $6, $7, g.owner_id, g.id
+    `INSERT INTO disclosures (vin, role, subject, endpoint, categories, fields, range_from, range_to, owner_id, grant_id)
+     SELECT g.vin, $2, $3, $4, $5, $8, $6, $7, g.owner_id, g.id
        FROM grants g JOIN ownership_periods p ON p.id = g.period_id
       WHERE g.id = $1::uuid AND ${ACTIVE} AND ${NOT_RESTRICTED}
      RETURNING id::text AS id`,
-    [d.grantId, d.role, d.subject, d.endpoint, [...d.categories], d.rangeFrom, d.rangeTo],
+    [d.grantId, d.role, d.subject, d.endpoint, [...d.categories], d.rangeFrom, d.rangeTo, d.fields ? [...d.fields] : null],
   );
   return r.rows[0]?.id ?? null;
 }
@@ -104,12 +106,13 @@ async function insertGrant(q: Queryable, periodId: number, g: NewGrant, origin: 
   // One instant for created_at, the default dataFrom and a relative expiry.
   const r = await q.query<{ id: string }>(
     `WITH now AS (SELECT clock_timestamp() AS t)
-     INSERT INTO grants (id, vin, owner_id, period_id, recipient_id, categories, access, purpose, created_at, data_from, expires_at, origin)
-     SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, now.t, coalesce($8, now.t), coalesce($9, now.t + $10 * interval '1 millisecond'), $11 FROM now
+     INSERT INTO grants (id, vin, owner_id, period_id, recipient_id, categories, access, purpose, created_at, data_from, expires_at, origin, fields)
+     SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, now.t, coalesce($8, now.t), coalesce($9, now.t + $10 * interval '1 millisecond'), $11, $12 FROM now
      RETURNING id::text AS id`,
     [
       g.vin, g.ownerId, periodId, g.recipientId, [...g.categories], [...g.access], g.purpose, g.dataFrom,
       g.expiresAt instanceof Date ? g.expiresAt : null, g.expiresAt instanceof Date ? null : g.expiresAt.afterMs, origin,
+      g.fields ? [...g.fields] : null,
     ],
   );
   const id = r.rows[0]!.id;
@@ -247,6 +250,7 @@ export function createCheckinRepo(db: Db): CheckinRepo {
             ownerId: code.owner_id,
             recipientId,
             categories: ['consumption'],
+            fields: null,
             access: ['history'],
             purpose,
             dataFrom: code.data_from,

@@ -10,7 +10,7 @@
 // disclosure committed before the first row is read.
 import type { Db, Queryable } from '../driver/db.ts';
 import type { Shards } from '../driver/shards.ts';
-import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, type Group, type StoredValues } from '../../proto/fields.ts';
+import { CONSUMPTION_COLUMNS, FIELD_COLUMNS, GROUP_FLAG, projectColumns, type FieldList, type Group, type StoredValues } from '../../proto/fields.ts';
 import { periodCondition } from './rights.ts';
 import type { OwnershipPeriod } from '../../proto/ownership.ts';
 import type { ObfcmRow, Range, ReadStore, StoredRecord } from '../../proto/records.ts';
@@ -47,19 +47,35 @@ export function groupOf(row: Record<string, unknown>, group: Group): StoredValue
  * every value is a VIN ([A-HJ-NPR-Z0-9]), an integer, a fixed-format time or a finite
  * float8, whose text output (shortest exact form) is a valid JSON number.
  */
-function ndjsonExpr(categories: readonly Group[]): string {
+function ndjsonExpr(categories: readonly Group[], fields: FieldList = null): string {
+  const cols = projectColumns(categories, fields);
   const parts = [
-    `'{"vin":"' || vin || '","seq":' || seq || ',"recordedAt":"' || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"'`,
+    `'{"vin":"' || vin || '","seq":' || seq || ',"recordedAt":"' || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"'` +
+      ` || coalesce(',"receivedAt":"' || to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', ',"receivedAt":null')`,
   ];
   for (const g of categories) {
     // concat() skips NULLs, so an absent field contributes nothing; ltrim drops the first comma.
-    const fields = FIELD_COLUMNS.filter((c) => c.group === g).map((c) => `',"${c.jsName}":' || ${c.column}`);
-    parts.push(`CASE WHEN ${GROUP_FLAG[g]} THEN ',"${g}":{' || ltrim(concat(${fields.join(', ')}), ',') || '}' ELSE ',"${g}":null' END`);
+    // Only the projected columns (a field-level grant's) are named: the others are never read.
+    const present = cols.filter((c) => c.group === g).map((c) => `',"${c.jsName}":' || ${c.column}`);
+    const body = present.length ? `ltrim(concat(${present.join(', ')}), ',')` : `''`;
+    parts.push(`CASE WHEN ${GROUP_FLAG[g]} THEN ',"${g}":{' || ${body} || '}' ELSE ',"${g}":null' END`);
   }
   return `${parts.join(' || ')} || '}'`;
 }
 
 type KeyedRow = { us: string; seq: number };
+
+/** Microseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z). */
+const PG_EPOCH_US = 946_684_800_000_000;
+
+/**
+ * A time in whole microseconds since the Unix epoch as an exact ISO 8601 literal
+ * (`2025-01-01T00:00:00.123456Z`): a keyset page's lower bound, to the microsecond.
+ */
+export function isoMicros(unixMicros: number): string {
+  const ms = Math.floor(unixMicros / 1000);
+  return `${new Date(ms).toISOString().slice(0, -1)}${String(unixMicros - ms * 1000).padStart(3, '0')}Z`;
+}
 
 /**
  * Telemetry rows of `vin` inside the periods ∩ range, in primary-key order (recorded_at,
@@ -75,7 +91,8 @@ async function* keysetPages<R extends KeyedRow>(
   range: Range,
   select: string,
   pageSize: number,
-  statementName: string,
+  /** Prepared once per connection under this name; undefined: not prepared. */
+  statementName: string | undefined,
 ): AsyncGenerator<R[]> {
   for (const p of periods) {
     const w = clip(p, range);
@@ -87,7 +104,10 @@ async function* keysetPages<R extends KeyedRow>(
             WHERE vin = $1 AND recorded_at >= $2 AND ($3::timestamptz IS NULL OR recorded_at < $3)
               AND ($4::int8 IS NULL OR (recorded_at, seq) > (timestamptz 'epoch' + $4::int8 * interval '1 microsecond', $5))
             ORDER BY recorded_at, seq LIMIT $6`,
-          [vin, w.from, w.to, afterUs, afterSeq, pageSize],
+          // After the first page the lower bound is the last key's own time: `(recorded_at,
+          // seq) > …` alone excludes no chunk, so every page was planned (and, with a
+          // generic plan, started) against every chunk of the range (issue 24).
+          [vin, afterUs === null ? w.from : isoMicros(afterUs), w.to, afterUs, afterSeq, pageSize],
           // Prepared once per connection: planning a wide select list costs more than a page.
           statementName,
         )
@@ -117,6 +137,40 @@ async function* keysetPages<R extends KeyedRow>(
  */
 export const CHUNK_BYTES = 32 * 1024;
 
+/** The last row of a segment: its seq and its recorded_at in µs since 2000-01-01 UTC (copy-out.ts rowKey). */
+export type SegmentKey = { seq: number; pgMicros: number };
+/** A segment's own time bounds, µs since the Unix epoch: from `loUs`, before `hiUs` (null: the range's end). */
+export type SegmentBounds = { loUs: number; hiUs: number | null };
+
+const HOUR_US = 3_600_000_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * The SELECT of one export segment: `vin`'s rows inside `w` and `bounds`, after `after`, in
+ * primary-key order. Literals, not parameters: COPY takes none. The VIN is validated
+ * ([A-HJ-NPR-Z0-9]{17}) and quoted anyway; times are ISO strings; the key is two integers.
+ *
+ * The segment's bounds are plain `recorded_at >= … AND recorded_at < …` constants beside
+ * the row comparison `(recorded_at, seq) > (…)`, which alone excludes no chunk: on
+ * TimescaleDB each 4,000-row segment of a year's export was planned against all 365 daily
+ * chunks (issue 24: 20 + 13.5 ms → 9.4 + 7.0 ms per segment with the lower bound alone).
+ * Constants, so the chunks outside are excluded when the statement is planned (asserted by
+ * test/integration/history-plans.test.ts). No row after `after` lies before the lower bound.
+ */
+export function exportSegmentSql(select: string, vin: string, w: { from: Date; to: Date | null }, rows: number, after: SegmentKey | null, bounds?: SegmentBounds): string {
+  const keyUs = after ? after.pgMicros + PG_EPOCH_US : null;
+  const loUs = Math.max(bounds?.loUs ?? -Infinity, keyUs ?? -Infinity);
+  const lit = (us: number) => `timestamptz '${isoMicros(us)}'`;
+  return (
+    `SELECT ${select} FROM telemetry WHERE vin = ${sqlLiteral(vin)} AND recorded_at >= ${sqlLiteral(w.from.toISOString())}::timestamptz` +
+    (w.to ? ` AND recorded_at < ${sqlLiteral(w.to.toISOString())}::timestamptz` : '') +
+    (Number.isFinite(loUs) && loUs > w.from.getTime() * 1000 ? ` AND recorded_at >= ${lit(loUs)}` : '') +
+    (bounds && bounds.hiUs !== null ? ` AND recorded_at < ${lit(bounds.hiUs)}` : '') +
+    (after && keyUs !== null ? ` AND (recorded_at, seq) > (${lit(keyUs)}, ${after.seq}::int8)` : '') +
+    ` ORDER BY recorded_at, seq LIMIT ${rows}`
+  );
+}
+
 /**
  * NDJSON by binary COPY: each segment is one `COPY (SELECT … ORDER BY recorded_at, seq
  * LIMIT n) TO STDOUT (FORMAT binary)`, read whole into memory (about 350 bytes a row) so
@@ -132,8 +186,10 @@ async function* copyNdjson(
   range: Range,
   categories: readonly Group[],
   segmentRows: number,
+  fields: FieldList = null,
 ): AsyncGenerator<string> {
-  const plan = ndjsonPlan(vin, categories);
+  // With `fields`, the COPY's select list holds only those columns (ndjsonPlan).
+  const plan = ndjsonPlan(vin, categories, { fields });
   // Two segment buffers, used in turn: one being turned into lines, one being filled.
   const spare = [Buffer.allocUnsafe(plan.maxCopyBytes(segmentRows)), Buffer.allocUnsafe(plan.maxCopyBytes(segmentRows))];
   let turn = 0;
@@ -142,31 +198,46 @@ async function* copyNdjson(
   for (const p of periods) {
     const w = clip(p, range);
     if (!w) continue;
-    // Literals, not parameters: COPY takes none. The VIN is validated ([A-HJ-NPR-Z0-9]{17})
-    // and quoted anyway; times are ISO strings; the key is two integers.
-    const where =
-      `vin = ${sqlLiteral(vin)} AND recorded_at >= ${sqlLiteral(w.from.toISOString())}::timestamptz` +
-      (w.to ? ` AND recorded_at < ${sqlLiteral(w.to.toISOString())}::timestamptz` : '');
-    const segment = (after: { seq: number; pgMicros: number } | null): Promise<Buffer> =>
-      copyOut(
-        `COPY (SELECT ${plan.select} FROM telemetry WHERE ${where}` +
-          (after ? ` AND (recorded_at, seq) > (timestamptz '2000-01-01 00:00:00+00' + ${after.pgMicros}::int8 * interval '1 microsecond', ${after.seq}::int8)` : '') +
-          ` ORDER BY recorded_at, seq LIMIT ${segmentRows}) TO STDOUT (FORMAT binary)`,
-        spare[turn++ % 2]!,
-      );
-    let next: Promise<Buffer> | null = segment(null);
+    const segment = (after: SegmentKey | null, b: SegmentBounds): Promise<Buffer> =>
+      copyOut(`COPY (${exportSegmentSql(plan.select, vin, w, segmentRows, after, b)}) TO STDOUT (FORMAT binary)`, spare[turn++ % 2]!);
+    // After the first segment (which ends with the range: how dense the rows are is not
+    // known yet), each segment also ends at a time, so that it is planned against the few
+    // chunks it reads rather than every chunk to the range's end: the window is twice what
+    // the last full segment spanned; a segment that ends short of its window's end is
+    // complete, and the next starts there with the window four times wider; the last one
+    // ends with the range (or, open-ended, is unbounded once its window would reach past
+    // tomorrow). `after` stays in every segment: a window never drops a row.
+    const endUs = w.to ? w.to.getTime() * 1000 : null;
+    let windowUs = HOUR_US;
+    const hiOf = (loUs: number): number | null => {
+      const hi = loUs + windowUs;
+      return (endUs !== null && hi >= endUs) || (endUs === null && hi > (Date.now() + DAY_MS) * 1000) ? null : hi;
+    };
+    let after: SegmentKey | null = null;
+    let bounds: SegmentBounds = { loUs: w.from.getTime() * 1000, hiUs: null };
+    let next: Promise<Buffer> | null = segment(after, bounds);
     while (next) {
       const b: Buffer = await next;
       next = null;
       const rows = rowOffsets(b, copyDataStart(b));
-      if (rows.length === 0) break;
-      if (rows.length === segmentRows) {
-        next = segment(rowKey(b, rows[rows.length - 1]!));
-        next.catch(() => {}); // surfaced by the await above when reached
+      const last = rows.length > 0 ? rowKey(b, rows[rows.length - 1]!) : null;
+      if (last && rows.length === segmentRows) {
+        const keyUs = last.pgMicros + PG_EPOCH_US;
+        windowUs = Math.max(HOUR_US, 2 * (last.pgMicros - rowKey(b, rows[0]!).pgMicros));
+        after = last;
+        bounds = { loUs: keyUs, hiUs: hiOf(keyUs) };
+        next = segment(after, bounds);
+      } else if (bounds.hiUs !== null) {
+        // Everything before the window's end is read: go on from there.
+        if (last) after = last;
+        windowUs *= 4;
+        bounds = { loUs: bounds.hiUs, hiUs: hiOf(bounds.hiUs) };
+        next = segment(after, bounds);
       }
+      next?.catch(() => {}); // surfaced by the await above when reached
       for (let i = 0; i < rows.length; ) {
-        const { next: after, bytes } = plan.fill(b, rows, i, out);
-        i = after;
+        const { next: at, bytes } = plan.fill(b, rows, i, out);
+        i = at;
         yield out.toString('latin1', 0, bytes);
       }
     }
@@ -230,15 +301,18 @@ async function* shardedReportPages(
     const found = await Promise.all(
       [...perShard].map(async ([i, g]) =>
         (
-          await shards.db(i).query<Record<string, unknown>>(
-            `SELECT DISTINCT ON (v.vin) v.vin, v.owner_id, x.recorded_at, ${cols.map((c) => 'x.' + c).join(', ')}
-               FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS v(vin, owner_id, p_from, p_to)
-               CROSS JOIN LATERAL (
-                 SELECT o.recorded_at, o.seq, ${cols.map((c) => 'o.' + c).join(', ')} FROM obfcm_readings o
-                  WHERE o.vin = v.vin AND o.recorded_at >= v.p_from AND o.recorded_at < v.p_to
-                  ORDER BY o.recorded_at DESC, o.seq DESC LIMIT 1) x
-              ORDER BY v.vin, x.recorded_at DESC, x.seq DESC`,
-            [g.vin, g.owner, g.from, g.to],
+          await probeReadings(shards.db(i), (q) =>
+            q.query<Record<string, unknown>>(
+              // $5/$6, the range, as constants beside the per-period bounds: the chunks outside it are excluded when planning.
+              `SELECT DISTINCT ON (v.vin) v.vin, v.owner_id, x.recorded_at, ${cols.map((c) => 'x.' + c).join(', ')}
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS v(vin, owner_id, p_from, p_to)
+                 CROSS JOIN LATERAL (
+                   SELECT o.recorded_at, o.seq, ${cols.map((c) => 'o.' + c).join(', ')} FROM obfcm_readings o
+                    WHERE o.vin = v.vin AND o.recorded_at >= $5 AND o.recorded_at < $6 AND o.recorded_at >= v.p_from AND o.recorded_at < v.p_to
+                    ORDER BY o.recorded_at DESC, o.seq DESC LIMIT 1) x
+                ORDER BY v.vin, x.recorded_at DESC, x.seq DESC`,
+              [g.vin, g.owner, g.from, g.to, from, to],
+            ),
           )
         ).rows,
       ),
@@ -263,6 +337,69 @@ async function* shardedReportPages(
   }
 }
 
+/**
+ * Runs `fn` in a transaction that turns off TimescaleDB's runtime chunk exclusion
+ * (`SET LOCAL`, this transaction only). Whatever `db.kind` says: the API's own pool is never
+ * migrated, so it does not know it runs on TimescaleDB; where the extension is absent the
+ * setting is a placeholder PostgreSQL accepts and nothing reads. In the report's
+ * per-VIN probe (LATERAL … LIMIT 1) the period's bounds are parameters of each loop, so
+ * with it on, every one of the 1,000 loops of a page re-checked every chunk of the range
+ * against them before probing: measured on the benchmark's fleet (bench/parts/history.ts,
+ * 365 days, 53 weekly chunks, a page of 1,000 VINs), 2.9 s and 3.9 s per page with it,
+ * 0.32 s and 0.46 s without (load average 15 on 2 cores). The chunks outside the report's
+ * range are still excluded when planning (constant bounds). `jit` stays as configured: the
+ * page's estimated cost (about 12,000) is far below jit_above_cost, so it never compiles.
+ */
+export async function probeReadings<R>(db: Db, fn: (q: Queryable) => Promise<R>): Promise<R> {
+  return db.transaction(async (tx) => {
+    await tx.query('SET LOCAL timescaledb.enable_runtime_exclusion = off');
+    return fn(tx);
+  });
+}
+
+/** The OBFCM report's next page of VINs after $1, $2 of them, in VIN order (ownership_by_vin). */
+export const OBFCM_VIN_PAGE_SQL = 'SELECT DISTINCT vin FROM ownership_periods WHERE vin > $1 ORDER BY vin LIMIT $2';
+
+/**
+ * One page of the OBFCM report in one database, its disclosures written by the same
+ * statement: $1/$2 the range, $3-$5 who reads, $6 the page's VINs. Per ownership period of
+ * those VINs, the consent state in force at its end decides whether it is shareable; per
+ * shareable period, its latest reading inside the range is one backward probe of the primary
+ * key (vin, recorded_at, seq) through LATERAL … LIMIT 1; per VIN the latest of those is
+ * reported, and disclosed to that period's owner. The constant bounds $1/$2 beside the
+ * per-period ones let TimescaleDB exclude the chunks outside the range when planning.
+ * Its plan is asserted by test/integration/history-plans.test.ts.
+ */
+export function obfcmPageSql(): string {
+  const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+  return `WITH periods AS (
+     SELECT o.vin, o.owner_id, o.ended_at AS p_to,
+            CASE WHEN row_number() OVER (PARTITION BY o.vin ORDER BY o.started_at, o.id) = 1 THEN timestamptz 'epoch' ELSE o.started_at END AS p_from
+       FROM ownership_periods o WHERE o.vin = ANY($6::text[])
+   ), verdict AS (
+     -- The state in force for the period: its last event before the period ended
+     -- (a transfer's reset comes after the end); none: the defaults.
+     SELECT p.*, coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false) AS shareable
+       FROM periods p LEFT JOIN LATERAL (
+         SELECT c.co2_sharing_allowed, c.restricted FROM consent_events c
+          WHERE c.vin = p.vin AND (p.p_to IS NULL OR c.effective_at < p.p_to)
+          ORDER BY c.effective_at DESC, c.id DESC LIMIT 1) s ON true
+   ), page AS (
+     SELECT DISTINCT ON (v.vin) v.vin, v.owner_id, x.recorded_at, ${cols.map((c) => 'x.' + c).join(', ')}
+       FROM verdict v CROSS JOIN LATERAL (
+         SELECT o.recorded_at, o.seq, ${cols.map((c) => 'o.' + c).join(', ')} FROM obfcm_readings o
+          WHERE o.vin = v.vin AND o.recorded_at >= $1 AND o.recorded_at < $2
+            AND o.recorded_at >= greatest(v.p_from, $1) AND o.recorded_at < least(coalesce(v.p_to, $2), $2)
+          ORDER BY o.recorded_at DESC, o.seq DESC LIMIT 1) x
+      WHERE v.shareable
+      ORDER BY v.vin, x.recorded_at DESC, x.seq DESC
+   ), logged AS (
+     INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id)
+     SELECT vin, $3, $4, $5, ARRAY['consumption'], $1, $2, owner_id FROM page
+   )
+   SELECT * FROM page ORDER BY vin`;
+}
+
 /** What the read paths need of the shards: where a VIN lives, and every shard. */
 export type ShardRouting = Pick<Shards, 'sharded' | 'count' | 'db' | 'dbOf' | 'shardOf'>;
 
@@ -276,27 +413,29 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
   /** The database holding `vin`'s telemetry. */
   const dbOf = (vin: string): Db => (sharded ? sharded.dbOf(vin) : control);
   return {
-    async *ndjson(vin, periods, range, categories, pageSize) {
+    async *ndjson(vin, periods, range, categories, pageSize, fields = null) {
       const db = dbOf(vin);
       if (db.copy) {
         const copy = db.copy;
-        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000);
+        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000, fields);
         return;
       }
-      const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories)} AS j`, pageSize ?? 500, `cardata_ndjson_${categories.join('_')}`);
+      // A field-level read gets no prepared statement of its own: its select list is one of many.
+      const pages = keysetPages<KeyedRow & { j: string }>(db, vin, periods, range, `${ndjsonExpr(categories, fields)} AS j`, pageSize ?? 500, fields ? undefined : `cardata_ndjson_${categories.join('_')}`);
       for await (const rows of pages) {
         let chunk = '';
         for (const row of rows) chunk += row.j + '\n';
         yield chunk;
       }
     },
-    async *records(vin, periods, range, categories, pageSize = 1000) {
-      const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group)).map((c) => c.column);
-      const select = ['recorded_at', ...categories.map((g) => GROUP_FLAG[g]), ...cols].join(', ');
-      const pages = keysetPages<KeyedRow & Record<string, unknown>>(dbOf(vin), vin, periods, range, select, pageSize, `cardata_records_${categories.join('_')}`);
+    async *records(vin, periods, range, categories, pageSize = 1000, fields = null) {
+      // Only the projected columns are selected: groupOf leaves out what the row lacks.
+      const cols = projectColumns(categories, fields).map((c) => c.column);
+      const select = ['recorded_at', 'received_at', ...categories.map((g) => GROUP_FLAG[g]), ...cols].join(', ');
+      const pages = keysetPages<KeyedRow & Record<string, unknown>>(dbOf(vin), vin, periods, range, select, pageSize, fields ? undefined : `cardata_records_${categories.join('_')}`);
       for await (const rows of pages) {
         for (const row of rows) {
-          const rec: StoredRecord = { vin, seq: row.seq, recordedAt: row.recorded_at as Date };
+          const rec: StoredRecord = { vin, seq: row.seq, recordedAt: row.recorded_at as Date, receivedAt: (row.received_at as Date | null) ?? null };
           for (const g of categories) rec[g] = groupOf(row, g);
           yield rec;
         }
@@ -316,10 +455,11 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
       }
       return null;
     },
-    async consumptionForWorkshop(vin, period, range, d, limit) {
+    async consumptionForWorkshop(vin, period, range, d, limit, fields = null) {
       const w = clip({ ownerId: '', startedAt: period.from, ...period }, range);
       if (!w) return [];
-      const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+      // A field-level grant's consumption fields only: the others are not selected.
+      const cols = projectColumns(['consumption'], fields).map((c) => c.column);
       const read = async (q: Queryable) => {
         const r = await q.query<Record<string, unknown>>(
           `SELECT * FROM (SELECT seq, recorded_at, has_consumption, ${cols.join(', ')} FROM telemetry
@@ -331,7 +471,7 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
       };
       const disclose = async (tx: Queryable) => {
         if (d.grantId) {
-          const filed = await insertGrantDisclosure(tx, { grantId: d.grantId, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: d.categories, rangeFrom: w.from, rangeTo: w.to });
+          const filed = await insertGrantDisclosure(tx, { grantId: d.grantId, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: d.categories, fields: d.fields ?? null, rangeFrom: w.from, rangeTo: w.to });
           if (!filed) throw new StorageError(STO_ERR.NOT_FOUND, 'the grant is no longer active, or processing is restricted');
         } else {
           await tx.query(
@@ -361,47 +501,30 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
         return;
       }
       const db = control;
-      const cols = CONSUMPTION_COLUMNS.map((c) => c.column);
+      const from = range.from ?? new Date(0);
+      const to = range.to ?? new Date(8.64e15);
       let after = '';
       for (;;) {
-        const r = await db.query<Record<string, unknown>>(
-          `WITH periods AS (
-             SELECT o.vin, o.owner_id, o.ended_at AS p_to,
-                    CASE WHEN row_number() OVER (PARTITION BY o.vin ORDER BY o.started_at, o.id) = 1 THEN timestamptz 'epoch' ELSE o.started_at END AS p_from
-               FROM ownership_periods o WHERE o.vin > $6
-           ), verdict AS (
-             -- The state in force for the period: its last event before the period ended
-             -- (a transfer's reset comes after the end); none: the defaults.
-             SELECT p.*, coalesce(s.co2_sharing_allowed, true) AND NOT coalesce(s.restricted, false) AS shareable
-               FROM periods p LEFT JOIN LATERAL (
-                 SELECT c.co2_sharing_allowed, c.restricted FROM consent_events c
-                  WHERE c.vin = p.vin AND (p.p_to IS NULL OR c.effective_at < p.p_to)
-                  ORDER BY c.effective_at DESC, c.id DESC LIMIT 1) s ON true
-           ), latest AS (
-             SELECT DISTINCT ON (o.vin) o.vin, v.owner_id, o.recorded_at, ${cols.map((c) => 'o.' + c).join(', ')}
-               FROM obfcm_readings o JOIN verdict v ON v.vin = o.vin AND o.recorded_at >= v.p_from AND (v.p_to IS NULL OR o.recorded_at < v.p_to)
-              WHERE o.vin > $6 AND o.recorded_at >= $1 AND o.recorded_at < $2 AND v.shareable
-              ORDER BY o.vin, o.recorded_at DESC, o.seq DESC
-           ), page AS (
-             SELECT * FROM latest ORDER BY vin LIMIT $7
-           ), logged AS (
-             INSERT INTO disclosures (vin, role, subject, endpoint, categories, range_from, range_to, owner_id)
-             SELECT vin, $3, $4, $5, ARRAY['consumption'], $1, $2, owner_id FROM page
-           )
-           SELECT * FROM page ORDER BY vin`,
-          [range.from ?? new Date(0), range.to ?? new Date(8.64e15), who.role, who.subject, who.endpoint, after, pageSize],
-        );
-        if (r.rows.length === 0) return;
-        yield r.rows.map((row) => {
-          const values: StoredValues = {};
-          for (const c of CONSUMPTION_COLUMNS) {
-            const v = row[c.column];
-            if (v !== null && v !== undefined) values[c.jsName] = v as number;
-          }
-          return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
-        });
-        if (r.rows.length < pageSize) return;
-        after = r.rows[r.rows.length - 1]!.vin as string;
+        // A page of VINs first (ownership_by_vin), then per VIN and shareable period one
+        // backward index probe for its latest reading: the time grows with the number of
+        // vehicles, not with their readings (issue 24; a join over all readings sorted the
+        // 648k of a dense vehicle to keep one, and over 365 days flipped to a sequential
+        // scan of every chunk, per page). Pages without a reading are skipped.
+        const vins = (await db.query<{ vin: string }>(OBFCM_VIN_PAGE_SQL, [after, pageSize])).rows.map((x) => x.vin);
+        if (vins.length === 0) return;
+        after = vins[vins.length - 1]!;
+        const r = await probeReadings(db, (q) => q.query<Record<string, unknown>>(obfcmPageSql(), [from, to, who.role, who.subject, who.endpoint, vins]));
+        if (r.rows.length > 0) {
+          yield r.rows.map((row) => {
+            const values: StoredValues = {};
+            for (const c of CONSUMPTION_COLUMNS) {
+              const v = row[c.column];
+              if (v !== null && v !== undefined) values[c.jsName] = v as number;
+            }
+            return { vin: row.vin as string, recordedAt: row.recorded_at as Date, values };
+          });
+        }
+        if (vins.length < pageSize) return;
       }
     },
     async obfcmReport(range, who) {
@@ -413,8 +536,8 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
       if (periods.length === 0) return [];
       // Filed with this owner, or (rows from before disclosures named their owner) made during their periods.
       const cond = periodCondition(periods, 3, 'at');
-      const r = await control.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; range_from: Date | null; range_to: Date | null; owner_id: string | null; grant_id: string | null }>(
-        `SELECT at, role, subject, endpoint, categories, range_from, range_to, owner_id, grant_id::text AS grant_id FROM disclosures
+      const r = await control.query<{ at: Date; role: string; subject: string; endpoint: string; categories: string[]; fields: string[] | null; range_from: Date | null; range_to: Date | null; owner_id: string | null; grant_id: string | null }>(
+        `SELECT at, role, subject, endpoint, categories, fields, range_from, range_to, owner_id, grant_id::text AS grant_id FROM disclosures
           WHERE vin = $1 AND (owner_id = $2 OR (owner_id IS NULL AND ${cond.sql})) ORDER BY at, id`,
         [vin, periods[0]!.ownerId, ...cond.params],
       );
@@ -425,6 +548,7 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
         subject: x.subject,
         endpoint: x.endpoint,
         categories: x.categories,
+        fields: x.fields,
         rangeFrom: x.range_from,
         rangeTo: x.range_to,
         ownerId: x.owner_id,

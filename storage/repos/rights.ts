@@ -4,6 +4,8 @@ import { STO_ERR, StorageError } from '../errors.ts';
 import { appendConsentEvent, CONSENT_CHANNEL, type ChangeHooks } from './consent.ts';
 import { GROUP_FLAG, type Group } from '../../proto/fields.ts';
 import { clearGroupSet } from './telemetry-sql.ts';
+import { afterChange } from './summaries.ts';
+import { eraseConnectivity } from './connectivity.ts';
 import { CURRENT_CONSENT } from './consent-sql.ts';
 import type { Shards } from '../driver/shards.ts';
 import type { ErasureResult, OwnershipPeriod, OwnershipStore } from '../../proto/ownership.ts';
@@ -47,11 +49,14 @@ async function eraseRows(q: Queryable, vin: string, pers: readonly OwnershipPeri
   const cond = periodCondition(pers, 2);
   if (category === null) {
     res.telemetryDeleted = (await q.query(`DELETE FROM telemetry WHERE vin = $1 AND ${cond.sql}`, [vin, ...cond.params])).rowCount;
+    // The hourly summaries of those periods go in the same transaction.
+    await afterChange(q, vin, pers, { kind: 'delete' });
     res.quarantineDeleted = (await q.query(`DELETE FROM quarantine WHERE vin = $1 AND ${periodCondition(pers, 2, 'received_at').sql}`, [vin, ...cond.params])).rowCount;
   } else {
     res.telemetryUpdated = (
       await q.query(`UPDATE telemetry SET ${clearGroupSet(category)} WHERE vin = $1 AND ${GROUP_FLAG[category]} AND ${cond.sql}`, [vin, ...cond.params])
     ).rowCount;
+    await afterChange(q, vin, pers, { kind: 'clear', group: category });
   }
   if (category === null || category === 'consumption') {
     if (sharingRefused) {
@@ -124,7 +129,11 @@ export function createRightsRepo(db: Db, hooks: ChangeHooks = {}, shards?: Pick<
         // kept, as (EU) 2021/392 obliges their transmission (GDPR Art. 17(3)(b)); once
         // the owner refuses CO2 sharing, an erasure deletes them too.
         const sharingRefused = state.rows[0] ? !state.rows[0].co2_sharing_allowed : false;
-        if (!shards?.sharded) {
+        // Connectivity lives in the control database (migration 012).
+        if (category === null || category === 'connectivity') res.connectivityDeleted = await eraseConnectivity(tx, vin, pers);
+        if (category === 'connectivity') {
+          // The telemetry is left as it is.
+        } else if (!shards?.sharded) {
           addErased(res, await eraseRows(tx, vin, pers, category, sharingRefused));
         } else {
           // On every shard, each in its own transaction, committed before the erasure is

@@ -5,15 +5,18 @@
 import type { Db } from '../driver/db.ts';
 import { FIELD_COLUMNS, GROUP_FLAG, type Group } from '../../proto/fields.ts';
 import { periodCondition } from './rights.ts';
+import { ORIGIN, planRead, summaryColumnsOf, type ReadPart } from './summaries.ts';
 import type { StoredValues } from '../../proto/fields.ts';
-import type { FieldSeries, Series, SeriesStore, StoredRecord } from '../../proto/records.ts';
+import type { FieldFreshness, FieldSeries, Series, SeriesStore, StoredRecord } from '../../proto/records.ts';
+
+/** freshness(): how many of the newest records are looked through for each field's newest value. */
+export const FRESHNESS_DEPTH = 1000;
 import type { ShardRouting } from './reads.ts';
 
 /** The store this module implements (proto/records.ts). */
 export type SeriesRepo = SeriesStore;
 
-/** Bucket origin shared by both functions (time_bucket's own default is a Monday in 2000). */
-const ORIGIN = '2000-01-01 00:00:00+00';
+export { rebuildRange as rebuildSummaries } from './summaries.ts';
 
 function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
@@ -52,7 +55,7 @@ export function createSeriesRepo(control: Db, shards?: ShardRouting): SeriesRepo
       let r: { rows: Record<string, unknown>[] } = { rows: [] };
       for (const window of ['2 days', '45 days', null]) {
         r = await db.query<Record<string, unknown>>(
-          `SELECT vin, seq, recorded_at, ${[...flags, ...cols].join(', ')} FROM telemetry
+          `SELECT vin, seq, recorded_at, received_at, ${[...flags, ...cols].join(', ')} FROM telemetry
             WHERE vin = $1 AND ${per.sql}${window ? ` AND recorded_at > now() - interval '${window}'` : ''}
             ORDER BY recorded_at DESC, seq DESC LIMIT 1`,
           [vin, ...per.params],
@@ -61,30 +64,89 @@ export function createSeriesRepo(control: Db, shards?: ShardRouting): SeriesRepo
       }
       const row = r.rows[0];
       if (!row) return null;
-      const rec: StoredRecord = { vin: row.vin as string, seq: Number(row.seq), recordedAt: row.recorded_at as Date };
+      const rec: StoredRecord = { vin: row.vin as string, seq: Number(row.seq), recordedAt: row.recorded_at as Date, receivedAt: (row.received_at as Date | null) ?? null };
       for (const g of categories) rec[g] = groupOf(row, g);
       return rec;
+    },
+
+    async freshness(vin, periods, categories, depth = FRESHNESS_DEPTH) {
+      const db = dbOf(vin);
+      const per = periodCondition(periods, 2);
+      const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group));
+      if (cols.length === 0) return [];
+      // Per field, its newest non-null value among the newest `depth` records: bounded work
+      // (one backward index range of at most `depth` rows), whatever the history. The time
+      // windows only spare TimescaleDB the planning over every chunk (as latest() above): a
+      // window is widened until it holds `depth` records or none is left to widen to.
+      const newest = (expr: string, col: string) => `(array_agg(${expr} ORDER BY recorded_at DESC, seq DESC) FILTER (WHERE ${col} IS NOT NULL))[1]`;
+      const aggs = cols.flatMap((c, i) => [`${newest(c.column, c.column)} AS v${i}`, `${newest('recorded_at', c.column)} AS t${i}`, `${newest('received_at', c.column)} AS r${i}`]);
+      let row: Record<string, unknown> | undefined;
+      for (const window of ['2 days', '45 days', null]) {
+        const r = await db.query<Record<string, unknown>>(
+          `SELECT count(*)::int AS n, ${aggs.join(', ')} FROM (
+             SELECT * FROM telemetry WHERE vin = $1 AND ${per.sql}${window ? ` AND recorded_at > now() - interval '${window}'` : ''}
+              ORDER BY recorded_at DESC, seq DESC LIMIT ${Math.max(1, Math.floor(depth))}) x`,
+          [vin, ...per.params],
+        );
+        row = r.rows[0];
+        if (row && Number(row.n) >= depth) break;
+      }
+      if (!row) return [];
+      const out: FieldFreshness[] = [];
+      cols.forEach((c, i) => {
+        const v = row[`v${i}`];
+        if (v === null || v === undefined) return;
+        out.push({ field: `${c.group}.${c.jsName}`, value: Number(v), recordedAt: row[`t${i}`] as Date, receivedAt: (row[`r${i}`] as Date | null) ?? null });
+      });
+      return out;
     },
 
     async series(vin, periods, range, bucketMs, categories, fields) {
       const db = dbOf(vin);
       // Only the columns asked for are aggregated and sent: a chart of three fields costs three.
       const cols = FIELD_COLUMNS.filter((c) => categories.includes(c.group) && (!fields || fields.includes(`${c.group}.${c.jsName}`)));
-      const per = periodCondition(periods, 5);
-      const bucket =
-        db.kind === 'timescaledb'
-          ? `time_bucket($2::interval, recorded_at, timestamptz '${ORIGIN}')`
-          : `date_bin($2::interval, recorded_at, timestamptz '${ORIGIN}')`;
-      // Aggregates skip NULLs: a field absent from a record (or a group withheld by a
-      // filter) never pulls an average towards zero.
-      const aggs = cols.flatMap((c, i) => [`avg(${c.column}) AS a${i}`, `min(${c.column}) AS n${i}`, `max(${c.column}) AS x${i}`]);
-      const r = await db.query<Record<string, unknown>>(
-        `SELECT (extract(epoch FROM ${bucket}) * 1000)::int8::text AS b, count(*)::int AS n${aggs.length ? ', ' + aggs.join(', ') : ''}
-           FROM telemetry
-          WHERE vin = $1 AND recorded_at >= $3 AND recorded_at < $4 AND ${per.sql}
-          GROUP BY 1 ORDER BY 1`,
-        [vin, `${Math.round(bucketMs / 1000)} seconds`, range.from, range.to, ...per.params],
-      );
+      // Whole hours come from the hourly summaries, the partial hours at the edges of the
+      // range and of each ownership period from the rows (summaries.ts): a year of a car
+      // reads a few thousand summary rows instead of millions of records.
+      const parts = planRead(periods, range, bucketMs);
+      const bucketOf = (col: string) =>
+        db.kind === 'timescaledb' ? `time_bucket($2::interval, ${col}, timestamptz '${ORIGIN}')` : `date_bin($2::interval, ${col}, timestamptz '${ORIGIN}')`;
+      // Bounds as literals (from Date#toISOString): TimescaleDB excludes chunks while planning.
+      const within = (col: string, src: ReadPart['source']) =>
+        parts
+          .filter((p) => p.source === src)
+          .map((p) => `(${col} >= '${p.from.toISOString()}' AND ${col} < '${p.to.toISOString()}')`)
+          .join(' OR ');
+      const selects: string[] = [];
+      const rowsCond = within('recorded_at', 'rows');
+      if (rowsCond) {
+        // Aggregates skip NULLs: a field absent from a record (or a group withheld by a
+        // filter) never pulls an average towards zero.
+        const aggs = cols.flatMap((c) => [`count(${c.column})`, `sum(${c.column})`, `min(${c.column})`, `max(${c.column})`]);
+        selects.push(`SELECT ${bucketOf('recorded_at')} AS b, count(*) AS n${aggs.map((a, i) => `, ${a} AS v${i}`).join('')}
+                        FROM telemetry WHERE vin = $1 AND (${rowsCond}) GROUP BY 1`);
+      }
+      const hoursCond = within('hour', 'hourly');
+      if (hoursCond) {
+        const aggs = cols.flatMap((c) => {
+          const s = summaryColumnsOf(c);
+          return [`sum(${s.n})`, `sum(${s.sum})`, `min(${s.min})`, `max(${s.max})`];
+        });
+        selects.push(`SELECT ${bucketOf('hour')} AS b, sum(n) AS n${aggs.map((a, i) => `, ${a} AS v${i}`).join('')}
+                        FROM telemetry_hourly WHERE vin = $1 AND (${hoursCond}) GROUP BY 1`);
+      }
+      const merged = cols.flatMap((_, i) => [
+        `sum(v${4 * i + 1}) / nullif(sum(v${4 * i}), 0) AS a${i}`,
+        `min(v${4 * i + 2}) AS n${i}`,
+        `max(v${4 * i + 3}) AS x${i}`,
+      ]);
+      const r = selects.length
+        ? await db.query<Record<string, unknown>>(
+            `SELECT (extract(epoch FROM b) * 1000)::int8::text AS b, sum(n)::int AS n${merged.length ? ', ' + merged.join(', ') : ''}
+               FROM (${selects.join(' UNION ALL ')}) p GROUP BY b ORDER BY b`,
+            [vin, `${Math.round(bucketMs / 1000)} seconds`],
+          )
+        : { rows: [] as Record<string, unknown>[] };
       const out: Series = { t: [], count: [], fields: {} };
       const series = cols.map((c) => {
         const s: FieldSeries = { avg: [], min: [], max: [] };

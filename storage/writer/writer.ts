@@ -11,6 +11,7 @@ import type { CopyCapability, Db } from '../driver/db.ts';
 import { STO_ERR, StorageError, isStorageError, isTransient } from '../errors.ts';
 import { OBFCM_TABLE, TELEMETRY_TABLE, copyBytes, encodeCopy, unnestParams, type RowTable } from '../driver/copy-binary.ts';
 import type { QuarantineRow, TelemetryRow, WriteItem } from '../../proto/records.ts';
+import { SUMMARY_SOURCE_COLUMNS, summaryUpsert } from '../repos/summaries.ts';
 
 export type { QuarantineRow, TelemetryRow, WriteItem };
 
@@ -338,6 +339,13 @@ function unnestInsert(alias: string, target: string, table: RowTable, param: (ty
  */
 const STREAM_LOG_INSERT = `INSERT INTO stream_log (vin, ats, seqs) SELECT vin, array_agg(recorded_at), array_agg(seq) FROM t GROUP BY vin`;
 
+/**
+ * What the telemetry CTE `t` returns: the key for the stream log, the values for the hourly
+ * summaries (storage/repos/summaries.ts), which the same statement brings up to date.
+ */
+const TELEMETRY_RETURNING = [...new Set(['seq', ...SUMMARY_SOURCE_COLUMNS])].join(', ');
+const SUMMARY_UPSERT = `h AS (${summaryUpsert('t')})`;
+
 /** The statements of one writer, built once per combination of tables present (the mask). */
 class Statements {
   private readonly byMask = new Map<number, string>();
@@ -358,8 +366,8 @@ function buildStatement(mask: number): string {
   let p = 0;
   const param = (type: string) => `$${++p}::${type}[]`;
   if (mask & 1) {
-    ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param, 'vin, recorded_at, seq'));
-    ctes.push(`l AS (${STREAM_LOG_INSERT})`);
+    ctes.push(unnestInsert('t', 'telemetry', TELEMETRY_TABLE, param, TELEMETRY_RETURNING));
+    ctes.push(`l AS (${STREAM_LOG_INSERT})`, SUMMARY_UPSERT);
     selects.push('(SELECT count(*) FROM t)::int AS t', 'pg_current_xact_id()::text AS x');
   } else selects.push('0 AS t');
   if (mask & 2) {
@@ -424,8 +432,9 @@ async function writeItemsCopy(copy: CopyCapability, tel: TelemetryRow[], obf: Te
         q = r.rows[0]?.q ?? 0;
       }
       const [t, o] = await tx.commitWith<{ n: number; x: string }>([
-        `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING vin, recorded_at, seq),
-              l AS (${STREAM_LOG_INSERT})
+        `WITH t AS (INSERT INTO telemetry (${cols}) SELECT ${cols} FROM stage_telemetry ON CONFLICT DO NOTHING RETURNING ${TELEMETRY_RETURNING}),
+              l AS (${STREAM_LOG_INSERT}),
+              ${SUMMARY_UPSERT}
          SELECT count(*)::int AS n, pg_current_xact_id()::text AS x FROM t`,
         ...(obfBuf ? [`INSERT INTO obfcm_readings (${oc}) SELECT ${oc} FROM stage_obfcm ON CONFLICT DO NOTHING`] : []),
       ]);

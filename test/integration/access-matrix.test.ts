@@ -104,6 +104,7 @@ const ROUTES: Route[] = [
   { name: 'GET /readyz', who: 'anyone', ok: 200, request: () => ({ method: 'GET', path: '/readyz' }) },
   { name: 'GET /metrics', who: 'anyone', ok: 200, request: () => ({ method: 'GET', path: '/metrics' }) },
   { name: 'GET /v1/catalogue', who: 'anyone', ok: 200, request: () => ({ method: 'GET', path: '/v1/catalogue' }) },
+  { name: 'GET /v1/data-description', who: 'anyone', ok: 200, request: () => ({ method: 'GET', path: '/v1/data-description' }) },
   { name: 'POST /v1/admin/vehicles', who: 'admin', ok: 201, request: () => ({ method: 'POST', path: '/v1/admin/vehicles', body: { vin: testVin(), ownerId: 'matrix-new' } }) },
   { name: 'POST /v1/admin/tokens', who: 'admin', ok: 201, request: () => ({ method: 'POST', path: '/v1/admin/tokens', body: { role: 'customer', subject: 'matrix-minted' } }) },
   {

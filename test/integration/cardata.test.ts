@@ -59,6 +59,7 @@ describe('CarData export', () => {
       vin,
       seq: 1,
       recordedAt: new Date(t0).toISOString(),
+      receivedAt: expect.any(String),
       technical: { ...FULL_TECHNICAL, odometerKm: 1000 },
       consumption: { ...FULL_CONSUMPTION, totalDistanceKm: 1000 },
       location: { ...FULL_LOCATION, latitude: 48 },
@@ -68,7 +69,7 @@ describe('CarData export', () => {
     const part = await get(`/v1/vehicles/${vin}/cardata?format=ndjson&from=${from}&to=${to}&categories=location`, tok);
     const pl = part.buf.toString().trim().split('\n').map((l) => JSON.parse(l));
     expect(pl.map((l) => l.seq)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
-    expect(Object.keys(pl[0]).sort()).toEqual(['location', 'recordedAt', 'seq', 'vin']);
+    expect(Object.keys(pl[0]).sort()).toEqual(['location', 'receivedAt', 'recordedAt', 'seq', 'vin']);
   });
 
   it('exports CSV with a header of flattened names and one row per record', async () => {
@@ -80,7 +81,7 @@ describe('CarData export', () => {
     const rows = r.buf.toString().trim().split('\n');
     expect(rows).toHaveLength(31);
     const header = rows[0]!.split(',');
-    expect(header.slice(0, 4)).toEqual(['vin', 'seq', 'recordedAt', 'technical.odometerKm']);
+    expect(header.slice(0, 5)).toEqual(['vin', 'seq', 'recordedAt', 'receivedAt', 'technical.odometerKm']);
     expect(header).toContain('location.latitude');
     expect(header.some((h) => h.startsWith('consumption.'))).toBe(false);
     const first = rows[1]!.split(',');

@@ -19,6 +19,7 @@ import { RANGES } from '../../gateway/validate.ts';
 import { buildApp } from '../../api/app.ts';
 import { createPgDb, type CopyDb, type Db } from '../../storage/driver/db.ts';
 import { createCheckinRepo, createGrantRepo, createRecipientRepo } from '../../storage/repos/grants.ts';
+import { createServiceClientRepo } from '../../storage/repos/service-clients.ts';
 import { CHUNK_BYTES, createReadRepo, type ReadRepo } from '../../storage/repos/reads.ts';
 import { createRightsRepo } from '../../storage/repos/rights.ts';
 import { createConsentRepo } from '../../storage/repos/consent.ts';
@@ -54,7 +55,7 @@ const FIELDS: Record<GroupName, string[]> = {
   consumption: Object.keys(RANGES.consumption),
   location: Object.keys(RANGES.location),
 };
-const CSV_HEADER = ['vin', 'seq', 'recordedAt', ...GROUPS.flatMap((g) => FIELDS[g].map((f) => `${g}.${f}`))];
+const CSV_HEADER = ['vin', 'seq', 'recordedAt', 'receivedAt', ...GROUPS.flatMap((g) => FIELDS[g].map((f) => `${g}.${f}`))];
 
 /** RFC 4180: fields separated by commas, records by CRLF (LF accepted), "…" quoting with "" escapes. */
 function parseCsv(text: string): string[][] {
@@ -594,6 +595,7 @@ describe('streaming a large export', () => {
           embeddedIssuer: () => null,
           accounts: createAccountRepo(appDb),
           recipients: createRecipientRepo(appDb),
+          serviceClients: { clients: createServiceClientRepo(appDb), remove: async () => null, available: () => false },
         },
         vehicles: { tokens, consents, rights },
         cardata: { tokens, consents, rights, reads, grants: createGrantRepo(appDb), obfcmReport: { defaultWindowDays: 90, maxRangeDays: 366 } },

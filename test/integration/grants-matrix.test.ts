@@ -91,6 +91,13 @@ const ROUTES: Route[] = [
     ok: 201,
     request: () => ({ method: 'POST', path: `/v1/vehicles/${vin}/grants`, body: { recipientId: 'gm-other-service', categories: ['consumption'], purpose: 'matrix' } }),
   },
+  {
+    // A field-level grant (issue 26): the same cells as any grant.
+    name: 'POST /v1/vehicles/{A}/grants (fields)',
+    who: 'owner',
+    ok: 201,
+    request: () => ({ method: 'POST', path: `/v1/vehicles/${vin}/grants`, body: { recipientId: 'gm-other-service', categories: ['technical'], fields: ['technical.speedKmh'], purpose: 'matrix' } }),
+  },
   { name: 'GET /v1/vehicles/{A}/grants', who: 'owner', ok: 200, request: () => ({ method: 'GET', path: `/v1/vehicles/${vin}/grants` }) },
   { name: 'GET /v1/vehicles/{A}/grants/{G}/receipt', who: 'owner', ok: 200, request: () => ({ method: 'GET', path: `/v1/vehicles/${vin}/grants/${G}/receipt` }) },
   { name: 'POST /v1/vehicles/{A}/checkin-codes', who: 'owner', ok: 201, request: () => ({ method: 'POST', path: `/v1/vehicles/${vin}/checkin-codes`, body: { visitHours: 1 } }) },
@@ -160,8 +167,8 @@ describe('grant routes × identity', () => {
     expect(now).toEqual({
       ...baseline,
       recipients: baseline.recipients! + 1,
-      // the owner's POST, and the two workshops' check-ins
-      grants: baseline.grants! + 3,
+      // the owner's two POSTs (whole categories, fields), and the two workshops' check-ins
+      grants: baseline.grants! + 4,
       revoked: baseline.revoked! + 1,
       codes: baseline.codes! + 1,
       redeemed: baseline.redeemed! + 2,

@@ -126,7 +126,7 @@ describe('grant lifecycle', () => {
     const read = await ndjson(gw, g.id, tp);
     expect(read.status).toBe(200);
     expect(read.lines.map((l) => l.seq)).toEqual([10, 11]);
-    for (const l of read.lines) expect(Object.keys(l).sort()).toEqual(['location', 'recordedAt', 'seq', 'technical', 'vin']);
+    for (const l of read.lines) expect(Object.keys(l).sort()).toEqual(['location', 'receivedAt', 'recordedAt', 'seq', 'technical', 'vin']);
     expect(read.lines[0]!.technical).toEqual({ ...FULL_TECHNICAL, odometerKm: 1010 });
     expect((await ndjson(gw2, g.id, tp)).status).toBe(200);
 
@@ -262,9 +262,9 @@ describe('grant lifecycle', () => {
     for (const l of r.lines) expect(l.location).toBeNull();
     const csv = await raw(gw, `/v1/grants/${g.id}/cardata?format=csv`, tp);
     const rows = csv.buf.toString().trim().split(/\r?\n/);
-    expect(rows[0]!.split(',').slice(3).every((h) => h.startsWith('location.'))).toBe(true);
+    expect(rows[0]!.split(',').slice(4).every((h) => h.startsWith('location.'))).toBe(true);
     expect(rows.slice(1)).toHaveLength(3);
-    for (const x of rows.slice(1)) expect(x).toMatch(/^[^,]+,\d+,[^,]+,,,,,$/);
+    for (const x of rows.slice(1)) expect(x).toMatch(/^[^,]+,\d+,[^,]+,[^,]+,,,,,$/);
   });
 
   it('projects the grant\'s categories in NDJSON, CSV and ZIP', async () => {
@@ -276,15 +276,15 @@ describe('grant lifecycle', () => {
     const tp = await registerRecipient(gw, tpId, 'third_party');
     const g = await createGrant(gw, v.vin, ot, { recipientId: tpId, categories: ['consumption'], dataFrom: new Date(t0 - 1).toISOString() });
     const nd = await ndjson(gw, g.id, tp);
-    expect(nd.lines.map((l) => Object.keys(l).sort())).toEqual([['consumption', 'recordedAt', 'seq', 'vin'], ['consumption', 'recordedAt', 'seq', 'vin']]);
+    expect(nd.lines.map((l) => Object.keys(l).sort())).toEqual([['consumption', 'receivedAt', 'recordedAt', 'seq', 'vin'], ['consumption', 'receivedAt', 'recordedAt', 'seq', 'vin']]);
     expect(nd.lines[0]!.consumption).toEqual({ ...FULL_CONSUMPTION, totalDistanceKm: 2001 });
     const csv = await raw(gw, `/v1/grants/${g.id}/cardata?format=csv`, tp);
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     const header = csv.buf.toString().split(/\r?\n/)[0]!.split(',');
-    expect(header.slice(0, 3)).toEqual(['vin', 'seq', 'recordedAt']);
-    expect(header.slice(3).length).toBe(Object.keys(FULL_CONSUMPTION).length);
-    expect(header.slice(3).every((h) => h.startsWith('consumption.'))).toBe(true);
+    expect(header.slice(0, 4)).toEqual(['vin', 'seq', 'recordedAt', 'receivedAt']);
+    expect(header.slice(4).length).toBe(Object.keys(FULL_CONSUMPTION).length);
+    expect(header.slice(4).every((h) => h.startsWith('consumption.'))).toBe(true);
     const zip = await raw(gw, `/v1/grants/${g.id}/cardata?format=zip`, tp);
     expect(zip.status).toBe(200);
     const dir = mkdtempSync(path.join(tmpdir(), 'grant-zip-'));
@@ -424,7 +424,7 @@ describe('workshop visits: check-in code', () => {
     expectProblem(await consumption(ws2), 404, 'API_ERR_NOT_FOUND');
     // the visit's grant reads through the grant route too, consumption only
     const nd = await ndjson(gw, g.body.id, ws);
-    expect(nd.lines.map((l) => Object.keys(l).sort())).toEqual([['consumption', 'recordedAt', 'seq', 'vin'], ['consumption', 'recordedAt', 'seq', 'vin']]);
+    expect(nd.lines.map((l) => Object.keys(l).sort())).toEqual([['consumption', 'receivedAt', 'recordedAt', 'seq', 'vin'], ['consumption', 'receivedAt', 'recordedAt', 'seq', 'vin']]);
 
     // listed to the owner, revocable like any grant
     const mine = await api(gw, 'GET', `/v1/vehicles/${v.vin}/grants`, undefined, ot);

@@ -269,6 +269,7 @@ const ROUTES: RouteDef[] = [
   { method: 'GET', path: '/readyz', auth: 'anyone' },
   { method: 'GET', path: '/metrics', auth: 'anyone' },
   { method: 'GET', path: '/v1/catalogue', auth: 'anyone' },
+  { method: 'GET', path: '/v1/data-description', auth: 'anyone' },
   {
     method: 'POST',
     path: '/v1/admin/vehicles',
@@ -324,6 +325,10 @@ const ROUTES: RouteDef[] = [
     body: { id: ['string', () => '"abuse-new-recipient"'], role: ['string', () => '"workshop"'], name: ['string', () => '"Abuse Garage"'] },
     free: ['name'],
   },
+  // Service clients: {id} is a grant's id here, no recipient's (404 past validation); {clientId} stays as written (400).
+  { method: 'POST', path: '/v1/admin/recipients/{id}/clients', auth: 'admin', mutates: true },
+  { method: 'GET', path: '/v1/admin/recipients/{id}/clients', auth: 'admin' },
+  { method: 'DELETE', path: '/v1/admin/recipients/{id}/clients/{clientId}', auth: 'admin', mutates: true },
   { method: 'GET', path: '/v1/recipients', auth: 'authority' },
   {
     method: 'POST',
@@ -343,11 +348,18 @@ const ROUTES: RouteDef[] = [
   // The portal's reads (each with its own owner: the rate limit counts per subject).
   { method: 'GET', path: '/v1/vehicles', auth: 'owner', owner: 'abuse-owner-p1' },
   { method: 'GET', path: '/v1/vehicles/{vin}/latest', auth: 'owner', query: { categories: 'technical' }, owner: 'abuse-owner-p2' },
+  { method: 'GET', path: '/v1/vehicles/{vin}/status', auth: 'owner', owner: 'abuse-owner-c1' },
   { method: 'GET', path: '/v1/vehicles/{vin}/series', auth: 'owner', query: { from: '2024-01-01T00:00:00Z', to: '2024-01-02T00:00:00Z', bucket: '1h', categories: 'technical' }, owner: 'abuse-owner-p3' },
   { method: 'GET', path: '/v1/vehicles/{vin}/stream', auth: 'owner', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-s1' },
   // Another recipient than the holder of the grants: its own rate-limit budget; the grant is not its own (404 past validation).
   { method: 'GET', path: '/v1/grants/{id}/stream', auth: 'third_party', query: { after: '', from: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g5', recipient: 'abuse-third_party-s' },
   { method: 'GET', path: '/v1/grants/{id}/cardata', auth: 'third_party', query: { format: 'ndjson', from: '2024-01-01', to: '2099-01-01T00:00:00Z' }, owner: 'abuse-owner-g4' },
+  // Webhooks: the valid body names a documentation address (refused, 400): nothing is created. {id} is a grant's id, no webhook's (404 past validation).
+  { method: 'POST', path: '/v1/webhooks', auth: 'third_party', mutates: true, body: { url: ['string', () => '"https://203.0.113.7/hook"'] }, recipient: 'abuse-third_party-w1' },
+  { method: 'GET', path: '/v1/webhooks', auth: 'third_party', recipient: 'abuse-third_party-w2' },
+  { method: 'GET', path: '/v1/webhooks/{id}', auth: 'third_party', owner: 'abuse-owner-g4', recipient: 'abuse-third_party-w3' },
+  { method: 'DELETE', path: '/v1/webhooks/{id}', auth: 'third_party', mutates: true, owner: 'abuse-owner-g3', recipient: 'abuse-third_party-w4' },
+  { method: 'POST', path: '/v1/webhooks/{id}/replay', auth: 'third_party', mutates: true, body: { from: ['string', () => '"2099-01-01T00:00:00Z"'] }, owner: 'abuse-owner-g4', recipient: 'abuse-third_party-w5' },
 ];
 const routeName = (r: RouteDef) => `${r.method} ${r.path}`;
 

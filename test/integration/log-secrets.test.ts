@@ -183,6 +183,26 @@ describe('log lines', () => {
     // The ended session's token, refused (its error logged, not its token).
     expect((await api(gw, 'GET', '/v1/vehicles', undefined, s.accessToken)).status).toBe(401);
 
+    // A recipient's service client (README "Service clients"): its secret shown once, used in
+    // the Authorization header and in the body, once wrong; then deleted.
+    const recipient = `log-recipient-${process.pid}`;
+    expect((await api(gw, 'POST', '/v1/admin/recipients', { id: recipient, role: 'third_party', name: 'Log Insurer' })).status).toBe(201);
+    const client = (await api(gw, 'POST', `/v1/admin/recipients/${recipient}/clients`)).body as { clientId: string; clientSecret: string };
+    secrets.clientSecret = client.clientSecret;
+    const tokenAt = (form: Record<string, string>, headers: Record<string, string> = {}) =>
+      fetch(`${base}/oidc/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
+    const basicAuth = { authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}` };
+    expect((await tokenAt({ grant_type: 'client_credentials' }, basicAuth)).status).toBe(200);
+    const viaPost = (await (await tokenAt({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: client.clientSecret })).json()) as { access_token: string };
+    expect((await api(gw, 'GET', '/v1/grants', undefined, viaPost.access_token)).status).toBe(200);
+    expect((await tokenAt({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: wrongSecret })).status).toBe(401);
+    expect((await api(gw, 'DELETE', `/v1/admin/recipients/${recipient}/clients/${client.clientId}`)).status).toBe(204);
+    // A device flow begun (README "Device sign-in (CLI)"): its codes, polled and typed into the page's address.
+    const device = (await (await tokenAt({ client_id: 'cardata-cli', scope: 'openid cardata' }).then(() => fetch(`${base}/oidc/device/auth`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'cardata-cli', scope: 'openid cardata' }).toString() }))).json()) as { device_code: string; user_code: string; verification_uri_complete: string };
+    Object.assign(secrets, { deviceCode: device.device_code, userCode: device.user_code });
+    expect((await tokenAt({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: device.device_code, client_id: 'cardata-cli' })).status).toBe(400);
+    await (await fetch(device.verification_uri_complete)).body?.cancel();
+
     // Every line written: none holds anything secret.
     await new Promise((res) => setTimeout(res, 200));
     const found: string[] = [];

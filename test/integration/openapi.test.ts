@@ -27,8 +27,10 @@ describe('OpenAPI', () => {
       ['/v1/vehicles/{vin}/data', 'delete'],
       ['/v1/vehicles/{vin}/cardata', 'get'],
       ['/v1/vehicles/{vin}/location/latest', 'get'],
+      ['/v1/vehicles/{vin}/status', 'get'],
       ['/v1/vehicles/{vin}/disclosures', 'get'],
       ['/v1/catalogue', 'get'],
+      ['/v1/data-description', 'get'],
       ['/v1/workshop/vehicles/{vin}/consumption', 'get'],
       ['/v1/reports/obfcm', 'get'],
       ['/healthz', 'get'],
@@ -43,6 +45,11 @@ describe('OpenAPI', () => {
       ['/v1/workshop/checkins', 'post'],
       ['/v1/grants', 'get'],
       ['/v1/grants/{id}/cardata', 'get'],
+      ['/v1/webhooks', 'post'],
+      ['/v1/webhooks', 'get'],
+      ['/v1/webhooks/{id}', 'get'],
+      ['/v1/webhooks/{id}', 'delete'],
+      ['/v1/webhooks/{id}/replay', 'post'],
     ];
     for (const [p, m] of expected) expect(doc.paths[p]?.[m], `${m.toUpperCase()} ${p}`).toBeDefined();
     const put = doc.paths['/v1/vehicles/{vin}/consent']!.put;

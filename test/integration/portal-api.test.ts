@@ -106,7 +106,7 @@ describe('portal API', () => {
     expect(r.body.record.location.latitude).toBeCloseTo(48.119, 9);
     const empty = await provision(gw, undefined, 'pa-dave');
     const e = await api(gw, 'GET', `/v1/vehicles/${empty.vin}/latest`, undefined, await token('customer', 'pa-dave'));
-    expect(e.body).toEqual({ vin: empty.vin, record: null });
+    expect(e.body).toEqual({ vin: empty.vin, record: null, fields: {} });
   });
 
   it('refuses others and bad queries with specific problems', async () => {

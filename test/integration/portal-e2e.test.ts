@@ -15,6 +15,8 @@ import { axe, launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { unzip } from '../helpers/zip.ts';
 import { CONSUMPTION_COLUMNS } from '../../proto/fields.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
+import { createPgDb } from '../../storage/driver/db.ts';
+import { rebuildSummaries } from '../../storage/repos/series.ts';
 
 const OUT = fileURLToPath(new URL('../../test-output/portal/', import.meta.url));
 const OWNER = 'e2e-owner';
@@ -57,6 +59,10 @@ test.beforeAll(async ({ db: testDb, gw: testGw }) => {
        FROM generate_series(0, $3::int - 1) i`,
     [yearVin, t0, YEAR_ROWS],
   );
+  // Written around the batch writer: its hourly summaries are built as a bulk load's are.
+  const q = createPgDb(db.url, { max: 1 });
+  await rebuildSummaries(q, yearVin, null, null);
+  await q.close();
   const live = await provision(gw, undefined, OWNER);
   liveVin = live.vin;
   liveSecret = live.secret;
@@ -196,6 +202,8 @@ const OWNER_PAGES: [string, string | string[], (vin: string) => string][] = [
   ['access-log', '#access-log, #access-empty', (vin) => `#/v/${vin}/access`],
   ['download', '#dl-submit', (vin) => `#/v/${vin}/download`],
   ['catalogue', '#catalogue', () => '#/catalogue'],
+  // The product data description (Data Act Art. 3(2)), from the navigation.
+  ['data-description', '#data-description', () => '#/data'],
 ];
 
 describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, () => {
@@ -510,7 +518,7 @@ describe('portal (Chromium, real gateway, TimescaleDB)', { timeout: 120_000 }, (
     const zip = unzip(files.zip!);
     expect(zip.get('records.ndjson')!.toString().trim().split('\n')).toHaveLength(expected);
     expect(zip.get('records.csv')!.toString().trim().split('\n')).toHaveLength(expected + 1);
-    expect([...zip.keys()].sort()).toEqual(['README.md', 'catalogue.json', 'consent-history.json', 'disclosures.json', 'records.csv', 'records.ndjson']);
+    expect([...zip.keys()].sort()).toEqual(['README.md', 'catalogue.json', 'consent-history.json', 'disclosures.json', 'records.csv', 'records.ndjson', 'vss/cardata-overlay.vspec', 'vss/standard-paths.json']);
     await ctx.close();
   });
 

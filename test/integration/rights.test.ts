@@ -272,6 +272,8 @@ describe('DELETE /v1/vehicles/{vin}/data', () => {
       obfcmReadingsDeleted: 0,
       obfcmReadingsKept: 2,
       quarantinedDeleted: 1,
+      // Bob's connections (connectivity.test.ts counts them)
+      connectionsDeleted: expect.any(Number),
     });
     // Alice's records are untouched, every value still there
     expect(await telemetrySeqs(v.vin)).toEqual(aliceSeqs);
@@ -287,7 +289,7 @@ describe('DELETE /v1/vehicles/{vin}/data', () => {
     expect(log).toHaveLength(1);
     expect(log[0]).toMatchObject({ vin: v.vin, owner_id: b, category: null, period_to: null });
     expect((log[0]!.period_from as Date).toISOString()).toBe(tr.body.since);
-    expect(log[0]!.rows_affected).toEqual({ telemetryDeleted: 2, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 2, quarantineDeleted: 1 });
+    expect(log[0]!.rows_affected).toEqual({ telemetryDeleted: 2, telemetryUpdated: 0, obfcmDeleted: 0, obfcmKept: 2, quarantineDeleted: 1, connectivityDeleted: expect.any(Number) });
     // counts only, never data values: no column beyond these, and none of the values in
     // the counts or the category (ids, VIN and times are left out: 03:41:20.512 contains "20.5")
     expect(Object.keys(log[0]!).sort()).toEqual(['category', 'id', 'owner_id', 'period_from', 'period_to', 'requested_at', 'rows_affected', 'vin']);

@@ -10,7 +10,7 @@ import { createTestDatabase } from '../helpers/db.ts';
 import { FULL_CONSUMPTION, FULL_LOCATION, FULL_TECHNICAL, testVin, waitFor } from '../helpers/gateway.ts';
 import { createPgDb, type Db, type QueryResult } from '../../storage/driver/db.ts';
 import { createPgliteDb } from '../../storage/driver/pglite.ts';
-import { createSeriesRepo } from '../../storage/repos/series.ts';
+import { createSeriesRepo, rebuildSummaries } from '../../storage/repos/series.ts';
 import { migrate, type MigrationResult } from '../../storage/driver/migrate.ts';
 import { createVehicleRepo, type VehicleRepo } from '../../storage/repos/vehicles.ts';
 import { CONSENT_CHANNEL, createConsentRepo, type ConsentRepo } from '../../storage/repos/consent.ts';
@@ -647,7 +647,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         // CO2 sharing refused now: an erasure deletes the readings too
         await consents.set(vin, { co2Sharing: false, actor: 'customer:e-two', channel: 'test' });
         const all = await rights.erase(vin, 'e-one', null);
-        expect(all).toEqual({ telemetryDeleted: 4, telemetryUpdated: 0, obfcmDeleted: 4, obfcmKept: 0, quarantineDeleted: 1 });
+        expect(all).toEqual({ telemetryDeleted: 4, telemetryUpdated: 0, obfcmDeleted: 4, obfcmKept: 0, quarantineDeleted: 1, connectivityDeleted: 0 });
         expect((await trows<{ seq: number }>('SELECT seq FROM telemetry WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
         expect((await trows<{ seq: number }>('SELECT seq FROM obfcm_readings WHERE vin = $1 ORDER BY seq', [vin])).map((r) => r.seq)).toEqual([5, 6]);
         expect(await count('quarantine', vin)).toBe(0);
@@ -685,6 +685,8 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
              FROM generate_series(0, 119) i`,
           [vin, T0],
         );
+        // Rows loaded around the writer get their hourly summaries as a bulk load would.
+        await rebuildSummaries(sdb, vin, null, null);
         const repo = createSeriesRepo(db, shards);
         const s = await repo.series(vin, whole('series-owner'), { from: new Date(T0), to: new Date(T0 + 3 * 3_600_000) }, 3_600_000, ['technical']);
         expect(s.t).toEqual([T0, T0 + 3_600_000]);
@@ -781,14 +783,31 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         for (const pageSize of [7, 5, 1, 5000]) {
           const text = (await collect(reads.ndjson(vin, periods, { from: null, to: null }, all, pageSize))).join('');
           const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
-          expect(lines, `page size ${pageSize}`).toEqual(recs.map((r) => ({ ...r, recordedAt: r.recordedAt.toISOString() })));
+          expect(lines, `page size ${pageSize}`).toEqual(recs.map((r) => ({ ...r, recordedAt: r.recordedAt.toISOString(), receivedAt: r.receivedAt!.toISOString() })));
         }
         const from = new Date(base + 2000);
         const to = new Date(base + 5000);
         const part = (await collect(reads.ndjson(vin, periods, { from, to }, ['location'], 2))).join('').trimEnd().split('\n').map((l) => JSON.parse(l));
         expect(part.map((l) => l.seq)).toEqual(expected.filter((e) => e.t >= from.getTime() && e.t < to.getTime()).map((e) => e.seq));
-        expect(Object.keys(part[0]).sort()).toEqual(['location', 'recordedAt', 'seq', 'vin']);
+        expect(Object.keys(part[0]).sort()).toEqual(['location', 'receivedAt', 'recordedAt', 'seq', 'vin']);
         expect(await collect(reads.ndjson(vin, await rights.periodsOf(vin, 'nobody'), { from: null, to: null }, all, 7))).toEqual([]);
+      });
+
+      it('ndjson() and records() with fields (a field-level grant): only those columns, in every implementation', async () => {
+        const reads = createReadRepo(db, shards);
+        const periods = await rights.periodsOf(vin, 'r-owner');
+        const fields = ['technical.speedKmh', 'location.latitude', 'location.longitude'];
+        const cats = ['technical', 'location'] as const;
+        const recs = await collect(reads.records(vin, periods, { from: null, to: null }, cats, 7, fields));
+        expect(recs.map((r) => r.seq)).toEqual(expected.map((e) => e.seq));
+        expect(recs[0]!.technical).toEqual({ speedKmh: 1 });
+        expect(recs[0]!.location).toEqual({ latitude: FULL_LOCATION.latitude, longitude: FULL_LOCATION.longitude });
+        expect(recs[24]!.location).toBeNull();
+        for (const pageSize of [7, 5000]) {
+          const lines = (await collect(reads.ndjson(vin, periods, { from: null, to: null }, cats, pageSize, fields))).join('').trimEnd().split('\n').map((l) => JSON.parse(l));
+          // (times as the lines write them)
+          expect(lines, `page size ${pageSize}`).toEqual(recs.map((r) => JSON.parse(JSON.stringify(r)) as unknown));
+        }
       });
 
       it('records(): range [from, to) and categories', async () => {
@@ -799,7 +818,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>): void {
         const recs = await collect(reads.records(vin, periods, { from, to }, ['technical'], 2));
         expect(recs.map((r) => r.seq)).toEqual(expected.filter((e) => e.t >= from.getTime() && e.t < to.getTime()).map((e) => e.seq));
         expect(recs).toHaveLength(9);
-        expect(Object.keys(recs[0]!).sort()).toEqual(['recordedAt', 'seq', 'technical', 'vin']);
+        expect(Object.keys(recs[0]!).sort()).toEqual(['receivedAt', 'recordedAt', 'seq', 'technical', 'vin']);
         // a stranger's periods: nothing
         expect(await collect(reads.records(vin, await rights.periodsOf(vin, 'nobody'), { from: null, to: null }, ['technical'], 7))).toEqual([]);
       });

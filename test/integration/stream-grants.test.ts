@@ -60,7 +60,7 @@ describe('grant stream', () => {
     await s.until((ev) => ev.filter((e) => e.event === 'record').length >= 3);
     const recs = s.records();
     expect(recs.map((r) => r.data.seq)).toEqual([1, 2, 3]);
-    for (const r of recs) expect(Object.keys(r.data)).toEqual(['vin', 'seq', 'recordedAt', 'technical', 'location']);
+    for (const r of recs) expect(Object.keys(r.data)).toEqual(['vin', 'seq', 'recordedAt', 'receivedAt', 'technical', 'location']);
     // The same line the grant's own NDJSON export gives.
     const res = await fetch(`http://127.0.0.1:${a.httpPort}/v1/grants/${s0.grant.id}/cardata?format=ndjson`, { headers: { authorization: `Bearer ${s0.tpTok}` } });
     const lines = (await res.text()).trim().split('\n');

@@ -66,6 +66,7 @@ describe('owner stream', () => {
       vin,
       seq: 1,
       recordedAt: new Date(t0).toISOString(),
+      receivedAt: expect.any(String),
       technical: { ...FULL_TECHNICAL, odometerKm: 1001 },
       consumption: { ...FULL_CONSUMPTION, totalDistanceKm: 1001 },
       location: { ...FULL_LOCATION, latitude: 48.001 },

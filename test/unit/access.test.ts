@@ -11,6 +11,7 @@ const grant = (over: Partial<GrantFacts> = {}): GrantFacts => ({
   recipientId: 'insurer',
   recipientRole: 'third_party',
   categories: ['technical', 'location'],
+  fields: null,
   access: ['history', 'stream'],
   dataFrom: T(100),
   createdAt: T(100),
@@ -48,7 +49,7 @@ describe('recipientRead', () => {
   it('the recipient of an active grant reads its categories, from dataFrom to the grant\'s end, within the owner\'s periods', () => {
     expect(recipientRead(insurer, grant(), ctx())).toEqual({
       ok: true,
-      scope: { grantId: 'g1', ownerId: 'alice', categories: ['technical', 'location'], windows: [{ from: T(100), to: T(1000) }] },
+      scope: { grantId: 'g1', ownerId: 'alice', categories: ['technical', 'location'], connectivity: false, fields: null, windows: [{ from: T(100), to: T(1000) }] },
     });
   });
   it.each([
@@ -159,6 +160,7 @@ describe('checkNewGrant', () => {
     expect(checkNewGrant({ categories: ['location', 'technical'] }, tp, now, 30)).toEqual({
       ok: true,
       categories: ['technical', 'location'],
+      fields: null,
       access: ['history', 'stream'],
       dataFrom: null,
       expiresAt: new Date(now.getTime() + 30 * 86_400_000),

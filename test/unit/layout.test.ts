@@ -20,7 +20,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   stream: ['proto', 'storage'],
   gateway: ['proto', 'filters', 'identity'],
   api: ['proto', 'filters', 'access', 'identity', 'stream'],
-  app: ['config', 'proto', 'identity', 'metrics', 'filters', 'access', 'storage', 'stream', 'gateway', 'api', 'simulator'],
+  webhooks: ['proto', 'access', 'storage', 'stream', 'identity', 'metrics'],
+  app: ['config', 'proto', 'identity', 'metrics', 'filters', 'access', 'storage', 'stream', 'gateway', 'api', 'simulator', 'webhooks'],
   cli: ['config', 'proto', 'identity', 'storage', 'api', 'app'],
   simulator: ['proto', 'identity'],
 };

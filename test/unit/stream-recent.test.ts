@@ -57,11 +57,12 @@ describe('lineOf', () => {
       consumption: null,
       location: { longitude: 11.5, latitude: -33.86882000000001 },
     };
-    expect(lineOf(r, { categories: ['technical', 'consumption', 'location'], nulled: [] })).toBe(
-      '{"vin":"WBA00000000000001","seq":7,"recordedAt":"2026-11-29T12:00:00.005Z","technical":{"speedKmh":0,"fuelLevelPct":0.30000000000000004},"consumption":null,"location":{"latitude":-33.86882000000001,"longitude":11.5}}',
+    const stored = Date.UTC(2026, 10, 29, 12, 0, 1, 250);
+    expect(lineOf(r, { categories: ['technical', 'consumption', 'location'], nulled: [] }, stored)).toBe(
+      '{"vin":"WBA00000000000001","seq":7,"recordedAt":"2026-11-29T12:00:00.005Z","receivedAt":"2026-11-29T12:00:01.250Z","technical":{"speedKmh":0,"fuelLevelPct":0.30000000000000004},"consumption":null,"location":{"latitude":-33.86882000000001,"longitude":11.5}}',
     );
     expect(lineOf(r, { categories: ['technical', 'location'], nulled: ['location'] })).toBe(
-      '{"vin":"WBA00000000000001","seq":7,"recordedAt":"2026-11-29T12:00:00.005Z","technical":{"speedKmh":0,"fuelLevelPct":0.30000000000000004},"location":null}',
+      '{"vin":"WBA00000000000001","seq":7,"recordedAt":"2026-11-29T12:00:00.005Z","receivedAt":null,"technical":{"speedKmh":0,"fuelLevelPct":0.30000000000000004},"location":null}',
     );
   });
 });
@@ -76,19 +77,19 @@ describe('lineOf against JSON.stringify', () => {
       );
     fc.assert(
       fc.property(
-        fc.record({ seq: fc.nat(), ms: fc.integer({ min: 0, max: 4_102_444_800_000 }), technical: groupArb('technical'), consumption: groupArb('consumption'), location: groupArb('location') }),
+        fc.record({ seq: fc.nat(), ms: fc.integer({ min: 0, max: 4_102_444_800_000 }), rx: fc.option(fc.integer({ min: 946_684_800_000, max: 4_102_444_800_000 }), { nil: null }), technical: groupArb('technical'), consumption: groupArb('consumption'), location: groupArb('location') }),
         fc.subarray(GROUPS),
         fc.subarray(GROUPS),
         (x, categories, nulled) => {
           const r: CopyRow = { vin: 'WBA00000000000001', seq: x.seq, recordedAtMs: x.ms, technical: x.technical, consumption: x.consumption, location: x.location };
-          const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: new Date(r.recordedAtMs).toISOString() };
+          const o: Record<string, unknown> = { vin: r.vin, seq: r.seq, recordedAt: new Date(r.recordedAtMs).toISOString(), receivedAt: x.rx === null ? null : new Date(x.rx).toISOString() };
           for (const g of GROUPS) {
             if (!categories.includes(g)) continue;
             const v = r[g];
             if (v == null || nulled.includes(g)) o[g] = null;
             else o[g] = Object.fromEntries(FIELD_COLUMNS.filter((c) => c.group === g && v[c.jsName] != null).map((c) => [c.jsName, v[c.jsName]]));
           }
-          expect(lineOf(r, { categories, nulled })).toBe(JSON.stringify(o));
+          expect(lineOf(r, { categories, nulled }, x.rx)).toBe(JSON.stringify(o));
         },
       ),
       { numRuns: 300 },

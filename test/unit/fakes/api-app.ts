@@ -10,7 +10,9 @@ import type { SignInProvider } from '../../../api/routes/oidc.ts';
 import { createStreamSessions, type StreamSessions } from '../../../stream/sse.ts';
 import { createAuthenticator } from '../../../identity/authenticate.ts';
 import { createTokenService, randomKey, type Role } from '../../../identity/tokens.ts';
-import { createApiWorld, fakeFailures, type ApiStores, type ApiWorld } from './api-stores.ts';
+import { createApiWorld, fakeFailures, FakeStoreError, type ApiStores, type ApiWorld } from './api-stores.ts';
+import { createFakeServiceClients } from './service-clients.ts';
+import { createFakeWebhooks } from './webhooks.ts';
 
 export const ADMIN_TOKEN = 'admin-token-for-route-tests-0123456789';
 
@@ -81,6 +83,8 @@ export interface ApiHarness {
   /** Subjects revoked through the admin API, in order ({issuer: null}: at every issuer). */
   revokedSubjects: { issuer: string | null; subject: string }[];
   rotated: string[];
+  /** The service clients the admin routes registered and deleted. */
+  serviceClients: ReturnType<typeof createFakeServiceClients>;
   /** A valid token of this role and subject (real signature, real verification). */
   token(role: Role, subject: string, opts?: { ttlSeconds?: number; revoked?: boolean }): Promise<string>;
   /** A token that expired an hour ago. */
@@ -107,6 +111,8 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
   const revokedHere: string[] = [];
   const revokedSubjects: { issuer: string | null; subject: string; before: number }[] = [];
   const rotated: string[] = [];
+  const serviceClients = createFakeServiceClients((id) => world.state.recipients.has(id), (msg) => new FakeStoreError('NOT_FOUND', msg));
+  serviceClients.seed('svc_seeded', 'ws-1');
   // Every route, as registered: fastify announces each new instance on this channel
   // before any plugin runs, so the hook sees the routes of every plugin.
   const registered: { method: string; url: string }[] = [];
@@ -147,6 +153,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         accounts: stores.accounts,
         rights: stores.rights,
         recipients: stores.recipients,
+        serviceClients: { clients: serviceClients.store, remove: (r, c) => serviceClients.store.remove(r, c, { issuer: 'https://idp.example', sid: `client:${c}`, expiresAt: new Date() }), available: () => true },
         onSecretRotated: (vin) => rotated.push(vin),
       },
       vehicles: { tokens: authenticator, consents: stores.consents, rights: stores.rights },
@@ -169,7 +176,13 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         limits: { grantMaxDays: 365, checkinCodeTtlS: 900, visitMaxHours: 72 },
       },
       portal: { tokens: authenticator, rights: stores.rights, series: stores.series },
+      connectivity: { tokens: authenticator, rights: stores.rights, consents: stores.consents, grants: stores.grants, connectivity: stores.connectivity, series: stores.series },
       web: { oidc: { issuer: null, clientId: 'cardata-portal' } },
+      description: {
+        storage: () => ({ engine: 'timescaledb', shards: 1 }),
+        retention: { afterContractDays: 2557, telemetryDays: 0, obfcmDays: 2557, streamLogDays: 7 },
+        sendIntervalMs: 1000,
+      },
       metrics: { text: async () => '# HELP up 1\nup 1\n', contentType: 'text/plain; version=0.0.4; charset=utf-8' },
       stream: {
         tokens: authenticator,
@@ -186,6 +199,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
         isRevokedNow: (p) => revokedSubjects.some((r) => r.subject === p.subject && (r.issuer === null || r.issuer === p.issuer) && (p.issuedAt === null || p.issuedAt < r.before)),
       },
       oidc: { provider: createFakeProvider },
+      webhooks: { tokens: authenticator, grants: stores.grants, webhooks: createFakeWebhooks(), maxPerRecipient: 10, replayWindowMs: 7 * 86_400_000 },
     },
     // Many cells per caller in a second: the rate limit is tested on its own, not here.
     { rateLimitPerMinute: 1_000_000, ...opts.app },
@@ -207,6 +221,7 @@ export async function createApiHarness(opts: { stream?: Partial<{ maxPerCaller: 
     revokedHere,
     revokedSubjects,
     rotated,
+    serviceClients,
     async token(role, subject, o = {}) {
       const t = await sign(tokens, role, subject, o.ttlSeconds);
       if (o.revoked) world.minted(t.jti, role, subject, true);

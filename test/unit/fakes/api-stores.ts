@@ -82,6 +82,7 @@ interface StoredGrant {
   periodId: number;
   recipientId: string;
   categories: Group[];
+  fields: string[] | null;
   access: ('history' | 'stream')[];
   purpose: string;
   dataFrom: Date;
@@ -138,6 +139,8 @@ function empty(): State {
   };
 }
 
+import type { ConnectivityExport, ConnectivityReads } from '../../../api/routes/connectivity.ts';
+
 export interface ApiStores {
   vehicles: VehicleStore;
   consents: ConsentStore;
@@ -149,6 +152,8 @@ export interface ApiStores {
   series: SeriesStore;
   mintedTokens: MintedTokenStore & { isRevoked(jti: string): boolean };
   accounts: AccountStore;
+  /** Connectivity: no connection is ever open here (offline, never seen); a grant's read files its disclosure. */
+  connectivity: ConnectivityReads & ConnectivityExport;
 }
 
 export function createApiWorld() {
@@ -178,6 +183,7 @@ export function createApiWorld() {
       recipientRole: r.role,
       recipientName: r.name,
       categories: [...g.categories],
+      fields: g.fields ? [...g.fields] : null,
       access: [...g.access],
       purpose: g.purpose,
       dataFrom: g.dataFrom,
@@ -198,16 +204,21 @@ export function createApiWorld() {
   };
   const inPeriods = (ms: number, periods: readonly { from: Date; to: Date | null }[]) => periods.some((p) => ms >= p.from.getTime() && (p.to === null || ms < p.to.getTime()));
   const inRange = (ms: number, r: { from: Date | null; to: Date | null }) => (r.from === null || ms >= r.from.getTime()) && (r.to === null || ms < r.to.getTime());
-  const project = (r: StoredRecord, cats: readonly Group[]): StoredRecord => {
+  const project = (r: StoredRecord, cats: readonly Group[], fields: readonly string[] | null = null): StoredRecord => {
     const out: StoredRecord = { vin: r.vin, seq: r.seq, recordedAt: r.recordedAt };
-    for (const g of GROUPS) if (cats.includes(g)) out[g] = r[g] ?? null;
+    for (const g of GROUPS) {
+      if (!cats.includes(g)) continue;
+      const v = r[g] ?? null;
+      // A field-level read: only the fields named (as storage selects only their columns).
+      out[g] = v === null || fields === null ? v : Object.fromEntries(Object.entries(v).filter(([k]) => fields.includes(`${g}.${k}`)));
+    }
     return out;
   };
-  const selected = (vin: string, periods: readonly OwnershipPeriod[], range: { from: Date | null; to: Date | null }, cats: readonly Group[]) =>
+  const selected = (vin: string, periods: readonly OwnershipPeriod[], range: { from: Date | null; to: Date | null }, cats: readonly Group[], fields: readonly string[] | null = null) =>
     s.telemetry
       .filter((r) => r.vin === vin && inPeriods(r.recordedAt.getTime(), periods) && inRange(r.recordedAt.getTime(), range))
       .sort((a, b) => a.recordedAt.getTime() - b.recordedAt.getTime())
-      .map((r) => project(r, cats));
+      .map((r) => project(r, cats, fields));
   const line = (r: StoredRecord) => JSON.stringify({ ...r, recordedAt: r.recordedAt.toISOString() });
   const appendConsent = (vin: string, change: { location?: boolean | undefined; co2Sharing?: boolean | undefined; restricted?: boolean | undefined; actor: string; channel: string; eraseLocationHistory?: boolean | undefined }, reset = false) => {
     const v = s.vehicles.get(vin);
@@ -236,10 +247,10 @@ export function createApiWorld() {
     s.disclosures.push({ ...d, id, at: new Date() });
     return id;
   };
-  const fileThroughGrant = (d: { grantId: string; role: string; subject: string; endpoint: string; categories: readonly string[]; rangeFrom: Date | null; rangeTo: Date | null }): string | null => {
+  const fileThroughGrant = (d: { grantId: string; role: string; subject: string; endpoint: string; categories: readonly string[]; fields?: readonly string[] | null | undefined; rangeFrom: Date | null; rangeTo: Date | null }): string | null => {
     const g = s.grants.get(d.grantId);
     if (!g || !active(g) || restrictedNow(g.vin)) return null;
-    return file({ vin: g.vin, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: [...d.categories], rangeFrom: d.rangeFrom, rangeTo: d.rangeTo, ownerId: g.ownerId, grantId: g.id });
+    return file({ vin: g.vin, role: d.role, subject: d.subject, endpoint: d.endpoint, categories: [...d.categories], fields: d.fields ? [...d.fields] : null, rangeFrom: d.rangeFrom, rangeTo: d.rangeTo, ownerId: g.ownerId, grantId: g.id });
   };
   const addGrant = (p: Period, g: Omit<StoredGrant, 'id' | 'periodId' | 'vin' | 'ownerId' | 'events'>, actor: string, id: string = randomUUID()): StoredGrant => {
     const sg: StoredGrant = { ...g, id, vin: p.vin, ownerId: p.ownerId, periodId: p.id, events: [{ at: g.createdAt, kind: 'given', actor }] };
@@ -316,13 +327,13 @@ export function createApiWorld() {
             deleted++;
             return false;
           }
-          if (r[category]) {
+          if (category !== 'connectivity' && r[category]) {
             r[category] = null;
             updated++;
           }
           return true;
         });
-        s.erasures.push({ vin, ownerId, category });
+        if (category !== 'connectivity') s.erasures.push({ vin, ownerId, category });
         return { telemetryDeleted: deleted, telemetryUpdated: updated, obfcmDeleted: 0, obfcmKept: 0, quarantineDeleted: 0 };
       },
     },
@@ -349,6 +360,7 @@ export function createApiWorld() {
           {
             recipientId: g.recipientId,
             categories: g.categories as Group[],
+            fields: g.fields ? [...g.fields] : null,
             access: g.access as ('history' | 'stream')[],
             purpose: g.purpose,
             dataFrom: g.dataFrom ?? now,
@@ -414,28 +426,28 @@ export function createApiWorld() {
         c.redeemedAt = now;
         const g = addGrant(
           p,
-          { recipientId, categories: ['consumption'], access: ['history'], purpose, dataFrom: c.dataFrom, createdAt: now, expiresAt: new Date(now.getTime() + c.visitHours * 3_600_000), revokedAt: null, origin: 'checkin' },
+          { recipientId, categories: ['consumption'], fields: null, access: ['history'], purpose, dataFrom: c.dataFrom, createdAt: now, expiresAt: new Date(now.getTime() + c.visitHours * 3_600_000), revokedAt: null, origin: 'checkin' },
           `customer:${c.ownerId} (check-in code redeemed by workshop:${recipientId})`,
         );
         return grantRecord(g);
       },
     },
     reads: {
-      async *records(vin, periods, range, categories) {
-        yield* selected(vin, periods, range, categories);
+      async *records(vin, periods, range, categories, _pageSize, fields = null) {
+        yield* selected(vin, periods, range, categories, fields);
       },
-      async *ndjson(vin, periods, range, categories) {
-        for (const r of selected(vin, periods, range, categories)) yield line(r) + '\n';
+      async *ndjson(vin, periods, range, categories, _pageSize, fields = null) {
+        for (const r of selected(vin, periods, range, categories, fields)) yield line(r) + '\n';
       },
       async latestLocation(vin, periods) {
         const r = selected(vin, periods, { from: null, to: null }, GROUPS).filter((x) => x.location).at(-1);
         return r ? { recordedAt: r.recordedAt, seq: r.seq, location: r.location! } : null;
       },
-      async consumptionForWorkshop(vin, period, range, disclosure, limit) {
+      async consumptionForWorkshop(vin, period, range, disclosure, limit, fields = null) {
         if (disclosure.grantId) {
           if (fileThroughGrant({ ...disclosure, grantId: disclosure.grantId }) === null) throw new FakeStoreError('NOT_FOUND', 'the grant is no longer active, or processing is restricted');
         } else file({ ...disclosure, ownerId: disclosure.ownerId ?? null });
-        const rows = selected(vin, [{ ownerId: '', from: period.from, startedAt: period.from, to: period.to }], range, ['consumption']).filter((r) => r.consumption);
+        const rows = selected(vin, [{ ownerId: '', from: period.from, startedAt: period.from, to: period.to }], range, ['consumption'], fields).filter((r) => r.consumption);
         return rows.slice(-limit).map((r) => ({ recordedAt: r.recordedAt, seq: r.seq, consumption: r.consumption! }));
       },
       async *obfcmReportPages(range, who) {
@@ -472,6 +484,13 @@ export function createApiWorld() {
       },
       async latest(vin, periods, categories) {
         return selected(vin, periods, { from: null, to: null }, categories).at(-1) ?? null;
+      },
+      async freshness(vin, periods, categories, depth = 1000) {
+        const newest = new Map<string, { field: string; value: number; recordedAt: Date; receivedAt: Date | null }>();
+        for (const r of selected(vin, periods, { from: null, to: null }, categories).slice(-depth)) {
+          for (const g of categories) for (const [k, v] of Object.entries(r[g] ?? {})) newest.set(`${g}.${k}`, { field: `${g}.${k}`, value: v, recordedAt: r.recordedAt, receivedAt: r.receivedAt ?? null });
+        }
+        return [...newest.values()];
       },
       async series(vin, periods, range, bucketMs, categories, fields) {
         const rows = selected(vin, periods, range, categories);
@@ -541,6 +560,18 @@ export function createApiWorld() {
         return a.subject;
       },
     },
+    connectivity: {
+      async status(vin) {
+        return { vin, online: false, since: null, lastSeenAt: null };
+      },
+      async statusDisclosed(vin, _windows, d) {
+        if (fileThroughGrant(d) === null) throw new FakeStoreError('NOT_FOUND', 'the grant is no longer active, or processing is restricted');
+        return { vin, online: false, since: null, lastSeenAt: null };
+      },
+      async connections() {
+        return [];
+      },
+    },
   };
 
   /** Arranging data, as the storage would have it after the corresponding writes. */
@@ -568,7 +599,7 @@ export function createApiWorld() {
     /** A grant of the vehicle's current owner (or of `periodOf` the owner's latest period). */
     grant(
       id: string,
-      g: { vin: string; ownerId?: string; recipientId: string; categories?: Group[]; access?: ('history' | 'stream')[]; expiresAt?: Date; revokedAt?: Date | null; dataFrom?: Date; createdAt?: Date; origin?: 'owner' | 'checkin' },
+      g: { vin: string; ownerId?: string; recipientId: string; categories?: Group[]; fields?: string[] | null; access?: ('history' | 'stream')[]; expiresAt?: Date; revokedAt?: Date | null; dataFrom?: Date; createdAt?: Date; origin?: 'owner' | 'checkin' },
     ) {
       const owner = g.ownerId ?? s.vehicles.get(g.vin)!.ownerId;
       const p = s.periods.filter((x) => x.vin === g.vin && x.ownerId === owner).at(-1)!;
@@ -578,6 +609,7 @@ export function createApiWorld() {
         {
           recipientId: g.recipientId,
           categories: g.categories ?? ['technical', 'consumption', 'location'],
+          fields: g.fields ?? null,
           access: g.access ?? ['history', 'stream'],
           purpose: 'test purpose',
           dataFrom: g.dataFrom ?? BEGINNING,

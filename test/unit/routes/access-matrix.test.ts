@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../../identity/tokens.ts';
 import { ADMIN_TOKEN, createApiHarness, type ApiHarness } from '../fakes/api-app.ts';
 import { encodeCursor } from '../../../stream/cursor.ts';
+import { FAKE_WEBHOOK_ID } from '../fakes/webhooks.ts';
 
 // ---------------------------------------------------------------------------
 // Fixture: three vehicles, recipients, grants in every state, check-in codes, data.
@@ -161,6 +162,7 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'GET /readyz': { guard: 'public', req: get('/readyz') },
     'GET /metrics': { guard: 'public', req: get('/metrics') },
     'GET /v1/catalogue': { guard: 'public', req: get('/v1/catalogue') },
+    'GET /v1/data-description': { guard: 'public', req: get('/v1/data-description') },
     'GET /docs': { guard: 'public', req: get('/docs') },
     'HEAD /docs/': { guard: 'public', req: { method: 'HEAD', url: '/docs/' } },
     'GET /docs/json': { guard: 'public', req: get('/docs/json') },
@@ -199,6 +201,9 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'POST /v1/admin/revocations': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/revocations', body: { subject: 'alice' } } },
     'POST /v1/admin/keys/rotate': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/keys/rotate' } },
     'POST /v1/admin/recipients': { guard: 'admin', req: { method: 'POST', url: '/v1/admin/recipients', body: { id: 'ws-9', role: 'workshop', name: 'Garage Nine' } } },
+    'POST /v1/admin/recipients/:id/clients': { guard: 'admin', req: { method: 'POST', url: `/v1/admin/recipients/${WS}/clients` } },
+    'GET /v1/admin/recipients/:id/clients': { guard: 'admin', req: get(`/v1/admin/recipients/${WS}/clients`) },
+    'DELETE /v1/admin/recipients/:id/clients/:clientId': { guard: 'admin', req: { method: 'DELETE', url: `/v1/admin/recipients/${WS}/clients/svc_unknown` } },
 
     'GET /v1/vehicles/:vin/consent': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/consent`) },
     'PUT /v1/vehicles/:vin/consent': { guard: CUSTOMER, req: { method: 'PUT', url: `/v1/vehicles/${VIN_A}/consent`, body: { location: false, co2Sharing: true } } },
@@ -210,6 +215,7 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'GET /v1/vehicles/:vin/disclosures': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/disclosures`) },
     'GET /v1/vehicles': { guard: CUSTOMER, req: get('/v1/vehicles') },
     'GET /v1/vehicles/:vin/latest': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/latest`) },
+    'GET /v1/vehicles/:vin/status': { guard: ['customer', 'workshop', 'third_party'], req: get(`/v1/vehicles/${VIN_A}/status`) },
     'GET /v1/vehicles/:vin/series': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/series`) },
     'GET /v1/vehicles/:vin/stream': { guard: CUSTOMER, req: get(`/v1/vehicles/${VIN_A}/stream`), sse: true },
     'POST /v1/vehicles/:vin/grants': {
@@ -228,6 +234,11 @@ const ROUTES: Record<string, RouteSpec> = (() => {
     'GET /v1/grants': { guard: RECIPIENT, req: get('/v1/grants') },
     'GET /v1/grants/:id/cardata': { guard: RECIPIENT, req: get(`/v1/grants/${G.tp}/cardata`) },
     'GET /v1/grants/:id/stream': { guard: RECIPIENT, req: get(`/v1/grants/${G.tp}/stream`), sse: true },
+    'POST /v1/webhooks': { guard: RECIPIENT, req: { method: 'POST', url: '/v1/webhooks', body: { url: 'https://hooks.example/in', grantIds: [G.tp] } } },
+    'GET /v1/webhooks': { guard: RECIPIENT, req: get('/v1/webhooks') },
+    'GET /v1/webhooks/:id': { guard: RECIPIENT, req: get(`/v1/webhooks/${FAKE_WEBHOOK_ID}`) },
+    'DELETE /v1/webhooks/:id': { guard: RECIPIENT, req: { method: 'DELETE', url: `/v1/webhooks/${FAKE_WEBHOOK_ID}` } },
+    'POST /v1/webhooks/:id/replay': { guard: RECIPIENT, req: { method: 'POST', url: `/v1/webhooks/${FAKE_WEBHOOK_ID}/replay`, body: { from: new Date(Date.now() - 3_600_000).toISOString() } } },
   };
 })();
 
@@ -265,6 +276,8 @@ const CELLS: Cell[] = [
   { route: 'GET /metrics', caller: 'none', status: 200, check: (r) => expect(r.body).toContain('up 1') },
   { route: 'GET /v1/catalogue', caller: 'none', status: 200, check: (r) => expect(r.json().fields.length).toBeGreaterThan(10) },
   { route: 'GET /v1/catalogue', caller: 'expired', status: 200, why: 'public: a bad token is not even looked at' },
+  { route: 'GET /v1/data-description', caller: 'none', status: 200, check: (r) => expect(r.json().categories.map((c: { category: string }) => c.category)).toContain('location') },
+  { route: 'GET /v1/data-description', caller: 'expired', status: 200, why: 'public: a bad token is not even looked at' },
   { route: 'GET /docs', caller: 'none', status: 200 },
   { route: 'HEAD /docs/', caller: 'none', status: 200 },
   { route: 'GET /docs/json', caller: 'none', status: 200, check: (r) => expect(Object.keys(r.json().paths)).toContain('/v1/vehicles/{vin}/consent') },
@@ -357,6 +370,43 @@ const CELLS: Cell[] = [
   { route: 'POST /v1/admin/recipients', caller: 'admin', status: 201, check: (r) => expect(r.json()).toMatchObject({ id: 'ws-9', role: 'workshop' }) },
   { route: 'POST /v1/admin/recipients', caller: 'admin', req: { body: { id: WS, role: 'workshop', name: 'again' } }, status: 409, code: 'API_ERR_CONFLICT' },
   { route: 'POST /v1/admin/recipients', caller: 'admin', req: { body: { id: 'x', role: 'authority', name: 'x' } }, status: 400, code: 'API_ERR_VALIDATION' },
+  {
+    route: 'POST /v1/admin/recipients/:id/clients',
+    caller: 'admin',
+    status: 201,
+    check: (r, h) => {
+      const b = r.json() as { clientId: string; clientSecret: string; authMethod: string };
+      expect(b).toMatchObject({ recipientId: WS, authMethod: 'client_secret_basic' });
+      expect(b.clientSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(r.headers['cache-control']).toBe('no-store');
+      // Stored hashed: the secret itself is nowhere in the store.
+      const stored = h.serviceClients.clients.get(b.clientId);
+      expect(stored?.secretHash).toMatch(/^scrypt\$/);
+      expect(JSON.stringify(stored)).not.toContain(b.clientSecret);
+    },
+  },
+  { route: 'POST /v1/admin/recipients/:id/clients', caller: 'admin', req: { url: '/v1/admin/recipients/nobody-here/clients' }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'POST /v1/admin/recipients/:id/clients', caller: 'admin', req: { body: { jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } } }, status: 400, code: 'API_ERR_VALIDATION', why: 'a symmetric key' },
+  { route: 'POST /v1/admin/recipients/:id/clients', caller: 'admin', req: { body: { jwks: { keys: [] } } }, status: 400, code: 'API_ERR_VALIDATION', why: 'no key' },
+  { route: 'POST /v1/admin/recipients/:id/clients', caller: 'admin', req: { body: { secret: 'mine' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'an unknown field' },
+  {
+    route: 'GET /v1/admin/recipients/:id/clients',
+    caller: 'admin',
+    status: 200,
+    // Listed without any secret or hash.
+    check: (r) => (expect(r.json().clients).toContainEqual({ clientId: 'svc_seeded', recipientId: WS, authMethod: 'client_secret_basic', createdAt: new Date(0).toISOString() }), expect(r.body).not.toContain('scrypt')),
+  },
+  { route: 'GET /v1/admin/recipients/:id/clients', caller: 'admin', req: { url: '/v1/admin/recipients/nobody-here/clients' }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'DELETE /v1/admin/recipients/:id/clients/:clientId', caller: 'admin', status: 404, code: 'API_ERR_NOT_FOUND', why: 'no such client' },
+  {
+    route: 'DELETE /v1/admin/recipients/:id/clients/:clientId',
+    caller: 'admin',
+    req: { url: `/v1/admin/recipients/${WS}/clients/svc_seeded` },
+    status: 204,
+    check: (_r, h) => (expect(h.serviceClients.removed).toEqual(['svc_seeded']), expect(h.serviceClients.clients.has('svc_seeded')).toBe(false)),
+  },
+  { route: 'DELETE /v1/admin/recipients/:id/clients/:clientId', caller: 'admin', req: { url: '/v1/admin/recipients/nobody-here/clients/svc_x' }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'DELETE /v1/admin/recipients/:id/clients/:clientId', caller: 'admin', req: { url: `/v1/admin/recipients/${WS}/clients/not%20a%20client` }, status: 400, code: 'API_ERR_VALIDATION' },
 
   // --- the owner's routes: owner 2xx; another customer, an unknown VIN, the previous owner: 404
   ...ownerCells('GET /v1/vehicles/:vin/consent', 200, (r) => expect(r.json()).toMatchObject({ vin: VIN_A, location: true, co2Sharing: true, restricted: false })),
@@ -397,8 +447,12 @@ const CELLS: Cell[] = [
   { route: 'GET /v1/vehicles', caller: 'stranger', status: 200, check: (r) => expect(r.json()).toEqual({ vehicles: [] }) },
   { route: 'GET /v1/vehicles', caller: 'previous owner C', status: 200, check: (r) => expect(r.json()).toEqual({ vehicles: [] }) },
   ...ownerCells('GET /v1/vehicles/:vin/latest', 200, (r) => expect(r.json().record).toMatchObject({ seq: 3, technical: { speedKmh: 43 } })),
-  { route: 'GET /v1/vehicles/:vin/latest', caller: 'owner B', req: { url: `/v1/vehicles/${VIN_B}/latest` }, status: 200, check: (r) => expect(r.json()).toEqual({ vin: VIN_B, record: null }) },
+  { route: 'GET /v1/vehicles/:vin/latest', caller: 'owner B', req: { url: `/v1/vehicles/${VIN_B}/latest` }, status: 200, check: (r) => expect(r.json()).toEqual({ vin: VIN_B, record: null, fields: {} }) },
   { route: 'GET /v1/vehicles/:vin/latest', caller: 'owner A', req: { url: `/v1/vehicles/${VIN_A}/latest?categories=nope` }, status: 400, code: 'API_ERR_VALIDATION' },
+  ...ownerCells('GET /v1/vehicles/:vin/status', 200, (r) => expect(r.json()).toMatchObject({ vin: VIN_A, online: false, since: null, lastSeenAt: null, lastRecordAt: expect.any(String) })),
+  { route: 'GET /v1/vehicles/:vin/status', caller: 'owner A', req: { url: '/v1/vehicles/not-a-vin/status' }, status: 400, code: 'API_ERR_INVALID_VIN' },
+  { route: 'GET /v1/vehicles/:vin/status', caller: 'workshop', status: 404, code: 'API_ERR_NOT_FOUND', why: 'its grant does not cover connectivity' },
+  { route: 'GET /v1/vehicles/:vin/status', caller: 'third party', status: 404, code: 'API_ERR_NOT_FOUND', why: 'its grant does not cover connectivity' },
   ...ownerCells('GET /v1/vehicles/:vin/series', 200, (r) => (expect(r.json().count.reduce((a: number, b: number) => a + b, 0)).toBe(3), expect(r.json().bucket).toBe('1h'))),
   { route: 'GET /v1/vehicles/:vin/series', caller: 'owner A', req: { url: `/v1/vehicles/${VIN_A}/series?bucket=1s` }, status: 400, code: 'API_ERR_VALIDATION', why: 'more than 5000 buckets' },
   { route: 'GET /v1/vehicles/:vin/series', caller: 'stranger', req: { url: `/v1/vehicles/${VIN_A}/series?bucket=1s` }, status: 400, code: 'API_ERR_VALIDATION', why: 'the query is checked before the ownership (no look-up for a bad query)' },
@@ -536,6 +590,26 @@ const CELLS: Cell[] = [
   { route: 'GET /v1/grants/:id/stream', caller: 'third party 2', status: 404, code: 'API_ERR_NOT_FOUND' },
   { route: 'GET /v1/grants/:id/stream', caller: 'workshop', req: { url: `/v1/grants/${G.ws}/stream` }, status: 403, code: 'API_ERR_FORBIDDEN', why: 'a visit grant is history only' },
   { route: 'GET /v1/grants/:id/stream', caller: 'third party', req: { url: `/v1/grants/${G.tp}/stream?after=garbage` }, status: 400, code: 'API_ERR_INVALID_CURSOR' },
+
+  // --- recipients' webhooks (the service is a fake: test/unit/fakes/webhooks.ts; the delivery: test/integration/webhooks.test.ts)
+  { route: 'POST /v1/webhooks', caller: 'third party', status: 201, check: (r) => (expect(r.json()).toMatchObject({ grantIds: [G.tp], status: 'active' }), expect(r.json().secret).toMatch(/^whsec_/)) },
+  { route: 'POST /v1/webhooks', caller: 'third party', req: { body: { url: 'https://hooks.example/in' } }, status: 201, check: (r) => expect(r.json().grantIds).toBeNull(), why: 'every grant, present and future' },
+  { route: 'POST /v1/webhooks', caller: 'third party 2', status: 404, code: 'API_ERR_NOT_FOUND', why: "another recipient's grant" },
+  { route: 'POST /v1/webhooks', caller: 'workshop', status: 404, code: 'API_ERR_NOT_FOUND', why: "a third party's grant is not a workshop's" },
+  { route: 'POST /v1/webhooks', caller: 'third party', req: { body: { url: 'https://hooks.example/in', grantIds: [G.unknown] } }, status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'POST /v1/webhooks', caller: 'third party', req: { body: { url: 'http://10.0.0.1/in' } }, status: 400, code: 'API_ERR_WEBHOOK_URL' },
+  { route: 'POST /v1/webhooks', caller: 'third party', req: { body: { url: 'https://hooks.example/in', events: ['everything'] } }, status: 400, code: 'API_ERR_VALIDATION' },
+  { route: 'POST /v1/webhooks', caller: 'third party', req: { body: { url: 'https://hooks.example/in', grantIds: ['x'] } }, status: 400, code: 'API_ERR_VALIDATION' },
+  { route: 'GET /v1/webhooks', caller: 'third party', status: 200, check: (r) => expect(r.json().webhooks.map((w: { id: string }) => w.id)).toEqual([FAKE_WEBHOOK_ID]) },
+  { route: 'GET /v1/webhooks', caller: 'third party 2', status: 200, check: (r) => expect(r.json()).toEqual({ webhooks: [] }) },
+  { route: 'GET /v1/webhooks/:id', caller: 'third party', status: 200, check: (r) => expect(r.json().backlog).toEqual({ records: 0, oldestUndeliveredAt: null }) },
+  { route: 'GET /v1/webhooks/:id', caller: 'third party 2', status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'GET /v1/webhooks/:id', caller: 'third party', req: { url: '/v1/webhooks/nope' }, status: 400, code: 'API_ERR_INVALID_ID' },
+  { route: 'DELETE /v1/webhooks/:id', caller: 'third party', status: 204 },
+  { route: 'DELETE /v1/webhooks/:id', caller: 'third party 2', status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'POST /v1/webhooks/:id/replay', caller: 'third party', status: 202, check: (r) => expect(r.json().grants).toBe(1) },
+  { route: 'POST /v1/webhooks/:id/replay', caller: 'third party 2', status: 404, code: 'API_ERR_NOT_FOUND' },
+  { route: 'POST /v1/webhooks/:id/replay', caller: 'third party', req: { body: { from: '2000-01-01' } }, status: 400, code: 'API_ERR_VALIDATION', why: 'beyond the stream log' },
 ];
 
 /** The owner's route: the owner gets `ok`; another customer, the previous owner, and anyone on an unknown VIN get 404. */
