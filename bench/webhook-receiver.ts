@@ -7,7 +7,8 @@
 //   down       stop answering: close the server and every open connection
 //   record     keep arrival times from now on (or stop)
 //   latencies  given the load generator's ack log, PUBACK → receipt per message
-//   stats      deliveries, records, signature failures, duplicates, order breaks, per vehicle counts
+//   stats      deliveries, records, signature failures, duplicates, order breaks (a delivery
+//              whose cursor is not after the grant's previous one), per vehicle counts
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
@@ -17,8 +18,8 @@ let server: http.Server | null = null;
 const sockets = new Set<Socket>();
 let verifier: Webhook | null = null;
 const seen = new Set<string>();
-/** Per vehicle index: records received (unique deliveries), last seq, seq → arrival ms. */
-const perVin = new Map<number, { records: number; lastSeq: number; at: Map<number, number> | null }>();
+/** Per vehicle index: records received (unique deliveries), the last delivery's position (its cursor), seq → arrival ms. */
+const perVin = new Map<number, { records: number; lastTx: number; lastOrd: number; at: Map<number, number> | null }>();
 let keep = false;
 const stats = { deliveries: 0, duplicates: 0, badSignatures: 0, records: 0, outOfOrder: 0, events: 0 };
 
@@ -28,7 +29,7 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
   req.on('end', () => {
     const now = performance.timeOrigin + performance.now();
     const raw = Buffer.concat(chunks).toString('utf8');
-    let body: { type: string; records?: { seq: number }[] };
+    let body: { type: string; records?: { seq: number }[]; cursor?: string };
     try {
       body = verifier!.verify(raw, req.headers as Record<string, string>) as typeof body;
     } catch {
@@ -51,11 +52,17 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     }
     const i = Number((req.url ?? '').split('/').pop());
     let v = perVin.get(i);
-    if (!v) perVin.set(i, (v = { records: 0, lastSeq: -1, at: null }));
+    if (!v) perVin.set(i, (v = { records: 0, lastTx: -1, lastOrd: -1, at: null }));
+    // One grant per vehicle: each new delivery's last record lies after the previous one's in
+    // commit order (the cursor: 1.<tx>.<ord>.<tag>, base 36). Seqs need not rise: a vehicle's
+    // messages in flight together may commit in another order.
+    const [, txs, ords] = (body.cursor ?? '').split('.');
+    const tx = parseInt(txs ?? '', 36);
+    const ord = parseInt(ords ?? '', 36);
+    if (!(tx > v.lastTx || (tx === v.lastTx && ord > v.lastOrd))) stats.outOfOrder++;
+    v.lastTx = tx;
+    v.lastOrd = ord;
     for (const r of body.records) {
-      // One grant per vehicle, its records in commit order: the load generator's seqs rise.
-      if (r.seq <= v.lastSeq) stats.outOfOrder++;
-      v.lastSeq = r.seq;
       v.records++;
       stats.records++;
       if (keep) (v.at ??= new Map()).set(r.seq, now);

@@ -15,8 +15,10 @@ import * as oidc from 'openid-client';
 /** The public client the embedded provider keeps for tools without a browser (identity/provider.ts CLI_CLIENT_ID). */
 export const CLI_CLIENT_ID = 'cardata-cli';
 const SCOPE = 'openid cardata';
-/** A token this close to its expiry is refreshed before use, ms. */
+/** A token this close to its expiry is refreshed before use, ms (at most a quarter of its lifetime). */
 const REFRESH_MARGIN_MS = 30_000;
+/** When a token of `lifetimeS` seconds from now is due for a refresh, ms since the epoch. */
+const refreshAt = (lifetimeS: number, now = Date.now()): number => now + lifetimeS * 1000 - Math.min(REFRESH_MARGIN_MS, (lifetimeS * 1000) / 4);
 
 export class RemoteError extends Error {
   constructor(
@@ -35,6 +37,8 @@ export interface StoredTokens {
   refreshToken: string | null;
   /** ms since the epoch. */
   expiresAt: number;
+  /** When the access token is refreshed before use, ms since the epoch (shortly before expiresAt). */
+  refreshAt?: number;
 }
 
 /** Where the tokens are kept: $XDG_CONFIG_HOME/cardata-gateway/tokens.json (default ~/.config). */
@@ -123,6 +127,7 @@ export async function login(rawGateway: string, out: (line: string) => void): Pr
     accessToken: t.access_token,
     refreshToken: t.refresh_token ?? null,
     expiresAt: Date.now() + (t.expires_in ?? 60) * 1000,
+    refreshAt: refreshAt(t.expires_in ?? 60),
   };
   await save(stored);
   const c = claimsOf(t.access_token);
@@ -151,7 +156,7 @@ export async function logout(out: (line: string) => void): Promise<void> {
 /** The stored tokens with an access token good for a while: refreshed (and the new pair kept) when needed. */
 export async function freshTokens(force = false): Promise<StoredTokens> {
   const t = await load();
-  if (!force && t.expiresAt - REFRESH_MARGIN_MS > Date.now()) return t;
+  if (!force && (t.refreshAt ?? t.expiresAt - REFRESH_MARGIN_MS) > Date.now()) return t;
   if (!t.refreshToken) throw new RemoteError(1, 'the sign-in has expired: run login again');
   let r;
   try {
@@ -159,7 +164,7 @@ export async function freshTokens(force = false): Promise<StoredTokens> {
   } catch (err) {
     throw new RemoteError(1, `the sign-in has ended (${(err as { error?: string }).error ?? (err as Error).message}): run login again`);
   }
-  const next: StoredTokens = { ...t, accessToken: r.access_token, refreshToken: r.refresh_token ?? t.refreshToken, expiresAt: Date.now() + (r.expires_in ?? 60) * 1000 };
+  const next: StoredTokens = { ...t, accessToken: r.access_token, refreshToken: r.refresh_token ?? t.refreshToken, expiresAt: Date.now() + (r.expires_in ?? 60) * 1000, refreshAt: refreshAt(r.expires_in ?? 60) };
   await save(next);
   return next;
 }

@@ -114,7 +114,7 @@ start_etcd() {
     --listen-client-urls "http://127.0.0.1:$HA_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$HA_ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$HA_ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$HA_ETCD_PEER_PORT" \
     --initial-cluster "cardata-ha=http://127.0.0.1:$HA_ETCD_PEER_PORT" --log-level warn
-  wait_port "$HA_ETCD_PORT" 100 || { log "etcd did not start: $LOGS/etcd.log"; tail -20 "$LOGS/etcd.log" >&2; exit 1; }
+  wait_port "$HA_ETCD_PORT" 100 || { log "etcd did not start: $LOGS/etcd.log"; tail -n 20 "$LOGS/etcd.log" >&2; exit 1; }
 }
 
 node_env() { # node_env N: the per-node variables of patroni.yml
@@ -149,7 +149,7 @@ start_haproxy() {
     PG1_HOST=127.0.0.1 PG1_PORT="$HA_PG1_PORT" PG1_API_PORT="$HA_API1_PORT" \
     PG2_HOST=127.0.0.1 PG2_PORT="$HA_PG2_PORT" PG2_API_PORT="$HA_API2_PORT" \
     "$bin" -db -f "$REPO/deploy/patroni/haproxy.cfg"
-  wait_port "$HA_WRITE_PORT" 50 || { log "haproxy did not start: $LOGS/haproxy.log"; tail -20 "$LOGS/haproxy.log" >&2; exit 1; }
+  wait_port "$HA_WRITE_PORT" 50 || { log "haproxy did not start: $LOGS/haproxy.log"; tail -n 20 "$LOGS/haproxy.log" >&2; exit 1; }
 }
 
 url() { echo "postgres://$HA_USER:$HA_PASSWORD@127.0.0.1:$HA_WRITE_PORT/$HA_DB"; }
@@ -163,7 +163,7 @@ wait_ready() { # a leader, a streaming synchronous standby, and the write port t
       && in_root psql "$(url)" -qAtc 'SELECT 1' >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
-  log "the cluster did not become ready in 120 s: logs in $LOGS"; tail -30 "$LOGS/pg1.log" "$LOGS/pg2.log" >&2; return 1
+  log "the cluster did not become ready in 120 s: logs in $LOGS"; tail -n 30 "$LOGS/pg1.log" "$LOGS/pg2.log" >&2; return 1
 }
 
 up() {
@@ -171,11 +171,20 @@ up() {
   exec 9>"$HA_HOME/.up.lock"; flock 9
   install; configure; mount_fs
   start_etcd 9>&-
-  # Both at once: on the first start Patroni lets one node initialise the cluster (the
-  # other clones it); on a restart the node that led last has the newest data and must be
-  # up for the other to follow it, whichever that is.
-  start_node 1 9>&-
-  start_node 2 9>&-
+  # The node that led when the cluster was stopped starts first and leads again: it has
+  # the newest WAL (its shutdown checkpoint at least). Started together, the other could
+  # win the leader race while the first is still starting, and the first would then have
+  # to be rewound or cloned. On the very first start pg1 initialises the cluster and pg2
+  # clones it.
+  local first=1 second=2 i
+  if [ "$(cat "$HA_HOME/last-leader" 2>/dev/null)" = 2 ]; then first=2; second=1; fi
+  start_node "$first" 9>&-
+  for i in $(seq 1 600); do
+    [ "$(rest "$first" /primary)" = 200 ] && break
+    alive "pg$first" || { log "pg$first exited: $LOGS/pg$first.log"; tail -n 30 "$LOGS/pg$first.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  start_node "$second" 9>&-
   start_haproxy 9>&-
   wait_ready
   url
@@ -201,8 +210,9 @@ down() {
   stop_pid haproxy
   local n pm order="1 2"
   # The standby first: stopping the leader first would make the standby take over (a
-  # failover) before it is stopped in turn.
-  if [ "$(rest 1 /primary)" = 200 ]; then order="2 1"; fi
+  # failover) before it is stopped in turn. The leader is remembered: `up` starts it first.
+  if [ "$(rest 1 /primary)" = 200 ]; then order="2 1"; echo 1 > "$HA_HOME/last-leader"
+  elif [ "$(rest 2 /primary)" = 200 ]; then echo 2 > "$HA_HOME/last-leader"; fi
   for n in $order; do
     stop_pid "pg$n"   # Patroni stops its PostgreSQL on SIGTERM
     # A postmaster left behind by a Patroni that was killed (tests do): it was started by

@@ -209,8 +209,10 @@ export function createWebhookWorker(o: WorkerOptions, deps: WorkerDeps) {
     if (!plan) return 'idle';
     if (s.pending) deps.metrics?.retried();
     else {
-      // Stored before the first attempt: a retry, here or on another instance after a crash, sends the same id and records.
-      await repo.setPending(w.id, s.grantId, plan.kind === 'records' ? { id: plan.id, kind: 'records', tx: plan.last.tx, ord: plan.last.ord } : { id: plan.id, kind: plan.type, tx: null, ord: null });
+      // Stored before the first attempt: a retry, here or on another instance after a crash,
+      // sends the same id and records. Only from the cursor this plan started at.
+      const stored = await repo.setPending(w.id, s.grantId, s.after, plan.kind === 'records' ? { id: plan.id, kind: 'records', tx: plan.last.tx, ord: plan.last.ord } : { id: plan.id, kind: plan.type, tx: null, ord: null });
+      if (!stored) return 'lost';
     }
     const p = plan;
     const from = s.after;
@@ -316,8 +318,10 @@ export function createWebhookWorker(o: WorkerOptions, deps: WorkerDeps) {
 
   /** Deliveries of one pair in a row, while there is more and they succeed (bounded). */
   async function job(w: LeasedWebhook, first: WebhookGrantState, h: number, oldestAtMs: number | null): Promise<void> {
-    const s = first;
-    // The step keeps `s` as stored (cursor, pending, events sent): no reload between steps.
+    // Read again as the job starts: the round's view may be older than a job of this pair
+    // that ended since. Then the step keeps `s` as stored (cursor, pending, events sent).
+    const s = await repo.stateOf(w.id, first.grantId);
+    if (!s) return;
     for (let i = 0; i < 50 && !stopped && endpoints.has(w.id); i++) {
       const r = await step(w, s, h, i === 0 ? oldestAtMs : null);
       if (r === 'wait') notBefore.set(`${w.id}|${s.grantId}`, Date.now() + 2000);

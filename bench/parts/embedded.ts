@@ -49,7 +49,7 @@ function status(pid: number): { rss: number; hwm: number } | null {
 function descendants(pid: number, depth = 0): number[] {
   if (depth > 4) return [];
   const out: number[] = [];
-  let tasks: string[] = [];
+  let tasks: string[];
   try {
     tasks = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
   } catch {

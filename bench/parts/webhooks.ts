@@ -215,6 +215,7 @@ type Fmt = (v: number | string | boolean | null | undefined, unit?: string) => s
 export function webhooksTargets(w: Record<string, any> | undefined, add: Add): void {
   if (!w || w.vehicles === undefined) return;
   // A smaller run (WEBHOOK_BENCH_VEHICLES, WEBHOOK_BENCH_DOWN_MS) is reported, judged against nothing but losses.
+  add('webhooks.outOfOrder', w.outOfOrder, '= 0 (a grant\'s deliveries in commit order)', (x) => x === 0);
   if (w.vehicles !== 1000 || w.downSeconds !== 60) {
     add('webhooks.lostRecords', w.lostRecords, '= 0 (receiver down, then back)', (x) => x === 0);
     return;

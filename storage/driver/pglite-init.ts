@@ -65,7 +65,12 @@ const INITDB_TIMEOUT_MS = 10 * 60_000;
 export async function initPgliteDataDir(dataDir: string): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
   if (existsSync(path.join(dataDir, 'PG_VERSION'))) return;
-  for (const e of readdirSync(dataDir)) if (e.startsWith('.initdb-')) rmSync(path.join(dataDir, e), { recursive: true, force: true });
+  // Leftovers of an interrupted first start (its process is gone) are removed; a first
+  // start still under way in another process is left alone.
+  for (const e of readdirSync(dataDir)) {
+    const m = /^\.initdb-(\d+)$/.exec(e);
+    if (m && !alive(Number(m[1]))) rmSync(path.join(dataDir, e), { recursive: true, force: true });
+  }
   const tmp = path.join(dataDir, `.initdb-${process.pid}`);
   try {
     await runInitdbChild(tmp);
@@ -78,6 +83,16 @@ export async function initPgliteDataDir(dataDir: string): Promise<void> {
     renameSync(path.join(tmp, 'PG_VERSION'), path.join(dataDir, 'PG_VERSION'));
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -94,7 +109,7 @@ function runInitdbChild(dir: string): Promise<void> {
       },
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-4000);
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), INITDB_TIMEOUT_MS);

@@ -157,8 +157,12 @@ export interface WebhookRepo {
   syncGrants(ids: readonly string[]): Promise<number>;
   /** Places a pair's cursor (the first time). */
   place(webhookId: string, grantId: string, pos: { tx: number; ord: number }): Promise<void>;
-  /** Stores the delivery about to be attempted (its id and last position), so a retry repeats it. */
-  setPending(webhookId: string, grantId: string, p: { id: string; kind: string; tx: number | null; ord: number | null }): Promise<void>;
+  /**
+   * Stores the delivery about to be attempted (its id and last position), so a retry repeats
+   * it; only while the pair's cursor is still at `from` and nothing is pending (false: the
+   * caller's view of the pair is stale, it must look again).
+   */
+  setPending(webhookId: string, grantId: string, from: { tx: number; ord: number } | null, p: { id: string; kind: string; tx: number | null; ord: number | null }): Promise<boolean>;
   /**
    * Runs `fn` in a transaction holding: the endpoint's row (only while `owner`'s lease on it
    * is valid, else `fn` is not run and null is answered), the vehicle's and the grant's rows
@@ -295,15 +299,14 @@ export function createWebhookRepo(db: Db): WebhookRepo {
     async place(webhookId, grantId, pos) {
       await db.query('UPDATE webhook_grants SET after_tx = $3, after_ord = $4 WHERE webhook_id = $1::uuid AND grant_id = $2::uuid AND after_tx IS NULL', [webhookId, grantId, pos.tx, pos.ord]);
     },
-    async setPending(webhookId, grantId, p) {
-      await db.query('UPDATE webhook_grants SET pending_id = $3, pending_kind = $4, pending_tx = $5, pending_ord = $6 WHERE webhook_id = $1::uuid AND grant_id = $2::uuid', [
-        webhookId,
-        grantId,
-        p.id,
-        p.kind,
-        p.tx,
-        p.ord,
-      ]);
+    async setPending(webhookId, grantId, from, p) {
+      const r = await db.query(
+        `UPDATE webhook_grants SET pending_id = $3, pending_kind = $4, pending_tx = $5, pending_ord = $6
+          WHERE webhook_id = $1::uuid AND grant_id = $2::uuid AND pending_id IS NULL AND NOT ended_sent
+            AND (after_tx, after_ord) IS NOT DISTINCT FROM ($7::int8, $8::int8)`,
+        [webhookId, grantId, p.id, p.kind, p.tx, p.ord, from?.tx ?? null, from ? from.ord : 0],
+      );
+      return (r.rowCount ?? 0) > 0;
     },
     async underLocks(webhookId, owner, vin, grantId, fn) {
       return db.transaction(async (tx) => {

@@ -24,7 +24,8 @@ beforeAll(async () => {
   gw = await startTestGateway(db.url, {
     JWT_KEYS: 'k1:device-flow-test-key-0123456789abcdef0123',
     OIDC_EMBEDDED: 'on',
-    OIDC_ACCESS_TOKEN_TTL_S: '60',
+    // Short: the CLI's commands meet expired tokens and a stream ends with its token.
+    OIDC_ACCESS_TOKEN_TTL_S: '10',
     OIDC_DEVICE_POLL_INTERVAL_S: '1',
     OIDC_DEVICE_CODE_TTL_S: '10',
   });
@@ -142,7 +143,7 @@ describe('the device flow with the CLI', () => {
     expect(JSON.parse(g.stdout)).toMatchObject({ grants: [] });
 
     // The access token due: the next command refreshes it (a new refresh token, the old one spent).
-    await writeFile(file, JSON.stringify({ ...stored, expiresAt: Date.now() - 1000 }), { mode: 0o600 });
+    await writeFile(file, JSON.stringify({ ...stored, expiresAt: Date.now() - 1000, refreshAt: Date.now() - 2000 }), { mode: 0o600 });
     const again = await run('grants', '--vin', vin);
     expect(again.code, again.stderr).toBe(0);
     const refreshed = JSON.parse(await readFile(file, 'utf8')) as typeof stored;
@@ -159,11 +160,25 @@ describe('the device flow with the CLI', () => {
     expect(se.code, s.stderr()).toBe(0);
     expect((JSON.parse(s.stdout().trim()) as { seq: number }).seq).toBe(3);
 
+    // A stream outliving its token (10 s): ended with token_expired, refreshed, resumed from
+    // its resumeFrom: each record once, in order.
+    const long = spawnChild(process.execPath, ['--import', 'tsx', 'cli/index.ts', 'stream', '--vin', vin, '--count', '2'], env);
+    await long.waitForOutput(/following /, 20_000, 'stderr');
+    await new Promise((r) => setTimeout(r, 300));
+    await publish(car, `v1/vehicles/${vin}/telemetry`, encodeBatch(vin, [record(4, Date.now(), { technical: FULL_TECHNICAL })]));
+    await long.waitForOutput(/stream ended with its token \(token_expired\)/, 20_000, 'stderr');
+    await publish(car, `v1/vehicles/${vin}/telemetry`, encodeBatch(vin, [record(5, Date.now(), { technical: FULL_TECHNICAL })]));
+    const le = await long.exited(30_000);
+    expect(le.code, long.stderr()).toBe(0);
+    expect(long.stderr()).toMatch(/resumed \/v1\/vehicles\//);
+    expect(long.stdout().trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([4, 5]);
+    const latest = JSON.parse(await readFile(file, 'utf8')) as typeof stored;
+
     const out = await run('logout');
     expect(out.code).toBe(0);
     await expect(stat(file)).rejects.toThrow();
     // Its refresh token was revoked at the provider on the way out.
-    const spent = await fetch(`${base}/oidc/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshed.refreshToken, client_id: 'cardata-cli' }) });
+    const spent = await fetch(`${base}/oidc/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: latest.refreshToken, client_id: 'cardata-cli' }) });
     expect(((await spent.json()) as { error?: string }).error).toBe('invalid_grant');
     const after = await run('grants');
     expect(after.code).toBe(1);

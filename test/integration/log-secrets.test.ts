@@ -2,7 +2,8 @@
 // through the gateway's own logger (app/logger.ts) into lines this test reads, goes
 // through a person's whole session (sign-in with Authorization Code + PKCE, the API, a
 // refresh, a live stream, sign-out with the ID token as hint, a failed sign-in) beside a
-// vehicle (provisioned, connected, refused with a wrong secret) and minted tokens. Then
+// vehicle (provisioned, connected, refused with a wrong secret), minted tokens, a recipient's
+// service client (client credentials) and a device flow's codes. Then
 // every line is scanned: no JWT-shaped string, no admin token, no key, no vehicle secret,
 // no password, no authorization code, no PKCE verifier, no refresh token.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -198,7 +199,8 @@ describe('log lines', () => {
     expect((await tokenAt({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: wrongSecret })).status).toBe(401);
     expect((await api(gw, 'DELETE', `/v1/admin/recipients/${recipient}/clients/${client.clientId}`)).status).toBe(204);
     // A device flow begun (README "Device sign-in (CLI)"): its codes, polled and typed into the page's address.
-    const device = (await (await tokenAt({ client_id: 'cardata-cli', scope: 'openid cardata' }).then(() => fetch(`${base}/oidc/device/auth`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'cardata-cli', scope: 'openid cardata' }).toString() }))).json()) as { device_code: string; user_code: string; verification_uri_complete: string };
+    const deviceAuth = await fetch(`${base}/oidc/device/auth`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'cardata-cli', scope: 'openid cardata' }).toString() });
+    const device = (await deviceAuth.json()) as { device_code: string; user_code: string; verification_uri_complete: string };
     Object.assign(secrets, { deviceCode: device.device_code, userCode: device.user_code });
     expect((await tokenAt({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: device.device_code, client_id: 'cardata-cli' })).status).toBe(400);
     await (await fetch(device.verification_uri_complete)).body?.cancel();

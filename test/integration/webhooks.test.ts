@@ -14,6 +14,7 @@ import { FULL_LOCATION, FULL_TECHNICAL, api, connectVehicle, encodeBatch, provis
 import { createGrant, mintToken, registerRecipient } from '../helpers/grants.ts';
 import { freePort, killAllChildren, spawnChild, spawnGateway, waitReady, type Child } from '../helpers/proc.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
+import { createAgents, post } from '../../webhooks/send.ts';
 
 let db: TestDatabase;
 let gw: RunningGateway;
@@ -175,6 +176,22 @@ describe('creating webhooks', () => {
     expect((await api(gw, 'POST', '/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['nope'] }, s.tpTok)).body.code).toBe('API_ERR_VALIDATION');
     expect((await api(gw, 'DELETE', `/v1/webhooks/${r.body.id}`, undefined, s.tpTok)).status).toBe(204);
     expect((await api(gw, 'GET', `/v1/webhooks/${r.body.id}`, undefined, s.tpTok)).status).toBe(404);
+  });
+});
+
+describe('the connection', () => {
+  it('goes to the address checked, whatever the name would resolve to now (no DNS rebinding)', async () => {
+    const rx = await localReceiver();
+    rx.setSecret('whsec_' + Buffer.alloc(24).toString('base64'));
+    const port = new URL(rx.url).port;
+    const agents = createAgents();
+    const limits = { connectTimeoutMs: 1000, responseTimeoutMs: 2000, maxResponseBytes: 64 };
+    // A name that resolves nowhere (.invalid, RFC 2606): only the pinned lookup can connect it.
+    const r = await post({ url: new URL(`http://hooks.example.invalid:${port}/hook`), address: '127.0.0.1', family: 4 }, { 'webhook-id': 'msg_pin' }, '{}', limits, agents.agentFor('pin', false));
+    expect(r).toMatchObject({ ok: true, status: 200 });
+    expect(rx.got.at(-1)!.headers.host).toBe(`hooks.example.invalid:${port}`);
+    agents.close();
+    await rx.close();
   });
 });
 
