@@ -182,17 +182,21 @@ export function describeData(deps: DataDescriptionDeps): Description {
         route('GET', '/v1/vehicles/{vin}/stream', 'owner', 'live records as they are stored'),
         route('GET', '/v1/vehicles/{vin}/latest', 'owner', 'the newest values and how old each is'),
         route('GET', '/v1/vehicles/{vin}/disclosures', 'owner', 'every read by anyone else'),
+        route('GET', '/v1/vehicles/{vin}/status', 'owner, or a grant covering connectivity', 'whether the vehicle is online, since when, and when it was last seen'),
         route('GET', '/', 'owner', 'the portal (sign-in with the gateway\'s OpenID Provider)'),
+        route('POST', '/oidc/device/auth', 'owner\'s tool (CLI, home automation)', 'sign in without a browser on the device (OAuth device flow, RFC 8628), then use every owner route'),
       ],
       retrieve: [
         route('GET', '/v1/vehicles/{vin}/cardata', 'owner', 'everything stored about the vehicle: ndjson, csv or zip; names=vss for VSS paths'),
         route('GET', '/v1/grants/{id}/cardata', 'recipient of a grant', 'the owner\'s export reduced to the grant'),
         route('GET', '/v1/grants/{id}/stream', 'recipient of a grant with stream access', 'live records reduced to the grant'),
+        route('POST', '/v1/webhooks', 'recipient of grants', 'have the grants\' records and grant events pushed, signed (Standard Webhooks), at least once, in order'),
       ],
       share: [
         route('POST', '/v1/vehicles/{vin}/grants', 'owner', 'share categories with a workshop or third party, for a purpose and a time'),
         route('DELETE', '/v1/vehicles/{vin}/grants/{id}', 'owner', 'end a grant'),
         route('POST', '/v1/vehicles/{vin}/checkin-codes', 'owner', 'a single-use code for a workshop visit'),
+        route('POST', '/v1/admin/recipients/{id}/clients', 'operator', 'credentials for a recipient\'s service (OAuth client credentials) to read what it was granted'),
       ],
       erase: [
         route('DELETE', '/v1/vehicles/{vin}/data', 'owner', 'erase stored data of the owner\'s periods (?category= for one category)'),
