@@ -204,9 +204,10 @@ async function* copyNdjson(
     // known yet), each segment also ends at a time, so that it is planned against the few
     // chunks it reads rather than every chunk to the range's end: the window is twice what
     // the last full segment spanned; a segment that ends short of its window's end is
-    // complete, and the next starts there with the window four times wider; the last one
-    // ends with the range (or, open-ended, is unbounded once its window would reach past
-    // tomorrow). `after` stays in every segment: a window never drops a row.
+    // complete, and the next starts there with the window four times wider (or, after an
+    // empty window, ends with the range); the last one ends with the range (or, open-ended,
+    // is unbounded once its window would reach past tomorrow). `after` stays in every
+    // segment: a window never drops a row.
     const endUs = w.to ? w.to.getTime() * 1000 : null;
     let windowUs = HOUR_US;
     const hiOf = (loUs: number): number | null => {
@@ -228,10 +229,12 @@ async function* copyNdjson(
         bounds = { loUs: keyUs, hiUs: hiOf(keyUs) };
         next = segment(after, bounds);
       } else if (bounds.hiUs !== null) {
-        // Everything before the window's end is read: go on from there.
+        // Everything before the window's end is read: go on from there, in a window four
+        // times wider while rows were found, else (a gap, or the end of the data) to the
+        // range's end at once: one more query, not one per widening.
         if (last) after = last;
         windowUs *= 4;
-        bounds = { loUs: bounds.hiUs, hiUs: hiOf(bounds.hiUs) };
+        bounds = { loUs: bounds.hiUs, hiUs: rows.length > 0 ? hiOf(bounds.hiUs) : null };
         next = segment(after, bounds);
       }
       next?.catch(() => {}); // surfaced by the await above when reached

@@ -16,7 +16,7 @@ import type { ShardRouting } from './reads.ts';
 /** The store this module implements (proto/records.ts). */
 export type SeriesRepo = SeriesStore;
 
-export { rebuildRange as rebuildSummaries } from './summaries.ts';
+export { rebuildAll as rebuildAllSummaries, rebuildRange as rebuildSummaries } from './summaries.ts';
 
 function groupOf(row: Record<string, unknown>, group: Group): StoredValues | null {
   if (!row[GROUP_FLAG[group]]) return null;
