@@ -11,6 +11,9 @@
 #   scripts/ha.sh url       the write port's DATABASE_URL
 #   scripts/ha.sh read-url  the read port's DATABASE_READ_URL
 #   scripts/ha.sh ctl ARGS  patronictl ARGS (e.g. `ctl switchover --force`)
+#   scripts/ha.sh switchover  a planned switchover to the standby: CHECKPOINT on the leader
+#                           first, so that its shutdown checkpoint (which commits wait
+#                           behind) has little left to write; then patronictl switchover
 #   scripts/ha.sh pid NAME  a recorded PID (etcd, pg1, pg2, haproxy) or the postmaster of pg1/pg2 (pm-pg1)
 #   scripts/ha.sh wipe      down, then delete the cluster's data (a fresh cluster on the next up)
 #
@@ -237,6 +240,17 @@ status() {
 
 ctl() { in_root patronictl -c "$CONF_IN/patroni.yml" --dcs-url "etcd3://127.0.0.1:$HA_ETCD_PORT" "$@"; }
 
+switchover() {
+  local leader candidate port
+  if [ "$(rest 1 /primary)" = 200 ]; then leader=pg1; candidate=pg2; port=$HA_PG1_PORT
+  elif [ "$(rest 2 /primary)" = 200 ]; then leader=pg2; candidate=pg1; port=$HA_PG2_PORT
+  else log "no leader answers /primary"; return 1; fi
+  # The dirty pages written now, while commits go on, are not written by the shutdown
+  # checkpoint the switchover waits for (measured in docs/high-availability.md).
+  in_root psql -h /tmp -p "$port" -U postgres -qAtc CHECKPOINT
+  ctl switchover --leader "$leader" --candidate "$candidate" --force
+}
+
 case "${1:-up}" in
   up) up ;;
   install) mkdir -p "$HA_HOME"; exec 9>"$HA_HOME/.up.lock"; flock 9; install ;;
@@ -245,6 +259,7 @@ case "${1:-up}" in
   url) url ;;
   read-url) read_url ;;
   ctl) shift; ctl "$@" ;;
+  switchover) switchover ;;
   pid)
     case "${2:-}" in
       pm-pg1) postmaster_pid 1 ;;
@@ -252,5 +267,5 @@ case "${1:-up}" in
       *) cat "$RUN/${2:-}.pid" ;;
     esac ;;
   wipe) down; rm -rf "$(host_path "$DATA_IN")" "$RUN" ;;
-  *) echo "usage: $0 up|install|down|status|url|read-url|ctl ARGS|pid NAME|wipe" >&2; exit 2 ;;
+  *) echo "usage: $0 up|install|down|status|url|read-url|ctl ARGS|switchover|pid NAME|wipe" >&2; exit 2 ;;
 esac

@@ -420,7 +420,10 @@ export function createReadRepo(control: Db, shards?: ShardRouting): ReadRepo {
       const db = dbOf(vin);
       if (db.copy) {
         const copy = db.copy;
-        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 4000, fields);
+        // 10,000 rows a segment: against 4,000, 129-138k → 164-171k rows/s in the process
+        // (216,000 rows with every field, tmp profile, quiet machine): a third of the time
+        // was spent waiting for the next segment's planning and first rows.
+        yield* copyNdjson((sql, into) => copy.copyOut(sql, into), vin, periods, range, categories, pageSize ?? 10_000, fields);
         return;
       }
       // A field-level read gets no prepared statement of its own: its select list is one of many.

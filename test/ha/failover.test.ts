@@ -268,13 +268,13 @@ describe('database failover under load (Patroni + HAProxy)', () => {
     expect(firstAck - killedAt).toBeLessThan(30_000);
   }, 240_000);
 
-  it('planned switchover (patronictl switchover) under load: 0 lost, 0 duplicated, longest PUBACK pause reported (under 10 s)', async () => {
+  it('planned switchover (scripts/ha.sh switchover: CHECKPOINT, then patronictl switchover) under load: 0 lost, 0 duplicated, longest PUBACK pause reported (under 10 s)', async () => {
     const s = await setup(120, 100);
     const { fleet } = s;
     await until(() => fleet.acked() >= 0.25 * fleet.total, 60_000, '25% acknowledged');
     const old = (await leader())!;
     const t0 = Date.now();
-    ha('ctl', 'switchover', '--leader', old, '--candidate', other(old), '--force');
+    ha('switchover');
     const t1 = Date.now();
     await until(async () => (await leader()) === other(old), 60_000, 'the new leader');
     await until(() => fleet.ackTimes().some((t) => t > t1), 60_000, 'a PUBACK after the switchover', s.g);
@@ -282,16 +282,16 @@ describe('database failover under load (Patroni + HAProxy)', () => {
     const check = await ackedButMissingRetrying(s.q, fleet);
     const pause = longestPause(fleet.ackTimes(), t0 - 1000, firstAck + 1);
     await finish(s, 'planned switchover, 100 vehicles', [
-      `  ${old} -> ${other(old)}: patronictl took ${t1 - t0} ms; longest PUBACK pause ${pause} ms`,
+      `  ${old} -> ${other(old)}: CHECKPOINT and patronictl took ${t1 - t0} ms; longest PUBACK pause ${pause} ms`,
       `  PUBACKs per 250 ms from the switchover request: ${histogram(fleet.ackTimes(), t0, firstAck + 1000, 250)}`,
       `  after it: acknowledged ${check.acked}, of which missing on the new primary ${check.missing.length}`,
     ]);
     expect(check.missing).toEqual([]);
-    // Target 5 s; measured here 5-7 s (docs/high-availability.md "Failover timeline"): the
-    // old primary's CHECKPOINT before it stops (1.5-2 s of fsyncs on this disk, commits
-    // wait behind them), Patroni's fixed 1 s wait plus its poll for the clean shutdown
-    // (~2 s) before it releases the leader key, the promotion (0.3 s), HAProxy's 250 ms
-    // check and the writer's retry (<= 500 ms). The bound asserted is 10 s.
+    // Target 5 s; measured 3.8-4.0 s on a quiet machine (docs/high-availability.md "Failover
+    // timeline"): the CHECKPOINT ha.sh runs first leaves the shutdown checkpoint little to
+    // fsync; then Patroni's fixed 1 s wait plus its poll for the clean shutdown (~2 s), the
+    // promotion (0.3 s), HAProxy's 250 ms check and the writer's retry (<= 500 ms). The
+    // bound asserted is 10 s: CI machines are shared.
     expect(pause).toBeLessThan(10_000);
   }, 180_000);
 
