@@ -15,7 +15,8 @@ export type RecipientRepo = RecipientStore;
 export type GrantRepo = GrantStore;
 export type CheckinRepo = CheckinStore;
 
-type GrantRow = {
+/** A grant as GRANT_COLUMNS selects it (with `g.id`), for the repositories that read grants. */
+export type GrantRow = {
   id: string;
   vin: string;
   owner_id: string;
@@ -34,11 +35,14 @@ type GrantRow = {
   origin: GrantRecord['origin'];
 };
 
-const SELECT_GRANT = `SELECT g.id::text AS id, g.vin, g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name,
-       g.categories, g.fields, g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin
+/** A grant's columns but its id and VIN, from `grants g`, `recipients r` and its `ownership_periods p`. */
+export const GRANT_COLUMNS = `g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name,
+       g.categories, g.fields, g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin`;
+
+const SELECT_GRANT = `SELECT g.id::text AS id, g.vin, ${GRANT_COLUMNS}
   FROM grants g JOIN recipients r ON r.id = g.recipient_id JOIN ownership_periods p ON p.id = g.period_id`;
 
-function toGrant(x: GrantRow): GrantRecord {
+export function toGrant(x: GrantRow): GrantRecord {
   return {
     id: x.id,
     vin: x.vin,

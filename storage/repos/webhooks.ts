@@ -5,6 +5,7 @@
 import type { Db, Queryable } from '../driver/db.ts';
 import type { GrantRecord, RecipientRole } from '../../proto/grants.ts';
 import type { NewWebhook, Webhook, WebhookEventKind, WebhookStatus } from '../../proto/webhooks.ts';
+import { GRANT_COLUMNS, toGrant, type GrantRow } from './grants.ts';
 
 type WebhookRow = {
   id: string;
@@ -64,7 +65,7 @@ export interface WebhookGrantState {
   grant: GrantRecord;
 }
 
-type StateRow = {
+type StateRow = Omit<GrantRow, 'id'> & {
   webhook_id: string;
   grant_id: string;
   vin: string;
@@ -78,41 +79,10 @@ type StateRow = {
   replay_from: Date | null;
   replay_until_tx: number | null;
   replay_until_ord: number | null;
-  owner_id: string;
-  recipient_id: string;
-  recipient_role: RecipientRole;
-  recipient_name: string;
-  categories: GrantRecord['categories'];
-  fields: string[] | null;
-  access: GrantRecord['access'];
-  purpose: string;
-  data_from: Date;
-  created_at: Date;
-  expires_at: Date;
-  revoked_at: Date | null;
-  period_ended_at: Date | null;
-  origin: GrantRecord['origin'];
 };
 
 function toState(x: StateRow): WebhookGrantState {
-  const grant: GrantRecord = {
-    id: x.grant_id,
-    vin: x.vin,
-    ownerId: x.owner_id,
-    recipientId: x.recipient_id,
-    recipientRole: x.recipient_role,
-    recipientName: x.recipient_name,
-    categories: x.categories,
-    fields: x.fields ?? null,
-    access: x.access,
-    purpose: x.purpose,
-    dataFrom: x.data_from,
-    createdAt: x.created_at,
-    expiresAt: x.expires_at,
-    revokedAt: x.revoked_at,
-    periodEndedAt: x.period_ended_at,
-    origin: x.origin,
-  };
+  const grant = toGrant({ ...x, id: x.grant_id });
   return {
     webhookId: x.webhook_id,
     grantId: x.grant_id,
@@ -125,12 +95,6 @@ function toState(x: StateRow): WebhookGrantState {
   };
 }
 
-/** The grant's columns; `fields` only once field-level grants exist (migration 015). */
-async function grantColumns(db: Queryable): Promise<string> {
-  const r = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'grants' AND column_name = 'fields'`);
-  return `g.owner_id, g.recipient_id, r.role AS recipient_role, r.name AS recipient_name, g.categories, ${r.rows[0]!.n > 0 ? 'g.fields' : 'NULL::text[] AS fields'},
-    g.access, g.purpose, g.data_from, g.created_at, g.expires_at, g.revoked_at, p.ended_at AS period_ended_at, g.origin`;
-}
 
 export interface WebhookRepo {
   create(w: NewWebhook & { id: string }): Promise<Webhook>;
@@ -202,17 +166,11 @@ export interface WebhookRepo {
 }
 
 export function createWebhookRepo(db: Db): WebhookRepo {
-  let columns: Promise<string> | null = null;
-  const cols = (): Promise<string> =>
-    (columns ??= grantColumns(db).catch((err: unknown) => {
-      columns = null;
-      throw err;
-    }));
 
   const statesWhere = async (q: Queryable, where: string, params: unknown[]): Promise<WebhookGrantState[]> => {
     const r = await q.query<StateRow>(
       `SELECT wg.webhook_id::text AS webhook_id, wg.grant_id::text AS grant_id, wg.vin, wg.after_tx, wg.after_ord, wg.created_sent,
-              wg.pending_id, wg.pending_kind, wg.pending_tx, wg.pending_ord, wg.replay_from, wg.replay_until_tx, wg.replay_until_ord, ${await cols()}
+              wg.pending_id, wg.pending_kind, wg.pending_tx, wg.pending_ord, wg.replay_from, wg.replay_until_tx, wg.replay_until_ord, ${GRANT_COLUMNS}
          FROM webhook_grants wg JOIN grants g ON g.id = wg.grant_id JOIN recipients r ON r.id = g.recipient_id JOIN ownership_periods p ON p.id = g.period_id
         WHERE ${where} ORDER BY wg.webhook_id, g.created_at, wg.grant_id`,
       params,
@@ -333,7 +291,7 @@ export function createWebhookRepo(db: Db): WebhookRepo {
       const r = await tx.query<StateRow & { periods: { o: string; f: string; t: string | null; first: boolean }[]; c_restricted: boolean | null; c_location: boolean | null }>(
         `SELECT $1::text AS webhook_id, g.id::text AS grant_id, g.vin, NULL::int8 AS after_tx, 0::int8 AS after_ord, false AS created_sent,
                 NULL AS pending_id, NULL AS pending_kind, NULL::int8 AS pending_tx, NULL::int8 AS pending_ord, NULL::timestamptz AS replay_from, NULL::int8 AS replay_until_tx, NULL::int8 AS replay_until_ord,
-                ${await cols()},
+                ${GRANT_COLUMNS},
                 (SELECT json_agg(json_build_object('o', x.owner_id, 'f', x.started_at, 't', x.ended_at, 'first', x.rn = 1) ORDER BY x.rn)
                    FROM (SELECT owner_id, started_at, ended_at, row_number() OVER (ORDER BY started_at, id) AS rn FROM ownership_periods WHERE vin = g.vin) x) AS periods,
                 c.restricted AS c_restricted, c.location_allowed AS c_location
