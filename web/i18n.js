@@ -211,6 +211,7 @@ const en = {
   cat_technical: 'Technical',
   cat_consumption: 'Consumption',
   cat_location: 'Location',
+  cat_connectivity: 'Connectivity',
   // catalogue
   catalogueIntro: 'Every field we store: its unit, category, purpose, legal basis and how long we keep it.',
   unit: 'Unit',
@@ -446,6 +447,7 @@ const nl = {
   cat_technical: 'Technisch',
   cat_consumption: 'Verbruik',
   cat_location: 'Locatie',
+  cat_connectivity: 'Verbinding',
   catalogueIntro: 'Elk veld dat we opslaan: eenheid, categorie, doel, grondslag en hoe lang we het bewaren.',
   unit: 'Eenheid',
   category: 'Categorie',

@@ -10,6 +10,11 @@ import { rawConnect } from '../helpers/raw-mqtt.ts';
 import { unzip } from '../helpers/zip.ts';
 import type { RunningGateway } from '../../app/gateway.ts';
 
+/** The owner's access log (GET /v1/vehicles/{vin}/disclosures), as far as these tests read it. */
+type DisclosureList = { disclosures: { endpoint: string; subject: string; categories: string[]; grantId: string | null }[] };
+/** The disclosures of reads of the vehicle's status. */
+const statusReads = (l: DisclosureList) => l.disclosures.filter((x) => x.endpoint === 'GET /v1/vehicles/{vin}/status');
+
 let db: TestDatabase;
 let gw: RunningGateway;
 
@@ -181,7 +186,7 @@ describe('connectivity as a category: grants, export, erasure', () => {
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ vin, online: true });
     const d = await api(gw, 'GET', `/v1/vehicles/${vin}/disclosures`, undefined, owner);
-    const filed = (d.body.disclosures as any[]).filter((x) => x.endpoint === 'GET /v1/vehicles/{vin}/status');
+    const filed = statusReads(d.body as DisclosureList);
     expect(filed).toHaveLength(1);
     expect(filed[0]).toMatchObject({ subject: 'conn-app', categories: ['connectivity'], grantId: grant.id });
     // A restriction (GDPR Art. 18) suspends it: 403, nothing disclosed; the owner still reads.
@@ -192,7 +197,7 @@ describe('connectivity as a category: grants, export, erasure', () => {
     expect((await status(vin, owner)).online).toBe(true);
     expect((await api(gw, 'PUT', `/v1/vehicles/${vin}/restriction`, { restricted: false }, owner)).status).toBe(200);
     const d2 = await api(gw, 'GET', `/v1/vehicles/${vin}/disclosures`, undefined, owner);
-    expect((d2.body.disclosures as any[]).filter((x) => x.endpoint === 'GET /v1/vehicles/{vin}/status')).toHaveLength(1);
+    expect(statusReads(d2.body as DisclosureList)).toHaveLength(1);
     // Revoked: 404, and nothing more disclosed.
     expect((await api(gw, 'DELETE', `/v1/vehicles/${vin}/grants/${grant.id}`, undefined, owner)).status).toBe(204);
     expect((await api(gw, 'GET', `/v1/vehicles/${vin}/status`, undefined, tp)).status).toBe(404);
